@@ -1,0 +1,82 @@
+/**
+ * The `connect` command line: the root command, its subcommands, and how failures become exit codes
+ * (0 ok or stopped by a signal, 1 runtime failure with a one-line reason, 2 bad usage).
+ */
+import * as Fs from "node:fs"
+import * as Command from "@effect/cli/Command"
+import * as HelpDoc from "@effect/cli/HelpDoc"
+import * as Usage from "@effect/cli/Usage"
+import * as ValidationError from "@effect/cli/ValidationError"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import { defaultTeardown, type Teardown } from "@effect/platform/Runtime"
+import * as Cause from "effect/Cause"
+import * as Console from "effect/Console"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as HashSet from "effect/HashSet"
+import * as Option from "effect/Option"
+import * as HubCli from "../hub/Cli.ts"
+
+/** The subcommands of `connect`; add `audit`, `up`, `expose`, `reach`, ... here. */
+const subcommands = [HubCli.command] as const
+
+const root: Command.Command<"connect", never, ValidationError.ValidationError, {}> = Command.make("connect", {}, () =>
+  // Bare `connect` shows the help, subcommands included.
+  Effect.fail(ValidationError.helpRequested(command.descriptor))).pipe(
+    Command.withDescription(
+      "connect: a self-hosted hub for reaching private TCP services, with every action on an append-only Postgres event log."
+    )
+  )
+
+/** The root `connect` command with its subcommands. */
+export const command = root.pipe(Command.withSubcommands(subcommands))
+
+const version = (JSON.parse(Fs.readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string })
+  .version
+
+const cli = Command.run(command, { name: "connect", version })
+
+/** A failure already explained to the user; only the exit code is left to apply. */
+class ExitCode extends Data.TaggedError("ExitCode")<{ readonly code: number }> {}
+
+const usageOf = (args: ReadonlyArray<string>): string => {
+  const name = args.find((a) => !a.startsWith("-"))
+  const sub = subcommands.find((c) => name !== undefined && HashSet.has(Command.getNames(c), name))
+  if (sub === undefined) {
+    const names = subcommands.map((c) => [...Command.getNames(c)].join("|")).join("|")
+    return `Usage: connect <${names}> [options]\nRun 'connect --help' for details.`
+  }
+  const usage = HelpDoc.toAnsiText(Usage.getHelp(Command.getUsage(sub))).trim()
+  return `Usage: connect ${usage}\nRun 'connect ${name} --help' for details.`
+}
+
+const explain = (message: string, code: number) => Console.error(message).pipe(Effect.zipRight(Effect.fail(new ExitCode({ code }))))
+
+const main = (argv: ReadonlyArray<string>) =>
+  cli(argv).pipe(
+    Effect.catchIf(ValidationError.isValidationError, () => explain(usageOf(argv.slice(2)), 2)),
+    Effect.catchTags({
+      DatabaseError: (error) => explain(`connect: ${error.message}`, 1),
+      ServeError: (error) =>
+        explain(`connect: cannot listen: ${error.cause instanceof Error ? error.cause.message : String(error.cause)}`, 1),
+      ConfigError: (error) => explain(`connect: bad environment: ${String(error)}`, 1)
+    }),
+    Effect.catchAllCause((cause) =>
+      Cause.isInterruptedOnly(cause) || Option.isSome(Cause.failureOption(cause).pipe(Option.filter((e) => e instanceof ExitCode)))
+        ? Effect.failCause(cause)
+        : explain(`connect: unexpected failure\n${Cause.pretty(cause)}`, 1)
+    ),
+    Effect.provide(NodeContext.layer)
+  )
+
+const teardown: Teardown = (exit, onExit) => {
+  if (Exit.isFailure(exit)) {
+    const failure = Cause.failureOption(exit.cause)
+    if (Option.isSome(failure) && failure.value instanceof ExitCode) return onExit(failure.value.code)
+  }
+  defaultTeardown(exit, onExit)
+}
+
+NodeRuntime.runMain(main(process.argv), { disableErrorReporting: true, teardown })

@@ -1,0 +1,50 @@
+/**
+ * `connect hub`: starts the hub (database, services, HTTP server) and runs it until Ctrl-C / SIGTERM.
+ */
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as HubConfig from "./HubConfig.ts"
+import * as Main from "./Main.ts"
+
+const port = Options.integer("port").pipe(
+  Options.filterMap(
+    (n) => (Number.isInteger(n) && n >= 0 && n <= 65535 ? Option.some(n) : Option.none()),
+    "--port must be a whole number from 0 to 65535"
+  ),
+  Options.withDefault(HubConfig.DEFAULT_PORT),
+  Options.withDescription(`TCP port of the hub's HTTP server; 0 picks a free port (default ${HubConfig.DEFAULT_PORT}).`)
+)
+
+const host = Options.text("host").pipe(
+  Options.withDefault(HubConfig.DEFAULT_HOST),
+  Options.withDescription(
+    `Interface to listen on (default ${HubConfig.DEFAULT_HOST}, this machine only; 0.0.0.0 for every interface).`
+  )
+)
+
+const dataDir = Options.text("data-dir").pipe(
+  Options.optional,
+  Options.withDescription(
+    "Directory for the hub's state, including its embedded Postgres (default $CONNECT_HOME/hub, CONNECT_HOME " +
+      "defaulting to ~/.connect). Set DATABASE_URL to use an existing Postgres instead of the embedded one."
+  )
+)
+
+/** The `hub` subcommand. */
+export const command = Command.make("hub", { port, host, dataDir }, (flags) =>
+  Effect.gen(function*() {
+    const config = yield* HubConfig.make({
+      port: flags.port,
+      host: flags.host,
+      dataDir: Option.getOrUndefined(flags.dataDir)
+    })
+    return yield* Layer.launch(Main.HubLive(config))
+  })).pipe(
+    Command.withDescription(
+      "Start the hub: an HTTP server (GET /health) on --host:--port, backed by Postgres — DATABASE_URL if set, " +
+        "else an embedded Postgres in --data-dir that starts and stops with the hub. Stop it with Ctrl-C or SIGTERM."
+    )
+  )
