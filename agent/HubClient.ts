@@ -1,0 +1,181 @@
+/**
+ * The agent's connection to the hub: dials with a chosen transport, authenticates with `Hello`, then exposes local
+ * targets and binds reach listeners whose sockets are multiplexed as streams over that one connection.
+ */
+import { Context, Deferred, Effect, FiberId } from "effect"
+import type { Scope } from "effect"
+import * as Protocol from "../core/Protocol.ts"
+import { RelayDenied } from "../core/RelayPolicy.ts"
+import { CloseCodes, TransportError } from "../core/Transport.ts"
+import type { CloseInfo, Connection, Transport } from "../core/Transport.ts"
+import * as Heartbeat from "../transports/Heartbeat.ts"
+import * as Mux from "../transports/Mux.ts"
+import * as Tunnel from "./Tunnel.ts"
+
+/** Options of `connect`. */
+export interface ConnectOptions {
+  /** Hub URL (`ws://host:port`). */
+  readonly url: string
+  /** Transport plugin to dial with. */
+  readonly transport: Transport
+  /** Agent token. */
+  readonly token: string
+  /** Agent label for the audit log. */
+  readonly label?: string
+  /** Agent software version (default "dev"). */
+  readonly agentVersion?: string
+  /** Heartbeat timing (default `Heartbeat.defaults`). */
+  readonly heartbeat?: Heartbeat.HeartbeatOptions
+  /** Time to wait for `Welcome`, in ms (default 10 s). */
+  readonly helloTimeoutMs?: number
+  /** Stream window (default `StreamWindow`; must match the hub's). */
+  readonly window?: number
+}
+
+/** A live, authenticated connection to the hub. */
+export interface HubClientService {
+  /** The hub's `Welcome` (agent id, workspace id, token expiry warning). */
+  readonly welcome: Protocol.Welcome
+  /** The underlying connection. */
+  readonly connection: Connection
+  /** Publishes `host:port` under `name`; streams the hub opens for it connect there. */
+  readonly expose: (name: string, host: string, port: number) => Effect.Effect<void, RelayDenied | TransportError>
+  /** Withdraws a published service. */
+  readonly unexpose: (name: string) => Effect.Effect<void, RelayDenied | TransportError>
+  /** Binds a local listener for service `name` (port 0: a free port) until the scope closes. */
+  readonly reach: (
+    name: string,
+    options?: { readonly port?: number; readonly host?: string }
+  ) => Effect.Effect<Tunnel.Listener, RelayDenied | TransportError, Scope.Scope>
+  /** Live streams and bytes waiting in local sockets and the connection. */
+  readonly stats: () => { readonly streams: number; readonly bufferedBytes: number; readonly connectionBuffered: number }
+  /** Completes when the connection closes, with how it closed. */
+  readonly closed: Effect.Effect<CloseInfo>
+}
+
+/** The agent's hub connection. */
+export class HubClient extends Context.Tag("connect/agent/HubClient")<HubClient, HubClientService>() {}
+
+/** Dials the hub, authenticates and returns the client; everything is closed with the scope. */
+export const connect = Effect.fn("HubClient.connect")(function*(options: ConnectOptions) {
+  const connection = yield* options.transport.dial(options.url)
+  const welcome = yield* Deferred.make<Protocol.Welcome, RelayDenied | TransportError>()
+  const closed = yield* Deferred.make<CloseInfo>()
+  const requests = new Map<number, Deferred.Deferred<void, RelayDenied | TransportError>>()
+  const exposes = new Map<string, Tunnel.Target>()
+  let nextRequest = 1
+  let ready = false
+
+  const mux = Mux.make(connection, options.window === undefined ? {} : { window: options.window })
+
+  const denied = (error: Protocol.Error) =>
+    new RelayDenied({
+      code: (RelayDenied.fields.code.literals as ReadonlyArray<string>).includes(error.code)
+        ? (error.code as RelayDenied["code"])
+        : "Unavailable",
+      message: error.message
+    })
+
+  connection.setHandler({
+    message: (message) => {
+      if (mux.handle(message)) return
+      switch (message._tag) {
+        case "Welcome":
+          ready = true
+          return Deferred.unsafeDone(welcome, Effect.succeed(message))
+        case "Ack": {
+          const pending = requests.get(message.request)
+          requests.delete(message.request)
+          if (pending) Deferred.unsafeDone(pending, Effect.void)
+          return
+        }
+        case "Error": {
+          if (message.request !== undefined) {
+            const pending = requests.get(message.request)
+            requests.delete(message.request)
+            if (pending) Deferred.unsafeDone(pending, Effect.fail(denied(message)))
+            return
+          }
+          if (!ready) Deferred.unsafeDone(welcome, Effect.fail(denied(message)))
+          return
+        }
+        case "Open":
+          return Tunnel.connectTarget(connection, mux, message.stream, exposes.get(message.service), message.service)
+        case "Ping":
+          return connection.send(new Protocol.Pong({ nonce: message.nonce }))
+        case "Pong":
+          return
+        default:
+          return connection.close(CloseCodes.Protocol, `unexpected ${message._tag}`)
+      }
+    },
+    drain: () => mux.drain(),
+    close: (info) => {
+      mux.closeAll("HubDisconnected")
+      const gone = new TransportError({ reason: "Closed", message: `hub connection closed: ${info.code} ${info.reason}` })
+      Deferred.unsafeDone(welcome, Effect.fail(gone))
+      for (const pending of requests.values()) Deferred.unsafeDone(pending, Effect.fail(gone))
+      requests.clear()
+      Deferred.unsafeDone(closed, Effect.succeed(info))
+    }
+  })
+
+  connection.send(
+    new Protocol.Hello({
+      protocol: Protocol.ProtocolVersion,
+      token: options.token,
+      transport: options.transport.name,
+      agentVersion: options.agentVersion ?? "dev",
+      ...(options.label === undefined ? {} : { label: options.label })
+    })
+  )
+  const welcomed = yield* Deferred.await(welcome).pipe(
+    Effect.timeoutFail({
+      duration: options.helloTimeoutMs ?? 10_000,
+      onTimeout: () => new TransportError({ reason: "Timeout", message: "no Welcome from the hub" })
+    })
+  )
+  yield* Effect.forkScoped(Effect.ignore(Heartbeat.run(connection, options.heartbeat ?? Heartbeat.defaults)))
+
+  const call = (make: (request: number) => Protocol.Message) =>
+    Effect.suspend(() => {
+      if (connection.closed) {
+        return Effect.fail(new TransportError({ reason: "Closed", message: "hub connection is closed" }))
+      }
+      const request = nextRequest++
+      const done = Deferred.unsafeMake<void, RelayDenied | TransportError>(FiberId.none)
+      requests.set(request, done)
+      connection.send(make(request))
+      return Deferred.await(done)
+    })
+
+  return HubClient.of({
+    welcome: welcomed,
+    connection,
+    expose: Effect.fn("HubClient.expose")(function*(name: string, host: string, port: number) {
+      const previous = exposes.get(name)
+      // Registered before the hub acknowledges, so an Open that follows the Ack immediately finds the target.
+      exposes.set(name, { host, port })
+      yield* call((request) => new Protocol.Expose({ request, name, host, port })).pipe(
+        Effect.tapError(() =>
+          Effect.sync(() => (previous ? exposes.set(name, previous) : exposes.delete(name)))
+        )
+      )
+    }),
+    unexpose: Effect.fn("HubClient.unexpose")(function*(name: string) {
+      yield* call((request) => new Protocol.Unexpose({ request, name }))
+      exposes.delete(name)
+    }),
+    reach: Effect.fn("HubClient.reach")(function*(name: string, reachOptions?: { readonly port?: number; readonly host?: string }) {
+      yield* call((request) => new Protocol.Reach({ request, name }))
+      return yield* Tunnel.listen(
+        () => (connection.closed ? undefined : mux),
+        name,
+        reachOptions?.host ?? "127.0.0.1",
+        reachOptions?.port ?? 0
+      )
+    }),
+    stats: () => ({ streams: mux.size(), bufferedBytes: mux.bufferedBytes(), connectionBuffered: connection.bufferedAmount }),
+    closed: Deferred.await(closed)
+  })
+})

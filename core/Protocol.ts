@@ -1,0 +1,174 @@
+/**
+ * The relay wire protocol: every message an agent and the hub exchange on one connection, as Schema tagged classes.
+ *
+ * Streams are numbered per connection: the side that opens a stream picks its id, agents use odd ids and the hub
+ * even ids (as in HTTP/2), so both ends can open streams without a round trip. The hub rewrites ids between the two
+ * agent connections of a tunnel and otherwise forwards `Data`, `Credit`, `End` and `Reset` unchanged.
+ */
+import { Schema } from "effect"
+
+/** Version of this protocol; a hub refuses a `Hello` with another major version. */
+export const ProtocolVersion = 1
+
+/**
+ * Bytes a sender may have in flight on one stream before it must wait for `Credit`.
+ *
+ * 512 KiB covers the credit round trip (agent → hub → agent → TCP write → back) at ~1 GB/s when that loop takes
+ * ≤ 500 µs, as measured on loopback with three Node processes; the hub's memory per busy stream is bounded by it,
+ * so 1,000 saturated streams cost at most 512 MiB there, and an idle stream costs nothing.
+ */
+export const StreamWindow = 512 * 1024
+
+/** Largest `Data` payload a sender puts in one frame (Node reads TCP in 64 KiB chunks, so one read is one frame). */
+export const MaxChunk = 64 * 1024
+
+/** Largest encoded frame any transport accepts; bigger frames close the connection with a protocol error. */
+export const MaxFrame = 1024 * 1024
+
+/** A stream id on one connection (u32; odd when opened by an agent, even when opened by the hub). */
+export const StreamId = Schema.Number.pipe(Schema.int(), Schema.between(1, 0xffff_ffff))
+
+/** A request id correlating `Expose`/`Unexpose`/`Reach` with the `Ack` or `Error` that answers it. */
+export const RequestId = Schema.Number.pipe(Schema.int(), Schema.nonNegative())
+
+/** First message of an agent: who it is (token), which protocol and transport it speaks. */
+export class Hello extends Schema.TaggedClass<Hello>()("Hello", {
+  /** Protocol version the agent speaks (see `ProtocolVersion`). */
+  protocol: Schema.Number,
+  /** Agent token (64 hex chars); the hub stores only its SHA-256. */
+  token: Schema.String,
+  /** Name of the transport plugin the agent dialed with ("ws", "msgpack", ...). */
+  transport: Schema.String,
+  /** Version of the agent software, for the audit log. */
+  agentVersion: Schema.String,
+  /** Human label of the agent (host name), for the audit log. */
+  label: Schema.optional(Schema.String)
+}) {}
+
+/** The hub's answer to an accepted `Hello`: the agent's identity and a warning when its token expires soon. */
+export class Welcome extends Schema.TaggedClass<Welcome>()("Welcome", {
+  /** Id of the authenticated agent. */
+  agentId: Schema.String,
+  /** Workspace the agent belongs to. */
+  workspaceId: Schema.String,
+  /** Protocol version the hub speaks. */
+  protocol: Schema.Number,
+  /** Interval at which the hub expects traffic or a `Ping`, in milliseconds. */
+  heartbeatMs: Schema.Number,
+  /** ISO time at which the agent's token expires, sent when that is near (DESIGN: 7 days before). */
+  tokenExpiresAt: Schema.optional(Schema.String)
+}) {}
+
+/** Agent → hub: publish a local target under a service name. */
+export class Expose extends Schema.TaggedClass<Expose>()("Expose", {
+  request: RequestId,
+  /** Service name, unique in the workspace. */
+  name: Schema.String,
+  /** Host the exposing agent connects to (as seen from that agent). */
+  host: Schema.String,
+  /** TCP port of the target. */
+  port: Schema.Number.pipe(Schema.int(), Schema.between(1, 65535))
+}) {}
+
+/** Agent → hub: withdraw a service name. */
+export class Unexpose extends Schema.TaggedClass<Unexpose>()("Unexpose", {
+  request: RequestId,
+  name: Schema.String
+}) {}
+
+/** Agent → hub: ask whether a service can be reached (a local listener is about to be bound for it). */
+export class Reach extends Schema.TaggedClass<Reach>()("Reach", {
+  request: RequestId,
+  name: Schema.String
+}) {}
+
+/** Hub → agent: the request with this id succeeded. */
+export class Ack extends Schema.TaggedClass<Ack>()("Ack", {
+  request: RequestId
+}) {}
+
+/**
+ * Open a stream: agent → hub asks for a tunnel to `service`; hub → exposing agent asks it to connect its target.
+ * The opener may send `Data` right after `Open` (within `StreamWindow`), so a client that speaks first loses nothing.
+ */
+export class Open extends Schema.TaggedClass<Open>()("Open", {
+  stream: StreamId,
+  service: Schema.String
+}) {}
+
+/** The exposing agent connected its target; forwarded to the opener. */
+export class Opened extends Schema.TaggedClass<Opened>()("Opened", {
+  stream: StreamId
+}) {}
+
+/** Stream bytes; never larger than `MaxChunk`, never more than the sender's credit. */
+export class Data extends Schema.TaggedClass<Data>()("Data", {
+  stream: StreamId,
+  payload: Schema.Uint8ArrayFromSelf
+}) {}
+
+/** The receiver's TCP socket accepted `bytes` more bytes of this stream: the sender may send that many more. */
+export class Credit extends Schema.TaggedClass<Credit>()("Credit", {
+  stream: StreamId,
+  bytes: Schema.Number.pipe(Schema.int(), Schema.positive())
+}) {}
+
+/** The sender's side of the stream reached EOF (TCP shutdown(WR)); the other direction stays open. */
+export class End extends Schema.TaggedClass<End>()("End", {
+  stream: StreamId
+}) {}
+
+/** The stream failed or was aborted; both directions are gone and the receiver resets its socket. */
+export class Reset extends Schema.TaggedClass<Reset>()("Reset", {
+  stream: StreamId,
+  /** Short machine-readable cause ("ECONNREFUSED", "ECONNRESET", "AgentDisconnected", ...). */
+  reason: Schema.String
+}) {}
+
+/** Liveness probe; the receiver answers with a `Pong` carrying the same nonce. */
+export class Ping extends Schema.TaggedClass<Ping>()("Ping", {
+  nonce: Schema.Number
+}) {}
+
+/** Answer to a `Ping`. */
+export class Pong extends Schema.TaggedClass<Pong>()("Pong", {
+  nonce: Schema.Number
+}) {}
+
+/**
+ * A refusal: of a request (with `request`), of a stream (with `stream`, e.g. "ServiceNotFound" — the opener resets
+ * its socket), or of the whole connection (neither; the sender closes the connection after it).
+ */
+export class Error extends Schema.TaggedClass<Error>()("Error", {
+  /** Stable code ("Unauthorized", "ServiceNotFound", "Forbidden", "Unavailable", "Protocol", ...). */
+  code: Schema.String,
+  /** Human-readable explanation. */
+  message: Schema.String,
+  stream: Schema.optional(StreamId),
+  request: Schema.optional(RequestId)
+}) {}
+
+/** Every message of the protocol. */
+export const Message = Schema.Union(
+  Hello,
+  Welcome,
+  Expose,
+  Unexpose,
+  Reach,
+  Ack,
+  Open,
+  Opened,
+  Data,
+  Credit,
+  End,
+  Reset,
+  Ping,
+  Pong,
+  Error
+)
+
+/** Any protocol message. */
+export type Message = typeof Message.Type
+
+/** The tag of a protocol message. */
+export type MessageTag = Message["_tag"]

@@ -1,0 +1,466 @@
+/**
+ * The hub's relay router: authenticates agent connections through the `RelayPolicy`, then joins the streams of a
+ * reaching agent to the exposing agent, rewriting stream ids and forwarding frames without buffering them. Since
+ * agents never send beyond their stream credit, the hub holds at most streams × window bytes, whatever the readers do.
+ */
+import * as Crypto from "node:crypto"
+import { Cause, Context, Effect, Exit, Fiber, FiberSet, Layer } from "effect"
+import type { Scope } from "effect"
+import * as Protocol from "../core/Protocol.ts"
+import type { Message } from "../core/Protocol.ts"
+import { RelayDenied, RelayPolicy } from "../core/RelayPolicy.ts"
+import type { RelayPolicyService, Session, TunnelInfo } from "../core/RelayPolicy.ts"
+import { CloseCodes } from "../core/Transport.ts"
+import type { Codec, Connection, TransportError } from "../core/Transport.ts"
+import * as Heartbeat from "../transports/Heartbeat.ts"
+import { codec as msgpackCodec } from "../transports/Msgpack.ts"
+import * as WebSocket from "../transports/WebSocket.ts"
+import { codec as wsCodec } from "../transports/Ws.ts"
+
+/** Options of the relay. */
+export interface RelayOptions {
+  /** Heartbeat timing (default `Heartbeat.defaults`). */
+  readonly heartbeat?: Heartbeat.HeartbeatOptions
+  /** Time an accepted connection has to send `Hello`, in ms (default 10 s). */
+  readonly helloTimeoutMs?: number
+  /** Stream window the agents use (default `StreamWindow`); frames beyond it are a protocol violation. */
+  readonly window?: number
+}
+
+/** A snapshot of the relay's load. */
+export interface RelayStats {
+  /** Open connections (authenticated or not). */
+  readonly connections: number
+  /** Authenticated agents. */
+  readonly agents: number
+  /** Tunnels pending or open. */
+  readonly streams: number
+  /** Bytes queued in the hub: outgoing connection buffers plus data held for streams still being authorized. */
+  readonly bufferedBytes: number
+}
+
+/** The relay router. */
+export interface RelayService {
+  /** Takes over a freshly accepted connection (from any transport). */
+  readonly accept: (connection: Connection) => void
+  /** Current load. */
+  readonly stats: () => RelayStats
+}
+
+/** The hub's relay router. */
+export class Relay extends Context.Tag("connect/hub/Relay")<Relay, RelayService>() {}
+
+interface Link {
+  readonly connection: Connection
+  readonly connectedAt: number
+  state: "hello" | "auth" | "ready" | "closed"
+  session: Session | undefined
+  agentVersion: string
+  /** Stream id on this connection → the tunnel end it belongs to (odd: opened by the agent, even: by the hub). */
+  readonly routes: Map<number, Tunnel>
+  nextId: number
+  heartbeat: Fiber.RuntimeFiber<void, TransportError> | undefined
+  helloTimer: ReturnType<typeof setTimeout> | undefined
+}
+
+interface Tunnel {
+  info: TunnelInfo | undefined
+  readonly service: string
+  readonly from: Link
+  readonly fromStream: number
+  to: Link | undefined
+  toStream: number
+  state: "pending" | "open" | "closed"
+  /** Frames from the reacher that arrived while the policy decided (bounded by the window). */
+  pending: Array<Message>
+  pendingBytes: number
+  bytesUp: number
+  bytesDown: number
+  /** Bytes forwarded and not yet credited, per direction; above the window the sender broke the protocol. */
+  inflightUp: number
+  inflightDown: number
+  endedUp: boolean
+  endedDown: boolean
+  readonly openedAt: number
+}
+
+/** Makes a relay deciding through `policy`; closing the scope stops its fibers (connections belong to the carrier). */
+export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService, options: RelayOptions = {}) {
+  const heartbeat = options.heartbeat ?? Heartbeat.defaults
+  const helloTimeoutMs = options.helloTimeoutMs ?? 10_000
+  const window = options.window ?? Protocol.StreamWindow
+  const fibers = yield* FiberSet.make<unknown, unknown>()
+  const runFork = yield* FiberSet.runtime(fibers)<never>()
+  const links = new Set<Link>()
+  const agents = new Map<string, Link>()
+  let tunnels = 0
+
+  /** Runs a policy effect off the hot path and calls back with its outcome. */
+  const decide = <A>(effect: Effect.Effect<A, RelayDenied>, done: (exit: Exit.Exit<A, RelayDenied>) => void) => {
+    runFork(effect).addObserver(done)
+  }
+  const record = (name: string, effect: Effect.Effect<void, RelayDenied>) => {
+    runFork(
+      effect.pipe(
+        Effect.retry({ times: 3 }),
+        Effect.catchAllCause((cause) => Effect.logError(`relay: ${name} was not recorded`, cause))
+      )
+    )
+  }
+  const denial = (exit: Exit.Exit<unknown, RelayDenied>) => {
+    if (Exit.isSuccess(exit)) return { code: "Unavailable", message: "ok" }
+    const failure = Cause.failureOption(exit.cause)
+    return failure._tag === "Some"
+      ? { code: failure.value.code, message: failure.value.message }
+      : { code: "Unavailable", message: "policy failed" }
+  }
+
+  const violation = (link: Link, message: string) => {
+    link.connection.send(new Protocol.Error({ code: "Protocol", message }))
+    link.connection.close(CloseCodes.Protocol, message)
+  }
+
+  const closeTunnel = (t: Tunnel, reason: string, notify: Link | undefined) => {
+    if (t.state === "closed") return
+    const wasOpen = t.state === "open"
+    t.state = "closed"
+    t.pending = []
+    t.pendingBytes = 0
+    tunnels--
+    t.from.routes.delete(t.fromStream)
+    t.to?.routes.delete(t.toStream)
+    if (notify === t.from) notify.connection.send(new Protocol.Reset({ stream: t.fromStream, reason }, true))
+    else if (notify && notify === t.to) notify.connection.send(new Protocol.Reset({ stream: t.toStream, reason }, true))
+    if (wasOpen && t.info) {
+      record(
+        "TunnelClosed",
+        policy.tunnelClosed(t.info, {
+          bytesUp: t.bytesUp,
+          bytesDown: t.bytesDown,
+          durationMs: Date.now() - t.openedAt,
+          reason
+        })
+      )
+    }
+  }
+
+  /** Forwards one stream frame from `link` to the other end of its tunnel. */
+  const forward = (link: Link, t: Tunnel, message: Message) => {
+    const fromReacher = link === t.from && t.fromStream === streamOf(message)
+    const peer = fromReacher ? t.to! : t.from
+    const peerStream = fromReacher ? t.toStream : t.fromStream
+    switch (message._tag) {
+      case "Data": {
+        const n = message.payload.byteLength
+        if (fromReacher) {
+          t.bytesUp += n
+          t.inflightUp += n
+          if (t.inflightUp > window) return violation(link, "stream window exceeded")
+        } else {
+          t.bytesDown += n
+          t.inflightDown += n
+          if (t.inflightDown > window) return violation(link, "stream window exceeded")
+        }
+        return peer.connection.sendData(peerStream, message.payload)
+      }
+      case "Credit":
+        if (fromReacher) t.inflightDown -= message.bytes
+        else t.inflightUp -= message.bytes
+        return peer.connection.send(new Protocol.Credit({ stream: peerStream, bytes: message.bytes }, true))
+      case "End":
+        if (fromReacher) t.endedUp = true
+        else t.endedDown = true
+        peer.connection.send(new Protocol.End({ stream: peerStream }, true))
+        if (t.endedUp && t.endedDown) closeTunnel(t, "closed", undefined)
+        return
+      case "Reset":
+        return closeTunnel(t, message.reason, peer)
+      case "Opened":
+        if (!fromReacher) peer.connection.send(new Protocol.Opened({ stream: peerStream }, true))
+        return
+      case "Error":
+        if (fromReacher) return closeTunnel(t, message.code, peer)
+        peer.connection.send(
+          new Protocol.Error({ code: message.code, message: message.message, stream: peerStream }, true)
+        )
+        return closeTunnel(t, message.code, undefined)
+    }
+  }
+
+  const open = (link: Link, message: Protocol.Open) => {
+    const session = link.session!
+    if (message.stream % 2 === 0 || link.routes.has(message.stream)) {
+      return violation(link, `stream id ${message.stream} is not a fresh odd id`)
+    }
+    const t: Tunnel = {
+      info: undefined,
+      service: message.service,
+      from: link,
+      fromStream: message.stream,
+      to: undefined,
+      toStream: 0,
+      state: "pending",
+      pending: [],
+      pendingBytes: 0,
+      bytesUp: 0,
+      bytesDown: 0,
+      inflightUp: 0,
+      inflightDown: 0,
+      endedUp: false,
+      endedDown: false,
+      openedAt: Date.now()
+    }
+    tunnels++
+    link.routes.set(message.stream, t)
+    const route = policy.resolveReach(session, message.service).pipe(
+      Effect.flatMap((to) => {
+        const target = agents.get(to.agentId)
+        if (!target || target.state !== "ready") {
+          return Effect.fail(
+            new RelayDenied({ code: "AgentOffline", message: `the agent exposing ${to.service} is offline` })
+          )
+        }
+        const info: TunnelInfo = {
+          tunnelId: Crypto.randomUUID(),
+          from: session,
+          to,
+          remoteAddress: link.connection.remoteAddress
+        }
+        return Effect.as(policy.tunnelOpened(info), { info, target })
+      })
+    )
+    decide(route, (exit) => {
+      if (Exit.isFailure(exit)) {
+        if (t.state === "closed") return
+        const { code, message: text } = denial(exit)
+        closeTunnel(t, code, undefined)
+        link.connection.send(new Protocol.Error({ code, message: text, stream: t.fromStream }))
+        return
+      }
+      const { info, target } = exit.value
+      t.info = info
+      if (t.state === "closed" || target.state !== "ready") {
+        // The reacher gave up (or the exposer left) while the policy decided: the tunnel was recorded, so close it.
+        if (t.state !== "closed") {
+          closeTunnel(t, "AgentOffline", link)
+        }
+        record("TunnelClosed", policy.tunnelClosed(info, { bytesUp: 0, bytesDown: 0, durationMs: 0, reason: "aborted" }))
+        return
+      }
+      t.to = target
+      t.toStream = target.nextId
+      target.nextId = target.nextId >= 0xffff_fffe ? 2 : target.nextId + 2
+      target.routes.set(t.toStream, t)
+      t.state = "open"
+      target.connection.send(new Protocol.Open({ stream: t.toStream, service: info.to.service }, true))
+      const pending = t.pending
+      t.pending = []
+      t.pendingBytes = 0
+      for (const m of pending) {
+        if (t.state !== "open") break
+        forward(link, t, m)
+      }
+    })
+  }
+
+  const request = (link: Link, id: number, effect: Effect.Effect<void, RelayDenied>) => {
+    decide(effect, (exit) => {
+      if (link.state === "closed") return
+      if (Exit.isSuccess(exit)) return link.connection.send(new Protocol.Ack({ request: id }))
+      const { code, message } = denial(exit)
+      link.connection.send(new Protocol.Error({ code, message, request: id }))
+    })
+  }
+
+  const hello = (link: Link, message: Protocol.Hello) => {
+    if (message.protocol !== Protocol.ProtocolVersion) {
+      link.connection.send(
+        new Protocol.Error({ code: "UnsupportedVersion", message: `hub speaks protocol ${Protocol.ProtocolVersion}` })
+      )
+      return link.connection.close(CloseCodes.UnsupportedVersion, "unsupported protocol version")
+    }
+    link.state = "auth"
+    link.agentVersion = message.agentVersion
+    const connected = policy.authenticate(message, link.connection.remoteAddress).pipe(
+      Effect.tap((session) =>
+        policy.agentConnected(session, {
+          remoteAddress: link.connection.remoteAddress,
+          transport: link.connection.transport,
+          agentVersion: message.agentVersion
+        })
+      )
+    )
+    decide(connected, (exit) => {
+      if (link.state === "closed") {
+        if (Exit.isSuccess(exit)) {
+          record("AgentDisconnected", policy.agentDisconnected(exit.value, { reason: "closed during hello", durationMs: 0 }))
+        }
+        return
+      }
+      if (Exit.isFailure(exit)) {
+        const { code, message: text } = denial(exit)
+        link.connection.send(new Protocol.Error({ code, message: text }))
+        return link.connection.close(CloseCodes.Unauthorized, code)
+      }
+      const session = exit.value
+      clearTimeout(link.helloTimer)
+      link.session = session
+      link.state = "ready"
+      const previous = agents.get(session.agentId)
+      agents.set(session.agentId, link)
+      if (previous && previous !== link) previous.connection.close(CloseCodes.Replaced, "replaced by a new connection")
+      link.connection.send(
+        new Protocol.Welcome({
+          agentId: session.agentId,
+          workspaceId: session.workspaceId,
+          protocol: Protocol.ProtocolVersion,
+          heartbeatMs: heartbeat.intervalMs,
+          ...(session.tokenExpiresAt === undefined ? {} : { tokenExpiresAt: session.tokenExpiresAt })
+        })
+      )
+      link.heartbeat = runFork(Effect.ignore(Heartbeat.run(link.connection, heartbeat)))
+    })
+  }
+
+  const onMessage = (link: Link, message: Message) => {
+    if (link.state !== "ready") {
+      if (link.state === "hello" && message._tag === "Hello") return hello(link, message)
+      return violation(link, `${message._tag} before Welcome`)
+    }
+    switch (message._tag) {
+      case "Data":
+      case "Credit":
+      case "End":
+      case "Reset":
+      case "Opened":
+      case "Error": {
+        if (message._tag === "Error" && message.stream === undefined) return
+        const t = link.routes.get(message.stream!)
+        // Frames of a stream that just closed race with its Reset; they are dropped, not a protocol error.
+        if (!t) return
+        if (t.state === "pending") {
+          if (message._tag === "Reset" || message._tag === "Error") return closeTunnel(t, "aborted", undefined)
+          if (message._tag === "Data") {
+            t.pendingBytes += message.payload.byteLength
+            if (t.pendingBytes > window) return violation(link, "stream window exceeded")
+          }
+          t.pending.push(message)
+          return
+        }
+        return forward(link, t, message)
+      }
+      case "Open":
+        return open(link, message)
+      case "Expose":
+        return request(link, message.request, policy.expose(link.session!, message))
+      case "Unexpose":
+        return request(link, message.request, policy.unexpose(link.session!, message.name))
+      case "Reach":
+        return request(link, message.request, Effect.asVoid(policy.resolveReach(link.session!, message.name)))
+      case "Ping":
+        return link.connection.send(new Protocol.Pong({ nonce: message.nonce }))
+      case "Pong":
+        return
+      default:
+        return violation(link, `unexpected ${message._tag}`)
+    }
+  }
+
+  const onClose = (link: Link, code: number, reason: string) => {
+    const was = link.state
+    link.state = "closed"
+    links.delete(link)
+    clearTimeout(link.helloTimer)
+    if (link.heartbeat) runFork(Fiber.interrupt(link.heartbeat))
+    for (const t of [...link.routes.values()]) {
+      closeTunnel(t, "AgentDisconnected", t.from === link ? t.to : t.from)
+    }
+    if (was === "ready" && link.session) {
+      if (agents.get(link.session.agentId) === link) agents.delete(link.session.agentId)
+      record(
+        "AgentDisconnected",
+        policy.agentDisconnected(link.session, {
+          reason: `${code}${reason ? ` ${reason}` : ""}`,
+          durationMs: Date.now() - link.connectedAt
+        })
+      )
+    }
+  }
+
+  const accept = (connection: Connection) => {
+    const link: Link = {
+      connection,
+      connectedAt: Date.now(),
+      state: "hello",
+      session: undefined,
+      agentVersion: "",
+      routes: new Map(),
+      nextId: 2,
+      heartbeat: undefined,
+      helloTimer: undefined
+    }
+    links.add(link)
+    link.helloTimer = setTimeout(() => {
+      if (link.state === "hello" || link.state === "auth") connection.close(CloseCodes.Timeout, "no Hello in time")
+    }, helloTimeoutMs)
+    connection.setHandler({
+      message: (message) => onMessage(link, message),
+      close: (info) => onClose(link, info.code, info.reason)
+    })
+  }
+
+  yield* Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      for (const link of links) {
+        clearTimeout(link.helloTimer)
+        link.connection.close(CloseCodes.GoingAway, "relay stopped")
+      }
+    })
+  )
+
+  return Relay.of({
+    accept,
+    stats: () => {
+      let bufferedBytes = 0
+      for (const link of links) {
+        bufferedBytes += link.connection.bufferedAmount
+        for (const t of link.routes.values()) if (t.from === link) bufferedBytes += t.pendingBytes
+      }
+      return { connections: links.size, agents: agents.size, streams: tunnels, bufferedBytes }
+    }
+  })
+})
+
+const streamOf = (message: Message): number | undefined => "stream" in message ? message.stream : undefined
+
+/** A layer running a relay with the `RelayPolicy` from context. */
+export const layer = (options: RelayOptions = {}): Layer.Layer<Relay, never, RelayPolicy> =>
+  Layer.scoped(Relay, Effect.flatMap(RelayPolicy, (policy) => make(policy, options)))
+
+/** Options of `serve`. */
+export interface ServeOptions {
+  /** Transports (codecs) to accept on the one port (default: ws and msgpack). */
+  readonly codecs?: ReadonlyArray<Codec>
+  /** Attach to this HTTP server instead of creating one. */
+  readonly server?: import("node:http").Server
+  /** Host to listen on (default 127.0.0.1). */
+  readonly host?: string
+  /** Port to listen on (default 0: a free port). */
+  readonly port?: number
+}
+
+/** Serves the relay over WebSocket on one port for every codec; closed with the scope. */
+export const serve = Effect.fn("Relay.serve")(function*(
+  relay: RelayService,
+  options: ServeOptions = {}
+): Effect.fn.Return<WebSocket.Served, TransportError, Scope.Scope> {
+  return yield* WebSocket.serve(
+    {
+      codecs: options.codecs ?? [wsCodec, msgpackCodec],
+      ...(options.server === undefined ? {} : { server: options.server }),
+      ...(options.host === undefined ? {} : { host: options.host }),
+      ...(options.port === undefined ? {} : { port: options.port })
+    },
+    relay.accept
+  )
+})

@@ -1,0 +1,112 @@
+/**
+ * The `msgpack` transport plugin: WebSocket binary frames. Control messages are msgpack maps; the two hot messages
+ * have a fixed binary header so the hub reads a stream id without decoding or copying the payload:
+ *
+ *   Data    [0x01][stream u32 BE][payload …]
+ *   Credit  [0x02][stream u32 BE][bytes u32 BE]
+ *   other   [0x00][msgpack map]
+ */
+import { Packr } from "msgpackr"
+import { Credit, Data } from "../core/Protocol.ts"
+import type { Message } from "../core/Protocol.ts"
+import type { Codec, Transport } from "../core/Transport.ts"
+import { checkFrameSize, isStreamId, protocolError, toMessage } from "./Framing.ts"
+import { dial } from "./WebSocket.ts"
+
+const TypeControl = 0x00
+const TypeData = 0x01
+const TypeCredit = 0x02
+const DataHeader = 5
+
+// Records would make frames depend on earlier frames; plain maps keep every frame self-contained.
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false, int64AsType: "number" })
+
+/**
+ * Payloads that `decode` cut out of a received frame, with the 5 header bytes still in front of them: the hub
+ * forwards such a payload by rewriting those bytes in place instead of allocating and copying a new frame.
+ */
+const framed = new WeakSet<Uint8Array>()
+
+const encodeData = (stream: number, payload: Uint8Array): Uint8Array => {
+  if (framed.has(payload)) {
+    framed.delete(payload)
+    const frame = Buffer.from(payload.buffer, payload.byteOffset - DataHeader, payload.byteLength + DataHeader)
+    frame[0] = TypeData
+    frame.writeUInt32BE(stream, 1)
+    return frame
+  }
+  const frame = Buffer.allocUnsafe(payload.byteLength + DataHeader)
+  frame[0] = TypeData
+  frame.writeUInt32BE(stream, 1)
+  frame.set(payload, DataHeader)
+  return frame
+}
+
+const encode = (message: Message): Uint8Array => {
+  switch (message._tag) {
+    case "Data":
+      return encodeData(message.stream, message.payload)
+    case "Credit": {
+      const frame = Buffer.allocUnsafe(9)
+      frame[0] = TypeCredit
+      frame.writeUInt32BE(message.stream, 1)
+      frame.writeUInt32BE(message.bytes, 5)
+      return frame
+    }
+    default: {
+      const body = packr.pack({ ...message })
+      const frame = Buffer.allocUnsafe(body.byteLength + 1)
+      frame[0] = TypeControl
+      frame.set(body, 1)
+      return frame
+    }
+  }
+}
+
+const decode = (input: Uint8Array | string): Message => {
+  if (typeof input === "string") throw protocolError("text frame on the msgpack transport")
+  checkFrameSize(input.byteLength)
+  const frame = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength)
+  if (frame.byteLength === 0) throw protocolError("empty frame")
+  switch (frame[0]) {
+    case TypeData: {
+      if (frame.byteLength < DataHeader) throw protocolError("short Data frame")
+      const stream = frame.readUInt32BE(1)
+      if (!isStreamId(stream)) throw protocolError("invalid stream id")
+      const payload = frame.subarray(DataHeader)
+      framed.add(payload)
+      return new Data({ stream, payload }, true)
+    }
+    case TypeCredit: {
+      if (frame.byteLength !== 9) throw protocolError("bad Credit frame")
+      const stream = frame.readUInt32BE(1)
+      const bytes = frame.readUInt32BE(5)
+      if (!isStreamId(stream) || bytes === 0) throw protocolError("invalid Credit frame")
+      return new Credit({ stream, bytes }, true)
+    }
+    case TypeControl: {
+      let value: unknown
+      try {
+        value = packr.unpack(frame.subarray(1))
+      } catch (cause) {
+        throw protocolError("undecodable msgpack", cause)
+      }
+      return toMessage(value)
+    }
+    default:
+      throw protocolError(`unknown frame type ${frame[0]}`)
+  }
+}
+
+/** The binary codec of the `msgpack` plugin. */
+export const codec: Codec = {
+  name: "msgpack",
+  subprotocol: "connect.msgpack.v1",
+  binary: true,
+  encode,
+  encodeData,
+  decode
+}
+
+/** The `msgpack` transport: dials a hub over WebSocket with the binary codec. */
+export const transport: Transport = { name: codec.name, dial: dial(codec) }

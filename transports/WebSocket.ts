@@ -1,0 +1,226 @@
+/**
+ * The WebSocket carrier shared by the `ws` and `msgpack` plugins: wraps a `ws` socket as a `Connection` with a
+ * codec, dials a hub, and serves several codecs on one HTTP server, dispatching on the WebSocket subprotocol.
+ */
+import * as Http from "node:http"
+import type { AddressInfo } from "node:net"
+import { Effect } from "effect"
+import type { Scope } from "effect"
+import { WebSocket, WebSocketServer } from "ws"
+import { MaxFrame } from "../core/Protocol.ts"
+import type { Message } from "../core/Protocol.ts"
+import { CloseCodes, TransportError } from "../core/Transport.ts"
+import type { CloseInfo, Codec, Connection, ConnectionHandler } from "../core/Transport.ts"
+
+/**
+ * Connection-level flow control: above 2 MiB queued in user space the owner pauses its sources, and resumes under
+ * 512 KiB. At ~1 GB/s that is ~2 ms of data: enough to keep the kernel buffer fed, small next to the stream windows.
+ */
+export const HighWaterMark = 2 * 1024 * 1024
+
+/** See `HighWaterMark`. */
+export const LowWaterMark = 512 * 1024
+
+const closeCodeOf = (error: unknown): number =>
+  error instanceof TransportError && error.reason === "FrameTooLarge" ? CloseCodes.FrameTooLarge : CloseCodes.Protocol
+
+// ws accepts only these codes in close(); anything else (e.g. 1006 reported for a vanished peer) is sent as 1000.
+const sendable = (code: number): number =>
+  code === 1000 || (code >= 1001 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) ||
+    (code >= 3000 && code <= 4999)
+    ? code
+    : 1000
+
+/** Wraps an open `ws` socket as a `Connection` speaking `codec`. */
+export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connection => {
+  let handler: ConnectionHandler | undefined
+  let early: Array<Message> | undefined = []
+  let closeInfo: CloseInfo | undefined
+  let closing = false
+  let congested = false
+  let received = 0
+  const options = { binary: codec.binary }
+
+  const onSent = () => {
+    if (congested && ws.bufferedAmount <= LowWaterMark) {
+      congested = false
+      handler?.drain?.()
+    }
+  }
+  const write = (frame: Uint8Array | string) => {
+    if (closing) return
+    ws.send(frame, options, onSent)
+    if (!congested && ws.bufferedAmount > HighWaterMark) congested = true
+  }
+  const close = (code: number, reason: string) => {
+    if (closing) return
+    closing = true
+    ws.close(sendable(code), reason.slice(0, 120))
+  }
+  const deliver = (message: Message) => {
+    if (handler) handler.message(message)
+    else early?.push(message)
+  }
+
+  ws.on("message", (data: Buffer | ArrayBuffer | Array<Buffer>, isBinary: boolean) => {
+    if (closing) return
+    received++
+    if (isBinary !== codec.binary) return close(CloseCodes.Protocol, `expected ${codec.binary ? "binary" : "text"} frames`)
+    const frame = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data
+    let message: Message
+    try {
+      message = codec.decode(frame)
+    } catch (error) {
+      return close(closeCodeOf(error), error instanceof TransportError ? error.message : "undecodable frame")
+    }
+    deliver(message)
+  })
+  // Errors (oversized frame, invalid UTF-8, reset socket) are followed by "close"; the listener keeps them non-fatal.
+  ws.on("error", () => {})
+  ws.on("close", (code: number, reason: Buffer) => {
+    closing = true
+    closeInfo = { code, reason: reason.toString() }
+    handler?.close(closeInfo)
+  })
+
+  return {
+    transport: codec.name,
+    remoteAddress,
+    send: (message) => write(codec.encode(message)),
+    sendData: (stream, payload) => write(codec.encodeData(stream, payload)),
+    get bufferedAmount() {
+      return ws.bufferedAmount
+    },
+    get congested() {
+      return congested
+    },
+    get received() {
+      return received
+    },
+    get closed() {
+      return closing
+    },
+    setHandler: (h) => {
+      handler = h
+      const queued = early ?? []
+      early = undefined
+      for (const message of queued) h.message(message)
+      if (closeInfo) h.close(closeInfo)
+    },
+    close
+  }
+}
+
+/** Dials `url` with the codec's subprotocol; the connection is closed when the scope closes. */
+export const dial = (codec: Codec) => (url: string): Effect.Effect<Connection, TransportError, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.async<Connection, TransportError>((resume) => {
+      const ws = new WebSocket(url, [codec.subprotocol], {
+        // Compression costs 10–40× on binary payloads and would hide the stream windows behind a zlib buffer.
+        perMessageDeflate: false,
+        maxPayload: MaxFrame,
+        handshakeTimeout: 10_000
+      })
+      const fail = (message: string, cause?: unknown) => {
+        ws.removeAllListeners()
+        ws.on("error", () => {})
+        ws.terminate()
+        resume(Effect.fail(new TransportError({ reason: "Open", message, ...(cause === undefined ? {} : { cause }) })))
+      }
+      ws.once("error", (error) => fail(`cannot open ${url}: ${error.message}`, error))
+      ws.once("unexpected-response", (_req, res) => fail(`hub answered HTTP ${res.statusCode} to ${url}`))
+      ws.once("open", () => {
+        ws.removeAllListeners()
+        if (ws.protocol !== codec.subprotocol) return fail(`hub does not speak ${codec.subprotocol}`)
+        resume(Effect.succeed(wrap(ws, codec, url)))
+      })
+      return Effect.sync(() => ws.terminate())
+    }),
+    (connection) => Effect.sync(() => connection.close(CloseCodes.Normal, "client closed"))
+  )
+
+/** Options of `serve`. */
+export interface ServeOptions {
+  /** Codecs to accept, dispatched on the WebSocket subprotocol the client asks for. */
+  readonly codecs: ReadonlyArray<Codec>
+  /** An existing HTTP server to attach to (its lifecycle stays with the caller); else one is created. */
+  readonly server?: Http.Server
+  /** Host to listen on when a server is created (default 127.0.0.1). */
+  readonly host?: string
+  /** Port to listen on when a server is created (default 0: a free port). */
+  readonly port?: number
+}
+
+/** A running WebSocket endpoint. */
+export interface Served {
+  /** The port the server listens on. */
+  readonly port: number
+  /** `ws://host:port` of the server. */
+  readonly url: string
+}
+
+/**
+ * Accepts WebSocket connections for every codec on one HTTP server; each is passed to `accept`. Closing the scope
+ * closes every accepted connection (1001) and, if it created the server, the server.
+ */
+export const serve = (
+  options: ServeOptions,
+  accept: (connection: Connection) => void
+): Effect.Effect<Served, TransportError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const bySubprotocol = new Map(options.codecs.map((c) => [c.subprotocol, c]))
+    const live = new Set<WebSocket>()
+    const wss = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      maxPayload: MaxFrame,
+      clientTracking: false,
+      handleProtocols: (protocols) => [...protocols].find((p) => bySubprotocol.has(p)) ?? false
+    })
+    const onUpgrade = (req: Http.IncomingMessage, socket: import("node:stream").Duplex, head: Buffer) => {
+      const asked = (req.headers["sec-websocket-protocol"] ?? "").split(",").map((p) => p.trim())
+      const codec = asked.map((p) => bySubprotocol.get(p)).find((c) => c !== undefined)
+      socket.on("error", () => {})
+      if (!codec) {
+        socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+        return
+      }
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        live.add(ws)
+        ws.once("close", () => live.delete(ws))
+        const address = `${req.socket.remoteAddress ?? "unknown"}:${req.socket.remotePort ?? 0}`
+        accept(wrap(ws, codec, address))
+      })
+    }
+    const owned = options.server === undefined
+    const server = options.server ?? Http.createServer({ noDelay: true }, (_req, res) => {
+      res.writeHead(426, { "content-type": "text/plain" }).end("WebSocket upgrade required\n")
+    })
+    server.on("upgrade", onUpgrade)
+    yield* Effect.addFinalizer(() =>
+      Effect.async<void>((resume) => {
+        server.off("upgrade", onUpgrade)
+        for (const ws of live) ws.close(CloseCodes.GoingAway, "hub shutting down")
+        if (!owned) return resume(Effect.void)
+        // Give peers a moment to answer the close frames, then cut whatever is left.
+        const timer = setTimeout(() => {
+          for (const ws of live) ws.terminate()
+          server.closeAllConnections()
+        }, 500)
+        server.close(() => {
+          clearTimeout(timer)
+          resume(Effect.void)
+        })
+      })
+    )
+    if (owned) {
+      yield* Effect.async<void, TransportError>((resume) => {
+        server.once("error", (error) =>
+          resume(Effect.fail(new TransportError({ reason: "Open", message: error.message, cause: error }))))
+        server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => resume(Effect.void))
+      })
+    }
+    const address = server.address() as AddressInfo
+    const host = address.family === "IPv6" ? `[${address.address}]` : address.address
+    return { port: address.port, url: `ws://${host}:${address.port}` }
+  })
