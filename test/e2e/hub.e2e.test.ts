@@ -1,0 +1,157 @@
+/**
+ * `connect hub` as a user runs it: a real process on an embedded Postgres in a temporary CONNECT_HOME, stopped by
+ * SIGTERM, restarted on the same data, and recovering after being SIGKILLed with its Postgres still running.
+ */
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import Pg from "pg"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { isAlive, killTracked, spawn, track, waitUntil } from "../support/processes.ts"
+
+const LISTENING = /connect hub listening on (http:\/\/127\.0\.0\.1:(\d+)) \(postgres: ([^)]*)\)/
+
+let home: string
+let env: NodeJS.ProcessEnv
+
+beforeAll(() => {
+  // Not under /root: when running as root, the embedded Postgres runs as the `postgres` OS user and must enter it.
+  home = Fs.mkdtempSync(Path.join(Os.tmpdir(), "connect-e2e-"))
+  Fs.chmodSync(home, 0o755)
+  env = { ...process.env, CONNECT_HOME: home }
+  delete env.DATABASE_URL
+})
+
+afterAll(() => {
+  killTracked()
+  Fs.rmSync(home, { recursive: true, force: true })
+})
+
+const clusterDir = () => Path.join(home, "hub", "pg")
+
+const postmasterPid = (): number | undefined => {
+  try {
+    return Number(Fs.readFileSync(Path.join(clusterDir(), "postmaster.pid"), "utf8").split("\n")[0])
+  } catch {
+    return undefined
+  }
+}
+
+const startHub = async () => {
+  const hub = spawn(process.execPath, ["bin/connect.js", "hub", "--port", "0"], { env })
+  const match = await hub.waitFor(LISTENING, 60_000)
+  const pid = postmasterPid()
+  if (pid !== undefined) track(pid)
+  return { hub, url: match[1]!, postgres: match[3]!, postmaster: pid }
+}
+
+// Straight to the embedded cluster's unix socket, the way the hub connects.
+const query = async (statement: string) => {
+  const client = new Pg.Client({ host: clusterDir(), port: 5432, user: "postgres", database: "postgres" })
+  await client.connect()
+  try {
+    return (await client.query(statement)).rows
+  } finally {
+    await client.end()
+  }
+}
+
+describe("connect hub (real processes, embedded Postgres)", () => {
+  it("`connect --help` lists the hub command", async () => {
+    const cli = spawn(process.execPath, ["bin/connect.js", "--help"], { env })
+    expect(await cli.exited(30_000)).toEqual({ code: 0, signal: null })
+    expect(cli.stdout()).toMatch(/COMMANDS[\s\S]*- hub \[--port integer\]/)
+  })
+
+  it("a bad flag exits 2 with the reason and the usage", async () => {
+    const cli = spawn(process.execPath, ["bin/connect.js", "hub", "--port", "notanumber"], { env })
+    expect(await cli.exited(30_000)).toEqual({ code: 2, signal: null })
+    expect(cli.stderr()).toContain("'notanumber' is not a integer")
+    expect(cli.stderr()).toContain("Usage: connect hub [--port integer] [--host text] [--data-dir text]")
+  })
+
+  it("an unreachable DATABASE_URL exits 1 with one line naming the address", async () => {
+    const cli = spawn(process.execPath, ["bin/connect.js", "hub", "--port", "0"], {
+      env: { ...env, DATABASE_URL: "postgres://postgres:secret@127.0.0.1:1/connect" }
+    })
+    expect(await cli.exited(30_000)).toEqual({ code: 1, signal: null })
+    expect(cli.stderr().trim()).toMatch(/^connect: Cannot reach Postgres at 127\.0\.0\.1:1\/connect \(DATABASE_URL\): .*ECONNREFUSED/)
+    expect(cli.stderr().trim().split("\n")).toHaveLength(1)
+    expect(cli.stderr()).not.toContain("secret")
+  })
+
+  it("starts on embedded Postgres, serves /health, stops cleanly on SIGTERM, restarts on the same data", async () => {
+    const first = await startHub()
+    expect(first.postgres).toBe(`embedded at ${clusterDir()}`)
+    expect(first.postmaster).toBeDefined()
+    const response = await fetch(`${first.url}/health`)
+    expect(response.status).toBe(200)
+    expect(response.headers.get("content-type")).toContain("application/json")
+    expect(await response.json()).toEqual({ status: "ok" })
+    await query("create table e2e_marker (note text); insert into e2e_marker values ('kept')")
+    // Postgres writes to pg.log, never to the hub's console.
+    expect(Fs.readFileSync(Path.join(home, "hub", "pg.log"), "utf8")).toContain("ready to accept connections")
+    expect(first.hub.stdout() + first.hub.stderr()).not.toContain("ready to accept connections")
+
+    const stopping = Date.now()
+    first.hub.child.kill("SIGTERM")
+    expect(await first.hub.exited(10_000)).toEqual({ code: 0, signal: null })
+    expect(Date.now() - stopping).toBeLessThan(10_000)
+    expect(await waitUntil(() => !isAlive(first.postmaster!), 2_000)).toBe(true)
+    expect(Fs.existsSync(Path.join(clusterDir(), "postmaster.pid"))).toBe(false)
+
+    const second = await startHub()
+    expect(await query("select note from e2e_marker")).toEqual([{ note: "kept" }])
+    expect((await fetch(`${second.url}/health`)).status).toBe(200)
+    second.hub.child.kill("SIGTERM")
+    expect(await second.hub.exited(10_000)).toEqual({ code: 0, signal: null })
+    expect(await waitUntil(() => !isAlive(second.postmaster!), 2_000)).toBe(true)
+  }, 120_000)
+
+  it("recovers after the hub is SIGKILLed with its Postgres still running", async () => {
+    const killed = await startHub()
+    killed.hub.child.kill("SIGKILL")
+    await killed.hub.exited(10_000)
+    // The orphaned postmaster survives its hub and still holds the cluster.
+    expect(isAlive(killed.postmaster!)).toBe(true)
+
+    const recovered = await startHub()
+    expect(recovered.hub.stdout()).toContain(`stopping the embedded Postgres (pid ${killed.postmaster}) left running`)
+    expect(isAlive(killed.postmaster!)).toBe(false)
+    expect(recovered.postmaster).not.toBe(killed.postmaster)
+    expect((await fetch(`${recovered.url}/health`)).status).toBe(200)
+    expect(await query("select note from e2e_marker")).toEqual([{ note: "kept" }])
+
+    recovered.hub.child.kill("SIGINT")
+    expect(await recovered.hub.exited(10_000)).toEqual({ code: 0, signal: null })
+    expect(await waitUntil(() => !isAlive(recovered.postmaster!), 2_000)).toBe(true)
+  }, 120_000)
+
+  // As root, Postgres runs as the `postgres` OS user, which cannot enter a 0700 directory such as /root.
+  it.skipIf(process.getuid?.() !== 0)("as root with a private data dir, the cluster moves to /var/lib/connect behind a symlink", async () => {
+    const privateHome = Fs.mkdtempSync(Path.join(Os.tmpdir(), "connect-e2e-private-"))
+    Fs.chmodSync(privateHome, 0o700)
+    const link = Path.join(privateHome, "hub", "pg")
+    let target: string | undefined
+    try {
+      const hub = spawn(process.execPath, ["bin/connect.js", "hub", "--port", "0"], {
+        env: { ...env, CONNECT_HOME: privateHome }
+      })
+      const match = await hub.waitFor(LISTENING, 60_000)
+      expect(Fs.lstatSync(link).isSymbolicLink()).toBe(true)
+      target = Fs.readlinkSync(link)
+      expect(target).toMatch(/^\/var\/lib\/connect\/pg-[0-9a-f]{12}$/)
+      expect(hub.stdout()).toContain(`the embedded cluster lives in ${target}`)
+      const postmaster = Number(Fs.readFileSync(Path.join(target, "postmaster.pid"), "utf8").split("\n")[0])
+      track(postmaster)
+      expect((await fetch(`${match[1]}/health`)).status).toBe(200)
+      hub.child.kill("SIGTERM")
+      expect(await hub.exited(10_000)).toEqual({ code: 0, signal: null })
+      expect(await waitUntil(() => !isAlive(postmaster), 2_000)).toBe(true)
+    } finally {
+      killTracked()
+      if (target) Fs.rmSync(target, { recursive: true, force: true })
+      Fs.rmSync(privateHome, { recursive: true, force: true })
+    }
+  }, 120_000)
+})
