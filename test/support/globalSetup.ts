@@ -73,15 +73,17 @@ export default async function setup(project: TestProject) {
   const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "connect-test-pg-"))
   Fs.chmodSync(dir, 0o755)
   const port = await freePort()
+  const dataDir = Path.join(dir, "data")
   const pg = new EmbeddedPostgres({
-    databaseDir: Path.join(dir, "data"),
+    databaseDir: dataDir,
     port,
     user: "postgres",
     password: "postgres",
     authMethod: "trust",
     persistent: false,
     createPostgresUser: true,
-    postgresFlags: ["-c", `unix_socket_directories=${dir}`, "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300"],
+    postgresFlags: [// The socket goes in the data directory: the only place the `postgres` OS user is sure to be able to write.
+      "-c", `unix_socket_directories=${dataDir}`, "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300"],
     onLog: () => {}
   })
   await pg.initialise()

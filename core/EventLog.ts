@@ -1,0 +1,97 @@
+/**
+ * The event log contract: an append-only, gap-free, hash-chained sequence of events with per-stream versions.
+ * Postgres is one implementation (hub/PgEventLog.ts); everything else in the system is a projection of it.
+ */
+import { Context, Data, Schema } from "effect"
+import type { Effect, Stream } from "effect"
+import type { Event, EventMeta } from "./Events.ts"
+
+/**
+ * What the caller expects the stream's current version to be: `"any"` skips the check, `"no_stream"` requires that the
+ * stream has no events yet, a number requires exactly that last version (versions start at 1).
+ */
+export type ExpectedVersion = "any" | "no_stream" | number
+
+/** Options of one append. */
+export interface AppendOptions {
+  readonly expectedVersion: ExpectedVersion
+  /** Workspace the events belong to; null for hub-level events. */
+  readonly workspaceId: string | null
+  /** Who did it, from where; stored in the `meta` column. */
+  readonly meta: EventMeta
+}
+
+/** What a successful append returns. */
+export interface AppendResult {
+  /** Position of the first appended event. */
+  readonly firstPosition: number
+  /** Position of the last appended event. */
+  readonly lastPosition: number
+  /** The stream's version after the append. */
+  readonly version: number
+}
+
+/** An event as stored, with its columns but its payload still encoded (what `verify` and exporters read). */
+export interface RawEvent {
+  readonly position: number
+  readonly id: string
+  readonly stream: string
+  readonly version: number
+  readonly workspaceId: string | null
+  readonly type: string
+  readonly data: unknown
+  readonly meta: unknown
+  readonly recordedAt: Date
+  readonly prevHash: Uint8Array
+  readonly hash: Uint8Array
+}
+
+/** An event as stored, decoded through its schema. */
+export interface StoredEvent extends Omit<RawEvent, "data" | "meta"> {
+  readonly event: Event
+  readonly meta: EventMeta
+}
+
+/** The stream was not at the expected version; nothing was appended. */
+export class VersionConflict extends Schema.TaggedError<VersionConflict>()("VersionConflict", {
+  stream: Schema.String,
+  expected: Schema.Union(Schema.Literal("any", "no_stream"), Schema.Number),
+  actual: Schema.Number
+}) {
+  override get message() {
+    return `stream ${this.stream} is at version ${this.actual}, expected ${this.expected}`
+  }
+}
+
+/** The log could not do what was asked: the database is unreachable, a stored event does not decode, ... */
+export class EventLogError extends Schema.TaggedError<EventLogError>()("EventLogError", {
+  reason: Schema.Literal("Unavailable", "Decode", "Rejected", "Projection"),
+  message: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {}
+
+/** The head of the log: its last position and hash (position 0 and the genesis hash when empty). */
+export class Head extends Data.Class<{ readonly position: number; readonly hash: Uint8Array }> {}
+
+/** The event log service. */
+export class EventLog extends Context.Tag("connect/core/EventLog")<
+  EventLog,
+  {
+    /** Appends events to one stream atomically, checking the expected version first. */
+    readonly append: (
+      stream: string,
+      events: ReadonlyArray<Event>,
+      options: AppendOptions
+    ) => Effect.Effect<AppendResult, VersionConflict | EventLogError>
+    /** Events after a position, in position order, at most `limit`. */
+    readonly readAll: (after: number, limit: number) => Effect.Effect<ReadonlyArray<StoredEvent>, EventLogError>
+    /** Raw (undecoded) events after a position, in position order, at most `limit`. */
+    readonly readRaw: (after: number, limit: number) => Effect.Effect<ReadonlyArray<RawEvent>, EventLogError>
+    /** All events of one stream in version order, starting after `afterVersion` (default 0). */
+    readonly readStream: (stream: string, afterVersion?: number) => Effect.Effect<ReadonlyArray<StoredEvent>, EventLogError>
+    /** Every event after a position, then every event committed later, in position order, forever. */
+    readonly subscribe: (after: number) => Stream.Stream<StoredEvent, EventLogError>
+    /** The current head. */
+    readonly head: Effect.Effect<Head, EventLogError>
+  }
+>() {}

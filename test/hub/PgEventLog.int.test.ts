@@ -1,0 +1,391 @@
+/**
+ * The Postgres event log against a real Postgres: version checks, group commit under concurrency with conflicts and
+ * rollbacks, gap-free positions, subscriptions, two writers on one database, append-only triggers, chain verification,
+ * decoding on read, and projection rebuilds.
+ */
+import * as Net from "node:net"
+import { SqlClient } from "@effect/sql"
+import { PgClient } from "@effect/sql-pg"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Either, Fiber, Layer, Random, Redacted, Ref, Stream } from "effect"
+import { type AppendOptions, EventLog, type StoredEvent } from "../../core/EventLog.ts"
+import { EventMeta, WorkspaceCreated } from "../../core/Events.ts"
+import { uuidv7 } from "../../core/Ids.ts"
+import type { Projection } from "../../core/Projection.ts"
+import { verify } from "../../audit/Verify.ts"
+import * as Migrations from "../../hub/Migrations.ts"
+import * as PgEventLog from "../../hub/PgEventLog.ts"
+import * as ProjectionRunner from "../../hub/ProjectionRunner.ts"
+import * as StreamHeads from "../../hub/StreamHeads.ts"
+import * as TestDatabase from "../support/TestDatabase.ts"
+
+const meta = new EventMeta({ actor: { kind: "system" } })
+const opts = (expectedVersion: AppendOptions["expectedVersion"]): AppendOptions => ({
+  expectedVersion,
+  workspaceId: null,
+  meta
+})
+const created = (name: string) => new WorkspaceCreated({ workspaceId: uuidv7() as never, name })
+
+/** An inline projection that fails on any workspace named "rollback…", to make append transactions roll back. */
+const saboteur: Projection<SqlClient.SqlClient> = {
+  name: "saboteur",
+  mode: "inline",
+  apply: (events) =>
+    events.some((e) => e.event._tag === "WorkspaceCreated" && e.event.name.startsWith("rollback"))
+      ? Effect.fail(new Error("sabotaged"))
+      : Effect.void,
+  reset: Effect.void
+}
+
+/** A TCP proxy to Postgres that can be cut (every connection destroyed, new ones refused) and restored. */
+const startProxy = (host: string, port: number) =>
+  new Promise<{ port: number; cut: () => Promise<void>; restore: () => void; close: () => Promise<void> }>((resolve) => {
+    const sockets = new Set<Net.Socket>()
+    let up = true
+    const server = Net.createServer((client) => {
+      if (!up) return client.destroy()
+      const upstream = Net.connect(port, host)
+      for (const s of [client, upstream]) {
+        sockets.add(s)
+        s.on("close", () => sockets.delete(s))
+        s.on("error", () => {})
+      }
+      client.pipe(upstream).pipe(client)
+      client.on("close", () => upstream.destroy())
+      upstream.on("close", () => client.destroy())
+    })
+    server.listen(0, "127.0.0.1", () =>
+      resolve({
+        port: (server.address() as Net.AddressInfo).port,
+        cut: async () => {
+          up = false
+          for (const s of sockets) s.destroy()
+        },
+        restore: () => {
+          up = true
+        },
+        close: () =>
+          new Promise((done) => {
+            for (const s of sockets) s.destroy()
+            server.close(() => done())
+          })
+      })
+    )
+  })
+
+const pgLayer = (url: string) => PgClient.layer({ url: Redacted.make(url), maxConnections: 8, connectTimeout: "3 seconds" })
+
+/** A fresh database with the schema, and an event log on its own pool. */
+const logOn = (url: string, options: PgEventLog.PgEventLogOptions = {}) =>
+  PgEventLog.layer(options).pipe(Layer.provideMerge(Layer.effectDiscard(Migrations.run)), Layer.provideMerge(pgLayer(url)))
+
+const withLog = <A, E>(
+  body: (url: string) => Effect.Effect<A, E, EventLog | SqlClient.SqlClient | PgClient.PgClient>,
+  options: PgEventLog.PgEventLogOptions = { inline: [StreamHeads.projection] }
+) =>
+  Effect.gen(function* () {
+    const url = yield* TestDatabase.makeTestDatabaseUrl
+    return yield* body(url).pipe(Effect.provide(logOn(url, options)))
+  })
+
+describe("PgEventLog", () => {
+  it.scopedLive("appends, reads back in order, and checks expected versions", () =>
+    withLog(() =>
+      Effect.gen(function* () {
+        const log = yield* EventLog
+        const a = yield* log.append("s-a", [created("one"), created("two")], opts("no_stream"))
+        expect(a).toEqual({ firstPosition: 1, lastPosition: 2, version: 2 })
+        const again = yield* Effect.either(log.append("s-a", [created("three")], opts("no_stream")))
+        expect(Either.isLeft(again) && again.left._tag === "VersionConflict" && again.left.actual).toBe(2)
+        const stale = yield* Effect.either(log.append("s-a", [created("three")], opts(1)))
+        expect(Either.isLeft(stale) && stale.left.message).toContain("is at version 2, expected 1")
+        const b = yield* log.append("s-a", [created("three")], opts(2))
+        expect(b).toEqual({ firstPosition: 3, lastPosition: 3, version: 3 })
+        yield* log.append("s-b", [created("four")], opts("any"))
+        const all = yield* log.readAll(0, 100)
+        expect(all.map((e) => [e.position, e.stream, e.version])).toEqual([
+          [1, "s-a", 1],
+          [2, "s-a", 2],
+          [3, "s-a", 3],
+          [4, "s-b", 1]
+        ])
+        expect(all.map((e) => (e.event as WorkspaceCreated).name)).toEqual(["one", "two", "three", "four"])
+        expect((yield* log.readStream("s-a", 1)).map((e) => e.version)).toEqual([2, 3])
+        expect((yield* log.head).position).toBe(4)
+        const result = yield* verify()
+        expect(result).toMatchObject({ ok: true, count: 4 })
+      })
+    )
+  )
+
+  it.scopedLive("32 fibers x 200 appends with conflicts and rollbacks: exactly-once, gap-free, seen in order by subscribe", () =>
+    withLog(
+      () =>
+        Effect.gen(function* () {
+          const log = yield* EventLog
+          const seen = yield* Ref.make<Array<StoredEvent>>([])
+          const reader = yield* log.subscribe(0).pipe(
+            Stream.runForEach((e) => Ref.update(seen, (xs) => (xs.push(e), xs))),
+            Effect.fork
+          )
+          const streams = Array.from({ length: 8 }, (_, i) => `conc-${i}`)
+          const succeeded: Array<{ tag: string; position: number }> = []
+          const failed: Array<string> = []
+          yield* Effect.forEach(
+            Array.from({ length: 32 }, (_, f) => f),
+            (f) =>
+              Effect.gen(function* () {
+                // What this fiber believes each stream's version is; often stale on purpose.
+                const known = new Map<string, number>()
+                for (let i = 0; i < 200; i++) {
+                  const stream = streams[yield* Random.nextIntBetween(0, streams.length)]!
+                  const roll = yield* Random.nextIntBetween(0, 100)
+                  const expected: AppendOptions["expectedVersion"] =
+                    roll < 40 ? "any" : roll < 90 ? (known.get(stream) ?? 0) || "no_stream" : "no_stream"
+                  const rollback = roll % 37 === 0 // about 3% of appends roll back
+                  const tag = `${rollback ? "rollback" : "ok"}-${f}-${i}`
+                  const result = yield* Effect.either(log.append(stream, [created(tag)], opts(expected)))
+                  if (Either.isRight(result)) {
+                    succeeded.push({ tag, position: result.right.lastPosition })
+                    known.set(stream, result.right.version)
+                  } else {
+                    failed.push(tag)
+                    if (result.left._tag === "VersionConflict") known.set(stream, result.left.actual)
+                    else expect(result.left.reason).toBe("Projection")
+                  }
+                }
+              }),
+            { concurrency: "unbounded", discard: true }
+          )
+          expect(succeeded.length + failed.length).toBe(6400)
+          expect(failed.some((t) => t.startsWith("rollback"))).toBe(true)
+          expect(failed.some((t) => t.startsWith("ok"))).toBe(true) // some version conflicts happened
+          expect(succeeded.some((s) => s.tag.startsWith("rollback"))).toBe(false)
+
+          const all = yield* log.readAll(0, 100_000)
+          const n = succeeded.length
+          expect(all.map((e) => e.position)).toEqual(Array.from({ length: n }, (_, i) => i + 1))
+          const tags = all.map((e) => (e.event as WorkspaceCreated).name)
+          expect(new Set(tags).size).toBe(n)
+          expect(new Set(tags)).toEqual(new Set(succeeded.map((s) => s.tag)))
+          for (const s of succeeded) expect(tags[s.position - 1]).toBe(s.tag)
+          // Versions per stream are 1..k without gaps, in position order.
+          for (const stream of streams) {
+            const versions = all.filter((e) => e.stream === stream).map((e) => e.version)
+            expect(versions).toEqual(Array.from({ length: versions.length }, (_, i) => i + 1))
+          }
+
+          // The subscriber receives exactly the committed events, in position order, and nothing else.
+          const deadline = Date.now() + 10_000
+          while ((yield* Ref.get(seen)).length < n && Date.now() < deadline) yield* Effect.sleep("20 millis")
+          yield* Effect.sleep("100 millis")
+          yield* Fiber.interrupt(reader)
+          const got = yield* Ref.get(seen)
+          expect(got.map((e) => e.id)).toEqual(all.map((e) => e.id))
+          expect(yield* verify()).toMatchObject({ ok: true, count: n })
+        }),
+      { inline: [StreamHeads.projection, saboteur], maxBatch: 64 }
+    )
+  )
+
+  it.scopedLive("two pools with their own writers append at once and keep one valid chain", () =>
+    Effect.gen(function* () {
+      const url = yield* TestDatabase.makeTestDatabaseUrl
+      const a = yield* Layer.build(logOn(url))
+      const b = yield* Layer.build(logOn(url))
+      const appendMany = (ctx: typeof a, who: string) =>
+        Effect.forEach(
+          Array.from({ length: 400 }, (_, i) => i),
+          (i) =>
+            Effect.flatMap(EventLog, (log) => log.append(`two-${i % 5}`, [created(`${who}-${i}`)], opts("any"))).pipe(
+              Effect.provide(ctx)
+            ),
+          { concurrency: 16, discard: true }
+        )
+      yield* Effect.all([appendMany(a, "a"), appendMany(b, "b")], { concurrency: 2 })
+      const result = yield* verify().pipe(Effect.provide(a))
+      expect(result).toMatchObject({ ok: true, count: 800 })
+      const all = yield* Effect.flatMap(EventLog, (log) => log.readAll(0, 1000)).pipe(Effect.provide(b))
+      expect(all.map((e) => e.position)).toEqual(Array.from({ length: 800 }, (_, i) => i + 1))
+    })
+  )
+
+  it.scopedLive("a subscriber on one pool wakes on another pool's commit through NOTIFY, not the poll", () =>
+    Effect.gen(function* () {
+      const url = yield* TestDatabase.makeTestDatabaseUrl
+      const reader = yield* Layer.build(logOn(url, { pollInterval: 60_000 }))
+      const writer = yield* Layer.build(logOn(url))
+      const first = yield* Effect.flatMap(EventLog, (log) => log.subscribe(0).pipe(Stream.take(1), Stream.runCollect)).pipe(
+        Effect.provide(reader),
+        Effect.fork
+      )
+      // LISTEN has no "subscribed" signal; give it a moment, then append from the other pool.
+      yield* Effect.sleep("300 millis")
+      yield* Effect.flatMap(EventLog, (log) => log.append("notify", [created("hello")], opts("any"))).pipe(
+        Effect.provide(writer)
+      )
+      const got = yield* Fiber.join(first).pipe(Effect.timeout("5 seconds"))
+      expect([...got].map((e) => (e.event as WorkspaceCreated).name)).toEqual(["hello"])
+    })
+  )
+
+  it.scopedLive("UPDATE, DELETE and TRUNCATE of events fail through the hub's connection", () =>
+    withLog(() =>
+      Effect.gen(function* () {
+        const log = yield* EventLog
+        const sql = yield* SqlClient.SqlClient
+        yield* log.append("ao", [created("keep")], opts("any"))
+        for (const statement of [
+          `update events set type = 'X'`,
+          `delete from events`,
+          `truncate events`,
+          `truncate events cascade`
+        ]) {
+          const result = yield* Effect.either(sql.unsafe(statement))
+          expect(Either.isLeft(result) && String((result.left.cause as Error)?.message)).toContain("append-only")
+        }
+        expect((yield* log.readAll(0, 10)).length).toBe(1)
+      })
+    )
+  )
+
+  it.scopedLive("verify names the first altered, unlinked or missing position", () =>
+    withLog(() =>
+      Effect.gen(function* () {
+        const log = yield* EventLog
+        const sql = yield* SqlClient.SqlClient
+        for (let i = 0; i < 10; i++) yield* log.append(`v-${i % 3}`, [created(`e${i}`)], opts("any"))
+        expect(yield* verify({ pageSize: 3 })).toMatchObject({ ok: true, count: 10 })
+        // As a superuser would: switch the trigger off, rewrite history, switch it back on.
+        const tamper = (statement: string) =>
+          sql.unsafe(`alter table events disable trigger events_no_update_delete;
+                      ${statement};
+                      alter table events enable trigger events_no_update_delete`)
+        yield* tamper(`update events set data = jsonb_set(data, '{name}', '"forged"') where position = 7`)
+        expect(yield* verify({ pageSize: 3 })).toMatchObject({ ok: false, position: 7, reason: "hash_mismatch", count: 6 })
+        yield* tamper(`delete from events where position = 4`)
+        expect(yield* verify({ pageSize: 3 })).toMatchObject({ ok: false, position: 4, reason: "gap" })
+      })
+    )
+  )
+
+  it.scopedLive("an unknown stored type or invalid data is a clear decode error naming the position", () =>
+    withLog(() =>
+      Effect.gen(function* () {
+        const log = yield* EventLog
+        const sql = yield* SqlClient.SqlClient
+        yield* log.append("d", [created("fine")], opts("any"))
+        yield* sql.unsafe(
+          `insert into events (position, id, stream, version, type, data, meta, prev_hash, hash)
+           values (2, $1, 'd', 2, 'SomethingHappened', '{}', '{"actor":{"kind":"system"}}', $2, $2)`,
+          [uuidv7(), Buffer.alloc(32)]
+        )
+        const result = yield* Effect.either(log.readAll(0, 10))
+        expect(Either.isLeft(result) && result.left.reason).toBe("Decode")
+        expect(Either.isLeft(result) && result.left.message).toMatch(/position 2 \(SomethingHappened\).*SomethingHappened/)
+        // Reading raw still works: an investigator can see what is there.
+        expect((yield* log.readRaw(0, 10)).map((e) => e.type)).toEqual(["WorkspaceCreated", "SomethingHappened"])
+      })
+    )
+  )
+
+  it.scopedLive("a request Postgres cannot store fails alone; a batch around it commits", () =>
+    withLog(() =>
+      Effect.gen(function* () {
+        const log = yield* EventLog
+        const results = yield* Effect.forEach(
+          ["a", "b\u0000c", "d"],
+          (name) => Effect.either(log.append("nul", [created(name)], opts("any"))),
+          { concurrency: "unbounded" }
+        )
+        expect(results.map(Either.isRight)).toEqual([true, false, true])
+        expect((yield* log.readAll(0, 10)).length).toBe(2)
+      })
+    )
+  )
+
+  it.scopedLive("while Postgres is unreachable appends fail promptly with Unavailable; afterwards the log resumes", () =>
+    Effect.gen(function* () {
+      const url = new URL(yield* TestDatabase.makeTestDatabaseUrl)
+      const proxy = yield* Effect.acquireRelease(
+        Effect.promise(() => startProxy(url.hostname, Number(url.port || 5432))),
+        (p) => Effect.promise(() => p.close())
+      )
+      url.hostname = "127.0.0.1"
+      url.port = String(proxy.port)
+      const ctx = yield* Layer.build(logOn(url.toString()))
+      const append = (name: string) =>
+        Effect.flatMap(EventLog, (log) => log.append("outage", [created(name)], opts("any"))).pipe(
+          Effect.provide(ctx),
+          Effect.either
+        )
+      expect(Either.isRight(yield* append("before"))).toBe(true)
+      yield* Effect.promise(() => proxy.cut())
+      const started = Date.now()
+      const during = yield* append("during")
+      expect(Either.isLeft(during) && during.left._tag === "EventLogError" && during.left.reason).toBe("Unavailable")
+      expect(Date.now() - started).toBeLessThan(15_000)
+      proxy.restore()
+      let after = yield* append("after")
+      for (let i = 0; i < 50 && Either.isLeft(after); i++) {
+        yield* Effect.sleep("100 millis")
+        after = yield* append("after")
+      }
+      expect(Either.isRight(after)).toBe(true)
+      const all = yield* Effect.flatMap(EventLog, (log) => log.readAll(0, 10)).pipe(Effect.provide(ctx))
+      expect(all.map((e) => (e.event as WorkspaceCreated).name)).toEqual(["before", "after"])
+      expect(yield* verify().pipe(Effect.provide(ctx))).toMatchObject({ ok: true, count: 2 })
+    })
+  )
+
+  it.scopedLive("a rebuilt read model equals the live one, and an async projection catches up exactly once", () =>
+    withLog(() =>
+      Effect.gen(function* () {
+        const log = yield* EventLog
+        const sql = yield* SqlClient.SqlClient
+        yield* Effect.forEach(
+          Array.from({ length: 500 }, (_, i) => i),
+          (i) => log.append(`rb-${i % 17}`, [created(`r${i}`), created(`s${i}`)], opts("any")),
+          { concurrency: 32, discard: true }
+        )
+        const snapshot = () =>
+          sql.unsafe(`select stream, workspace_id, version, last_position, last_type, event_count, updated_at
+                      from stream_heads order by stream`)
+        const live = yield* snapshot()
+        expect(live.length).toBe(17)
+        const replayed = yield* ProjectionRunner.rebuild(StreamHeads.projection, { pageSize: 128 })
+        expect(replayed).toBe(1000)
+        expect(yield* snapshot()).toEqual(live)
+        expect(yield* ProjectionRunner.checkpoint("stream_heads")).toBe(1000)
+
+        // An async projection counting events per type, following from its checkpoint.
+        yield* sql.unsafe(`create table type_counts (type text primary key, n int not null)`)
+        const counts: Projection<SqlClient.SqlClient> = {
+          name: "type_counts",
+          mode: "async",
+          apply: (events) =>
+            sql.unsafe(
+              `insert into type_counts select t, count(*) from unnest($1::text[]) t group by t
+               on conflict (type) do update set n = type_counts.n + excluded.n`,
+              [events.map((e) => e.type)]
+            ),
+          reset: sql.unsafe(`delete from type_counts`)
+        }
+        const follower = yield* Effect.fork(ProjectionRunner.follow(counts, 100))
+        yield* log.append("rb-late", [created("late")], opts("any"))
+        const deadline = Date.now() + 10_000
+        while ((yield* ProjectionRunner.checkpoint("type_counts")) < 1001 && Date.now() < deadline) {
+          yield* Effect.sleep("20 millis")
+        }
+        yield* Fiber.interrupt(follower)
+        expect(yield* sql.unsafe(`select type, n from type_counts`)).toEqual([{ type: "WorkspaceCreated", n: 1001 }])
+        // Restarting from the checkpoint applies nothing twice.
+        const again = yield* Effect.fork(ProjectionRunner.follow(counts, 100))
+        yield* Effect.sleep("300 millis")
+        yield* Fiber.interrupt(again)
+        expect(yield* sql.unsafe(`select type, n from type_counts`)).toEqual([{ type: "WorkspaceCreated", n: 1001 }])
+      })
+    )
+  )
+})
