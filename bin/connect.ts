@@ -17,10 +17,16 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as HashSet from "effect/HashSet"
 import * as Option from "effect/Option"
+import * as AuditCli from "../audit/Cli.ts"
 import * as HubCli from "../hub/Cli.ts"
 
 /** The subcommands of `connect`; add `audit`, `up`, `expose`, `reach`, ... here. */
-const subcommands = [HubCli.command] as const
+const audit: Command.Command<"audit", never, ValidationError.ValidationError, {}> = Command.make("audit", {}, () => Effect.fail(ValidationError.helpRequested(auditCommand.descriptor))).pipe(
+  Command.withDescription("Investigate the event log: verify its hash chain (more to come: queries, --stats, exports).")
+)
+const auditCommand = audit.pipe(Command.withSubcommands([AuditCli.verifyCommand("verify", HubCli.logLayer)]))
+
+const subcommands = [HubCli.command, auditCommand] as const
 
 const root: Command.Command<"connect", never, ValidationError.ValidationError, {}> = Command.make("connect", {}, () =>
   // Bare `connect` shows the help, subcommands included.
@@ -43,9 +49,11 @@ class ExitCode extends Data.TaggedError("ExitCode")<{ readonly code: number }> {
 
 const usageOf = (args: ReadonlyArray<string>): string => {
   const name = args.find((a) => !a.startsWith("-"))
-  const sub = subcommands.find((c) => name !== undefined && HashSet.has(Command.getNames(c), name))
+  // Commands are invariant in their types; only their names and usage are read here.
+  const all = subcommands as ReadonlyArray<Command.Command<string, never, any, any>>
+  const sub = all.find((c) => name !== undefined && HashSet.has(Command.getNames(c), name))
   if (sub === undefined) {
-    const names = subcommands.map((c) => [...Command.getNames(c)].join("|")).join("|")
+    const names = all.map((c) => [...Command.getNames(c)].join("|")).join("|")
     return `Usage: connect <${names}> [options]\nRun 'connect --help' for details.`
   }
   const usage = HelpDoc.toAnsiText(Usage.getHelp(Command.getUsage(sub))).trim()
@@ -59,6 +67,10 @@ const main = (argv: ReadonlyArray<string>) =>
     Effect.catchIf(ValidationError.isValidationError, () => explain(usageOf(argv.slice(2)), 2)),
     Effect.catchTags({
       DatabaseError: (error) => explain(`connect: ${error.message}`, 1),
+      EventLogError: (error) => explain(`connect: ${error.message}`, 1),
+      MigrationError: (error) => explain(`connect: database migration failed: ${error.message}`, 1),
+      SqlError: (error) => explain(`connect: database error: ${error.message}`, 1),
+      ChainBroken: () => Effect.fail(new ExitCode({ code: AuditCli.EXIT_BROKEN })),
       ServeError: (error) =>
         explain(`connect: cannot listen: ${error.cause instanceof Error ? error.cause.message : String(error.cause)}`, 1),
       ConfigError: (error) => explain(`connect: bad environment: ${String(error)}`, 1)

@@ -7,7 +7,10 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as HubConfig from "./HubConfig.ts"
+import * as AuditCli from "../audit/Cli.ts"
 import * as Main from "./Main.ts"
+import * as Migrations from "./Migrations.ts"
+import * as PgEventLog from "./PgEventLog.ts"
 
 const port = Options.integer("port").pipe(
   Options.filterMap(
@@ -33,8 +36,21 @@ const dataDir = Options.text("data-dir").pipe(
   )
 )
 
-/** The `hub` subcommand. */
-export const command = Command.make("hub", { port, host, dataDir }, (flags) =>
+/**
+ * The event log of the hub whose data directory is `dataDir` (or of `DATABASE_URL`), for offline commands such as
+ * verify: the same database selection as `connect hub`, migrations applied, no HTTP server.
+ */
+export const logLayer = (flags: { readonly dataDir: string | undefined }) =>
+  Layer.unwrapEffect(
+    Effect.map(HubConfig.make({ dataDir: flags.dataDir }), (config) =>
+      PgEventLog.layer().pipe(Layer.provideMerge(Migrations.layer), Layer.provide(Main.DatabaseLive(config)))
+    )
+  )
+
+/** `connect hub verify-log`: the audit verify command on this hub's log. */
+export const verifyLog = AuditCli.verifyCommand("verify-log", logLayer)
+
+const hub = Command.make("hub", { port, host, dataDir }, (flags) =>
   Effect.gen(function*() {
     const config = yield* HubConfig.make({
       port: flags.port,
@@ -48,3 +64,6 @@ export const command = Command.make("hub", { port, host, dataDir }, (flags) =>
         "else an embedded Postgres in --data-dir that starts and stops with the hub. Stop it with Ctrl-C or SIGTERM."
     )
   )
+
+/** The `hub` subcommand, with `verify-log` under it. */
+export const command = hub.pipe(Command.withSubcommands([verifyLog]))

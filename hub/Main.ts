@@ -14,7 +14,14 @@ import * as Console from "effect/Console"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type { MigrationError } from "@effect/sql/Migrator"
+import type { SqlError } from "@effect/sql/SqlError"
+import type { EventLog, EventLogError } from "../core/EventLog.ts"
+import * as Bootstrap from "./Bootstrap.ts"
 import * as Database from "./Database.ts"
+import * as Migrations from "./Migrations.ts"
+import * as PgEventLog from "./PgEventLog.ts"
+import * as StreamHeads from "./StreamHeads.ts"
 import * as HttpApi from "./HttpApi.ts"
 import { HubConfig, type HubConfigShape } from "./HubConfig.ts"
 
@@ -34,7 +41,14 @@ export const DatabaseLive = (config: HubConfigShape): Layer.Layer<PgClient.PgCli
  */
 export const ServicesLive = (
   _config: HubConfigShape
-): Layer.Layer<never, never, HubConfig | PgClient.PgClient | SqlClient.SqlClient> => Layer.empty
+): Layer.Layer<EventLog, SqlError | MigrationError | EventLogError, HubConfig | PgClient.PgClient | SqlClient.SqlClient> =>
+  Bootstrap.layer.pipe(
+    Layer.provideMerge(PgEventLog.layer({ inline: InlineProjections })),
+    Layer.provideMerge(Migrations.layer)
+  )
+
+/** The read models kept inside the append transaction, so the API reads its own writes. */
+export const InlineProjections = [StreamHeads.projection]
 
 /** Stage 3 — the HTTP server listening on `host:port`, with the underlying node server as `HubHttpServer`. */
 export const HttpServerLive = (
@@ -80,8 +94,8 @@ const ServeLive = (
 export const HubLive = (
   config: HubConfigShape
 ): Layer.Layer<
-  HubConfig | PgClient.PgClient | SqlClient.SqlClient | HubHttpServer | HttpServer.HttpServer,
-  Database.DatabaseError | ServeError
+  HubConfig | PgClient.PgClient | SqlClient.SqlClient | HubHttpServer | HttpServer.HttpServer | EventLog,
+  Database.DatabaseError | ServeError | SqlError | MigrationError | EventLogError
 > =>
   ServeLive(config).pipe(
     Layer.provide(RoutesLive),

@@ -1,0 +1,58 @@
+/**
+ * `connect audit verify` (also `connect hub verify-log`): recomputes the event log's hash chain and prints OK with the
+ * count, or the first broken position. Exit 0 when the chain holds, 3 when it does not.
+ */
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import type { EventLog } from "../core/EventLog.ts"
+import { Console, Effect, Layer } from "effect"
+import { verify } from "./Verify.ts"
+
+/** Exit code of a verification that found the chain broken (distinct from 1, "could not run"). */
+export const EXIT_BROKEN = 3
+
+/** Shown when the chain does not hold; the process then exits with {@link EXIT_BROKEN}. */
+export class ChainBroken extends Error {
+  readonly _tag = "ChainBroken"
+}
+
+const json = Options.boolean("json").pipe(Options.withDescription("Print the result as one JSON object."))
+
+/**
+ * The verify command under `name`, reading the log through `logLayer` (the hub supplies its database and event log;
+ * audit/ does not know how they are built).
+ */
+export const verifyCommand = <E, R>(name: string, logLayer: (flags: { dataDir: string | undefined }) => Layer.Layer<EventLog, E, R>) =>
+  Command.make(
+    name,
+    {
+      json,
+      dataDir: Options.text("data-dir").pipe(
+        Options.optional,
+        Options.withDescription("The hub's data directory (default $CONNECT_HOME/hub); ignored when DATABASE_URL is set.")
+      )
+    },
+    (flags) =>
+      Effect.gen(function* () {
+        const started = performance.now()
+        const interactive = !flags.json && process.stderr.isTTY
+        const result = yield* verify({
+          onProgress: (count) => (interactive ? Effect.sync(() => process.stderr.write(`\rverified ${count} events…`)) : Effect.void)
+        })
+        if (interactive) process.stderr.write("\r\x1b[K")
+        const seconds = (performance.now() - started) / 1000
+        if (flags.json) {
+          yield* Console.log(JSON.stringify({ ...result, seconds }))
+        } else if (result.ok) {
+          yield* Console.log(`OK: ${result.count} events, hash chain intact (head ${result.headHash.slice(0, 16)}…, ${seconds.toFixed(1)} s)`)
+        } else {
+          yield* Console.log(`BROKEN at position ${result.position}: ${result.message} (${result.count} events verified before it)`)
+        }
+        if (!result.ok) return yield* Effect.fail(new ChainBroken(`chain broken at ${result.position}`))
+      }).pipe(Effect.provide(logLayer({ dataDir: flags.dataDir._tag === "Some" ? flags.dataDir.value : undefined })))
+  ).pipe(
+    Command.withDescription(
+      "Recompute the event log's SHA-256 hash chain from position 1 and print OK with the count, or the first position " +
+        "that was altered, unlinked or is missing. Exit code 0 when intact, 3 when broken, 1 when it could not run."
+    )
+  )

@@ -1,0 +1,241 @@
+/**
+ * `npm run bench -- eventlog`: append throughput and latency of the group-commit writer against one INSERT per
+ * transaction measured in the same run, then `verify` and projection `rebuild` over a large log.
+ *
+ * Options: --json [FILE]  --seconds S (per measurement, default 4)  --runs N (default 3)  --events N (verify/rebuild
+ * log size, default 1,000,000)  --database-url URL (default: embedded Postgres in a temporary directory, as the hub).
+ */
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { SqlClient } from "@effect/sql"
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Layer, Redacted, Schema } from "effect"
+import Pg from "pg"
+import { verify } from "../../audit/Verify.ts"
+import { EventLog } from "../../core/EventLog.ts"
+import { EventMeta, TunnelClosed } from "../../core/Events.ts"
+import { encodeEvent } from "../../core/Events.ts"
+import { TunnelId, ServiceId, uuidv7 } from "../../core/Ids.ts"
+import * as Database from "../../hub/Database.ts"
+import * as Migrations from "../../hub/Migrations.ts"
+import * as PgEventLog from "../../hub/PgEventLog.ts"
+import * as ProjectionRunner from "../../hub/ProjectionRunner.ts"
+import * as StreamHeads from "../../hub/StreamHeads.ts"
+import { median, percentile, printTable, writeJson } from "./Report.ts"
+
+const flag = (args: ReadonlyArray<string>, name: string, fallback: number) => {
+  const i = args.indexOf(name)
+  return i >= 0 ? Number(args[i + 1]) : fallback
+}
+
+const meta = new EventMeta({
+  actor: { kind: "agent", id: "0193a3c1-7f2e-7c3a-9b1d-2f4e5a6b7c8d" },
+  sourceIp: "203.0.113.77",
+  userAgent: "connect-agent/0.1.0 (linux x64)",
+  hubId: "hub-bench-1"
+})
+
+/** A TunnelClosed with its meta: about 300 bytes of JSON, like the events the relay writes most. */
+const sampleEvent = () =>
+  new TunnelClosed({
+    tunnelId: TunnelId.make(uuidv7()),
+    serviceId: ServiceId.make("0193a3c1-7f2e-7c3a-9b1d-aaaaaaaaaaaa"),
+    bytesUp: 123_456,
+    bytesDown: 9_876_543,
+    durationMs: 4_321,
+    reason: "end"
+  })
+
+const encodeMeta = Schema.encodeSync(EventMeta)
+
+const STREAMS = 100
+
+interface Measurement {
+  readonly events: number
+  readonly seconds: number
+  readonly latenciesMs: Array<number>
+}
+
+/** Runs `callers` loops of `op` for `seconds`, recording each call's latency. */
+const drive = async (callers: number, seconds: number, op: (caller: number, i: number) => Promise<unknown>) => {
+  const latencies: Array<number> = []
+  const deadline = performance.now() + seconds * 1000
+  const started = performance.now()
+  await Promise.all(
+    Array.from({ length: callers }, async (_, c) => {
+      for (let i = 0; performance.now() < deadline; i++) {
+        const t = performance.now()
+        await op(c, i)
+        latencies.push(performance.now() - t)
+      }
+    })
+  )
+  return { events: latencies.length, seconds: (performance.now() - started) / 1000, latenciesMs: latencies } satisfies Measurement
+}
+
+const summarize = (m: Measurement) => ({
+  eventsPerSec: m.events / m.seconds,
+  p50Ms: percentile(m.latenciesMs, 50),
+  p99Ms: percentile(m.latenciesMs, 99)
+})
+
+export const main = async (args: ReadonlyArray<string>) => {
+  const seconds = flag(args, "--seconds", 4)
+  const runs = flag(args, "--runs", 3)
+  const bigLog = flag(args, "--events", 1_000_000)
+  const urlIndex = args.indexOf("--database-url")
+  const databaseUrl = urlIndex >= 0 ? args[urlIndex + 1] : process.env.BENCH_DATABASE_URL
+  const dataDir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "connect-bench-"))
+  Fs.chmodSync(dataDir, 0o755)
+
+  const program = Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const pg = yield* PgClient.PgClient
+    // A fresh database on the server, so the figures never include someone else's log.
+    const name = `connect_bench_${Date.now()}`
+    yield* sql.unsafe(`create database ${name}`)
+    yield* Effect.addFinalizer(() => sql.unsafe(`drop database if exists ${name} with (force)`).pipe(Effect.ignore))
+    const cfg = pg.config
+    const benchConfig: PgClient.PgClientConfig = { ...cfg, database: name, maxConnections: 70 }
+    const settings = yield* sql.unsafe<{ name: string; setting: string }>(
+      `select name, setting from pg_settings where name in ('fsync', 'synchronous_commit', 'full_page_writes', 'server_version')`
+    )
+    const server = Object.fromEntries(settings.map((s) => [s.name, s.setting]))
+    console.log(`postgres ${server.server_version}: fsync=${server.fsync} synchronous_commit=${server.synchronous_commit}`)
+    const sample = encodeEvent(sampleEvent())
+    const eventBytes = JSON.stringify(sample.data).length + JSON.stringify(encodeMeta(meta)).length
+    console.log(`event payload: ${sample.type}, ${eventBytes} bytes of JSON (data + meta)`)
+
+    return yield* Effect.gen(function* () {
+      yield* Migrations.run
+      const log = yield* EventLog
+      const bsql = yield* SqlClient.SqlClient
+      // Baseline: the same row shape, one INSERT per transaction, through a plain node-postgres pool.
+      yield* bsql.unsafe(`create table baseline_events (position bigint generated always as identity primary key,
+        id uuid not null unique, stream text not null, type text not null, data jsonb not null, meta jsonb not null,
+        recorded_at timestamptz not null default clock_timestamp())`)
+      const pool = new Pg.Pool({
+        host: cfg.host,
+        port: cfg.port,
+        user: cfg.username,
+        database: name,
+        max: 64,
+        ...(cfg.password ? { password: Redacted.value(cfg.password) } : {})
+      })
+      yield* Effect.addFinalizer(() => Effect.promise(() => pool.end()))
+      const dataJson = JSON.stringify(sample.data)
+      const metaJson = JSON.stringify(encodeMeta(meta))
+      const baselineOp = (c: number) =>
+        pool.query(`insert into baseline_events (id, stream, type, data, meta) values ($1, $2, $3, $4, $5)`, [
+          uuidv7(),
+          `tunnel-${c % STREAMS}`,
+          sample.type,
+          dataJson,
+          metaJson
+        ])
+      const groupOp = (c: number, i: number) =>
+        Effect.runPromise(
+          log.append(`tunnel-${(c * 7919 + i) % STREAMS}`, [sampleEvent()], {
+            expectedVersion: "any",
+            workspaceId: null,
+            meta
+          })
+        )
+
+      const rows: Array<Record<string, unknown>> = []
+      for (const callers of [1, 16, 64]) {
+        const base: Array<ReturnType<typeof summarize>> = []
+        const group: Array<ReturnType<typeof summarize>> = []
+        for (let r = 0; r < runs; r++) {
+          base.push(summarize(yield* Effect.promise(() => drive(callers, seconds, baselineOp))))
+          group.push(summarize(yield* Effect.promise(() => drive(callers, seconds, groupOp))))
+        }
+        const row = {
+          callers,
+          "baseline ev/s": median(base.map((x) => x.eventsPerSec)),
+          "baseline p50 ms": median(base.map((x) => x.p50Ms)),
+          "baseline p99 ms": median(base.map((x) => x.p99Ms)),
+          "group ev/s": median(group.map((x) => x.eventsPerSec)),
+          "group ev/s min..max": `${Math.round(Math.min(...group.map((x) => x.eventsPerSec)))}..${Math.round(Math.max(...group.map((x) => x.eventsPerSec)))}`,
+          "group p50 ms": median(group.map((x) => x.p50Ms)),
+          "group p99 ms": median(group.map((x) => x.p99Ms)),
+          ratio: median(group.map((x) => x.eventsPerSec)) / median(base.map((x) => x.eventsPerSec))
+        }
+        rows.push(row)
+        console.log(`  ${callers} callers: group ${Math.round(row["group ev/s"])} ev/s, baseline ${Math.round(row["baseline ev/s"])} ev/s`)
+      }
+      printTable(
+        `Appends of one ~${eventBytes} B event, ${runs} runs x ${seconds} s, medians (hash chain + inline stream_heads projection on)`,
+        Object.keys(rows[0]!),
+        rows
+      )
+
+      // Grow the log to `bigLog` events with large appends, then time verify and rebuild over all of it.
+      let head = (yield* log.head).position
+      const fillStarted = performance.now()
+      const perAppend = 50
+      yield* Effect.promise(async () => {
+        let next = head
+        let lastReport = performance.now()
+        await Promise.all(
+          Array.from({ length: 32 }, async (_, c) => {
+            while (next < bigLog) {
+              next += perAppend
+              await Effect.runPromise(
+                log.append(
+                  `fill-${c}`,
+                  Array.from({ length: perAppend }, sampleEvent),
+                  { expectedVersion: "any", workspaceId: null, meta }
+                )
+              )
+              if (performance.now() - lastReport > 5000) {
+                lastReport = performance.now()
+                process.stdout.write(`  filling: ${next} / ${bigLog} events\n`)
+              }
+            }
+          })
+        )
+      })
+      const fillSeconds = (performance.now() - fillStarted) / 1000
+      head = (yield* log.head).position
+      const filled = head
+      console.log(`log holds ${head} events (fill: ${Math.round((head - 0) / fillSeconds)} ev/s in appends of ${perAppend})`)
+
+      const verifyTimes: Array<number> = []
+      const rebuildTimes: Array<number> = []
+      for (let r = 0; r < Math.min(runs, 2); r++) {
+        const v0 = performance.now()
+        const result = yield* verify()
+        verifyTimes.push((performance.now() - v0) / 1000)
+        if (!result.ok) throw new Error(`verify failed: ${result.message}`)
+        const r0 = performance.now()
+        const replayed = yield* ProjectionRunner.rebuild(StreamHeads.projection)
+        rebuildTimes.push((performance.now() - r0) / 1000)
+        if (replayed !== filled) throw new Error(`rebuild replayed ${replayed}, expected ${filled}`)
+      }
+      const big = [
+        { operation: "verify", events: filled, "seconds (median)": median(verifyTimes), "events/s": filled / median(verifyTimes) },
+        { operation: "rebuild stream_heads", events: filled, "seconds (median)": median(rebuildTimes), "events/s": filled / median(rebuildTimes) }
+      ]
+      printTable(`Over the whole log (${Math.min(runs, 2)} runs, medians)`, Object.keys(big[0]!), big)
+      return { server, eventBytes, appends: rows, fill: { events: filled, seconds: fillSeconds }, whole: big }
+    }).pipe(
+      Effect.provide(
+        PgEventLog.layer({ inline: [StreamHeads.projection] }).pipe(
+          Layer.provideMerge(PgClient.layer(benchConfig))
+        )
+      )
+    )
+  })
+
+  const result = await Effect.runPromise(
+    Effect.scoped(program).pipe(
+      Effect.provide(Database.layer({ dataDir, databaseUrl: databaseUrl || undefined }))
+    )
+  ).finally(() => Fs.rmSync(dataDir, { recursive: true, force: true }))
+  writeJson(args, "eventlog", {
+    ...result,
+    targets: { eventsPerSec64: 20_000, p99Ms64: 20, verifyPerSec: 200_000, rebuildPerSec: 50_000 }
+  })
+}
