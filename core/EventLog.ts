@@ -31,7 +31,10 @@ export interface AppendResult {
   readonly version: number
 }
 
-/** An event as stored, with its columns but its payload still encoded (what `verify` and exporters read). */
+/**
+ * An event as stored, its payload and metadata still the JSON text Postgres renders for them (what `verify` hashes
+ * and exporters copy).
+ */
 export interface RawEvent {
   readonly position: number
   readonly id: string
@@ -39,15 +42,15 @@ export interface RawEvent {
   readonly version: number
   readonly workspaceId: string | null
   readonly type: string
-  readonly data: unknown
-  readonly meta: unknown
+  readonly dataJson: string
+  readonly metaJson: string
   readonly recordedAt: Date
   readonly prevHash: Uint8Array
   readonly hash: Uint8Array
 }
 
 /** An event as stored, decoded through its schema. */
-export interface StoredEvent extends Omit<RawEvent, "data" | "meta"> {
+export interface StoredEvent extends RawEvent {
   readonly event: Event
   readonly meta: EventMeta
 }

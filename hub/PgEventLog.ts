@@ -17,7 +17,7 @@ import {
   VersionConflict
 } from "../core/EventLog.ts"
 import { decodeEvent, encodeEvent, type Event, EventMeta } from "../core/Events.ts"
-import { GENESIS_HASH, hashEnvelope } from "../core/HashChain.ts"
+import { GENESIS_HASH, hashEnvelope, jsonbText, NotCanonical } from "../core/HashChain.ts"
 import { uuidv7 } from "../core/Ids.ts"
 import type { Projection } from "../core/Projection.ts"
 
@@ -44,13 +44,12 @@ export interface PgEventLogOptions {
 interface Pending {
   readonly stream: string
   readonly types: ReadonlyArray<string>
-  readonly data: ReadonlyArray<unknown>
+  /** Each event's payload as jsonb text (what Postgres will render it as, and what the hash covers). */
   readonly dataJson: ReadonlyArray<string>
   readonly events: ReadonlyArray<Event>
   readonly expected: ExpectedVersion
   readonly workspaceId: string | null
   readonly meta: EventMeta
-  readonly metaEncoded: unknown
   readonly metaJson: string
   readonly done: Deferred.Deferred<AppendResult, VersionConflict | EventLogError>
 }
@@ -80,16 +79,16 @@ const rowToRaw = (row: Record<string, unknown>): RawEvent => ({
   version: Number(row.version),
   workspaceId: (row.workspace_id as string | null) ?? null,
   type: row.type as string,
-  data: row.data,
-  meta: row.meta,
-  recordedAt: row.recorded_at as Date,
+  dataJson: row.data as string,
+  metaJson: row.meta as string,
+  recordedAt: new Date(Number(row.recorded_ms)),
   prevHash: toBuffer(row.prev_hash),
   hash: toBuffer(row.hash)
 })
 
 /** Decodes a raw event through its schema; an unknown type or bad payload is an `EventLogError` naming the position. */
 export const decodeRaw = (raw: RawEvent): Effect.Effect<StoredEvent, EventLogError> =>
-  Effect.all([decodeEvent(raw.type, raw.data), decodeMeta(raw.meta)]).pipe(
+  Effect.suspend(() => Effect.all([decodeEvent(raw.type, JSON.parse(raw.dataJson)), decodeMeta(JSON.parse(raw.metaJson))])).pipe(
     Effect.map(([event, meta]) => ({ ...raw, event, meta })),
     Effect.mapError(
       (e) =>
@@ -101,7 +100,10 @@ export const decodeRaw = (raw: RawEvent): Effect.Effect<StoredEvent, EventLogErr
     )
   )
 
-const SELECT_COLUMNS = `position, id, stream, version, workspace_id, type, data, meta, recorded_at, prev_hash, hash`
+// Payloads as text (hashed as-is by verify, parsed once by decodeRaw) and the time as epoch ms (exact: the writer
+// stores whole milliseconds), which is also cheaper to read than a timestamptz.
+const SELECT_COLUMNS = `position, id, stream, version, workspace_id, type, data::text as data, meta::text as meta,
+  (extract(epoch from recorded_at) * 1000)::bigint as recorded_ms, prev_hash, hash`
 
 /** Builds the Postgres event log; its writer fiber lives as long as the surrounding scope. */
 export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogOptions = {}) {
@@ -166,8 +168,8 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
         version,
         workspaceId: p.workspaceId,
         type: p.types[i]!,
-        data: p.data[i],
-        meta: p.metaEncoded,
+        dataJson: p.dataJson[i]!,
+        metaJson: p.metaJson,
         recordedAt: cursor.recordedAt,
         prevHash: cursor.prevHash
       }
@@ -185,8 +187,6 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
     Effect.gen(function* () {
       const stored = requests.flatMap((r) => r.stored)
       if (stored.length === 0) return
-      const dataJson = requests.flatMap((r) => r.p.dataJson)
-      const metaJson = requests.flatMap((r) => r.stored.map(() => r.p.metaJson))
       yield* sql.unsafe(
         `with ins as (
            insert into events (position, id, stream, version, workspace_id, type, data, meta, recorded_at, prev_hash, hash)
@@ -203,8 +203,8 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
           stored.map((e) => e.version),
           stored.map((e) => e.workspaceId),
           stored.map((e) => e.type),
-          dataJson,
-          metaJson,
+          stored.map((e) => e.dataJson),
+          stored.map((e) => e.metaJson),
           stored.map((e) => Buffer.from(e.prevHash)),
           stored.map((e) => e.hash),
           stored[0]!.recordedAt,
@@ -332,32 +332,32 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
       return yield* new EventLogError({ reason: "Rejected", message: `append to ${stream} with no events` })
     }
     const types: Array<string> = []
-    const data: Array<unknown> = []
     const dataJson: Array<string> = []
-    for (const event of events) {
-      const encoded = encodeEvent(event)
-      const json = JSON.stringify(encoded.data)
-      // jsonb cannot store U+0000; refuse here so the request fails alone instead of poisoning a batch.
-      if (json.includes("\\u0000")) {
-        return yield* new EventLogError({ reason: "Rejected", message: `${encoded.type}: strings may not contain U+0000` })
+    let metaJson: string
+    try {
+      for (const event of events) {
+        const encoded = encodeEvent(event)
+        types.push(encoded.type)
+        dataJson.push(jsonbText(encoded.data))
       }
-      types.push(encoded.type)
-      data.push(encoded.data)
-      dataJson.push(json)
+      metaJson = jsonbText(encodeMeta(options.meta))
+    } catch (error) {
+      // Refused here so that the request fails alone instead of poisoning a batch.
+      if (error instanceof NotCanonical) {
+        return yield* new EventLogError({ reason: "Rejected", message: `append to ${stream} refused: ${error.message}` })
+      }
+      throw error
     }
-    const metaEncoded = encodeMeta(options.meta)
     const done = yield* Deferred.make<AppendResult, VersionConflict | EventLogError>()
     yield* Queue.offer(queue, {
       stream,
       types,
-      data,
       dataJson,
       events,
       expected: options.expectedVersion,
       workspaceId: options.workspaceId,
       meta: options.meta,
-      metaEncoded,
-      metaJson: JSON.stringify(metaEncoded),
+      metaJson,
       done
     })
     return yield* Deferred.await(done)

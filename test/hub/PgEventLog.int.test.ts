@@ -10,6 +10,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Fiber, Layer, Random, Redacted, Ref, Stream } from "effect"
 import { type AppendOptions, EventLog, type StoredEvent } from "../../core/EventLog.ts"
 import { EventMeta, WorkspaceCreated } from "../../core/Events.ts"
+import { jsonbText, NotCanonical } from "../../core/HashChain.ts"
 import { uuidv7 } from "../../core/Ids.ts"
 import type { Projection } from "../../core/Projection.ts"
 import { verify } from "../../audit/Verify.ts"
@@ -90,6 +91,29 @@ const withLog = <A, E>(
   })
 
 describe("PgEventLog", () => {
+  it.scopedLive("jsonbText renders exactly what Postgres renders for jsonb, so verify can hash stored text", () =>
+    withLog(() =>
+      Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        const values: Array<unknown> = [
+          { b: 1, a: 2, aa: [1, "x", null, true, false, { z: {}, y: [] }], "": 0 },
+          { "é": "ü", e: "\u0001\b\f\n\r\t\"\\/\u007f", "😀": "😀 astral", "\u00ff": 1, z: -0.5, y: 12345678901234 },
+          { nested: { deeper: { deepest: [[], [{}], 0.1, -3] } }, ["k".repeat(40)]: "long" },
+          "plain",
+          [3, 2, 1],
+          0.30000000000000004
+        ]
+        for (const value of values) {
+          const text = jsonbText(value)
+          const [row] = yield* sql.unsafe<{ t: string }>(`select ($1::jsonb)::text as t`, [text])
+          expect(row!.t).toBe(text)
+          expect(JSON.parse(text)).toEqual(JSON.parse(JSON.stringify(value)))
+        }
+        for (const bad of [1e21, 1e-7, Number.NaN, "nul\u0000"]) expect(() => jsonbText({ bad })).toThrow(NotCanonical)
+      })
+    )
+  )
+
   it.scopedLive("appends, reads back in order, and checks expected versions", () =>
     withLog(() =>
       Effect.gen(function* () {
