@@ -1,0 +1,35 @@
+/**
+ * Bench hub process: a relay with the in-memory policy serving ws and msgpack on a free 127.0.0.1 port.
+ * Prints {"url"}; `stats` on stdin prints RSS (after a GC when run with --expose-gc) and the relay's load.
+ */
+import * as Readline from "node:readline"
+import { Effect } from "effect"
+import { makeMemoryRelayPolicy } from "../../hub/MemoryRelayPolicy.ts"
+import * as Relay from "../../hub/Relay.ts"
+
+/** Tokens of the two bench agents (exposer A, reacher B). */
+export const benchAgents = [
+  { token: "a".repeat(64), agentId: "bench-a", workspaceId: "bench" },
+  { token: "b".repeat(64), agentId: "bench-b", workspaceId: "bench" }
+]
+
+const program = Effect.gen(function*() {
+  const memory = makeMemoryRelayPolicy(benchAgents)
+  const relay = yield* Relay.make(memory.policy)
+  const served = yield* Relay.serve(relay)
+  console.log(JSON.stringify({ url: served.url }))
+  yield* Effect.async<void>((resume) => {
+    Readline.createInterface({ input: process.stdin })
+      .on("line", (line) => {
+        if (line !== "stats") return
+        const gc = (globalThis as { gc?: () => void }).gc
+        gc?.()
+        console.log(JSON.stringify({ rss: process.memoryUsage().rss, ...relay.stats() }))
+      })
+      .on("close", () => resume(Effect.void))
+  })
+})
+
+if (process.argv[1]?.endsWith("relay-hub.ts")) {
+  Effect.runPromise(Effect.scoped(program)).then(() => process.exit(0))
+}

@@ -1,0 +1,312 @@
+/**
+ * The transport contract, run against every plugin (ws, msgpack) and the in-memory pair: message round trips,
+ * payload sizes, the frame cap, garbled frames, close codes and heartbeat timeouts.
+ */
+import * as Crypto from "node:crypto"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Exit, Fiber, TestClock } from "effect"
+import type { Scope } from "effect"
+import { WebSocket } from "ws"
+import * as P from "../../core/Protocol.ts"
+import { CloseCodes, TransportError } from "../../core/Transport.ts"
+import type { CloseInfo, Codec, Connection } from "../../core/Transport.ts"
+import * as Heartbeat from "../../transports/Heartbeat.ts"
+import * as Memory from "../../transports/Memory.ts"
+import * as Msgpack from "../../transports/Msgpack.ts"
+import * as WebSocketCarrier from "../../transports/WebSocket.ts"
+import * as Ws from "../../transports/Ws.ts"
+import { everyMessage } from "../core/Protocol.test.ts"
+
+/** What the suite needs from a plugin. */
+interface Harness {
+  /**
+   * A connected client; the server end echoes every message, closes with 4001 on `Hello{token:"deny"}` and
+   * goes silent after `Hello{token:"silent"}`.
+   */
+  readonly client: Effect.Effect<Connection, TransportError, Scope.Scope>
+  /** A raw frame writer to a fresh server end, with its close code when the server drops it. */
+  readonly raw: Effect.Effect<RawClient, never, Scope.Scope>
+  /** Close infos seen by server ends, in order. */
+  readonly serverCloses: Array<CloseInfo>
+  readonly codec: Codec
+}
+
+interface RawClient {
+  /** Sends a frame; resolves "echo" if the server answered, or the close code if it closed the connection. */
+  readonly send: (frame: Uint8Array | string) => Promise<"echo" | number>
+}
+
+const echo = (serverCloses: Array<CloseInfo>) => (connection: Connection) => {
+  let silent = false
+  connection.setHandler({
+    message: (message) => {
+      if (silent) return
+      if (message._tag === "Hello" && message.token === "silent") {
+        silent = true
+        return
+      }
+      if (message._tag === "Hello" && message.token === "deny") {
+        return connection.close(CloseCodes.Unauthorized, "Unauthorized")
+      }
+      if (message._tag === "Data") return connection.sendData(message.stream, message.payload)
+      connection.send(message)
+    },
+    close: (info) => serverCloses.push(info)
+  })
+}
+
+const wsHarness = (codec: Codec): Effect.Effect<Harness, TransportError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const serverCloses: Array<CloseInfo> = []
+    const served = yield* WebSocketCarrier.serve({ codecs: [codec] }, echo(serverCloses))
+    const raw = Effect.acquireRelease(
+      Effect.promise(
+        () =>
+          new Promise<WebSocket>((resolve, reject) => {
+            const ws = new WebSocket(served.url, [codec.subprotocol], { perMessageDeflate: false })
+            ws.once("open", () => resolve(ws))
+            ws.once("error", reject)
+          })
+      ),
+      (ws) => Effect.sync(() => ws.terminate())
+    ).pipe(
+      Effect.map((initial): RawClient => {
+        let ws = initial
+        return {
+          send: async (frame) => {
+            if (ws.readyState !== WebSocket.OPEN) {
+              ws = await new Promise<WebSocket>((resolve, reject) => {
+                const next = new WebSocket(served.url, [codec.subprotocol], { perMessageDeflate: false })
+                next.once("open", () => resolve(next))
+                next.once("error", reject)
+              })
+            }
+            const current = ws
+            return new Promise((resolve) => {
+              const timer = setTimeout(() => resolve(-1), 5_000)
+              const done = (v: "echo" | number) => {
+                clearTimeout(timer)
+                current.off("message", onMessage)
+                current.off("close", onClose)
+                resolve(v)
+              }
+              const onMessage = () => done("echo")
+              const onClose = (code: number) => done(code)
+              current.on("message", onMessage)
+              current.on("close", onClose)
+              current.on("error", () => {})
+              current.send(frame, { binary: typeof frame !== "string" })
+            })
+          }
+        }
+      })
+    )
+    return { client: codec === Ws.codec ? Ws.transport.dial(served.url) : Msgpack.transport.dial(served.url), raw, serverCloses, codec }
+  })
+
+const memoryHarness: Effect.Effect<Harness, never, Scope.Scope> = Effect.sync(() => {
+  const serverCloses: Array<CloseInfo> = []
+  const transport = Memory.makeTransport(echo(serverCloses))
+  const raw = Effect.sync((): RawClient => {
+    let pair = Memory.makePair()
+    return {
+      send: (frame) => {
+        if (pair[0].closed) pair = Memory.makePair()
+        const [client, server] = pair
+        echo(serverCloses)(server)
+        return new Promise((resolve) => {
+          client.setHandler({ message: () => resolve("echo"), close: (info) => resolve(info.code) })
+          client.sendFrame(frame)
+        })
+      }
+    }
+  })
+  return { client: transport.dial("memory://hub"), raw, serverCloses, codec: Msgpack.codec }
+})
+
+/** Receives messages from a connection into a queue the test can await. */
+const inbox = (connection: Connection) => {
+  const queue: Array<P.Message> = []
+  const waiting: Array<() => void> = []
+  let closed: CloseInfo | undefined
+  connection.setHandler({
+    message: (m) => {
+      queue.push(m)
+      waiting.splice(0).forEach((w) => w())
+    },
+    close: (info) => {
+      closed = info
+      waiting.splice(0).forEach((w) => w())
+    }
+  })
+  const next = (): Promise<P.Message> =>
+    queue.length > 0
+      ? Promise.resolve(queue.shift()!)
+      : closed
+      ? Promise.reject(new Error(`closed ${closed.code}`))
+      : new Promise<void>((r) => waiting.push(r)).then(next)
+  const closedInfo = (): Promise<CloseInfo> =>
+    closed ? Promise.resolve(closed) : new Promise<void>((r) => waiting.push(r)).then(closedInfo)
+  return { next, closedInfo }
+}
+
+const garble = (frames: ReadonlyArray<Uint8Array | string>, i: number, binary: boolean): Uint8Array | string => {
+  const rand = (n: number) => Crypto.randomInt(n)
+  const base = frames[i % frames.length]!
+  const bytes = Buffer.from(typeof base === "string" ? Buffer.from(base) : base)
+  let out: Buffer
+  switch (i % 4) {
+    case 0:
+      out = Crypto.randomBytes(rand(64) + 1)
+      break
+    case 1: {
+      out = Buffer.from(bytes)
+      for (let k = 0; k < 1 + rand(4); k++) out[rand(out.length)] = rand(256)
+      break
+    }
+    case 2:
+      out = bytes.subarray(0, rand(bytes.length))
+      break
+    default:
+      out = Buffer.concat([bytes, Crypto.randomBytes(rand(16) + 1)])
+  }
+  return binary ? out : out.toString("latin1")
+}
+
+const harnesses: ReadonlyArray<readonly [string, Effect.Effect<Harness, TransportError, Scope.Scope>]> = [
+  ["ws", wsHarness(Ws.codec)],
+  ["msgpack", wsHarness(Msgpack.codec)],
+  ["memory", memoryHarness]
+]
+
+describe.each(harnesses)("Transport contract: %s", (_name, harness) => {
+  it.scopedLive("round-trips every message", () =>
+    Effect.gen(function*() {
+      const h = yield* harness
+      const connection = yield* h.client
+      const box = inbox(connection)
+      for (const message of everyMessage) {
+        connection.send(message)
+        const back = yield* Effect.promise(() => box.next())
+        expect(back._tag).toBe(message._tag)
+        if (back._tag === "Data" && message._tag === "Data") {
+          expect(Buffer.from(back.payload)).toEqual(Buffer.from(message.payload))
+          expect(back.stream).toBe(message.stream)
+        } else {
+          expect(back).toEqual(message)
+        }
+      }
+    }))
+
+  it.scopedLive("carries payloads from 1 byte to 8 MiB (chunked) intact", () =>
+    Effect.gen(function*() {
+      const h = yield* harness
+      const connection = yield* h.client
+      const box = inbox(connection)
+      for (const size of [1, 1000, P.MaxChunk, 8 * 1024 * 1024]) {
+        const payload = Crypto.randomBytes(size)
+        const chunks = Math.ceil(size / P.MaxChunk)
+        for (let i = 0; i < chunks; i++) connection.sendData(3, payload.subarray(i * P.MaxChunk, (i + 1) * P.MaxChunk))
+        const got: Array<Buffer> = []
+        for (let i = 0; i < chunks; i++) {
+          const m = yield* Effect.promise(() => box.next())
+          if (m._tag !== "Data") throw new Error(`expected Data, got ${m._tag}`)
+          got.push(Buffer.from(m.payload))
+        }
+        const all = Buffer.concat(got)
+        expect(all.byteLength).toBe(size)
+        expect(Crypto.createHash("sha256").update(all).digest("hex"))
+          .toBe(Crypto.createHash("sha256").update(payload).digest("hex"))
+      }
+    }), 60_000)
+
+  it.scopedLive("closes a connection that sends an oversized frame, and keeps serving others", () =>
+    Effect.gen(function*() {
+      const h = yield* harness
+      const raw = yield* h.raw
+      const big = h.codec.binary ? Buffer.alloc(P.MaxFrame + 1, 1) : "x".repeat(P.MaxFrame + 1)
+      expect(yield* Effect.promise(() => raw.send(big))).toBe(CloseCodes.FrameTooLarge)
+      const connection = yield* h.client
+      const box = inbox(connection)
+      connection.send(new P.Ping({ nonce: 1 }))
+      expect((yield* Effect.promise(() => box.next()))._tag).toBe("Ping")
+    }))
+
+  it.scopedLive("survives garbled frames: 10,000 decoded, 500 sent live", () =>
+    Effect.gen(function*() {
+      const h = yield* harness
+      const valid = everyMessage.map((m) => h.codec.encode(m))
+      let refused = 0
+      for (let i = 0; i < 10_000; i++) {
+        try {
+          h.codec.decode(garble(valid, i, h.codec.binary))
+        } catch (error) {
+          expect(error).toBeInstanceOf(TransportError)
+          refused++
+        }
+      }
+      expect(refused).toBeGreaterThan(2_000)
+      const raw = yield* h.raw
+      const outcomes = new Map<string | number, number>()
+      for (let i = 0; i < 500; i++) {
+        const outcome = yield* Effect.promise(() => raw.send(garble(valid, i, h.codec.binary)))
+        outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1)
+      }
+      expect([...outcomes.keys()].every((k) => k === "echo" || k === CloseCodes.Protocol)).toBe(true)
+      expect(outcomes.get(CloseCodes.Protocol) ?? 0).toBeGreaterThan(100)
+      const connection = yield* h.client
+      const box = inbox(connection)
+      connection.send(new P.Ping({ nonce: 2 }))
+      expect(yield* Effect.promise(() => box.next())).toEqual(new P.Ping({ nonce: 2 }))
+    }), 60_000)
+
+  it.scopedLive("reports close codes on both ends", () =>
+    Effect.gen(function*() {
+      const h = yield* harness
+      const denied = yield* h.client
+      const box = inbox(denied)
+      denied.send(new P.Hello({ protocol: 1, token: "deny", transport: h.codec.name, agentVersion: "t" }))
+      expect(yield* Effect.promise(() => box.closedInfo())).toEqual({ code: CloseCodes.Unauthorized, reason: "Unauthorized" })
+
+      const before = h.serverCloses.length
+      const polite = yield* h.client
+      const politeBox = inbox(polite)
+      polite.close(CloseCodes.Normal, "bye")
+      expect((yield* Effect.promise(() => politeBox.closedInfo())).code).toBe(CloseCodes.Normal)
+      yield* Effect.promise(async () => {
+        const until = Date.now() + 2_000
+        while (h.serverCloses.length === before && Date.now() < until) await new Promise((r) => setTimeout(r, 10))
+      })
+      expect(h.serverCloses.at(-1)?.code).toBe(CloseCodes.Normal)
+    }))
+})
+
+describe.each(harnesses)("Heartbeat over %s", (_name, harness) => {
+  const options = { intervalMs: 1_000, timeoutMs: 3_000 }
+  const tick = Effect.zipRight(TestClock.adjust(options.intervalMs), Effect.promise(() => new Promise((r) => setTimeout(r, 20))))
+
+  it.scoped("stays up while the peer answers", () =>
+    Effect.gen(function*() {
+      const h = yield* harness
+      const connection = yield* h.client
+      inbox(connection)
+      const fiber = yield* Effect.fork(Heartbeat.run(connection, options))
+      for (let i = 0; i < 10; i++) yield* tick
+      expect(connection.closed).toBe(false)
+      expect(fiber.unsafePoll()).toBeNull()
+      yield* Fiber.interrupt(fiber)
+    }))
+
+  it.scoped("closes with the timeout code when the peer goes silent", () =>
+    Effect.gen(function*() {
+      const h = yield* harness
+      const connection = yield* h.client
+      const box = inbox(connection)
+      connection.send(new P.Hello({ protocol: 1, token: "silent", transport: h.codec.name, agentVersion: "t" }))
+      const fiber = yield* Effect.fork(Heartbeat.run(connection, options))
+      for (let i = 0; i < 4; i++) yield* tick
+      const exit = yield* Fiber.await(fiber)
+      expect(Exit.isFailure(exit) && JSON.stringify(exit.cause)).toContain("Timeout")
+      expect((yield* Effect.promise(() => box.closedInfo())).code).toBe(CloseCodes.Timeout)
+    }))
+})
