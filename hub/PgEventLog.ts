@@ -109,6 +109,7 @@ const SELECT_COLUMNS = `position, id, stream, version, workspace_id, type, data:
 export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogOptions = {}) {
   const sql = yield* PgClient.PgClient
   const inline = options.inline ?? []
+  const inlineNames = inline.map((p) => p.name)
   const maxBatch = options.maxBatch ?? 512
   const pollInterval = options.pollInterval ?? 1000
   const queue = yield* Effect.acquireRelease(Queue.unbounded<Pending>(), Queue.shutdown)
@@ -126,16 +127,9 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
   /** Takes the append lock and reads the head and the versions of the batch's streams. */
   const lockAndReadHead = (batch: ReadonlyArray<Pending>) =>
     Effect.gen(function* () {
-      yield* sql.unsafe(`select pg_advisory_xact_lock(${APPEND_LOCK_KEY})`)
-      // A new statement after the lock: its snapshot sees every append committed before we got the lock.
-      const streams = [...new Set(batch.map((p) => p.stream))]
       const rows = yield* sql.unsafe<{ stream: string | null; version: number | null; hash: Uint8Array | null; now: Date }>(
-        `select null::text as stream, h.position as version, h.hash, date_trunc('milliseconds', clock_timestamp()) as now
-           from (select 1) one left join lateral (select position, hash from events order by position desc limit 1) h on true
-         union all
-         select s, (select version from events where stream = s order by version desc limit 1), null, null
-           from unnest($1::text[]) s`,
-        [streams]
+        `select * from connect_append_head($1, $2::text[])`,
+        [APPEND_LOCK_KEY, [...new Set(batch.map((p) => p.stream))]]
       )
       const head = rows[0]!
       const versions = new Map<string, number>()
@@ -194,6 +188,10 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
              from unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[], $5::uuid[], $6::text[], $7::jsonb[],
                          $8::jsonb[], $9::bytea[], $10::bytea[]) as u(p, i, s, v, w, t, d, m, ph, h)
            returning 1
+         ), checkpoints as (
+           -- The inline projections below run in this same transaction, so their checkpoint can move here.
+           insert into projection_checkpoints (name, position) select unnest($13::text[]), $12::bigint
+             on conflict (name) do update set position = excluded.position
          )
          select pg_notify('${NOTIFY_CHANNEL}', $12::text), (select count(*) from ins) as n`,
         [
@@ -208,7 +206,8 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
           stored.map((e) => Buffer.from(e.prevHash)),
           stored.map((e) => e.hash),
           stored[0]!.recordedAt,
-          String(stored[stored.length - 1]!.position)
+          String(stored[stored.length - 1]!.position),
+          inlineNames
         ]
       )
       for (const projection of inline) {
@@ -226,16 +225,6 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
       }
     })
 
-  /** Moves every inline projection's checkpoint to the transaction's head, once per transaction. */
-  const saveInlineCheckpoints = (head: number) =>
-    inline.length === 0
-      ? Effect.void
-      : sql.unsafe(
-          `insert into projection_checkpoints (name, position) select unnest($1::text[]), $2
-             on conflict (name) do update set position = excluded.position`,
-          [inline.map((p) => p.name), head]
-        )
-
   type Outcome = Either.Either<AppendResult, VersionConflict | EventLogError>
 
   const resultOf = (stored: ReadonlyArray<StoredEvent>): AppendResult => ({
@@ -251,7 +240,6 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
         const cursor = yield* lockAndReadHead(batch)
         const prepared = batch.map((p) => prepare(p, cursor))
         yield* write(batch.flatMap((p, i) => Either.match(prepared[i]!, { onLeft: () => [], onRight: (stored) => [{ p, stored }] })))
-        yield* saveInlineCheckpoints(cursor.position)
         return { head: cursor.position, outcomes: prepared.map((e): Outcome => Either.map(e, resultOf)) }
       })
     )
@@ -287,7 +275,6 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
             outcomes.push(Either.left(error._tag === "EventLogError" ? error : rejected(error)))
           }
         }
-        yield* saveInlineCheckpoints(cursor.position)
         return { head: cursor.position, outcomes }
       })
     )
