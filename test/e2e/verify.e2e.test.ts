@@ -1,0 +1,94 @@
+/**
+ * `connect audit verify` and `connect hub verify-log` as an investigator runs them, as real processes against a real
+ * log: OK with the count, the first broken position after a superuser rewrote a row, and a clear error when Postgres
+ * cannot be reached.
+ */
+import { PgClient } from "@effect/sql-pg"
+import { SqlClient } from "@effect/sql"
+import { Effect, Layer, Redacted, Scope, Exit } from "effect"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { EventLog } from "../../core/EventLog.ts"
+import { EventMeta, WorkspaceCreated } from "../../core/Events.ts"
+import { uuidv7 } from "../../core/Ids.ts"
+import * as Migrations from "../../hub/Migrations.ts"
+import * as PgEventLog from "../../hub/PgEventLog.ts"
+import { killTracked, spawn } from "../support/processes.ts"
+import * as TestDatabase from "../support/TestDatabase.ts"
+
+let scope: Scope.CloseableScope
+let url: string
+
+const run = <A, E>(effect: Effect.Effect<A, E, EventLog | SqlClient.SqlClient>) =>
+  Effect.runPromise(
+    effect.pipe(
+      Effect.provide(
+        PgEventLog.layer().pipe(
+          Layer.provideMerge(Layer.effectDiscard(Migrations.run)),
+          Layer.provideMerge(PgClient.layer({ url: Redacted.make(url) }))
+        )
+      ),
+      Effect.scoped
+    )
+  )
+
+beforeAll(async () => {
+  scope = Effect.runSync(Scope.make())
+  url = await Effect.runPromise(Scope.extend(TestDatabase.makeTestDatabaseUrl, scope))
+  await run(
+    Effect.gen(function* () {
+      const log = yield* EventLog
+      for (let i = 1; i <= 12; i++) {
+        yield* log.append(`verify-${i % 4}`, [new WorkspaceCreated({ workspaceId: uuidv7() as never, name: `w${i}` })], {
+          expectedVersion: "any",
+          workspaceId: null,
+          meta: new EventMeta({ actor: { kind: "admin", id: "e2e" } })
+        })
+      }
+    })
+  )
+})
+
+afterAll(async () => {
+  killTracked()
+  await Effect.runPromise(Scope.close(scope, Exit.void))
+})
+
+const connect = (args: ReadonlyArray<string>, databaseUrl: string) =>
+  spawn("node", ["bin/connect.js", ...args], { env: { ...process.env, DATABASE_URL: databaseUrl } })
+
+describe("connect audit verify", () => {
+  it("prints OK with the count when the chain is intact, then the first broken position after tampering", async () => {
+    const ok = connect(["audit", "verify"], url)
+    expect(await ok.exited(60_000)).toEqual({ code: 0, signal: null })
+    expect(ok.stdout()).toMatch(/^OK: 12 events, hash chain intact/m)
+
+    // As a superuser would: triggers off, history rewritten, triggers on.
+    await run(
+      Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        sql.unsafe(`alter table events disable trigger events_no_update_delete;
+                    update events set meta = jsonb_set(meta, '{actor,id}', '"someone-else"') where position = 9;
+                    alter table events enable trigger events_no_update_delete`)
+      )
+    )
+    const broken = connect(["audit", "verify"], url)
+    expect((await broken.exited(60_000)).code).toBe(3)
+    expect(broken.stdout()).toMatch(/^BROKEN at position 9: position 9 was altered.*\(8 events verified before it\)/m)
+
+    const json = connect(["hub", "verify-log", "--json"], url)
+    expect((await json.exited(60_000)).code).toBe(3)
+    expect(JSON.parse(json.stdout())).toMatchObject({ ok: false, position: 9, reason: "hash_mismatch", count: 8 })
+  })
+
+  it("an unreachable Postgres is a one-line error naming it, exit code 1", async () => {
+    const down = connect(["audit", "verify"], "postgres://postgres@127.0.0.1:1/connect")
+    expect((await down.exited(60_000)).code).toBe(1)
+    expect(down.stderr()).toMatch(/connect: Cannot reach Postgres at 127\.0\.0\.1:1/)
+    expect(down.stdout()).toBe("")
+  })
+
+  it("--help explains what verify checks and its exit codes", async () => {
+    const help = connect(["audit", "verify", "--help"], url)
+    expect((await help.exited(30_000)).code).toBe(0)
+    expect(help.stdout()).toMatch(/Exit code 0 when intact, 3 when broken/)
+  })
+})
