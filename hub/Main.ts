@@ -4,6 +4,8 @@
  * the services stop, and Postgres stops last.
  */
 import * as Http from "node:http"
+import type * as Net from "node:net"
+import type { Duplex } from "node:stream"
 import type * as HttpPlatform from "@effect/platform/HttpPlatform"
 import * as HttpServer from "@effect/platform/HttpServer"
 import type { ServeError } from "@effect/platform/HttpServerError"
@@ -14,6 +16,7 @@ import * as Console from "effect/Console"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import type { MigrationError } from "@effect/sql/Migrator"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { EventLog, EventLogError } from "../core/EventLog.ts"
@@ -26,10 +29,39 @@ import * as HttpApi from "./HttpApi.ts"
 import { HubConfig, type HubConfigShape } from "./HubConfig.ts"
 
 /**
- * The hub's node `http.Server`, so a WebSocket gateway can attach to the same port. Attach with a listener on
- * `"upgrade"` for your own path only: NodeHttpServer also routes upgrades into `HubRouter`.
+ * The hub's node `http.Server` (one port for HTTP and WebSockets). Do not add your own `"upgrade"` listener to it:
+ * register the path with `HubUpgrades` instead, because the server's upgrade dispatch is replaced once routes are served.
  */
 export class HubHttpServer extends Context.Tag("connect/hub/HubHttpServer")<HubHttpServer, Http.Server>() {}
+
+/** Handles an HTTP upgrade (e.g. `wss.handleUpgrade(request, socket, head, ...)`) and owns the socket from then on. */
+export type UpgradeHandler = (request: Http.IncomingMessage, socket: Duplex, head: Buffer) => void
+
+/**
+ * WebSocket upgrades by path: an upgrade whose path (without query) equals a registered path goes to its handler
+ * (e.g. the agent gateway's `ws` server); any other upgrade goes to `HubRouter` like a normal request.
+ */
+export class HubUpgrades extends Context.Tag("connect/hub/HubUpgrades")<HubUpgrades, {
+  /** Routes upgrades of `path` to `handler` until the scope closes. */
+  readonly register: (path: `/${string}`, handler: UpgradeHandler) => Effect.Effect<void, never, Scope.Scope>
+  /** The handler registered for a request URL, if any. */
+  readonly match: (url: string | undefined) => UpgradeHandler | undefined
+}>() {}
+
+const makeUpgrades = () => {
+  const handlers = new Map<string, UpgradeHandler>()
+  return HubUpgrades.of({
+    register: (path, handler) =>
+      Effect.acquireRelease(
+        Effect.sync(() => {
+          if (handlers.has(path)) throw new Error(`upgrade path ${path} registered twice`)
+          handlers.set(path, handler)
+        }),
+        () => Effect.sync(() => handlers.delete(path))
+      ),
+    match: (url) => handlers.get((url ?? "/").split("?")[0]!)
+  })
+}
 
 /** Stage 1 — Postgres: `DATABASE_URL`, else embedded in the data directory. */
 export const DatabaseLive = (config: HubConfigShape): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, Database.DatabaseError> =>
@@ -53,38 +85,71 @@ export const InlineProjections = [StreamHeads.projection]
 /** Stage 3 — the HTTP server listening on `host:port`, with the underlying node server as `HubHttpServer`. */
 export const HttpServerLive = (
   config: HubConfigShape
-): Layer.Layer<HubHttpServer | HttpServer.HttpServer | HttpPlatform.HttpPlatform, ServeError> =>
+): Layer.Layer<HubHttpServer | HubUpgrades | HttpServer.HttpServer | HttpPlatform.HttpPlatform, ServeError> =>
   Layer.unwrapEffect(
     Effect.sync(() => {
       const server = Http.createServer()
-      return Layer.merge(
+      return Layer.mergeAll(
         Layer.succeed(HubHttpServer, server),
+        Layer.succeed(HubUpgrades, makeUpgrades()),
         NodeHttpServer.layer(() => server, { port: config.port, host: config.host })
       )
     })
   )
 
+/** What stage-4 layers may require (and what `HubLive` provides): config, database, services, HTTP server. */
+export type HubContext =
+  | HubConfig
+  | PgClient.PgClient
+  | SqlClient.SqlClient
+  | EventLog
+  | HubHttpServer
+  | HubUpgrades
+  | HttpServer.HttpServer
+
 /**
  * Stage 4 — everything that attaches to the server: route layers (`HubRouter.use(...)`) and, later, the agent gateway
- * (which gets `HubHttpServer`). Append yours to the list.
+ * (`HubUpgrades.register("/path", handler)`). Append yours to the list.
  */
-export const RoutesLive: Layer.Layer<never, never, SqlClient.SqlClient> = Layer.mergeAll(HttpApi.HealthRoutes)
+export const RoutesLive: Layer.Layer<never, never, HubContext> = Layer.mergeAll(HttpApi.HealthRoutes)
 
-/** Serves `HubRouter`, prints where the hub listens, and on shutdown closes idle keep-alive connections first. */
+/**
+ * Serves `HubRouter`, puts `HubUpgrades` in front of its upgrade handling, prints where the hub listens, and on
+ * shutdown closes idle keep-alive connections first.
+ */
 const ServeLive = (
   config: HubConfigShape
-): Layer.Layer<never, never, HttpServer.HttpServer | HubHttpServer> =>
+): Layer.Layer<never, never, HttpServer.HttpServer | HubHttpServer | HubUpgrades> =>
   Layer.scopedDiscard(
     Effect.gen(function*() {
       const address = yield* HttpServer.HttpServer.pipe(Effect.map((server) => server.address))
       const server = yield* HubHttpServer
+      const upgrades = yield* HubUpgrades
+      // NodeHttpServer answers every upgrade itself (404 when no route takes it), which would fight a `ws` server on
+      // the same socket; so registered paths are dispatched first and only the rest reach HubRouter.
+      const routerUpgrades = server.listeners("upgrade") as Array<UpgradeHandler>
+      server.removeAllListeners("upgrade")
+      server.on("upgrade", (request: Http.IncomingMessage, socket: Duplex, head: Buffer) => {
+        const handler = upgrades.match(request.url)
+        if (handler) return handler(request, socket, head)
+        for (const listener of routerUpgrades) listener.call(server, request, socket, head)
+      })
       const url = address._tag === "TcpAddress" ? `http://${config.host}:${address.port}` : `unix:${address.path}`
       yield* Console.log(`connect hub listening on ${url} (postgres: ${Database.describe(config)})`)
-      // Finalizers run in reverse: this one runs before the server's close(), which waits for open connections.
+      // server.close() waits for every connection, upgraded ones included, so shutdown could hang on one open
+      // socket. Finalizers run in reverse, so this one runs first: idle keep-alive connections close now, and whatever
+      // is still open 2 s later (in-flight requests, WebSockets nobody closed) is destroyed.
+      const sockets = new Set<Net.Socket>()
+      server.on("connection", (socket: Net.Socket) => {
+        sockets.add(socket)
+        socket.once("close", () => sockets.delete(socket))
+      })
       yield* Effect.addFinalizer(() =>
         Effect.sync(() => {
           server.closeIdleConnections()
-          setTimeout(() => server.closeAllConnections(), 2_000).unref()
+          setTimeout(() => {
+            for (const socket of sockets) socket.destroy()
+          }, 2_000).unref()
         })
       )
     })
@@ -93,10 +158,7 @@ const ServeLive = (
 /** The whole hub for `config`; `Layer.launch(HubLive(config))` runs it until interrupted. */
 export const HubLive = (
   config: HubConfigShape
-): Layer.Layer<
-  HubConfig | PgClient.PgClient | SqlClient.SqlClient | HubHttpServer | HttpServer.HttpServer | EventLog,
-  Database.DatabaseError | ServeError | SqlError | MigrationError | EventLogError
-> =>
+): Layer.Layer<HubContext, Database.DatabaseError | ServeError | SqlError | MigrationError | EventLogError> =>
   ServeLive(config).pipe(
     Layer.provide(RoutesLive),
     Layer.provideMerge(HttpServerLive(config)),
