@@ -79,7 +79,8 @@ export default async function setup(project: TestProject) {
     port,
     user: "postgres",
     password: "postgres",
-    authMethod: "trust",
+    // Its types list only password methods, but initdb takes any --auth; trust matches the machine's Postgres.
+    authMethod: "trust" as "password",
     persistent: false,
     createPostgresUser: true,
     postgresFlags: [// The socket goes in the data directory: the only place the `postgres` OS user is sure to be able to write.
