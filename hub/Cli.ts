@@ -8,6 +8,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as HubConfig from "./HubConfig.ts"
 import * as AuditCli from "../audit/Cli.ts"
+import * as Database from "./Database.ts"
 import * as Main from "./Main.ts"
 import * as Migrations from "./Migrations.ts"
 import * as PgEventLog from "./PgEventLog.ts"
@@ -43,7 +44,11 @@ const dataDir = Options.text("data-dir").pipe(
 export const logLayer = (flags: { readonly dataDir: string | undefined }) =>
   Layer.unwrapEffect(
     Effect.map(HubConfig.make({ dataDir: flags.dataDir }), (config) =>
-      PgEventLog.layer().pipe(Layer.provideMerge(Migrations.layer), Layer.provide(Main.DatabaseLive(config)))
+      PgEventLog.layer().pipe(
+        Layer.provideMerge(Migrations.layer),
+        // Next to a running hub, read through its Postgres rather than starting (or stopping) one.
+        Layer.provide(Database.layer({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, attach: true }))
+      )
     )
   )
 

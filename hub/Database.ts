@@ -130,19 +130,24 @@ export const layerChecked = (
 export interface Options {
   readonly dataDir: string
   readonly databaseUrl?: string | undefined
+  /** Use a running hub's embedded Postgres instead of refusing to share its data directory (offline commands). */
+  readonly attach?: boolean | undefined
 }
 
 /** The hub's database: `databaseUrl` (from `DATABASE_URL`) when given, else embedded Postgres under `dataDir`. */
 export const layer = (options: Options): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, DatabaseError> =>
   options.databaseUrl
     ? layerChecked(pgClientConfig(options.databaseUrl), `${describeUrl(options.databaseUrl)} (DATABASE_URL)`)
-    : layerEmbedded(options.dataDir)
+    : layerEmbedded(options.dataDir, options.attach ?? false)
 
 /** Embedded Postgres in `<dataDir>/pg`, started before and stopped after the `PgClient` pool. */
-export const layerEmbedded = (dataDir: string): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, DatabaseError> =>
+export const layerEmbedded = (
+  dataDir: string,
+  attach = false
+): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, DatabaseError> =>
   Layer.unwrapScoped(
     Effect.gen(function*() {
-      const server = yield* EmbeddedPostgres.make({ dataDir }).pipe(
+      const server = yield* EmbeddedPostgres.make({ dataDir, attach }).pipe(
         Effect.mapError((error) =>
           new DatabaseError({
             reason: error.reason === "DataDir" ? "DataDir" : "EmbeddedStart",

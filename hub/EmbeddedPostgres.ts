@@ -283,12 +283,29 @@ const initialise = (bin: Binaries, clusterDir: string, logFile: string, user: Os
     }
   })
 
+/** `<dataDir>/hub.pid`: the process that started the cluster and stops it; a live owner's server is never touched. */
+export const ownerPath = (dataDir: string): string => Path.join(Path.resolve(dataDir), "hub.pid")
+
+const readOwner = (dataDir: string): number | undefined => {
+  try {
+    const pid = Number(Fs.readFileSync(ownerPath(dataDir), "utf8").trim())
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined
+  } catch {
+    return undefined
+  }
+}
+
 /**
  * Starts (initialising on first use) the embedded cluster of `dataDir` and stops it when the scope closes.
  * `fsync` stays on: the event log is only as durable as this server.
+ *
+ * When another live process (a running hub) owns the cluster, `attach: true` connects to its server without starting
+ * or stopping anything (what `connect audit verify` does next to a running hub); otherwise that is an error, because
+ * two hubs must not share one data directory. A server whose owner is dead is an orphan and is restarted.
  */
 export const make = (options: {
   readonly dataDir: string
+  readonly attach?: boolean
 }): Effect.Effect<EmbeddedPostgres, EmbeddedPostgresError, Scope.Scope> =>
   Effect.gen(function*() {
     const dataDir = Path.resolve(options.dataDir)
@@ -316,7 +333,34 @@ export const make = (options: {
       Fs.mkdirSync(socketDir, { recursive: true, mode: 0o700 })
       if (user) Fs.chownSync(socketDir, user.uid, user.gid)
     }
+    const owner = readOwner(dataDir)
+    const running = readPidFile(clusterDir)
+    const runningPid = Number(running?.[0])
+    if (
+      owner !== undefined && owner !== process.pid && isAlive(owner) &&
+      Number.isInteger(runningPid) && isAlive(runningPid) && isPostgres(runningPid)
+    ) {
+      if (!options.attach) {
+        return yield* fail(
+          "Start",
+          `another connect hub (pid ${owner}) is running with the data directory ${dataDir}; stop it first or use another --data-dir`
+        )
+      }
+      return {
+        clusterDir,
+        socketDir,
+        port: PORT,
+        user: "postgres",
+        database: "postgres",
+        pid: runningPid,
+        logFile
+      } satisfies EmbeddedPostgres
+    }
     yield* stopOrphan(clusterDir, socketDir)
+    yield* Effect.acquireRelease(
+      Effect.sync(() => Fs.writeFileSync(ownerPath(dataDir), `${process.pid}\n`)),
+      () => Effect.sync(() => readOwner(dataDir) === process.pid && Fs.rmSync(ownerPath(dataDir), { force: true }))
+    )
 
     const child = yield* Effect.acquireRelease(
       Effect.sync(() =>

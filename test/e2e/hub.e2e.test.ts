@@ -108,6 +108,22 @@ describe("connect hub (real processes, embedded Postgres)", () => {
     expect(await waitUntil(() => !isAlive(second.postmaster!), 2_000)).toBe(true)
   }, 120_000)
 
+  it("next to a running hub, `connect audit verify` reads its log and a second hub on the same data is refused", async () => {
+    const running = await startHub()
+    const verify = spawn(process.execPath, ["bin/connect.js", "audit", "verify"], { env })
+    expect(await verify.exited(60_000)).toEqual({ code: 0, signal: null })
+    // The bootstrap wrote the default workspace and its admin key on the first start of this data directory.
+    expect(verify.stdout()).toMatch(/^OK: 2 events, hash chain intact/m)
+    const second = spawn(process.execPath, ["bin/connect.js", "hub", "--port", "0"], { env })
+    expect((await second.exited(60_000)).code).toBe(1)
+    expect(second.stderr()).toContain(`another connect hub (pid ${running.hub.pid}) is running with the data directory`)
+    // Neither touched the running hub's Postgres.
+    expect(isAlive(running.postmaster!)).toBe(true)
+    expect((await fetch(`${running.url}/health`)).status).toBe(200)
+    running.hub.child.kill("SIGTERM")
+    expect(await running.hub.exited(10_000)).toEqual({ code: 0, signal: null })
+  }, 120_000)
+
   it("recovers after the hub is SIGKILLed with its Postgres still running", async () => {
     const killed = await startHub()
     killed.hub.child.kill("SIGKILL")
