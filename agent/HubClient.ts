@@ -2,6 +2,7 @@
  * The agent's connection to the hub: dials with a chosen transport, authenticates with `Hello`, then exposes local
  * targets and binds reach listeners whose sockets are multiplexed as streams over that one connection.
  */
+import type * as Net from "node:net"
 import { Context, Deferred, Effect, FiberId } from "effect"
 import type { Scope } from "effect"
 import * as Protocol from "../core/Protocol.ts"
@@ -42,6 +43,15 @@ export interface HubClientService {
   readonly expose: (name: string, host: string, port: number) => Effect.Effect<void, RelayDenied | TransportError>
   /** Withdraws a published service. */
   readonly unexpose: (name: string) => Effect.Effect<void, RelayDenied | TransportError>
+  /**
+   * Relays an already-accepted local socket as a new stream to `service` over this connection, exactly like a socket
+   * accepted by `reach`'s listener: bytes the client sent first are kept, half-close and resets are relayed, and a
+   * refused stream (unknown service, target down, hub gone) destroys the socket promptly with a reset. The socket is
+   * switched to half-open mode and TCP_NODELAY; create the listener with `allowHalfOpen: true` (as `Tunnel.listen`
+   * does) so that a FIN arriving before the hand-over is kept too. Lets a process that outlives this connection
+   * own the listener.
+   */
+  readonly open: (service: string, socket: Net.Socket) => void
   /** Binds a local listener for service `name` (port 0: a free port) until the scope closes. */
   readonly reach: (
     name: string,
@@ -49,7 +59,10 @@ export interface HubClientService {
   ) => Effect.Effect<Tunnel.Listener, RelayDenied | TransportError, Scope.Scope>
   /** Live streams and bytes waiting in local sockets and the connection. */
   readonly stats: () => { readonly streams: number; readonly bufferedBytes: number; readonly connectionBuffered: number }
-  /** Completes when the connection closes, with how it closed. */
+  /**
+   * Completes when the connection closes, with how it closed: at once when the hub closes or its process dies, and
+   * within the heartbeat timeout when it goes silent.
+   */
   readonly closed: Effect.Effect<CloseInfo>
 }
 
@@ -149,6 +162,17 @@ export const connect = Effect.fn("HubClient.connect")(function*(options: Connect
       return Deferred.await(done)
     })
 
+  const open = (service: string, socket: Net.Socket): void => {
+    if (connection.closed || socket.destroyed) {
+      socket.on("error", () => {})
+      socket.resetAndDestroy()
+      return
+    }
+    // A client's shutdown(WR) must reach the target as EOF while the answer still flows back.
+    socket.allowHalfOpen = true
+    mux.open(service, socket)
+  }
+
   return HubClient.of({
     welcome: welcomed,
     connection,
@@ -166,14 +190,10 @@ export const connect = Effect.fn("HubClient.connect")(function*(options: Connect
       yield* call((request) => new Protocol.Unexpose({ request, name }))
       exposes.delete(name)
     }),
+    open,
     reach: Effect.fn("HubClient.reach")(function*(name: string, reachOptions?: { readonly port?: number; readonly host?: string }) {
       yield* call((request) => new Protocol.Reach({ request, name }))
-      return yield* Tunnel.listen(
-        () => (connection.closed ? undefined : mux),
-        name,
-        reachOptions?.host ?? "127.0.0.1",
-        reachOptions?.port ?? 0
-      )
+      return yield* Tunnel.listen((socket) => open(name, socket), reachOptions?.host ?? "127.0.0.1", reachOptions?.port ?? 0)
     }),
     stats: () => ({ streams: mux.size(), bufferedBytes: mux.bufferedBytes(), connectionBuffered: connection.bufferedAmount }),
     closed: Deferred.await(closed)

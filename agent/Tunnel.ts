@@ -57,20 +57,18 @@ export interface Listener {
   readonly port: number
 }
 
-/** Listens on `host:port` (0: a free port); each accepted socket becomes a stream to `service`. */
+/**
+ * Listens on `host:port` (0: a free port) in half-open, TCP_NODELAY mode and hands each accepted socket to `accept`
+ * (typically `HubClientService.open`) until the scope closes.
+ */
 export const listen = (
-  mux: () => Mux.Mux | undefined,
-  service: string,
+  accept: (socket: Net.Socket) => void,
   host: string,
   port: number
 ): Effect.Effect<Listener, TransportError, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.async<Net.Server & { readonly bound: Listener }, TransportError>((resume) => {
-      const server = Net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-        const current = mux()
-        if (!current) return socket.resetAndDestroy()
-        current.open(service, socket)
-      })
+      const server = Net.createServer({ allowHalfOpen: true, noDelay: true }, accept)
       server.once("error", (error) =>
         resume(Effect.fail(new TransportError({ reason: "Open", message: `cannot listen on ${host}:${port}: ${error.message}`, cause: error }))))
       server.listen(port, host, () => {

@@ -21,6 +21,9 @@ export const HighWaterMark = 2 * 1024 * 1024
 /** See `HighWaterMark`. */
 export const LowWaterMark = 512 * 1024
 
+/** Time a closing connection waits for the peer's close frame before it cuts the TCP connection. */
+export const CloseTimeoutMs = 2_000
+
 const closeCodeOf = (error: unknown): number =>
   error instanceof TransportError && error.reason === "FrameTooLarge" ? CloseCodes.FrameTooLarge : CloseCodes.Protocol
 
@@ -36,6 +39,8 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
   let handler: ConnectionHandler | undefined
   let early: Array<Message> | undefined = []
   let closeInfo: CloseInfo | undefined
+  /** Set when this side cut the connection without a close handshake; reported instead of ws's 1006. */
+  let localClose: CloseInfo | undefined
   let closing = false
   let congested = false
   let received = 0
@@ -55,7 +60,15 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
   const close = (code: number, reason: string) => {
     if (closing) return
     closing = true
+    if (code === CloseCodes.Timeout) {
+      // The peer is silent: waiting for its close frame would hold the connection (and `closed`) for ws's 30 s.
+      localClose = { code, reason }
+      ws.terminate()
+      return
+    }
     ws.close(sendable(code), reason.slice(0, 120))
+    // A peer that does not answer the close frame is cut after CloseTimeoutMs instead of ws's 30 s.
+    setTimeout(() => ws.terminate(), CloseTimeoutMs).unref()
   }
   const deliver = (message: Message) => {
     if (handler) handler.message(message)
@@ -79,7 +92,7 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
   ws.on("error", () => {})
   ws.on("close", (code: number, reason: Buffer) => {
     closing = true
-    closeInfo = { code, reason: reason.toString() }
+    closeInfo = localClose ?? { code, reason: reason.toString() }
     handler?.close(closeInfo)
   })
 

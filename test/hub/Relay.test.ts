@@ -305,3 +305,143 @@ describe.each(transports)("Relay over %s", (_name, transport) => {
       expect(agentMax).toBeLessThanOrEqual(StreamWindow + 2 * MaxChunk)
     }), 20_000)
 })
+
+describe.each(transports)("HubClient.open over %s", (_name, transport) => {
+  it("relays a socket the caller accepted: early bytes, half-close and the answer", () =>
+    withEnv(transport, async (env) => {
+      const targetPort = await env.run(targetServer((socket) => {
+        const chunks: Array<Buffer> = []
+        socket.on("data", (c: Buffer) => chunks.push(c))
+        socket.on("end", () => socket.end(`got:${Buffer.concat(chunks).toString()}`))
+      }))
+      await env.run(env.a.expose("owned", "127.0.0.1", targetPort))
+      // The agent process owns this listener (default options: not half-open); the client connection is handed over.
+      const server = Net.createServer((socket) => env.b.open("owned", socket))
+      await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
+      try {
+        const client = await connect((server.address() as Net.AddressInfo).port)
+        const got = drain(client)
+        client.end("STARTUP")
+        expect((await got).data?.toString()).toBe("got:STARTUP")
+      } finally {
+        server.close()
+      }
+    }))
+
+  it("resets the socket promptly for an unknown service and after the connection closed", () =>
+    withEnv(transport, async (env) => {
+      const handed: Array<Net.Socket> = []
+      const server = Net.createServer((socket) => handed.push(socket))
+      await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
+      const port = (server.address() as Net.AddressInfo).port
+      try {
+        const started = Date.now()
+        const unknown = await connect(port)
+        await eventually(() => handed.length === 1)
+        env.b.open("nope", handed[0]!)
+        expect(await closedHow(unknown)).toBe("ECONNRESET")
+
+        const { code } = await env.run(Effect.gen(function*() {
+          env.b.connection.close(1000, "bye")
+          return yield* env.b.closed
+        }))
+        expect(code).toBe(1000)
+        const late = await connect(port)
+        await eventually(() => handed.length === 2)
+        env.b.open("owned", handed[1]!)
+        expect(await closedHow(late)).toBe("ECONNRESET")
+        expect(Date.now() - started).toBeLessThan(2_000)
+      } finally {
+        server.close()
+      }
+    }))
+})
+
+/** A TCP forwarder to `port` that can go silent (a vanished host) or cut its connections (a killed process). */
+const proxy = async (port: number) => {
+  const pairs: Array<readonly [Net.Socket, Net.Socket]> = []
+  const server = Net.createServer((inbound) => {
+    const outbound = Net.connect({ port, host: "127.0.0.1" })
+    inbound.on("error", () => {})
+    outbound.on("error", () => {})
+    inbound.pipe(outbound)
+    outbound.pipe(inbound)
+    pairs.push([inbound, outbound])
+  })
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
+  return {
+    url: `ws://127.0.0.1:${(server.address() as Net.AddressInfo).port}`,
+    silence: () => {
+      for (const [a, b] of pairs) {
+        a.unpipe(b)
+        b.unpipe(a)
+        a.pause()
+        b.pause()
+      }
+    },
+    kill: () => {
+      server.close()
+      for (const [a, b] of pairs) {
+        a.resetAndDestroy()
+        b.resetAndDestroy()
+      }
+    },
+    close: () => {
+      server.close()
+      for (const [a, b] of pairs) {
+        a.destroy()
+        b.destroy()
+      }
+    }
+  }
+}
+
+describe("HubClient liveness", () => {
+  const heartbeat = { intervalMs: 100, timeoutMs: 300 }
+  const hubBehindProxy = <A>(body: (url: string, p: Awaited<ReturnType<typeof proxy>>) => Effect.Effect<A, unknown, Scope.Scope>) =>
+    Effect.gen(function*() {
+      const relay = yield* Relay.make(makeMemoryRelayPolicy(agents).policy, { heartbeat })
+      const served = yield* Relay.serve(relay)
+      const p = yield* Effect.acquireRelease(Effect.promise(() => proxy(served.port)), (p) => Effect.sync(p.close))
+      return yield* body(p.url, p)
+    }).pipe(Effect.scoped, Effect.runPromise)
+
+  it("completes `closed` within the heartbeat timeout when the hub goes silent", () =>
+    hubBehindProxy((url, p) =>
+      Effect.gen(function*() {
+        const client = yield* HubClient.connect({ url, transport: Msgpack.transport, token: agents[0]!.token, heartbeat })
+        const started = Date.now()
+        p.silence()
+        const info = yield* client.closed.pipe(Effect.timeout(3_000))
+        expect(info.code).toBe(4008)
+        expect(Date.now() - started).toBeLessThan(heartbeat.timeoutMs + 2 * heartbeat.intervalMs + 200)
+        expect(client.connection.closed).toBe(true)
+      })
+    ))
+
+  it("completes `closed` at once when the hub process dies", () =>
+    hubBehindProxy((url, p) =>
+      Effect.gen(function*() {
+        const client = yield* HubClient.connect({ url, transport: Msgpack.transport, token: agents[0]!.token })
+        const started = Date.now()
+        p.kill()
+        yield* client.closed.pipe(Effect.timeout(3_000))
+        expect(Date.now() - started).toBeLessThan(500)
+      })
+    ))
+
+  it("fails `connect` promptly with reason Open when the hub is down", async () => {
+    const port = await new Promise<number>((resolve) => {
+      const s = Net.createServer().listen(0, "127.0.0.1", () => {
+        const p = (s.address() as Net.AddressInfo).port
+        s.close(() => resolve(p))
+      })
+    })
+    const started = Date.now()
+    const exit = await Effect.runPromiseExit(
+      Effect.scoped(HubClient.connect({ url: `ws://127.0.0.1:${port}`, transport: Msgpack.transport, token: agents[0]!.token }))
+    )
+    expect(Date.now() - started).toBeLessThan(1_000)
+    expect(Exit.isFailure(exit) && JSON.stringify(exit.cause)).toContain('"reason":"Open"')
+  })
+})
