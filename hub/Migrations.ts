@@ -25,7 +25,6 @@ const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClien
         unique (stream, version)
       );
       create index events_workspace_position on events (workspace_id, position);
-      create index events_type_position on events (type, position);
 
       -- Append-only is the database's promise, not the application's: whoever connects, rows never change.
       create function events_append_only() returns trigger language plpgsql as $$
