@@ -5,6 +5,7 @@
 import { Context, Data, Schema } from "effect"
 import type { Effect, Stream } from "effect"
 import type { Event, EventMeta } from "./Events.ts"
+import type { Envelope } from "./HashChain.ts"
 
 /**
  * What the caller expects the stream's current version to be: `"any"` skips the check, `"no_stream"` requires that the
@@ -35,17 +36,7 @@ export interface AppendResult {
  * An event as stored, its payload and metadata still the JSON text Postgres renders for them (what `verify` hashes
  * and exporters copy).
  */
-export interface RawEvent {
-  readonly position: number
-  readonly id: string
-  readonly stream: string
-  readonly version: number
-  readonly workspaceId: string | null
-  readonly type: string
-  readonly dataJson: string
-  readonly metaJson: string
-  readonly recordedAt: Date
-  readonly prevHash: Uint8Array
+export interface RawEvent extends Envelope {
   readonly hash: Uint8Array
 }
 

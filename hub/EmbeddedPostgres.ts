@@ -149,7 +149,8 @@ const locateCluster = (dataDir: string, user: OsUser | undefined) =>
     )
   )
 
-const isAlive = (pid: number): boolean => {
+/** Whether a process with this pid exists (a zombie counts as dead). */
+export const isAlive = (pid: number): boolean => {
   try {
     process.kill(pid, 0)
   } catch (error) {
@@ -333,6 +334,15 @@ export const make = (options: {
       Fs.mkdirSync(socketDir, { recursive: true, mode: 0o700 })
       if (user) Fs.chownSync(socketDir, user.uid, user.gid)
     }
+    const handle = (pid: number): EmbeddedPostgres => ({
+      clusterDir,
+      socketDir,
+      port: PORT,
+      user: "postgres",
+      database: "postgres",
+      pid,
+      logFile
+    })
     const owner = readOwner(dataDir)
     const running = readPidFile(clusterDir)
     const runningPid = Number(running?.[0])
@@ -346,15 +356,7 @@ export const make = (options: {
           `another connect hub (pid ${owner}) is running with the data directory ${dataDir}; stop it first or use another --data-dir`
         )
       }
-      return {
-        clusterDir,
-        socketDir,
-        port: PORT,
-        user: "postgres",
-        database: "postgres",
-        pid: runningPid,
-        logFile
-      } satisfies EmbeddedPostgres
+      return handle(runningPid)
     }
     yield* stopOrphan(clusterDir, socketDir)
     yield* Effect.acquireRelease(
@@ -413,13 +415,5 @@ export const make = (options: {
       const why = spawnError ? spawnError.message : !ready ? "did not become ready within 60 s" : `exited (${child.exitCode ?? child.signalCode})`
       return yield* fail("Start", `Embedded Postgres in ${clusterDir} ${why}; see ${logFile}: ${tail(logFile)}`)
     }
-    return {
-      clusterDir,
-      socketDir,
-      port: PORT,
-      user: "postgres",
-      database: "postgres",
-      pid: child.pid!,
-      logFile
-    } satisfies EmbeddedPostgres
+    return handle(child.pid!)
   })

@@ -5,6 +5,7 @@
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import * as EmbeddedPostgres from "../../hub/EmbeddedPostgres.ts"
 
 /** The repository root (where package.json lives). */
 export const repoRoot = Path.resolve(import.meta.dirname, "..", "..")
@@ -24,19 +25,7 @@ export interface Spawned {
 const tracked = new Set<number>()
 
 /** Whether a process with this pid exists (zombies count as dead). */
-export const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM"
-  }
-  try {
-    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z"
-  } catch {
-    return true
-  }
-}
+export const isAlive = EmbeddedPostgres.isAlive
 
 /** Polls `condition` every 50 ms; resolves true when it holds, false after `timeoutMs`. */
 export const waitUntil = async (condition: () => boolean, timeoutMs: number): Promise<boolean> => {
