@@ -24,6 +24,7 @@ import * as Bootstrap from "./Bootstrap.ts"
 import * as Database from "./Database.ts"
 import * as Migrations from "./Migrations.ts"
 import * as PgEventLog from "./PgEventLog.ts"
+import * as ReadModels from "./ReadModels.ts"
 import * as StreamHeads from "./StreamHeads.ts"
 import * as HttpApi from "./HttpApi.ts"
 import { HubConfig, type HubConfigShape } from "./HubConfig.ts"
@@ -80,7 +81,7 @@ export const ServicesLive = (
   )
 
 /** The read models kept inside the append transaction, so the API reads its own writes. */
-export const InlineProjections = [StreamHeads.projection]
+export const InlineProjections = [StreamHeads.projection, ...ReadModels.projections]
 
 /** Stage 3 — the HTTP server listening on `host:port`, with the underlying node server as `HubHttpServer`. */
 export const HttpServerLive = (
