@@ -20,12 +20,15 @@ import type * as Scope from "effect/Scope"
 import type { MigrationError } from "@effect/sql/Migrator"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { EventLog, EventLogError } from "../core/EventLog.ts"
+import * as AgentApi from "./AgentApi.ts"
+import * as AgentAuth from "./AgentAuth.ts"
 import * as Bootstrap from "./Bootstrap.ts"
 import * as Database from "./Database.ts"
 import * as Migrations from "./Migrations.ts"
 import * as PgEventLog from "./PgEventLog.ts"
 import * as ReadModels from "./ReadModels.ts"
 import * as StreamHeads from "./StreamHeads.ts"
+import * as Gateway from "./Gateway.ts"
 import * as HttpApi from "./HttpApi.ts"
 import { HubConfig, type HubConfigShape } from "./HubConfig.ts"
 
@@ -104,15 +107,19 @@ export type HubContext =
   | PgClient.PgClient
   | SqlClient.SqlClient
   | EventLog
+  | AgentAuth.TokenSettings
   | HubHttpServer
   | HubUpgrades
   | HttpServer.HttpServer
 
 /**
- * Stage 4 — everything that attaches to the server: route layers (`HubRouter.use(...)`) and, later, the agent gateway
- * (`HubUpgrades.register("/path", handler)`). Append yours to the list.
+ * Stage 4 — everything that attaches to the server: route layers (`HubRouter.use(...)`: health, the agent API) and the
+ * agent gateway (`HubUpgrades.register("/v1/agent", handler)`). Append yours to the list.
  */
-export const RoutesLive: Layer.Layer<never, never, HubContext> = Layer.mergeAll(HttpApi.HealthRoutes)
+export const RoutesLive: Layer.Layer<never, never, HubContext> = Layer.suspend(() =>
+  // Suspended: Gateway imports this module's tags, so it may not be evaluated yet when this module is.
+  Layer.mergeAll(HttpApi.HealthRoutes, AgentApi.routes, Gateway.layer())
+)
 
 /**
  * Serves `HubRouter`, puts `HubUpgrades` in front of its upgrade handling, prints where the hub listens, and on
@@ -156,14 +163,24 @@ const ServeLive = (
     })
   ).pipe(Layer.provide(HttpApi.HubRouter.serve()))
 
+/** Options of `HubLive` beyond the configuration (tests). */
+export interface HubOptions {
+  /** Token lifetime and clock (default: `CONNECT_TOKEN_TTL_DAYS` and the system clock). */
+  readonly tokenSettings?: AgentAuth.TokenSettingsShape
+}
+
 /** The whole hub for `config`; `Layer.launch(HubLive(config))` runs it until interrupted. */
 export const HubLive = (
-  config: HubConfigShape
+  config: HubConfigShape,
+  options: HubOptions = {}
 ): Layer.Layer<HubContext, Database.DatabaseError | ServeError | SqlError | MigrationError | EventLogError> =>
   ServeLive(config).pipe(
     Layer.provide(RoutesLive),
     Layer.provideMerge(HttpServerLive(config)),
     Layer.provideMerge(ServicesLive(config)),
     Layer.provideMerge(DatabaseLive(config)),
+    Layer.provideMerge(
+      options.tokenSettings ? Layer.succeed(AgentAuth.TokenSettings, options.tokenSettings) : AgentAuth.layerConfig
+    ),
     Layer.provideMerge(Layer.succeed(HubConfig, config))
   )

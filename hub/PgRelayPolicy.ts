@@ -1,0 +1,305 @@
+/**
+ * The hub's `RelayPolicy` over the event log and the read models: agents authenticate with their token (audited
+ * when refused), every connection, exposure, tunnel and refusal is appended as an event, reach resolves only within
+ * the agent's own workspace, and a tunnel's `TunnelClosed` is never lost (retried, then spooled while Postgres is
+ * unreachable).
+ */
+import { SqlClient } from "@effect/sql"
+import { Effect, Schedule } from "effect"
+import * as AgentDecider from "../core/AgentDecider.ts"
+import type { DomainError } from "../core/DomainError.ts"
+import { EventLog, EventLogError, VersionConflict } from "../core/EventLog.ts"
+import {
+  type DisconnectReason,
+  EventMeta,
+  ReachDenied,
+  type ReachDeniedReason,
+  TunnelClosed,
+  type TunnelCloseReason,
+  TunnelOpened
+} from "../core/Events.ts"
+import { AgentId, Streams, TunnelId } from "../core/Ids.ts"
+import { RelayDenied } from "../core/RelayPolicy.ts"
+import type { RelayPolicyService, Session } from "../core/RelayPolicy.ts"
+import * as ServiceDecider from "../core/ServiceDecider.ts"
+import * as AgentAuth from "./AgentAuth.ts"
+import * as Command from "./Command.ts"
+import * as Scoped from "./Scoped.ts"
+import type { Spool } from "./Spool.ts"
+
+/** The hub's answer to a reach it refuses, whether the name does not exist or belongs to another workspace. */
+export const SERVICE_NOT_FOUND = "Service not found"
+
+/** Maps the relay's close description (`"<code> <reason>"`) to the catalog's disconnect reason. */
+export const disconnectReason = (reason: string): typeof DisconnectReason.Type => {
+  const code = Number(reason.split(" ")[0])
+  if (code === 4009) return "replaced"
+  if (code === 4008) return "heartbeat_timeout"
+  if (code === 1002 || code === 1009) return "protocol_error"
+  if (code === 1006 || code === 1011) return "transport_error"
+  if (/relay stopped|shutting down/.test(reason)) return "hub_shutdown"
+  return "closed"
+}
+
+/** Maps the relay's tunnel end reason (a `Reset` reason or an error code) to the catalog's close reason. */
+export const tunnelCloseReason = (reason: string): typeof TunnelCloseReason.Type => {
+  if (reason === "closed") return "end"
+  if (reason === "AgentDisconnected" || reason === "AgentOffline" || reason === "HubDisconnected") return "agent_disconnected"
+  if (/^(ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|NoTarget)$/.test(reason)) return "connect_failed"
+  if (reason === "Protocol" || reason === "Unavailable" || reason === "Internal") return "error"
+  return "reset"
+}
+
+const agentMeta = (session: Session, ip?: string, userAgent?: string) =>
+  new EventMeta({
+    actor: { kind: "agent", id: session.agentId },
+    ...(ip ? { sourceIp: ip } : {}),
+    ...(userAgent ? { userAgent } : {})
+  })
+
+const unavailable = (what: string) => (cause: unknown) =>
+  Effect.zipRight(
+    Effect.logWarning(`relay policy: ${what} failed`, cause),
+    Effect.fail(new RelayDenied({ code: "Unavailable", message: `the hub cannot record ${what} right now; try again` }))
+  )
+
+const isDomain = (e: unknown): e is DomainError =>
+  typeof e === "object" && e !== null && (e as { _tag?: string })._tag === "DomainError"
+
+/** Options of the policy. */
+export interface PgRelayPolicyOptions {
+  /** Where `TunnelClosed` goes while the log is unreachable. */
+  readonly spool: Spool
+  /** How long `tunnelClosed` retries the log before spooling (default 3 tries, 200 ms apart). */
+  readonly retry?: Schedule.Schedule<unknown>
+}
+
+/** Makes the policy over the `EventLog`, `SqlClient` and `TokenSettings` of the context. */
+export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPolicyOptions) {
+  const context = yield* Effect.context<EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings>()
+  const sql = yield* SqlClient.SqlClient
+  const log = yield* EventLog
+  const settings = yield* AgentAuth.TokenSettings
+  const spool = options.spool
+  const retry = options.retry ?? Schedule.addDelay(Schedule.recurs(2), () => "200 millis")
+  const run = <A, E>(effect: Effect.Effect<A, E, EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings>) =>
+    Effect.provide(effect, context)
+  /** Addresses of live connections by agent, for `AgentConnected`/`ReachDenied` metadata. */
+  const addresses = new Map<string, string>()
+
+  const denyReach = (session: Session, name: string, reason: typeof ReachDeniedReason.Type) =>
+    log.append(
+      Streams.agent(AgentId.make(session.agentId)),
+      [new ReachDenied({ requestedName: name.slice(0, 200), fromAgentId: AgentId.make(session.agentId), reason })],
+      { expectedVersion: "any", workspaceId: session.workspaceId, meta: agentMeta(session, addresses.get(session.agentId)) }
+    ).pipe(
+      Effect.catchAll((e) => Effect.logWarning("relay policy: ReachDenied was not recorded", e))
+    )
+
+  const policy: RelayPolicyService = {
+    authenticate: (hello, remoteAddress) =>
+      run(
+        AgentAuth.authenticateAgent(hello.token, AgentAuth.ipOf(remoteAddress), {
+          userAgent: `connect-agent/${hello.agentVersion}`
+        })
+      ).pipe(
+        Effect.map((agent): Session => {
+          const warn = AgentDecider.expiresSoon(agent.expiresAt, settings.now())
+          return {
+            agentId: agent.agentId,
+            workspaceId: agent.workspaceId,
+            label: agent.label,
+            ...(warn ? { tokenExpiresAt: agent.expiresAt.toISOString() } : {})
+          }
+        }),
+        Effect.catchAll((e) =>
+          e instanceof AgentAuth.AuthFailed
+            ? Effect.fail(
+              new RelayDenied({
+                code: e.reason === "expired_token" ? "TokenExpired" : e.reason === "revoked_token" ? "TokenRevoked" : "Unauthorized",
+                message: e.message
+              })
+            )
+            : unavailable("this connection")(e)
+        )
+      ),
+
+    agentConnected: (session, info) => {
+      const ip = AgentAuth.ipOf(info.remoteAddress)
+      const userAgent = `connect-agent/${info.agentVersion}`
+      return run(
+        Command.handle(
+          AgentDecider.decider,
+          Streams.agent(AgentId.make(session.agentId)),
+          { _tag: "ConnectAgent", agentId: AgentId.make(session.agentId), ip, userAgent, transport: info.transport },
+          { workspaceId: session.workspaceId, meta: agentMeta(session, ip, userAgent) }
+        )
+      ).pipe(
+        Effect.tap(() => Effect.sync(() => addresses.set(session.agentId, ip))),
+        Effect.asVoid,
+        Effect.catchAll((e) =>
+          isDomain(e)
+            ? Effect.fail(new RelayDenied({ code: "TokenRevoked", message: e.message }))
+            : unavailable("this connection")(e)
+        )
+      )
+    },
+
+    agentDisconnected: (session, info) =>
+      run(
+        Command.handle(
+          AgentDecider.decider,
+          Streams.agent(AgentId.make(session.agentId)),
+          {
+            _tag: "DisconnectAgent",
+            agentId: AgentId.make(session.agentId),
+            reason: disconnectReason(info.reason),
+            durationMs: info.durationMs
+          },
+          { workspaceId: session.workspaceId, meta: agentMeta(session, addresses.get(session.agentId)) }
+        )
+      ).pipe(Effect.asVoid, Effect.catchAll(unavailable("the disconnection"))),
+
+    expose: (session, target) =>
+      Effect.gen(function*() {
+        const serviceId = ServiceDecider.serviceIdFor(session.workspaceId, target.name)
+        const owner = yield* Scoped.withWorkspace(
+          session.workspaceId,
+          sql.unsafe<{ agent_id: string; connected: boolean }>(
+            `select s.agent_id, a.connected from services s join agents a on a.id = s.agent_id where s.id = $1`,
+            [serviceId]
+          )
+        )
+        const ownerOnline = owner[0] !== undefined && owner[0].agent_id !== session.agentId && owner[0].connected
+        yield* Command.handle(
+          ServiceDecider.decider,
+          Streams.service(serviceId),
+          {
+            _tag: "ExposeService",
+            serviceId,
+            agentId: AgentId.make(session.agentId),
+            name: target.name,
+            host: target.host,
+            port: target.port,
+            ownerOnline
+          },
+          { workspaceId: session.workspaceId, meta: agentMeta(session, addresses.get(session.agentId)) }
+        )
+      }).pipe(
+        (effect) => run(effect),
+        Effect.catchAll((e) =>
+          isDomain(e)
+            ? Effect.fail(new RelayDenied({ code: e.reason === "Conflict" ? "Conflict" : "Forbidden", message: e.message }))
+            : unavailable("the exposure")(e)
+        )
+      ),
+
+    unexpose: (session, name) =>
+      run(
+        Command.handle(
+          ServiceDecider.decider,
+          Streams.service(ServiceDecider.serviceIdFor(session.workspaceId, name)),
+          {
+            _tag: "UnexposeService",
+            serviceId: ServiceDecider.serviceIdFor(session.workspaceId, name),
+            agentId: AgentId.make(session.agentId),
+            name
+          },
+          { workspaceId: session.workspaceId, meta: agentMeta(session, addresses.get(session.agentId)) }
+        )
+      ).pipe(
+        Effect.asVoid,
+        Effect.catchAll((e) =>
+          isDomain(e)
+            ? Effect.fail(new RelayDenied({ code: "ServiceNotFound", message: SERVICE_NOT_FOUND }))
+            : unavailable("the unexposure")(e)
+        )
+      ),
+
+    resolveReach: (session, name) =>
+      Effect.gen(function*() {
+        // The lookup runs as connect_app scoped to the reacher's workspace: another workspace's rows do not exist here.
+        const found = yield* Scoped.withWorkspace(
+          session.workspaceId,
+          sql.unsafe<{ agent_id: string; connected: boolean }>(
+            `select s.agent_id, (a.connected and a.revoked_at is null) as connected
+               from services s join agents a on a.id = s.agent_id where s.name = $1 and s.exposed`,
+            [name]
+          )
+        )
+        const row = found[0]
+        if (row) {
+          if (!row.connected) {
+            yield* denyReach(session, name, "agent_offline")
+            return yield* new RelayDenied({ code: "AgentOffline", message: `the agent exposing ${name} is offline` })
+          }
+          return { agentId: row.agent_id, workspaceId: session.workspaceId, service: name }
+        }
+        // Only to tell the two apart in the audit log; the agent gets the same answer either way.
+        const elsewhere = yield* sql.unsafe(
+          `select 1 from services where name = $1 and workspace_id <> $2 limit 1`,
+          [name, session.workspaceId]
+        )
+        yield* denyReach(session, name, elsewhere.length > 0 ? "cross_workspace" : "not_found")
+        return yield* new RelayDenied({ code: "ServiceNotFound", message: SERVICE_NOT_FOUND })
+      }).pipe(
+        (effect) => run(effect),
+        Effect.catchAll((e) => (e instanceof RelayDenied ? Effect.fail(e) : unavailable("the reach")(e)))
+      ),
+
+    tunnelOpened: (tunnel) =>
+      log.append(
+        Streams.tunnel(TunnelId.make(tunnel.tunnelId)),
+        [
+          new TunnelOpened({
+            tunnelId: TunnelId.make(tunnel.tunnelId),
+            serviceId: ServiceDecider.serviceIdFor(tunnel.to.workspaceId, tunnel.to.service),
+            serviceName: tunnel.to.service,
+            fromAgentId: AgentId.make(tunnel.from.agentId),
+            toAgentId: AgentId.make(tunnel.to.agentId)
+          })
+        ],
+        {
+          expectedVersion: "no_stream",
+          workspaceId: tunnel.to.workspaceId,
+          meta: agentMeta(tunnel.from, AgentAuth.ipOf(tunnel.remoteAddress))
+        }
+      ).pipe(Effect.asVoid, Effect.catchAll(unavailable("the tunnel")), Effect.withSpan("PgRelayPolicy.tunnelOpened")),
+
+    tunnelClosed: (tunnel, totals) => {
+      const stream = Streams.tunnel(TunnelId.make(tunnel.tunnelId))
+      const event = new TunnelClosed({
+        tunnelId: TunnelId.make(tunnel.tunnelId),
+        serviceId: ServiceDecider.serviceIdFor(tunnel.to.workspaceId, tunnel.to.service),
+        bytesUp: totals.bytesUp,
+        bytesDown: totals.bytesDown,
+        durationMs: Math.max(0, Math.round(totals.durationMs)),
+        reason: tunnelCloseReason(totals.reason)
+      })
+      // Version 1 is the TunnelOpened: a second TunnelClosed (a replay after a lost ack) conflicts and is skipped.
+      const options = {
+        expectedVersion: 1,
+        workspaceId: tunnel.to.workspaceId,
+        meta: agentMeta(tunnel.from, AgentAuth.ipOf(tunnel.remoteAddress))
+      } as const
+      const toSpool = spool.write(stream, event, options)
+      // While older entries wait in the spool, newer ones queue behind them so the log receives them in order.
+      if (spool.pending() > 0) return toSpool
+      return log.append(stream, [event], options).pipe(
+        Effect.asVoid,
+        Effect.catchIf((e): e is VersionConflict => e instanceof VersionConflict, () => Effect.void),
+        Effect.retry({ while: (e) => e instanceof EventLogError && e.reason === "Unavailable", schedule: retry }),
+        Effect.catchAll((e) =>
+          e.reason === "Unavailable"
+            ? Effect.zipRight(Effect.logWarning(`relay policy: event log unreachable, spooling TunnelClosed of ${tunnel.tunnelId}`), toSpool)
+            : Effect.zipRight(
+              Effect.logError("relay policy: TunnelClosed was refused by the log", e),
+              Effect.fail(new RelayDenied({ code: "Unavailable", message: e.message }))
+            )
+        ),
+        Effect.withSpan("PgRelayPolicy.tunnelClosed")
+      )
+    }
+  }
+  return policy
+})
