@@ -2,6 +2,7 @@ import * as Net from "node:net"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit } from "effect"
 import * as HubClient from "../../agent/HubClient.ts"
+import * as Admin from "../../hub/Admin.ts"
 import type { Transport } from "../../core/Transport.ts"
 import * as Msgpack from "../../transports/Msgpack.ts"
 import * as Ws from "../../transports/Ws.ts"
@@ -108,5 +109,142 @@ describe.each(transports)("gateway over %s", (name, transport) => {
       expect(after.body.services).toEqual([{ name: "prod-db", agentId: a.agentId, agentLabel: "exposer", online: false }])
       const offline = yield* Effect.exit(clientB.reach("prod-db"))
       expect(Exit.isFailure(offline) && JSON.stringify(offline.cause)).toContain("AgentOffline")
+    }), 60_000)
+})
+
+const denial = <A, E>(effect: Effect.Effect<A, E, any>) =>
+  Effect.map(Effect.flip(effect as Effect.Effect<A, E>), (e: any) => ({ code: e.code as string, message: e.message as string }))
+
+describe("gateway", () => {
+  it.scopedLive("an agent of workspace 2 can neither list, discover nor reach workspace 1's services; every attempt is audited", () =>
+    Effect.gen(function*() {
+      const hub = yield* Hub.start()
+      const w1 = yield* hub.workspace("one")
+      const w2 = yield* hub.workspace("two")
+      const a = yield* provision(hub, w1.apiKey, "a")
+      const c = yield* provision(hub, w2.apiKey, "c")
+      const clientA = yield* HubClient.connect({ url: hub.agentUrl, transport: Ws.transport, token: a.token })
+      const clientC = yield* HubClient.connect({ url: hub.agentUrl, transport: Ws.transport, token: c.token })
+      let targetConnections = 0
+      const target = yield* Effect.acquireRelease(
+        Effect.async<Net.Server>((resume) => {
+          const server = Net.createServer((socket) => {
+            targetConnections++
+            socket.destroy()
+          })
+          server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+        }),
+        (server) => Effect.sync(() => server.close())
+      )
+      yield* clientA.expose("prod-db", "127.0.0.1", (target.address() as Net.AddressInfo).port)
+      const serviceId = (yield* waitForEvents(hub, (es) => es.find((e) => e._tag === "ServiceExposed"))).serviceId as string
+
+      // API: workspace 2 sees none of it, with its agent token or its API key.
+      expect(yield* hub.http("GET", "/v1/services", c.token)).toEqual({ status: 200, body: { services: [] } })
+      expect(yield* hub.http("GET", "/v1/services", w2.apiKey)).toEqual({ status: 200, body: { services: [] } })
+      const agents = yield* hub.http("GET", "/v1/agents", w2.apiKey)
+      expect(agents.body.agents.map((x: any) => x.agentId)).toEqual([c.agentId])
+
+      // Gateway: discover (Reach) by name, by id, and an unknown name all get the same answer.
+      const notFound = { code: "ServiceNotFound", message: "Service not found" }
+      expect(yield* denial(clientC.reach("prod-db"))).toEqual(notFound)
+      expect(yield* denial(clientC.reach(serviceId))).toEqual(notFound)
+      expect(yield* denial(clientC.reach("no-such-service"))).toEqual(notFound)
+      // Reach without asking first: open a stream straight away.
+      const closed = yield* Effect.promise(
+        () =>
+          new Promise<boolean>((resolve) => {
+            const server = Net.createServer((socket) => {
+              socket.on("error", () => {})
+              clientC.open("prod-db", socket)
+              server.close()
+            })
+            server.listen(0, "127.0.0.1", () => {
+              const local = Net.connect((server.address() as Net.AddressInfo).port, "127.0.0.1")
+              local.on("error", () => {})
+              local.once("close", () => resolve(true))
+            })
+          })
+      ).pipe(Effect.timeout("10 seconds"))
+      expect(closed).toBe(true)
+
+      const denied = yield* waitForEvents(hub, (es) => {
+        const found = es.filter((e) => e._tag === "ReachDenied")
+        return found.length >= 4 ? found : undefined
+      })
+      expect(denied.map((e) => [e.requestedName, e.reason, e.fromAgentId, e._workspaceId])).toEqual([
+        ["prod-db", "cross_workspace", c.agentId, w2.workspaceId],
+        [serviceId, "not_found", c.agentId, w2.workspaceId],
+        ["no-such-service", "not_found", c.agentId, w2.workspaceId],
+        ["prod-db", "cross_workspace", c.agentId, w2.workspaceId]
+      ])
+      expect((yield* hub.events).some((e) => e.event._tag === "TunnelOpened")).toBe(false)
+      expect(targetConnections).toBe(0)
+      // The same name in workspace 2 is its own service, no conflict with workspace 1's.
+      const echo = yield* echoServer
+      yield* clientC.expose("prod-db", "127.0.0.1", echo)
+      const own = yield* clientC.reach("prod-db")
+      expect((yield* roundTrip(own.port, Buffer.from("mine"))).toString()).toBe("mine")
+      expect(targetConnections).toBe(0)
+    }), 60_000)
+
+  it.scopedLive("tokens: expiry warning, rotation with a 24 h grace, expiry and revocation are refused and audited", () =>
+    Effect.gen(function*() {
+      const day = 24 * 60 * 60 * 1000
+      const hub = yield* Hub.start({ start: new Date("2026-01-01T00:00:00.000Z") })
+      const w = yield* hub.workspace("tokens")
+      const a = yield* provision(hub, w.apiKey, "a")
+      expect(a.expiresAt).toBe("2026-01-31T00:00:00.000Z")
+      const connect = (token: string) => HubClient.connect({ url: hub.agentUrl, transport: Ws.transport, token })
+      const once = (token: string) =>
+        Effect.scoped(Effect.map(connect(token), (client) => client.welcome.tokenExpiresAt ?? null))
+
+      expect(yield* once(a.token)).toBeNull()
+      hub.advance(24 * day)
+      expect(yield* once(a.token)).toBe("2026-01-31T00:00:00.000Z")
+
+      const rotated = yield* hub.http("POST", "/v1/agents/rotate", a.token)
+      expect(rotated.status).toBe(200)
+      expect(rotated.body).toMatchObject({ expiresAt: "2026-02-24T00:00:00.000Z", oldValidUntil: "2026-01-26T00:00:00.000Z" })
+      const next = rotated.body.token as string
+      expect(next).toMatch(/^[0-9a-f]{64}$/)
+      // The old token still works for 24 h (and warns that it ends then), the new one does not warn.
+      expect(yield* once(a.token)).toBe("2026-01-26T00:00:00.000Z")
+      expect(yield* once(next)).toBeNull()
+      hub.advance(day + 1)
+      expect(yield* denial(connect(a.token))).toEqual({ code: "TokenExpired", message: "agent token expired" })
+      expect(yield* once(next)).toBeNull()
+      hub.advance(60 * day)
+      expect((yield* denial(connect(next))).code).toBe("TokenExpired")
+      expect((yield* hub.http("GET", "/v1/services", next)).status).toBe(401)
+
+      const b = yield* provision(hub, w.apiKey, "b")
+      expect(yield* once(b.token)).toBeNull()
+      yield* hub.run(Admin.revokeAgent(b.agentId, "laptop stolen"))
+      expect((yield* denial(connect(b.token))).code).toBe("TokenRevoked")
+      const api = yield* hub.http("GET", "/v1/services", b.token)
+      expect(api).toEqual({ status: 401, body: { error: { code: "Unauthorized", message: "agent token revoked" } } })
+      expect((yield* hub.http("POST", "/v1/agents/rotate", b.token)).status).toBe(401)
+      const unknown = "f".repeat(64)
+      expect((yield* denial(connect(unknown))).code).toBe("Unauthorized")
+
+      const failures = yield* waitForEvents(hub, (es) => {
+        const found = es.filter((e) => e._tag === "AgentAuthFailed")
+        return found.length >= 7 ? found : undefined
+      })
+      const expected: Array<ReadonlyArray<string | null>> = [
+        [a.agentId, "expired_token", "127.0.0.1", a.token.slice(0, 8)],
+        [a.agentId, "expired_token", "127.0.0.1", next.slice(0, 8)],
+        [a.agentId, "expired_token", "127.0.0.1", next.slice(0, 8)],
+        [b.agentId, "revoked_token", "127.0.0.1", b.token.slice(0, 8)],
+        [b.agentId, "revoked_token", "127.0.0.1", b.token.slice(0, 8)],
+        [b.agentId, "revoked_token", "127.0.0.1", b.token.slice(0, 8)],
+        [null, "unknown_token", "127.0.0.1", "ffffffff"]
+      ]
+      expect(failures.map((e) => [e.agentId ?? null, e.reason, e.ip, e.tokenPrefix])).toEqual(expected)
+      expect(failures[6]._stream).toBe("auth-unknown")
+      const types = (yield* hub.events).map((e) => e.event._tag)
+      expect(types.filter((t) => t === "AgentTokenRotated")).toHaveLength(1)
+      expect(types.filter((t) => t === "AgentTokenRevoked")).toHaveLength(1)
     }), 60_000)
 })
