@@ -1,4 +1,6 @@
+import * as Fs from "node:fs"
 import * as Net from "node:net"
+import * as Path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit } from "effect"
 import * as HubClient from "../../agent/HubClient.ts"
@@ -7,6 +9,8 @@ import type { Transport } from "../../core/Transport.ts"
 import * as Msgpack from "../../transports/Msgpack.ts"
 import * as Ws from "../../transports/Ws.ts"
 import * as Hub from "../support/Hub.ts"
+import * as TcpProxy from "../support/TcpProxy.ts"
+import * as TestDatabase from "../support/TestDatabase.ts"
 
 /** An echo server on 127.0.0.1 for the scope; resolves its port. */
 export const echoServer = Effect.acquireRelease(
@@ -247,4 +251,80 @@ describe("gateway", () => {
       expect(types.filter((t) => t === "AgentTokenRotated")).toHaveLength(1)
       expect(types.filter((t) => t === "AgentTokenRevoked")).toHaveLength(1)
     }), 60_000)
+})
+
+describe("gateway while Postgres is unreachable", () => {
+  it.scopedLive("an open tunnel keeps flowing, new ones are refused, and its TunnelClosed is spooled and appended once on recovery", () =>
+    Effect.gen(function*() {
+      const url = new URL(yield* TestDatabase.makeTestDatabaseUrl)
+      const proxy = yield* TcpProxy.start(url.hostname, Number(url.port || 5432))
+      url.hostname = "127.0.0.1"
+      url.port = String(proxy.port)
+      const hub = yield* Hub.start({ databaseUrl: url.toString() })
+      const w = yield* hub.workspace("outage")
+      const a = yield* provision(hub, w.apiKey, "a")
+      const b = yield* provision(hub, w.apiKey, "b")
+      const clientA = yield* HubClient.connect({ url: hub.agentUrl, transport: Msgpack.transport, token: a.token })
+      const clientB = yield* HubClient.connect({ url: hub.agentUrl, transport: Msgpack.transport, token: b.token })
+      yield* clientA.expose("db", "127.0.0.1", yield* echoServer)
+      const listener = yield* clientB.reach("db")
+
+      const socket = yield* Effect.acquireRelease(
+        Effect.sync(() => Net.connect({ port: listener.port, host: "127.0.0.1", allowHalfOpen: true })),
+        (s) => Effect.sync(() => s.destroy())
+      )
+      const received: Array<Buffer> = []
+      socket.on("data", (c: Buffer) => received.push(c))
+      const echoedBytes = () => received.reduce((n, c) => n + c.length, 0)
+      const until = (check: () => boolean) =>
+        Effect.gen(function*() {
+          const deadline = Date.now() + 15_000
+          while (!check()) {
+            if (Date.now() > deadline) return yield* Effect.dieMessage("condition not met in time")
+            yield* Effect.sleep("20 millis")
+          }
+        })
+      socket.write(Buffer.alloc(1000, 1))
+      yield* until(() => echoedBytes() === 1000)
+      yield* waitForEvents(hub, (es) => es.find((e) => e._tag === "TunnelOpened"))
+
+      proxy.cut()
+      // The open tunnel keeps flowing without the database.
+      socket.write(Buffer.alloc(500, 2))
+      yield* until(() => echoedBytes() === 1500)
+      // A new tunnel is refused: nothing can record it (fail closed).
+      const refused = yield* Effect.promise(
+        () =>
+          new Promise<number>((resolve) => {
+            const other = Net.connect({ port: listener.port, host: "127.0.0.1" })
+            let got = 0
+            other.on("data", (c: Buffer) => (got += c.length))
+            other.on("error", () => {})
+            other.once("connect", () => other.write("hello"))
+            other.once("close", () => resolve(got))
+          })
+      ).pipe(Effect.timeout("20 seconds"))
+      expect(refused).toBe(0)
+
+      // The tunnel ends during the outage: its TunnelClosed goes to the spool.
+      socket.end()
+      yield* until(() => socket.readableEnded)
+      const spoolFile = Path.join(hub.dataDir, "spool", "spool.jsonl")
+      yield* until(() => Fs.existsSync(spoolFile))
+      const spooled = Fs.readFileSync(spoolFile, "utf8").trim().split("\n").map((l) => JSON.parse(l))
+      expect(spooled).toEqual([expect.objectContaining({ type: "TunnelClosed", expectedVersion: 1 })])
+      expect(spooled[0].data).toMatchObject({ bytesUp: 1500, bytesDown: 1500, reason: "end" })
+
+      proxy.restore()
+      const closed = yield* waitForEvents(hub, (es) => {
+        const found = es.filter((e) => e._tag === "TunnelClosed")
+        return found.length > 0 ? found : undefined
+      })
+      expect(closed).toHaveLength(1)
+      expect(closed[0]).toMatchObject({ bytesUp: 1500, bytesDown: 1500, reason: "end" })
+      yield* until(() => !Fs.existsSync(spoolFile))
+      // Once more for good measure: nothing is appended twice.
+      yield* Effect.sleep("1 second")
+      expect((yield* hub.events).filter((e) => e.event._tag === "TunnelClosed")).toHaveLength(1)
+    }), 90_000)
 })
