@@ -13,11 +13,13 @@ export const ProtocolVersion = 1
 /**
  * Bytes a sender may have in flight on one stream before it must wait for `Credit`.
  *
- * 512 KiB covers the credit round trip (agent → hub → agent → TCP write → back) at ~1 GB/s when that loop takes
- * ≤ 500 µs, as measured on loopback with three Node processes; the hub's memory per busy stream is bounded by it,
- * so 1,000 saturated streams cost at most 512 MiB there, and an idle stream costs nothing.
+ * Window = bandwidth × credit round trip. The loop is agent → hub → agent → TCP write → Credit back through the
+ * hub: four processes and four loopback hops, each a scheduler wake-up. It measured 0.5 ms on an idle machine but
+ * 2–4 ms on a busy 2-core one (the relay is then CPU-bound and every hop waits for a core), so 1 GB/s needs
+ * 2–4 MiB; with 512 KiB the sender moved in lock-step at ~30–60 MB/s. The hub holds at most this much per busy
+ * stream (only when the far reader is slower than the sender), and an idle stream costs nothing.
  */
-export const StreamWindow = 512 * 1024
+export const StreamWindow = 4 * 1024 * 1024
 
 /** Largest `Data` payload a sender puts in one frame (Node reads TCP in 64 KiB chunks, so one read is one frame). */
 export const MaxChunk = 64 * 1024

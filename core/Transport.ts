@@ -107,4 +107,9 @@ export interface Codec {
   readonly encodeData: (stream: number, payload: Uint8Array) => Uint8Array | string
   /** Decodes one frame. */
   readonly decode: (frame: Uint8Array | string) => Message
+  /**
+   * Takes back a frame `encodeData` returned once the carrier has handed it to the operating system, so that its
+   * memory is reused for the next frame instead of being allocated (and page-faulted) afresh.
+   */
+  readonly recycle?: (frame: Uint8Array) => void
 }

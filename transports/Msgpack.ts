@@ -7,7 +7,7 @@
  *   other   [0x00][msgpack map]
  */
 import { Packr } from "msgpackr"
-import { Credit, Data } from "../core/Protocol.ts"
+import { Credit, Data, MaxChunk } from "../core/Protocol.ts"
 import type { Message } from "../core/Protocol.ts"
 import type { Codec, Transport } from "../core/Transport.ts"
 import { checkFrameSize, isStreamId, protocolError, toMessage } from "./Framing.ts"
@@ -22,24 +22,48 @@ const DataHeader = 5
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false, int64AsType: "number" })
 
 /**
- * Payloads that `decode` cut out of a received frame, with the 5 header bytes still in front of them: the hub
- * forwards such a payload by rewriting those bytes in place instead of allocating and copying a new frame.
+ * The payload the last `decode` cut out of a received frame, with the 5 header bytes still in front of it: the hub
+ * forwards it synchronously from the message callback, by rewriting those bytes in place instead of allocating and
+ * copying a new frame. (One slot, not a WeakSet: a WeakSet entry per 64 KiB frame costs GC time; a payload
+ * forwarded later, such as one held while a tunnel is authorized, takes the copying path.)
  */
-const framed = new WeakSet<Uint8Array>()
+let framed: Uint8Array | undefined
 
 const encodeData = (stream: number, payload: Uint8Array): Uint8Array => {
-  if (framed.has(payload)) {
-    framed.delete(payload)
+  if (payload === framed) {
+    framed = undefined
     const frame = Buffer.from(payload.buffer, payload.byteOffset - DataHeader, payload.byteLength + DataHeader)
     frame[0] = TypeData
     frame.writeUInt32BE(stream, 1)
     return frame
   }
-  const frame = Buffer.allocUnsafe(payload.byteLength + DataHeader)
+  const size = payload.byteLength + DataHeader
+  const frame = size <= PooledFrame ? (pool.pop() ?? newPooled()).subarray(0, size) : Buffer.allocUnsafe(size)
   frame[0] = TypeData
   frame.writeUInt32BE(stream, 1)
   frame.set(payload, DataHeader)
   return frame
+}
+
+/**
+ * Data frames an agent builds around the chunks it reads are taken from a free list and given back by the carrier
+ * once written: a fresh 64 KiB buffer per chunk cost more than the copy into it (page faults and GC). 64 frames
+ * (4 MiB, one stream window) is what one saturated stream keeps in flight in user space at most.
+ */
+const PooledFrame = MaxChunk + DataHeader
+const PoolSize = 64
+const pool: Array<Buffer> = []
+const pooled = new WeakSet<ArrayBufferLike>()
+const newPooled = () => {
+  const frame = Buffer.allocUnsafeSlow(PooledFrame)
+  pooled.add(frame.buffer)
+  return frame
+}
+
+const recycle = (frame: Uint8Array): void => {
+  if (pool.length < PoolSize && frame.byteOffset === 0 && pooled.has(frame.buffer)) {
+    pool.push(Buffer.from(frame.buffer, 0, PooledFrame))
+  }
 }
 
 const encode = (message: Message): Uint8Array => {
@@ -74,7 +98,7 @@ const decode = (input: Uint8Array | string): Message => {
       const stream = frame.readUInt32BE(1)
       if (!isStreamId(stream)) throw protocolError("invalid stream id")
       const payload = frame.subarray(DataHeader)
-      framed.add(payload)
+      framed = payload
       return new Data({ stream, payload }, true)
     }
     case TypeCredit: {
@@ -105,7 +129,8 @@ export const codec: Codec = {
   binary: true,
   encode,
   encodeData,
-  decode
+  decode,
+  recycle
 }
 
 /** The `msgpack` transport: dials a hub over WebSocket with the binary codec. */

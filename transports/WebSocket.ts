@@ -44,7 +44,8 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
   let closing = false
   let congested = false
   let received = 0
-  const options = { binary: codec.binary }
+  // compress: false skips ws's per-message deflate bookkeeping even though the extension is never negotiated.
+  const options = { binary: codec.binary, compress: false }
 
   const onSent = () => {
     if (congested && ws.bufferedAmount <= LowWaterMark) {
@@ -52,9 +53,10 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
       handler?.drain?.()
     }
   }
-  const write = (frame: Uint8Array | string) => {
+  const recycle = codec.recycle
+  const write = (frame: Uint8Array | string, sent: (error?: Error) => void = onSent) => {
     if (closing) return
-    ws.send(frame, options, onSent)
+    ws.send(frame, options, sent)
     if (!congested && ws.bufferedAmount > HighWaterMark) congested = true
   }
   const close = (code: number, reason: string) => {
@@ -100,7 +102,16 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
     transport: codec.name,
     remoteAddress,
     send: (message) => write(codec.encode(message)),
-    sendData: (stream, payload) => write(codec.encodeData(stream, payload)),
+    sendData: recycle
+      ? (stream, payload) => {
+        if (closing) return
+        const frame = codec.encodeData(stream, payload) as Uint8Array
+        write(frame, () => {
+          onSent()
+          recycle(frame)
+        })
+      }
+      : (stream, payload) => write(codec.encodeData(stream, payload)),
     get bufferedAmount() {
       return ws.bufferedAmount
     },
@@ -124,6 +135,10 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
   }
 }
 
+const zeroMask = (mask: Uint8Array) => {
+  mask.fill(0)
+}
+
 /** Dials `url` with the codec's subprotocol; the connection is closed when the scope closes. */
 export const dial = (codec: Codec) => (url: string): Effect.Effect<Connection, TransportError, Scope.Scope> =>
   Effect.acquireRelease(
@@ -132,7 +147,10 @@ export const dial = (codec: Codec) => (url: string): Effect.Effect<Connection, T
         // Compression costs 10–40× on binary payloads and would hide the stream windows behind a zlib buffer.
         perMessageDeflate: false,
         maxPayload: MaxFrame,
-        handshakeTimeout: 10_000
+        handshakeTimeout: 10_000,
+        // Client frames must carry a mask key, but masking only shields browser-facing proxies from scripted
+        // payloads; an all-zero key makes ws skip the XOR pass (and its in-place write over our payload) entirely.
+        generateMask: zeroMask
       })
       const fail = (message: string, cause?: unknown) => {
         ws.removeAllListeners()
