@@ -8,6 +8,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as HubConfig from "./HubConfig.ts"
 import * as AuditCli from "../audit/Cli.ts"
+import * as AdminCli from "./AdminCli.ts"
 import * as Database from "./Database.ts"
 import * as Main from "./Main.ts"
 import * as Migrations from "./Migrations.ts"
@@ -70,5 +71,5 @@ const hub = Command.make("hub", { port, host, dataDir }, (flags) =>
     )
   )
 
-/** The `hub` subcommand, with `verify-log` under it. */
-export const command = hub.pipe(Command.withSubcommands([verifyLog]))
+/** The `hub` subcommand, with `verify-log` and the admin commands (`workspace`, `apikey`, `agent`) under it. */
+export const command = hub.pipe(Command.withSubcommands([verifyLog, ...AdminCli.commands]))

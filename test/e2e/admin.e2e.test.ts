@@ -1,0 +1,112 @@
+/**
+ * `connect hub workspace|apikey|agent` as an operator runs them, as real processes against a real database: keys
+ * shown once and stored as prefix + SHA-256, listings without secrets, revocation, and clear refusals.
+ */
+import { PgClient } from "@effect/sql-pg"
+import { SqlClient } from "@effect/sql"
+import { Effect, Exit, Layer, Redacted, Scope } from "effect"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { EventLog } from "../../core/EventLog.ts"
+import { AgentProvisioned, EventMeta, Sha256Hex } from "../../core/Events.ts"
+import { AgentId, Streams, uuidv7 } from "../../core/Ids.ts"
+import { sha256Hex } from "../../core/Secrets.ts"
+import * as Main from "../../hub/Main.ts"
+import * as PgEventLog from "../../hub/PgEventLog.ts"
+import { killTracked, spawn } from "../support/processes.ts"
+import * as TestDatabase from "../support/TestDatabase.ts"
+
+let scope: Scope.CloseableScope
+let url: string
+
+const query = <A extends object>(statement: string, params: ReadonlyArray<unknown> = []) =>
+  Effect.runPromise(
+    Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe<A>(statement, params as Array<unknown>)).pipe(
+      Effect.provide(Layer.orDie(PgClient.layer({ url: Redacted.make(url) }))),
+      Effect.scoped
+    )
+  )
+
+beforeAll(async () => {
+  scope = Effect.runSync(Scope.make())
+  url = await Effect.runPromise(Scope.extend(TestDatabase.makeTestDatabaseUrl, scope))
+})
+
+afterAll(async () => {
+  killTracked()
+  await Effect.runPromise(Scope.close(scope, Exit.void))
+})
+
+const connect = async (...args: ReadonlyArray<string>) => {
+  const p = spawn("node", ["bin/connect.js", "hub", ...args], { env: { ...process.env, DATABASE_URL: url } })
+  const exit = await p.exited(60_000)
+  return { code: exit.code, stdout: p.stdout(), stderr: p.stderr() }
+}
+
+describe("connect hub admin commands", () => {
+  it("create a workspace and keys shown once, list and revoke them, list and revoke agents", async () => {
+    const created = await connect("workspace", "create", "acme")
+    expect(created.code).toBe(0)
+    const workspaceId = /created workspace "acme" ([0-9a-f-]{36})/.exec(created.stdout)![1]!
+    const adminKey = /^\s+(pc_[0-9A-Za-z]{40})$/m.exec(created.stdout)![1]!
+
+    const second = await connect("apikey", "create", "--workspace", workspaceId, "--name", "ci")
+    expect(second.code).toBe(0)
+    const ciKey = /^\s+(pc_[0-9A-Za-z]{40})$/m.exec(second.stdout)![1]!
+
+    const listed = await connect("apikey", "list", "--workspace", workspaceId, "--json")
+    expect(listed.code).toBe(0)
+    const keys = JSON.parse(listed.stdout) as Array<{ apiKeyId: string; name: string; prefix: string; revokedAt: string | null }>
+    expect(keys.map((k) => [k.name, k.prefix, k.revokedAt])).toEqual([
+      ["admin", adminKey.slice(0, 9), null],
+      ["ci", ciKey.slice(0, 9), null]
+    ])
+    expect(listed.stdout).not.toContain(adminKey)
+    // Stored as SHA-256 only: neither key appears anywhere in the database.
+    const stored = await query<{ key_hash: string }>(`select key_hash from api_keys where workspace_id = $1 order by created_at`, [workspaceId])
+    expect(stored.map((r) => r.key_hash)).toEqual([sha256Hex(adminKey), sha256Hex(ciKey)])
+    const dump = await query<{ t: string }>(`select coalesce(string_agg(data::text || meta::text, ''), '') as t from events`)
+    expect(dump[0]!.t).not.toContain(adminKey.slice(9))
+    expect(dump[0]!.t).not.toContain(ciKey.slice(9))
+
+    const revoked = await connect("apikey", "revoke", keys[1]!.apiKeyId)
+    expect(revoked).toMatchObject({ code: 0, stdout: expect.stringContaining(`revoked API key ${keys[1]!.apiKeyId}`) })
+    const table = await connect("apikey", "list", "--workspace", workspaceId)
+    expect(table.stdout).toMatch(/^ID\s+PREFIX\s+NAME\s+CREATED\s+REVOKED$/m)
+    expect(table.stdout).toMatch(new RegExp(`${keys[1]!.apiKeyId}.*ci.*\\d{4}-.*\\d{4}-`))
+
+    const missing = await connect("apikey", "create", "--workspace", "00000000-0000-7000-8000-0000000000ff")
+    expect(missing.code).toBe(1)
+    expect(missing.stderr).toContain("workspace 00000000-0000-7000-8000-0000000000ff not found")
+
+    // An agent (provisioned as the HTTP API does it) is listed and revoked.
+    const none = await connect("agent", "list", "--json")
+    expect(JSON.parse(none.stdout)).toEqual([])
+    const agentId = AgentId.make(uuidv7())
+    await Effect.runPromise(
+      Effect.flatMap(EventLog, (log) =>
+        log.append(
+          Streams.agent(agentId),
+          [new AgentProvisioned({ agentId, label: "laptop", tokenHash: Sha256Hex.make(sha256Hex("t")), expiresAt: new Date("2030-01-01") })],
+          { expectedVersion: "no_stream", workspaceId, meta: new EventMeta({ actor: { kind: "admin" } }) }
+        )).pipe(
+          Effect.provide(
+            PgEventLog.layer({ inline: Main.InlineProjections }).pipe(Layer.provide(Layer.orDie(PgClient.layer({ url: Redacted.make(url) }))))
+          ),
+          Effect.scoped
+        )
+    )
+    const agents = await connect("agent", "list", "--json")
+    expect(JSON.parse(agents.stdout)).toEqual([
+      expect.objectContaining({ agentId, workspaceId, label: "laptop", online: false, revokedAt: null })
+    ])
+    const revokedAgent = await connect("agent", "revoke", agentId, "--reason", "stolen")
+    expect(revokedAgent).toMatchObject({ code: 0, stdout: expect.stringContaining(`revoked agent ${agentId}`) })
+    const after = await connect("agent", "list")
+    expect(after.stdout).toMatch(new RegExp(`${agentId}\\s+${workspaceId}\\s+laptop\\s+revoked`))
+    const events = await query<{ type: string; data: { reason?: string } }>(`select type, data from events where stream = $1 order by version`, [Streams.agent(agentId)])
+    expect(events.map((e) => [e.type, e.data.reason ?? null])).toEqual([["AgentProvisioned", null], ["AgentTokenRevoked", "stolen"]])
+    const unknown = await connect("agent", "revoke", "01900000-0000-7000-8000-000000000001")
+    expect(unknown.code).toBe(1)
+    expect(unknown.stderr).toContain("agent 01900000-0000-7000-8000-000000000001 not found")
+  }, 180_000)
+})
