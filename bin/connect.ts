@@ -17,6 +17,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as HashSet from "effect/HashSet"
 import * as Option from "effect/Option"
+import * as AgentCli from "../agent/Cli.ts"
 import * as AuditCli from "../audit/Cli.ts"
 import * as HubCli from "../hub/Cli.ts"
 
@@ -26,7 +27,7 @@ const audit: Command.Command<"audit", never, ValidationError.ValidationError, {}
 )
 const auditCommand = audit.pipe(Command.withSubcommands([AuditCli.verifyCommand("verify", HubCli.logLayer)]))
 
-const subcommands = [HubCli.command, auditCommand] as const
+const subcommands = [HubCli.command, auditCommand, ...AgentCli.commands] as const
 
 const root: Command.Command<"connect", never, ValidationError.ValidationError, {}> = Command.make("connect", {}, () =>
   // Bare `connect` shows the help, subcommands included.
@@ -73,7 +74,13 @@ const main = (argv: ReadonlyArray<string>) =>
       ChainBroken: () => Effect.fail(new ExitCode({ code: AuditCli.EXIT_BROKEN })),
       ServeError: (error) =>
         explain(`connect: cannot listen: ${error.cause instanceof Error ? error.cause.message : String(error.cause)}`, 1),
-      ConfigError: (error) => explain(`connect: bad environment: ${String(error)}`, 1)
+      ConfigError: (error) => explain(`connect: bad environment: ${String(error)}`, 1),
+      AgentError: (error) => explain(`connect: ${error.message}`, 1),
+      ControlError: (error) => explain(`connect: ${error.message}`, 1),
+      DaemonError: (error) => explain(`connect: ${error.message}`, 1),
+      HubApiError: (error) => explain(`connect: ${error.message}`, 1),
+      HubUrlError: (error) => explain(`connect: ${error.message}`, 2),
+      StateError: (error) => explain(`connect: ${error.message}`, 1)
     }),
     Effect.catchAllCause((cause) =>
       Cause.isInterruptedOnly(cause) || Option.isSome(Cause.failureOption(cause).pipe(Option.filter((e) => e instanceof ExitCode)))

@@ -1,0 +1,424 @@
+/**
+ * The agent's commands: `connect up` (provision, connect, stay connected; `--detach`, `--rotate-token`),
+ * `connect expose/unexpose/reach/status` (through the running agent's control socket, or an agent started in the
+ * foreground when none runs), `connect services` and `connect daemon install`.
+ */
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import { fileURLToPath } from "node:url"
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as HelpDoc from "@effect/cli/HelpDoc"
+import * as Options from "@effect/cli/Options"
+import * as ValidationError from "@effect/cli/ValidationError"
+import { Effect, Fiber, Option, Redacted, Schema } from "effect"
+import { ServiceName } from "../core/Events.ts"
+import * as Agent from "./Agent.ts"
+import { autoName } from "./AutoName.ts"
+import * as Control from "./Control.ts"
+import * as Daemon from "./Daemon.ts"
+import * as HubApi from "./HubApi.ts"
+import * as State from "./State.ts"
+
+const script = fileURLToPath(new URL("../bin/connect.js", import.meta.url))
+
+const version = (JSON.parse(Fs.readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version
+
+/** Time `connect up --detach` waits for the background agent's first connection. */
+export const DetachWaitMs = 30_000
+
+const out = (line: string) => Effect.sync(() => console.log(line))
+
+const isName = Schema.is(ServiceName)
+
+const serviceName = (what: string) => (value: string) =>
+  isName(value)
+    ? Effect.succeed(value)
+    : Effect.fail(HelpDoc.p(`${what} '${value}' is not a service name: a letter or digit, then up to 62 letters, digits, '.', '_' or '-'`))
+
+const json = Options.boolean("json").pipe(Options.withDescription("Print the result as JSON."))
+
+const portNumber = (flag: string, min: number) =>
+  Options.integer(flag).pipe(
+    Options.filterMap(
+      (n) => (Number.isInteger(n) && n >= min && n <= 65535 ? Option.some(n) : Option.none()),
+      `--${flag} must be a whole number from ${min} to 65535`
+    )
+  )
+
+/** `HOST:PORT`, `[IPv6]:PORT` or a bare `PORT` (on localhost). */
+export const parseTarget = (value: string): Option.Option<{ readonly host: string; readonly port: number }> => {
+  const match = /^(?:(\[[0-9A-Fa-f:.]+\]|[^:\s]+):)?(\d{1,5})$/.exec(value.trim())
+  if (!match) return Option.none()
+  const port = Number(match[2])
+  if (port < 1 || port > 65535) return Option.none()
+  const host = match[1] === undefined ? "localhost" : match[1].replace(/^\[|\]$/g, "")
+  return Option.some({ host, port })
+}
+
+/** The running agent's status, or `None` when no agent answers on the control socket. */
+const runningAgent = (home: string) =>
+  Control.request(State.paths(home).socket, { op: "status" }, 5_000).pipe(
+    Effect.map((status) => Option.some(status as Agent.Status)),
+    Effect.catchIf((e) => e.reason === "NotRunning", () => Effect.succeedNone)
+  )
+
+/** Sends `request` to the running agent: `Some(result)`, or `None` when none runs. */
+const ask = (home: string, request: Control.Request) =>
+  Control.request(State.paths(home).socket, request).pipe(
+    Effect.map(Option.some),
+    Effect.catchIf((e) => e.reason === "NotRunning", () => Effect.succeedNone)
+  )
+
+const requireState = (home: string) =>
+  Effect.flatMap(State.load(home), Option.match({ onNone: () => Effect.fail(Agent.notProvisioned(home)), onSome: Effect.succeed }))
+
+/**
+ * Runs the agent in this process until Ctrl-C / SIGTERM, or until the hub refuses its token. `initial` runs once
+ * after the first connection (or after 15 s without one) — the `expose`/`reach` that started this agent.
+ */
+const runForeground = <E = never>(home: string, initial?: (agent: Agent.Agent) => Effect.Effect<void, E>) =>
+  Effect.scoped(
+    Effect.gen(function*() {
+      const state = yield* requireState(home)
+      yield* HubApi.checkHubUrl(state.hubUrl)
+      const agent = yield* Agent.make({ home, agentVersion: version })
+      if (initial) {
+        yield* agent.connected.pipe(Effect.timeout("15 seconds"), Effect.ignore)
+        yield* initial(agent)
+      }
+      return yield* Fiber.join(agent.loop)
+    })
+  )
+
+const reachLine = (name: string, port: number) => `${name} → 127.0.0.1:${port}`
+
+const exposeLine = (e: Agent.Exposed) =>
+  e.pending
+    ? `${e.name} → ${e.host}:${e.port} (not connected to the hub: exposed when the agent reconnects)`
+    : `exposed ${e.name} → ${e.host}:${e.port}`
+
+/** Starts `connect up` in the background (output to agent.log) and waits for its first connection. */
+const detach = (home: string) =>
+  Effect.gen(function*() {
+    const files = State.paths(home)
+    const log = Fs.openSync(files.log, "a", 0o600)
+    const child = ChildProcess.spawn(process.execPath, [script, "up"], {
+      detached: true,
+      stdio: ["ignore", log, log],
+      env: { ...process.env, CONNECT_HOME: home }
+    })
+    Fs.closeSync(log)
+    child.unref()
+    let exited: number | null | undefined
+    child.once("exit", (code) => (exited = code))
+    const deadline = Date.now() + DetachWaitMs
+    while (Date.now() < deadline) {
+      yield* Effect.sleep("200 millis")
+      if (exited !== undefined) {
+        const tail = Fs.readFileSync(files.log, "utf8").trim().split("\n").slice(-5).join("\n")
+        return yield* new Agent.AgentError({
+          reason: "NotProvisioned",
+          code: "Exited",
+          message: `the background agent exited (code ${exited}); last lines of ${files.log}:\n${tail}`
+        })
+      }
+      const status = yield* runningAgent(home).pipe(Effect.orElseSucceed(() => Option.none<Agent.Status>()))
+      if (Option.isSome(status) && status.value.connected) {
+        return yield* out(
+          `agent running in the background (pid ${child.pid}), connected to ${status.value.hub}; log: ${files.log}`
+        )
+      }
+    }
+    return yield* new Agent.AgentError({
+      reason: "Unauthorized",
+      code: "Timeout",
+      message: `the background agent (pid ${child.pid}) did not connect within ${DetachWaitMs / 1000} s; ` +
+        `it keeps retrying — see ${files.log}`
+    })
+  })
+
+const up = Command.make(
+  "up",
+  {
+    hub: Options.text("hub").pipe(
+      Options.optional,
+      Options.withDescription("Hub URL (https://host[:port]); needed the first time, stored afterwards.")
+    ),
+    apiKey: Options.redacted("api-key").pipe(
+      Options.optional,
+      Options.withDescription("API key (pc_…) to provision this agent with; needed the first time only.")
+    ),
+    label: Options.text("label").pipe(Options.optional, Options.withDescription("Name of this agent in the audit log.")),
+    transport: Options.choice("transport", ["ws", "msgpack"]).pipe(
+      Options.optional,
+      Options.withDescription("Transport plugin: ws (JSON text frames) or msgpack (binary frames); stored.")
+    ),
+    rotateToken: Options.boolean("rotate-token").pipe(
+      Options.withDescription("Get a new agent token; the old one stays valid for the hub's grace period (24 h).")
+    ),
+    detach: Options.boolean("detach").pipe(
+      Options.withDescription("Run in the background (log in CONNECT_HOME/agent.log) once connected.")
+    )
+  },
+  (flags) =>
+    Effect.gen(function*() {
+      const home = State.home()
+      const files = State.paths(home)
+      let state = Option.getOrUndefined(yield* State.load(home))
+      const hubFlag = Option.getOrUndefined(flags.hub)
+      const hubUrl = yield* HubApi.checkHubUrl(hubFlag ?? state?.hubUrl ?? "")
+        .pipe(
+          Effect.catchAll((e): Effect.Effect<never, HubApi.HubUrlError | Agent.AgentError> =>
+            hubFlag === undefined && state === undefined ? Effect.fail(Agent.notProvisioned(home)) : Effect.fail(e)
+          )
+        )
+      const running = yield* runningAgent(home)
+      const label = Option.getOrUndefined(flags.label)
+      const transport = Option.getOrUndefined(flags.transport)
+
+      if (state === undefined || state.hubUrl !== hubUrl) {
+        if (Option.isNone(flags.apiKey)) {
+          return yield* state === undefined
+            ? Effect.fail(Agent.notProvisioned(home))
+            : new Agent.AgentError({
+              reason: "NotProvisioned",
+              message: `this agent is registered with ${state.hubUrl}; pass --api-key to register it with ${hubUrl}`
+            })
+        }
+        if (Option.isSome(running)) {
+          return yield* new Agent.AgentError({
+            reason: "NotProvisioned",
+            message: `an agent is running for ${home} (pid ${running.value.pid}); stop it before registering with another hub`
+          })
+        }
+        const provisioned = yield* HubApi.provision(hubUrl, Redacted.value(flags.apiKey.value as Redacted.Redacted<string>), label ?? state?.label)
+        state = {
+          hubUrl,
+          agentId: provisioned.agentId,
+          workspaceId: provisioned.workspaceId,
+          token: provisioned.token,
+          ...(provisioned.expiresAt === undefined ? {} : { tokenExpiresAt: provisioned.expiresAt }),
+          transport: transport ?? state?.transport ?? "ws",
+          ...((label ?? state?.label) === undefined ? {} : { label: label ?? state?.label }),
+          exposures: state?.exposures ?? [],
+          reaches: state?.reaches ?? {}
+        }
+        yield* State.save(home, state)
+        yield* out(
+          `provisioned agent ${provisioned.agentId} in workspace ${provisioned.workspaceId}; its token is stored in ` +
+            `${files.state} (mode 0600) and is not shown again`
+        )
+      } else if ((label !== undefined && label !== state.label) || (transport !== undefined && transport !== state.transport)) {
+        state = yield* State.update(home, (s) => ({
+          ...s,
+          ...(label === undefined ? {} : { label }),
+          ...(transport === undefined ? {} : { transport })
+        }))
+      }
+
+      if (flags.rotateToken) {
+        const rotated = yield* HubApi.rotate(state.hubUrl, state.token)
+        state = yield* State.update(home, (s) => ({
+          ...s,
+          token: rotated.token,
+          ...(rotated.expiresAt === undefined ? {} : { tokenExpiresAt: rotated.expiresAt })
+        }))
+        yield* out(
+          `rotated the agent token: the new one${rotated.expiresAt === undefined ? "" : ` expires ${rotated.expiresAt}`}, ` +
+            `the old one stays valid${rotated.oldValidUntil === undefined ? " for the grace period" : ` until ${rotated.oldValidUntil}`}; ` +
+            `stored in ${files.state}`
+        )
+      }
+
+      if (Option.isSome(running)) {
+        if (flags.rotateToken) {
+          return yield* out(`the running agent (pid ${running.value.pid}) uses the new token from its next reconnect`)
+        }
+        return yield* new Agent.AgentError({
+          reason: "NotProvisioned",
+          code: "AlreadyRunning",
+          message: `an agent is already running for ${home} (pid ${running.value.pid}); \`connect status\` shows it`
+        })
+      }
+      if (flags.detach) return yield* detach(home)
+      return yield* runForeground(home)
+    })
+).pipe(
+  Command.withDescription(
+    "Start the agent: the first time with --hub and --api-key (provisions it and stores its token in " +
+      "CONNECT_HOME/agent.json, mode 0600), afterwards with no flags. Stays connected, reconnecting with backoff, " +
+      "and restores its exposures and reaches. Stop it with Ctrl-C or SIGTERM."
+  )
+)
+
+const expose = Command.make(
+  "expose",
+  {
+    target: Args.text({ name: "HOST:PORT" }).pipe(
+      Args.mapEffect((value) =>
+        Option.match(parseTarget(value), {
+          onNone: () => Effect.fail(HelpDoc.p(`'${value}' is not HOST:PORT (e.g. localhost:5432)`)),
+          onSome: Effect.succeed
+        })
+      ),
+      Args.withDescription("The local target, e.g. localhost:5432.")
+    ),
+    name: Options.text("name").pipe(
+      Options.mapEffect((value) => Effect.mapError(serviceName("--name")(value), ValidationError.invalidValue)),
+      Options.optional,
+      Options.withDescription("Service name (default: from the port — 5432 postgres, 6379 redis, 3306 mysql, …).")
+    )
+  },
+  (flags) =>
+    Effect.gen(function*() {
+      const home = State.home()
+      const state = yield* requireState(home)
+      const { host, port } = flags.target
+      const taken = new Set(state.exposures.filter((e) => e.host !== host || e.port !== port).map((e) => e.name))
+      const name = Option.getOrElse(flags.name, () => autoName(port, taken))
+      const answer = yield* ask(home, { op: "expose", name, host, port })
+      if (Option.isSome(answer)) return yield* out(exposeLine(answer.value as Agent.Exposed))
+      yield* out(`no agent is running for ${home}: starting one in the foreground (Ctrl-C stops it)`)
+      return yield* runForeground(home, (agent) => Effect.flatMap(agent.expose(name, host, port), (e) => out(exposeLine(e))))
+    })
+).pipe(Command.withDescription("Publish a local TCP target to the workspace under a name (kept across restarts)."))
+
+const unexpose = Command.make(
+  "unexpose",
+  { name: Args.text({ name: "NAME" }).pipe(Args.withDescription("The service to withdraw.")) },
+  (flags) =>
+    Effect.gen(function*() {
+      const home = State.home()
+      const state = yield* requireState(home)
+      const answer = yield* ask(home, { op: "unexpose", name: flags.name })
+      if (Option.isSome(answer)) return yield* out(`unexposed ${flags.name}`)
+      if (!state.exposures.some((e) => e.name === flags.name)) {
+        return yield* new Agent.AgentError({ reason: "NotFound", message: `this agent does not expose a service named ${flags.name}` })
+      }
+      yield* State.update(home, (s) => State.withoutExposure(s, flags.name))
+      return yield* out(`unexposed ${flags.name} (no agent running: removed from ${State.paths(home).state})`)
+    })
+).pipe(Command.withDescription("Withdraw a service this agent exposes."))
+
+const reach = Command.make(
+  "reach",
+  {
+    name: Args.text({ name: "NAME" }).pipe(Args.mapEffect(serviceName("NAME")), Args.withDescription("The service to reach.")),
+    port: portNumber("port", 0).pipe(
+      Options.optional,
+      Options.withDescription("Local port on 127.0.0.1 (default: the one this name had before, else a free one).")
+    )
+  },
+  (flags) =>
+    Effect.gen(function*() {
+      const home = State.home()
+      yield* requireState(home)
+      const port = Option.getOrUndefined(flags.port)
+      const request: Control.Request = port === undefined
+        ? { op: "reach", name: flags.name }
+        : { op: "reach", name: flags.name, port }
+      const answer = yield* ask(home, request)
+      if (Option.isSome(answer)) {
+        const reached = answer.value as Agent.Reached
+        return yield* out(reachLine(reached.name, reached.port))
+      }
+      yield* out(`no agent is running for ${home}: starting one in the foreground (Ctrl-C stops it)`)
+      return yield* runForeground(home, (agent) =>
+        Effect.flatMap(agent.reach(flags.name, port), (r) => out(reachLine(r.name, r.port))))
+    })
+).pipe(
+  Command.withDescription(
+    "Bind a local port on 127.0.0.1 that relays every connection to a service of the workspace; the port stays the " +
+      "same for this name across restarts."
+  )
+)
+
+const statusText = (s: Agent.Status): string =>
+  [
+    `hub:        ${s.hub}`,
+    `agent:      ${s.agentId}${s.label === undefined ? "" : ` (${s.label})`}, workspace ${s.workspaceId}`,
+    `transport:  ${s.transport}`,
+    `process:    ${s.running ? `running (pid ${s.pid}), ${s.connected ? "connected" : "not connected"}` : "not running"}`,
+    "exposures:",
+    ...(s.exposures.length === 0 ? ["  (none)"] : s.exposures.map((e) => `  ${e.name} → ${e.host}:${e.port}`)),
+    "reaches:",
+    ...(s.reaches.length === 0 ? ["  (none)"] : s.reaches.map((r) => `  ${reachLine(r.name, r.port)}${s.running && !r.bound ? " (not bound)" : ""}`))
+  ].join("\n")
+
+const status = Command.make("status", { json }, (flags) =>
+  Effect.gen(function*() {
+    const home = State.home()
+    const state = yield* requireState(home)
+    const running = yield* runningAgent(home)
+    const s: Agent.Status = Option.getOrElse(running, () => ({
+      hub: state.hubUrl,
+      agentId: state.agentId,
+      workspaceId: state.workspaceId,
+      label: state.label,
+      transport: state.transport,
+      running: false,
+      connected: false,
+      exposures: state.exposures,
+      reaches: Object.entries(state.reaches).map(([name, port]) => ({ name, port, bound: false }))
+    }))
+    return yield* out(flags.json ? JSON.stringify(s) : statusText(s))
+  })).pipe(Command.withDescription("Show the agent: hub, identity, whether it runs and is connected, exposures, reaches."))
+
+const services = Command.make("services", { json }, (flags) =>
+  Effect.gen(function*() {
+    const home = State.home()
+    const state = yield* requireState(home)
+    const hubUrl = yield* HubApi.checkHubUrl(state.hubUrl)
+    const list = yield* HubApi.services(hubUrl, state.token)
+    if (flags.json) return yield* out(JSON.stringify({ services: list }))
+    if (list.length === 0) return yield* out("no services in this workspace")
+    const width = Math.max(4, ...list.map((s) => s.name.length))
+    return yield* out(
+      [
+        `${"NAME".padEnd(width)}  STATUS   AGENT`,
+        ...list.map((s) =>
+          `${s.name.padEnd(width)}  ${(s.online ? "online" : "offline").padEnd(7)}  ${s.agentLabel ?? ""}${s.agentLabel ? " " : ""}(${s.agentId})`
+        )
+      ].join("\n")
+    )
+  })).pipe(Command.withDescription("List the services of this agent's workspace (asks the hub)."))
+
+const install = Command.make(
+  "install",
+  { print: Options.boolean("print").pipe(Options.withDescription("Only print the unit, write nothing.")) },
+  (flags) =>
+    Effect.gen(function*() {
+      const home = State.home()
+      const text = Daemon.unit({ node: process.execPath, script, home })
+      if (flags.print) return yield* Effect.sync(() => process.stdout.write(text))
+      const path = yield* Daemon.install(Daemon.unitPath(), text)
+      const provisioned = Option.isSome(yield* State.load(home))
+      return yield* out(
+        [
+          `wrote ${path}`,
+          ...(provisioned ? [] : [`note: provision the agent first: CONNECT_HOME=${home} connect up --hub URL --api-key KEY`]),
+          "enable and start it with:",
+          "  systemctl --user daemon-reload",
+          `  systemctl --user enable --now ${Daemon.UnitName}`,
+          "keep it running while you are logged out with: loginctl enable-linger $USER"
+        ].join("\n")
+      )
+    })
+).pipe(Command.withDescription(`Write a systemd user unit (${Daemon.UnitName}) that runs \`connect up\` for this CONNECT_HOME.`))
+
+const daemon: Command.Command<"daemon", never, never, {}> = Command.make("daemon", {}, () =>
+  Effect.sync(() => console.log("Usage: connect daemon install [--print]"))).pipe(
+    Command.withDescription("Run the agent as a service of your user session.")
+  )
+
+/** The agent's subcommands of `connect`. */
+export const commands = [
+  up,
+  expose,
+  unexpose,
+  reach,
+  status,
+  services,
+  daemon.pipe(Command.withSubcommands([install]))
+] as const

@@ -1,0 +1,148 @@
+/**
+ * The running agent's control socket, `CONNECT_HOME/agent.sock`: a unix socket speaking JSON lines, one request and
+ * one response per line, through which `connect expose/unexpose/reach/status` act on the agent that owns the hub
+ * connection and the reach listeners.
+ */
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Readline from "node:readline"
+import { Effect, Schema } from "effect"
+import type { Scope } from "effect"
+
+/** A request to the running agent. */
+export type Request =
+  | { readonly op: "status" }
+  | { readonly op: "expose"; readonly name: string; readonly host: string; readonly port: number }
+  | { readonly op: "unexpose"; readonly name: string }
+  | { readonly op: "reach"; readonly name: string; readonly port?: number }
+
+/** The agent's answer: a result, or an error with a stable code and a message for the user. */
+export type Response =
+  | { readonly ok: true; readonly result: unknown }
+  | { readonly ok: false; readonly error: { readonly code: string; readonly message: string } }
+
+/** Why talking over the control socket failed. */
+export class ControlError extends Schema.TaggedError<ControlError>()("ControlError", {
+  /**
+   * "NotRunning": nobody listens on the socket; "AlreadyRunning": another agent owns it; "Failed": the agent
+   * answered with an error (see `code`); "Broken": the exchange itself failed.
+   */
+  reason: Schema.Literal("NotRunning", "AlreadyRunning", "Failed", "Broken"),
+  message: Schema.String,
+  code: Schema.optional(Schema.String)
+}) {}
+
+/** Time a client waits for the agent's answer; an `expose` or `reach` waits for one hub round trip at most. */
+export const RequestTimeoutMs = 30_000
+
+const probe = (path: string): Promise<boolean> =>
+  new Promise((resolve) => {
+    const socket = Net.connect(path)
+    socket.once("connect", () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once("error", () => resolve(false))
+  })
+
+/**
+ * Serves `handle` on the socket at `path` until the scope closes (then the socket file is removed). A socket file
+ * left by a dead agent is replaced; one a live agent answers on fails with "AlreadyRunning".
+ */
+export const serve = (
+  path: string,
+  handle: (request: Request) => Promise<Response>
+): Effect.Effect<void, ControlError, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.gen(function*() {
+      if (Fs.existsSync(path)) {
+        if (yield* Effect.promise(() => probe(path))) {
+          return yield* new ControlError({
+            reason: "AlreadyRunning",
+            message: `an agent is already running for this CONNECT_HOME (${path}); stop it first, or use another CONNECT_HOME`
+          })
+        }
+        Fs.rmSync(path, { force: true })
+      }
+      const server = Net.createServer((socket) => {
+        socket.on("error", () => {})
+        const lines = Readline.createInterface({ input: socket })
+        lines.on("error", () => {})
+        lines.on("line", (line) => {
+          let request: Request
+          try {
+            request = JSON.parse(line) as Request
+          } catch {
+            socket.write(JSON.stringify({ ok: false, error: { code: "BadRequest", message: "not JSON" } }) + "\n")
+            return
+          }
+          handle(request).then(
+            (response) => socket.write(JSON.stringify(response) + "\n"),
+            (error: unknown) =>
+              socket.write(JSON.stringify({ ok: false, error: { code: "Internal", message: String(error) } }) + "\n")
+          )
+        })
+      })
+      yield* Effect.async<void, ControlError>((resume) => {
+        server.once("error", (error) =>
+          resume(Effect.fail(new ControlError({ reason: "Broken", message: `cannot listen on ${path}: ${error.message}` }))))
+        server.listen(path, () => resume(Effect.void))
+      })
+      // Only this user may drive the agent (it can publish local ports to the workspace).
+      Fs.chmodSync(path, 0o600)
+      return server
+    }),
+    (server) =>
+      Effect.async<void>((resume) => {
+        server.close(() => resume(Effect.void))
+        Fs.rmSync(path, { force: true })
+        // Clients mid-request are not waited for: their agent is going away.
+        setTimeout(() => resume(Effect.void), 200)
+      })
+  ).pipe(Effect.asVoid)
+
+/** Sends one request to the agent listening at `path` and returns its result; fails "NotRunning" if none listens. */
+export const request = (path: string, req: Request, timeoutMs = RequestTimeoutMs): Effect.Effect<unknown, ControlError> =>
+  Effect.async<unknown, ControlError>((resume) => {
+    const socket = Net.connect(path)
+    let done = false
+    const finish = (effect: Effect.Effect<unknown, ControlError>) => {
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      socket.destroy()
+      resume(effect)
+    }
+    const timer = setTimeout(
+      () => finish(Effect.fail(new ControlError({ reason: "Broken", message: `the agent did not answer within ${timeoutMs / 1000} s` }))),
+      timeoutMs
+    )
+    socket.once("error", (error: NodeJS.ErrnoException) =>
+      finish(
+        Effect.fail(
+          error.code === "ENOENT" || error.code === "ECONNREFUSED"
+            ? new ControlError({ reason: "NotRunning", message: "no agent is running" })
+            : new ControlError({ reason: "Broken", message: `cannot talk to the agent at ${path}: ${error.message}` })
+        )
+      ))
+    socket.once("connect", () => socket.write(JSON.stringify(req) + "\n"))
+    const lines = Readline.createInterface({ input: socket })
+    // Readline re-emits the socket's errors; the socket's own listener above reports them.
+    lines.on("error", () => {})
+    lines.once("line", (line) => {
+      let response: Response
+      try {
+        response = JSON.parse(line) as Response
+      } catch {
+        return finish(Effect.fail(new ControlError({ reason: "Broken", message: "the agent answered with something other than JSON" })))
+      }
+      finish(
+        response.ok
+          ? Effect.succeed(response.result)
+          : Effect.fail(new ControlError({ reason: "Failed", code: response.error.code, message: response.error.message }))
+      )
+    })
+    socket.once("close", () =>
+      finish(Effect.fail(new ControlError({ reason: "Broken", message: "the agent closed the control socket without answering" }))))
+    return Effect.sync(() => socket.destroy())
+  })
