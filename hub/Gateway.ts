@@ -42,6 +42,9 @@ export const layer = (options: GatewayOptions = {}): Layer.Layer<
       const upgrades = yield* HubUpgrades
       const spool = yield* Spool.make(Path.join(config.dataDir, "spool"))
       yield* Spool.runReplayer(spool)
+      yield* PgRelayPolicy.sweepStaleConnections.pipe(
+        Effect.catchAll((e) => Effect.logWarning("gateway: could not close stale connections in the read model", e))
+      )
       const policy = yield* PgRelayPolicy.make({ spool })
       const relay = yield* Relay.make(policy, options.relay)
       const standIn = Object.assign(new EventEmitter(), { address: () => server.address() }) as unknown as Http.Server

@@ -96,6 +96,12 @@ export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPo
       Effect.catchAll((e) => Effect.logWarning("relay policy: ReachDenied was not recorded", e))
     )
 
+  const reacherRevoked = (session: Session) =>
+    Effect.map(
+      sql.unsafe(`select 1 from agents where id = $1 and revoked_at is not null`, [session.agentId]),
+      (rows) => rows.length > 0
+    )
+
   const policy: RelayPolicyService = {
     authenticate: (hello, remoteAddress) =>
       run(
@@ -221,13 +227,18 @@ export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPo
         // The lookup runs as connect_app scoped to the reacher's workspace: another workspace's rows do not exist here.
         const found = yield* Scoped.withWorkspace(
           session.workspaceId,
-          sql.unsafe<{ agent_id: string; connected: boolean }>(
-            `select s.agent_id, (a.connected and a.revoked_at is null) as connected
+          sql.unsafe<{ agent_id: string; connected: boolean; reacher_revoked: boolean }>(
+            `select s.agent_id, (a.connected and a.revoked_at is null) as connected,
+                    exists (select 1 from agents r where r.id = $2 and r.revoked_at is not null) as reacher_revoked
                from services s join agents a on a.id = s.agent_id where s.name = $1 and s.exposed`,
-            [name]
+            [name, session.agentId]
           )
         )
         const row = found[0]
+        // A revoked agent's live connection may outlast its revocation; it reaches nothing from then on.
+        if (row?.reacher_revoked || found.length === 0 && (yield* reacherRevoked(session))) {
+          return yield* new RelayDenied({ code: "TokenRevoked", message: "agent token revoked" })
+        }
         if (row) {
           if (!row.connected) {
             yield* denyReach(session, name, "agent_offline")
@@ -303,3 +314,31 @@ export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPo
   }
   return policy
 })
+
+/**
+ * Records `AgentDisconnected` (hub_shutdown) for every agent the read model still shows connected. Run when the
+ * gateway starts, before it accepts anyone: a hub that was killed could not record how its connections ended, and
+ * until this runs those agents' services would look online (one hub per database; replicas would need ownership).
+ */
+export const sweepStaleConnections = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const settings = yield* AgentAuth.TokenSettings
+  const stale = yield* sql.unsafe<{ id: string; workspace_id: string; connected_at: Date | null }>(
+    `select id, workspace_id, connected_at from agents where connected`
+  )
+  for (const row of stale) {
+    const agentId = AgentId.make(row.id)
+    yield* Command.handle(
+      AgentDecider.decider,
+      Streams.agent(agentId),
+      {
+        _tag: "DisconnectAgent",
+        agentId,
+        reason: "hub_shutdown",
+        durationMs: row.connected_at ? Math.max(0, settings.now().getTime() - new Date(row.connected_at).getTime()) : 0
+      },
+      { workspaceId: row.workspace_id, meta: new EventMeta({ actor: { kind: "system", id: "gateway" } }) }
+    )
+  }
+  return stale.length
+}).pipe(Effect.withSpan("PgRelayPolicy.sweepStaleConnections"))
