@@ -12,6 +12,7 @@ import { RelayDenied, RelayPolicy } from "../core/RelayPolicy.ts"
 import type { RelayPolicyService, Session, TunnelInfo } from "../core/RelayPolicy.ts"
 import { CloseCodes } from "../core/Transport.ts"
 import type { Codec, Connection, TransportError } from "../core/Transport.ts"
+import { trusted } from "../transports/Framing.ts"
 import * as Heartbeat from "../transports/Heartbeat.ts"
 import { codec as msgpackCodec } from "../transports/Msgpack.ts"
 import * as WebSocket from "../transports/WebSocket.ts"
@@ -129,8 +130,8 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
     tunnels--
     t.from.routes.delete(t.fromStream)
     t.to?.routes.delete(t.toStream)
-    if (notify === t.from) notify.connection.send(new Protocol.Reset({ stream: t.fromStream, reason }, true))
-    else if (notify && notify === t.to) notify.connection.send(new Protocol.Reset({ stream: t.toStream, reason }, true))
+    if (notify === t.from) notify.connection.send(trusted(Protocol.Reset, { stream: t.fromStream, reason }))
+    else if (notify && notify === t.to) notify.connection.send(trusted(Protocol.Reset, { stream: t.toStream, reason }))
     if (wasOpen && t.info) {
       record(
         "TunnelClosed",
@@ -166,17 +167,17 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       case "Credit":
         if (fromReacher) t.inflightDown -= message.bytes
         else t.inflightUp -= message.bytes
-        return peer.connection.send(new Protocol.Credit({ stream: peerStream, bytes: message.bytes }, true))
+        return peer.connection.send(trusted(Protocol.Credit, { stream: peerStream, bytes: message.bytes }))
       case "End":
         if (fromReacher) t.endedUp = true
         else t.endedDown = true
-        peer.connection.send(new Protocol.End({ stream: peerStream }, true))
+        peer.connection.send(trusted(Protocol.End, { stream: peerStream }))
         if (t.endedUp && t.endedDown) closeTunnel(t, "closed", undefined)
         return
       case "Reset":
         return closeTunnel(t, message.reason, peer)
       case "Opened":
-        if (!fromReacher) peer.connection.send(new Protocol.Opened({ stream: peerStream }, true))
+        if (!fromReacher) peer.connection.send(trusted(Protocol.Opened, { stream: peerStream }))
         return
       case "Error":
         if (fromReacher) return closeTunnel(t, message.code, peer)
@@ -252,7 +253,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       target.nextId = target.nextId >= 0xffff_fffe ? 2 : target.nextId + 2
       target.routes.set(t.toStream, t)
       t.state = "open"
-      target.connection.send(new Protocol.Open({ stream: t.toStream, service: info.to.service }, true))
+      target.connection.send(trusted(Protocol.Open, { stream: t.toStream, service: info.to.service }))
       const pending = t.pending
       t.pending = []
       t.pendingBytes = 0

@@ -3,7 +3,7 @@
  * protocol errors a bad frame turns into.
  */
 import { Either, ParseResult, Schema } from "effect"
-import { MaxFrame, Message } from "../core/Protocol.ts"
+import { End, MaxFrame, Message, Open, Opened, Ping, Pong, Reset } from "../core/Protocol.ts"
 import { TransportError } from "../core/Transport.ts"
 
 const decodeMessage = Schema.decodeUnknownEither(Message)
@@ -19,8 +19,51 @@ export const checkFrameSize = (length: number): void => {
   }
 }
 
+/**
+ * Builds a message of class `klass` from fields that are already valid (checked by hand or produced locally) without
+ * running its Schema constructor: ~60 ns instead of ~2 µs, which counts at one message per 64 KiB chunk and several
+ * per stream opened. The result is an ordinary instance: same prototype, same own properties, `_tag` last.
+ */
+export const trusted = <M extends Message>(
+  klass: { readonly _tag: M["_tag"]; readonly prototype: unknown; new(...args: never): M },
+  fields: Omit<M, "_tag">
+): M => {
+  const message = Object.assign(Object.create(klass.prototype as object), fields)
+  message._tag = klass._tag
+  return message
+}
+
+/** Hand-checked decoding of the control messages every stream exchanges; others go through the Schema. */
+const fastMessage = (value: Record<string, unknown>): Message | undefined => {
+  const stream = value.stream
+  switch (value._tag) {
+    case "Open":
+      return isStreamId(stream) && typeof value.service === "string"
+        ? trusted(Open, { stream, service: value.service })
+        : undefined
+    case "Opened":
+      return isStreamId(stream) ? trusted(Opened, { stream }) : undefined
+    case "End":
+      return isStreamId(stream) ? trusted(End, { stream }) : undefined
+    case "Reset":
+      return isStreamId(stream) && typeof value.reason === "string"
+        ? trusted(Reset, { stream, reason: value.reason })
+        : undefined
+    case "Ping":
+      return typeof value.nonce === "number" ? trusted(Ping, { nonce: value.nonce }) : undefined
+    case "Pong":
+      return typeof value.nonce === "number" ? trusted(Pong, { nonce: value.nonce }) : undefined
+    default:
+      return undefined
+  }
+}
+
 /** Validates a decoded plain object as a protocol message, throwing a protocol error when it is not one. */
 export const toMessage = (value: unknown): Message => {
+  if (typeof value === "object" && value !== null) {
+    const fast = fastMessage(value as Record<string, unknown>)
+    if (fast) return fast
+  }
   const result = decodeMessage(value)
   if (Either.isLeft(result)) {
     throw protocolError(`invalid message: ${ParseResult.TreeFormatter.formatErrorSync(result.left).slice(0, 200)}`)

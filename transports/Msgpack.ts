@@ -10,7 +10,7 @@ import { Packr } from "msgpackr"
 import { Credit, Data, MaxChunk } from "../core/Protocol.ts"
 import type { Message } from "../core/Protocol.ts"
 import type { Codec, Transport } from "../core/Transport.ts"
-import { checkFrameSize, isStreamId, protocolError, toMessage } from "./Framing.ts"
+import { checkFrameSize, isStreamId, protocolError, toMessage, trusted } from "./Framing.ts"
 import { dial } from "./WebSocket.ts"
 
 const TypeControl = 0x00
@@ -99,14 +99,14 @@ const decode = (input: Uint8Array | string): Message => {
       if (!isStreamId(stream)) throw protocolError("invalid stream id")
       const payload = frame.subarray(DataHeader)
       framed = payload
-      return new Data({ stream, payload }, true)
+      return trusted(Data, { stream, payload })
     }
     case TypeCredit: {
       if (frame.byteLength !== 9) throw protocolError("bad Credit frame")
       const stream = frame.readUInt32BE(1)
       const bytes = frame.readUInt32BE(5)
       if (!isStreamId(stream) || bytes === 0) throw protocolError("invalid Credit frame")
-      return new Credit({ stream, bytes }, true)
+      return trusted(Credit, { stream, bytes })
     }
     case TypeControl: {
       let value: unknown

@@ -7,6 +7,7 @@ import type * as Net from "node:net"
 import { Credit, End, MaxChunk, Open, Opened, Reset, StreamWindow } from "../core/Protocol.ts"
 import type { Message } from "../core/Protocol.ts"
 import type { Connection } from "../core/Transport.ts"
+import { trusted } from "./Framing.ts"
 
 /** Why a stream ended, reported to `onStreamClosed`. */
 export interface StreamClosed {
@@ -96,7 +97,7 @@ export const make = (connection: Connection, options: MuxOptions = {}): Mux => {
   const sendEnd = (s: Stream) => {
     if (s.localEnded) return
     s.localEnded = true
-    connection.send(new End({ stream: s.id }, true))
+    connection.send(trusted(End, { stream: s.id }))
     maybeDone(s)
   }
 
@@ -122,7 +123,7 @@ export const make = (connection: Connection, options: MuxOptions = {}): Mux => {
     if (n < threshold) return
     s.credited += n
     s.recvWindow += n
-    connection.send(new Credit({ stream: s.id, bytes: n }, true))
+    connection.send(trusted(Credit, { stream: s.id, bytes: n }))
   }
 
   const finish = (s: Stream, reason: string) => {
@@ -177,7 +178,7 @@ export const make = (connection: Connection, options: MuxOptions = {}): Mux => {
       if (s.done) return
       if (s.localEnded && s.remoteEnded && s.error === undefined) return finish(s, "closed")
       const reason = s.error ?? "Closed"
-      connection.send(new Reset({ stream: id, reason }, true))
+      connection.send(trusted(Reset, { stream: id, reason }))
       finish(s, reason)
     })
     updateFlow(s)
@@ -186,7 +187,7 @@ export const make = (connection: Connection, options: MuxOptions = {}): Mux => {
   const onData = (s: Stream, payload: Uint8Array) => {
     const n = payload.byteLength
     if (n > s.recvWindow) {
-      connection.send(new Reset({ stream: s.id, reason: "FlowControl" }, true))
+      connection.send(trusted(Reset, { stream: s.id, reason: "FlowControl" }))
       return reset(s, "FlowControl")
     }
     if (s.remoteEnded) return
@@ -251,7 +252,7 @@ export const make = (connection: Connection, options: MuxOptions = {}): Mux => {
     open: (service, socket) => {
       const id = nextId
       nextId = nextId >= 0xffff_fffd ? 1 : nextId + 2
-      connection.send(new Open({ stream: id, service }, true))
+      connection.send(trusted(Open, { stream: id, service }))
       attach(id, socket)
       return id
     },
@@ -275,4 +276,4 @@ export const make = (connection: Connection, options: MuxOptions = {}): Mux => {
 }
 
 /** Confirms to the peer that the far end of a stream it opened is connected. */
-export const opened = (connection: Connection, stream: number): void => connection.send(new Opened({ stream }, true))
+export const opened = (connection: Connection, stream: number): void => connection.send(trusted(Opened, { stream }))

@@ -4,6 +4,7 @@
  */
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
+import type * as Net from "node:net"
 import { Effect } from "effect"
 import type { Scope } from "effect"
 import { WebSocket, WebSocketServer } from "ws"
@@ -54,8 +55,22 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
     }
   }
   const recycle = codec.recycle
+  // Frames sent in one turn of the event loop (an Open with its first Data, the Credits and Data of one TCP read,
+  // the replies to a burst of frames) leave in one writev: each syscall on loopback also runs the receiver's TCP
+  // stack, and was the hub's largest cost when opening streams. Uncorking on nextTick adds no latency.
+  const socket = (ws as unknown as { _socket: Net.Socket })._socket
+  let corked = false
+  const uncork = () => {
+    corked = false
+    socket.uncork()
+  }
   const write = (frame: Uint8Array | string, sent: (error?: Error) => void = onSent) => {
     if (closing) return
+    if (!corked) {
+      corked = true
+      socket.cork()
+      process.nextTick(uncork)
+    }
     ws.send(frame, options, sent)
     if (!congested && ws.bufferedAmount > HighWaterMark) congested = true
   }

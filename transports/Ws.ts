@@ -5,7 +5,7 @@
 import { Data, MaxFrame } from "../core/Protocol.ts"
 import type { Message } from "../core/Protocol.ts"
 import type { Codec, Transport } from "../core/Transport.ts"
-import { checkFrameSize, isStreamId, protocolError, toMessage } from "./Framing.ts"
+import { checkFrameSize, isStreamId, protocolError, toMessage, trusted } from "./Framing.ts"
 import { dial } from "./WebSocket.ts"
 
 const encodeData = (stream: number, payload: Uint8Array): string =>
@@ -35,7 +35,7 @@ const decode = (frame: Uint8Array | string): Message => {
     if (!isStreamId(stream) || typeof payload !== "string" || payload.length % 4 !== 0 || !base64.test(payload)) {
       throw protocolError("invalid Data frame")
     }
-    return new Data({ stream, payload: Buffer.from(payload, "base64") }, true)
+    return trusted(Data, { stream, payload: Buffer.from(payload, "base64") })
   }
   return toMessage(value)
 }
