@@ -8,6 +8,7 @@ import * as Net from "node:net"
 import { Deferred, Effect, Fiber, Option, Schema } from "effect"
 import type { Scope } from "effect"
 import { RelayDenied } from "../core/RelayPolicy.ts"
+import { CloseCodes, TransportError } from "../core/Transport.ts"
 import type { Transport } from "../core/Transport.ts"
 import * as Msgpack from "../transports/Msgpack.ts"
 import * as Ws from "../transports/Ws.ts"
@@ -49,6 +50,12 @@ export const PendingMs = 10_000
 
 /** Least time between two reconnects triggered by local connections waiting on a reach port. */
 export const WakeIntervalMs = 1_000
+
+/** Mean interval between TCP probes of a hub that is down (see `pause` in `make`). */
+export const ProbeIntervalMs = 1_000
+
+// Errors of a TCP connect that mean nothing listens (or the host is gone), as opposed to a hub that answers badly.
+const DownCodes: ReadonlySet<string> = new Set(["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "EHOSTDOWN", "ENOTFOUND", "EAI_AGAIN"])
 
 /** The token expiry warning is printed from this long before expiry (DESIGN.md: 7 days). */
 export const ExpiryWarningMs = 7 * 24 * 60 * 60 * 1000
@@ -421,14 +428,75 @@ export const make = (options: AgentOptions): Effect.Effect<Agent, AgentError | S
       }).pipe(Effect.ensuring(Effect.sync(() => (current = undefined))))
     )
 
+    /**
+     * Waits `delay` ms, or less: a local connection waiting on a reach port cuts it short (`wake`), and so does the
+     * hub's port accepting TCP again when `probe` is given. Probing is a bare TCP connect every ~1 s (jittered), far
+     * cheaper for a hub than a WebSocket handshake with a token check, and only done while the hub was *down*
+     * (refused or dropped the connection), so a restarted hub gets its agents back within about a second instead of
+     * after a backoff that grew while it was away; a hub that is up but failing keeps the full backoff.
+     */
+    const pause = (delay: number, probe: { readonly host: string; readonly port: number } | undefined) =>
+      Effect.async<void>((resume) => {
+        let done = false
+        let probing: Net.Socket | undefined
+        let probeTimer: NodeJS.Timeout | undefined
+        const stop = () => {
+          done = true
+          wake = undefined
+          clearTimeout(timer)
+          clearTimeout(probeTimer)
+          probing?.destroy()
+        }
+        const finish = () => {
+          if (done) return
+          stop()
+          resume(Effect.void)
+        }
+        const timer = setTimeout(finish, delay)
+        wake = finish
+        const schedule = () => {
+          if (done || probe === undefined) return
+          probeTimer = setTimeout(() => {
+            const socket = Net.connect({ host: probe.host, port: probe.port })
+            probing = socket
+            socket.once("connect", () => {
+              socket.destroy()
+              if (!done) err("the hub accepts connections again; reconnecting now")
+              finish()
+            })
+            socket.once("error", () => {
+              socket.destroy()
+              schedule()
+            })
+          }, ProbeIntervalMs / 2 + Math.random() * ProbeIntervalMs)
+        }
+        schedule()
+        return Effect.sync(stop)
+      })
+
+    const hubAddress = (hubUrl: string) => {
+      const url = new URL(hubUrl)
+      return { host: url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port || (url.protocol === "https:" ? 443 : 80)) }
+    }
+
+    /** A failure to even open TCP to the hub: its process (or machine) is down, not refusing us. */
+    const hubDown = (error: unknown): boolean => {
+      const cause = (error as { cause?: { code?: unknown } }).cause
+      return error instanceof TransportError && error.reason === "Open" &&
+        typeof cause?.code === "string" && DownCodes.has(cause.code)
+    }
+
     const loop = Effect.gen(function*() {
       const backoff = Backoff.make(options.backoff)
       while (true) {
         const result = yield* Effect.either(session)
+        let down = false
         if (result._tag === "Right") {
           const { info, since } = result.right
           if (Date.now() - since >= Backoff.StableAfterMs) backoff.reset()
           err(`disconnected from the hub (${info.code}${info.reason === "" ? "" : ` ${info.reason}`})`)
+          // Vanished, going away or silent: the hub is probably restarting. Any other close is its decision.
+          down = info.code === 1006 || info.code === CloseCodes.GoingAway || info.code === CloseCodes.Timeout
         } else {
           const error = result.left
           if (error._tag === "AgentError" || error._tag === "StateError") return yield* Effect.fail(error)
@@ -441,25 +509,11 @@ export const make = (options: AgentOptions): Effect.Effect<Agent, AgentError | S
             })
           }
           err(`cannot connect to ${state.hubUrl}: ${error.message}`)
+          down = hubDown(error)
         }
         const delay = backoff.next()
         err(`reconnecting in ${(delay / 1000).toFixed(1)} s`)
-        yield* Effect.async<void>((resume) => {
-          let done = false
-          const finish = () => {
-            if (done) return
-            done = true
-            wake = undefined
-            clearTimeout(timer)
-            resume(Effect.void)
-          }
-          const timer = setTimeout(finish, delay)
-          wake = finish
-          return Effect.sync(() => {
-            wake = undefined
-            clearTimeout(timer)
-          })
-        })
+        yield* pause(delay, down ? hubAddress(state.hubUrl) : undefined)
       }
     })
 

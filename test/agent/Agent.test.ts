@@ -169,6 +169,26 @@ describe("Agent", () => {
     echo.close()
   })
 
+  it("comes back within ~1 s of a restarted hub although its backoff has grown to many seconds", async () => {
+    const hub = await startHub()
+    const scope = Effect.runSync(Scope.make())
+    const lines: Array<string> = []
+    const agent = await run(
+      Agent.make({ home: makeHome(0, hub.port), out: (l) => lines.push(l), err: (l) => lines.push(l), backoff: { baseMs: 20_000, capMs: 30_000, random: () => 0.99 } }),
+      scope
+    )
+    await Effect.runPromise(agent.connected)
+    await hub.stop()
+    await eventually(() => lines.some((l) => l.startsWith("reconnecting in 19.8 s")))
+    const hub2 = await startHub(hub.port)
+    const back = Date.now()
+    await eventually(() => agent.status().connected, 5_000)
+    expect(Date.now() - back).toBeLessThan(3_000)
+    expect(lines).toContain("the hub accepts connections again; reconnecting now")
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+    await hub2.stop()
+  })
+
   it("closes a connection that waited too long for the hub, with a log line", async () => {
     const hub = await startHub()
     const home = makeHome(1, hub.port)
