@@ -97,12 +97,29 @@ describe("PgRelayPolicy", () => {
         expect(tunnelEvents.map((e) => e._tag)).toEqual(["TunnelOpened", "TunnelClosed"])
         expect(tunnelEvents[1]).toMatchObject({ bytesUp: 3, bytesDown: 4, durationMs: 5, reason: "reset" })
 
-        // Revoked while connected: its live session reaches nothing more; others are unaffected.
+        // Another agent's live name is taken; once its owner is gone the name can move; unexposing is the owner's.
+        yield* policy.agentConnected(sessionB, info("10.0.0.3:1"))
+        expect(yield* Effect.flip(policy.expose(sessionB, { name: "svc", host: "127.0.0.1", port: 10 }))).toMatchObject({ code: "Conflict" })
+        expect((yield* Effect.flip(policy.unexpose(sessionB, "svc"))).code).toBe("ServiceNotFound")
+        yield* policy.expose(sessionB, { name: "other", host: "127.0.0.1", port: 10 })
+        yield* policy.unexpose(sessionB, "other")
+        expect((yield* Effect.flip(policy.resolveReach(session, "other"))).message).toBe("Service not found")
+        yield* policy.agentDisconnected(session, { reason: "1000 bye", durationMs: 1 })
+        expect((yield* Effect.flip(policy.resolveReach(sessionB, "svc"))).code).toBe("AgentOffline")
+        yield* policy.expose(sessionB, { name: "svc", host: "127.0.0.1", port: 10 })
+        expect((yield* policy.resolveReach(sessionB, "svc")).agentId).toBe(b.agentId)
+        yield* policy.agentConnected(session, info("10.0.0.2:1"))
+        const reasons = (yield* log.readStream(Streams.agent(b.agentId)))
+          .flatMap((e) => (e.event._tag === "ReachDenied" ? [e.event.reason] : []))
+        expect(reasons).toEqual(["agent_offline"])
+
+        // Revoked while connected: its live session reaches nothing more.
         yield* Admin.revokeAgent(b.agentId)
         expect((yield* Effect.flip(policy.resolveReach(sessionB, "svc"))).code).toBe("TokenRevoked")
         expect((yield* Effect.flip(policy.resolveReach(sessionB, "nothing"))).code).toBe("TokenRevoked")
         expect((yield* Effect.flip(policy.authenticate(hello(b.token), "10.0.0.3:1"))).code).toBe("TokenRevoked")
-        expect(yield* policy.resolveReach(session, "svc")).toEqual({ agentId: a.agentId, workspaceId, service: "svc" })
+        // Its services are offline for everyone else.
+        expect((yield* Effect.flip(policy.resolveReach(session, "svc"))).code).toBe("AgentOffline")
       }))
   })
 
