@@ -13,6 +13,7 @@ import { Effect, Exit, Fiber, Scope } from "effect"
 import * as Agent from "../../agent/Agent.ts"
 import * as Control from "../../agent/Control.ts"
 import * as State from "../../agent/State.ts"
+import type { RelayPolicyService } from "../../core/RelayPolicy.ts"
 import { makeMemoryRelayPolicy } from "../../hub/MemoryRelayPolicy.ts"
 import * as Relay from "../../hub/Relay.ts"
 
@@ -30,12 +31,13 @@ const run = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>, scope: Scope.Scope)
   Effect.runPromise(Scope.extend(effect, scope))
 
 /** A relay on `port` (0: a free one) in its own scope, with a fresh memory policy, as a restarted hub has. */
-const startHub = async (port = 0) => {
+const startHub = async (port = 0, tokenExpiresAt?: string) => {
   const scope = Effect.runSync(Scope.make())
-  const served = await run(
-    Effect.flatMap(Relay.make(makeMemoryRelayPolicy(agents).policy), (relay) => Relay.serve(relay, { port })),
-    scope
-  )
+  const memory = makeMemoryRelayPolicy(agents).policy
+  const policy: RelayPolicyService = tokenExpiresAt === undefined
+    ? memory
+    : { ...memory, authenticate: (hello, address) => Effect.map(memory.authenticate(hello, address), (s) => ({ ...s, tokenExpiresAt })) }
+  const served = await run(Effect.flatMap(Relay.make(policy), (relay) => Relay.serve(relay, { port })), scope)
   return { port: served.port, stop: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
 }
 
@@ -187,6 +189,16 @@ describe("Agent", () => {
     expect(lines).toContain("the hub accepts connections again; reconnecting now")
     await Effect.runPromise(Scope.close(scope, Exit.void))
     await hub2.stop()
+  })
+
+  it("warns when the hub says the token expires within 7 days", async () => {
+    const expires = new Date(Date.now() + 3 * 86_400_000 + 3_600_000).toISOString()
+    const hub = await startHub(0, expires)
+    const a = await startAgent(makeHome(0, hub.port))
+    await Effect.runPromise(a.agent.connected)
+    expect(a.lines).toContain(`warning: the agent token expires at ${expires} (in 3 days); run \`connect up --rotate-token\``)
+    await a.stop()
+    await hub.stop()
   })
 
   it("closes a connection that waited too long for the hub, with a log line", async () => {

@@ -209,10 +209,18 @@ describe("connect agent (real hub, real agents, real TCP)", () => {
     expect(agentB.stdout().match(new RegExp(CONNECTED.source, "g"))?.length).toBe(2)
     expect(await roundTrip(reachPort, data, 30_000)).toEqual({ sha: sha(data), length: data.length })
 
-    // Ctrl-C / SIGTERM stop both agents cleanly: exit 0, control socket and pid file gone.
+    // Ctrl-C / SIGTERM stop an agent cleanly: exit 0, control socket gone.
     agentB.child.kill("SIGTERM")
     expect(await agentB.exited(15_000)).toEqual({ code: 0, signal: null })
     expect(Fs.existsSync(Path.join(homeB, "agent.sock"))).toBe(false)
+
+    // With no agent running, `connect reach` runs one in the foreground itself, on the same port as before.
+    const foreground = connect(homeB, ["reach", "echo"])
+    await foreground.waitFor(/no agent is running .*: starting one in the foreground/, 60_000)
+    expect((await foreground.waitFor(/^echo → 127\.0\.0\.1:(\d+)$/m, 60_000))[1]).toBe(String(reachPort))
+    expect(await roundTrip(reachPort, data, 30_000)).toEqual({ sha: sha(data), length: data.length })
+    foreground.child.kill("SIGTERM")
+    expect(await foreground.exited(15_000)).toEqual({ code: 0, signal: null })
     process.kill(pidA, "SIGTERM")
     expect(await waitUntil(() => !isAlive(pidA), 15_000)).toBe(true)
     expect(Fs.existsSync(Path.join(homeA, "agent.pid"))).toBe(false)
