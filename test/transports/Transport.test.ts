@@ -310,3 +310,18 @@ describe.each(harnesses)("Heartbeat over %s", (_name, harness) => {
       expect((yield* Effect.promise(() => box.closedInfo())).code).toBe(CloseCodes.Timeout)
     }))
 })
+
+describe("ws codec Data frames", () => {
+  it("decodes what it encodes from the frame bytes and refuses malformed stream ids and base64", () => {
+    for (const size of [0, 1, 2, 3, 4, 65_536]) {
+      const payload = Crypto.randomBytes(size)
+      const frame = Buffer.from(Ws.codec.encodeData(0xffff_ffff, payload) as string)
+      const message = Ws.codec.decode(frame)
+      expect(message._tag === "Data" && message.stream === 0xffff_ffff && Buffer.from(message.payload).equals(payload))
+        .toBe(true)
+    }
+    for (const bad of ['"stream":0,"payload":""', '"stream":1,"payload":"QUJD$RA="', '"stream":1,"payload":"QUJDRA=A"']) {
+      expect(() => Ws.codec.decode(Buffer.from(`{"_tag":"Data",${bad}}`))).toThrow(TransportError)
+    }
+  })
+})
