@@ -28,9 +28,10 @@ export const transports: ReadonlyMap<string, Transport> = new Map([
 export class AgentError extends Schema.TaggedError<AgentError>()("AgentError", {
   /**
    * "NotProvisioned": no state in CONNECT_HOME; "Unauthorized": the hub refuses the token; "Denied": the hub refused
-   * an expose or reach (see `code`); "NotFound": no such exposure; "Listen": a reach port cannot be bound.
+   * an expose or reach (see `code`); "NotFound": no such exposure; "Listen": a reach port cannot be bound;
+   * "AlreadyRunning": another agent owns this CONNECT_HOME; "Detach": the background agent did not come up.
    */
-  reason: Schema.Literal("NotProvisioned", "Unauthorized", "Denied", "NotFound", "Listen"),
+  reason: Schema.Literal("NotProvisioned", "Unauthorized", "Denied", "NotFound", "Listen", "AlreadyRunning", "Detach"),
   message: Schema.String,
   code: Schema.optional(Schema.String)
 }) {}
@@ -126,9 +127,6 @@ const describe = (error: unknown): string =>
 
 const loadRequired = (home: string) =>
   Effect.flatMap(State.load(home), Option.match({ onNone: () => Effect.fail(notProvisioned(home)), onSome: Effect.succeed }))
-
-/** The transport plugin named `name`, or a usage error listing the known ones. */
-export const transportNamed = (name: string): Transport | undefined => transports.get(name)
 
 /**
  * Starts the agent of `options.home`: writes its pid file, serves the control socket, binds the stored reaches and

@@ -118,8 +118,7 @@ const detach = (home: string) =>
       if (exited !== undefined) {
         const tail = Fs.readFileSync(files.log, "utf8").trim().split("\n").slice(-5).join("\n")
         return yield* new Agent.AgentError({
-          reason: "NotProvisioned",
-          code: "Exited",
+          reason: "Detach",
           message: `the background agent exited (code ${exited}); last lines of ${files.log}:\n${tail}`
         })
       }
@@ -131,8 +130,7 @@ const detach = (home: string) =>
       }
     }
     return yield* new Agent.AgentError({
-      reason: "Unauthorized",
-      code: "Timeout",
+      reason: "Detach",
       message: `the background agent (pid ${child.pid}) did not connect within ${DetachWaitMs / 1000} s; ` +
         `it keeps retrying — see ${files.log}`
     })
@@ -188,7 +186,7 @@ const up = Command.make(
         }
         if (Option.isSome(running)) {
           return yield* new Agent.AgentError({
-            reason: "NotProvisioned",
+            reason: "AlreadyRunning",
             message: `an agent is running for ${home} (pid ${running.value.pid}); stop it before registering with another hub`
           })
         }
@@ -236,8 +234,7 @@ const up = Command.make(
           return yield* out(`the running agent (pid ${running.value.pid}) uses the new token from its next reconnect`)
         }
         return yield* new Agent.AgentError({
-          reason: "NotProvisioned",
-          code: "AlreadyRunning",
+          reason: "AlreadyRunning",
           message: `an agent is already running for ${home} (pid ${running.value.pid}); \`connect status\` shows it`
         })
       }
@@ -407,10 +404,12 @@ const install = Command.make(
     })
 ).pipe(Command.withDescription(`Write a systemd user unit (${Daemon.UnitName}) that runs \`connect up\` for this CONNECT_HOME.`))
 
-const daemon: Command.Command<"daemon", never, never, {}> = Command.make("daemon", {}, () =>
-  Effect.sync(() => console.log("Usage: connect daemon install [--print]"))).pipe(
+const daemon: Command.Command<"daemon", never, ValidationError.ValidationError, {}> = Command.make("daemon", {}, () =>
+  // Bare `connect daemon` shows its usage (exit 2), like bare `connect audit`.
+  Effect.fail(ValidationError.helpRequested(daemonCommand.descriptor))).pipe(
     Command.withDescription("Run the agent as a service of your user session.")
   )
+const daemonCommand = daemon.pipe(Command.withSubcommands([install]))
 
 /** The agent's subcommands of `connect`. */
 export const commands = [
@@ -420,5 +419,5 @@ export const commands = [
   reach,
   status,
   services,
-  daemon.pipe(Command.withSubcommands([install]))
+  daemonCommand
 ] as const
