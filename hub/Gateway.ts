@@ -8,6 +8,8 @@ import * as Path from "node:path"
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer } from "effect"
 import { EventLog } from "../core/EventLog.ts"
+import type { RelayPolicyService } from "../core/RelayPolicy.ts"
+import { CloseCodes, type Connection } from "../core/Transport.ts"
 import * as AgentAuth from "./AgentAuth.ts"
 import { HubConfig } from "./HubConfig.ts"
 import * as PgRelayPolicy from "./PgRelayPolicy.ts"
@@ -45,12 +47,64 @@ export const layer = (options: GatewayOptions = {}): Layer.Layer<
       yield* PgRelayPolicy.sweepStaleConnections.pipe(
         Effect.catchAll((e) => Effect.logWarning("gateway: could not close stale connections in the read model", e))
       )
-      const policy = yield* PgRelayPolicy.make({ spool })
+      const recording = new Set<symbol>()
+      const policy = recordsTracked(yield* PgRelayPolicy.make({ spool }), recording)
       const relay = yield* Relay.make(policy, options.relay)
+      const connections = new Set<Connection>()
       const standIn = Object.assign(new EventEmitter(), { address: () => server.address() }) as unknown as Http.Server
-      yield* Relay.serve(relay, { server: standIn }).pipe(Effect.orDie)
+      yield* Relay.serve({ ...relay, accept: (c) => relay.accept(tracked(c, connections)) }, { server: standIn }).pipe(
+        Effect.orDie
+      )
+      // Runs before the relay's own finalizer: the relay records how connections and tunnels ended from their close
+      // events, which arrive only after its scope is gone if it closes them itself. So they are closed here first
+      // and their records awaited (bounded: the HTTP server destroys leftover sockets 2 s into shutdown anyway).
+      yield* Effect.addFinalizer(() =>
+        Effect.gen(function*() {
+          for (const c of connections) c.close(CloseCodes.GoingAway, "hub shutting down")
+          const deadline = Date.now() + 4_000
+          while ((connections.size > 0 || recording.size > 0) && Date.now() < deadline) yield* Effect.sleep("20 millis")
+          if (connections.size > 0 || recording.size > 0) {
+            yield* Effect.logWarning(
+              `gateway: shutting down with ${connections.size} connection(s) open and ${recording.size} record(s) pending`
+            )
+          }
+        })
+      )
       yield* upgrades.register(PATH, (request, socket, head) => {
         standIn.emit("upgrade", request, socket, head)
       })
     })
   )
+
+/** `connection`, kept in `live` until its close has been delivered to its handler. */
+const tracked = (connection: Connection, live: Set<Connection>): Connection => {
+  const wrapped: Connection = Object.create(connection, {
+    setHandler: {
+      value: (handler: Parameters<Connection["setHandler"]>[0]) =>
+        connection.setHandler({
+          ...handler,
+          close: (info) => {
+            live.delete(wrapped)
+            handler.close(info)
+          }
+        })
+    }
+  })
+  live.add(wrapped)
+  return wrapped
+}
+
+/** `policy`, with the records of endings (disconnections, closed tunnels) in flight kept in `pending`. */
+const recordsTracked = (policy: RelayPolicyService, pending: Set<symbol>): RelayPolicyService => {
+  const track = <A, E>(effect: Effect.Effect<A, E>) =>
+    Effect.suspend(() => {
+      const token = Symbol()
+      pending.add(token)
+      return Effect.ensuring(effect, Effect.sync(() => pending.delete(token)))
+    })
+  return {
+    ...policy,
+    agentDisconnected: (session, info) => track(policy.agentDisconnected(session, info)),
+    tunnelClosed: (tunnel, totals) => track(policy.tunnelClosed(tunnel, totals))
+  }
+}

@@ -2,9 +2,12 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit } from "effect"
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Exit, Layer, Redacted, Scope } from "effect"
 import * as HubClient from "../../agent/HubClient.ts"
+import { EventLog } from "../../core/EventLog.ts"
 import * as Admin from "../../hub/Admin.ts"
+import * as PgEventLog from "../../hub/PgEventLog.ts"
 import type { Transport } from "../../core/Transport.ts"
 import * as Msgpack from "../../transports/Msgpack.ts"
 import * as Ws from "../../transports/Ws.ts"
@@ -327,4 +330,42 @@ describe("gateway while Postgres is unreachable", () => {
       yield* Effect.sleep("1 second")
       expect((yield* hub.events).filter((e) => e.event._tag === "TunnelClosed")).toHaveLength(1)
     }), 90_000)
+})
+
+describe("gateway shutdown", () => {
+  it.scopedLive("a hub that stops records how its open tunnels and connections ended", () =>
+    Effect.gen(function*() {
+      const url = yield* TestDatabase.makeTestDatabaseUrl
+      const hubScope = yield* Scope.make()
+      const hub = yield* Scope.extend(Hub.start({ databaseUrl: url }), hubScope)
+      const w = yield* hub.workspace("stop")
+      const a = yield* provision(hub, w.apiKey, "a")
+      const b = yield* provision(hub, w.apiKey, "b")
+      const clientA = yield* HubClient.connect({ url: hub.agentUrl, transport: Ws.transport, token: a.token })
+      const clientB = yield* HubClient.connect({ url: hub.agentUrl, transport: Ws.transport, token: b.token })
+      yield* clientA.expose("db", "127.0.0.1", yield* echoServer)
+      const listener = yield* clientB.reach("db")
+      const socket = yield* Effect.acquireRelease(
+        Effect.sync(() => Net.connect({ port: listener.port, host: "127.0.0.1" })),
+        (s) => Effect.sync(() => s.destroy())
+      )
+      socket.on("error", () => {})
+      const echoed = yield* Effect.async<number>((resume) => {
+        socket.once("data", (c: Buffer) => resume(Effect.succeed(c.length)))
+        socket.write("ping")
+      })
+      expect(echoed).toBe(4)
+      yield* waitForEvents(hub, (es) => es.find((e) => e._tag === "TunnelOpened"))
+
+      yield* Scope.close(hubScope, Exit.void)
+      const events = yield* Effect.flatMap(EventLog, (log) => log.readAll(0, 10_000)).pipe(
+        Effect.provide(PgEventLog.layer().pipe(Layer.provide(PgClient.layer({ url: Redacted.make(url) })))),
+        Effect.scoped,
+        Effect.orDie
+      )
+      const closed = events.filter((e) => e.event._tag === "TunnelClosed").map((e) => e.event)
+      expect(closed).toEqual([expect.objectContaining({ bytesUp: 4, bytesDown: 4 })])
+      const disconnected = events.filter((e) => e.event._tag === "AgentDisconnected").map((e) => e.event)
+      expect(disconnected.map((e: any) => e.agentId).sort()).toEqual([a.agentId, b.agentId].sort())
+    }), 60_000)
 })
