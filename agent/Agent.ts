@@ -84,6 +84,8 @@ export interface Status {
   readonly workspaceId: string
   readonly label?: string | undefined
   readonly transport: string
+  /** ISO expiry of the agent token, when the hub reported one (the token itself is never shown). */
+  readonly tokenExpiresAt?: string | undefined
   readonly running: boolean
   readonly connected: boolean
   readonly pid?: number
@@ -110,6 +112,8 @@ export interface Agent {
   readonly unexpose: (name: string) => Effect.Effect<void, AgentError | State.StateError>
   /** Binds (or returns) the local listener of service `name`, checking with the hub first when connected. */
   readonly reach: (name: string, port?: number) => Effect.Effect<Reached, AgentError | State.StateError>
+  /** Closes the listener of `name` (open connections keep flowing) and forgets its port. */
+  readonly unreach: (name: string) => Effect.Effect<void, AgentError | State.StateError>
   /** The agent as `connect status` shows it. */
   readonly status: () => Status
   /** Completes at the first successful connection. */
@@ -316,12 +320,24 @@ export const make = (options: AgentOptions): Effect.Effect<Agent, AgentError | S
         })
       )
 
+    const unreach = (name: string) =>
+      serialized(
+        Effect.gen(function*() {
+          if (!listeners.has(name) && state.reaches[name] === undefined) {
+            return yield* new AgentError({ reason: "NotFound", message: `this agent does not reach a service named ${name}` })
+          }
+          unbind(name)
+          state = yield* State.update(home, (s) => State.withoutReach(s, name))
+        })
+      )
+
     const status = (): Status => ({
       hub: state.hubUrl,
       agentId: state.agentId,
       workspaceId: state.workspaceId,
       label: state.label,
       transport: state.transport,
+      tokenExpiresAt: state.tokenExpiresAt,
       running: true,
       connected: live() !== undefined,
       pid: process.pid,
@@ -352,6 +368,8 @@ export const make = (options: AgentOptions): Effect.Effect<Agent, AgentError | S
           return answer(unexpose(request.name))
         case "reach":
           return answer(reach(request.name, request.port))
+        case "unreach":
+          return answer(unreach(request.name))
         default:
           return Promise.resolve({ ok: false, error: { code: "BadRequest", message: "unknown operation" } })
       }
@@ -520,6 +538,7 @@ export const make = (options: AgentOptions): Effect.Effect<Agent, AgentError | S
       expose,
       unexpose,
       reach,
+      unreach,
       status,
       connected: Deferred.await(firstConnected),
       loop: fiber

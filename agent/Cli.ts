@@ -1,6 +1,6 @@
 /**
  * The agent's commands: `connect up` (provision, connect, stay connected; `--detach`, `--rotate-token`),
- * `connect expose/unexpose/reach/status` (through the running agent's control socket, or an agent started in the
+ * `connect expose/unexpose/reach/unreach/status` (through the running agent's control socket, or an agent started in the
  * foreground when none runs), `connect services` and `connect daemon install`.
  */
 import * as ChildProcess from "node:child_process"
@@ -331,11 +331,29 @@ const reach = Command.make(
   )
 )
 
+const unreach = Command.make(
+  "unreach",
+  { name: Args.text({ name: "NAME" }).pipe(Args.withDescription("The reached service whose local port to close.")) },
+  (flags) =>
+    Effect.gen(function*() {
+      const home = State.home()
+      const state = yield* requireState(home)
+      const answer = yield* ask(home, { op: "unreach", name: flags.name })
+      if (Option.isSome(answer)) return yield* out(`closed the local port of ${flags.name}`)
+      if (state.reaches[flags.name] === undefined) {
+        return yield* new Agent.AgentError({ reason: "NotFound", message: `this agent does not reach a service named ${flags.name}` })
+      }
+      yield* State.update(home, (s) => State.withoutReach(s, flags.name))
+      return yield* out(`forgot the local port of ${flags.name} (no agent running: removed from ${State.paths(home).state})`)
+    })
+).pipe(Command.withDescription("Close a reach's local port and forget it (connections already open keep flowing)."))
+
 const statusText = (s: Agent.Status): string =>
   [
     `hub:        ${s.hub}`,
     `agent:      ${s.agentId}${s.label === undefined ? "" : ` (${s.label})`}, workspace ${s.workspaceId}`,
     `transport:  ${s.transport}`,
+    ...(s.tokenExpiresAt === undefined ? [] : [`token:      expires ${s.tokenExpiresAt}`]),
     `process:    ${s.running ? `running (pid ${s.pid}), ${s.connected ? "connected" : "not connected"}` : "not running"}`,
     "exposures:",
     ...(s.exposures.length === 0 ? ["  (none)"] : s.exposures.map((e) => `  ${e.name} → ${e.host}:${e.port}`)),
@@ -354,6 +372,7 @@ const status = Command.make("status", { json }, (flags) =>
       workspaceId: state.workspaceId,
       label: state.label,
       transport: state.transport,
+      tokenExpiresAt: state.tokenExpiresAt,
       running: false,
       connected: false,
       exposures: state.exposures,
@@ -417,6 +436,7 @@ export const commands = [
   expose,
   unexpose,
   reach,
+  unreach,
   status,
   services,
   daemonCommand

@@ -9,7 +9,7 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Scope } from "effect"
+import { Effect, Exit, Fiber, Option, Scope } from "effect"
 import * as Agent from "../../agent/Agent.ts"
 import * as Control from "../../agent/Control.ts"
 import * as State from "../../agent/State.ts"
@@ -241,6 +241,15 @@ describe("Agent", () => {
     expect(status).toMatchObject({ agentId: "agent-a", connected: true, running: true, exposures: [{ name: "echo" }] })
     const missing = await Effect.runPromise(Effect.flip(Control.request(socket, { op: "unexpose", name: "other" })))
     expect(missing).toMatchObject({ reason: "Failed", code: "NotFound" })
+    expect(await Effect.runPromise(Control.request(socket, { op: "unexpose", name: "echo" }))).toBeUndefined()
+
+    const reached = (await Effect.runPromise(Control.request(socket, { op: "reach", name: "echo" }).pipe(Effect.flip))) as unknown
+    expect(reached).toMatchObject({ reason: "Failed", code: "ServiceNotFound" })
+    await Effect.runPromise(Control.request(socket, { op: "expose", name: "echo", host: "127.0.0.1", port: echo.port }))
+    const { port } = (await Effect.runPromise(Control.request(socket, { op: "reach", name: "echo" }))) as Agent.Reached
+    await Effect.runPromise(Control.request(socket, { op: "unreach", name: "echo" }))
+    await expect(roundTrip(port, Buffer.from("x"), 2_000)).rejects.toThrow(/ECONNREFUSED/)
+    expect(Effect.runSync(State.load(home)).pipe(Option.getOrThrow).reaches).toEqual({})
 
     const second = await Effect.runPromise(Effect.flip(Effect.scoped(Agent.make({ home, ...quiet }))))
     expect(second).toMatchObject({ _tag: "ControlError", reason: "AlreadyRunning" })
