@@ -6,7 +6,7 @@ import { EventEmitter } from "node:events"
 import type * as Http from "node:http"
 import * as Path from "node:path"
 import { SqlClient } from "@effect/sql"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Schedule, Stream } from "effect"
 import { EventLog } from "../core/EventLog.ts"
 import type { RelayPolicyService } from "../core/RelayPolicy.ts"
 import { CloseCodes, type Connection } from "../core/Transport.ts"
@@ -48,7 +48,15 @@ export const layer = (options: GatewayOptions = {}): Layer.Layer<
         Effect.catchAll((e) => Effect.logWarning("gateway: could not close stale connections in the read model", e))
       )
       const recording = new Set<symbol>()
-      const policy = recordsTracked(yield* PgRelayPolicy.make({ spool }), recording)
+      // Which connection an agent is on (by its address), so that a revocation can end it.
+      const agentAddresses = new Map<string, string>()
+      const base = recordsTracked(yield* PgRelayPolicy.make({ spool }), recording)
+      const policy: RelayPolicyService = {
+        ...base,
+        agentConnected: (session, info) =>
+          Effect.tap(base.agentConnected(session, info), () =>
+            Effect.sync(() => agentAddresses.set(session.agentId, info.remoteAddress)))
+      }
       const relay = yield* Relay.make(policy, options.relay)
       const connections = new Set<Connection>()
       const standIn = Object.assign(new EventEmitter(), { address: () => server.address() }) as unknown as Http.Server
@@ -70,6 +78,12 @@ export const layer = (options: GatewayOptions = {}): Layer.Layer<
           }
         })
       )
+      yield* kickRevoked((agentId) => {
+        const address = agentAddresses.get(agentId)
+        for (const c of connections) {
+          if (address !== undefined && c.remoteAddress === address) c.close(CloseCodes.Unauthorized, "token revoked")
+        }
+      })
       yield* upgrades.register(PATH, (request, socket, head) => {
         standIn.emit("upgrade", request, socket, head)
       })
@@ -108,3 +122,23 @@ const recordsTracked = (policy: RelayPolicyService, pending: Set<symbol>): Relay
     tunnelClosed: (tunnel, totals) => track(policy.tunnelClosed(tunnel, totals))
   }
 }
+
+/**
+ * Follows the log from its head and calls `kick` with the agent of every `AgentTokenRevoked`, wherever it was
+ * appended (e.g. by `connect hub agent revoke` in another process), so a revoked agent's live connection ends.
+ */
+const kickRevoked = (kick: (agentId: string) => void) =>
+  Effect.gen(function*() {
+    const log = yield* EventLog
+    let cursor = (yield* log.head).position
+    yield* Effect.suspend(() =>
+      log.subscribe(cursor).pipe(
+        Stream.runForEach((e) =>
+          Effect.sync(() => {
+            cursor = e.position
+            if (e.event._tag === "AgentTokenRevoked") kick(e.event.agentId)
+          })
+        )
+      )
+    ).pipe(Effect.retry(Schedule.spaced("1 second")), Effect.ignore, Effect.forkScoped)
+  }).pipe(Effect.catchAll((e) => Effect.logWarning("gateway: cannot follow revocations", e)))

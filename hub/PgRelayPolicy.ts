@@ -34,6 +34,7 @@ export const SERVICE_NOT_FOUND = "Service not found"
 export const disconnectReason = (reason: string): typeof DisconnectReason.Type => {
   const code = Number(reason.split(" ")[0])
   if (code === 4009) return "replaced"
+  if (code === 4001 && /revoked/.test(reason)) return "token_revoked"
   if (code === 4008) return "heartbeat_timeout"
   if (code === 1002 || code === 1009) return "protocol_error"
   if (code === 1006 || code === 1011) return "transport_error"

@@ -227,7 +227,13 @@ describe("gateway", () => {
 
       const b = yield* provision(hub, w.apiKey, "b")
       expect(yield* once(b.token)).toBeNull()
+      const live = yield* connect(b.token)
       yield* hub.run(Admin.revokeAgent(b.agentId, "laptop stolen"))
+      // The live connection of a revoked agent is ended by the hub.
+      const ended = yield* live.closed.pipe(Effect.timeout("5 seconds"))
+      expect(ended.code).toBe(4001)
+      yield* waitForEvents(hub, (es) =>
+        es.find((e) => e._tag === "AgentDisconnected" && e.agentId === b.agentId && e.reason === "token_revoked"))
       expect((yield* denial(connect(b.token))).code).toBe("TokenRevoked")
       const api = yield* hub.http("GET", "/v1/services", b.token)
       expect(api).toEqual({ status: 401, body: { error: { code: "Unauthorized", message: "agent token revoked" } } })
