@@ -206,6 +206,8 @@ export const routes: Layer.Layer<never, never, EventLog | SqlClient.SqlClient | 
         }))
       )
 
+      yield* router.all("/v1/*", Effect.succeed(error(404, "NotFound", "no such endpoint")))
+
       yield* router.get(
         "/v1/services",
         handler(Effect.gen(function*() {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Admin from "../../hub/Admin.ts"
+import { DEFAULT_WORKSPACE_ID } from "../../hub/Bootstrap.ts"
 import * as Hub from "../support/Hub.ts"
 
 const unauthorized = (message: string) => ({ status: 401, body: { error: { code: "Unauthorized", message } } })
@@ -25,7 +26,16 @@ describe("agent API", () => {
         status: 400,
         body: { error: { code: "BadRequest" } }
       })
-      expect((yield* hub.http("GET", "/v1/nothing-here", w1.apiKey)).status).toBe(404)
+      expect(yield* hub.http("GET", "/v1/nothing-here", w1.apiKey)).toEqual({
+        status: 404,
+        body: { error: { code: "NotFound", message: "no such endpoint" } }
+      })
+      // The first key of the hub's default workspace lives in the workspace's own stream; it revokes all the same.
+      const bootstrapKeys = yield* hub.run(Admin.listApiKeys(DEFAULT_WORKSPACE_ID))
+      expect(bootstrapKeys.map((k) => k.name)).toEqual(["bootstrap admin"])
+      expect(yield* hub.run(Admin.revokeApiKey(bootstrapKeys[0]!.apiKeyId))).toEqual({ revoked: true })
+      expect(yield* hub.run(Admin.revokeApiKey(bootstrapKeys[0]!.apiKeyId))).toEqual({ revoked: false })
+      expect((yield* hub.run(Admin.listApiKeys(DEFAULT_WORKSPACE_ID)))[0]!.revokedAt).not.toBeNull()
 
       const created = yield* hub.http("POST", "/v1/agents", w1.apiKey, { label: "laptop" })
       expect(created.status).toBe(201)
