@@ -452,7 +452,7 @@ export const make = (options: AgentOptions): Effect.Effect<Agent, AgentError | S
      * after a backoff that grew while it was away; a hub that is up but failing keeps the full backoff.
      */
     const pause = (delay: number, probe: { readonly host: string; readonly port: number } | undefined) =>
-      Effect.async<void>((resume) => {
+      Effect.async<"elapsed" | "woken" | "hubBack">((resume) => {
         let done = false
         let probing: Net.Socket | undefined
         let probeTimer: NodeJS.Timeout | undefined
@@ -463,13 +463,13 @@ export const make = (options: AgentOptions): Effect.Effect<Agent, AgentError | S
           clearTimeout(probeTimer)
           probing?.destroy()
         }
-        const finish = () => {
+        const finish = (why: "elapsed" | "woken" | "hubBack") => {
           if (done) return
           stop()
-          resume(Effect.void)
+          resume(Effect.succeed(why))
         }
-        const timer = setTimeout(finish, delay)
-        wake = finish
+        const timer = setTimeout(() => finish("elapsed"), delay)
+        wake = () => finish("woken")
         const schedule = () => {
           if (done || probe === undefined) return
           probeTimer = setTimeout(() => {
@@ -478,7 +478,7 @@ export const make = (options: AgentOptions): Effect.Effect<Agent, AgentError | S
             socket.once("connect", () => {
               socket.destroy()
               if (!done) err("the hub accepts connections again; reconnecting now")
-              finish()
+              finish("hubBack")
             })
             socket.once("error", () => {
               socket.destroy()
@@ -529,7 +529,9 @@ export const make = (options: AgentOptions): Effect.Effect<Agent, AgentError | S
         }
         const delay = backoff.next()
         err(`reconnecting in ${(delay / 1000).toFixed(1)} s`)
-        yield* pause(delay, down ? hubAddress(state.hubUrl) : undefined)
+        // A hub that is back is a new hub: if it still fails while starting up, back off from the first step again
+        // rather than from where the outage left the delays.
+        if ((yield* pause(delay, down ? hubAddress(state.hubUrl) : undefined)) === "hubBack") backoff.reset()
       }
     })
 

@@ -203,9 +203,14 @@ describe("connect agent (real hub, real agents, real TCP)", () => {
       }
     }
     console.log(`agent e2e: a new connection through the reach port worked ${worked} ms after the hub was back`)
+    const logs = () =>
+      `--- agent B\n${agentB.stderr()}\n--- agent A\n${Fs.readFileSync(Path.join(homeA, "agent.log"), "utf8")}\n--- hub\n${hub.stdout()}${hub.stderr()}`
+    if (worked === undefined || worked >= 2_000) console.log(logs())
     expect(worked).toBeDefined()
-    // The agents probe a hub that went away about once a second instead of waiting out their grown backoff.
-    expect(worked!).toBeLessThan(5_000)
+    // The agents probe a hub that went away about once a second instead of waiting out their grown backoff: ~1 s on
+    // an idle machine. The bound leaves room for a loaded shared CI machine, where the restarted hub itself can take
+    // seconds to answer its first Hello.
+    expect(worked!).toBeLessThan(15_000)
     expect(agentB.stdout().match(new RegExp(CONNECTED.source, "g"))?.length).toBe(2)
     expect(await roundTrip(reachPort, data, 30_000)).toEqual({ sha: sha(data), length: data.length })
 
