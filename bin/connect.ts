@@ -68,6 +68,7 @@ const main = (argv: ReadonlyArray<string>) =>
     Effect.catchIf(ValidationError.isValidationError, () => explain(usageOf(argv.slice(2)), 2)),
     Effect.catchTags({
       DatabaseError: (error) => explain(`connect: ${error.message}`, 1),
+      TlsConfigError: (error) => explain(`connect: ${error.message}`, 2),
       EventLogError: (error) => explain(`connect: ${error.message}`, 1),
       MigrationError: (error) => explain(`connect: database migration failed: ${error.message}`, 1),
       SqlError: (error) => explain(`connect: database error: ${error.message}`, 1),

@@ -38,6 +38,16 @@ const dataDir = Options.text("data-dir").pipe(
   )
 )
 
+const tlsCert = Options.file("tls-cert", { exists: "either" }).pipe(
+  Options.optional,
+  Options.withDescription("PEM certificate (chain) to serve HTTPS and WSS with; needs --tls-key. Without both, plain HTTP.")
+)
+
+const tlsKey = Options.file("tls-key", { exists: "either" }).pipe(
+  Options.optional,
+  Options.withDescription("PEM private key of --tls-cert.")
+)
+
 /**
  * The event log of the hub whose data directory is `dataDir` (or of `DATABASE_URL`), for offline commands such as
  * verify: the same database selection as `connect hub`, migrations applied, no HTTP server.
@@ -56,18 +66,20 @@ export const logLayer = (flags: { readonly dataDir: string | undefined }) =>
 /** `connect hub verify-log`: the audit verify command on this hub's log. */
 export const verifyLog = AuditCli.verifyCommand("verify-log", logLayer)
 
-const hub = Command.make("hub", { port, host, dataDir }, (flags) =>
+const hub = Command.make("hub", { port, host, dataDir, tlsCert, tlsKey }, (flags) =>
   Effect.gen(function*() {
+    const tls = yield* HubConfig.readTls(Option.getOrUndefined(flags.tlsCert), Option.getOrUndefined(flags.tlsKey))
     const config = yield* HubConfig.make({
       port: flags.port,
       host: flags.host,
       dataDir: Option.getOrUndefined(flags.dataDir)
     })
-    return yield* Layer.launch(Main.HubLive(config))
+    return yield* Layer.launch(Main.HubLive({ ...config, tls }))
   })).pipe(
     Command.withDescription(
-      "Start the hub: an HTTP server (GET /health) on --host:--port, backed by Postgres — DATABASE_URL if set, " +
-        "else an embedded Postgres in --data-dir that starts and stops with the hub. Stop it with Ctrl-C or SIGTERM."
+      "Start the hub: the HTTP API and the agent gateway (/v1/agent) on --host:--port, HTTPS/WSS with --tls-cert and " +
+        "--tls-key, backed by Postgres — DATABASE_URL if set, else an embedded Postgres in --data-dir that starts and " +
+        "stops with the hub. Stop it with Ctrl-C or SIGTERM."
     )
   )
 

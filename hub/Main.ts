@@ -4,6 +4,7 @@
  * the services stop, and Postgres stops last.
  */
 import * as Http from "node:http"
+import * as Https from "node:https"
 import type * as Net from "node:net"
 import type { Duplex } from "node:stream"
 import type * as HttpPlatform from "@effect/platform/HttpPlatform"
@@ -92,7 +93,10 @@ export const HttpServerLive = (
 ): Layer.Layer<HubHttpServer | HubUpgrades | HttpServer.HttpServer | HttpPlatform.HttpPlatform, ServeError> =>
   Layer.unwrapEffect(
     Effect.sync(() => {
-      const server = Http.createServer()
+      // An https.Server is an http.Server for everything the hub does with it (requests, upgrades, close).
+      const server = config.tls
+        ? (Https.createServer({ cert: config.tls.cert, key: config.tls.key }) as unknown as Http.Server)
+        : Http.createServer()
       return Layer.mergeAll(
         Layer.succeed(HubHttpServer, server),
         Layer.succeed(HubUpgrades, makeUpgrades()),
@@ -142,7 +146,8 @@ const ServeLive = (
         if (handler) return handler(request, socket, head)
         for (const listener of routerUpgrades) listener.call(server, request, socket, head)
       })
-      const url = address._tag === "TcpAddress" ? `http://${config.host}:${address.port}` : `unix:${address.path}`
+      const scheme = config.tls ? "https" : "http"
+      const url = address._tag === "TcpAddress" ? `${scheme}://${config.host}:${address.port}` : `unix:${address.path}`
       yield* Console.log(`connect hub listening on ${url} (postgres: ${Database.describe(config)})`)
       // server.close() waits for every connection, upgraded ones included, so shutdown could hang on one open
       // socket. Finalizers run in reverse, so this one runs first: idle keep-alive connections close now, and whatever
