@@ -313,9 +313,15 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
 
   const writeBatch = (batch: ReadonlyArray<Pending>): Effect.Effect<void> =>
     commitBatch(batch).pipe(
+      // A span per SQL statement costs ~0.13 ms of the ~0.27 ms each statement takes through @effect/sql (measured
+      // in-transaction against 0.08 ms for raw node-postgres), and the writer runs five of them per batch while it
+      // holds the append lock. The batch itself is one span ("EventLog.writeBatch").
+      Effect.withTracerEnabled(false),
       // One request may have poisoned the batch (a failing projection, a value Postgres refuses). A lost connection
       // surfaces as a defect from the transaction's rollback, so causes are caught, not just failures.
-      Effect.catchAllCause((cause) => (batch.length > 1 ? commitIsolated(batch) : Effect.failCause(cause))),
+      Effect.catchAllCause((cause) =>
+        batch.length > 1 ? commitIsolated(batch).pipe(Effect.withTracerEnabled(false)) : Effect.failCause(cause)
+      ),
       Effect.matchCauseEffect({
         onSuccess: ({ head, outcomes }) =>
           Effect.zipRight(
@@ -327,7 +333,8 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
           const failure = error instanceof EventLogError ? error : unavailable(error)
           return Effect.forEach(batch, (p) => Deferred.fail(p.done, failure), { discard: true })
         }
-      })
+      }),
+      Effect.withSpan("EventLog.writeBatch", { attributes: { requests: batch.length } })
     )
 
   yield* Effect.gen(function* () {
