@@ -3,7 +3,6 @@
  * rollbacks, gap-free positions, subscriptions, two writers on one database, append-only triggers, chain verification,
  * decoding on read, and projection rebuilds.
  */
-import * as Net from "node:net"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { describe, expect, it } from "@effect/vitest"
@@ -18,6 +17,7 @@ import * as Migrations from "../../hub/Migrations.ts"
 import * as PgEventLog from "../../hub/PgEventLog.ts"
 import * as ProjectionRunner from "../../hub/ProjectionRunner.ts"
 import * as StreamHeads from "../../hub/StreamHeads.ts"
+import * as TcpProxy from "../support/TcpProxy.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
 
 const meta = new EventMeta({ actor: { kind: "system" } })
@@ -38,42 +38,6 @@ const saboteur: Projection<SqlClient.SqlClient> = {
       : Effect.void,
   reset: Effect.void
 }
-
-/** A TCP proxy to Postgres that can be cut (every connection destroyed, new ones refused) and restored. */
-const startProxy = (host: string, port: number) =>
-  new Promise<{ port: number; cut: () => Promise<void>; restore: () => void; close: () => Promise<void> }>((resolve) => {
-    const sockets = new Set<Net.Socket>()
-    let up = true
-    const server = Net.createServer((client) => {
-      if (!up) return client.destroy()
-      const upstream = Net.connect(port, host)
-      for (const s of [client, upstream]) {
-        sockets.add(s)
-        s.on("close", () => sockets.delete(s))
-        s.on("error", () => {})
-      }
-      client.pipe(upstream).pipe(client)
-      client.on("close", () => upstream.destroy())
-      upstream.on("close", () => client.destroy())
-    })
-    server.listen(0, "127.0.0.1", () =>
-      resolve({
-        port: (server.address() as Net.AddressInfo).port,
-        cut: async () => {
-          up = false
-          for (const s of sockets) s.destroy()
-        },
-        restore: () => {
-          up = true
-        },
-        close: () =>
-          new Promise((done) => {
-            for (const s of sockets) s.destroy()
-            server.close(() => done())
-          })
-      })
-    )
-  })
 
 const pgLayer = (url: string) => PgClient.layer({ url: Redacted.make(url), maxConnections: 8, connectTimeout: "3 seconds" })
 
@@ -332,10 +296,7 @@ describe("PgEventLog", () => {
   it.scopedLive("while Postgres is unreachable appends fail promptly with Unavailable; afterwards the log resumes", () =>
     Effect.gen(function* () {
       const url = new URL(yield* TestDatabase.makeTestDatabaseUrl)
-      const proxy = yield* Effect.acquireRelease(
-        Effect.promise(() => startProxy(url.hostname, Number(url.port || 5432))),
-        (p) => Effect.promise(() => p.close())
-      )
+      const proxy = yield* TcpProxy.start(url.hostname, Number(url.port || 5432))
       url.hostname = "127.0.0.1"
       url.port = String(proxy.port)
       const ctx = yield* Layer.build(logOn(url.toString()))
@@ -345,7 +306,7 @@ describe("PgEventLog", () => {
           Effect.either
         )
       expect(Either.isRight(yield* append("before"))).toBe(true)
-      yield* Effect.promise(() => proxy.cut())
+      proxy.cut()
       const started = Date.now()
       const during = yield* append("during")
       expect(Either.isLeft(during) && during.left._tag === "EventLogError" && during.left.reason).toBe("Unavailable")
