@@ -13,6 +13,7 @@ import type { Transport } from "../core/Transport.ts"
 import * as Msgpack from "../transports/Msgpack.ts"
 import * as Ws from "../transports/Ws.ts"
 import * as Backoff from "./Backoff.ts"
+import type * as Check from "./Check.ts"
 import * as Control from "./Control.ts"
 import * as HubApi from "./HubApi.ts"
 import * as HubClient from "./HubClient.ts"
@@ -29,9 +30,20 @@ export class AgentError extends Schema.TaggedError<AgentError>()("AgentError", {
   /**
    * "NotProvisioned": no state in CONNECT_HOME; "Unauthorized": the hub refuses the token; "Denied": the hub refused
    * an expose or reach (see `code`); "NotFound": no such exposure; "Listen": a reach port cannot be bound;
-   * "AlreadyRunning": another agent owns this CONNECT_HOME; "Detach": the background agent did not come up.
+   * "AlreadyRunning": another agent owns this CONNECT_HOME; "Detach": the background agent did not come up;
+   * "Offline": not connected to the hub; "CheckFailed": `reach --check` found DNS or TCP failing on the exposer's side.
    */
-  reason: Schema.Literal("NotProvisioned", "Unauthorized", "Denied", "NotFound", "Listen", "AlreadyRunning", "Detach"),
+  reason: Schema.Literal(
+    "NotProvisioned",
+    "Unauthorized",
+    "Denied",
+    "NotFound",
+    "Listen",
+    "AlreadyRunning",
+    "Detach",
+    "Offline",
+    "CheckFailed"
+  ),
   message: Schema.String,
   code: Schema.optional(Schema.String)
 }) {}
@@ -112,6 +124,8 @@ export interface Agent {
   readonly unexpose: (name: string) => Effect.Effect<void, AgentError | State.StateError>
   /** Binds (or returns) the local listener of service `name`, checking with the hub first when connected. */
   readonly reach: (name: string, port?: number) => Effect.Effect<Reached, AgentError | State.StateError>
+  /** Checks service `name` from the exposing agent's side (see `HubClient.check`); needs the hub connection. */
+  readonly check: (name: string) => Effect.Effect<Check.CheckOutput, AgentError>
   /** Closes the listener of `name` (open connections keep flowing) and forgets its port. */
   readonly unreach: (name: string) => Effect.Effect<void, AgentError | State.StateError>
   /** The agent as `connect status` shows it. */
@@ -320,6 +334,20 @@ export const make = (options: AgentOptions): Effect.Effect<Agent, AgentError | S
         })
       )
 
+    const check = (name: string) =>
+      Effect.suspend(() => {
+        const client = live()
+        if (!client) {
+          return Effect.fail(new AgentError({ reason: "Offline", message: `cannot check ${name}: not connected to the hub` }))
+        }
+        return client.check(name).pipe(
+          Effect.catchTags({
+            RelayDenied: (e) => Effect.fail(denied(`check ${name}`, e)),
+            TransportError: (e) => Effect.fail(new AgentError({ reason: "Offline", message: `cannot check ${name}: ${e.message}` }))
+          })
+        )
+      })
+
     const unreach = (name: string) =>
       serialized(
         Effect.gen(function*() {
@@ -370,6 +398,8 @@ export const make = (options: AgentOptions): Effect.Effect<Agent, AgentError | S
           return answer(reach(request.name, request.port))
         case "unreach":
           return answer(unreach(request.name))
+        case "check":
+          return answer(check(request.name))
         default:
           return Promise.resolve({ ok: false, error: { code: "BadRequest", message: "unknown operation" } })
       }
@@ -540,6 +570,7 @@ export const make = (options: AgentOptions): Effect.Effect<Agent, AgentError | S
       expose,
       unexpose,
       reach,
+      check,
       unreach,
       status,
       connected: Deferred.await(firstConnected),

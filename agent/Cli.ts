@@ -15,9 +15,11 @@ import { Effect, Fiber, Option, Redacted, Schema } from "effect"
 import { ServiceName } from "../core/Events.ts"
 import * as Agent from "./Agent.ts"
 import { autoName } from "./AutoName.ts"
+import * as Check from "./Check.ts"
 import * as Control from "./Control.ts"
 import * as Daemon from "./Daemon.ts"
 import * as HubApi from "./HubApi.ts"
+import * as HubClient from "./HubClient.ts"
 import * as State from "./State.ts"
 
 const script = fileURLToPath(new URL("../bin/connect.js", import.meta.url))
@@ -298,6 +300,40 @@ const unexpose = Command.make(
     })
 ).pipe(Command.withDescription("Withdraw a service this agent exposes."))
 
+/** `reach NAME --check` without a running agent: one short connection to the hub for the check. */
+const checkDirect = (home: string, name: string) =>
+  Effect.scoped(
+    Effect.gen(function*() {
+      const state = yield* requireState(home)
+      const hubUrl = yield* HubApi.checkHubUrl(state.hubUrl)
+      const client = yield* HubClient.connect({
+        url: HubApi.gatewayUrl(hubUrl),
+        transport: Agent.transports.get(state.transport) ?? Array.from(Agent.transports.values())[0]!,
+        token: state.token,
+        ...(state.label === undefined ? {} : { label: state.label }),
+        agentVersion: version
+      })
+      return yield* client.check(name)
+    })
+  ).pipe(
+    Effect.catchTags({
+      RelayDenied: (e) => Effect.fail(new Agent.AgentError({ reason: "Denied", code: e.code, message: `cannot check ${name}: ${e.message}` })),
+      TransportError: (e) => Effect.fail(new Agent.AgentError({ reason: "Offline", message: `cannot check ${name}: ${e.message}` }))
+    })
+  )
+
+/** Prints a check and fails (exit 1) when DNS or TCP failed on the exposing agent's side. */
+const printCheck = (output: Check.CheckOutput, asJson: boolean) =>
+  Effect.gen(function*() {
+    yield* out(asJson ? JSON.stringify(output) : Check.format(output))
+    if (!output.ok) {
+      return yield* new Agent.AgentError({
+        reason: "CheckFailed",
+        message: `check of ${output.service} failed: ${output.dns.ok ? "TCP" : "DNS"} does not answer on the exposing agent's side`
+      })
+    }
+  })
+
 const reach = Command.make(
   "reach",
   {
@@ -305,12 +341,26 @@ const reach = Command.make(
     port: portNumber("port", 0).pipe(
       Options.optional,
       Options.withDescription("Local port on 127.0.0.1 (default: the one this name had before, else a free one).")
-    )
+    ),
+    check: Options.boolean("check").pipe(
+      Options.withDescription(
+        "Do not bind a port: check the service from the exposing agent's side (DNS, TCP, TLS, HTTP, latency). " +
+          "TLS and HTTP are informational; exit 1 only when DNS or TCP fail."
+      )
+    ),
+    json
   },
   (flags) =>
     Effect.gen(function*() {
       const home = State.home()
       yield* requireState(home)
+      if (flags.check) {
+        const answer = yield* ask(home, { op: "check", name: flags.name })
+        const output = Option.isSome(answer)
+          ? (answer.value as Check.CheckOutput)
+          : yield* checkDirect(home, flags.name)
+        return yield* printCheck(output, flags.json)
+      }
       const port = Option.getOrUndefined(flags.port)
       const request: Control.Request = port === undefined
         ? { op: "reach", name: flags.name }

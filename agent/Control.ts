@@ -1,6 +1,6 @@
 /**
  * The running agent's control socket, `CONNECT_HOME/agent.sock`: a unix socket speaking JSON lines, one request and
- * one response per line, through which `connect expose/unexpose/reach/unreach/status` act on the agent that owns the hub
+ * one response per line, through which `connect expose/unexpose/reach/unreach/status` (and `reach --check`) act on the agent that owns the hub
  * connection and the reach listeners.
  */
 import * as Fs from "node:fs"
@@ -16,6 +16,7 @@ export type Request =
   | { readonly op: "unexpose"; readonly name: string }
   | { readonly op: "reach"; readonly name: string; readonly port?: number }
   | { readonly op: "unreach"; readonly name: string }
+  | { readonly op: "check"; readonly name: string }
 
 /** The agent's answer: a result, or an error with a stable code and a message for the user. */
 export type Response =

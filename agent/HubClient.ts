@@ -11,6 +11,7 @@ import { CloseCodes, TransportError } from "../core/Transport.ts"
 import type { CloseInfo, Connection, Transport } from "../core/Transport.ts"
 import * as Heartbeat from "../transports/Heartbeat.ts"
 import * as Mux from "../transports/Mux.ts"
+import * as Check from "./Check.ts"
 import * as Tunnel from "./Tunnel.ts"
 
 /** Options of `connect`. */
@@ -57,6 +58,11 @@ export interface HubClientService {
     name: string,
     options?: { readonly port?: number; readonly host?: string }
   ) => Effect.Effect<Tunnel.Listener, RelayDenied | TransportError, Scope.Scope>
+  /**
+   * Checks service `name` from the exposing agent's side (DNS, TCP, TLS, HTTP; see `Check.probe`); the hub resolves
+   * and audits it like a reach. `latencyMs` is the round trip through the hub without the probe's own time.
+   */
+  readonly check: (name: string) => Effect.Effect<Check.CheckOutput, RelayDenied | TransportError>
   /** Live streams and bytes waiting in local sockets and the connection. */
   readonly stats: () => { readonly streams: number; readonly bufferedBytes: number; readonly connectionBuffered: number }
   /**
@@ -75,6 +81,7 @@ export const connect = Effect.fn("HubClient.connect")(function*(options: Connect
   const welcome = yield* Deferred.make<Protocol.Welcome, RelayDenied | TransportError>()
   const closed = yield* Deferred.make<CloseInfo>()
   const requests = new Map<number, Deferred.Deferred<void, RelayDenied | TransportError>>()
+  const checks = new Map<number, Deferred.Deferred<Protocol.CheckReport, RelayDenied | TransportError>>()
   const exposes = new Map<string, Tunnel.Target>()
   let nextRequest = 1
   let ready = false
@@ -104,12 +111,32 @@ export const connect = Effect.fn("HubClient.connect")(function*(options: Connect
         }
         case "Error": {
           if (message.request !== undefined) {
+            const check = checks.get(message.request)
+            checks.delete(message.request)
+            if (check) Deferred.unsafeDone(check, Effect.fail(denied(message)))
             const pending = requests.get(message.request)
             requests.delete(message.request)
             if (pending) Deferred.unsafeDone(pending, Effect.fail(denied(message)))
             return
           }
           if (!ready) Deferred.unsafeDone(welcome, Effect.fail(denied(message)))
+          return
+        }
+        case "CheckResult": {
+          const pending = checks.get(message.request)
+          checks.delete(message.request)
+          if (pending) Deferred.unsafeDone(pending, Effect.succeed(message.report))
+          return
+        }
+        case "Probe": {
+          const target = exposes.get(message.service)
+          const request = message.request
+          const report: Promise<Protocol.CheckReport> = target
+            ? Check.probe(target.host, target.port)
+            : Promise.resolve(Check.notExposed(message.service))
+          report.then((r) => {
+            if (!connection.closed) connection.send(new Protocol.ProbeResult({ request, report: r }))
+          })
           return
         }
         case "Open":
@@ -129,6 +156,8 @@ export const connect = Effect.fn("HubClient.connect")(function*(options: Connect
       Deferred.unsafeDone(welcome, Effect.fail(gone))
       for (const pending of requests.values()) Deferred.unsafeDone(pending, Effect.fail(gone))
       requests.clear()
+      for (const pending of checks.values()) Deferred.unsafeDone(pending, Effect.fail(gone))
+      checks.clear()
       Deferred.unsafeDone(closed, Effect.succeed(info))
     }
   })
@@ -195,6 +224,22 @@ export const connect = Effect.fn("HubClient.connect")(function*(options: Connect
       yield* call((request) => new Protocol.Reach({ request, name }))
       return yield* Tunnel.listen((socket) => open(name, socket), reachOptions?.host ?? "127.0.0.1", reachOptions?.port ?? 0)
     }),
+    check: (name: string) =>
+      Effect.suspend(() => {
+        if (connection.closed) {
+          return Effect.fail(new TransportError({ reason: "Closed", message: "hub connection is closed" }))
+        }
+        const request = nextRequest++
+        const done = Deferred.unsafeMake<Protocol.CheckReport, RelayDenied | TransportError>(FiberId.none)
+        checks.set(request, done)
+        const started = performance.now()
+        connection.send(new Protocol.Check({ request, name }))
+        return Effect.map(Deferred.await(done), (report): Check.CheckOutput => ({
+          service: name,
+          ...report,
+          latencyMs: Math.max(0, Math.round((performance.now() - started - report.elapsedMs) * 10) / 10)
+        }))
+      }).pipe(Effect.withSpan("HubClient.check")),
     stats: () => ({ streams: mux.size(), bufferedBytes: mux.bufferedBytes(), connectionBuffered: connection.bufferedAmount }),
     closed: Deferred.await(closed)
   })

@@ -30,7 +30,7 @@ export const MaxFrame = 1024 * 1024
 /** A stream id on one connection (u32; odd when opened by an agent, even when opened by the hub). */
 export const StreamId = Schema.Number.pipe(Schema.int(), Schema.between(1, 0xffff_ffff))
 
-/** A request id correlating `Expose`/`Unexpose`/`Reach` with the `Ack` or `Error` that answers it. */
+/** A request id correlating `Expose`/`Unexpose`/`Reach`/`Check` (and the hub's `Probe`) with the message that answers it. */
 export const RequestId = Schema.Number.pipe(Schema.int(), Schema.nonNegative())
 
 /** First message of an agent: who it is (token), which protocol and transport it speaks. */
@@ -82,6 +82,56 @@ export class Unexpose extends Schema.TaggedClass<Unexpose>()("Unexpose", {
 export class Reach extends Schema.TaggedClass<Reach>()("Reach", {
   request: RequestId,
   name: Schema.String
+}) {}
+
+/** One step of a service check: whether it succeeded, how long it took (ms) and what was found. */
+export const CheckStep = Schema.Struct({
+  ok: Schema.Boolean,
+  ms: Schema.Number,
+  detail: Schema.String
+})
+
+/** A service check as run by the exposing agent against its own target (see `agent/Check.ts`). */
+export const CheckReport = Schema.Struct({
+  host: Schema.String,
+  port: Schema.Number,
+  dns: CheckStep,
+  tcp: CheckStep,
+  /** Informational: a plain TCP service is "not TLS", never a failure. */
+  tls: CheckStep,
+  /** Informational: a service that does not speak HTTP is "not HTTP", never a failure. */
+  http: CheckStep,
+  /** True when DNS and TCP succeeded. */
+  ok: Schema.Boolean,
+  /** Time the probe took on the exposing agent, in ms. */
+  elapsedMs: Schema.Number
+})
+
+/** A service check report. */
+export type CheckReport = typeof CheckReport.Type
+
+/** Agent → hub: check a service from the exposing agent's side (resolved and audited like a `Reach`). */
+export class Check extends Schema.TaggedClass<Check>()("Check", {
+  request: RequestId,
+  name: Schema.String
+}) {}
+
+/** Hub → exposing agent: probe the target of `service` and answer with a `ProbeResult` of the same request id. */
+export class Probe extends Schema.TaggedClass<Probe>()("Probe", {
+  request: RequestId,
+  service: Schema.String
+}) {}
+
+/** Exposing agent → hub: the result of a `Probe`. */
+export class ProbeResult extends Schema.TaggedClass<ProbeResult>()("ProbeResult", {
+  request: RequestId,
+  report: CheckReport
+}) {}
+
+/** Hub → checking agent: the exposing agent's report for its `Check`. */
+export class CheckResult extends Schema.TaggedClass<CheckResult>()("CheckResult", {
+  request: RequestId,
+  report: CheckReport
 }) {}
 
 /** Hub → agent: the request with this id succeeded. */
@@ -157,6 +207,10 @@ export const Message = Schema.Union(
   Expose,
   Unexpose,
   Reach,
+  Check,
+  Probe,
+  ProbeResult,
+  CheckResult,
   Ack,
   Open,
   Opened,

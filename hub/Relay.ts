@@ -24,6 +24,8 @@ export interface RelayOptions {
   readonly heartbeat?: Heartbeat.HeartbeatOptions
   /** Time an accepted connection has to send `Hello`, in ms (default 10 s). */
   readonly helloTimeoutMs?: number
+  /** Time the exposing agent has to answer a `Probe` before the check fails, in ms (default 10 s). */
+  readonly checkTimeoutMs?: number
   /** Stream window the agents use (default `StreamWindow`); frames beyond it are a protocol violation. */
   readonly window?: number
 }
@@ -95,6 +97,10 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
   const links = new Set<Link>()
   const agents = new Map<string, Link>()
   let tunnels = 0
+  const checkTimeoutMs = options.checkTimeoutMs ?? 10_000
+  /** Checks waiting for the exposing agent's `ProbeResult`, by the hub's probe request id. */
+  const probes = new Map<number, { readonly from: Link; readonly request: number; readonly to: Link; readonly timer: ReturnType<typeof setTimeout> }>()
+  let nextProbe = 1
 
   /** Runs a policy effect off the hot path and calls back with its outcome. */
   const decide = <A>(effect: Effect.Effect<A, RelayDenied>, done: (exit: Exit.Exit<A, RelayDenied>) => void) => {
@@ -273,6 +279,52 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
     })
   }
 
+  /** A `Check`: resolved (and audited) like a `Reach`, then probed by the exposing agent. */
+  const check = (link: Link, message: Protocol.Check) => {
+    const route = policy.resolveReach(link.session!, message.name).pipe(
+      Effect.flatMap((to) => {
+        const target = agents.get(to.agentId)
+        return !target || target.state !== "ready"
+          ? Effect.fail(new RelayDenied({ code: "AgentOffline", message: `the agent exposing ${to.service} is offline` }))
+          : Effect.succeed({ target, service: to.service })
+      })
+    )
+    decide(route, (exit) => {
+      if (link.state === "closed") return
+      if (Exit.isFailure(exit) || exit.value.target.state !== "ready") {
+        const { code, message: text } = Exit.isFailure(exit)
+          ? denial(exit)
+          : { code: "AgentOffline", message: `the agent exposing ${message.name} is offline` }
+        return link.connection.send(new Protocol.Error({ code, message: text, request: message.request }))
+      }
+      const { target, service } = exit.value
+      const id = nextProbe++
+      const timer = setTimeout(() => {
+        if (!probes.delete(id) || link.state === "closed") return
+        link.connection.send(
+          new Protocol.Error({
+            code: "Unavailable",
+            message: `the agent exposing ${service} did not answer the check within ${checkTimeoutMs / 1000} s`,
+            request: message.request
+          })
+        )
+      }, checkTimeoutMs)
+      probes.set(id, { from: link, request: message.request, to: target, timer })
+      target.connection.send(new Protocol.Probe({ request: id, service }))
+    })
+  }
+
+  const probeResult = (link: Link, message: Protocol.ProbeResult) => {
+    const pending = probes.get(message.request)
+    // A late answer (after the timeout) or one from another agent is dropped.
+    if (!pending || pending.to !== link) return
+    probes.delete(message.request)
+    clearTimeout(pending.timer)
+    if (pending.from.state !== "closed") {
+      pending.from.connection.send(new Protocol.CheckResult({ request: pending.request, report: message.report }))
+    }
+  }
+
   const hello = (link: Link, message: Protocol.Hello) => {
     if (message.protocol !== Protocol.ProtocolVersion) {
       link.connection.send(
@@ -358,6 +410,10 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
         return request(link, message.request, policy.unexpose(link.session!, message.name))
       case "Reach":
         return request(link, message.request, Effect.asVoid(policy.resolveReach(link.session!, message.name)))
+      case "Check":
+        return check(link, message)
+      case "ProbeResult":
+        return probeResult(link, message)
       case "Ping":
         return link.connection.send(new Protocol.Pong({ nonce: message.nonce }))
       case "Pong":
@@ -375,6 +431,16 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
     if (link.heartbeat) runFork(Fiber.interrupt(link.heartbeat))
     for (const t of [...link.routes.values()]) {
       closeTunnel(t, "AgentDisconnected", t.from === link ? t.to : t.from)
+    }
+    for (const [id, p] of probes) {
+      if (p.from !== link && p.to !== link) continue
+      probes.delete(id)
+      clearTimeout(p.timer)
+      if (p.to === link && p.from.state !== "closed") {
+        p.from.connection.send(
+          new Protocol.Error({ code: "AgentOffline", message: "the exposing agent disconnected during the check", request: p.request })
+        )
+      }
     }
     if (was === "ready" && link.session) {
       if (agents.get(link.session.agentId) === link) agents.delete(link.session.agentId)
@@ -412,6 +478,8 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
 
   yield* Effect.addFinalizer(() =>
     Effect.sync(() => {
+      for (const p of probes.values()) clearTimeout(p.timer)
+      probes.clear()
       for (const link of links) {
         clearTimeout(link.helloTimer)
         link.connection.close(CloseCodes.GoingAway, "relay stopped")

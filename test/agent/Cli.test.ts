@@ -45,7 +45,7 @@ describe("agent CLI", () => {
     const r = await connect(["reach", "prod-db", "--port", "70000"])
     expect(r.code).toBe(2)
     expect(r.stderr).toContain("--port must be a whole number from 0 to 65535")
-    expect(r.stderr).toContain("Usage: connect reach [--port integer] <NAME>")
+    expect(r.stderr).toContain("Usage: connect reach [--port integer] [--check] [--json] <NAME>")
   })
 
   it("a target that is not HOST:PORT, or a bad --name, exits 2 with the usage", async () => {

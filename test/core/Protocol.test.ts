@@ -5,6 +5,17 @@ import { describe, expect, it } from "@effect/vitest"
 import { Either, Schema } from "effect"
 import * as P from "../../core/Protocol.ts"
 
+const sampleReport: P.CheckReport = {
+  host: "localhost",
+  port: 5432,
+  dns: { ok: true, ms: 0.4, detail: "localhost → 127.0.0.1" },
+  tcp: { ok: true, ms: 0.3, detail: "127.0.0.1:5432" },
+  tls: { ok: false, ms: 1.2, detail: "not TLS (plain TCP service)" },
+  http: { ok: false, ms: 2.5, detail: "not HTTP" },
+  ok: true,
+  elapsedMs: 4.6
+}
+
 /** One instance of every message of the protocol. */
 export const everyMessage: ReadonlyArray<P.Message> = [
   new P.Hello({ protocol: P.ProtocolVersion, token: "ab".repeat(32), transport: "msgpack", agentVersion: "1.0.0", label: "db-host" }),
@@ -14,6 +25,10 @@ export const everyMessage: ReadonlyArray<P.Message> = [
   new P.Expose({ request: 1, name: "prod-db", host: "localhost", port: 5432 }),
   new P.Unexpose({ request: 2, name: "prod-db" }),
   new P.Reach({ request: 3, name: "prod-db" }),
+  new P.Check({ request: 4, name: "prod-db" }),
+  new P.Probe({ request: 1, service: "prod-db" }),
+  new P.ProbeResult({ request: 1, report: sampleReport }),
+  new P.CheckResult({ request: 4, report: sampleReport }),
   new P.Ack({ request: 3 }),
   new P.Open({ stream: 1, service: "prod-db" }),
   new P.Opened({ stream: 2 }),

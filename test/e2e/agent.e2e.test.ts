@@ -158,6 +158,21 @@ describe("connect agent (real hub, real agents, real TCP)", () => {
       expect.arrayContaining([expect.objectContaining({ name: "echo", agentLabel: "agent-a", online: true })])
     )
 
+    // `reach --check` through the running agent: probed on A's side; an echo server is plain TCP, never refused.
+    const checked = await command(homeB, ["reach", "echo", "--check"])
+    expect(checked.code).toBe(0)
+    expect(checked.stdout).toContain("✓ DNS OK (127.0.0.1 → 127.0.0.1")
+    expect(checked.stdout).toContain(`✓ TCP OK (127.0.0.1:${echoPort}`)
+    expect(checked.stdout).toContain("– TLS: not TLS (plain TCP service)")
+    expect(checked.stdout).toContain("– HTTP: not HTTP")
+    expect(checked.stdout).toMatch(/✓ Latency: [\d.]+ ms \(round trip through the hub\)/)
+    const checkedJson = await command(homeB, ["reach", "echo", "--check", "--json"])
+    expect(checkedJson.code).toBe(0)
+    expect(JSON.parse(checkedJson.stdout)).toMatchObject({ service: "echo", ok: true, tcp: { ok: true }, tls: { ok: false } })
+    const missing = await command(homeB, ["reach", "nope", "--check"])
+    expect(missing.code).toBe(1)
+    expect(missing.stderr).toContain("Service not found")
+
     // The token is private to the state file: mode 0600, in no output of any process.
     const stateB = JSON.parse(Fs.readFileSync(Path.join(homeB, "agent.json"), "utf8")) as { token: string; reaches: object }
     expect(Fs.statSync(Path.join(homeB, "agent.json")).mode & 0o777).toBe(0o600)
@@ -218,6 +233,11 @@ describe("connect agent (real hub, real agents, real TCP)", () => {
     agentB.child.kill("SIGTERM")
     expect(await agentB.exited(15_000)).toEqual({ code: 0, signal: null })
     expect(Fs.existsSync(Path.join(homeB, "agent.sock"))).toBe(false)
+
+    // With no agent running, `reach --check` makes one short connection of its own.
+    const direct = await command(homeB, ["reach", "echo", "--check", "--json"])
+    expect(direct.code).toBe(0)
+    expect(JSON.parse(direct.stdout)).toMatchObject({ service: "echo", ok: true, tcp: { ok: true } })
 
     // With no agent running, `connect reach` runs one in the foreground itself, on the same port as before.
     const foreground = connect(homeB, ["reach", "echo"])
