@@ -105,6 +105,34 @@ export interface Status {
   readonly reaches: ReadonlyArray<{ readonly name: string; readonly port: number; readonly bound: boolean }>
 }
 
+/**
+ * The status of the agent whose state is `state`: `live` describes the running process (its connection and bound reach
+ * ports); without it, the agent is not running and nothing is bound.
+ */
+export const statusOf = (
+  state: State.AgentState,
+  live?: {
+    readonly connected: boolean
+    readonly pid: number
+    readonly bound: (name: string) => number | undefined
+  }
+): Status => ({
+  hub: state.hubUrl,
+  agentId: state.agentId,
+  workspaceId: state.workspaceId,
+  label: state.label,
+  transport: state.transport,
+  tokenExpiresAt: state.tokenExpiresAt,
+  running: live !== undefined,
+  connected: live?.connected ?? false,
+  ...(live ? { pid: live.pid } : {}),
+  exposures: state.exposures,
+  reaches: Object.entries(state.reaches).map(([name, port]) => {
+    const bound = live?.bound(name)
+    return { name, port: bound ?? port, bound: bound !== undefined }
+  })
+})
+
 /** Result of an expose: `pending` when the agent is not connected and will expose it on reconnect. */
 export interface Exposed extends State.Exposure {
   readonly pending: boolean
@@ -359,19 +387,8 @@ export const make = (options: AgentOptions): Effect.Effect<Agent, AgentError | S
         })
       )
 
-    const status = (): Status => ({
-      hub: state.hubUrl,
-      agentId: state.agentId,
-      workspaceId: state.workspaceId,
-      label: state.label,
-      transport: state.transport,
-      tokenExpiresAt: state.tokenExpiresAt,
-      running: true,
-      connected: live() !== undefined,
-      pid: process.pid,
-      exposures: state.exposures,
-      reaches: Object.entries(state.reaches).map(([name, p]) => ({ name, port: listeners.get(name)?.port ?? p, bound: listeners.has(name) }))
-    })
+    const status = (): Status =>
+      statusOf(state, { connected: live() !== undefined, pid: process.pid, bound: (name) => listeners.get(name)?.port })
 
     const answer = <A>(effect: Effect.Effect<A, AgentError | State.StateError>): Promise<Control.Response> =>
       Effect.runPromise(

@@ -416,18 +416,7 @@ const status = Command.make("status", { json }, (flags) =>
     const home = State.home()
     const state = yield* requireState(home)
     const running = yield* runningAgent(home)
-    const s: Agent.Status = Option.getOrElse(running, () => ({
-      hub: state.hubUrl,
-      agentId: state.agentId,
-      workspaceId: state.workspaceId,
-      label: state.label,
-      transport: state.transport,
-      tokenExpiresAt: state.tokenExpiresAt,
-      running: false,
-      connected: false,
-      exposures: state.exposures,
-      reaches: Object.entries(state.reaches).map(([name, port]) => ({ name, port, bound: false }))
-    }))
+    const s: Agent.Status = Option.getOrElse(running, () => Agent.statusOf(state))
     return yield* out(flags.json ? JSON.stringify(s) : statusText(s))
   })).pipe(Command.withDescription("Show the agent: hub, identity, whether it runs and is connected, exposures, reaches."))
 
