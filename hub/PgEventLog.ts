@@ -95,7 +95,7 @@ const decodeFailure = (raw: RawEvent, message: string, cause: unknown) =>
   })
 
 /** Decodes a raw event through its schema; an unknown type or bad payload is an `EventLogError` naming the position. */
-export const decodeRawEither = (raw: RawEvent): Either.Either<StoredEvent, EventLogError> => {
+const decodeRawEither = (raw: RawEvent): Either.Either<StoredEvent, EventLogError> => {
   let data: unknown
   let metaJson: unknown
   try {
@@ -112,7 +112,7 @@ export const decodeRawEither = (raw: RawEvent): Either.Either<StoredEvent, Event
 }
 
 /** Decodes a page of raw events, in one synchronous pass (rebuilds decode millions). */
-export const decodePage = (raws: ReadonlyArray<RawEvent>): Effect.Effect<Array<StoredEvent>, EventLogError> =>
+const decodePage = (raws: ReadonlyArray<RawEvent>): Effect.Effect<Array<StoredEvent>, EventLogError> =>
   Effect.suspend(() => {
     const out: Array<StoredEvent> = new Array(raws.length)
     for (let i = 0; i < raws.length; i++) {
@@ -123,7 +123,7 @@ export const decodePage = (raws: ReadonlyArray<RawEvent>): Effect.Effect<Array<S
     return Effect.succeed(out)
   })
 
-// Payloads as text (hashed as-is by verify, parsed once by decodeRaw) and the time as epoch ms (exact: the writer
+// Payloads as text (hashed as-is by verify, parsed once by decodeRawEither) and the time as epoch ms (exact: the writer
 // stores whole milliseconds), which is also cheaper to read than a timestamptz.
 const SELECT_COLUMNS = `position, id, stream, version, workspace_id, type, data::text as data, meta::text as meta,
   (extract(epoch from recorded_at) * 1000)::bigint as recorded_ms, prev_hash, hash`

@@ -218,6 +218,28 @@ describe("PgEventLog", () => {
     })
   )
 
+  it.scopedLive("without any notification, a subscriber still finds new events by polling", () =>
+    withLog(
+      () =>
+        Effect.gen(function* () {
+          const log = yield* EventLog
+          const sql = yield* SqlClient.SqlClient
+          const first = yield* log.subscribe(0).pipe(Stream.take(1), Stream.runCollect, Effect.fork)
+          yield* Effect.sleep("300 millis")
+          // Written behind the log's back (as another hub version might), so neither NOTIFY nor the in-process
+          // signal fires: only the poll can see it.
+          yield* sql.unsafe(
+            `insert into events (position, id, stream, version, type, data, meta, prev_hash, hash)
+             values (1, $1, 'poll', 1, 'WorkspaceCreated', $2::jsonb, '{"actor": {"kind": "system"}}', $3, $3)`,
+            [uuidv7(), JSON.stringify({ workspaceId: uuidv7(), name: "polled" }), Buffer.alloc(32)]
+          )
+          const got = yield* Fiber.join(first).pipe(Effect.timeout("5 seconds"))
+          expect([...got].map((e) => (e.event as WorkspaceCreated).name)).toEqual(["polled"])
+        }),
+      { pollInterval: 200 }
+    )
+  )
+
   it.scopedLive("UPDATE, DELETE and TRUNCATE of events fail through the hub's connection", () =>
     withLog(() =>
       Effect.gen(function* () {
