@@ -47,10 +47,9 @@ export const layer = (options: GatewayOptions = {}): Layer.Layer<
       yield* PgRelayPolicy.sweepStaleConnections.pipe(
         Effect.catchAll((e) => Effect.logWarning("gateway: could not close stale connections in the read model", e))
       )
-      const recording = new Set<symbol>()
       // Which connection an agent is on (by its address), so that a revocation can end it.
       const agentAddresses = new Map<string, string>()
-      const base = recordsTracked(yield* PgRelayPolicy.make({ spool }), recording)
+      const base = yield* PgRelayPolicy.make({ spool })
       const policy: RelayPolicyService = {
         ...base,
         agentConnected: (session, info) =>
@@ -62,21 +61,6 @@ export const layer = (options: GatewayOptions = {}): Layer.Layer<
       const standIn = Object.assign(new EventEmitter(), { address: () => server.address() }) as unknown as Http.Server
       yield* Relay.serve({ ...relay, accept: (c) => relay.accept(tracked(c, connections)) }, { server: standIn }).pipe(
         Effect.orDie
-      )
-      // Runs before the relay's own finalizer: the relay records how connections and tunnels ended from their close
-      // events, which arrive only after its scope is gone if it closes them itself. So they are closed here first
-      // and their records awaited (bounded: the HTTP server destroys leftover sockets 2 s into shutdown anyway).
-      yield* Effect.addFinalizer(() =>
-        Effect.gen(function*() {
-          for (const c of connections) c.close(CloseCodes.GoingAway, "hub shutting down")
-          const deadline = Date.now() + 4_000
-          while ((connections.size > 0 || recording.size > 0) && Date.now() < deadline) yield* Effect.sleep("20 millis")
-          if (connections.size > 0 || recording.size > 0) {
-            yield* Effect.logWarning(
-              `gateway: shutting down with ${connections.size} connection(s) open and ${recording.size} record(s) pending`
-            )
-          }
-        })
       )
       yield* kickRevoked((agentId) => {
         const address = agentAddresses.get(agentId)
@@ -90,7 +74,7 @@ export const layer = (options: GatewayOptions = {}): Layer.Layer<
     })
   )
 
-/** `connection`, kept in `live` until its close has been delivered to its handler. */
+/** `connection`, kept in `live` (for revocation kicks) until its close has been delivered to its handler. */
 const tracked = (connection: Connection, live: Set<Connection>): Connection => {
   const wrapped: Connection = Object.create(connection, {
     setHandler: {
@@ -106,21 +90,6 @@ const tracked = (connection: Connection, live: Set<Connection>): Connection => {
   })
   live.add(wrapped)
   return wrapped
-}
-
-/** `policy`, with the records of endings (disconnections, closed tunnels) in flight kept in `pending`. */
-const recordsTracked = (policy: RelayPolicyService, pending: Set<symbol>): RelayPolicyService => {
-  const track = <A, E>(effect: Effect.Effect<A, E>) =>
-    Effect.suspend(() => {
-      const token = Symbol()
-      pending.add(token)
-      return Effect.ensuring(effect, Effect.sync(() => pending.delete(token)))
-    })
-  return {
-    ...policy,
-    agentDisconnected: (session, info) => track(policy.agentDisconnected(session, info)),
-    tunnelClosed: (tunnel, totals) => track(policy.tunnelClosed(tunnel, totals))
-  }
 }
 
 /**

@@ -424,6 +424,8 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
   }
 
   const onClose = (link: Link, code: number, reason: string) => {
+    // The relay's finalizer closes links itself; the carrier's close event for them comes later and is a no-op.
+    if (link.state === "closed") return
     const was = link.state
     link.state = "closed"
     links.delete(link)
@@ -477,13 +479,17 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
   }
 
   yield* Effect.addFinalizer(() =>
-    Effect.sync(() => {
+    Effect.gen(function*() {
       for (const p of probes.values()) clearTimeout(p.timer)
       probes.clear()
-      for (const link of links) {
-        clearTimeout(link.helloTimer)
+      // How each connection and tunnel ended is recorded now, while the fibers that record it can still run: the
+      // carrier's close events would arrive only after this scope, and the FiberSet with it, is gone.
+      for (const link of [...links]) {
+        onClose(link, CloseCodes.GoingAway, "relay stopped")
         link.connection.close(CloseCodes.GoingAway, "relay stopped")
       }
+      // Bounded: the policy retries a record a few times and then spools or logs it, well within 4 s.
+      yield* FiberSet.awaitEmpty(fibers).pipe(Effect.timeout("4 seconds"), Effect.ignore)
     })
   )
 
