@@ -3,10 +3,11 @@
  * can be rebuilt from position 0. Each batch's writes and its checkpoint commit in one transaction (exactly-once).
  */
 import { SqlClient } from "@effect/sql"
-import { Effect, Stream } from "effect"
+import { Context, Effect, Fiber, Stream } from "effect"
 import { EventLog, EventLogError, type StoredEvent } from "../core/EventLog.ts"
 import type { Projection } from "../core/Projection.ts"
 import { APPEND_LOCK_KEY } from "./PgEventLog.ts"
+import { type ProjectionSql, provideFromSqlClient } from "./ProjectionSql.ts"
 
 const projectionError = (name: string) => (cause: unknown) =>
   cause instanceof EventLogError
@@ -35,16 +36,19 @@ const saveCheckpoint = (name: string, position: number) =>
     )
   )
 
-const applyBatch = (projection: Projection<SqlClient.SqlClient>, events: ReadonlyArray<StoredEvent>) =>
+const applyBatch = (projection: Projection<ProjectionSql>, events: ReadonlyArray<StoredEvent>) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     sql.withTransaction(
-      Effect.zipRight(projection.apply(events), saveCheckpoint(projection.name, events[events.length - 1]!.position))
+      Effect.zipRight(
+        provideFromSqlClient(projection.apply(events)),
+        saveCheckpoint(projection.name, events[events.length - 1]!.position)
+      )
     )
   ).pipe(Effect.mapError(projectionError(projection.name)))
 
 /** Follows the log from the projection's checkpoint forever, applying batches of up to `batchSize` events. */
 export const follow = Effect.fn("ProjectionRunner.follow")(function* (
-  projection: Projection<SqlClient.SqlClient>,
+  projection: Projection<ProjectionSql>,
   batchSize = 1000
 ) {
   const log = yield* EventLog
@@ -61,7 +65,7 @@ export const follow = Effect.fn("ProjectionRunner.follow")(function* (
  * Returns the number of events replayed.
  */
 export const rebuild = Effect.fn("ProjectionRunner.rebuild")(function* (
-  projection: Projection<SqlClient.SqlClient>,
+  projection: Projection<ProjectionSql>,
   options: { readonly pageSize?: number; readonly onProgress?: (position: number) => Effect.Effect<void> } = {}
 ) {
   const sql = yield* SqlClient.SqlClient
@@ -71,17 +75,22 @@ export const rebuild = Effect.fn("ProjectionRunner.rebuild")(function* (
     .withTransaction(
       Effect.gen(function* () {
         yield* sql.unsafe(`select pg_advisory_xact_lock(${APPEND_LOCK_KEY})`)
-        yield* projection.reset
+        yield* provideFromSqlClient(projection.reset)
         let cursor = 0
         let count = 0
-        while (true) {
-          // readAll goes through the pool, outside this transaction; holding the append lock keeps the log still.
-          const events = yield* log.readAll(cursor, pageSize)
-          if (events.length === 0) break
-          yield* projection.apply(events)
-          cursor = events[events.length - 1]!.position
-          count += events.length
+        // Pages are read through the pool, outside this transaction (holding the append lock keeps the log still), so
+        // the next page is read and decoded while this one is applied: the two cost about the same.
+        const read = (after: number) =>
+          log.readAll(after, pageSize).pipe(Effect.mapInputContext((context: Context.Context<never>) => Context.omit(SqlClient.TransactionConnection)(context)))
+        let page = yield* read(0)
+        while (page.length > 0) {
+          const last = page[page.length - 1]!.position
+          const next = yield* Effect.fork(page.length < pageSize ? Effect.succeed([]) : read(last))
+          yield* provideFromSqlClient(projection.apply(page)).pipe(Effect.onError(() => Fiber.interrupt(next)))
+          cursor = last
+          count += page.length
           if (options.onProgress) yield* options.onProgress(cursor)
+          page = yield* Fiber.join(next)
         }
         yield* saveCheckpoint(projection.name, cursor)
         return count

@@ -3,10 +3,10 @@
  * inside the append transaction (the API reads its own writes), take every timestamp from the event's
  * `recorded_at` (so a rebuild reproduces them exactly), and sit behind row-level security (see `Scoped.ts`).
  */
-import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import type { StoredEvent } from "../core/EventLog.ts"
 import type { Projection } from "../core/Projection.ts"
+import { ProjectionSql } from "./ProjectionSql.ts"
 
 type Statement = readonly [string, ReadonlyArray<unknown>]
 
@@ -15,17 +15,17 @@ const make = (
   name: string,
   table: string,
   statements: (e: StoredEvent) => ReadonlyArray<Statement>
-): Projection<SqlClient.SqlClient> => ({
+): Projection<ProjectionSql> => ({
   name,
   mode: "inline",
   apply: (events) =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
+      const sql = yield* ProjectionSql
       for (const e of events) {
-        for (const [text, params] of statements(e)) yield* sql.unsafe(text, params as Array<unknown>)
+        for (const [text, params] of statements(e)) yield* sql.query(text, params)
       }
     }),
-  reset: Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(`delete from ${table}`))
+  reset: Effect.flatMap(ProjectionSql, (sql) => sql.query(`delete from ${table}`))
 })
 
 /** `workspaces`: id, name, created_at. */
@@ -105,4 +105,4 @@ export const services = make("services", "services", (e) => {
 })
 
 /** Every core read model, in the order they are applied. */
-export const projections: ReadonlyArray<Projection<SqlClient.SqlClient>> = [workspaces, apiKeys, agents, services]
+export const projections: ReadonlyArray<Projection<ProjectionSql>> = [workspaces, apiKeys, agents, services]

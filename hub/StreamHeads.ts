@@ -2,10 +2,10 @@
  * The `stream_heads` read model: one row per stream with its version, last position and type, and event count.
  * An inline projection; it is what `connect audit` lists streams from and the model rebuild tests compare.
  */
-import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import type { StoredEvent } from "../core/EventLog.ts"
 import type { Projection } from "../core/Projection.ts"
+import { ProjectionSql } from "./ProjectionSql.ts"
 
 interface Row {
   stream: string
@@ -44,15 +44,15 @@ const fold = (events: ReadonlyArray<StoredEvent>): Array<Row> => {
 }
 
 /** The stream heads projection. */
-export const projection: Projection<SqlClient.SqlClient> = {
+export const projection: Projection<ProjectionSql> = {
   name: "stream_heads",
   mode: "inline",
   apply: (events) =>
     Effect.gen(function* () {
       if (events.length === 0) return
-      const sql = yield* SqlClient.SqlClient
+      const sql = yield* ProjectionSql
       const rows = fold(events)
-      yield* sql.unsafe(
+      yield* sql.query(
         `insert into stream_heads (stream, workspace_id, version, last_position, last_type, event_count, updated_at)
          select * from unnest($1::text[], $2::uuid[], $3::int[], $4::bigint[], $5::text[], $6::int[], $7::timestamptz[])
          on conflict (stream) do update set
@@ -69,5 +69,5 @@ export const projection: Projection<SqlClient.SqlClient> = {
         ]
       )
     }),
-  reset: Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(`delete from stream_heads`))
+  reset: Effect.flatMap(ProjectionSql, (sql) => sql.query(`delete from stream_heads`))
 }

@@ -16,6 +16,7 @@ import { verify } from "../../audit/Verify.ts"
 import * as Migrations from "../../hub/Migrations.ts"
 import * as PgEventLog from "../../hub/PgEventLog.ts"
 import * as ProjectionRunner from "../../hub/ProjectionRunner.ts"
+import { ProjectionSql } from "../../hub/ProjectionSql.ts"
 import * as StreamHeads from "../../hub/StreamHeads.ts"
 import * as TcpProxy from "../support/TcpProxy.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
@@ -29,7 +30,7 @@ const opts = (expectedVersion: AppendOptions["expectedVersion"]): AppendOptions 
 const created = (name: string) => new WorkspaceCreated({ workspaceId: uuidv7() as never, name })
 
 /** An inline projection that fails on any workspace named "rollback…", to make append transactions roll back. */
-const saboteur: Projection<SqlClient.SqlClient> = {
+const saboteur: Projection<ProjectionSql> = {
   name: "saboteur",
   mode: "inline",
   apply: (events) =>
@@ -368,16 +369,18 @@ describe("PgEventLog", () => {
 
         // An async projection counting events per type, following from its checkpoint.
         yield* sql.unsafe(`create table type_counts (type text primary key, n int not null)`)
-        const counts: Projection<SqlClient.SqlClient> = {
+        const counts: Projection<ProjectionSql> = {
           name: "type_counts",
           mode: "async",
           apply: (events) =>
-            sql.unsafe(
-              `insert into type_counts select t, count(*) from unnest($1::text[]) t group by t
-               on conflict (type) do update set n = type_counts.n + excluded.n`,
-              [events.map((e) => e.type)]
+            Effect.flatMap(ProjectionSql, (q) =>
+              q.query(
+                `insert into type_counts select t, count(*) from unnest($1::text[]) t group by t
+                 on conflict (type) do update set n = type_counts.n + excluded.n`,
+                [events.map((e) => e.type)]
+              )
             ),
-          reset: sql.unsafe(`delete from type_counts`)
+          reset: Effect.flatMap(ProjectionSql, (q) => q.query(`delete from type_counts`))
         }
         const follower = yield* Effect.fork(ProjectionRunner.follow(counts, 100))
         yield* log.append("rb-late", [created("late")], opts("any"))

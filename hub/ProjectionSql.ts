@@ -1,0 +1,53 @@
+/**
+ * The narrow SQL a projection writes its read model through: one parameterized statement at a time, on whatever
+ * connection the caller runs it in. The append writer backs it with its own node-postgres connection (inside the append
+ * transaction); the projection runner backs it with the `SqlClient` transaction of a rebuild or an async batch.
+ */
+import { SqlClient } from "@effect/sql"
+import { Context, Effect } from "effect"
+import type Pg from "pg"
+
+/** A row as node-postgres returns it. */
+export type Row = Record<string, unknown>
+
+/** Runs one statement on the connection of the surrounding transaction. */
+export class ProjectionSql extends Context.Tag("connect/hub/ProjectionSql")<
+  ProjectionSql,
+  {
+    /** Runs `text` with `params` and returns its rows; the error is the driver's. */
+    readonly query: (text: string, params?: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<Row>, unknown>
+  }
+>() {}
+
+/** Backed by a `SqlClient`: a statement joins the transaction of the fiber that runs it. */
+export const fromSqlClient: Effect.Effect<ProjectionSql["Type"], never, SqlClient.SqlClient> = Effect.map(
+  SqlClient.SqlClient,
+  (sql) => ProjectionSql.of({ query: (text, params = []) => sql.unsafe<Row>(text, params as Array<unknown>) })
+)
+
+/** Provides `ProjectionSql` from the `SqlClient` in context. */
+export const provideFromSqlClient = <A, E, R>(
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, E, Exclude<R, ProjectionSql> | SqlClient.SqlClient> =>
+  Effect.flatMap(fromSqlClient, (service) => Effect.provideService(effect, ProjectionSql, service))
+
+/**
+ * Runs one statement on a node-postgres client. Every distinct statement text becomes a named prepared statement on
+ * that connection, so a projection that runs the same upsert on every append is parsed and planned once, not per batch.
+ */
+export const pgQuery = (client: Pg.ClientBase, names: Map<string, string>) =>
+(text: string, params: ReadonlyArray<unknown> = []): Effect.Effect<ReadonlyArray<Row>, Error> =>
+  Effect.async<ReadonlyArray<Row>, Error>((resume) => {
+    let name = names.get(text)
+    if (name === undefined) {
+      name = `connect_${names.size}`
+      names.set(text, name)
+    }
+    client.query<Row>({ name, text, values: params as Array<unknown> }, (error, result) => {
+      resume(error ? Effect.fail(error) : Effect.succeed(result.rows))
+    })
+  })
+
+/** Backed by one node-postgres client (see `pgQuery`). */
+export const fromPgClient = (client: Pg.ClientBase): ProjectionSql["Type"] =>
+  ProjectionSql.of({ query: pgQuery(client, new Map()) })
