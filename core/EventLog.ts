@@ -40,6 +40,24 @@ export interface RawEvent extends Envelope {
   readonly hash: Uint8Array
 }
 
+/** One event as the hash chain sees it, in the cheapest form a store can give: what verification reads. */
+export interface ChainLink {
+  readonly position: number
+  /** The event's canonical encoding (`canonicalText` of its stored columns). */
+  readonly canonical: string
+  /** The stored `prev_hash`, lowercase hex. */
+  readonly prevHash: string
+  /** The stored `hash`, lowercase hex. */
+  readonly hash: string
+}
+
+/** Where and how a range of the chain does not hold. */
+export interface ChainBreak {
+  /** The first position that is altered, unlinked, or missing. */
+  readonly position: number
+  readonly reason: "hash_mismatch" | "broken_link" | "gap"
+}
+
 /** An event as stored, decoded through its schema. */
 export interface StoredEvent extends RawEvent {
   readonly event: Event
@@ -81,6 +99,13 @@ export class EventLog extends Context.Tag("connect/core/EventLog")<
     readonly readAll: (after: number, limit: number) => Effect.Effect<ReadonlyArray<StoredEvent>, EventLogError>
     /** Raw (undecoded) events after a position, in position order, at most `limit`. */
     readonly readRaw: (after: number, limit: number) => Effect.Effect<ReadonlyArray<RawEvent>, EventLogError>
+    /** The chain links after a position, in position order, at most `limit` (what `verify` reads). */
+    readonly readLinks: (after: number, limit: number) => Effect.Effect<ReadonlyArray<ChainLink>, EventLogError>
+    /**
+     * Has the store recompute the chain over positions `after + 1 .. upTo` itself (each hash from the stored columns,
+     * each link to the stored predecessor, no missing position) and return the first break, if any.
+     */
+    readonly checkChain: (after: number, upTo: number) => Effect.Effect<ChainBreak | undefined, EventLogError>
     /** All events of one stream in version order, starting after `afterVersion` (default 0). */
     readonly readStream: (stream: string, afterVersion?: number) => Effect.Effect<ReadonlyArray<StoredEvent>, EventLogError>
     /** Every event after a position, then every event committed later, in position order, forever. */

@@ -91,24 +91,52 @@ export const jsonbText = (value: unknown): string => {
  * text, the time as epoch milliseconds. `prev_hash` is not repeated here: it is the hash's prefix.
  */
 export const canonicalEnvelope = (e: Envelope): string =>
+  canonicalText(
+    e.position,
+    e.id,
+    e.stream,
+    e.version,
+    e.workspaceId,
+    e.type,
+    e.dataJson,
+    e.metaJson,
+    e.recordedAt.getTime()
+  )
+
+/**
+ * The canonical encoding from the columns' text: integers in decimal (a number or its text, which print alike),
+ * payloads as jsonb text, the time as epoch milliseconds. What `canonicalEnvelope` renders, for readers that never
+ * build an envelope (verify reads every column as text).
+ */
+export const canonicalText = (
+  position: number | string,
+  id: string,
+  stream: string,
+  version: number | string,
+  workspaceId: string | null,
+  type: string,
+  dataJson: string,
+  metaJson: string,
+  recordedMs: number | string
+): string =>
   "[" +
-  e.position +
+  position +
   "," +
-  JSON.stringify(e.id) +
+  JSON.stringify(id) +
   "," +
-  JSON.stringify(e.stream) +
+  JSON.stringify(stream) +
   "," +
-  e.version +
+  version +
   "," +
-  (e.workspaceId === null ? "null" : JSON.stringify(e.workspaceId)) +
+  (workspaceId === null ? "null" : JSON.stringify(workspaceId)) +
   "," +
-  JSON.stringify(e.type) +
+  JSON.stringify(type) +
   "," +
-  e.dataJson +
+  dataJson +
   "," +
-  e.metaJson +
+  metaJson +
   "," +
-  e.recordedAt.getTime() +
+  recordedMs +
   "]"
 
 /** The chain hash of an envelope: sha256(prev_hash || canonical(envelope)). */

@@ -70,7 +70,7 @@ export const rebuild = Effect.fn("ProjectionRunner.rebuild")(function* (
 ) {
   const sql = yield* SqlClient.SqlClient
   const log = yield* EventLog
-  const pageSize = options.pageSize ?? 5000
+  const pageSize = options.pageSize ?? 20_000
   return yield* sql
     .withTransaction(
       Effect.gen(function* () {

@@ -74,7 +74,7 @@ describe("connect audit verify", () => {
     expect((await broken.exited(60_000)).code).toBe(3)
     expect(broken.stdout()).toMatch(/^BROKEN at position 9: position 9 was altered.*\(8 events verified before it\)/m)
 
-    const json = connect(["hub", "verify-log", "--json"], url)
+    const json = connect(["hub", "verify-log", "--json", "--independent"], url)
     expect((await json.exited(60_000)).code).toBe(3)
     expect(JSON.parse(json.stdout())).toMatchObject({ ok: false, position: 9, reason: "hash_mismatch", count: 8 })
   })
@@ -90,5 +90,6 @@ describe("connect audit verify", () => {
     const help = connect(["audit", "verify", "--help"], url)
     expect((await help.exited(30_000)).code).toBe(0)
     expect(help.stdout()).toMatch(/Exit code 0 when intact, 3 when broken/)
+    expect(help.stdout()).toMatch(/--independent/)
   })
 })

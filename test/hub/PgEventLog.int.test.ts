@@ -261,22 +261,41 @@ describe("PgEventLog", () => {
     )
   )
 
-  it.scopedLive("verify names the first altered, unlinked or missing position", () =>
+  it.scopedLive("verify, in the database and in this process, names the first altered, unlinked or missing position", () =>
     withLog(() =>
       Effect.gen(function* () {
         const log = yield* EventLog
         const sql = yield* SqlClient.SqlClient
-        for (let i = 0; i < 10; i++) yield* log.append(`v-${i % 3}`, [created(`e${i}`)], opts("any"))
-        expect(yield* verify({ pageSize: 3 })).toMatchObject({ ok: true, count: 10 })
+        // Stream names that JSON-escape in every way, so the database's canonical text must equal this process's.
+        const streams = ["plain", `q"uo\\te`, "tab\tnl\n", "ünï😀", "ctl\u0001\u001f", "sep\u2028del\u007f"]
+        const workspaceId = uuidv7()
+        for (let i = 0; i < 25; i++) {
+          yield* log.append(streams[i % streams.length]!, [created(`e${i} "quoted" \\ ü`)], {
+            ...opts("any"),
+            workspaceId: i % 2 === 0 ? null : (workspaceId as never)
+          })
+        }
+        const both = (expected: Record<string, unknown>) =>
+          Effect.gen(function* () {
+            expect(yield* verify({ pageSize: 3 })).toMatchObject(expected)
+            expect(yield* verify({ pageSize: 3, independent: true })).toMatchObject(expected)
+            expect(yield* verify()).toMatchObject(expected)
+          })
+        yield* both({ ok: true, count: 25 })
         // As a superuser would: switch the trigger off, rewrite history, switch it back on.
         const tamper = (statement: string) =>
           sql.unsafe(`alter table events disable trigger events_no_update_delete;
                       ${statement};
                       alter table events enable trigger events_no_update_delete`)
-        yield* tamper(`update events set data = jsonb_set(data, '{name}', '"forged"') where position = 7`)
-        expect(yield* verify({ pageSize: 3 })).toMatchObject({ ok: false, position: 7, reason: "hash_mismatch", count: 6 })
+        yield* tamper(`update events set data = jsonb_set(data, '{name}', '"forged"') where position = 17`)
+        yield* both({ ok: false, position: 17, reason: "hash_mismatch", count: 16 })
+        yield* tamper(`update events set prev_hash = hash where position = 12`)
+        yield* both({ ok: false, position: 12, reason: "broken_link", count: 11 })
+        // Missing inside a page, then missing as the first row of a page (pages are 1-3, 4-6, ...).
+        yield* tamper(`delete from events where position = 8`)
+        yield* both({ ok: false, position: 8, reason: "gap" })
         yield* tamper(`delete from events where position = 4`)
-        expect(yield* verify({ pageSize: 3 })).toMatchObject({ ok: false, position: 4, reason: "gap" })
+        yield* both({ ok: false, position: 4, reason: "gap" })
       })
     )
   )
