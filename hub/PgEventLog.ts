@@ -174,6 +174,8 @@ const isRefusal = (error: unknown): boolean =>
 interface WriterConnection {
   readonly client: Pg.Client
   readonly query: (text: string, params?: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<Row>, Error>
+  /** The same connection as inline projections see it. */
+  readonly projectionSql: ProjectionSql["Type"]
 }
 
 /** Builds the Postgres event log; its writer fiber lives as long as the surrounding scope. */
@@ -240,7 +242,12 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
     if (current) return Effect.succeed(current)
     return Effect.async<WriterConnection, EventLogError>((resume) => {
       const client = new Pg.Client(writerConfig(sql.config))
-      const conn: WriterConnection = { client, query: pgQuery(client, new Map()) }
+      const query = pgQuery(client, new Map())
+      const conn: WriterConnection = {
+        client,
+        query,
+        projectionSql: ProjectionSql.of({ query, execute: (text, params) => Effect.asVoid(query(text, params)) })
+      }
       const lost = () => {
         if (current === conn) current = undefined
       }
@@ -379,7 +386,7 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
       )
       for (const projection of inline) {
         yield* projection.apply(stored).pipe(
-          Effect.provideService(ProjectionSql, { query: conn.query }),
+          Effect.provideService(ProjectionSql, conn.projectionSql),
           Effect.mapError(
             (cause) =>
               new EventLogError({

@@ -16,13 +16,19 @@ export class ProjectionSql extends Context.Tag("connect/hub/ProjectionSql")<
   {
     /** Runs `text` with `params` and returns its rows; the error is the driver's. */
     readonly query: (text: string, params?: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<Row>, unknown>
+    /** Runs a statement whose rows are not needed (a read model's insert, update or delete). */
+    readonly execute: (text: string, params?: ReadonlyArray<unknown>) => Effect.Effect<void, unknown>
   }
 >() {}
 
 /** Backed by a `SqlClient`: a statement joins the transaction of the fiber that runs it. */
 export const fromSqlClient: Effect.Effect<ProjectionSql["Type"], never, SqlClient.SqlClient> = Effect.map(
   SqlClient.SqlClient,
-  (sql) => ProjectionSql.of({ query: (text, params = []) => sql.unsafe<Row>(text, params as Array<unknown>) })
+  (sql) =>
+    ProjectionSql.of({
+      query: (text, params = []) => sql.unsafe<Row>(text, params as Array<unknown>),
+      execute: (text, params = []) => Effect.asVoid(sql.unsafe(text, params as Array<unknown>))
+    })
 )
 
 /** Provides `ProjectionSql` from the `SqlClient` in context. */
@@ -48,6 +54,4 @@ export const pgQuery = (client: Pg.ClientBase, names: Map<string, string>) =>
     })
   })
 
-/** Backed by one node-postgres client (see `pgQuery`). */
-export const fromPgClient = (client: Pg.ClientBase): ProjectionSql["Type"] =>
-  ProjectionSql.of({ query: pgQuery(client, new Map()) })
+

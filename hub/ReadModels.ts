@@ -22,10 +22,10 @@ const make = (
     Effect.gen(function*() {
       const sql = yield* ProjectionSql
       for (const e of events) {
-        for (const [text, params] of statements(e)) yield* sql.query(text, params)
+        for (const [text, params] of statements(e)) yield* sql.execute(text, params)
       }
     }),
-  reset: Effect.flatMap(ProjectionSql, (sql) => sql.query(`delete from ${table}`))
+  reset: Effect.flatMap(ProjectionSql, (sql) => sql.execute(`delete from ${table}`))
 })
 
 /** `workspaces`: id, name, created_at. */

@@ -52,7 +52,7 @@ export const projection: Projection<ProjectionSql> = {
       if (events.length === 0) return
       const sql = yield* ProjectionSql
       const rows = fold(events)
-      yield* sql.query(
+      yield* sql.execute(
         `insert into stream_heads (stream, workspace_id, version, last_position, last_type, event_count, updated_at)
          select * from unnest($1::text[], $2::uuid[], $3::int[], $4::bigint[], $5::text[], $6::int[], $7::timestamptz[])
          on conflict (stream) do update set
@@ -69,5 +69,5 @@ export const projection: Projection<ProjectionSql> = {
         ]
       )
     }),
-  reset: Effect.flatMap(ProjectionSql, (sql) => sql.query(`delete from stream_heads`))
+  reset: Effect.flatMap(ProjectionSql, (sql) => sql.execute(`delete from stream_heads`))
 }

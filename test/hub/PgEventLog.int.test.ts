@@ -320,6 +320,48 @@ describe("PgEventLog", () => {
     )
   )
 
+  it.scopedLive("a projection write Postgres refuses fails its own request; the batch around it commits", () =>
+    Effect.gen(function* () {
+      const url = yield* TestDatabase.makeTestDatabaseUrl
+      const unique: Projection<ProjectionSql> = {
+        name: "unique_names",
+        mode: "inline",
+        apply: (events) =>
+          Effect.forEach(
+            events,
+            (e) =>
+              e.event._tag === "WorkspaceCreated"
+                ? Effect.flatMap(ProjectionSql, (q) => q.execute(`insert into unique_names (name) values ($1)`, [
+                  (e.event as WorkspaceCreated).name
+                ]))
+                : Effect.void,
+            { discard: true }
+          ),
+        reset: Effect.void
+      }
+      yield* Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        const log = yield* EventLog
+        yield* sql.unsafe(`create table unique_names (name text primary key)`)
+        const results = yield* Effect.forEach(
+          ["dup", "ok 'quoted' \\ ü", "dup", "also ok"],
+          (name, i) => Effect.either(log.append(`uniq-${i}`, [created(name)], opts("any"))),
+          { concurrency: "unbounded" }
+        )
+        expect(results.filter(Either.isRight)).toHaveLength(3)
+        const failed = results.filter(Either.isLeft).map((r) => r.left)
+        expect(failed).toHaveLength(1)
+        expect(failed[0]).toMatchObject({ _tag: "EventLogError", reason: "Projection" })
+        expect(failed[0]!.message).toMatch(/inline projection unique_names failed: duplicate key/)
+        expect((yield* sql.unsafe<{ name: string }>(`select name from unique_names order by name`)).map((r) => r.name))
+          .toEqual(["also ok", "dup", "ok 'quoted' \\ ü"])
+        expect((yield* log.readAll(0, 10)).map((e) => (e.event as WorkspaceCreated).name).sort())
+          .toEqual(["also ok", "dup", "ok 'quoted' \\ ü"])
+        expect(yield* verify()).toMatchObject({ ok: true, count: 3 })
+      }).pipe(Effect.provide(logOn(url, { inline: [StreamHeads.projection, unique] })))
+    })
+  )
+
   it.scopedLive("a request Postgres cannot store fails alone; a batch around it commits", () =>
     withLog(() =>
       Effect.gen(function* () {
