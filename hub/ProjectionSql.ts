@@ -1,11 +1,11 @@
 /**
  * The narrow SQL a projection writes its read model through: one parameterized statement at a time, on whatever
- * connection the caller runs it in. The append writer backs it with its own node-postgres connection (inside the append
- * transaction); the projection runner backs it with the `SqlClient` transaction of a rebuild or an async batch.
+ * connection the caller runs it in. The append writer backs it with its own connection's pipeline (writes go with the
+ * commit, see `PgPipeline`); the projection runner backs it with the `SqlClient` transaction of a rebuild or an async
+ * batch.
  */
 import { SqlClient } from "@effect/sql"
 import { Context, Effect } from "effect"
-import type Pg from "pg"
 
 /** A row as node-postgres returns it. */
 export type Row = Record<string, unknown>
@@ -16,7 +16,10 @@ export class ProjectionSql extends Context.Tag("connect/hub/ProjectionSql")<
   {
     /** Runs `text` with `params` and returns its rows; the error is the driver's. */
     readonly query: (text: string, params?: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<Row>, unknown>
-    /** Runs a statement whose rows are not needed (a read model's insert, update or delete). */
+    /**
+     * Runs a statement whose rows are not needed (a read model's insert, update or delete). The append writer sends it
+     * with the commit, so Postgres's refusal surfaces there; statements still run in the order given.
+     */
     readonly execute: (text: string, params?: ReadonlyArray<unknown>) => Effect.Effect<void, unknown>
   }
 >() {}
@@ -36,22 +39,3 @@ export const provideFromSqlClient = <A, E, R>(
   effect: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E, Exclude<R, ProjectionSql> | SqlClient.SqlClient> =>
   Effect.flatMap(fromSqlClient, (service) => Effect.provideService(effect, ProjectionSql, service))
-
-/**
- * Runs one statement on a node-postgres client. Every distinct statement text becomes a named prepared statement on
- * that connection, so a projection that runs the same upsert on every append is parsed and planned once, not per batch.
- */
-export const pgQuery = (client: Pg.ClientBase, names: Map<string, string>) =>
-(text: string, params: ReadonlyArray<unknown> = []): Effect.Effect<ReadonlyArray<Row>, Error> =>
-  Effect.async<ReadonlyArray<Row>, Error>((resume) => {
-    let name = names.get(text)
-    if (name === undefined) {
-      name = `connect_${names.size}`
-      names.set(text, name)
-    }
-    client.query<Row>({ name, text, values: params as Array<unknown> }, (error, result) => {
-      resume(error ? Effect.fail(error) : Effect.succeed(result.rows))
-    })
-  })
-
-

@@ -351,8 +351,9 @@ describe("PgEventLog", () => {
         expect(results.filter(Either.isRight)).toHaveLength(3)
         const failed = results.filter(Either.isLeft).map((r) => r.left)
         expect(failed).toHaveLength(1)
-        expect(failed[0]).toMatchObject({ _tag: "EventLogError", reason: "Projection" })
-        expect(failed[0]!.message).toMatch(/inline projection unique_names failed: duplicate key/)
+        // Projection writes go to Postgres with the commit, so the refusal is the request's, reported as Postgres's.
+        expect(failed[0]).toMatchObject({ _tag: "EventLogError", reason: "Rejected" })
+        expect(failed[0]!.message).toMatch(/append refused by Postgres: duplicate key/)
         expect((yield* sql.unsafe<{ name: string }>(`select name from unique_names order by name`)).map((r) => r.name))
           .toEqual(["also ok", "dup", "ok 'quoted' \\ ü"])
         expect((yield* log.readAll(0, 10)).map((e) => (e.event as WorkspaceCreated).name).sort())
