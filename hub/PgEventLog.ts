@@ -538,10 +538,9 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
 
   yield* Effect.gen(function* () {
     const batch = yield* nextBatch
-    // A batch cut short by shutdown fails its callers instead of leaving them waiting.
-    yield* writeBatch(batch).pipe(
-      Effect.onInterrupt(() => Effect.sync(() => batch.forEach((p) => p.resume(Effect.fail(closedError)))))
-    )
+    // A batch is never cut short: once its commit is sent its outcome is only known from the reply, and a caller told
+    // "failed" for an event that committed would append it again. Shutdown waits for it; queued requests fail as closed.
+    yield* Effect.uninterruptible(writeBatch(batch))
   }).pipe(Effect.forever, Effect.interruptible, Effect.forkScoped)
 
   // No span per append: an `Effect.fn` span costs ~20 µs per call (measured), as much as the rest of an append's

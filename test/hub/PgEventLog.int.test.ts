@@ -6,7 +6,7 @@
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Fiber, Layer, Random, Redacted, Ref, Stream } from "effect"
+import { Context, Effect, Either, Exit, Fiber, Layer, Random, Redacted, Ref, Scope, Stream } from "effect"
 import { type AppendOptions, EventLog, type StoredEvent } from "../../core/EventLog.ts"
 import { EventMeta, WorkspaceCreated } from "../../core/Events.ts"
 import { jsonbText, NotCanonical } from "../../core/HashChain.ts"
@@ -360,6 +360,37 @@ describe("PgEventLog", () => {
           .toEqual(["also ok", "dup", "ok 'quoted' \\ ü"])
         expect(yield* verify()).toMatchObject({ ok: true, count: 3 })
       }).pipe(Effect.provide(logOn(url, { inline: [StreamHeads.projection, unique] })))
+    })
+  )
+
+  it.scopedLive("closing the log answers every append in flight or queued: committed, or failed as closed", () =>
+    Effect.gen(function* () {
+      const url = yield* TestDatabase.makeTestDatabaseUrl
+      const scope = yield* Scope.make()
+      // A slow inline projection keeps the first batch in the database while the log closes.
+      const slow: Projection<ProjectionSql> = { name: "slow", mode: "inline", apply: () => Effect.sleep("300 millis"), reset: Effect.void }
+      const ctx = yield* Layer.buildWithScope(logOn(url, { inline: [slow], maxBatch: 50 }), scope)
+      const log = Context.get(ctx, EventLog)
+      yield* log.append("warm", [created("warm")], opts("any"))
+      const appends = yield* Effect.forEach(
+        Array.from({ length: 200 }, (_, i) => i),
+        (i) => Effect.fork(Effect.either(log.append(`closing-${i % 7}`, [created(`c${i}`)], opts("any")))),
+        { concurrency: "unbounded" }
+      )
+      yield* Effect.sleep("100 millis")
+      yield* Scope.close(scope, Exit.void)
+      const results = yield* Effect.forEach(appends, Fiber.join).pipe(Effect.timeout("10 seconds"))
+      const failures = results.filter(Either.isLeft).map((r) => r.left)
+      for (const f of failures) expect(f).toMatchObject({ _tag: "EventLogError", reason: "Unavailable", message: "event log closed" })
+      expect(results.filter(Either.isRight).length + failures.length).toBe(200)
+      // After a fresh start the log holds exactly the appends that were answered as committed, and still verifies.
+      const committed = results.filter(Either.isRight).length
+      // The batch in the database when the log closed committed and was answered so; the queued ones failed.
+      expect([committed, failures.length]).toEqual([50, 150])
+      yield* Effect.gen(function* () {
+        expect((yield* (yield* EventLog).readAll(0, 1000)).length).toBe(committed + 1)
+        expect(yield* verify()).toMatchObject({ ok: true, count: committed + 1 })
+      }).pipe(Effect.provide(logOn(url)))
     })
   )
 
