@@ -193,8 +193,6 @@ const isRefusal = (error: unknown): boolean =>
 /** The writer's connection, with its pipeline (see `PgPipeline`). */
 interface WriterConnection {
   readonly client: Pg.Client
-  /** Runs one statement without parameters (never a named statement: `pipeline.reset` deallocates them all). */
-  readonly run: (text: string) => Effect.Effect<void, Error>
   /** Statements sent together: a transaction is two round trips (begin + head; writes + commit). */
   readonly pipeline: PgPipeline.Pipeline
   /** The same connection as inline projections see it: writes join the pipeline, a read sends it. */
@@ -269,10 +267,6 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
       const pipeline = PgPipeline.make(client)
       const conn: WriterConnection = {
         client,
-        run: (text) =>
-          Effect.async<void, Error>((resume) => {
-            client.query(text, (error: Error | null) => resume(error ? Effect.fail(error) : Effect.void))
-          }),
         pipeline,
         projectionSql: ProjectionSql.of({
           execute: (text, params) => Effect.sync(() => void pipeline.add(text, params)),
@@ -313,8 +307,7 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
         Effect.onError((cause) =>
           Cause.isInterruptedOnly(cause)
             ? discard(conn)
-            : conn.run("rollback").pipe(
-              Effect.zipRight(conn.pipeline.reset),
+            : conn.pipeline.recover("rollback").pipe(
               Effect.timeout("5 seconds"),
               Effect.catchAllCause(() => discard(conn))
             )
@@ -494,8 +487,7 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
           if (Either.isRight(written)) {
             outcomes.push(Either.right(resultOf(prepared.right)))
           } else {
-            yield* conn.run("rollback to savepoint append_request")
-            yield* conn.pipeline.reset
+            yield* conn.pipeline.recover("rollback to savepoint append_request")
             cursor.position = before.position
             cursor.prevHash = before.prevHash
             if (before.version === undefined) cursor.versions.delete(p.stream)

@@ -40,15 +40,14 @@ export interface Pipeline {
   readonly add: (text: string, params?: ReadonlyArray<unknown>) => number
   /** Adds a statement without parameters, sent as is (`begin`, `commit`, `savepoint x`); returns its index. */
   readonly addRaw: (text: string) => number
-  /** Whether statements are waiting. */
-  readonly pending: () => boolean
   /** Sends every waiting statement in one message; the rows of each, in order. */
   readonly send: Effect.Effect<ReadonlyArray<ReadonlyArray<Row>>, Error>
   /**
-   * Forgets the prepared statements after a failed message (a `PREPARE` after the failing statement never ran; one
-   * before it did, and `PREPARE` is not undone by a rollback). Call once the transaction is usable again.
+   * Recovers from a failure: drops the waiting statements, sends `rollback` (`rollback` or `rollback to savepoint x`)
+   * and forgets the prepared statements, in one message. They must be forgotten because a `PREPARE` after the failing
+   * statement never ran while one before it did, and a rollback does not undo `PREPARE`.
    */
-  readonly reset: Effect.Effect<void, Error>
+  readonly recover: (rollback: string) => Effect.Effect<void, Error>
 }
 
 /** A pipeline on one connection; its prepared statements live as long as the connection. */
@@ -74,17 +73,17 @@ export const make = (client: Pg.Client): Pipeline => {
       return waiting.length - 1
     },
     addRaw: (text) => waiting.push(text) - 1,
-    pending: () => waiting.length > 0,
     send: Effect.suspend(() => {
       const message = waiting.join(";\n")
       waiting = []
       return run(message)
     }),
-    reset: Effect.suspend(() => {
-      waiting = []
-      if (names.size === 0) return Effect.void
-      names.clear()
-      return Effect.asVoid(run("deallocate all"))
-    })
+    recover: (rollback) =>
+      Effect.suspend(() => {
+        waiting = []
+        const forget = names.size > 0
+        names.clear()
+        return Effect.asVoid(run(forget ? `${rollback};\ndeallocate all` : rollback))
+      })
   }
 }

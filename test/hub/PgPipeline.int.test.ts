@@ -58,7 +58,7 @@ describe("PgPipeline", () => {
     })
   )
 
-  it.scopedLive("runs a message's statements in order, stops at the first error, and recovers after reset", () =>
+  it.scopedLive("runs a message's statements in order, stops at the first error, and recovers in one message", () =>
     Effect.gen(function* () {
       const url = yield* TestDatabase.makeTestDatabaseUrl
       const c = yield* client(url)
@@ -71,10 +71,9 @@ describe("PgPipeline", () => {
       pipeline.addRaw("commit")
       const failed = yield* Effect.flip(pipeline.send)
       expect(failed.message).toMatch(/duplicate key/)
-      yield* Effect.promise(() => c.query("rollback"))
-      yield* pipeline.reset
+      yield* pipeline.recover("rollback")
       expect((yield* Effect.promise(() => c.query(`select count(*)::int as n from seen`))).rows[0]).toEqual({ n: 0 })
-      // The statements are prepared again after the reset.
+      // The statements are prepared again after recovering.
       pipeline.add(`insert into seen values ($1)`, [3])
       const i = pipeline.add(`select array_agg(n order by n) as all from seen`)
       expect((yield* pipeline.send)[i]).toEqual([{ all: [3] }])
