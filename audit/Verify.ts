@@ -3,8 +3,8 @@
  * gaps and that each event links to its predecessor, and names the first position where the chain breaks.
  */
 import { createHash } from "node:crypto"
-import { Effect, Fiber } from "effect"
-import { type ChainBreak, type ChainLink, EventLog, type EventLogError } from "../core/EventLog.ts"
+import { Effect, Fiber, Stream } from "effect"
+import { type ChainBreak, type ChainLink, EventLog, type EventLogError, pagesAhead } from "../core/EventLog.ts"
 import { GENESIS_HASH } from "../core/HashChain.ts"
 
 /** The outcome of a verification. */
@@ -21,6 +21,19 @@ export type VerifyResult =
 
 type Broken = Extract<VerifyResult, { ok: false }>
 
+/** The result for a break; `detail` adds what only an in-process check knows. */
+const describe = (b: ChainBreak, detail?: string): Broken => ({
+  ok: false,
+  count: b.position - 1,
+  position: b.position,
+  reason: b.reason,
+  message: (b.reason === "gap"
+    ? `position ${b.position} is missing`
+    : b.reason === "broken_link"
+    ? `position ${b.position} does not link to the hash of position ${b.position - 1}`
+    : `position ${b.position} was altered`) + (detail ? ` (${detail})` : "")
+})
+
 /**
  * Checks one link against the expected position and the previous event's hash (as bytes and as stored hex); returns
  * the recomputed hash when it holds.
@@ -31,51 +44,20 @@ export const checkLink = (
   prevHash: Uint8Array,
   prevHashHex: string
 ): Buffer | Broken => {
-  const count = expectedPosition - 1
   if (link.position !== expectedPosition) {
-    return {
-      ok: false,
-      count,
-      position: expectedPosition,
-      reason: "gap",
-      message: `position ${expectedPosition} is missing (next stored position is ${link.position})`
-    }
+    return describe({ position: expectedPosition, reason: "gap" }, `next stored position is ${link.position}`)
   }
-  if (link.prevHash !== prevHashHex) {
-    return {
-      ok: false,
-      count,
-      position: link.position,
-      reason: "broken_link",
-      message: `position ${link.position} does not link to the hash of position ${link.position - 1}`
-    }
-  }
+  if (link.prevHash !== prevHashHex) return describe({ position: link.position, reason: "broken_link" })
   const computed = createHash("sha256").update(prevHash).update(link.canonical, "utf8").digest()
   const computedHex = computed.toString("hex")
   if (computedHex !== link.hash) {
-    return {
-      ok: false,
-      count,
-      position: link.position,
-      reason: "hash_mismatch",
-      message: `position ${link.position} was altered: stored hash ${link.hash.slice(0, 16)}… recomputes to ${computedHex.slice(0, 16)}…`
-    }
+    return describe(
+      { position: link.position, reason: "hash_mismatch" },
+      `stored hash ${link.hash.slice(0, 16)}… recomputes to ${computedHex.slice(0, 16)}…`
+    )
   }
   return computed
 }
-
-const describe = (b: ChainBreak): Broken => ({
-  ok: false,
-  count: b.position - 1,
-  position: b.position,
-  reason: b.reason,
-  message:
-    b.reason === "gap"
-      ? `position ${b.position} is missing`
-      : b.reason === "broken_link"
-      ? `position ${b.position} does not link to the hash of position ${b.position - 1}`
-      : `position ${b.position} was altered: its stored hash does not match its columns`
-})
 
 /** Options of {@link verify}. */
 export interface VerifyOptions {
@@ -121,29 +103,26 @@ const verifyInDatabase = (options: VerifyOptions) =>
 const verifyHere = (options: VerifyOptions) =>
   Effect.gen(function* () {
     const log = yield* EventLog
-    const pageSize = options.pageSize ?? 10_000
     let prevHash: Uint8Array = GENESIS_HASH
     let prevHashHex = Buffer.from(GENESIS_HASH).toString("hex")
     let expected = 1
-    let page = yield* log.readLinks(0, pageSize)
-    while (page.length > 0) {
-      // Fetch the next page while this one is hashed.
-      const last = page[page.length - 1]!.position
-      const next = yield* Effect.fork(
-        page.length < pageSize ? Effect.succeed<ReadonlyArray<ChainLink>>([]) : log.readLinks(last, pageSize)
+    let broken: Broken | undefined
+    yield* pagesAhead(log.readLinks, options.pageSize ?? 10_000).pipe(
+      Stream.runForEachWhile((page) =>
+        Effect.suspend(() => {
+          for (const link of page) {
+            const checked = checkLink(link, expected, prevHash, prevHashHex)
+            if (!Buffer.isBuffer(checked)) {
+              broken = checked
+              return Effect.succeed(false)
+            }
+            prevHash = checked
+            prevHashHex = link.hash
+            expected += 1
+          }
+          return options.onProgress ? Effect.as(options.onProgress(expected - 1), true) : Effect.succeed(true)
+        })
       )
-      for (const link of page) {
-        const checked = checkLink(link, expected, prevHash, prevHashHex)
-        if (!Buffer.isBuffer(checked)) {
-          yield* Fiber.interrupt(next)
-          return checked as VerifyResult
-        }
-        prevHash = checked
-        prevHashHex = link.hash
-        expected += 1
-      }
-      if (options.onProgress) yield* options.onProgress(expected - 1)
-      page = yield* Fiber.join(next)
-    }
-    return { ok: true, count: expected - 1, headHash: prevHashHex } as VerifyResult
+    )
+    return (broken ?? { ok: true, count: expected - 1, headHash: prevHashHex }) as VerifyResult
   })

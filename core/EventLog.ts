@@ -2,8 +2,7 @@
  * The event log contract: an append-only, gap-free, hash-chained sequence of events with per-stream versions.
  * Postgres is one implementation (hub/PgEventLog.ts); everything else in the system is a projection of it.
  */
-import { Context, Data, Schema } from "effect"
-import type { Effect, Stream } from "effect"
+import { Context, Data, Effect, Option, Schema, Stream } from "effect"
 import type { Event, EventMeta } from "./Events.ts"
 import type { Envelope } from "./HashChain.ts"
 
@@ -114,3 +113,21 @@ export class EventLog extends Context.Tag("connect/core/EventLog")<
     readonly head: Effect.Effect<Head, EventLogError>
   }
 >() {}
+
+/**
+ * Reads a log from the start in pages of `pageSize` (`read(after, limit)`, as `readAll`, `readRaw` and `readLinks`
+ * read), one page ahead: the next page is on its way while the consumer works on the current one, which is what makes
+ * verify and rebuild cost the larger of reading and processing rather than their sum.
+ */
+export const pagesAhead = <A extends { readonly position: number }, E, R>(
+  read: (after: number, limit: number) => Effect.Effect<ReadonlyArray<A>, E, R>,
+  pageSize: number
+): Stream.Stream<ReadonlyArray<A>, E, R> =>
+  Stream.paginateEffect(0, (after: number) =>
+    Effect.map(read(after, pageSize), (page) =>
+      [page, page.length < pageSize ? Option.none() : Option.some(page[page.length - 1]!.position)] as const
+    )
+  ).pipe(
+    Stream.filter((page) => page.length > 0),
+    Stream.buffer({ capacity: 1 })
+  )

@@ -3,8 +3,8 @@
  * can be rebuilt from position 0. Each batch's writes and its checkpoint commit in one transaction (exactly-once).
  */
 import { SqlClient } from "@effect/sql"
-import { Context, Effect, Fiber, Stream } from "effect"
-import { EventLog, EventLogError, type StoredEvent } from "../core/EventLog.ts"
+import { Context, Effect, Stream } from "effect"
+import { EventLog, EventLogError, pagesAhead, type StoredEvent } from "../core/EventLog.ts"
 import type { Projection } from "../core/Projection.ts"
 import { APPEND_LOCK_KEY } from "./PgEventLog.ts"
 import { type ProjectionSql, provideFromSqlClient } from "./ProjectionSql.ts"
@@ -70,7 +70,6 @@ export const rebuild = Effect.fn("ProjectionRunner.rebuild")(function* (
 ) {
   const sql = yield* SqlClient.SqlClient
   const log = yield* EventLog
-  const pageSize = options.pageSize ?? 20_000
   return yield* sql
     .withTransaction(
       Effect.gen(function* () {
@@ -80,18 +79,20 @@ export const rebuild = Effect.fn("ProjectionRunner.rebuild")(function* (
         let count = 0
         // Pages are read through the pool, outside this transaction (holding the append lock keeps the log still), so
         // the next page is read and decoded while this one is applied: the two cost about the same.
-        const read = (after: number) =>
-          log.readAll(after, pageSize).pipe(Effect.mapInputContext((context: Context.Context<never>) => Context.omit(SqlClient.TransactionConnection)(context)))
-        let page = yield* read(0)
-        while (page.length > 0) {
-          const last = page[page.length - 1]!.position
-          const next = yield* Effect.fork(page.length < pageSize ? Effect.succeed([]) : read(last))
-          yield* provideFromSqlClient(projection.apply(page)).pipe(Effect.onError(() => Fiber.interrupt(next)))
-          cursor = last
-          count += page.length
-          if (options.onProgress) yield* options.onProgress(cursor)
-          page = yield* Fiber.join(next)
-        }
+        const read = (after: number, limit: number) =>
+          log.readAll(after, limit).pipe(
+            Effect.mapInputContext((context: Context.Context<never>) => Context.omit(SqlClient.TransactionConnection)(context))
+          )
+        yield* pagesAhead(read, options.pageSize ?? 20_000).pipe(
+          Stream.runForEach((page) =>
+            Effect.gen(function* () {
+              yield* provideFromSqlClient(projection.apply(page))
+              cursor = page[page.length - 1]!.position
+              count += page.length
+              if (options.onProgress) yield* options.onProgress(cursor)
+            })
+          )
+        )
         yield* saveCheckpoint(projection.name, cursor)
         return count
       })
