@@ -359,6 +359,14 @@ describe("PgEventLog", () => {
         expect((yield* log.readAll(0, 10)).map((e) => (e.event as WorkspaceCreated).name).sort())
           .toEqual(["also ok", "dup", "ok 'quoted' \\ ü"])
         expect(yield* verify()).toMatchObject({ ok: true, count: 3 })
+        // Alone in its batch, a refused request is still the request's fault (Rejected), not an outage.
+        const alone = yield* Effect.flip(log.append("uniq-alone", [created("dup")], opts("any")))
+        expect(alone).toMatchObject({ _tag: "EventLogError", reason: "Rejected" })
+        expect(alone.message).toMatch(/duplicate key/)
+        expect(yield* verify()).toMatchObject({ ok: true, count: 3 })
+        // The writer's connection is still good afterwards.
+        yield* log.append("uniq-after", [created("after")], opts("any"))
+        expect(yield* verify()).toMatchObject({ ok: true, count: 4 })
       }).pipe(Effect.provide(logOn(url, { inline: [StreamHeads.projection, unique] })))
     })
   )
@@ -404,6 +412,10 @@ describe("PgEventLog", () => {
           { concurrency: "unbounded" }
         )
         expect(results.map(Either.isRight)).toEqual([true, false, true])
+        expect((yield* log.readAll(0, 10)).length).toBe(2)
+        // A stream name Postgres text cannot hold is refused before it reaches a batch.
+        const nulStream = yield* Effect.flip(log.append("nul\u0000stream", [created("e")], opts("any")))
+        expect(nulStream).toMatchObject({ _tag: "EventLogError", reason: "Rejected", message: "a stream name cannot contain U+0000" })
         expect((yield* log.readAll(0, 10)).length).toBe(2)
       })
     )
