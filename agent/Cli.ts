@@ -22,7 +22,8 @@ import * as HubApi from "./HubApi.ts"
 import * as HubClient from "./HubClient.ts"
 import * as State from "./State.ts"
 
-const script = fileURLToPath(new URL("../bin/connect.js", import.meta.url))
+/** The `connect` launcher (bin/connect), which runs this CLI under node with its malloc tuning. */
+const launcher = fileURLToPath(new URL("../bin/connect", import.meta.url))
 
 const version = (JSON.parse(Fs.readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version
 
@@ -105,10 +106,11 @@ const detach = (home: string) =>
   Effect.gen(function*() {
     const files = State.paths(home)
     const log = Fs.openSync(files.log, "a", 0o600)
-    const child = ChildProcess.spawn(process.execPath, [script, "up"], {
+    // Through the launcher, with this node: the background agent relays, so it gets the launcher's malloc tuning.
+    const child = ChildProcess.spawn(launcher, ["up"], {
       detached: true,
       stdio: ["ignore", log, log],
-      env: { ...process.env, CONNECT_HOME: home }
+      env: { ...process.env, CONNECT_HOME: home, CONNECT_NODE: process.execPath }
     })
     Fs.closeSync(log)
     child.unref()
@@ -445,7 +447,7 @@ const install = Command.make(
   (flags) =>
     Effect.gen(function*() {
       const home = State.home()
-      const text = Daemon.unit({ node: process.execPath, script, home })
+      const text = Daemon.unit({ node: process.execPath, script: launcher, home })
       if (flags.print) return yield* Effect.sync(() => process.stdout.write(text))
       const path = yield* Daemon.install(Daemon.unitPath(), text)
       const provisioned = Option.isSome(yield* State.load(home))

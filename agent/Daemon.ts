@@ -17,9 +17,9 @@ export class DaemonError extends Schema.TaggedError<DaemonError>()("DaemonError"
 
 /** What the unit runs. */
 export interface UnitOptions {
-  /** The node executable (default this one). */
+  /** The node executable the launcher runs (as CONNECT_NODE: systemd's PATH may not hold it). */
   readonly node: string
-  /** Absolute path of bin/connect.js. */
+  /** Absolute path of the launcher, bin/connect (it sets the malloc tuning the relay needs; see that file). */
   readonly script: string
   /** CONNECT_HOME of the agent. */
   readonly home: string
@@ -39,7 +39,8 @@ export const unit = (options: UnitOptions): string =>
     "[Service]",
     "Type=simple",
     `Environment=${quote(`CONNECT_HOME=${options.home}`)}`,
-    `ExecStart=${[options.node, options.script, "up"].map(quote).join(" ")}`,
+    `Environment=${quote(`CONNECT_NODE=${options.node}`)}`,
+    `ExecStart=${[options.script, "up"].map(quote).join(" ")}`,
     "Restart=always",
     // The agent backs off by itself while the hub is away; this only covers the process dying.
     "RestartSec=5",

@@ -9,8 +9,8 @@ import { Effect } from "effect"
 import * as Daemon from "../../agent/Daemon.ts"
 
 describe("Daemon", () => {
-  it("runs `connect up` with this node, this CONNECT_HOME, restarting always", () => {
-    const text = Daemon.unit({ node: "/usr/bin/node", script: "/opt/connect/bin/connect.js", home: "/home/ada/.connect" })
+  it("runs `connect up` through the launcher with this node, this CONNECT_HOME, restarting always", () => {
+    const text = Daemon.unit({ node: "/usr/bin/node", script: "/opt/connect/bin/connect", home: "/home/ada/.connect" })
     expect(text).toBe(
       [
         "[Unit]",
@@ -21,7 +21,8 @@ describe("Daemon", () => {
         "[Service]",
         "Type=simple",
         `Environment="CONNECT_HOME=/home/ada/.connect"`,
-        `ExecStart="/usr/bin/node" "/opt/connect/bin/connect.js" "up"`,
+        `Environment="CONNECT_NODE=/usr/bin/node"`,
+        `ExecStart="/opt/connect/bin/connect" "up"`,
         "Restart=always",
         "RestartSec=5",
         "",
@@ -33,8 +34,9 @@ describe("Daemon", () => {
   })
 
   it("quotes paths with spaces and escapes systemd's % specifiers", () => {
-    const text = Daemon.unit({ node: "/opt/my node/node", script: "/srv/100%/bin/connect.js", home: "/srv/a \"b\"" })
-    expect(text).toContain(`ExecStart="/opt/my node/node" "/srv/100%%/bin/connect.js" "up"`)
+    const text = Daemon.unit({ node: "/opt/my node/node", script: "/srv/100%/bin/connect", home: "/srv/a \"b\"" })
+    expect(text).toContain(`ExecStart="/srv/100%%/bin/connect" "up"`)
+    expect(text).toContain(`Environment="CONNECT_NODE=/opt/my node/node"`)
     expect(text).toContain(`Environment="CONNECT_HOME=/srv/a \\"b\\""`)
   })
 

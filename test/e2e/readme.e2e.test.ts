@@ -2,7 +2,7 @@
  * The README scenario, as a new user runs it, all real processes: `connect hub` on its embedded Postgres; agent A
  * exposes this machine's Postgres (127.0.0.1:5432) as `prod-db`; agent B reaches it; `psql` through B's local port runs
  * `select 1` and a 100,000-row `COPY ... TO STDOUT` that matches the direct one byte for byte; and every step is on
- * the hash-chained log, in order.
+ * the hash-chained log, in order. Every command goes through bin/connect, the executable `npx connect` runs.
  */
 import * as ChildProcess from "node:child_process"
 import * as Crypto from "node:crypto"
@@ -32,14 +32,14 @@ afterAll(() => {
 }, 60_000)
 
 const env = (name: string): NodeJS.ProcessEnv => {
-  const e: NodeJS.ProcessEnv = { ...process.env, CONNECT_HOME: Path.join(home, name) }
+  const e: NodeJS.ProcessEnv = { ...process.env, CONNECT_HOME: Path.join(home, name), CONNECT_NODE: process.execPath }
   delete e.DATABASE_URL
   delete e.CONNECT_ALLOW_INSECURE
   return e
 }
 
 const connect = async (name: string, args: ReadonlyArray<string>) => {
-  const cli = spawn(process.execPath, ["bin/connect.js", ...args], { env: env(name) })
+  const cli = spawn("bin/connect", args, { env: env(name) })
   const exit = await cli.exited(90_000)
   expect(exit.code, `connect ${args.join(" ")}\n${cli.stdout()}\n${cli.stderr()}`).toBe(0)
   return cli.stdout()
@@ -58,7 +58,7 @@ const sha = (b: Buffer) => Crypto.createHash("sha256").update(b).digest("hex")
 describe("the README scenario", () => {
   it("reaches this machine's Postgres through the hub: select 1 and a byte-exact 100,000-row COPY, all on the log", async () => {
     for (const name of ["hub", "a", "b"]) Fs.mkdirSync(Path.join(home, name), { mode: 0o755 })
-    const hub = spawn(process.execPath, ["bin/connect.js", "hub", "--port", "0"], { env: env("hub") })
+    const hub = spawn("bin/connect", ["hub", "--port", "0"], { env: env("hub") })
     const hubUrl = (await hub.waitFor(LISTENING, 120_000))[1]!
     const apiKey = (await hub.waitFor(API_KEY, 5_000))[1]!
 
@@ -117,7 +117,7 @@ describe("the README scenario", () => {
     expect({ matched: expected.slice(0, at), seen }).toEqual({ matched: expected, seen })
     expect(seen.filter((t) => t.startsWith("Tunnel")).length).toBe(4)
 
-    const verify = spawn(process.execPath, ["bin/connect.js", "audit", "verify"], { env: env("hub") })
+    const verify = spawn("bin/connect", ["audit", "verify"], { env: env("hub") })
     expect((await verify.exited(60_000)).code).toBe(0)
     expect(verify.stdout()).toMatch(new RegExp(`^OK: ${seen.length} events, hash chain intact`, "m"))
 
