@@ -1,7 +1,7 @@
 /**
  * bin/connect, the `connect` executable: it sets glibc's malloc tuning (keeping a user's GLIBC_TUNABLES, which wins),
- * runs bin/connect.js with CONNECT_NODE or `node`, passes every argument through untouched, and works through a
- * symlink (npm links bins that way).
+ * runs bin/connect.js with CONNECT_NODE or `node` and V8's memory reducer off, passes every argument through
+ * untouched, and works through a symlink (npm links bins that way).
  */
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -20,11 +20,12 @@ describe("bin/connect", () => {
   const fakeNode = Path.join(dir, "node")
   Fs.writeFileSync(fakeNode, `#!/bin/sh\nprintf '%s\\n' "$GLIBC_TUNABLES" "$@"\n`, { mode: 0o755 })
 
-  it("runs connect.js under CONNECT_NODE with the malloc tuning and every argument untouched", () => {
+  it("runs connect.js under CONNECT_NODE with the malloc and V8 tuning and every argument untouched", () => {
     const r = run(launcher, ["hub", "--data-dir", "/tmp/a b", "", "*"], { CONNECT_NODE: fakeNode })
     expect(r.status).toBe(0)
     expect(r.stdout.split("\n")).toEqual([
       "glibc.malloc.trim_threshold=67108864",
+      "--no-memory-reducer",
       Path.resolve("bin/connect.js"),
       "hub",
       "--data-dir",
@@ -44,7 +45,7 @@ describe("bin/connect", () => {
     const link = Path.join(dir, "connect")
     Fs.symlinkSync(launcher, link)
     const r = run(link, ["--version"], { CONNECT_NODE: fakeNode })
-    expect(r.stdout.split("\n").slice(1, 3)).toEqual([Path.resolve("bin/connect.js"), "--version"])
+    expect(r.stdout.split("\n").slice(2, 4)).toEqual([Path.resolve("bin/connect.js"), "--version"])
   })
 
   it("runs the real CLI with the node on PATH", () => {
