@@ -1,6 +1,7 @@
 /**
  * Bench hub process: a relay with the in-memory policy serving ws and msgpack on a free 127.0.0.1 port.
- * Prints {"url"}; `stats` on stdin prints RSS (after a GC when run with --expose-gc) and the relay's load.
+ * Prints {"url"}; `stats` on stdin prints RSS and the JavaScript heap in use (after a GC when run with --expose-gc)
+ * and the relay's load.
  */
 import * as Readline from "node:readline"
 import { Effect } from "effect"
@@ -24,7 +25,8 @@ const program = Effect.gen(function*() {
         if (line !== "stats") return
         const gc = (globalThis as { gc?: () => void }).gc
         gc?.()
-        console.log(JSON.stringify({ rss: process.memoryUsage().rss, ...relay.stats() }))
+        const memory = process.memoryUsage()
+        console.log(JSON.stringify({ rss: memory.rss, heap: memory.heapUsed + memory.external, ...relay.stats() }))
       })
       .on("close", () => resume(Effect.void))
   })
