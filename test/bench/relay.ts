@@ -58,17 +58,17 @@ const spawn = (command: string, args: ReadonlyArray<string>, env: NodeJS.Process
     child.once("exit", (code) => first && reject(new Error(`${command} ${args.join(" ")} exited with ${code}`)))
   })
 
-/**
- * The tuning bin/connect starts node with (GLIBC_TUNABLES and V8 flags), read from that file so that the bench runs
- * the relay the way users get it: bench processes are TypeScript entry points, not `connect` commands, so they cannot
- * go through the launcher itself.
- */
 /** How a bench process is started: its environment and node's flags. */
 interface Launch {
   readonly env: NodeJS.ProcessEnv
   readonly nodeFlags: ReadonlyArray<string>
 }
 
+/**
+ * The tuning bin/connect starts node with (GLIBC_TUNABLES and V8 flags), read from that file so that the bench runs
+ * the relay the way users get it: bench processes are TypeScript entry points, not `connect` commands, so they cannot
+ * go through the launcher itself.
+ */
 const launcherTuning = (): { readonly tunables: string; readonly nodeFlags: ReadonlyArray<string> } => {
   const text = Fs.readFileSync(Path.join(here, "../../bin/connect"), "utf8")
   const tunables = /^GLIBC_TUNABLES="([^"$]+)/m.exec(text)
