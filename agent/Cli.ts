@@ -22,7 +22,7 @@ import * as HubApi from "./HubApi.ts"
 import * as HubClient from "./HubClient.ts"
 import * as State from "./State.ts"
 
-/** The `connect` launcher (bin/connect), which runs this CLI under node with its malloc tuning. */
+/** The `connect` launcher (bin/connect), which runs this CLI under node with its malloc and V8 tuning. */
 const launcher = fileURLToPath(new URL("../bin/connect", import.meta.url))
 
 const version = (JSON.parse(Fs.readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version
@@ -106,7 +106,7 @@ const detach = (home: string) =>
   Effect.gen(function*() {
     const files = State.paths(home)
     const log = Fs.openSync(files.log, "a", 0o600)
-    // Through the launcher, with this node: the background agent relays, so it gets the launcher's malloc tuning.
+    // Through the launcher, with this node: the background agent relays, so it gets the launcher's tuning.
     const child = ChildProcess.spawn(launcher, ["up"], {
       detached: true,
       stdio: ["ignore", log, log],

@@ -19,7 +19,7 @@ export class DaemonError extends Schema.TaggedError<DaemonError>()("DaemonError"
 export interface UnitOptions {
   /** The node executable the launcher runs (as CONNECT_NODE: systemd's PATH may not hold it). */
   readonly node: string
-  /** Absolute path of the launcher, bin/connect (it sets the malloc tuning the relay needs; see that file). */
+  /** Absolute path of the launcher, bin/connect (it sets the malloc and V8 tuning the relay needs; see that file). */
   readonly script: string
   /** CONNECT_HOME of the agent. */
   readonly home: string
