@@ -96,8 +96,6 @@ export class EventLog extends Context.Tag("connect/core/EventLog")<
     ) => Effect.Effect<AppendResult, VersionConflict | EventLogError>
     /** Events after a position, in position order, at most `limit`. */
     readonly readAll: (after: number, limit: number) => Effect.Effect<ReadonlyArray<StoredEvent>, EventLogError>
-    /** Raw (undecoded) events after a position, in position order, at most `limit`. */
-    readonly readRaw: (after: number, limit: number) => Effect.Effect<ReadonlyArray<RawEvent>, EventLogError>
     /** The chain links after a position, in position order, at most `limit` (what `verify` reads). */
     readonly readLinks: (after: number, limit: number) => Effect.Effect<ReadonlyArray<ChainLink>, EventLogError>
     /**
@@ -115,9 +113,9 @@ export class EventLog extends Context.Tag("connect/core/EventLog")<
 >() {}
 
 /**
- * Reads a log from the start in pages of `pageSize` (`read(after, limit)`, as `readAll`, `readRaw` and `readLinks`
- * read), one page ahead: the next page is on its way while the consumer works on the current one, which is what makes
- * verify and rebuild cost the larger of reading and processing rather than their sum.
+ * Reads a log from the start in pages of `pageSize` (`read(after, limit)`, as `readAll` and `readLinks` read), one
+ * page ahead: the next page is on its way while the consumer works on the current one, which is what makes verify and
+ * rebuild cost the larger of reading and processing rather than their sum.
  */
 export const pagesAhead = <A extends { readonly position: number }, E, R>(
   read: (after: number, limit: number) => Effect.Effect<ReadonlyArray<A>, E, R>,

@@ -182,7 +182,7 @@ interface WriterConnection {
   readonly client: Pg.Client
   /** Statements sent together: a transaction is two round trips (begin + head; writes + commit). */
   readonly pipeline: PgPipeline.Pipeline
-  /** The same connection as inline projections see it: writes join the pipeline, a read sends it. */
+  /** The same connection as inline projections see it: their writes join the pipeline and go with the commit. */
   readonly projectionSql: ProjectionSql["Type"]
 }
 
@@ -256,12 +256,7 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
         client,
         pipeline,
         projectionSql: ProjectionSql.of({
-          execute: (text, params) => Effect.sync(() => void pipeline.add(text, params)),
-          query: (text, params) =>
-            Effect.suspend(() => {
-              const i = pipeline.add(text, params)
-              return Effect.map(pipeline.send, (results) => results[i]!)
-            })
+          execute: (text, params) => Effect.sync(() => void pipeline.add(text, params))
         })
       }
       const lost = () => {
@@ -592,12 +587,6 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
       )
       .pipe(Effect.mapError(unavailable))
 
-  const readRaw = (after: number, limit: number) =>
-    readRows(after, limit).pipe(
-      Effect.map((rows) => rows.map(rowToRaw)),
-      Effect.withSpan("EventLog.readRaw")
-    )
-
   // Every column as text and rows as arrays: nothing for the driver to parse, and the canonical text is assembled from
   // the very strings Postgres sent. Row parsing was half of verify's time when bytea and timestamps were decoded.
   // (`order by events.position`: a bare `position` would name the text output column and sort "10" before "2".)
@@ -732,7 +721,7 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
       })
     )
 
-  return EventLog.of({ append, readAll, readRaw, readLinks, checkChain, readStream, subscribe, head })
+  return EventLog.of({ append, readAll, readLinks, checkChain, readStream, subscribe, head })
 })
 
 /** The event log as a layer over a PgClient. */

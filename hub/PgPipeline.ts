@@ -7,12 +7,14 @@
 import { createRequire } from "node:module"
 import { Effect } from "effect"
 import type Pg from "pg"
-import type { Row } from "./ProjectionSql.ts"
 
 // node-postgres's own conversion of a parameter to the text it binds (an untyped module).
 const { prepareValue } = createRequire(import.meta.url)("pg/lib/utils.js") as {
   readonly prepareValue: (value: unknown) => unknown
 }
+
+/** A row as node-postgres returns it. */
+export type Row = Record<string, unknown>
 
 /**
  * Quotes text as a string constant, as node-postgres's `escapeLiteral` does (quotes doubled; with a backslash, an E''

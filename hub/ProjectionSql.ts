@@ -1,21 +1,17 @@
 /**
  * The narrow SQL a projection writes its read model through: one parameterized statement at a time, on whatever
- * connection the caller runs it in. The append writer backs it with its own connection's pipeline (writes go with the
- * commit, see `PgPipeline`); the projection runner backs it with the `SqlClient` transaction of a rebuild or an async
- * batch.
+ * connection the caller runs it in. Write-only: no projection reads while it applies (inside the append writer a read
+ * would cost a round trip under the append lock). The append writer backs it with its own connection's pipeline
+ * (writes go with the commit, see `PgPipeline`); the projection runner backs it with the `SqlClient` transaction of a
+ * rebuild or an async batch.
  */
 import { SqlClient } from "@effect/sql"
 import { Context, Effect } from "effect"
 
-/** A row as node-postgres returns it. */
-export type Row = Record<string, unknown>
-
-/** Runs one statement on the connection of the surrounding transaction. */
+/** Runs statements on the connection of the surrounding transaction. */
 export class ProjectionSql extends Context.Tag("connect/hub/ProjectionSql")<
   ProjectionSql,
   {
-    /** Runs `text` with `params` and returns its rows; the error is the driver's. */
-    readonly query: (text: string, params?: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<Row>, unknown>
     /**
      * Runs a statement whose rows are not needed (a read model's insert, update or delete). The append writer sends it
      * with the commit, so Postgres's refusal surfaces there; statements still run in the order given.
@@ -25,11 +21,10 @@ export class ProjectionSql extends Context.Tag("connect/hub/ProjectionSql")<
 >() {}
 
 /** Backed by a `SqlClient`: a statement joins the transaction of the fiber that runs it. */
-export const fromSqlClient: Effect.Effect<ProjectionSql["Type"], never, SqlClient.SqlClient> = Effect.map(
+const fromSqlClient: Effect.Effect<ProjectionSql["Type"], never, SqlClient.SqlClient> = Effect.map(
   SqlClient.SqlClient,
   (sql) =>
     ProjectionSql.of({
-      query: (text, params = []) => sql.unsafe<Row>(text, params as Array<unknown>),
       execute: (text, params = []) => Effect.asVoid(sql.unsafe(text, params as Array<unknown>))
     })
 )
