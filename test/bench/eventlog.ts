@@ -127,7 +127,14 @@ export const main = async (args: ReadonlyArray<string>) => {
     yield* sql.unsafe(`create database ${name}`)
     yield* Effect.addFinalizer(() => sql.unsafe(`drop database if exists ${name} with (force)`).pipe(Effect.ignore))
     const cfg = pg.config
-    const benchConfig: PgClient.PgClientConfig = { ...cfg, database: name, maxConnections: 70 }
+    // A URL names its own database and wins over `database`, so the fresh database goes into the URL when there is one.
+    const url = cfg.url ? new URL(Redacted.value(cfg.url)) : undefined
+    if (url) url.pathname = `/${name}`
+    const benchConfig: PgClient.PgClientConfig = {
+      ...cfg,
+      ...(url ? { url: Redacted.make(url.toString()) } : { database: name }),
+      maxConnections: 70
+    }
     const settings = yield* sql.unsafe<{ name: string; setting: string }>(
       `select name, setting from pg_settings where name in ('fsync', 'synchronous_commit', 'full_page_writes', 'server_version')`
     )
@@ -146,12 +153,16 @@ export const main = async (args: ReadonlyArray<string>) => {
         id uuid not null unique, stream text not null, type text not null, data jsonb not null, meta jsonb not null,
         recorded_at timestamptz not null default clock_timestamp())`)
       const pool = new Pg.Pool({
-        host: cfg.host,
-        port: cfg.port,
-        user: cfg.username,
-        database: name,
-        max: 64,
-        ...(cfg.password ? { password: Redacted.value(cfg.password) } : {})
+        ...(url
+          ? { connectionString: url.toString() }
+          : {
+            host: cfg.host,
+            port: cfg.port,
+            user: cfg.username,
+            database: name,
+            ...(cfg.password ? { password: Redacted.value(cfg.password) } : {})
+          }),
+        max: 64
       })
       yield* Effect.addFinalizer(() => Effect.promise(() => pool.end()))
       const dataJson = JSON.stringify(sample.data)
