@@ -3,7 +3,7 @@
  * gaps and that each event links to its predecessor, and names the first position where the chain breaks.
  */
 import { createHash } from "node:crypto"
-import { Effect, Fiber, Stream } from "effect"
+import { Effect, Stream } from "effect"
 import { type ChainBreak, type ChainLink, EventLog, type EventLogError, pagesAhead } from "../core/EventLog.ts"
 import { GENESIS_HASH } from "../core/HashChain.ts"
 
@@ -38,7 +38,7 @@ const describe = (b: ChainBreak, detail?: string): Broken => ({
  * Checks one link against the expected position and the previous event's hash (as bytes and as stored hex); returns
  * the recomputed hash when it holds.
  */
-export const checkLink = (
+const checkLink = (
   link: ChainLink,
   expectedPosition: number,
   prevHash: Uint8Array,
@@ -85,19 +85,22 @@ const verifyInDatabase = (options: VerifyOptions) =>
     const head = yield* log.head
     const ranges: Array<readonly [number, number]> = []
     for (let after = 0; after < head.position; after += pageSize) ranges.push([after, Math.min(after + pageSize, head.position)])
-    // Two ranges in flight: each is one server process's work, and the first break is still found in order.
-    let inFlight = ranges.length > 0 ? yield* Effect.fork(log.checkChain(...ranges[0]!)) : undefined
-    for (let i = 0; i < ranges.length; i++) {
-      const next = i + 1 < ranges.length ? yield* Effect.fork(log.checkChain(...ranges[i + 1]!)) : undefined
-      const broken = yield* Fiber.join(inFlight!).pipe(Effect.onError(() => (next ? Fiber.interrupt(next) : Effect.void)))
-      if (broken) {
-        if (next) yield* Fiber.interrupt(next)
-        return describe(broken) as VerifyResult
-      }
-      if (options.onProgress) yield* options.onProgress(ranges[i]![1])
-      inFlight = next
-    }
-    return { ok: true, count: head.position, headHash: Buffer.from(head.hash).toString("hex") } as VerifyResult
+    let broken: Broken | undefined
+    // Two ranges in flight, each one server process's work; results come in order, so the first break found is the
+    // first in the log, and stopping there interrupts the range still running.
+    yield* Stream.fromIterable(ranges).pipe(
+      Stream.mapEffect(([after, upTo]) => Effect.map(log.checkChain(after, upTo), (b) => [upTo, b] as const), {
+        concurrency: 2
+      }),
+      Stream.runForEachWhile(([upTo, b]) => {
+        if (b) {
+          broken = describe(b)
+          return Effect.succeed(false)
+        }
+        return options.onProgress ? Effect.as(options.onProgress(upTo), true) : Effect.succeed(true)
+      })
+    )
+    return (broken ?? { ok: true, count: head.position, headHash: Buffer.from(head.hash).toString("hex") }) as VerifyResult
   })
 
 const verifyHere = (options: VerifyOptions) =>
