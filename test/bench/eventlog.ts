@@ -57,28 +57,11 @@ interface Measurement {
   readonly latenciesMs: Array<number>
 }
 
-/** Runs `callers` loops of `op` for `seconds`, recording each call's latency. */
-const drive = async (callers: number, seconds: number, op: (caller: number, i: number) => Promise<unknown>) => {
-  const latencies: Array<number> = []
-  const deadline = performance.now() + seconds * 1000
-  const started = performance.now()
-  await Promise.all(
-    Array.from({ length: callers }, async (_, c) => {
-      for (let i = 0; performance.now() < deadline; i++) {
-        const t = performance.now()
-        await op(c, i)
-        latencies.push(performance.now() - t)
-      }
-    })
-  )
-  return { events: latencies.length, seconds: (performance.now() - started) / 1000, latenciesMs: latencies } satisfies Measurement
-}
-
 /**
- * Like `drive`, but the callers are fibers of one Effect runtime, as the hub's relay and API fibers are: no
- * `runPromise` per append, whose fiber start-up and promise would be charged to the writer.
+ * Runs `callers` loops of `op` for `seconds`, recording each call's latency. The callers are fibers of one Effect
+ * runtime, as the hub's relay and API fibers are, for the baseline as for the event log.
  */
-const driveEffect = (
+const drive = (
   callers: number,
   seconds: number,
   op: (caller: number, i: number) => Effect.Effect<unknown, unknown>
@@ -168,13 +151,15 @@ export const main = async (args: ReadonlyArray<string>) => {
       const dataJson = JSON.stringify(sample.data)
       const metaJson = JSON.stringify(encodeMeta(meta))
       const baselineOp = (c: number) =>
-        pool.query(`insert into baseline_events (id, stream, type, data, meta) values ($1, $2, $3, $4, $5)`, [
-          uuidv7(),
-          `tunnel-${c % STREAMS}`,
-          sample.type,
-          dataJson,
-          metaJson
-        ])
+        Effect.promise(() =>
+          pool.query(`insert into baseline_events (id, stream, type, data, meta) values ($1, $2, $3, $4, $5)`, [
+            uuidv7(),
+            `tunnel-${c % STREAMS}`,
+            sample.type,
+            dataJson,
+            metaJson
+          ])
+        )
       const groupOp = (c: number, i: number) =>
         log.append(`tunnel-${(c * 7919 + i) % STREAMS}`, [sampleEvent()], {
           expectedVersion: "any",
@@ -187,8 +172,8 @@ export const main = async (args: ReadonlyArray<string>) => {
         const base: Array<ReturnType<typeof summarize>> = []
         const group: Array<ReturnType<typeof summarize>> = []
         for (let r = 0; r < runs; r++) {
-          base.push(summarize(yield* Effect.promise(() => drive(callers, seconds, baselineOp))))
-          group.push(summarize(yield* driveEffect(callers, seconds, groupOp)))
+          base.push(summarize(yield* drive(callers, seconds, baselineOp)))
+          group.push(summarize(yield* drive(callers, seconds, groupOp)))
         }
         const row = {
           callers,
