@@ -21,7 +21,7 @@ const json = Options.boolean("json").pipe(Options.withDescription("Print the res
 const independent = Options.boolean("independent").pipe(
   Options.withDescription(
     "Recompute every hash in this process from the rows as read, instead of having Postgres recompute them " +
-      "(about 3x slower; trusts nothing of the server but the rows it returns)."
+      "(3-5x slower; trusts nothing of the server but the rows it returns)."
   )
 )
 
