@@ -422,8 +422,8 @@ const startSshForward = async (target: number): Promise<number | undefined> => {
 interface Path_ {
   readonly name: string
   readonly port: number
-  /** The hub process of a relay path (B5, B6 and the warm-up apply to relay paths). */
-  readonly hub?: Proc
+  /** A connect relay (warmed up first; compared with the anchors). */
+  readonly relay?: boolean
   /** Measure B1 only (the extra anchors). */
   readonly throughputOnly?: boolean
 }
@@ -482,8 +482,8 @@ export const main = async (args: ReadonlyArray<string>) => {
       return { port: Number(b.first.port), hub, processes: [hub.child, a.child, b.child] }
     }
     const relay = async (name: string, transport: string, launch: Launch, throughputOnly = false) => {
-      const { hub, port } = await startRelay(transport, launch)
-      paths.push({ name, port, hub, throughputOnly })
+      const { port } = await startRelay(transport, launch)
+      paths.push({ name, port, relay: true, throughputOnly })
     }
     await relay("connect msgpack", "msgpack", tuned)
     await relay("connect ws", "ws", tuned)
@@ -504,7 +504,7 @@ export const main = async (args: ReadonlyArray<string>) => {
       const p99k: Array<number> = []
       const rates: Array<number> = []
       let stalls = 0
-      if (path.hub) {
+      if (path.relay) {
         // Warm-up: JIT, and the relay processes' heaps growing to their working size.
         await upload(path.port, bytes)
         await download(path.port, bytes)
@@ -562,7 +562,7 @@ export const main = async (args: ReadonlyArray<string>) => {
     )
 
     const ratios: Array<Record<string, unknown>> = []
-    for (const path of paths.filter((p) => p.hub)) {
+    for (const path of paths.filter((p) => p.relay)) {
       const r = results[path.name] as { upMBps: { median: number }; downMBps: { median: number } }
       for (const anchor of ["ssh -L", "socat", "socat ×3 (4 hops)"]) {
         const a = results[anchor] as { upMBps: { median: number }; downMBps: { median: number } } | undefined
