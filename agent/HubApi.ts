@@ -2,6 +2,8 @@
  * The agent's HTTP client for the hub's API (JSON, `Authorization: Bearer`): provisioning with an API key, token
  * rotation and the service list; plus the hub URL rules (TLS unless loopback, the gateway address).
  */
+import * as Dns from "node:dns"
+import * as Net from "node:net"
 import { Effect, Schema } from "effect"
 
 /** Why a hub API call failed. */
@@ -47,35 +49,66 @@ export type ServiceInfo = typeof ServiceInfo.Type
 
 const Services = Schema.Struct({ services: Schema.Array(ServiceInfo) })
 
-const isLoopback = (hostname: string): boolean => {
-  const host = hostname.replace(/^\[|\]$/g, "").toLowerCase()
-  return host === "localhost" || host.endsWith(".localhost") || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host)
+/** Resolves a host name to every address it has (IP literals resolve to themselves). */
+export type Resolve = (host: string) => Effect.Effect<ReadonlyArray<string>, HubUrlError>
+
+/** `dns.lookup(host, { all: true })`: what the agent's own connections to the hub will resolve. */
+export const systemResolve: Resolve = (host) =>
+  Effect.async<ReadonlyArray<string>, HubUrlError>((resume) => {
+    Dns.lookup(host, { all: true, verbatim: true }, (error, addresses) =>
+      resume(
+        error
+          ? Effect.fail(new HubUrlError({ message: `cannot resolve the hub's host ${host}: ${error.code ?? error.message}` }))
+          : Effect.succeed(addresses.map((a) => a.address))
+      ))
+  })
+
+const loopback = new Net.BlockList()
+loopback.addSubnet("127.0.0.0", 8, "ipv4")
+loopback.addAddress("::1", "ipv6")
+
+const isLoopbackAddress = (address: string): boolean => {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1]
+  const ip = mapped ?? address
+  const family = Net.isIP(ip)
+  return family !== 0 && loopback.check(ip, family === 4 ? "ipv4" : "ipv6")
+}
+
+// The name says nothing: `evil.localhost` is whatever the resolver answers, so every resolved address must be loopback.
+const resolvesToLoopback = (hostname: string, resolve: Resolve): Effect.Effect<boolean, HubUrlError> => {
+  const host = hostname.replace(/^\[|\]$/g, "")
+  if (Net.isIP(host) !== 0) return Effect.succeed(isLoopbackAddress(host))
+  return Effect.map(resolve(host), (addresses) => addresses.length > 0 && addresses.every(isLoopbackAddress))
 }
 
 /**
  * Checks a hub URL (`http(s)://host[:port]`) and returns it without a trailing slash. Plain HTTP is accepted only
- * for a loopback host or with `CONNECT_ALLOW_INSECURE=true`: the token crosses the network in the clear otherwise.
+ * when every address the host resolves to is loopback (127.0.0.0/8, ::1), or with `CONNECT_ALLOW_INSECURE=true`:
+ * the token crosses the network in the clear otherwise.
  */
-export const checkHubUrl = (raw: string, env: NodeJS.ProcessEnv = process.env): Effect.Effect<string, HubUrlError> =>
-  Effect.suspend(() => {
+export const checkHubUrl = (
+  raw: string,
+  env: NodeJS.ProcessEnv = process.env,
+  resolve: Resolve = systemResolve
+): Effect.Effect<string, HubUrlError> =>
+  Effect.gen(function*() {
     let url: URL
     try {
       url = new URL(raw)
     } catch {
-      return Effect.fail(new HubUrlError({ message: `--hub ${raw} is not a URL (expected https://host[:port])` }))
+      return yield* new HubUrlError({ message: `--hub ${raw} is not a URL (expected https://host[:port])` })
     }
     if (url.protocol !== "http:" && url.protocol !== "https:") {
-      return Effect.fail(new HubUrlError({ message: `--hub ${raw}: expected an http:// or https:// URL` }))
+      return yield* new HubUrlError({ message: `--hub ${raw}: expected an http:// or https:// URL` })
     }
-    if (url.protocol === "http:" && !isLoopback(url.hostname) && env.CONNECT_ALLOW_INSECURE !== "true") {
-      return Effect.fail(
-        new HubUrlError({
-          message: `refusing plain http:// to ${url.host}: the agent token would cross the network unencrypted. ` +
-            "Use https://, or set CONNECT_ALLOW_INSECURE=true for a trusted network."
-        })
-      )
+    const insecure = url.protocol === "http:" && env.CONNECT_ALLOW_INSECURE !== "true"
+    if (insecure && !(yield* resolvesToLoopback(url.hostname, resolve).pipe(Effect.orElseSucceed(() => false)))) {
+      return yield* new HubUrlError({
+        message: `refusing plain http:// to ${url.host}: it does not resolve to loopback only, so the agent token ` +
+          "would cross the network unencrypted. Use https://, or set CONNECT_ALLOW_INSECURE=true for a trusted network."
+      })
     }
-    return Effect.succeed(url.toString().replace(/\/+$/, ""))
+    return url.toString().replace(/\/+$/, "")
   })
 
 /** The agent gateway of a hub: `http://h:p` → `ws://h:p/v1/agent`, `https` → `wss`. */
