@@ -21,6 +21,15 @@ export const ProtocolVersion = 1
  */
 export const StreamWindow = 4 * 1024 * 1024
 
+/**
+ * Bytes a sender may have in flight on all its streams of one connection together (as HTTP/2's connection window):
+ * without it, an agent with 1,024 streams could make the hub hold 1,024 × `StreamWindow` = 4 GiB for a reader that
+ * does not read. Four full stream windows: one saturated stream runs at full speed, and one stuck stream (holding
+ * its whole window) still leaves three windows to the others. Both ends enforce it; the hub closes a connection that
+ * exceeds it with a protocol error.
+ */
+export const ConnectionWindow = 4 * StreamWindow
+
 /** Largest `Data` payload a sender puts in one frame (Node reads TCP in 64 KiB chunks, so one read is one frame). */
 export const MaxChunk = 64 * 1024
 
@@ -159,10 +168,14 @@ export class Data extends Schema.TaggedClass<Data>()("Data", {
   payload: Schema.Uint8ArrayFromSelf
 }) {}
 
-/** The receiver's TCP socket accepted `bytes` more bytes of this stream: the sender may send that many more. */
+/**
+ * The receiver's TCP socket accepted `bytes` more bytes of this stream: the sender may send that many more. Valid
+ * only in 1..`StreamWindow` and only up to the bytes actually outstanding on the stream; the hub treats anything
+ * else as a protocol violation, since a credit beyond what was sent would switch the window off.
+ */
 export class Credit extends Schema.TaggedClass<Credit>()("Credit", {
   stream: StreamId,
-  bytes: Schema.Number.pipe(Schema.int(), Schema.positive())
+  bytes: Schema.Number.pipe(Schema.int(), Schema.between(1, StreamWindow))
 }) {}
 
 /** The sender's side of the stream reached EOF (TCP shutdown(WR)); the other direction stays open. */

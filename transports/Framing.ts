@@ -71,6 +71,28 @@ export const toMessage = (value: unknown): Message => {
   return result.right
 }
 
+/**
+ * Delivers one message to a connection's handler: the boundary between one peer and the process. An exception
+ * thrown while handling a frame (a bug, or an input nobody foresaw) is reported through `failed`, which closes that
+ * one connection with 1011; it never reaches the event loop, where it would end the hub and every tenant's tunnels.
+ */
+export const deliverGuarded = (
+  handle: (message: Message) => void,
+  message: Message,
+  failed: (error: unknown) => void
+): void => {
+  try {
+    handle(message)
+  } catch (error) {
+    failed(error)
+  }
+}
+
+/** Reports an exception a connection's handler threw (on stderr: the operator's log, never the peer). */
+export const reportInternal = (transport: string, remoteAddress: string, error: unknown): void => {
+  console.error(`connect: closed a ${transport} connection from ${remoteAddress} after an internal error:`, error)
+}
+
 /** True for a valid stream id (u32, non-zero). */
 export const isStreamId = (n: unknown): n is number =>
   typeof n === "number" && Number.isInteger(n) && n >= 1 && n <= 0xffff_ffff

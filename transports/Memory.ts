@@ -7,6 +7,7 @@ import type { Scope } from "effect"
 import type { Message } from "../core/Protocol.ts"
 import { CloseCodes, TransportError } from "../core/Transport.ts"
 import type { CloseInfo, Codec, Connection, ConnectionHandler, Transport } from "../core/Transport.ts"
+import { deliverGuarded, reportInternal } from "./Framing.ts"
 import { codec as msgpack } from "./Msgpack.ts"
 import { HighWaterMark, LowWaterMark } from "./WebSocket.ts"
 
@@ -62,6 +63,11 @@ export const makePair = (codec: Codec = msgpack): readonly [MemoryConnection, Me
     })
   }
 
+  const failed = (error: unknown) => {
+    reportInternal("memory", "memory", error)
+    closeBoth(CloseCodes.Internal, "internal error")
+  }
+
   const flush = (from: End, to: End) => {
     from.scheduled = false
     const frames = from.queued
@@ -79,7 +85,7 @@ export const makePair = (codec: Codec = msgpack): readonly [MemoryConnection, Me
           : CloseCodes.Protocol
         return closeBoth(code, error instanceof TransportError ? error.message : "undecodable frame")
       }
-      if (to.handler) to.handler.message(message)
+      if (to.handler) deliverGuarded(to.handler.message, message, failed)
       else to.early.push(message)
     }
     if (from.congested && from.queuedBytes <= LowWaterMark) {
@@ -122,7 +128,10 @@ export const makePair = (codec: Codec = msgpack): readonly [MemoryConnection, Me
         self.handler = h
         const early = self.early
         self.early = []
-        for (const message of early) h.message(message)
+        for (const message of early) {
+          if (self.closing) break
+          deliverGuarded(h.message, message, failed)
+        }
         if (self.closeInfo) h.close(self.closeInfo)
       },
       close: (code, reason) => {

@@ -7,7 +7,7 @@
  *   other   [0x00][msgpack map]
  */
 import { Packr } from "msgpackr"
-import { Credit, Data, MaxChunk } from "../core/Protocol.ts"
+import { Credit, Data, MaxChunk, StreamWindow } from "../core/Protocol.ts"
 import type { Message } from "../core/Protocol.ts"
 import type { Codec, Transport } from "../core/Transport.ts"
 import { checkFrameSize, isStreamId, protocolError, toMessage, trusted } from "./Framing.ts"
@@ -105,7 +105,7 @@ const decode = (input: Uint8Array | string): Message => {
       if (frame.byteLength !== 9) throw protocolError("bad Credit frame")
       const stream = frame.readUInt32BE(1)
       const bytes = frame.readUInt32BE(5)
-      if (!isStreamId(stream) || bytes === 0) throw protocolError("invalid Credit frame")
+      if (!isStreamId(stream) || bytes === 0 || bytes > StreamWindow) throw protocolError("invalid Credit frame")
       return trusted(Credit, { stream, bytes })
     }
     case TypeControl: {

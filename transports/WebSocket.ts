@@ -12,6 +12,7 @@ import { MaxFrame } from "../core/Protocol.ts"
 import type { Message } from "../core/Protocol.ts"
 import { CloseCodes, TransportError } from "../core/Transport.ts"
 import type { CloseInfo, Codec, Connection, ConnectionHandler } from "../core/Transport.ts"
+import { deliverGuarded, reportInternal } from "./Framing.ts"
 
 /**
  * Connection-level flow control: above 2 MiB queued in user space the owner pauses its sources, and resumes under
@@ -87,8 +88,12 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
     // A peer that does not answer the close frame is cut after CloseTimeoutMs instead of ws's 30 s.
     setTimeout(() => ws.terminate(), CloseTimeoutMs).unref()
   }
+  const failed = (error: unknown) => {
+    reportInternal(codec.name, remoteAddress, error)
+    close(CloseCodes.Internal, "internal error")
+  }
   const deliver = (message: Message) => {
-    if (handler) handler.message(message)
+    if (handler) deliverGuarded(handler.message, message, failed)
     else early?.push(message)
   }
 
@@ -143,7 +148,10 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
       handler = h
       const queued = early ?? []
       early = undefined
-      for (const message of queued) h.message(message)
+      for (const message of queued) {
+        if (closing) break
+        deliverGuarded(h.message, message, failed)
+      }
       if (closeInfo) h.close(closeInfo)
     },
     close

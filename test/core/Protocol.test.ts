@@ -64,6 +64,8 @@ describe("Protocol", () => {
     expect(Either.isLeft(decode({ _tag: "Data", stream: 2 ** 32, payload: new Uint8Array(1) }))).toBe(true)
     expect(Either.isLeft(decode({ _tag: "Credit", stream: 1, bytes: 0 }))).toBe(true)
     expect(Either.isLeft(decode({ _tag: "Credit", stream: 1, bytes: 1.5 }))).toBe(true)
+    expect(Either.isLeft(decode({ _tag: "Credit", stream: 1, bytes: P.StreamWindow + 1 }))).toBe(true)
+    expect(Either.isLeft(decode({ _tag: "Credit", stream: 1, bytes: 2 ** 32 }))).toBe(true)
     expect(Either.isLeft(decode({ _tag: "Expose", request: 1, name: "x", host: "h", port: 70_000 }))).toBe(true)
     expect(Either.isLeft(decode({ _tag: "Nope" }))).toBe(true)
     expect(Either.isRight(decode({ _tag: "Credit", stream: 1, bytes: 10 }))).toBe(true)

@@ -48,6 +48,7 @@ const echo = (serverCloses: Array<CloseInfo>) => (connection: Connection) => {
       if (message._tag === "Hello" && message.token === "deny") {
         return connection.close(CloseCodes.Unauthorized, "Unauthorized")
       }
+      if (message._tag === "Hello" && message.token === "throw") throw new Error("handler bug")
       if (message._tag === "Data") return connection.sendData(message.stream, message.payload)
       connection.send(message)
     },
@@ -260,6 +261,19 @@ describe.each(harnesses)("Transport contract: %s", (_name, harness) => {
       expect(yield* Effect.promise(() => box.next())).toEqual(new P.Ping({ nonce: 2 }))
     }), 60_000)
 
+  it.scopedLive("closes only the connection whose handler throws (1011), and keeps serving others", () =>
+    Effect.gen(function*() {
+      const h = yield* harness
+      const victim = yield* h.client
+      const victimBox = inbox(victim)
+      const bystander = yield* h.client
+      const bystanderBox = inbox(bystander)
+      victim.send(new P.Hello({ protocol: 1, token: "throw", transport: h.codec.name, agentVersion: "t" }))
+      expect((yield* Effect.promise(() => victimBox.closedInfo())).code).toBe(CloseCodes.Internal)
+      bystander.send(new P.Ping({ nonce: 3 }))
+      expect(yield* Effect.promise(() => bystanderBox.next())).toEqual(new P.Ping({ nonce: 3 }))
+    }))
+
   it.scopedLive("reports close codes on both ends", () =>
     Effect.gen(function*() {
       const h = yield* harness
@@ -322,6 +336,24 @@ describe("ws codec Data frames", () => {
     }
     for (const bad of ['"stream":0,"payload":""', '"stream":1,"payload":"QUJD$RA="', '"stream":1,"payload":"QUJDRA=A"']) {
       expect(() => Ws.codec.decode(Buffer.from(`{"_tag":"Data",${bad}}`))).toThrow(TransportError)
+    }
+  })
+})
+
+describe("Credit frames", () => {
+  it("every codec refuses a credit of 0 or beyond one stream window (a hostile peer's 4294967296)", () => {
+    const creditFrame = (bytes: number) => {
+      const frame = Buffer.alloc(9)
+      frame[0] = 0x02
+      frame.writeUInt32BE(1, 1)
+      frame.writeUInt32BE(bytes, 5)
+      return frame
+    }
+    expect(Msgpack.codec.decode(creditFrame(P.StreamWindow))).toEqual(new P.Credit({ stream: 1, bytes: P.StreamWindow }))
+    expect(() => Msgpack.codec.decode(creditFrame(P.StreamWindow + 1))).toThrow(TransportError)
+    expect(() => Msgpack.codec.decode(creditFrame(0xffff_ffff))).toThrow(TransportError)
+    for (const bytes of [0, P.StreamWindow + 1, 4_294_967_296, 4_294_967_295]) {
+      expect(() => Ws.codec.decode(`{"_tag":"Credit","stream":1,"bytes":${bytes}}`)).toThrow(TransportError)
     }
   })
 })
