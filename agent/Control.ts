@@ -6,17 +6,60 @@
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Readline from "node:readline"
-import { Effect, Schema } from "effect"
+import { Effect, Either, ParseResult, Schema } from "effect"
 import type { Scope } from "effect"
 
+const text = (max: number) =>
+  Schema.String.pipe(Schema.maxLength(max)).annotations({
+    message: () => ({ message: `expected text of at most ${max} characters`, override: true })
+  })
+
+const port = (min: 0 | 1) =>
+  Schema.Int.pipe(Schema.between(min, 65535)).annotations({
+    message: () => ({ message: `expected a port: an integer in ${min}-65535`, override: true })
+  })
+
+/**
+ * Each operation's request, checked when it arrives so that nothing malformed reaches the agent: 253 characters is
+ * the longest DNS name (the hub checks names and hosts fully); a reach port of 0 asks for a stable free port.
+ */
+const requests = {
+  status: Schema.Struct({ op: Schema.Literal("status") }),
+  expose: Schema.Struct({ op: Schema.Literal("expose"), name: text(253), host: text(253), port: port(1) }),
+  unexpose: Schema.Struct({ op: Schema.Literal("unexpose"), name: text(253) }),
+  reach: Schema.Struct({ op: Schema.Literal("reach"), name: text(253), port: Schema.optional(port(0)) }),
+  unreach: Schema.Struct({ op: Schema.Literal("unreach"), name: text(253) }),
+  check: Schema.Struct({ op: Schema.Literal("check"), name: text(253) })
+} as const
+
 /** A request to the running agent. */
-export type Request =
-  | { readonly op: "status" }
-  | { readonly op: "expose"; readonly name: string; readonly host: string; readonly port: number }
-  | { readonly op: "unexpose"; readonly name: string }
-  | { readonly op: "reach"; readonly name: string; readonly port?: number }
-  | { readonly op: "unreach"; readonly name: string }
-  | { readonly op: "check"; readonly name: string }
+export type Request = (typeof requests)[keyof typeof requests]["Type"]
+
+const decoders = Object.fromEntries(
+  Object.entries(requests).map(([op, schema]) => [op, Schema.decodeUnknownEither(schema as Schema.Schema<Request>)])
+)
+
+/** Decodes one request line, or says in one line why it is not a request. */
+export const decodeRequest = (line: string): Either.Either<Request, string> => {
+  let value: unknown
+  try {
+    value = JSON.parse(line)
+  } catch {
+    return Either.left("not JSON")
+  }
+  const op = typeof value === "object" && value !== null ? (value as { op?: unknown }).op : undefined
+  const decode = typeof op === "string" && Object.hasOwn(decoders, op) ? decoders[op]! : undefined
+  if (decode === undefined) return Either.left(`unknown operation; expected one of ${Object.keys(requests).join(", ")}`)
+  return Either.mapLeft(decode(value), (error) =>
+    `invalid ${op} request: ` +
+    ParseResult.ArrayFormatter.formatErrorSync(error).map((i) => `${i.path.join(".")}: ${i.message}`).join("; "))
+}
+
+/** The first line of an unexpected failure's message, without the stack a defect carries. */
+const internal = (error: unknown): string => {
+  const message = error instanceof Error ? error.message : String(error)
+  return message.split("\n")[0]!.slice(0, 300)
+}
 
 /** The agent's answer: a result, or an error with a stable code and a message for the user. */
 export type Response =
@@ -70,19 +113,12 @@ export const serve = (
         socket.on("error", () => {})
         const lines = Readline.createInterface({ input: socket })
         lines.on("error", () => {})
+        const reply = (response: Response) => socket.write(JSON.stringify(response) + "\n")
         lines.on("line", (line) => {
-          let request: Request
-          try {
-            request = JSON.parse(line) as Request
-          } catch {
-            socket.write(JSON.stringify({ ok: false, error: { code: "BadRequest", message: "not JSON" } }) + "\n")
-            return
-          }
-          handle(request).then(
-            (response) => socket.write(JSON.stringify(response) + "\n"),
-            (error: unknown) =>
-              socket.write(JSON.stringify({ ok: false, error: { code: "Internal", message: String(error) } }) + "\n")
-          )
+          const request = decodeRequest(line)
+          if (Either.isLeft(request)) return reply({ ok: false, error: { code: "BadRequest", message: request.left } })
+          handle(request.right).then(reply, (error: unknown) =>
+            reply({ ok: false, error: { code: "Internal", message: internal(error) } }))
         })
       })
       yield* Effect.async<void, ControlError>((resume) => {
