@@ -85,6 +85,9 @@ export const TunnelCloseReason = Schema.Literal(
   "error"
 )
 
+/** Why a service name was freed without its agent unexposing it: an admin released it, or its agent was revoked. */
+export const ServiceReleaseReason = Schema.Literal("admin", "agent_revoked")
+
 /** Why a reach request was refused. */
 export const ReachDeniedReason = Schema.Literal(
   "not_found",
@@ -216,6 +219,15 @@ export class AgentAuthFailed extends Schema.TaggedClass<AgentAuthFailed>()("Agen
   ip: Ip
 }) {}
 
+/**
+ * An admin set the targets an agent may expose (addresses, CIDR ranges, host names, `*.domain`); without `allow` the
+ * list was cleared and the agent may expose anything but cloud metadata addresses again.
+ */
+export class AgentAllowListSet extends Schema.TaggedClass<AgentAllowListSet>()("AgentAllowListSet", {
+  agentId: AgentId,
+  allow: optional(Schema.Array(Schema.NonEmptyTrimmedString).pipe(Schema.minItems(1)))
+}) {}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Service
 // ---------------------------------------------------------------------------------------------------------------
@@ -234,6 +246,17 @@ export class ServiceUnexposed extends Schema.TaggedClass<ServiceUnexposed>()("Se
   serviceId: ServiceId,
   agentId: AgentId,
   name: ServiceName
+}) {}
+
+/**
+ * A service name was freed while `agentId` held it, by an admin (`connect hub service release`) or because that
+ * agent was revoked; it can no longer be reached and any agent of the workspace may expose the name again.
+ */
+export class ServiceReleased extends Schema.TaggedClass<ServiceReleased>()("ServiceReleased", {
+  serviceId: ServiceId,
+  agentId: AgentId,
+  name: ServiceName,
+  reason: ServiceReleaseReason
 }) {}
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -354,7 +377,9 @@ const classes = [
   ShareAccessed,
   LinkCreated,
   LinkRevoked,
-  LinkAccessed
+  LinkAccessed,
+  AgentAllowListSet,
+  ServiceReleased
 ] as const
 
 /** Any event of the catalog. */

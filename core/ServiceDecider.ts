@@ -1,15 +1,24 @@
 /**
  * The service aggregate (stream `service-<id>`): a name in a workspace, exposed by one agent at a time. The id is
  * derived from workspace and name, so two agents racing to expose one name meet on one stream and one of them
- * gets a version conflict instead of a duplicate.
+ * gets a version conflict instead of a duplicate. A name stays with the agent that exposed it, online or not, until
+ * that agent unexposes it or an admin releases it (revoking an agent releases its names); targets are checked by
+ * `ExposeTarget`.
  */
 import { createHash } from "node:crypto"
-import { Either } from "effect"
+import { Either, Schema } from "effect"
 import { DomainError } from "./DomainError.ts"
 import type { Decider } from "./Decider.ts"
-import { type Event, ServiceExposed, ServiceName, ServiceUnexposed } from "./Events.ts"
+import {
+  type Event,
+  ServiceExposed,
+  ServiceName,
+  ServiceReleased,
+  type ServiceReleaseReason,
+  ServiceUnexposed
+} from "./Events.ts"
+import * as ExposeTarget from "./ExposeTarget.ts"
 import { type AgentId, ServiceId } from "./Ids.ts"
-import { Schema } from "effect"
 
 /** The id of service `name` in a workspace: a UUIDv8 over SHA-256(workspace id, name). */
 export const serviceIdFor = (workspaceId: string, name: string): ServiceId => {
@@ -31,14 +40,23 @@ export type ServiceCommand =
   | {
     readonly _tag: "ExposeService"
     readonly serviceId: ServiceId
+    readonly workspaceId: string
     readonly agentId: AgentId
     readonly name: string
     readonly host: string
     readonly port: number
-    /** Whether the agent currently exposing the name (if another one) is connected. */
-    readonly ownerOnline: boolean
+    /** The agent's allow list of targets; absent: anything but cloud metadata addresses. */
+    readonly allow?: ReadonlyArray<string>
   }
   | { readonly _tag: "UnexposeService"; readonly serviceId: ServiceId; readonly agentId: AgentId; readonly name: string }
+  | {
+    readonly _tag: "ReleaseService"
+    readonly serviceId: ServiceId
+    readonly name: string
+    readonly reason: typeof ServiceReleaseReason.Type
+    /** Release only if this agent still holds the name (a revocation must not free a name someone else took since). */
+    readonly heldBy?: AgentId
+  }
 
 const initialState: ServiceState = { status: "none", agentId: undefined, host: undefined, port: undefined }
 
@@ -47,6 +65,7 @@ const evolve = (state: ServiceState, event: Event): ServiceState => {
     case "ServiceExposed":
       return { status: "exposed", agentId: event.agentId, host: event.targetHost, port: event.targetPort }
     case "ServiceUnexposed":
+    case "ServiceReleased":
       return { ...state, status: "unexposed" }
     default:
       return state
@@ -55,34 +74,67 @@ const evolve = (state: ServiceState, event: Event): ServiceState => {
 
 const isName = Schema.is(ServiceName)
 
+const invalid = (message: string) => Either.left(new DomainError({ reason: "Invalid", message }))
+
+const expose = (
+  command: Extract<ServiceCommand, { _tag: "ExposeService" }>,
+  state: ServiceState
+): Either.Either<ReadonlyArray<Event>, DomainError> => {
+  const name: string = command.name
+  if (!isName(name)) return invalid(`invalid service name "${command.name.slice(0, 64)}"`)
+  const refused = ExposeTarget.refusal(command.agentId, command.host, command.port, command.allow)
+  if (refused !== undefined) return invalid(refused)
+  if (state.status === "exposed" && state.agentId !== command.agentId) {
+    // Whether the owner is online does not matter: a reach of this name must never reach another agent's target.
+    return Either.left(
+      new DomainError({
+        reason: "Conflict",
+        message: `service ${command.name} is exposed by agent ${state.agentId}; it stays with that agent until it ` +
+          `unexposes it or an admin releases it: connect hub service release ${command.name} --workspace ${command.workspaceId}`
+      })
+    )
+  }
+  if (state.status === "exposed" && state.host === command.host && state.port === command.port) {
+    // Re-exposing after a reconnect is the normal case: nothing changed, nothing to record.
+    return Either.right([])
+  }
+  return Either.right([
+    new ServiceExposed({
+      serviceId: command.serviceId,
+      agentId: command.agentId,
+      name: command.name,
+      targetHost: command.host,
+      targetPort: command.port
+    })
+  ])
+}
+
+const release = (
+  command: Extract<ServiceCommand, { _tag: "ReleaseService" }>,
+  state: ServiceState
+): Either.Either<ReadonlyArray<Event>, DomainError> => {
+  if (command.heldBy !== undefined && (state.status !== "exposed" || state.agentId !== command.heldBy)) {
+    return Either.right([])
+  }
+  if (state.status !== "exposed") {
+    return Either.left(new DomainError({ reason: "NotFound", message: `service ${command.name} is not exposed: nothing to release` }))
+  }
+  return Either.right([
+    new ServiceReleased({
+      serviceId: command.serviceId,
+      agentId: state.agentId as AgentId,
+      name: command.name,
+      reason: command.reason
+    })
+  ])
+}
+
 const decide = (command: ServiceCommand, state: ServiceState): Either.Either<ReadonlyArray<Event>, DomainError> => {
   switch (command._tag) {
-    case "ExposeService": {
-      if (!isName(command.name)) {
-        return Either.left(new DomainError({ reason: "Invalid", message: `invalid service name "${command.name}"` }))
-      }
-      if (command.host.trim() === "") return Either.left(new DomainError({ reason: "Invalid", message: "empty target host" }))
-      if (state.status === "exposed") {
-        if (state.agentId === command.agentId && state.host === command.host && state.port === command.port) {
-          // Re-exposing after a reconnect is the normal case: nothing changed, nothing to record.
-          return Either.right([])
-        }
-        if (state.agentId !== command.agentId && command.ownerOnline) {
-          return Either.left(
-            new DomainError({ reason: "Conflict", message: `service ${command.name} is exposed by another agent` })
-          )
-        }
-      }
-      return Either.right([
-        new ServiceExposed({
-          serviceId: command.serviceId,
-          agentId: command.agentId,
-          name: command.name,
-          targetHost: command.host,
-          targetPort: command.port
-        })
-      ])
-    }
+    case "ExposeService":
+      return expose(command, state)
+    case "ReleaseService":
+      return release(command, state)
     case "UnexposeService":
       if (state.status !== "exposed" || state.agentId !== command.agentId) {
         return Either.left(new DomainError({ reason: "NotFound", message: `Service not found: ${command.name}` }))

@@ -1,16 +1,19 @@
 /**
- * Admin operations of the hub, run by `connect hub workspace|apikey|agent ...` on the hub's database: workspaces with
- * their first API key, API keys (shown once, kept as prefix + SHA-256), agent revocation and listings. Every change
- * is a command through a decider; listings read the read models.
+ * Admin operations of the hub, run by `connect hub workspace|apikey|agent|service ...` on the hub's database:
+ * workspaces with their first API key, API keys (shown once, kept as prefix + SHA-256), agent revocation (which
+ * releases the agent's service names), agents' allow lists, service name releases, and listings. Every change is a
+ * command through a decider; listings read the read models.
  */
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import * as AgentDecider from "../core/AgentDecider.ts"
+import * as AllowListDecider from "../core/AllowListDecider.ts"
 import * as ApiKeyDecider from "../core/ApiKeyDecider.ts"
 import { DomainError } from "../core/DomainError.ts"
 import { EventMeta } from "../core/Events.ts"
 import { AgentId, ApiKeyId, Streams, uuidv7, WorkspaceId } from "../core/Ids.ts"
 import { apiKeyPrefix, generateApiKey, sha256Hex } from "../core/Secrets.ts"
+import * as ServiceDecider from "../core/ServiceDecider.ts"
 import * as WorkspaceDecider from "../core/WorkspaceDecider.ts"
 import * as Command from "./Command.ts"
 import * as Scoped from "./Scoped.ts"
@@ -110,7 +113,11 @@ export const revokeApiKey = Effect.fn("Admin.revokeApiKey")(function*(apiKeyId: 
   return { revoked: events.length > 0 }
 })
 
-/** Revokes an agent's tokens: every later connection or API call with them is refused and audited. */
+/**
+ * Revokes an agent's tokens (every later connection or API call with them is refused and audited) and releases the
+ * service names it holds, one `ServiceReleased` each; run again, it releases whatever an exposure racing the
+ * revocation left behind.
+ */
 export const revokeAgent = Effect.fn("Admin.revokeAgent")(function*(agentId: string, reason?: string) {
   yield* checkId("the agent id", agentId)
   const sql = yield* SqlClient.SqlClient
@@ -122,7 +129,61 @@ export const revokeAgent = Effect.fn("Admin.revokeAgent")(function*(agentId: str
     { _tag: "RevokeAgentToken", agentId: AgentId.make(agentId), ...(reason ? { reason } : {}) },
     { workspaceId: row.workspace_id, meta }
   )
-  return { revoked: events.length > 0 }
+  const held = yield* sql.unsafe<{ id: string; name: string }>(
+    `select id, name from services where agent_id = $1 and exposed order by name`,
+    [agentId]
+  )
+  const released: Array<string> = []
+  for (const service of held) {
+    const release = yield* Command.handle(
+      ServiceDecider.decider,
+      Streams.service(ServiceDecider.serviceIdFor(row.workspace_id, service.name)),
+      {
+        _tag: "ReleaseService",
+        serviceId: ServiceDecider.serviceIdFor(row.workspace_id, service.name),
+        name: service.name,
+        reason: "agent_revoked",
+        heldBy: AgentId.make(agentId)
+      },
+      { workspaceId: row.workspace_id, meta }
+    )
+    if (release.events.length > 0) released.push(service.name)
+  }
+  return { revoked: events.length > 0, released }
+})
+
+/** Frees a service name in a workspace whichever agent holds it, online or not; recorded as `ServiceReleased`. */
+export const releaseService = Effect.fn("Admin.releaseService")(function*(workspaceId: string, name: string) {
+  yield* checkId("the workspace id", workspaceId)
+  const serviceId = ServiceDecider.serviceIdFor(workspaceId, name)
+  const { events } = yield* Command.handle(
+    ServiceDecider.decider,
+    Streams.service(serviceId),
+    { _tag: "ReleaseService", serviceId, name, reason: "admin" },
+    { workspaceId, meta }
+  )
+  return { releasedFrom: (events[0] as { readonly agentId: string }).agentId }
+})
+
+/**
+ * Sets the targets an agent may expose (addresses, CIDR ranges, host names, `*.domain`), enforced by the hub on each
+ * expose; `undefined` clears the list (anything but cloud metadata addresses). Setting the same list records nothing.
+ */
+export const setAllowList = Effect.fn("Admin.setAllowList")(function*(
+  agentId: string,
+  allow: ReadonlyArray<string> | undefined
+) {
+  yield* checkId("the agent id", agentId)
+  const sql = yield* SqlClient.SqlClient
+  const [row] = yield* sql.unsafe<{ workspace_id: string }>(`select workspace_id from agents where id = $1`, [agentId])
+  if (!row) return yield* new DomainError({ reason: "NotFound", message: `agent ${agentId} not found` })
+  const { events } = yield* Command.handle(
+    AllowListDecider.decider,
+    Streams.agent(AgentId.make(agentId)),
+    { _tag: "SetAllowList", agentId: AgentId.make(agentId), ...(allow ? { allow } : {}) },
+    { workspaceId: row.workspace_id, meta }
+  )
+  return { changed: events.length > 0 }
 })
 
 /** An agent as listed by the admin. */
@@ -134,6 +195,8 @@ export interface AgentListing {
   readonly lastIp: string | null
   readonly tokenExpiresAt: string
   readonly revokedAt: string | null
+  /** The targets it may expose; null: anything but cloud metadata addresses. */
+  readonly exposeAllow: ReadonlyArray<string> | null
 }
 
 /** Every agent of every workspace (the hub admin sees all). */
@@ -147,7 +210,11 @@ export const listAgents = Effect.fn("Admin.listAgents")(function*() {
     last_ip: string | null
     token_expires_at: Date
     revoked_at: Date | null
-  }>(`select id, workspace_id, label, connected, last_ip, token_expires_at, revoked_at from agents order by created_at, id`)
+    expose_allow: Array<string> | null
+  }>(
+    `select id, workspace_id, label, connected, last_ip, token_expires_at, revoked_at, expose_allow
+       from agents order by created_at, id`
+  )
   return rows.map((r): AgentListing => ({
     agentId: r.id,
     workspaceId: r.workspace_id,
@@ -155,6 +222,7 @@ export const listAgents = Effect.fn("Admin.listAgents")(function*() {
     online: r.connected && r.revoked_at === null,
     lastIp: r.last_ip,
     tokenExpiresAt: new Date(r.token_expires_at).toISOString(),
-    revokedAt: r.revoked_at ? new Date(r.revoked_at).toISOString() : null
+    revokedAt: r.revoked_at ? new Date(r.revoked_at).toISOString() : null,
+    exposeAllow: r.expose_allow
   }))
 })

@@ -177,6 +177,11 @@ const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClien
       revoke all on function connect_agent_by_token(text), connect_api_key_by_hash(text) from public;
       grant execute on function connect_agent_by_token(text), connect_api_key_by_hash(text) to connect_app;
     `)
+  }),
+  "0005_agent_allow_list": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    // The targets an admin lets an agent expose (AgentAllowListSet); null: anything but cloud metadata addresses.
+    yield* sql.unsafe(`alter table agents add column expose_allow text[]`)
   })
 }
 

@@ -170,32 +170,37 @@ export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPo
     expose: (session, target) =>
       Effect.gen(function*() {
         const serviceId = ServiceDecider.serviceIdFor(session.workspaceId, target.name)
-        const owner = yield* Scoped.withWorkspace(
+        // Who holds the name is the service stream's to say (the decider folds it), whether its agent is online or not.
+        const [agent] = yield* Scoped.withWorkspace(
           session.workspaceId,
-          sql.unsafe<{ agent_id: string; connected: boolean }>(
-            `select s.agent_id, a.connected from services s join agents a on a.id = s.agent_id where s.id = $1`,
-            [serviceId]
+          sql.unsafe<{ revoked: boolean; expose_allow: Array<string> | null }>(
+            `select revoked_at is not null as revoked, expose_allow from agents where id = $1`,
+            [session.agentId]
           )
         )
-        const ownerOnline = owner[0] !== undefined && owner[0].agent_id !== session.agentId && owner[0].connected
+        // A revoked agent's live connection may outlast its revocation; it exposes nothing from then on.
+        if (!agent || agent.revoked) return yield* new RelayDenied({ code: "TokenRevoked", message: "agent token revoked" })
         yield* Command.handle(
           ServiceDecider.decider,
           Streams.service(serviceId),
           {
             _tag: "ExposeService",
             serviceId,
+            workspaceId: session.workspaceId,
             agentId: AgentId.make(session.agentId),
             name: target.name,
             host: target.host,
             port: target.port,
-            ownerOnline
+            ...(agent.expose_allow ? { allow: agent.expose_allow } : {})
           },
           { workspaceId: session.workspaceId, meta: agentMeta(session, addresses.get(session.agentId)) }
         )
       }).pipe(
         (effect) => run(effect),
         Effect.catchAll((e) =>
-          isDomain(e)
+          e instanceof RelayDenied
+            ? Effect.fail(e)
+            : isDomain(e)
             ? Effect.fail(new RelayDenied({ code: e.reason === "Conflict" ? "Conflict" : "Forbidden", message: e.message }))
             : unavailable("the exposure")(e)
         )

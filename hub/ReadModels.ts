@@ -52,7 +52,10 @@ export const apiKeys = make("api_keys", "api_keys", (e) => {
   }
 })
 
-/** `agents`: label, current and previous token hash with their validity, revocation, last IP, connected. */
+/**
+ * `agents`: label, current and previous token hash with their validity, revocation, last IP, connected, and the
+ * allow list of targets it may expose.
+ */
 export const agents = make("agents", "agents", (e) => {
   const ev = e.event
   switch (ev._tag) {
@@ -77,6 +80,8 @@ export const agents = make("agents", "agents", (e) => {
       ]]
     case "AgentIpChanged":
       return [[`update agents set last_ip = $2 where id = $1`, [ev.agentId, ev.newIp]]]
+    case "AgentAllowListSet":
+      return [[`update agents set expose_allow = $2 where id = $1`, [ev.agentId, ev.allow ?? null]]]
     case "AgentDisconnected":
       // A replaced connection ends after its successor connected: the agent is still online.
       return ev.reason === "replaced" ? [] : [[`update agents set connected = false where id = $1`, [ev.agentId]]]
@@ -85,7 +90,10 @@ export const agents = make("agents", "agents", (e) => {
   }
 })
 
-/** `services`: one row per name in a workspace, with the agent exposing it and whether it is exposed. */
+/**
+ * `services`: one row per name in a workspace, with the agent exposing it and whether it is exposed (no longer once
+ * unexposed or released).
+ */
 export const services = make("services", "services", (e) => {
   const ev = e.event
   switch (ev._tag) {
@@ -98,6 +106,7 @@ export const services = make("services", "services", (e) => {
         [ev.serviceId, e.workspaceId, ev.agentId, ev.name, ev.targetHost, ev.targetPort, e.recordedAt]
       ]]
     case "ServiceUnexposed":
+    case "ServiceReleased":
       return [[`update services set exposed = false, updated_at = $2 where id = $1`, [ev.serviceId, e.recordedAt]]]
     default:
       return []

@@ -51,6 +51,8 @@ const samples: ReadonlyArray<Events.Event> = [
   new Events.AgentAuthFailed({ agentId, tokenPrefix: "0a1b2c3d", reason: "expired_token", ip: "198.51.100.2" }),
   new Events.ServiceExposed({ serviceId, agentId, name: "db", targetHost: "localhost", targetPort: 5432 }),
   new Events.ServiceUnexposed({ serviceId, agentId, name: "db" }),
+  new Events.ServiceReleased({ serviceId, agentId, name: "db", reason: "agent_revoked" }),
+  new Events.AgentAllowListSet({ agentId, allow: ["10.0.0.0/8", "db.internal"] }),
   new Events.TunnelOpened({
     tunnelId,
     serviceId,

@@ -97,7 +97,7 @@ describe("PgRelayPolicy", () => {
         expect(tunnelEvents.map((e) => e._tag)).toEqual(["TunnelOpened", "TunnelClosed"])
         expect(tunnelEvents[1]).toMatchObject({ bytesUp: 3, bytesDown: 4, durationMs: 5, reason: "reset" })
 
-        // Another agent's live name is taken; once its owner is gone the name can move; unexposing is the owner's.
+        // Another agent's name is taken, online or not (see ServiceOwnership.int.test.ts); unexposing is the owner's.
         yield* policy.agentConnected(sessionB, info("10.0.0.3:1"))
         expect(yield* Effect.flip(policy.expose(sessionB, { name: "svc", host: "127.0.0.1", port: 10 }))).toMatchObject({ code: "Conflict" })
         expect((yield* Effect.flip(policy.unexpose(sessionB, "svc"))).code).toBe("ServiceNotFound")
@@ -106,9 +106,10 @@ describe("PgRelayPolicy", () => {
         expect((yield* Effect.flip(policy.resolveReach(session, "other"))).message).toBe("Service not found")
         yield* policy.agentDisconnected(session, { reason: "1000 bye", durationMs: 1 })
         expect((yield* Effect.flip(policy.resolveReach(sessionB, "svc"))).code).toBe("AgentOffline")
-        yield* policy.expose(sessionB, { name: "svc", host: "127.0.0.1", port: 10 })
-        expect((yield* policy.resolveReach(sessionB, "svc")).agentId).toBe(b.agentId)
+        expect(yield* Effect.flip(policy.expose(sessionB, { name: "svc", host: "127.0.0.1", port: 10 }))).toMatchObject({ code: "Conflict" })
         yield* policy.agentConnected(session, info("10.0.0.2:1"))
+        expect((yield* policy.resolveReach(sessionB, "svc")).agentId).toBe(a.agentId)
+        yield* policy.expose(sessionB, { name: "bsvc", host: "127.0.0.1", port: 10 })
         const reasons = (yield* log.readStream(Streams.agent(b.agentId)))
           .flatMap((e) => (e.event._tag === "ReachDenied" ? [e.event.reason] : []))
         expect(reasons).toEqual(["agent_offline"])
@@ -118,8 +119,8 @@ describe("PgRelayPolicy", () => {
         expect((yield* Effect.flip(policy.resolveReach(sessionB, "svc"))).code).toBe("TokenRevoked")
         expect((yield* Effect.flip(policy.resolveReach(sessionB, "nothing"))).code).toBe("TokenRevoked")
         expect((yield* Effect.flip(policy.authenticate(hello(b.token), "10.0.0.3:1"))).code).toBe("TokenRevoked")
-        // Its services are offline for everyone else.
-        expect((yield* Effect.flip(policy.resolveReach(session, "svc"))).code).toBe("AgentOffline")
+        // Its names were released with it.
+        expect((yield* Effect.flip(policy.resolveReach(session, "bsvc"))).code).toBe("ServiceNotFound")
       }))
   })
 
