@@ -1,5 +1,5 @@
 /**
- * `connect hub workspace|apikey|agent ...`: the hub's admin commands, run offline against the hub's database (next to
+ * `connect hub workspace|apikey|agent|service ...`: the hub's admin commands, run offline against the hub's database (next to
  * a running hub they attach to its Postgres). Keys are printed once and stored only as prefix + SHA-256.
  */
 import * as Args from "@effect/cli/Args"
@@ -128,10 +128,48 @@ const agentRevoke = Command.make(
   (flags) =>
     run(flags, Admin.revokeAgent(flags.id, Option.getOrUndefined(flags.reason))).pipe(
       Effect.flatMap((r) =>
-        Console.log(r.revoked ? `revoked agent ${flags.id}: its tokens are refused from now on` : `agent ${flags.id} was already revoked`)
+        Console.log(
+          (r.revoked ? `revoked agent ${flags.id}: its tokens are refused from now on` : `agent ${flags.id} was already revoked`) +
+            (r.released.length > 0 ? `\nreleased its services: ${r.released.join(", ")}` : "")
+        )
       )
     )
-).pipe(Command.withDescription("Revoke an agent's tokens (AgentTokenRevoked); later connections are refused and audited."))
+).pipe(
+  Command.withDescription(
+    "Revoke an agent's tokens (AgentTokenRevoked) and release its service names (ServiceReleased); later connections " +
+      "are refused and audited."
+  )
+)
+
+const agentAllow = Command.make(
+  "allow",
+  {
+    id: Args.text({ name: "ID" }).pipe(Args.withDescription("Agent id.")),
+    allow: Options.text("allow").pipe(
+      Options.optional,
+      Options.withDescription(
+        "Comma-separated targets the agent may expose: addresses, CIDR ranges, host names, *.domain " +
+          "(e.g. 10.0.0.0/8,db.internal). Cloud metadata addresses (169.254.169.254) must be named themselves."
+      )
+    ),
+    any: Options.boolean("any").pipe(Options.withDescription("Clear the list: anything but cloud metadata addresses.")),
+    dataDir
+  },
+  (flags) =>
+    Effect.gen(function*() {
+      if (flags.any === Option.isSome(flags.allow)) {
+        return yield* new EventLogError({ reason: "Rejected", message: "give either --allow LIST or --any" })
+      }
+      const allow = Option.map(flags.allow, (list) => list.split(","))
+      const { changed } = yield* run(flags, Admin.setAllowList(flags.id, Option.getOrUndefined(allow)))
+      const what = Option.match(allow, { onNone: () => "anything but cloud metadata addresses", onSome: (l) => l.join(",") })
+      return yield* Console.log(`${changed ? "agent" : "unchanged: agent"} ${flags.id} may expose ${what}`)
+    })
+).pipe(
+  Command.withDescription(
+    "Set which targets an agent may expose (AgentAllowListSet), checked by the hub on every expose; --any clears it."
+  )
+)
 
 const agentList = Command.make("list", { json, dataDir }, (flags) =>
   run(flags, Admin.listAgents()).pipe(
@@ -142,25 +180,48 @@ const agentList = Command.make("list", { json, dataDir }, (flags) =>
           agents.length === 0
             ? "no agents"
             : table([
-              ["ID", "WORKSPACE", "LABEL", "STATUS", "LAST IP", "TOKEN EXPIRES"],
+              ["ID", "WORKSPACE", "LABEL", "STATUS", "LAST IP", "TOKEN EXPIRES", "ALLOW"],
               ...agents.map((a) => [
                 a.agentId,
                 a.workspaceId,
                 a.label,
                 a.revokedAt ? "revoked" : a.online ? "online" : "offline",
                 a.lastIp ?? "-",
-                a.tokenExpiresAt
+                a.tokenExpiresAt,
+                a.exposeAllow?.join(",") ?? "any"
               ])
             ])
         )
     )
   )).pipe(Command.withDescription("List every agent of every workspace."))
 
-/** `connect hub agent revoke|list`. */
+/** `connect hub agent revoke|allow|list`. */
 export const agent = Command.make("agent").pipe(
   Command.withDescription("Manage agents."),
-  Command.withSubcommands([agentRevoke, agentList])
+  Command.withSubcommands([agentRevoke, agentAllow, agentList])
+)
+
+const serviceRelease = Command.make(
+  "release",
+  { name: Args.text({ name: "NAME" }).pipe(Args.withDescription("Service name.")), workspace: workspaceId, dataDir },
+  (flags) =>
+    run(flags, Admin.releaseService(flags.workspace, flags.name)).pipe(
+      Effect.flatMap((r) =>
+        Console.log(`released service ${flags.name} from agent ${r.releasedFrom}: any agent of the workspace may expose it now`)
+      )
+    )
+).pipe(
+  Command.withDescription(
+    "Free a service name held by an agent, online or not (ServiceReleased); a name otherwise stays with the agent " +
+      "that exposed it until that agent unexposes it or is revoked."
+  )
+)
+
+/** `connect hub service release`. */
+export const service = Command.make("service").pipe(
+  Command.withDescription("Manage service names."),
+  Command.withSubcommands([serviceRelease])
 )
 
 /** The admin subcommands of `connect hub`. */
-export const commands = [workspace, apikey, agent] as const
+export const commands = [workspace, apikey, agent, service] as const

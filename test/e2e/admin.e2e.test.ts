@@ -7,9 +7,10 @@ import { SqlClient } from "@effect/sql"
 import { Effect, Exit, Layer, Redacted, Scope } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { EventLog } from "../../core/EventLog.ts"
-import { AgentProvisioned, EventMeta, Sha256Hex } from "../../core/Events.ts"
+import { AgentProvisioned, EventMeta, ServiceExposed, Sha256Hex } from "../../core/Events.ts"
 import { AgentId, Streams, uuidv7 } from "../../core/Ids.ts"
 import { sha256Hex } from "../../core/Secrets.ts"
+import { serviceIdFor } from "../../core/ServiceDecider.ts"
 import * as Main from "../../hub/Main.ts"
 import * as PgEventLog from "../../hub/PgEventLog.ts"
 import { killTracked, spawn } from "../support/processes.ts"
@@ -35,6 +36,18 @@ afterAll(async () => {
   killTracked()
   await Effect.runPromise(Scope.close(scope, Exit.void))
 })
+
+/** Appends events as the hub would, with its inline projections. */
+const append = (stream: string, events: ReadonlyArray<AgentProvisioned | ServiceExposed>, workspaceId: string) =>
+  Effect.runPromise(
+    Effect.flatMap(EventLog, (log) =>
+      log.append(stream, events, { expectedVersion: "no_stream", workspaceId, meta: new EventMeta({ actor: { kind: "admin" } }) })).pipe(
+        Effect.provide(
+          PgEventLog.layer({ inline: Main.InlineProjections }).pipe(Layer.provide(Layer.orDie(PgClient.layer({ url: Redacted.make(url) }))))
+        ),
+        Effect.scoped
+      )
+  )
 
 const connect = async (...args: ReadonlyArray<string>) => {
   const p = spawn("node", ["bin/connect.js", "hub", ...args], { env: { ...process.env, DATABASE_URL: url } })
@@ -108,5 +121,43 @@ describe("connect hub admin commands", () => {
     const unknown = await connect("agent", "revoke", "01900000-0000-7000-8000-000000000001")
     expect(unknown.code).toBe(1)
     expect(unknown.stderr).toContain("agent 01900000-0000-7000-8000-000000000001 not found")
+  }, 180_000)
+
+  it("set an agent's allow list and release a service name, both recorded as events", async () => {
+    const created = await connect("workspace", "create", "names")
+    const workspaceId = /created workspace "names" ([0-9a-f-]{36})/.exec(created.stdout)![1]!
+    const agentId = AgentId.make(uuidv7())
+    await append(Streams.agent(agentId), [
+      new AgentProvisioned({ agentId, label: "db-host", tokenHash: Sha256Hex.make(sha256Hex("u")), expiresAt: new Date("2030-01-01") })
+    ], workspaceId)
+
+    const allowed = await connect("agent", "allow", agentId, "--allow", "10.0.0.0/8,db.internal")
+    expect(allowed).toMatchObject({ code: 0, stdout: expect.stringContaining(`agent ${agentId} may expose 10.0.0.0/8,db.internal`) })
+    const listed = JSON.parse((await connect("agent", "list", "--json")).stdout) as Array<{ agentId: string; exposeAllow: unknown }>
+    expect(listed.find((a) => a.agentId === agentId)!.exposeAllow).toEqual(["10.0.0.0/8", "db.internal"])
+    const malformed = await connect("agent", "allow", agentId, "--allow", "10.0.0.0/33")
+    expect(malformed).toMatchObject({ code: 1, stderr: expect.stringContaining("10.0.0.0/33") })
+    expect((await connect("agent", "allow", agentId)).code).not.toBe(0)
+    expect((await connect("agent", "allow", agentId, "--any")).stdout).toContain("anything but cloud metadata addresses")
+
+    const serviceId = serviceIdFor(workspaceId, "secretdb")
+    await append(Streams.service(serviceId), [
+      new ServiceExposed({ serviceId, agentId, name: "secretdb", targetHost: "127.0.0.1", targetPort: 5432 })
+    ], workspaceId)
+    const released = await connect("service", "release", "secretdb", "--workspace", workspaceId)
+    expect(released).toMatchObject({ code: 0, stdout: expect.stringContaining(`released service secretdb from agent ${agentId}`) })
+    const again = await connect("service", "release", "secretdb", "--workspace", workspaceId)
+    expect(again).toMatchObject({ code: 1, stderr: expect.stringContaining("service secretdb is not exposed") })
+    const events = await query<{ type: string; meta: { actor: { kind: string } } }>(
+      `select type, meta from events where stream in ($1, $2) order by position`,
+      [Streams.agent(agentId), Streams.service(serviceId)]
+    )
+    expect(events.map((e) => [e.type, e.meta.actor.kind])).toEqual([
+      ["AgentProvisioned", "admin"],
+      ["AgentAllowListSet", "admin"],
+      ["AgentAllowListSet", "admin"],
+      ["ServiceExposed", "admin"],
+      ["ServiceReleased", "admin"]
+    ])
   }, 180_000)
 })
