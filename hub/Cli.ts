@@ -2,13 +2,17 @@
  * `connect hub`: starts the hub (database, services, HTTP server) and runs it until Ctrl-C / SIGTERM.
  */
 import * as Command from "@effect/cli/Command"
+import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
+import * as ValidationError from "@effect/cli/ValidationError"
+import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as HubConfig from "./HubConfig.ts"
 import * as AuditCli from "../audit/Cli.ts"
 import * as AdminCli from "./AdminCli.ts"
+import * as ClientAddress from "./ClientAddress.ts"
 import * as Database from "./Database.ts"
 import * as Main from "./Main.ts"
 import * as Migrations from "./Migrations.ts"
@@ -48,6 +52,18 @@ const tlsKey = Options.file("tls-key", { exists: "either" }).pipe(
   Options.withDescription("PEM private key of --tls-cert.")
 )
 
+const trustProxy = Options.text("trust-proxy").pipe(
+  Options.mapEffect((text) =>
+    ClientAddress.parseCidrs(text).pipe(Effect.mapError((e) => ValidationError.invalidValue(HelpDoc.p(e.message))))
+  ),
+  Options.optional,
+  Options.withDescription(
+    "CIDR[,CIDR] of reverse proxies in front of the hub (e.g. 127.0.0.1/32): for connections from them the client " +
+      "address is taken from X-Forwarded-For (walked from the right, past trusted hops), for the HTTP API and the agent " +
+      "gateway alike. Default: none; every client is its socket's address."
+  )
+)
+
 /**
  * The event log of the hub whose data directory is `dataDir` (or of `DATABASE_URL`), for offline commands such as
  * verify: the same database selection as `connect hub`, migrations applied, no HTTP server.
@@ -66,7 +82,7 @@ export const logLayer = (flags: { readonly dataDir: string | undefined }) =>
 /** `connect hub verify-log`: the audit verify command on this hub's log. */
 export const verifyLog = AuditCli.verifyCommand("verify-log", logLayer)
 
-const hub = Command.make("hub", { port, host, dataDir, tlsCert, tlsKey }, (flags) =>
+const hub = Command.make("hub", { port, host, dataDir, tlsCert, tlsKey, trustProxy }, (flags) =>
   Effect.gen(function*() {
     const tls = yield* HubConfig.readTls(Option.getOrUndefined(flags.tlsCert), Option.getOrUndefined(flags.tlsKey))
     const config = yield* HubConfig.make({
@@ -74,7 +90,9 @@ const hub = Command.make("hub", { port, host, dataDir, tlsCert, tlsKey }, (flags
       host: flags.host,
       dataDir: Option.getOrUndefined(flags.dataDir)
     })
-    return yield* Layer.launch(Main.HubLive({ ...config, tls }))
+    const warning = HubConfig.insecureWarning({ host: config.host, tls })
+    if (warning !== undefined) yield* Console.error(warning)
+    return yield* Layer.launch(Main.HubLive({ ...config, tls, trustProxy: Option.getOrUndefined(flags.trustProxy) }))
   })).pipe(
     Command.withDescription(
       "Start the hub: the HTTP API and the agent gateway (/v1/agent) on --host:--port, HTTPS/WSS with --tls-cert and " +

@@ -11,6 +11,7 @@ import { EventLog } from "../core/EventLog.ts"
 import type { RelayPolicyService } from "../core/RelayPolicy.ts"
 import { CloseCodes, type Connection } from "../core/Transport.ts"
 import * as AgentAuth from "./AgentAuth.ts"
+import * as ClientAddress from "./ClientAddress.ts"
 import { HubConfig } from "./HubConfig.ts"
 import * as PgRelayPolicy from "./PgRelayPolicy.ts"
 import * as Relay from "./Relay.ts"
@@ -59,9 +60,13 @@ export const layer = (options: GatewayOptions = {}): Layer.Layer<
       const relay = yield* Relay.make(policy, options.relay)
       const connections = new Set<Connection>()
       const standIn = Object.assign(new EventEmitter(), { address: () => server.address() }) as unknown as Http.Server
-      yield* Relay.serve({ ...relay, accept: (c) => relay.accept(tracked(c, connections)) }, { server: standIn }).pipe(
-        Effect.orDie
-      )
+      const trusted = ClientAddress.make(config.trustProxy)
+      yield* Relay.serve({ ...relay, accept: (c) => relay.accept(tracked(c, connections)) }, {
+        server: standIn,
+        // Behind a trusted proxy the agent's address is the one X-Forwarded-For names; the proxy's port keeps each
+        // connection's address distinct (revocation finds the connection by it).
+        ...(config.trustProxy?.length ? { remoteAddress: (req: Http.IncomingMessage) => agentAddress(trusted, req) } : {})
+      }).pipe(Effect.orDie)
       yield* kickRevoked((agentId) => {
         const address = agentAddresses.get(agentId)
         for (const c of connections) {
@@ -72,6 +77,12 @@ export const layer = (options: GatewayOptions = {}): Layer.Layer<
         standIn.emit("upgrade", request, socket, head)
       })
     })
+  )
+
+const agentAddress = (trusted: ClientAddress.TrustedProxies, req: Http.IncomingMessage): string =>
+  ClientAddress.withPort(
+    ClientAddress.resolve(trusted, req.socket.remoteAddress, req.headers["x-forwarded-for"]),
+    req.socket.remotePort
   )
 
 /** `connection`, kept in `live` (for revocation kicks) until its close has been delivered to its handler. */

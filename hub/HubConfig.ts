@@ -25,7 +25,53 @@ export interface HubConfigShape {
   readonly databaseUrl: string | undefined
   /** When set, the hub serves HTTPS and WSS itself with this certificate and key (PEM). */
   readonly tls?: TlsFiles | undefined
+  /** Reverse proxies (CIDR blocks) whose `X-Forwarded-For` names the client (`--trust-proxy`; default none). */
+  readonly trustProxy?: ReadonlyArray<string> | undefined
+  /** Limits of the HTTP port and its `/v1` API (default `DEFAULT_LIMITS`). */
+  readonly limits?: HttpLimits | undefined
 }
+
+/**
+ * Limits of the hub's HTTP port and its `/v1` API. The headers timeout and the connection cap hold for the whole port
+ * (they act before a request has a path); the request deadline and the body limit are the API's, so a later route
+ * (public links) sets its own.
+ */
+export interface HttpLimits {
+  /** Time a client has to send a request's headers before its connection is cut (ms). */
+  readonly headersTimeoutMs: number
+  /** Time an API request has, from its headers, to arrive whole (ms). */
+  readonly requestTimeoutMs: number
+  /** Connections one client address may hold open at once; further ones are closed on accept. */
+  readonly maxConnectionsPerAddress: number
+  /** Largest API request body (bytes); larger is 413. */
+  readonly maxBodyBytes: number
+}
+
+/**
+ * 10 s cuts a slowloris client while an honest one, which sends its headers in one packet and an API body of a few
+ * hundred bytes, never comes near it. 256 connections is far above what one agent or admin opens (one WebSocket plus
+ * a few API calls) yet keeps one address from holding the port's sockets. API bodies are a few hundred bytes; 64 KiB
+ * leaves room for any label or future field.
+ */
+export const DEFAULT_LIMITS: HttpLimits = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 10_000,
+  maxConnectionsPerAddress: 256,
+  maxBodyBytes: 64 * 1024
+}
+
+/** True for a host that only this machine can reach (127.0.0.0/8, ::1, localhost). */
+export const isLoopbackHost = (host: string): boolean => {
+  const h = host.replace(/^\[|\]$/g, "").toLowerCase()
+  return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h)
+}
+
+/** The warning for a hub that listens beyond loopback without TLS, or undefined when there is nothing to warn about. */
+export const insecureWarning = (config: Pick<HubConfigShape, "host" | "tls">): string | undefined =>
+  config.tls !== undefined || isLoopbackHost(config.host)
+    ? undefined
+    : `connect: warning: listening on ${config.host} without TLS — agent tokens and API keys cross the network in ` +
+      "the clear. Use --tls-cert/--tls-key, or put a TLS-terminating proxy in front (with --trust-proxy)."
 
 /** A TLS certificate chain and private key, read from the files the operator named. */
 export interface TlsFiles {

@@ -522,6 +522,8 @@ export interface ServeOptions {
   readonly host?: string
   /** Port to listen on (default 0: a free port). */
   readonly port?: number
+  /** The peer address an agent's upgrade request is recorded under (default the socket's), e.g. behind a proxy. */
+  readonly remoteAddress?: (req: import("node:http").IncomingMessage) => string
 }
 
 /** Serves the relay over WebSocket on one port for every codec; closed with the scope. */
@@ -534,7 +536,8 @@ export const serve = Effect.fn("Relay.serve")(function*(
       codecs: options.codecs ?? [wsCodec, msgpackCodec],
       ...(options.server === undefined ? {} : { server: options.server }),
       ...(options.host === undefined ? {} : { host: options.host }),
-      ...(options.port === undefined ? {} : { port: options.port })
+      ...(options.port === undefined ? {} : { port: options.port }),
+      ...(options.remoteAddress === undefined ? {} : { remoteAddress: options.remoteAddress })
     },
     relay.accept
   )

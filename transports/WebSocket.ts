@@ -203,6 +203,8 @@ export interface ServeOptions {
   readonly host?: string
   /** Port to listen on when a server is created (default 0: a free port). */
   readonly port?: number
+  /** The peer address an upgrade request is recorded under (default the socket's `ip:port`), e.g. behind a proxy. */
+  readonly remoteAddress?: (req: Http.IncomingMessage) => string
 }
 
 /** A running WebSocket endpoint. */
@@ -242,7 +244,8 @@ export const serve = (
       wss.handleUpgrade(req, socket, head, (ws) => {
         live.add(ws)
         ws.once("close", () => live.delete(ws))
-        const address = `${req.socket.remoteAddress ?? "unknown"}:${req.socket.remotePort ?? 0}`
+        const address = options.remoteAddress?.(req) ??
+          `${req.socket.remoteAddress ?? "unknown"}:${req.socket.remotePort ?? 0}`
         accept(wrap(ws, codec, address))
       })
     }
