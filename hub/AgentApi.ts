@@ -1,7 +1,8 @@
 /**
  * The agent HTTP API (JSON, `Authorization: Bearer <secret>`): provisioning agents with an API key, rotating an
  * agent's token, and listing the caller's workspace's agents and services. Errors are `{"error":{"code","message"}}`
- * with 400/401/403/404/503. Not rate limited yet.
+ * with 400/401/403/404/405/413/503. Bodies are at most `HttpLimits.maxBodyBytes`; malformed input (a label with U+0000
+ * or a lone surrogate) is 400, while text recorded only for the audit (the user agent) is sanitised, never refused.
  *
  *   POST /v1/agents         (API key)  {"label"?}  → 201 {"agentId","workspaceId","token","expiresAt"}
  *   POST /v1/agents/rotate  (agent token)          → 200 {"token","expiresAt","oldValidUntil"}
@@ -11,19 +12,21 @@
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { SqlClient } from "@effect/sql"
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import { Effect, Layer, Option } from "effect"
 import * as AgentDecider from "../core/AgentDecider.ts"
 import { EventLog } from "../core/EventLog.ts"
 import { EventMeta, Sha256Hex } from "../core/Events.ts"
 import { AgentId, Streams, uuidv7 } from "../core/Ids.ts"
 import { generateAgentToken, sha256Hex } from "../core/Secrets.ts"
+import { Caps, isRecordable, sanitize } from "../core/Text.ts"
 import * as AgentAuth from "./AgentAuth.ts"
+import * as ClientAddress from "./ClientAddress.ts"
 import * as Command from "./Command.ts"
-import { HubRouter } from "./HttpApi.ts"
+import * as HttpEdge from "./HttpEdge.ts"
+import { errorResponse as error, HubRouter } from "./HttpApi.ts"
+import { DEFAULT_LIMITS, HubConfig } from "./HubConfig.ts"
 import * as Scoped from "./Scoped.ts"
-
-const error = (status: number, code: string, message: string) =>
-  HttpServerResponse.unsafeJson({ error: { code, message } }, { status })
 
 /** A request that is answered with an error response instead of going on. */
 class Refused {
@@ -63,10 +66,16 @@ const bearer = Effect.gen(function*() {
   return match[1]!
 })
 
-const clientOf = Effect.map(HttpServerRequest.HttpServerRequest, (request) => ({
-  ip: AgentAuth.ipOf(Option.getOrElse(request.remoteAddress, () => "unknown")),
-  userAgent: request.headers["user-agent"]
-}))
+/** The client's address (through trusted proxies) and its user agent, sanitised for the record. */
+const clientOf = (trusted: ClientAddress.TrustedProxies) =>
+  Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
+    const userAgent = request.headers["user-agent"]
+    const peer = Option.getOrElse(request.remoteAddress, () => "unknown")
+    return {
+      ip: AgentAuth.ipOf(ClientAddress.resolve(trusted, peer, request.headers["x-forwarded-for"])),
+      userAgent: userAgent === undefined ? undefined : sanitize(userAgent, Caps.label)
+    }
+  })
 
 const apiKeyOnly = Effect.gen(function*() {
   const secret = yield* bearer
@@ -74,9 +83,22 @@ const apiKeyOnly = Effect.gen(function*() {
   return yield* AgentAuth.authenticateApiKey(secret)
 })
 
-const readBody = Effect.gen(function*() {
+const tooLarge = (max: number) =>
+  Effect.fail(
+    new Refused(
+      error(413, "BodyTooLarge", `the request body is larger than ${max} bytes`, { headers: { connection: "close" } })
+    )
+  )
+
+/** The JSON object body, at most `max` bytes: a larger Content-Length is refused unread, a chunked body at the limit. */
+const readBody = (max: number) => Effect.gen(function*() {
   const request = yield* HttpServerRequest.HttpServerRequest
-  const text = yield* Effect.orElse(request.text, () => refuse(400, "BadRequest", "unreadable request body"))
+  if (Number(request.headers["content-length"] ?? 0) > max) return yield* tooLarge(max)
+  const text = yield* HttpEdge.readText(NodeHttpServerRequest.toIncomingMessage(request), max).pipe(
+    Effect.catchTags({
+      BodyError: (e) => e.reason === "TooLarge" ? tooLarge(max) : refuse(400, "BadRequest", "unreadable request body")
+    })
+  )
   if (text.trim() === "") return {} as Record<string, unknown>
   const parsed = yield* Effect.try(() => JSON.parse(text) as unknown).pipe(
     Effect.orElse(() => refuse(400, "BadRequest", "the body is not JSON"))
@@ -88,12 +110,19 @@ const readBody = Effect.gen(function*() {
 })
 
 /** The agent API routes on `HubRouter`. */
-export const routes: Layer.Layer<never, never, EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings> = HubRouter.use(
+export const routes: Layer.Layer<
+  never,
+  never,
+  EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings | HubConfig
+> = HubRouter.use(
   (router) =>
     Effect.gen(function*() {
       const context = yield* Effect.context<EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings>()
       const settings = yield* AgentAuth.TokenSettings
       const sql = yield* SqlClient.SqlClient
+      const config = yield* HubConfig
+      const maxBody = (config.limits ?? DEFAULT_LIMITS).maxBodyBytes
+      const clientOf_ = clientOf(ClientAddress.make(config.trustProxy))
       const handler = <R>(effect: Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, R>) =>
         respond(effect).pipe(Effect.provide(context)) as Effect.Effect<
           HttpServerResponse.HttpServerResponse,
@@ -105,11 +134,14 @@ export const routes: Layer.Layer<never, never, EventLog | SqlClient.SqlClient | 
         "/v1/agents",
         handler(Effect.gen(function*() {
           const key = yield* apiKeyOnly
-          const body = yield* readBody
-          const client = yield* clientOf
+          const body = yield* readBody(maxBody)
+          const client = yield* clientOf_
           const label = body.label === undefined ? "agent" : body.label
           if (typeof label !== "string" || label.trim() === "" || label.length > 200) {
             return yield* refuse(400, "BadRequest", "label must be a non-empty string of at most 200 characters")
+          }
+          if (!isRecordable(label)) {
+            return yield* refuse(400, "BadRequest", "label must not contain U+0000 or an unpaired surrogate")
           }
           const agentId = AgentId.make(uuidv7())
           const token = generateAgentToken()
@@ -138,7 +170,7 @@ export const routes: Layer.Layer<never, never, EventLog | SqlClient.SqlClient | 
         "/v1/agents/rotate",
         handler(Effect.gen(function*() {
           const secret = yield* bearer
-          const client = yield* clientOf
+          const client = yield* clientOf_
           if (secret.startsWith("pc_")) return yield* refuse(403, "Forbidden", "rotate with the agent's own token")
           const agent = yield* AgentAuth.authenticateAgent(secret, client.ip, client)
           const token = generateAgentToken()
@@ -206,13 +238,11 @@ export const routes: Layer.Layer<never, never, EventLog | SqlClient.SqlClient | 
         }))
       )
 
-      yield* router.all("/v1/*", Effect.succeed(error(404, "NotFound", "no such endpoint")))
-
       yield* router.get(
         "/v1/services",
         handler(Effect.gen(function*() {
           const secret = yield* bearer
-          const client = yield* clientOf
+          const client = yield* clientOf_
           const workspaceId = secret.startsWith("pc_")
             ? (yield* AgentAuth.authenticateApiKey(secret)).workspaceId
             : (yield* AgentAuth.authenticateAgent(secret, client.ip, client)).workspaceId

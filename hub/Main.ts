@@ -31,7 +31,9 @@ import * as ReadModels from "./ReadModels.ts"
 import * as StreamHeads from "./StreamHeads.ts"
 import * as Gateway from "./Gateway.ts"
 import * as HttpApi from "./HttpApi.ts"
-import { HubConfig, type HubConfigShape } from "./HubConfig.ts"
+import * as ClientAddress from "./ClientAddress.ts"
+import * as HttpEdge from "./HttpEdge.ts"
+import { DEFAULT_LIMITS, HubConfig, type HubConfigShape } from "./HubConfig.ts"
 
 /**
  * The hub's node `http.Server` (one port for HTTP and WebSockets). Do not add your own `"upgrade"` listener to it:
@@ -93,10 +95,13 @@ export const HttpServerLive = (
 ): Layer.Layer<HubHttpServer | HubUpgrades | HttpServer.HttpServer | HttpPlatform.HttpPlatform, ServeError> =>
   Layer.unwrapEffect(
     Effect.sync(() => {
+      const limits = config.limits ?? DEFAULT_LIMITS
+      const options = HttpEdge.serverOptions(limits)
       // An https.Server is an http.Server for everything the hub does with it (requests, upgrades, close).
       const server = config.tls
-        ? (Https.createServer({ cert: config.tls.cert, key: config.tls.key }) as unknown as Http.Server)
-        : Http.createServer()
+        ? (Https.createServer({ ...options, ...HttpEdge.tlsOptions(config.tls, limits) }) as unknown as Http.Server)
+        : Http.createServer(options)
+      HttpEdge.guard(server, limits, ClientAddress.make(config.trustProxy))
       return Layer.mergeAll(
         Layer.succeed(HubHttpServer, server),
         Layer.succeed(HubUpgrades, makeUpgrades()),
@@ -166,7 +171,7 @@ const ServeLive = (
         })
       )
     })
-  ).pipe(Layer.provide(HttpApi.HubRouter.serve()))
+  ).pipe(Layer.provide(HttpApi.serve))
 
 /** Options of `HubLive` beyond the configuration (tests). */
 export interface HubOptions {
