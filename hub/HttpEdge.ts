@@ -6,6 +6,7 @@
 import * as Http from "node:http"
 import type * as Https from "node:https"
 import type * as Net from "node:net"
+import type { Duplex } from "node:stream"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import * as ClientAddress from "./ClientAddress.ts"
@@ -65,7 +66,7 @@ export const rawErrorResponse = (status: number, code: string, message: string):
 }
 
 /** Answers what node's parser refuses (431 headers too large, 408 headers timeout, else 400) as JSON, then closes. */
-const answerClientError = (error: NodeJS.ErrnoException, socket: import("node:stream").Duplex) => {
+const answerClientError = (error: NodeJS.ErrnoException, socket: Duplex) => {
   const net = socket as Net.Socket
   if (error.code === "ECONNRESET" || !socket.writable || net.bytesWritten > 0) return socket.destroy()
   const [status, code, message] = StatusCodes[error.code ?? ""] ?? [400, "BadRequest", "malformed HTTP request"]
@@ -106,9 +107,40 @@ const apiDeadline = (server: Http.Server, ms: number) => {
   })
 }
 
-/** Puts the connection cap, the JSON answers to parser errors and the API request deadline on `server`. */
-export const guard = (server: Http.Server, limits: HttpLimits, trusted: ClientAddress.TrustedProxies): void => {
+const edgeListeners = new WeakSet<(...args: Array<any>) => void>()
+
+/** True for a listener `guard` put on the server, which must stay when the server's upgrade handling is replaced. */
+export const isEdgeListener = (listener: (...args: Array<any>) => void): boolean => edgeListeners.has(listener)
+
+/**
+ * Cuts a connection whose first request's headers have not arrived `ms` after it was accepted (after its TLS handshake,
+ * which has its own timeout). Node's headers timeout starts only at a request's first byte, so a client that connects
+ * and sends nothing would otherwise stay forever; later requests on a kept-alive connection are node's to time.
+ */
+const firstRequestDeadline = (server: Http.Server, ms: number, tls: boolean) => {
+  const started = new WeakSet<Duplex>()
+  const mark = (request: Http.IncomingMessage) => void started.add(request.socket)
+  edgeListeners.add(mark)
+  server.on("request", mark)
+  server.on("upgrade", mark)
+  server.on(tls ? "secureConnection" : "connection", (socket: Net.Socket) => {
+    const timer = setTimeout(() => {
+      if (started.has(socket)) return
+      answerClientError(Object.assign(new Error("headers timeout"), { code: "ERR_HTTP_REQUEST_TIMEOUT" }), socket)
+    }, ms).unref()
+    socket.once("close", () => clearTimeout(timer))
+  })
+}
+
+/** Puts the connection cap, the JSON answers to parser errors and the request deadlines on `server`. */
+export const guard = (
+  server: Http.Server,
+  limits: HttpLimits,
+  trusted: ClientAddress.TrustedProxies,
+  tls: boolean
+): void => {
   capConnections(server, limits.maxConnectionsPerAddress, trusted)
+  firstRequestDeadline(server, limits.headersTimeoutMs, tls)
   server.on("clientError", answerClientError)
   apiDeadline(server, limits.requestTimeoutMs)
 }

@@ -101,7 +101,7 @@ export const HttpServerLive = (
       const server = config.tls
         ? (Https.createServer({ ...options, ...HttpEdge.tlsOptions(config.tls, limits) }) as unknown as Http.Server)
         : Http.createServer(options)
-      HttpEdge.guard(server, limits, ClientAddress.make(config.trustProxy))
+      HttpEdge.guard(server, limits, ClientAddress.make(config.trustProxy), config.tls !== undefined)
       return Layer.mergeAll(
         Layer.succeed(HubHttpServer, server),
         Layer.succeed(HubUpgrades, makeUpgrades()),
@@ -144,8 +144,8 @@ const ServeLive = (
       const upgrades = yield* HubUpgrades
       // NodeHttpServer answers every upgrade itself (404 when no route takes it), which would fight a `ws` server on
       // the same socket; so registered paths are dispatched first and only the rest reach HubRouter.
-      const routerUpgrades = server.listeners("upgrade") as Array<UpgradeHandler>
-      server.removeAllListeners("upgrade")
+      const routerUpgrades = (server.listeners("upgrade") as Array<UpgradeHandler>).filter((l) => !HttpEdge.isEdgeListener(l))
+      for (const listener of routerUpgrades) server.off("upgrade", listener)
       server.on("upgrade", (request: Http.IncomingMessage, socket: Duplex, head: Buffer) => {
         const handler = upgrades.match(request.url)
         if (handler) return handler(request, socket, head)

@@ -120,7 +120,7 @@ const request = (port: number, method: string, path: string, headers: Record<str
 const jsonError = (status: number, code: string) => ({ status, body: { error: { code, message: expect.any(String) } } })
 
 describe("the hub's HTTP edge", () => {
-  it.scopedLive("cuts a client that sends its headers a byte a second, and one that trickles its body, within the timeout", () =>
+  it.scopedLive("cuts a client that sends its headers a byte a second, one that trickles its body, and one that sends nothing, within the timeout", () =>
     Effect.gen(function*() {
       const hub = yield* startHub({ limits: { ...HubConfig.DEFAULT_LIMITS, headersTimeoutMs: 1_000, requestTimeoutMs: 1_000 } })
       const headers = [..."GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + "a".repeat(40)]
@@ -132,6 +132,21 @@ describe("the hub's HTTP edge", () => {
         "Content-Type: application/json\r\nContent-Length: 40\r\n\r\n"
       const slowBody = yield* raw(hub.port, [start, ...`{"label":"${"x".repeat(26)}"}`], 1_000, 10_000)
       expect(slowBody.closedAfterMs).toBeLessThan(3_000)
+      // A client that connects and sends nothing at all is cut as well, while an agent's WebSocket, upgraded in time,
+      // outlives the timeout.
+      let agentClosed = false
+      yield* Effect.acquireRelease(
+        Effect.async<WebSocket>((resume) => {
+          const socket = new WebSocket(`ws://127.0.0.1:${hub.port}/v1/agent`, "connect.ws.v1", { perMessageDeflate: false })
+          socket.once("open", () => resume(Effect.succeed(socket)))
+          socket.once("close", () => (agentClosed = true))
+          socket.once("error", (e) => resume(Effect.die(e)))
+        }),
+        (socket) => Effect.sync(() => socket.terminate())
+      )
+      const silent = yield* raw(hub.port, [], 1_000, 10_000)
+      expect(silent.closedAfterMs).toBeLessThan(3_000)
+      expect(agentClosed).toBe(false)
       // Nothing was provisioned from a request that never arrived whole.
       expect((yield* hub.events).filter((e) => e.event._tag === "AgentProvisioned")).toEqual([])
     }), 60_000)
