@@ -7,6 +7,7 @@ import * as Fs from "node:fs"
 import * as Https from "node:https"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import * as Tls from "node:tls"
 import { Effect, Exit, Scope } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { killTracked, spawn } from "../support/processes.ts"
@@ -34,6 +35,17 @@ afterAll(async () => {
   Fs.rmSync(dir, { recursive: true, force: true })
 })
 
+/** The protocol and suite a TLS 1.2 handshake with only `ciphers` offered agrees on, or "refused". */
+const handshake12 = (port: number, ciphers: string) =>
+  new Promise<string>((resolve) => {
+    const socket = Tls.connect({ host: "127.0.0.1", port, rejectUnauthorized: false, maxVersion: "TLSv1.2", ciphers })
+    socket.once("secureConnect", () => {
+      resolve(`${socket.getProtocol()} ${socket.getCipher().name}`)
+      socket.destroy()
+    })
+    socket.once("error", () => resolve("refused"))
+  })
+
 const get = (url: string, ca?: Buffer) =>
   new Promise<{ status: number; body: string }>((resolve, reject) => {
     const request = Https.get(url, ca ? { ca } : {}, (response) => {
@@ -58,6 +70,11 @@ describe("connect hub with TLS", () => {
     // Without the certificate as a trusted CA, a client refuses the hub: it is TLS for real, not decoration.
     await expect(get(`${match[1]}/health`)).rejects.toThrow(/self-signed|self signed/)
     await expect(fetch(`http://127.0.0.1:${match[2]}/health`)).rejects.toThrow()
+    // Mozilla "intermediate": CBC suites (SHA-1 or SHA-256 MAC) are refused on TLS 1.2, ECDHE with AES-GCM agreed.
+    const port = Number(match[2])
+    expect(await handshake12(port, "ECDHE-ECDSA-AES128-SHA")).toBe("refused")
+    expect(await handshake12(port, "ECDHE-ECDSA-AES256-SHA384")).toBe("refused")
+    expect(await handshake12(port, "ECDHE-ECDSA-AES128-GCM-SHA256")).toBe("TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256")
     hub.child.kill("SIGTERM")
     expect(await hub.exited(15_000)).toEqual({ code: 0, signal: null })
   }, 90_000)
