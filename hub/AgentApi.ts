@@ -95,9 +95,8 @@ const readBody = (max: number) => Effect.gen(function*() {
   const request = yield* HttpServerRequest.HttpServerRequest
   if (Number(request.headers["content-length"] ?? 0) > max) return yield* tooLarge(max)
   const text = yield* HttpEdge.readText(NodeHttpServerRequest.toIncomingMessage(request), max).pipe(
-    Effect.catchTags({
-      BodyError: (e) => e.reason === "TooLarge" ? tooLarge(max) : refuse(400, "BadRequest", "unreadable request body")
-    })
+    Effect.catchTag("BodyError", (e) =>
+      e.reason === "TooLarge" ? tooLarge(max) : refuse(400, "BadRequest", "unreadable request body"))
   )
   if (text.trim() === "") return {} as Record<string, unknown>
   const parsed = yield* Effect.try(() => JSON.parse(text) as unknown).pipe(
@@ -122,7 +121,7 @@ export const routes: Layer.Layer<
       const sql = yield* SqlClient.SqlClient
       const config = yield* HubConfig
       const maxBody = (config.limits ?? DEFAULT_LIMITS).maxBodyBytes
-      const clientOf_ = clientOf(ClientAddress.make(config.trustProxy))
+      const requestClient = clientOf(ClientAddress.make(config.trustProxy))
       const handler = <R>(effect: Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, R>) =>
         respond(effect).pipe(Effect.provide(context)) as Effect.Effect<
           HttpServerResponse.HttpServerResponse,
@@ -135,7 +134,7 @@ export const routes: Layer.Layer<
         handler(Effect.gen(function*() {
           const key = yield* apiKeyOnly
           const body = yield* readBody(maxBody)
-          const client = yield* clientOf_
+          const client = yield* requestClient
           const label = body.label === undefined ? "agent" : body.label
           if (typeof label !== "string" || label.trim() === "" || label.length > 200) {
             return yield* refuse(400, "BadRequest", "label must be a non-empty string of at most 200 characters")
@@ -170,7 +169,7 @@ export const routes: Layer.Layer<
         "/v1/agents/rotate",
         handler(Effect.gen(function*() {
           const secret = yield* bearer
-          const client = yield* clientOf_
+          const client = yield* requestClient
           if (secret.startsWith("pc_")) return yield* refuse(403, "Forbidden", "rotate with the agent's own token")
           const agent = yield* AgentAuth.authenticateAgent(secret, client.ip, client)
           const token = generateAgentToken()
@@ -242,7 +241,7 @@ export const routes: Layer.Layer<
         "/v1/services",
         handler(Effect.gen(function*() {
           const secret = yield* bearer
-          const client = yield* clientOf_
+          const client = yield* requestClient
           const workspaceId = secret.startsWith("pc_")
             ? (yield* AgentAuth.authenticateApiKey(secret)).workspaceId
             : (yield* AgentAuth.authenticateAgent(secret, client.ip, client)).workspaceId
