@@ -97,7 +97,8 @@ export const ReachDeniedReason = Schema.Literal(
   "share_revoked",
   "share_service_not_included",
   "agent_offline",
-  "rate_limited"
+  "rate_limited",
+  "too_many_streams"
 )
 
 /** Why a share code was refused. */
@@ -283,12 +284,27 @@ export class TunnelClosed extends Schema.TaggedClass<TunnelClosed>()("TunnelClos
   reason: TunnelCloseReason
 }) {}
 
-/** A request to reach a service by name was refused and no tunnel was opened. */
+/**
+ * A request to reach a service by name was refused and no tunnel was opened. Refusals of one agent for one reason
+ * are coalesced per window: the first is recorded at once, the rest of the window as one event with `count`, the
+ * window's first and last refusal, and a capped sample of the names asked for (one event per name would let random
+ * names defeat the coalescing). Without `count` the event stands for one refusal.
+ */
 export class ReachDenied extends Schema.TaggedClass<ReachDenied>()("ReachDenied", {
   requestedName: Schema.String,
   fromAgentId: optional(AgentId),
-  reason: ReachDeniedReason
+  reason: ReachDeniedReason,
+  /** Refusals this event stands for (absent: 1). */
+  count: optional(Schema.Int.pipe(Schema.positive())),
+  /** First and last refusal of a coalesced window. */
+  firstAt: optional(Timestamp),
+  lastAt: optional(Timestamp),
+  /** Up to `ReachDeniedSample` distinct names of the window, `requestedName` first. */
+  sample: optional(Schema.Array(Schema.String))
 }) {}
+
+/** Most names a coalesced `ReachDenied` keeps as its sample. */
+export const ReachDeniedSample = 8
 
 // ---------------------------------------------------------------------------------------------------------------
 // Share

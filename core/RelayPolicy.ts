@@ -97,7 +97,15 @@ export interface RelayPolicyService {
   readonly tunnelOpened: (tunnel: TunnelInfo) => Effect.Effect<void, RelayDenied>
   /** Records a tunnel that ended, with its byte counts. */
   readonly tunnelClosed: (tunnel: TunnelInfo, totals: TunnelTotals) => Effect.Effect<void, RelayDenied>
+  /**
+   * Records a refusal the relay made on its own (rate limit, stream cap) of an `Open`, `Reach` or `Check` for
+   * `name`. Synchronous and never blocking, since a flood calls it once per frame: implementations coalesce.
+   */
+  readonly refused: (session: Session, name: string, reason: RelayRefusal) => void
 }
+
+/** Why the relay itself refused an `Open`, `Reach` or `Check`. */
+export type RelayRefusal = "rate_limited" | "too_many_streams"
 
 /** The relay policy of the hub. */
 export class RelayPolicy extends Context.Tag("connect/core/RelayPolicy")<RelayPolicy, RelayPolicyService>() {}

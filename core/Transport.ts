@@ -32,7 +32,9 @@ export const CloseCodes = {
   /** No traffic within the heartbeat timeout, or no `Hello` in time. */
   Timeout: 4008,
   /** Another connection of the same agent replaced this one. */
-  Replaced: 4009
+  Replaced: 4009,
+  /** The peer does not read: the hub's buffer towards it passed its cap. */
+  SlowConsumer: 4010
 } as const
 
 /** How a connection ended. */

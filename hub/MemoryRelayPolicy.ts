@@ -4,7 +4,14 @@
  */
 import { Effect, Layer } from "effect"
 import { RelayDenied, RelayPolicy } from "../core/RelayPolicy.ts"
-import type { RelayPolicyService, ServiceTarget, Session, TunnelInfo, TunnelTotals } from "../core/RelayPolicy.ts"
+import type {
+  RelayPolicyService,
+  RelayRefusal,
+  ServiceTarget,
+  Session,
+  TunnelInfo,
+  TunnelTotals
+} from "../core/RelayPolicy.ts"
 
 /** An agent the memory policy knows. */
 export interface MemoryAgent {
@@ -22,6 +29,7 @@ export type MemoryRelayEvent =
   | { readonly _tag: "ServiceUnexposed"; readonly agentId: string; readonly name: string }
   | { readonly _tag: "TunnelOpened"; readonly tunnel: TunnelInfo }
   | { readonly _tag: "TunnelClosed"; readonly tunnel: TunnelInfo; readonly totals: TunnelTotals }
+  | { readonly _tag: "Refused"; readonly agentId: string; readonly name: string; readonly reason: RelayRefusal }
 
 /** The memory policy plus handles tests use to observe and steer it. */
 export interface MemoryRelayPolicy {
@@ -97,7 +105,10 @@ export const makeMemoryRelayPolicy = (agents: ReadonlyArray<MemoryAgent>): Memor
     tunnelClosed: (tunnel, totals) =>
       Effect.sync(() => {
         events.push({ _tag: "TunnelClosed", tunnel, totals })
-      })
+      }),
+    refused: (session, name, reason) => {
+      events.push({ _tag: "Refused", agentId: session.agentId, name, reason })
+    }
   }
   return {
     policy,

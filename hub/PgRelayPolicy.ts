@@ -12,7 +12,6 @@ import { EventLog, EventLogError, VersionConflict } from "../core/EventLog.ts"
 import {
   type DisconnectReason,
   EventMeta,
-  ReachDenied,
   type ReachDeniedReason,
   TunnelClosed,
   type TunnelCloseReason,
@@ -24,6 +23,7 @@ import type { RelayPolicyService, Session } from "../core/RelayPolicy.ts"
 import * as ServiceDecider from "../core/ServiceDecider.ts"
 import * as AgentAuth from "./AgentAuth.ts"
 import * as Command from "./Command.ts"
+import * as ReachDenials from "./ReachDenials.ts"
 import * as Scoped from "./Scoped.ts"
 import type { Spool } from "./Spool.ts"
 
@@ -73,6 +73,8 @@ export interface PgRelayPolicyOptions {
   readonly spool: Spool
   /** How long `tunnelClosed` retries the log before spooling (default 3 tries, 200 ms apart). */
   readonly retry?: Schedule.Schedule<unknown>
+  /** How refusals are coalesced (default: one window of 10 s per agent and reason). */
+  readonly denials?: ReachDenials.ReachDenialsOptions
 }
 
 /** Makes the policy over the `EventLog`, `SqlClient` and `TokenSettings` of the context. */
@@ -88,14 +90,9 @@ export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPo
   /** Addresses of live connections by agent, for `AgentConnected`/`ReachDenied` metadata. */
   const addresses = new Map<string, string>()
 
+  const denials = yield* ReachDenials.make(options.denials)
   const denyReach = (session: Session, name: string, reason: typeof ReachDeniedReason.Type) =>
-    log.append(
-      Streams.agent(AgentId.make(session.agentId)),
-      [new ReachDenied({ requestedName: name.slice(0, 200), fromAgentId: AgentId.make(session.agentId), reason })],
-      { expectedVersion: "any", workspaceId: session.workspaceId, meta: agentMeta(session, addresses.get(session.agentId)) }
-    ).pipe(
-      Effect.catchAll((e) => Effect.logWarning("relay policy: ReachDenied was not recorded", e))
-    )
+    denials.deny(session, name, reason, addresses.get(session.agentId))
 
   const reacherRevoked = (session: Session) =>
     Effect.map(
@@ -316,7 +313,9 @@ export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPo
         ),
         Effect.withSpan("PgRelayPolicy.tunnelClosed")
       )
-    }
+    },
+
+    refused: (session, name, reason) => denials.note(session, name, reason, addresses.get(session.agentId))
   }
   return policy
 })

@@ -1,15 +1,24 @@
 /**
  * The hub's relay router: authenticates agent connections through the `RelayPolicy`, then joins the streams of a
- * reaching agent to the exposing agent, rewriting stream ids and forwarding frames without buffering them. Since
- * agents never send beyond their stream credit, the hub holds at most streams × window bytes, whatever the readers do.
+ * reaching agent to the exposing agent, rewriting stream ids and forwarding frames without buffering them.
+ *
+ * Nothing an agent sends is trusted. Memory is bounded by design: a stream carries at most `StreamWindow` bytes in
+ * flight and a connection at most `ConnectionWindow` over all its streams (a sender that exceeds either, or credits
+ * bytes that are not outstanding, is closed with a protocol error); a connection holds at most `maxStreams` streams;
+ * a connection whose own outgoing buffer passes `maxLinkBufferedBytes` (a peer that does not read) is closed, and so
+ * is the largest one while the hub's total passes `maxBufferedBytes`. Policy work is bounded too: at most
+ * `maxDecisions` decisions run per connection (the rest wait in line), and `Open`/`Reach`/`Check` are rate-limited
+ * per agent, refusals being recorded, coalesced, by the policy. An exception while handling one connection's frame
+ * closes that connection, never the process.
  */
 import * as Crypto from "node:crypto"
-import { Cause, Context, Effect, Exit, Fiber, FiberSet, Layer } from "effect"
+import { Cause, Context, Effect, Exit, Fiber, FiberSet, Layer, Schedule } from "effect"
 import type { Scope } from "effect"
 import * as Protocol from "../core/Protocol.ts"
 import type { Message } from "../core/Protocol.ts"
 import { RelayDenied, RelayPolicy } from "../core/RelayPolicy.ts"
-import type { RelayPolicyService, Session, TunnelInfo } from "../core/RelayPolicy.ts"
+import type { RelayPolicyService, RelayRefusal, Session, TunnelInfo } from "../core/RelayPolicy.ts"
+import * as TokenBucket from "../core/TokenBucket.ts"
 import { CloseCodes } from "../core/Transport.ts"
 import type { Codec, Connection, TransportError } from "../core/Transport.ts"
 import { trusted } from "../transports/Framing.ts"
@@ -28,6 +37,20 @@ export interface RelayOptions {
   readonly checkTimeoutMs?: number
   /** Stream window the agents use (default `StreamWindow`); frames beyond it are a protocol violation. */
   readonly window?: number
+  /** Bytes one connection may have in flight over all its streams (default `ConnectionWindow`). */
+  readonly connectionWindow?: number
+  /** Streams one connection may carry at once, opened by it or towards it (default 1,024). */
+  readonly maxStreams?: number
+  /** Policy decisions running at once per connection; more wait in line (default 16). */
+  readonly maxDecisions?: number
+  /** Decisions one connection may have waiting; beyond, requests are refused as rate limited (default 1,024). */
+  readonly maxWaiting?: number
+  /** `Open`, `Reach` and `Check` per agent: tokens per second and burst (default 1,000/s, burst 2,000). */
+  readonly openRate?: { readonly perSecond: number; readonly burst: number }
+  /** A connection whose outgoing buffer passes this is not reading and is closed (default 64 MiB). */
+  readonly maxLinkBufferedBytes?: number
+  /** Above this many buffered bytes in the whole hub, the connection holding most is closed (default 512 MiB). */
+  readonly maxBufferedBytes?: number
 }
 
 /** A snapshot of the relay's load. */
@@ -62,6 +85,11 @@ interface Link {
   /** Stream id on this connection → the tunnel end it belongs to (odd: opened by the agent, even: by the hub). */
   readonly routes: Map<number, Tunnel>
   nextId: number
+  /** Bytes this connection sent as `Data` that were not credited back yet, over all its streams. */
+  inflight: number
+  /** Policy decisions running for this connection, and those waiting for one of its `maxDecisions` slots. */
+  deciding: number
+  readonly waiting: Array<() => void>
   heartbeat: Fiber.RuntimeFiber<void, TransportError> | undefined
   helloTimer: ReturnType<typeof setTimeout> | undefined
 }
@@ -74,12 +102,12 @@ interface Tunnel {
   to: Link | undefined
   toStream: number
   state: "pending" | "open" | "closed"
-  /** Frames from the reacher that arrived while the policy decided (bounded by the window). */
+  /** Frames from the reacher that arrived while the policy decided (bounded by the window and `MaxPending`). */
   pending: Array<Message>
   pendingBytes: number
   bytesUp: number
   bytesDown: number
-  /** Bytes forwarded and not yet credited, per direction; above the window the sender broke the protocol. */
+  /** Bytes received and not yet credited, per direction (counted on arrival, so pending data counts too). */
   inflightUp: number
   inflightDown: number
   endedUp: boolean
@@ -87,11 +115,27 @@ interface Tunnel {
   readonly openedAt: number
 }
 
+/**
+ * Frames a reacher may send on a stream before the policy has decided. Window-bounded in bytes, but frames without
+ * bytes (End, Opened) would otherwise pile up without bound; an honest agent sends a handful.
+ */
+const MaxPending = 1_024
+
+/** How often the hub-wide buffer cap is checked; between checks senders stay within their windows. */
+const SampleEvery = "100 millis"
+
 /** Makes a relay deciding through `policy`; closing the scope stops its fibers (connections belong to the carrier). */
 export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService, options: RelayOptions = {}) {
   const heartbeat = options.heartbeat ?? Heartbeat.defaults
   const helloTimeoutMs = options.helloTimeoutMs ?? 10_000
   const window = options.window ?? Protocol.StreamWindow
+  const connectionWindow = options.connectionWindow ?? Protocol.ConnectionWindow
+  const maxStreams = options.maxStreams ?? 1_024
+  const maxDecisions = options.maxDecisions ?? 16
+  const maxWaiting = options.maxWaiting ?? 1_024
+  const maxLinkBuffered = options.maxLinkBufferedBytes ?? 64 * 1024 * 1024
+  const maxBuffered = options.maxBufferedBytes ?? 512 * 1024 * 1024
+  const opens = TokenBucket.make(options.openRate ?? { perSecond: 1_000, burst: 2_000 })
   const fibers = yield* FiberSet.make<unknown, unknown>()
   const runFork = yield* FiberSet.runtime(fibers)<never>()
   const links = new Set<Link>()
@@ -102,9 +146,38 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
   const probes = new Map<number, { readonly from: Link; readonly request: number; readonly to: Link; readonly timer: ReturnType<typeof setTimeout> }>()
   let nextProbe = 1
 
-  /** Runs a policy effect off the hot path and calls back with its outcome. */
-  const decide = <A>(effect: Effect.Effect<A, RelayDenied>, done: (exit: Exit.Exit<A, RelayDenied>) => void) => {
-    runFork(effect).addObserver(done)
+  /** Runs `body` for `link`; an exception closes that link (1011) and is logged, never reaching the event loop. */
+  const guard = (link: Link, body: () => void) => {
+    try {
+      body()
+    } catch (error) {
+      runFork(Effect.logError(`relay: internal error on a connection from ${link.connection.remoteAddress}`, error))
+      link.connection.close(CloseCodes.Internal, "internal error")
+    }
+  }
+
+  /**
+   * Runs a policy effect off the hot path and calls back with its outcome, at most `maxDecisions` at once per link:
+   * a flood of requests waits in line instead of holding every database connection of the hub.
+   */
+  const decide = <A>(link: Link, effect: Effect.Effect<A, RelayDenied>, done: (exit: Exit.Exit<A, RelayDenied>) => void) => {
+    const start = () => {
+      link.deciding++
+      runFork(effect).addObserver((exit) => {
+        link.deciding--
+        guard(link, () => done(exit))
+        const next = link.waiting.shift()
+        if (next) next()
+      })
+    }
+    if (link.deciding < maxDecisions) start()
+    else link.waiting.push(start)
+  }
+  /** Whether `link` may start one more `Open`/`Reach`/`Check` for `name`; a refusal is recorded by the policy. */
+  const admit = (link: Link, name: string): RelayRefusal | undefined => {
+    const refusal = link.waiting.length >= maxWaiting || !opens.take(link.session!.agentId) ? "rate_limited" : undefined
+    if (refusal) policy.refused(link.session!, name, refusal)
+    return refusal
   }
   const record = (name: string, effect: Effect.Effect<void, RelayDenied>) => {
     runFork(
@@ -134,6 +207,9 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
     t.pending = []
     t.pendingBytes = 0
     tunnels--
+    // Bytes in flight on this stream will never be credited now: they no longer count against either connection.
+    t.from.inflight -= t.inflightUp
+    if (t.to) t.to.inflight -= t.inflightDown
     t.from.routes.delete(t.fromStream)
     t.to?.routes.delete(t.toStream)
     if (notify === t.from) notify.connection.send(trusted(Protocol.Reset, { stream: t.fromStream, reason }))
@@ -151,31 +227,58 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
     }
   }
 
-  /** Forwards one stream frame from `link` to the other end of its tunnel. */
-  const forward = (link: Link, t: Tunnel, message: Message) => {
-    const fromReacher = link === t.from && t.fromStream === streamOf(message)
-    const peer = fromReacher ? t.to! : t.from
-    const peerStream = fromReacher ? t.toStream : t.fromStream
+  /** A connection that lets its outgoing buffer grow past the cap is not reading: it is closed, not fed. */
+  const checkBuffered = (link: Link) => {
+    if (link.state !== "closed" && link.connection.bufferedAmount > maxLinkBuffered) {
+      link.connection.close(CloseCodes.SlowConsumer, "not reading: outgoing buffer over its cap")
+    }
+  }
+
+  /** Counts `n` bytes of `Data` from `link`; false (and the connection closed) when a window is exceeded. */
+  const accountData = (link: Link, t: Tunnel, up: boolean, n: number): boolean => {
+    if (n === 0) return violation(link, "empty Data frame"), false
+    if (up) {
+      t.bytesUp += n
+      t.inflightUp += n
+      if (t.inflightUp > window) return violation(link, "stream window exceeded"), false
+    } else {
+      t.bytesDown += n
+      t.inflightDown += n
+      if (t.inflightDown > window) return violation(link, "stream window exceeded"), false
+    }
+    link.inflight += n
+    if (link.inflight > connectionWindow) return violation(link, "connection window exceeded"), false
+    return true
+  }
+
+  /** Takes back `n` credited bytes; false (and the connection closed) when they were not outstanding. */
+  const accountCredit = (link: Link, t: Tunnel, up: boolean, n: number): boolean => {
+    // The reacher credits what the exposer sent (down), the exposer what the reacher sent (up).
+    if (up ? n > t.inflightDown : n > t.inflightUp) {
+      return violation(link, "Credit beyond the bytes outstanding on the stream"), false
+    }
+    if (up) {
+      t.inflightDown -= n
+      t.to!.inflight -= n
+    } else {
+      t.inflightUp -= n
+      t.from.inflight -= n
+    }
+    return true
+  }
+
+  /** Forwards one stream frame, already accounted, to the other end of its open tunnel. */
+  const forward = (t: Tunnel, up: boolean, message: Message) => {
+    const peer = up ? t.to! : t.from
+    const peerStream = up ? t.toStream : t.fromStream
     switch (message._tag) {
-      case "Data": {
-        const n = message.payload.byteLength
-        if (fromReacher) {
-          t.bytesUp += n
-          t.inflightUp += n
-          if (t.inflightUp > window) return violation(link, "stream window exceeded")
-        } else {
-          t.bytesDown += n
-          t.inflightDown += n
-          if (t.inflightDown > window) return violation(link, "stream window exceeded")
-        }
-        return peer.connection.sendData(peerStream, message.payload)
-      }
+      case "Data":
+        peer.connection.sendData(peerStream, message.payload)
+        return checkBuffered(peer)
       case "Credit":
-        if (fromReacher) t.inflightDown -= message.bytes
-        else t.inflightUp -= message.bytes
         return peer.connection.send(trusted(Protocol.Credit, { stream: peerStream, bytes: message.bytes }))
       case "End":
-        if (fromReacher) t.endedUp = true
+        if (up) t.endedUp = true
         else t.endedDown = true
         peer.connection.send(trusted(Protocol.End, { stream: peerStream }))
         if (t.endedUp && t.endedDown) closeTunnel(t, "closed", undefined)
@@ -183,10 +286,10 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       case "Reset":
         return closeTunnel(t, message.reason, peer)
       case "Opened":
-        if (!fromReacher) peer.connection.send(trusted(Protocol.Opened, { stream: peerStream }))
+        if (!up) peer.connection.send(trusted(Protocol.Opened, { stream: peerStream }))
         return
       case "Error":
-        if (fromReacher) return closeTunnel(t, message.code, peer)
+        if (up) return closeTunnel(t, message.code, peer)
         peer.connection.send(
           new Protocol.Error({ code: message.code, message: message.message, stream: peerStream }, true)
         )
@@ -194,11 +297,36 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
     }
   }
 
+  /** A frame of an existing stream (Data, Credit, End, Reset, Opened, Error): accounted, then held or forwarded. */
+  const streamFrame = (link: Link, stream: number, message: Message) => {
+    const t = link.routes.get(stream)
+    // Frames of a stream that just closed race with its Reset; they are dropped, not a protocol error.
+    if (!t) return
+    const up = link === t.from && t.fromStream === stream
+    if (message._tag === "Data" && !accountData(link, t, up, message.payload.byteLength)) return
+    if (message._tag === "Credit" && !accountCredit(link, t, up, message.bytes)) return
+    if (t.state === "pending") {
+      if (message._tag === "Reset" || message._tag === "Error") return closeTunnel(t, "aborted", undefined)
+      if (t.pending.length >= MaxPending) return violation(link, "too many frames before the stream opened")
+      if (message._tag === "Data") t.pendingBytes += message.payload.byteLength
+      t.pending.push(message)
+      return
+    }
+    forward(t, up, message)
+  }
+
   const open = (link: Link, message: Protocol.Open) => {
     const session = link.session!
     if (message.stream % 2 === 0 || link.routes.has(message.stream)) {
       return violation(link, `stream id ${message.stream} is not a fresh odd id`)
     }
+    const refuse = (code: string, text: string) =>
+      link.connection.send(new Protocol.Error({ code, message: text, stream: message.stream }))
+    if (link.routes.size >= maxStreams) {
+      policy.refused(session, message.service, "too_many_streams")
+      return refuse("TooManyStreams", `this connection already carries ${maxStreams} streams`)
+    }
+    if (admit(link, message.service)) return refuse("RateLimited", "too many tunnels opened; slow down")
     const t: Tunnel = {
       info: undefined,
       service: message.service,
@@ -219,12 +347,22 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
     }
     tunnels++
     link.routes.set(message.stream, t)
-    const route = policy.resolveReach(session, message.service).pipe(
+    const route = Effect.suspend(() =>
+      // A reacher that gave up while waiting in line costs no policy work (and no TunnelOpened).
+      t.state === "closed"
+        ? Effect.fail(new RelayDenied({ code: "Unavailable", message: "stream closed before it was decided" }))
+        : policy.resolveReach(session, message.service)
+    ).pipe(
       Effect.flatMap((to) => {
         const target = agents.get(to.agentId)
         if (!target || target.state !== "ready") {
           return Effect.fail(
             new RelayDenied({ code: "AgentOffline", message: `the agent exposing ${to.service} is offline` })
+          )
+        }
+        if (target.routes.size >= maxStreams) {
+          return Effect.fail(
+            new RelayDenied({ code: "Unavailable", message: `the agent exposing ${to.service} carries too many streams` })
           )
         }
         const info: TunnelInfo = {
@@ -236,7 +374,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
         return Effect.as(policy.tunnelOpened(info), { info, target })
       })
     )
-    decide(route, (exit) => {
+    decide(link, route, (exit) => {
       if (Exit.isFailure(exit)) {
         if (t.state === "closed") return
         const { code, message: text } = denial(exit)
@@ -265,18 +403,27 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       t.pendingBytes = 0
       for (const m of pending) {
         if (t.state !== "open") break
-        forward(link, t, m)
+        forward(t, true, m)
       }
     })
   }
 
   const request = (link: Link, id: number, effect: Effect.Effect<void, RelayDenied>) => {
-    decide(effect, (exit) => {
+    if (link.waiting.length >= maxWaiting) {
+      return link.connection.send(new Protocol.Error({ code: "RateLimited", message: "too many requests waiting", request: id }))
+    }
+    decide(link, effect, (exit) => {
       if (link.state === "closed") return
       if (Exit.isSuccess(exit)) return link.connection.send(new Protocol.Ack({ request: id }))
       const { code, message } = denial(exit)
       link.connection.send(new Protocol.Error({ code, message, request: id }))
     })
+  }
+
+  /** A `Reach` or `Check`, admitted by the rate limit first. */
+  const limited = (link: Link, id: number, name: string, then: () => void) => {
+    if (!admit(link, name)) return then()
+    link.connection.send(new Protocol.Error({ code: "RateLimited", message: "too many requests; slow down", request: id }))
   }
 
   /** A `Check`: resolved (and audited) like a `Reach`, then probed by the exposing agent. */
@@ -289,7 +436,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
           : Effect.succeed({ target, service: to.service })
       })
     )
-    decide(route, (exit) => {
+    decide(link, route, (exit) => {
       if (link.state === "closed") return
       if (Exit.isFailure(exit) || exit.value.target.state !== "ready") {
         const { code, message: text } = Exit.isFailure(exit)
@@ -343,7 +490,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
         })
       )
     )
-    decide(connected, (exit) => {
+    decide(link, connected, (exit) => {
       if (link.state === "closed") {
         if (Exit.isSuccess(exit)) {
           record("AgentDisconnected", policy.agentDisconnected(exit.value, { reason: "closed during hello", durationMs: 0 }))
@@ -386,22 +533,10 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       case "End":
       case "Reset":
       case "Opened":
-      case "Error": {
-        if (message._tag === "Error" && message.stream === undefined) return
-        const t = link.routes.get(message.stream!)
-        // Frames of a stream that just closed race with its Reset; they are dropped, not a protocol error.
-        if (!t) return
-        if (t.state === "pending") {
-          if (message._tag === "Reset" || message._tag === "Error") return closeTunnel(t, "aborted", undefined)
-          if (message._tag === "Data") {
-            t.pendingBytes += message.payload.byteLength
-            if (t.pendingBytes > window) return violation(link, "stream window exceeded")
-          }
-          t.pending.push(message)
-          return
-        }
-        return forward(link, t, message)
-      }
+        return streamFrame(link, message.stream, message)
+      case "Error":
+        if (message.stream === undefined) return
+        return streamFrame(link, message.stream, message)
       case "Open":
         return open(link, message)
       case "Expose":
@@ -409,9 +544,10 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       case "Unexpose":
         return request(link, message.request, policy.unexpose(link.session!, message.name))
       case "Reach":
-        return request(link, message.request, Effect.asVoid(policy.resolveReach(link.session!, message.name)))
+        return limited(link, message.request, message.name, () =>
+          request(link, message.request, Effect.asVoid(policy.resolveReach(link.session!, message.name))))
       case "Check":
-        return check(link, message)
+        return limited(link, message.request, message.name, () => check(link, message))
       case "ProbeResult":
         return probeResult(link, message)
       case "Ping":
@@ -429,6 +565,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
     const was = link.state
     link.state = "closed"
     links.delete(link)
+    link.waiting.length = 0
     clearTimeout(link.helloTimer)
     if (link.heartbeat) runFork(Fiber.interrupt(link.heartbeat))
     for (const t of [...link.routes.values()]) {
@@ -465,6 +602,9 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       agentVersion: "",
       routes: new Map(),
       nextId: 2,
+      inflight: 0,
+      deciding: 0,
+      waiting: [],
       heartbeat: undefined,
       helloTimer: undefined
     }
@@ -473,10 +613,27 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       if (link.state === "hello" || link.state === "auth") connection.close(CloseCodes.Timeout, "no Hello in time")
     }, helloTimeoutMs)
     connection.setHandler({
-      message: (message) => onMessage(link, message),
-      close: (info) => onClose(link, info.code, info.reason)
+      message: (message) => guard(link, () => onMessage(link, message)),
+      close: (info) => guard(link, () => onClose(link, info.code, info.reason))
     })
   }
+
+  /** The hub-wide cap: while the hub buffers more than `maxBuffered`, the connections holding most are closed. */
+  const sample = Effect.sync(() => {
+    let total = 0
+    for (const link of links) {
+      checkBuffered(link)
+      total += link.connection.bufferedAmount
+    }
+    if (total <= maxBuffered) return
+    const largest = [...links].sort((a, b) => b.connection.bufferedAmount - a.connection.bufferedAmount)
+    for (const link of largest) {
+      if (total <= maxBuffered) break
+      total -= link.connection.bufferedAmount
+      link.connection.close(CloseCodes.SlowConsumer, "not reading: the hub's buffers are full")
+    }
+  })
+  yield* Effect.repeat(sample, Schedule.spaced(SampleEvery)).pipe(Effect.forkScoped)
 
   yield* Effect.addFinalizer(() =>
     Effect.gen(function*() {
@@ -505,8 +662,6 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
     }
   })
 })
-
-const streamOf = (message: Message): number | undefined => "stream" in message ? message.stream : undefined
 
 /** A layer running a relay with the `RelayPolicy` from context. */
 export const layer = (options: RelayOptions = {}): Layer.Layer<Relay, never, RelayPolicy> =>

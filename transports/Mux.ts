@@ -4,7 +4,7 @@
  * bytes are credited back only once the socket accepted them, so a slow reader throttles its sender end to end.
  */
 import type * as Net from "node:net"
-import { Credit, End, MaxChunk, Open, Opened, Reset, StreamWindow } from "../core/Protocol.ts"
+import { ConnectionWindow, Credit, End, MaxChunk, Open, Opened, Reset, StreamWindow } from "../core/Protocol.ts"
 import type { Message } from "../core/Protocol.ts"
 import type { Connection } from "../core/Transport.ts"
 import { trusted } from "./Framing.ts"
@@ -22,6 +22,8 @@ export interface StreamClosed {
 export interface MuxOptions {
   /** Stream window in bytes (default `StreamWindow`; both ends must agree). */
   readonly window?: number
+  /** Bytes in flight over all streams together (default `ConnectionWindow`; the hub enforces it). */
+  readonly connectionWindow?: number
   /** Called once per stream when it ends. */
   readonly onStreamClosed?: (closed: StreamClosed) => void
   /** Called when the peer confirms that the far end connected (`Opened`). */
@@ -80,6 +82,10 @@ export const make = (connection: Connection, options: MuxOptions = {}): Mux => {
   const threshold = Math.max(1, Math.floor(window / 16))
   const streams = new Map<number, Stream>()
   const congestedPaused = new Set<Stream>()
+  // Connection-level credit, as HTTP/2's connection window: sent bytes not yet credited, over every stream. Streams
+  // that hold a chunk for want of it wait here, in arrival order, for the next Credit of any stream.
+  let connectionCredit = options.connectionWindow ?? ConnectionWindow
+  const starved = new Set<Stream>()
   let nextId = 1
 
   const updateFlow = (s: Stream) => {
@@ -103,13 +109,15 @@ export const make = (connection: Connection, options: MuxOptions = {}): Mux => {
 
   const push = (s: Stream, chunk: Buffer) => {
     while (chunk.byteLength > 0) {
-      const n = Math.min(chunk.byteLength, s.sendCredit, MaxChunk)
+      const n = Math.min(chunk.byteLength, s.sendCredit, MaxChunk, connectionCredit)
       if (n === 0) {
         s.held = chunk
+        if (s.sendCredit > 0) starved.add(s)
         break
       }
       connection.sendData(s.id, n === chunk.byteLength ? chunk : chunk.subarray(0, n))
       s.sendCredit -= n
+      connectionCredit -= n
       s.bytesOut += n
       chunk = chunk.subarray(n)
     }
@@ -126,11 +134,37 @@ export const make = (connection: Connection, options: MuxOptions = {}): Mux => {
     connection.send(trusted(Credit, { stream: s.id, bytes: n }))
   }
 
+  /** Gives held chunks a turn after connection credit came back, oldest waiter first. */
+  const feedStarved = () => {
+    for (const s of starved) {
+      if (connectionCredit === 0) return
+      starved.delete(s)
+      resume(s)
+    }
+  }
+
+  /** Sends what the stream holds (if it can now) and resumes reading its socket. */
+  const resume = (s: Stream) => {
+    const held = s.held
+    if (held) {
+      s.held = undefined
+      push(s, held)
+      if (s.held === undefined && s.eof) sendEnd(s)
+    } else {
+      updateFlow(s)
+    }
+  }
+
   const finish = (s: Stream, reason: string) => {
     if (s.done) return
     s.done = true
     streams.delete(s.id)
     congestedPaused.delete(s)
+    starved.delete(s)
+    // What this stream sent and was never credited will not be: the connection window gets it back.
+    connectionCredit += window - s.sendCredit
+    s.sendCredit = window
+    feedStarved()
     options.onStreamClosed?.({ stream: s.id, reason, bytesIn: s.bytesIn, bytesOut: s.bytesOut })
   }
 
@@ -209,15 +243,13 @@ export const make = (connection: Connection, options: MuxOptions = {}): Mux => {
       case "Credit": {
         const s = streams.get(message.stream)
         if (!s) return true
-        s.sendCredit += message.bytes
-        const held = s.held
-        if (held) {
-          s.held = undefined
-          push(s, held)
-          if (s.held === undefined && s.eof) sendEnd(s)
-        } else {
-          updateFlow(s)
-        }
+        // Never more than was sent: a credit beyond it would switch the window off.
+        const n = Math.min(message.bytes, window - s.sendCredit)
+        s.sendCredit += n
+        connectionCredit += n
+        starved.delete(s)
+        resume(s)
+        feedStarved()
         return true
       }
       case "End": {

@@ -78,8 +78,9 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
   const close = (code: number, reason: string) => {
     if (closing) return
     closing = true
-    if (code === CloseCodes.Timeout) {
-      // The peer is silent: waiting for its close frame would hold the connection (and `closed`) for ws's 30 s.
+    if (code === CloseCodes.Timeout || code === CloseCodes.SlowConsumer) {
+      // The peer is silent or does not read: waiting for its close frame would hold the connection, and the hub's
+      // buffer towards it, for ws's 30 s.
       localClose = { code, reason }
       ws.terminate()
       return

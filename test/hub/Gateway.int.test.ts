@@ -6,6 +6,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Effect, Exit, Layer, Redacted, Scope } from "effect"
 import * as HubClient from "../../agent/HubClient.ts"
 import { EventLog } from "../../core/EventLog.ts"
+import * as Protocol from "../../core/Protocol.ts"
 import * as Admin from "../../hub/Admin.ts"
 import * as PgEventLog from "../../hub/PgEventLog.ts"
 import type { Transport } from "../../core/Transport.ts"
@@ -45,9 +46,13 @@ export const roundTrip = (port: number, data: Buffer) =>
   ).pipe(Effect.timeout("10 seconds"), Effect.orDie)
 
 /** Polls `check` over the hub's events until it returns a value (at most 10 s). */
-export const waitForEvents = <A>(hub: Hub.TestHub, check: (events: ReadonlyArray<any>) => A | undefined) =>
+export const waitForEvents = <A>(
+  hub: Hub.TestHub,
+  check: (events: ReadonlyArray<any>) => A | undefined,
+  ms = 10_000
+) =>
   Effect.gen(function*() {
-    const deadline = Date.now() + 10_000
+    const deadline = Date.now() + ms
     while (true) {
       const found = check((yield* hub.events).map((e) => ({ ...e.event, _stream: e.stream, _workspaceId: e.workspaceId })))
       if (found !== undefined) return found
@@ -175,15 +180,23 @@ describe("gateway", () => {
       ).pipe(Effect.timeout("10 seconds"))
       expect(closed).toBe(true)
 
+      // Denials of one agent and reason are coalesced per 10 s window: the first of each at once, the rest of the
+      // window in one event with a count and a sample of the names (the window ends ~10 s after its first denial).
+      const firsts = yield* waitForEvents(hub, (es) => {
+        const found = es.filter((e) => e._tag === "ReachDenied")
+        return found.length >= 2 ? found : undefined
+      })
+      expect(firsts.map((e) => [e.requestedName, e.reason, e.fromAgentId, e._workspaceId, e.count])).toEqual([
+        ["prod-db", "cross_workspace", c.agentId, w2.workspaceId, undefined],
+        [serviceId, "not_found", c.agentId, w2.workspaceId, undefined]
+      ])
       const denied = yield* waitForEvents(hub, (es) => {
         const found = es.filter((e) => e._tag === "ReachDenied")
         return found.length >= 4 ? found : undefined
-      })
-      expect(denied.map((e) => [e.requestedName, e.reason, e.fromAgentId, e._workspaceId])).toEqual([
-        ["prod-db", "cross_workspace", c.agentId, w2.workspaceId],
-        [serviceId, "not_found", c.agentId, w2.workspaceId],
-        ["no-such-service", "not_found", c.agentId, w2.workspaceId],
-        ["prod-db", "cross_workspace", c.agentId, w2.workspaceId]
+      }, 15_000)
+      expect(denied.slice(2).map((e) => [e.reason, e.count, e.sample, e.fromAgentId, e._workspaceId]).sort()).toEqual([
+        ["cross_workspace", 1, ["prod-db"], c.agentId, w2.workspaceId],
+        ["not_found", 1, ["no-such-service"], c.agentId, w2.workspaceId]
       ])
       expect((yield* hub.events).some((e) => e.event._tag === "TunnelOpened")).toBe(false)
       expect(targetConnections).toBe(0)
@@ -194,6 +207,56 @@ describe("gateway", () => {
       expect((yield* roundTrip(own.port, Buffer.from("mine"))).toString()).toBe("mine")
       expect(targetConnections).toBe(0)
     }), 60_000)
+
+  it.scopedLive("5,000 Opens for names that do not exist: the log grows by a handful of events, other tenants unharmed", () =>
+    Effect.gen(function*() {
+      const hub = yield* Hub.start()
+      const w1 = yield* hub.workspace("victim")
+      const w2 = yield* hub.workspace("attacker")
+      const a = yield* provision(hub, w1.apiKey, "a")
+      const b = yield* provision(hub, w1.apiKey, "b")
+      const x = yield* provision(hub, w2.apiKey, "x")
+      const clientA = yield* HubClient.connect({ url: hub.agentUrl, transport: Msgpack.transport, token: a.token })
+      const clientB = yield* HubClient.connect({ url: hub.agentUrl, transport: Msgpack.transport, token: b.token })
+      yield* clientA.expose("db", "127.0.0.1", yield* echoServer)
+      const listener = yield* clientB.reach("db")
+      const before = (yield* hub.events).length
+
+      const attacker = yield* Msgpack.transport.dial(hub.agentUrl)
+      let answered = 0
+      let welcomed!: () => void
+      const welcome = new Promise<void>((r) => (welcomed = r))
+      attacker.setHandler({
+        message: (m) => (m._tag === "Welcome" ? welcomed() : void (m._tag === "Error" && answered++)),
+        close: () => {}
+      })
+      attacker.send(new Protocol.Hello({ protocol: 1, token: x.token, transport: "msgpack", agentVersion: "x" }))
+      yield* Effect.promise(() => welcome)
+      for (let i = 0; i < 5_000; i++) attacker.send(Protocol.Open.make({ stream: 2 * i + 1, service: `nope-${i}` }))
+      // Meanwhile, a tunnel in the other workspace opens and carries bytes.
+      const started = Date.now()
+      expect((yield* roundTrip(listener.port, Buffer.from("ping"))).toString()).toBe("ping")
+      const tunnelMs = Date.now() - started
+      yield* Effect.promise(async () => {
+        const deadline = Date.now() + 30_000
+        while (answered < 5_000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+      })
+      expect(answered).toBe(5_000)
+      expect(attacker.closed).toBe(false)
+      attacker.close(1000, "done")
+      const denied = yield* waitForEvents(hub, (es) => {
+        const found = es.filter((e) => e._tag === "ReachDenied")
+        return found.reduce((n, e) => n + (e.count ?? 1), 0) === 5_000 ? found : undefined
+      }, 20_000)
+      // Per agent and reason: the first refusal at once, the rest of each 10 s window in one event with a sample.
+      expect(denied.length).toBeLessThanOrEqual(8)
+      expect(denied.every((e) => e.fromAgentId === x.agentId && e._workspaceId === w2.workspaceId)).toBe(true)
+      expect(denied.find((e) => e.count !== undefined)?.sample.length).toBe(8)
+      const grown = (yield* hub.events).length - before
+      // 2 tunnel events, AgentConnected/Disconnected of the attacker, and the coalesced denials.
+      expect(grown).toBeLessThanOrEqual(16)
+      console.log(`gateway flood: other tenant's tunnel round trip ${tunnelMs} ms during 5,000 Opens; log grew by ${grown} events`)
+    }), 90_000)
 
   it.scopedLive("tokens: expiry warning, rotation with a 24 h grace, expiry and revocation are refused and audited", () =>
     Effect.gen(function*() {

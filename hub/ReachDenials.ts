@@ -1,0 +1,133 @@
+/**
+ * Coalesced `ReachDenied` events: one agent asking for 5,000 names that do not exist must not append 5,000 events
+ * (each one a write every other tenant's append waits behind). Per agent and reason, the first refusal of a window is
+ * appended at once; the others of that window are counted, and at its end one event records how many there were,
+ * when, and a sample of the names. Whatever the input, every refusal is accounted for and no event is refused by
+ * Postgres: names are sanitised and capped before an event is built.
+ */
+import { Effect, FiberSet, Schedule } from "effect"
+import type { Scope } from "effect"
+import { EventLog } from "../core/EventLog.ts"
+import { EventMeta, ReachDenied, type ReachDeniedReason, ReachDeniedSample } from "../core/Events.ts"
+import { AgentId, Streams } from "../core/Ids.ts"
+import type { Session } from "../core/RelayPolicy.ts"
+import { Caps, sanitize } from "../core/Text.ts"
+
+type Reason = typeof ReachDeniedReason.Type
+
+/** Options of `make`. */
+export interface ReachDenialsOptions {
+  /** Length of a coalescing window in ms (default 10 s). */
+  readonly windowMs?: number
+  /** The clock in ms (default `Date.now`). */
+  readonly now?: () => number
+}
+
+/** The coalescer. */
+export interface ReachDenials {
+  /** Records a refusal; resolves once a window's first refusal is appended (later ones return at once). */
+  readonly deny: (session: Session, name: string, reason: Reason, ip: string | undefined) => Effect.Effect<void>
+  /** Records a refusal without waiting (for the relay's synchronous path). */
+  readonly note: (session: Session, name: string, reason: Reason, ip: string | undefined) => void
+  /** Windows open now (one per agent and reason with refusals in the last window). */
+  readonly open: () => number
+}
+
+interface Window {
+  readonly session: Session
+  readonly reason: Reason
+  readonly startedAt: number
+  ip: string | undefined
+  /** Refusals after the first. */
+  count: number
+  firstAt: number
+  lastAt: number
+  readonly sample: Array<string>
+}
+
+const meta = (session: Session, ip: string | undefined) =>
+  new EventMeta({ actor: { kind: "agent", id: session.agentId }, ...(ip ? { sourceIp: ip } : {}) })
+
+/** Makes the coalescer; its scope flushes every open window when it closes. */
+export const make = (
+  options: ReachDenialsOptions = {}
+): Effect.Effect<ReachDenials, never, EventLog | Scope.Scope> =>
+  Effect.gen(function*() {
+    const log = yield* EventLog
+    const windowMs = options.windowMs ?? 10_000
+    const now = options.now ?? Date.now
+    const windows = new Map<string, Window>()
+    const fibers = yield* FiberSet.make<void>()
+    const runFork = yield* FiberSet.runtime(fibers)<never>()
+
+    const append = (session: Session, event: ReachDenied, ip: string | undefined) =>
+      log.append(Streams.agent(AgentId.make(session.agentId)), [event], {
+        expectedVersion: "any",
+        workspaceId: session.workspaceId,
+        meta: meta(session, ip)
+      }).pipe(
+        Effect.asVoid,
+        Effect.catchAll((e) => Effect.logWarning("relay policy: ReachDenied was not recorded", e))
+      )
+
+    /** Counts a refusal into its window; returns the window's first event when this refusal opens one. */
+    const count = (session: Session, rawName: string, reason: Reason, ip: string | undefined) => {
+      const name = sanitize(rawName, Caps.name)
+      const key = `${session.agentId}\0${reason}`
+      const t = now()
+      const open = windows.get(key)
+      if (open && t - open.startedAt < windowMs) {
+        open.count++
+        open.lastAt = t
+        open.ip = ip ?? open.ip
+        if (open.count === 1) open.firstAt = t
+        if (open.sample.length < ReachDeniedSample && !open.sample.includes(name)) open.sample.push(name)
+        return undefined
+      }
+      if (open) runFork(flushWindow(key, open))
+      windows.set(key, { session, reason, startedAt: t, ip, count: 0, firstAt: t, lastAt: t, sample: [] })
+      return new ReachDenied({ requestedName: name, fromAgentId: AgentId.make(session.agentId), reason })
+    }
+
+    const flushWindow = (key: string, w: Window): Effect.Effect<void> => {
+      windows.delete(key)
+      if (w.count === 0) return Effect.void
+      return append(
+        w.session,
+        new ReachDenied({
+          requestedName: w.sample[0] ?? "",
+          fromAgentId: AgentId.make(w.session.agentId),
+          reason: w.reason,
+          count: w.count,
+          firstAt: new Date(w.firstAt),
+          lastAt: new Date(w.lastAt),
+          sample: w.sample
+        }),
+        w.ip
+      )
+    }
+
+    const flushDue = (all: boolean) =>
+      Effect.suspend(() => {
+        const t = now()
+        const due = [...windows].filter(([, w]) => all || t - w.startedAt >= windowMs)
+        return Effect.forEach(due, ([key, w]) => flushWindow(key, w), { discard: true })
+      })
+
+    yield* Effect.repeat(flushDue(false), Schedule.spaced("1 second")).pipe(Effect.forkScoped)
+    // Runs before the event log closes (it was acquired first): open windows and first events in flight are written.
+    yield* Effect.addFinalizer(() => Effect.zipRight(flushDue(true), FiberSet.awaitEmpty(fibers)))
+
+    return {
+      deny: (session, name, reason, ip) =>
+        Effect.suspend(() => {
+          const first = count(session, name, reason, ip)
+          return first ? append(session, first, ip) : Effect.void
+        }),
+      note: (session, name, reason, ip) => {
+        const first = count(session, name, reason, ip)
+        if (first) runFork(append(session, first, ip))
+      },
+      open: () => windows.size
+    }
+  })

@@ -1,0 +1,332 @@
+/**
+ * The relay against hostile agents, over real TCP on 127.0.0.1: agents that send frames a stock agent never sends
+ * (credits beyond what is outstanding, data beyond the windows, floods of streams and requests, a reader that stops
+ * reading). Each attack must end with the attacker's connection closed or refused and every other agent unharmed.
+ */
+import * as Net from "node:net"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Scope } from "effect"
+import { WebSocket } from "ws"
+import * as HubClient from "../../agent/HubClient.ts"
+import * as Protocol from "../../core/Protocol.ts"
+import type { Message } from "../../core/Protocol.ts"
+import type { RelayPolicyService } from "../../core/RelayPolicy.ts"
+import { CloseCodes } from "../../core/Transport.ts"
+import type { CloseInfo, Codec, Connection } from "../../core/Transport.ts"
+import { makeMemoryRelayPolicy } from "../../hub/MemoryRelayPolicy.ts"
+import * as Relay from "../../hub/Relay.ts"
+import * as Msgpack from "../../transports/Msgpack.ts"
+import * as WebSocketCarrier from "../../transports/WebSocket.ts"
+import * as Ws from "../../transports/Ws.ts"
+
+const agents = [
+  { token: "a".repeat(64), agentId: "agent-a", workspaceId: "w1" },
+  { token: "b".repeat(64), agentId: "agent-b", workspaceId: "w1" },
+  { token: "c".repeat(64), agentId: "agent-c", workspaceId: "w2" },
+  { token: "d".repeat(64), agentId: "agent-d", workspaceId: "w1" },
+  { token: "e".repeat(64), agentId: "agent-e", workspaceId: "w2" }
+]
+
+/** A hand-driven agent: every frame it sends is chosen by the test, whatever the protocol says. */
+interface Hostile {
+  readonly connection: Connection
+  /** Messages received so far. */
+  readonly received: Array<Message>
+  /** Resolves with how the hub closed the connection. */
+  readonly closed: Promise<CloseInfo>
+  /** Resolves with the first received message matching `test`. */
+  readonly next: (test: (m: Message) => boolean, ms?: number) => Promise<Message>
+}
+
+const hostile = (url: string, codec: Codec, token: string) =>
+  Effect.gen(function*() {
+    const connection = yield* WebSocketCarrier.dial(codec)(url)
+    const received: Array<Message> = []
+    const waiters: Array<{ test: (m: Message) => boolean; resolve: (m: Message) => void }> = []
+    let onClose!: (info: CloseInfo) => void
+    const closed = new Promise<CloseInfo>((r) => (onClose = r))
+    connection.setHandler({
+      message: (m) => {
+        received.push(m)
+        for (const w of [...waiters]) {
+          if (w.test(m)) {
+            waiters.splice(waiters.indexOf(w), 1)
+            w.resolve(m)
+          }
+        }
+      },
+      close: onClose
+    })
+    const next = (test: (m: Message) => boolean, ms = 5_000) => {
+      const found = received.find(test)
+      if (found) return Promise.resolve(found)
+      return new Promise<Message>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error("no such message in time")), ms)
+        waiters.push({ test, resolve: (m) => (clearTimeout(timer), resolve(m)) })
+      })
+    }
+    connection.send(new Protocol.Hello({ protocol: 1, token, transport: codec.name, agentVersion: "hostile" }))
+    yield* Effect.promise(() => next((m) => m._tag === "Welcome"))
+    return { connection, received, closed, next } satisfies Hostile
+  })
+
+const listen = (handler: (socket: Net.Socket) => void) =>
+  Effect.acquireRelease(
+    Effect.async<Net.Server>((resume) => {
+      const server = Net.createServer({ allowHalfOpen: true }, (socket) => {
+        socket.on("error", () => {})
+        handler(socket)
+      })
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+    }),
+    (server) => Effect.sync(() => server.close())
+  ).pipe(Effect.map((server) => (server.address() as Net.AddressInfo).port))
+
+const withHub = <A>(
+  body: (hub: {
+    readonly url: string
+    readonly relay: Relay.RelayService
+    readonly memory: ReturnType<typeof makeMemoryRelayPolicy>
+  }) => Effect.Effect<A, unknown, Scope.Scope>,
+  options: Relay.RelayOptions = {},
+  wrapPolicy: (policy: RelayPolicyService) => RelayPolicyService = (p) => p
+) =>
+  Effect.gen(function*() {
+    const memory = makeMemoryRelayPolicy(agents)
+    const relay = yield* Relay.make(wrapPolicy(memory.policy), options)
+    const served = yield* Relay.serve(relay)
+    return yield* body({ url: served.url, relay, memory })
+  }).pipe(Effect.scoped, Effect.runPromise)
+
+/** An honest agent exposing a target under `name`, and a client of it through another honest agent. */
+const honestTunnelWorks = (url: string, name: string, exposer: HubClient.HubClientService) =>
+  Effect.gen(function*() {
+    const port = yield* listen((socket) => socket.pipe(socket))
+    yield* exposer.expose(name, "127.0.0.1", port)
+    const reacher = yield* HubClient.connect({ url, transport: Msgpack.transport, token: agents[3]!.token })
+    const listener = yield* reacher.reach(name)
+    return yield* Effect.promise(() => echoOnce(listener.port, "still alive"))
+  })
+
+const echoOnce = (port: number, text: string) =>
+  new Promise<string>((resolve, reject) => {
+    const socket = Net.connect({ port, host: "127.0.0.1" })
+    const chunks: Array<Buffer> = []
+    socket.on("data", (c: Buffer) => {
+      chunks.push(c)
+      if (Buffer.concat(chunks).toString() === text) {
+        socket.destroy()
+        resolve(text)
+      }
+    })
+    socket.on("error", reject)
+    socket.write(text)
+  })
+
+describe("Relay against hostile agents", () => {
+  it("a JSON agent's Credit 4294967296 towards a msgpack exposer closes that agent (1002), never the hub", () =>
+    withHub(({ url, relay }) =>
+      Effect.gen(function*() {
+        const a = yield* HubClient.connect({ url, transport: Msgpack.transport, token: agents[0]!.token })
+        const port = yield* listen((socket) => socket.write("hello"))
+        yield* a.expose("victim", "127.0.0.1", port)
+        const b = yield* hostile(url, Ws.codec, agents[1]!.token)
+        b.connection.send(Protocol.Open.make({ stream: 1, service: "victim" }))
+        yield* Effect.promise(() => b.next((m) => m._tag === "Data"))
+        // What the issue's attacker sent, as raw JSON: the schema accepted any safe integer.
+        ;(b.connection as unknown as { send: (m: unknown) => void }).send({ _tag: "Credit", stream: 1, bytes: 4294967296 })
+        expect((yield* Effect.promise(() => b.closed)).code).toBe(CloseCodes.Protocol)
+        expect(a.connection.closed).toBe(false)
+        expect(yield* honestTunnelWorks(url, "after-attack", a)).toBe("still alive")
+        yield* Effect.promise(() => until(() => relay.stats().streams === 0))
+      })
+    ))
+
+  it("a credit within the window but beyond the bytes outstanding is a violation (it would switch the window off)", () =>
+    withHub(({ url }) =>
+      Effect.gen(function*() {
+        const a = yield* HubClient.connect({ url, transport: Msgpack.transport, token: agents[0]!.token })
+        const port = yield* listen((socket) => socket.write("hello"))
+        yield* a.expose("victim", "127.0.0.1", port)
+        const b = yield* hostile(url, Msgpack.codec, agents[1]!.token)
+        b.connection.send(Protocol.Open.make({ stream: 1, service: "victim" }))
+        yield* Effect.promise(() => b.next((m) => m._tag === "Data"))
+        // 5 bytes outstanding; a 4 MiB credit would let the exposer push 4 MiB more than its window.
+        b.connection.send(Protocol.Credit.make({ stream: 1, bytes: Protocol.StreamWindow }))
+        const info = yield* Effect.promise(() => b.closed)
+        expect(info.code).toBe(CloseCodes.Protocol)
+        expect(info.reason).toContain("Credit beyond the bytes outstanding")
+        expect(a.connection.closed).toBe(false)
+      })
+    ))
+
+  it("100 streams × 4 MiB towards an exposer that stops reading: the hub holds one connection window, not 400 MiB", () =>
+    withHub(({ url, relay }) =>
+      Effect.gen(function*() {
+        // The exposer reads its Welcome and the Ack, then stops reading its socket for good.
+        const exposer = yield* Effect.promise(() => silentExposer(url, agents[0]!.token, "sink"))
+        const b = yield* hostile(url, Msgpack.codec, agents[1]!.token)
+        let maxBuffered = 0
+        const sampler = setInterval(() => (maxBuffered = Math.max(maxBuffered, relay.stats().bufferedBytes)), 5)
+        const chunk = Buffer.alloc(Protocol.MaxChunk, 7)
+        let sent = 0
+        for (let stream = 1; stream < 200 && !b.connection.closed; stream += 2) {
+          b.connection.send(Protocol.Open.make({ stream, service: "sink" }))
+          for (let i = 0; i < Protocol.StreamWindow / Protocol.MaxChunk && !b.connection.closed; i++) {
+            b.connection.sendData(stream, chunk)
+            sent += chunk.byteLength
+          }
+          // Let the hub read what was written so far, as a real sender would be paced by TCP.
+          yield* Effect.promise(() => new Promise((r) => setTimeout(r, 5)))
+        }
+        const info = yield* Effect.promise(() => b.closed)
+        clearInterval(sampler)
+        expect(info.code).toBe(CloseCodes.Protocol)
+        expect(info.reason).toContain("connection window exceeded")
+        expect(sent).toBeLessThan(100 * Protocol.StreamWindow)
+        // Everything the hub held was within the attacker's connection window (plus one frame in flight).
+        expect(maxBuffered).toBeLessThanOrEqual(Protocol.ConnectionWindow + 2 * Protocol.MaxChunk)
+        exposer.terminate()
+        yield* Effect.promise(() => until(() => relay.stats().bufferedBytes === 0 && relay.stats().streams === 0))
+      })
+    ), 30_000)
+
+  it("a connection that stops reading while others send to it is closed once its buffer passes the cap (4010)", () =>
+    withHub(
+      ({ url, relay, memory }) =>
+        Effect.gen(function*() {
+          const exposer = yield* Effect.promise(() => silentExposer(url, agents[0]!.token, "sink"))
+          const senders = [yield* hostile(url, Msgpack.codec, agents[1]!.token), yield* hostile(url, Msgpack.codec, agents[3]!.token)]
+          const chunk = Buffer.alloc(Protocol.MaxChunk, 7)
+          for (const sender of senders) {
+            for (let stream = 1; stream <= 7; stream += 2) {
+              sender.connection.send(Protocol.Open.make({ stream, service: "sink" }))
+              for (let i = 0; i < Protocol.StreamWindow / Protocol.MaxChunk; i++) sender.connection.sendData(stream, chunk)
+            }
+          }
+          // The exposer reads nothing, so it never sees the close: the hub's record says how it ended.
+          yield* Effect.promise(() =>
+            until(() =>
+              memory.events.some((e) =>
+                e._tag === "AgentDisconnected" && e.agentId === "agent-a" && e.reason.startsWith(`${CloseCodes.SlowConsumer}`)
+              )
+            )
+          )
+          exposer.terminate()
+          yield* Effect.promise(() => until(() => relay.stats().bufferedBytes === 0))
+          // The senders were within every window: they stay connected.
+          expect(senders.every((s) => !s.connection.closed)).toBe(true)
+        }),
+      { maxLinkBufferedBytes: 4 * 1024 * 1024 }
+    ), 30_000)
+
+  it("caps streams per connection: beyond the cap an Open is refused (TooManyStreams) and recorded", () =>
+    withHub(
+      ({ url, relay, memory }) =>
+        Effect.gen(function*() {
+          const a = yield* HubClient.connect({ url, transport: Msgpack.transport, token: agents[0]!.token })
+          const port = yield* listen(() => {})
+          yield* a.expose("held", "127.0.0.1", port)
+          const b = yield* hostile(url, Msgpack.codec, agents[1]!.token)
+          for (let stream = 1; stream <= 2 * 60; stream += 2) b.connection.send(Protocol.Open.make({ stream, service: "held" }))
+          yield* Effect.promise(() => until(() => b.received.filter((m) => m._tag === "Error").length === 10))
+          const errors = b.received.filter((m): m is Protocol.Error => m._tag === "Error")
+          expect(errors.every((e) => e.code === "TooManyStreams" && e.stream !== undefined)).toBe(true)
+          expect(relay.stats().streams).toBe(50)
+          expect(memory.events.filter((e) => e._tag === "Refused" && e.reason === "too_many_streams")).toHaveLength(10)
+          expect(b.connection.closed).toBe(false)
+        }),
+      { maxStreams: 50 }
+    ))
+
+  it("5,000 Opens for a missing name: bounded policy work, refusals rate-limited and recorded, others unharmed", () => {
+    let running = 0
+    let maxRunning = 0
+    return withHub(
+      ({ url, memory }) =>
+        Effect.gen(function*() {
+          const b = yield* hostile(url, Msgpack.codec, agents[1]!.token)
+          for (let i = 0; i < 5_000; i++) b.connection.send(Protocol.Open.make({ stream: 2 * i + 1, service: `nope-${i}` }))
+          // Another workspace's agents open a tunnel meanwhile.
+          const c = yield* HubClient.connect({ url, transport: Msgpack.transport, token: agents[2]!.token })
+          const port = yield* listen((socket) => socket.pipe(socket))
+          yield* c.expose("other", "127.0.0.1", port)
+          const e = yield* HubClient.connect({ url, transport: Msgpack.transport, token: agents[4]!.token })
+          const started = Date.now()
+          const listener = yield* e.reach("other")
+          expect(yield* Effect.promise(() => echoOnce(listener.port, "unharmed"))).toBe("unharmed")
+          expect(Date.now() - started).toBeLessThan(2_000)
+          yield* Effect.promise(() => until(() => b.received.filter((m) => m._tag === "Error").length === 5_000, 20_000))
+          const codes = new Map<string, number>()
+          for (const m of b.received) if (m._tag === "Error") codes.set(m.code, (codes.get(m.code) ?? 0) + 1)
+          expect(codes.get("RateLimited")).toBeGreaterThan(4_000)
+          expect((codes.get("RateLimited") ?? 0) + (codes.get("ServiceNotFound") ?? 0)).toBe(5_000)
+          expect(memory.events.filter((ev) => ev._tag === "Refused" && ev.reason === "rate_limited")).toHaveLength(
+            codes.get("RateLimited")!
+          )
+          expect(maxRunning).toBeLessThanOrEqual(4)
+          expect(b.connection.closed).toBe(false)
+        }),
+      { maxDecisions: 4, openRate: { perSecond: 100, burst: 200 } },
+      (policy) => ({
+        ...policy,
+        resolveReach: (session, name) =>
+          session.agentId !== "agent-b"
+            ? policy.resolveReach(session, name)
+            : Effect.acquireUseRelease(
+              Effect.sync(() => (running++, maxRunning = Math.max(maxRunning, running))),
+              () => Effect.zipRight(Effect.sleep(2), policy.resolveReach(session, name)),
+              () => Effect.sync(() => running--)
+            )
+      })
+    )
+  }, 30_000)
+
+  it("a policy that throws while handling one agent's frame closes that agent (1011), not the hub", () =>
+    withHub(
+      ({ url }) =>
+        Effect.gen(function*() {
+          const a = yield* HubClient.connect({ url, transport: Msgpack.transport, token: agents[0]!.token })
+          const b = yield* hostile(url, Msgpack.codec, agents[1]!.token)
+          b.connection.send(Protocol.Expose.make({ request: 1, name: "boom", host: "127.0.0.1", port: 9 }))
+          expect((yield* Effect.promise(() => b.closed)).code).toBe(CloseCodes.Internal)
+          expect(yield* honestTunnelWorks(url, "after-bug", a)).toBe("still alive")
+        }),
+      {},
+      (policy) => ({
+        ...policy,
+        expose: (session, target) => {
+          if (target.name === "boom") throw new Error("a bug in the policy")
+          return policy.expose(session, target)
+        }
+      })
+    ))
+})
+
+const until = async (check: () => boolean, ms = 5_000) => {
+  const deadline = Date.now() + ms
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time")
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
+
+/** An exposer that answers its Welcome with an Expose of `name`, then never reads its socket again. */
+const silentExposer = (url: string, token: string, name: string) =>
+  new Promise<WebSocket>((resolve, reject) => {
+    const ws = new WebSocket(url, [Msgpack.codec.subprotocol], { perMessageDeflate: false })
+    ws.on("error", reject)
+    ws.on("open", () => {
+      ws.send(Msgpack.codec.encode(new Protocol.Hello({ protocol: 1, token, transport: "msgpack", agentVersion: "x" })))
+    })
+    ws.on("message", (data: Buffer) => {
+      const message = Msgpack.codec.decode(data)
+      if (message._tag === "Welcome") {
+        ws.send(Msgpack.codec.encode(new Protocol.Expose({ request: 1, name, host: "127.0.0.1", port: 9 })))
+      }
+      if (message._tag === "Ack") {
+        ;(ws as unknown as { _socket: Net.Socket })._socket.pause()
+        resolve(ws)
+      }
+    })
+  })
