@@ -64,6 +64,18 @@ const trustProxy = Options.text("trust-proxy").pipe(
   )
 )
 
+const maxStreams = Options.integer("max-streams").pipe(
+  Options.filterMap(
+    (n) => (n >= 1 && n <= 65_536 ? Option.some(n) : Option.none()),
+    "--max-streams must be between 1 and 65536"
+  ),
+  Options.withDefault(HubConfig.DEFAULT_MAX_STREAMS),
+  Options.withDescription(
+    `Streams (tunnels) one agent connection may carry at once, opened by it or towards it; an Open beyond is refused ` +
+      `with TooManyStreams and recorded (default ${HubConfig.DEFAULT_MAX_STREAMS}).`
+  )
+)
+
 /**
  * The event log of the hub whose data directory is `dataDir` (or of `DATABASE_URL`), for offline commands such as
  * verify: the same database selection as `connect hub`, migrations applied, no HTTP server.
@@ -82,7 +94,7 @@ export const logLayer = (flags: { readonly dataDir: string | undefined }) =>
 /** `connect hub verify-log`: the audit verify command on this hub's log. */
 export const verifyLog = AuditCli.verifyCommand("verify-log", logLayer)
 
-const hub = Command.make("hub", { port, host, dataDir, tlsCert, tlsKey, trustProxy }, (flags) =>
+const hub = Command.make("hub", { port, host, dataDir, tlsCert, tlsKey, trustProxy, maxStreams }, (flags) =>
   Effect.gen(function*() {
     const tls = yield* HubConfig.readTls(Option.getOrUndefined(flags.tlsCert), Option.getOrUndefined(flags.tlsKey))
     const config = yield* HubConfig.make({
@@ -92,7 +104,9 @@ const hub = Command.make("hub", { port, host, dataDir, tlsCert, tlsKey, trustPro
     })
     const warning = HubConfig.insecureWarning({ host: config.host, tls })
     if (warning !== undefined) yield* Console.error(warning)
-    return yield* Layer.launch(Main.HubLive({ ...config, tls, trustProxy: Option.getOrUndefined(flags.trustProxy) }))
+    return yield* Layer.launch(
+      Main.HubLive({ ...config, tls, trustProxy: Option.getOrUndefined(flags.trustProxy), maxStreams: flags.maxStreams })
+    )
   })).pipe(
     Command.withDescription(
       "Start the hub: the HTTP API and the agent gateway (/v1/agent) on --host:--port, HTTPS/WSS with --tls-cert and " +

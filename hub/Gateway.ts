@@ -57,7 +57,10 @@ export const layer = (options: GatewayOptions = {}): Layer.Layer<
           Effect.tap(base.agentConnected(session, info), () =>
             Effect.sync(() => agentAddresses.set(session.agentId, info.remoteAddress)))
       }
-      const relay = yield* Relay.make(policy, options.relay)
+      const relay = yield* Relay.make(policy, {
+        ...(config.maxStreams === undefined ? {} : { maxStreams: config.maxStreams }),
+        ...options.relay
+      })
       const connections = new Set<Connection>()
       const standIn = Object.assign(new EventEmitter(), { address: () => server.address() }) as unknown as Http.Server
       const trusted = ClientAddress.make(config.trustProxy)

@@ -29,7 +29,15 @@ export interface HubConfigShape {
   readonly trustProxy?: ReadonlyArray<string> | undefined
   /** Limits of the HTTP port and its `/v1` API (default `DEFAULT_LIMITS`). */
   readonly limits?: HttpLimits | undefined
+  /** Streams one agent connection may carry at once (`--max-streams`; default `DEFAULT_MAX_STREAMS`). */
+  readonly maxStreams?: number | undefined
 }
+
+/**
+ * Streams per agent connection: a pool of a few hundred database connections through one reach stays well inside,
+ * while the connection window keeps even 1,024 busy streams from holding more than 16 MiB of the hub's memory.
+ */
+export const DEFAULT_MAX_STREAMS = 1_024
 
 /**
  * Limits of the hub's HTTP port and its `/v1` API. The headers timeout and the connection cap hold for the whole port
