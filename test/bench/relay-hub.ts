@@ -16,7 +16,9 @@ export const benchAgents = [
 
 const program = Effect.gen(function*() {
   const memory = makeMemoryRelayPolicy(benchAgents)
-  const relay = yield* Relay.make(memory.policy)
+  // B5 holds 10,000 idle streams on one reaching agent's connection to measure the hub's memory per stream; the
+  // production cap (1,024 per connection) would stop it at 1,024. Every other limit stays at its default.
+  const relay = yield* Relay.make(memory.policy, { maxStreams: 20_000 })
   const served = yield* Relay.serve(relay)
   console.log(JSON.stringify({ url: served.url }))
   yield* Effect.async<void>((resume) => {
