@@ -22,8 +22,15 @@ const meta = new EventMeta({ actor: { kind: "admin" } })
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
-const checkId = (what: string, id: string) =>
-  UUID.test(id) ? Effect.void : Effect.fail(new DomainError({ reason: "Invalid", message: `${what} must be a UUID, got "${id}"` }))
+/**
+ * An id as typed, in the form Postgres stores it: lower-case. The uuid columns lower-case what they store while the
+ * chain hashes the event as built, so an upper-case id appended as typed would never verify; anything but a UUID in
+ * the canonical 8-4-4-4-12 form is refused.
+ */
+export const normaliseId = (what: string, id: string): Effect.Effect<string, DomainError> =>
+  UUID.test(id)
+    ? Effect.succeed(id.toLowerCase())
+    : Effect.fail(new DomainError({ reason: "Invalid", message: `${what} must be a UUID, got ${JSON.stringify(id)}` }))
 
 /** A new API key: its id, prefix and the key itself (shown once, never stored). */
 export interface IssuedApiKey {
@@ -34,7 +41,7 @@ export interface IssuedApiKey {
 
 /** Issues an API key for an existing workspace. */
 export const createApiKey = Effect.fn("Admin.createApiKey")(function*(workspaceId: string, name = "admin") {
-  yield* checkId("the workspace id", workspaceId)
+  workspaceId = yield* normaliseId("the workspace id", workspaceId)
   const sql = yield* SqlClient.SqlClient
   const exists = yield* sql.unsafe(`select 1 from workspaces where id = $1`, [workspaceId])
   if (exists.length === 0) return yield* new DomainError({ reason: "NotFound", message: `workspace ${workspaceId} not found` })
@@ -73,7 +80,7 @@ export interface ApiKeyListing {
 
 /** The API keys of a workspace, oldest first (read under the workspace's row-level security). */
 export const listApiKeys = Effect.fn("Admin.listApiKeys")(function*(workspaceId: string) {
-  yield* checkId("the workspace id", workspaceId)
+  workspaceId = yield* normaliseId("the workspace id", workspaceId)
   const sql = yield* SqlClient.SqlClient
   const rows = yield* Scoped.withWorkspace(
     workspaceId,
@@ -92,7 +99,7 @@ export const listApiKeys = Effect.fn("Admin.listApiKeys")(function*(workspaceId:
 
 /** Revokes an API key (revoking twice records nothing). */
 export const revokeApiKey = Effect.fn("Admin.revokeApiKey")(function*(apiKeyId: string) {
-  yield* checkId("the API key id", apiKeyId)
+  apiKeyId = yield* normaliseId("the API key id", apiKeyId)
   const sql = yield* SqlClient.SqlClient
   const [row] = yield* sql.unsafe<{ workspace_id: string; revoked_at: Date | null }>(
     `select workspace_id, revoked_at from api_keys where id = $1`,
@@ -119,7 +126,7 @@ export const revokeApiKey = Effect.fn("Admin.revokeApiKey")(function*(apiKeyId: 
  * revocation left behind.
  */
 export const revokeAgent = Effect.fn("Admin.revokeAgent")(function*(agentId: string, reason?: string) {
-  yield* checkId("the agent id", agentId)
+  agentId = yield* normaliseId("the agent id", agentId)
   const sql = yield* SqlClient.SqlClient
   const [row] = yield* sql.unsafe<{ workspace_id: string }>(`select workspace_id from agents where id = $1`, [agentId])
   if (!row) return yield* new DomainError({ reason: "NotFound", message: `agent ${agentId} not found` })
@@ -154,7 +161,7 @@ export const revokeAgent = Effect.fn("Admin.revokeAgent")(function*(agentId: str
 
 /** Frees a service name in a workspace whichever agent holds it, online or not; recorded as `ServiceReleased`. */
 export const releaseService = Effect.fn("Admin.releaseService")(function*(workspaceId: string, name: string) {
-  yield* checkId("the workspace id", workspaceId)
+  workspaceId = yield* normaliseId("the workspace id", workspaceId)
   const serviceId = ServiceDecider.serviceIdFor(workspaceId, name)
   const { events } = yield* Command.handle(
     ServiceDecider.decider,
@@ -173,7 +180,7 @@ export const setAllowList = Effect.fn("Admin.setAllowList")(function*(
   agentId: string,
   allow: ReadonlyArray<string> | undefined
 ) {
-  yield* checkId("the agent id", agentId)
+  agentId = yield* normaliseId("the agent id", agentId)
   const sql = yield* SqlClient.SqlClient
   const [row] = yield* sql.unsafe<{ workspace_id: string }>(`select workspace_id from agents where id = $1`, [agentId])
   if (!row) return yield* new DomainError({ reason: "NotFound", message: `agent ${agentId} not found` })

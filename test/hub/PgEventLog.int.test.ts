@@ -230,8 +230,10 @@ describe("PgEventLog", () => {
           // Written behind the log's back (as another hub version might), so neither NOTIFY nor the in-process
           // signal fires: only the poll can see it.
           yield* sql.unsafe(
-            `insert into events (position, id, stream, version, type, data, meta, prev_hash, hash)
-             values (1, $1, 'poll', 1, 'WorkspaceCreated', $2::jsonb, '{"actor": {"kind": "system"}}', $3, $3)`,
+            `insert into events (position, id, stream, version, type, data, meta, recorded_at, prev_hash, hash)
+             select 1, $1, 'poll', 1, 'WorkspaceCreated', d, m, t, $3,
+                    connect_event_hash($3, 1, $1, 'poll', 1, null, 'WorkspaceCreated', d, m, t)
+               from (select $2::jsonb as d, '{"actor": {"kind": "system"}}'::jsonb as m, now() as t) v`,
             [uuidv7(), JSON.stringify({ workspaceId: uuidv7(), name: "polled" }), Buffer.alloc(32)]
           )
           const got = yield* Fiber.join(first).pipe(Effect.timeout("5 seconds"))
@@ -307,9 +309,12 @@ describe("PgEventLog", () => {
         const sql = yield* SqlClient.SqlClient
         yield* log.append("d", [created("fine")], opts("any"))
         yield* sql.unsafe(
-          `insert into events (position, id, stream, version, type, data, meta, prev_hash, hash)
-           values (2, $1, 'd', 2, 'SomethingHappened', '{}', '{"actor":{"kind":"system"}}', $2, $2)`,
-          [uuidv7(), Buffer.alloc(32)]
+          `insert into events (position, id, stream, version, type, data, meta, recorded_at, prev_hash, hash)
+           select 2, $1, 'd', 2, 'SomethingHappened', d, m, t, p,
+                  connect_event_hash(p, 2, $1, 'd', 2, null, 'SomethingHappened', d, m, t)
+             from (select '{}'::jsonb as d, '{"actor":{"kind":"system"}}'::jsonb as m, now() as t,
+                          (select hash from events where position = 1) as p) v`,
+          [uuidv7()]
         )
         const result = yield* Effect.either(log.readAll(0, 10))
         expect(Either.isLeft(result) && result.left.reason).toBe("Decode")
