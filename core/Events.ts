@@ -58,8 +58,14 @@ export type SharePermission = typeof SharePermission.Type
 /** Whether an access attempt was let through. */
 export const AccessOutcome = Schema.Literal("allowed", "denied")
 
-/** Why a presented agent token was refused. */
-export const AuthFailureReason = Schema.Literal("unknown_token", "expired_token", "revoked_token")
+/**
+ * Why a presented agent token was refused; `rate_limited`: its address had failed too often, so it was refused
+ * without being looked up.
+ */
+export const AuthFailureReason = Schema.Literal("unknown_token", "expired_token", "revoked_token", "rate_limited")
+
+/** Why a presented API key was refused (`rate_limited` as for agent tokens). */
+export const ApiKeyAuthFailureReason = Schema.Literal("unknown_api_key", "revoked_api_key", "rate_limited")
 
 /** Why an agent's connection ended. */
 export const DisconnectReason = Schema.Literal(
@@ -212,12 +218,34 @@ export class AgentIpChanged extends Schema.TaggedClass<AgentIpChanged>()("AgentI
   newIp: Ip
 }) {}
 
-/** A connection presented an agent token that was refused; an unknown token has no agent to name. */
+/**
+ * A connection presented an agent token that was refused; an unknown token has no agent to name. Past an address's
+ * limit, its refusals for one reason are coalesced per window into one event with `count` and the window's first
+ * and last refusal. Without `count` the event stands for one refusal.
+ */
 export class AgentAuthFailed extends Schema.TaggedClass<AgentAuthFailed>()("AgentAuthFailed", {
   agentId: optional(AgentId),
   tokenPrefix: optional(SecretPrefix),
   reason: AuthFailureReason,
-  ip: Ip
+  ip: Ip,
+  /** Refusals this event stands for (absent: 1). */
+  count: optional(Schema.Int.pipe(Schema.positive())),
+  /** First and last refusal of a coalesced window. */
+  firstAt: optional(Timestamp),
+  lastAt: optional(Timestamp)
+}) {}
+
+/** A request to the HTTP API presented an API key that was refused; coalesced past its address's limit as above. */
+export class ApiKeyAuthFailed extends Schema.TaggedClass<ApiKeyAuthFailed>()("ApiKeyAuthFailed", {
+  apiKeyId: optional(ApiKeyId),
+  keyPrefix: optional(SecretPrefix),
+  reason: ApiKeyAuthFailureReason,
+  ip: Ip,
+  /** Refusals this event stands for (absent: 1). */
+  count: optional(Schema.Int.pipe(Schema.positive())),
+  /** First and last refusal of a coalesced window. */
+  firstAt: optional(Timestamp),
+  lastAt: optional(Timestamp)
 }) {}
 
 /**
@@ -395,7 +423,8 @@ const classes = [
   LinkRevoked,
   LinkAccessed,
   AgentAllowListSet,
-  ServiceReleased
+  ServiceReleased,
+  ApiKeyAuthFailed
 ] as const
 
 /** Any event of the catalog. */

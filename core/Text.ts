@@ -44,3 +44,7 @@ export const sanitize = (text: unknown, maxCodePoints: number): string => {
   if (!long && points.length <= maxCodePoints) return s
   return points.slice(0, Math.max(0, maxCodePoints - 1)).join("") + "…"
 }
+
+/** `text` with U+0000 and lone surrogates replaced by U+FFFD, uncut (the same string when it is recordable). */
+export const replaceUnrecordable = (text: string): string =>
+  isRecordable(text) ? text : text.replace(Unrecordable, Replacement)

@@ -1,7 +1,7 @@
 /**
  * The agent HTTP API (JSON, `Authorization: Bearer <secret>`): provisioning agents with an API key, rotating an
  * agent's token, and listing the caller's workspace's agents and services. Errors are `{"error":{"code","message"}}`
- * with 400/401/403/404/405/413/503. Bodies are at most `HttpLimits.maxBodyBytes`; malformed input (a label with U+0000
+ * with 400/401/403/404/405/413/429/503 (429: too many failed credentials from the address). Bodies are at most `HttpLimits.maxBodyBytes`; malformed input (a label with U+0000
  * or a lone surrogate) is 400, while text recorded only for the audit (the user agent) is sanitised, never refused.
  *
  *   POST /v1/agents         (API key)  {"label"?}  → 201 {"agentId","workspaceId","token","expiresAt"}
@@ -21,6 +21,7 @@ import { AgentId, Streams, uuidv7 } from "../core/Ids.ts"
 import { generateAgentToken, sha256Hex } from "../core/Secrets.ts"
 import { Caps, isRecordable, sanitize } from "../core/Text.ts"
 import * as AgentAuth from "./AgentAuth.ts"
+import * as AuthFailures from "./AuthFailures.ts"
 import * as ClientAddress from "./ClientAddress.ts"
 import * as Command from "./Command.ts"
 import * as HttpEdge from "./HttpEdge.ts"
@@ -42,7 +43,11 @@ const respond = <R>(
   effect.pipe(
     Effect.catchAll((e) => {
       if (e instanceof Refused) return Effect.succeed(e.response)
-      if (e instanceof AgentAuth.AuthFailed) return Effect.succeed(error(401, "Unauthorized", e.message))
+      if (e instanceof AgentAuth.AuthFailed) {
+        return Effect.succeed(
+          e.reason === "rate_limited" ? error(429, "TooManyRequests", e.message) : error(401, "Unauthorized", e.message)
+        )
+      }
       if (typeof e === "object" && e !== null && "_tag" in e && e._tag === "DomainError") {
         const d = e as unknown as { reason: string; message: string }
         const status = d.reason === "NotFound" ? 404 : d.reason === "Invalid" ? 400 : d.reason === "Revoked" ? 401 : 409
@@ -77,11 +82,13 @@ const clientOf = (trusted: ClientAddress.TrustedProxies) =>
     }
   })
 
-const apiKeyOnly = Effect.gen(function*() {
-  const secret = yield* bearer
-  if (!secret.startsWith("pc_")) return yield* refuse(403, "Forbidden", "this endpoint needs an API key (pc_…)")
-  return yield* AgentAuth.authenticateApiKey(secret)
-})
+/** The request's API key, checked; a refusal is recorded (coalesced per address past its limit). */
+const apiKeyOnly = (client: AgentAuth.Presenter, failures: AuthFailures.AuthFailures) =>
+  Effect.gen(function*() {
+    const secret = yield* bearer
+    if (!secret.startsWith("pc_")) return yield* refuse(403, "Forbidden", "this endpoint needs an API key (pc_…)")
+    return yield* AgentAuth.authenticateApiKey(secret, client, failures)
+  })
 
 const tooLarge = (max: number) =>
   Effect.fail(
@@ -122,6 +129,8 @@ export const routes: Layer.Layer<
       const config = yield* HubConfig
       const maxBody = (config.limits ?? DEFAULT_LIMITS).maxBodyBytes
       const requestClient = clientOf(ClientAddress.make(config.trustProxy))
+      const authFailures = yield* AuthFailures.make()
+      const apiKey = Effect.flatMap(requestClient, (client) => apiKeyOnly(client, authFailures))
       const handler = <R>(effect: Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, R>) =>
         respond(effect).pipe(Effect.provide(context)) as Effect.Effect<
           HttpServerResponse.HttpServerResponse,
@@ -132,7 +141,7 @@ export const routes: Layer.Layer<
       yield* router.post(
         "/v1/agents",
         handler(Effect.gen(function*() {
-          const key = yield* apiKeyOnly
+          const key = yield* apiKey
           const body = yield* readBody(maxBody)
           const client = yield* requestClient
           const label = body.label === undefined ? "agent" : body.label
@@ -171,7 +180,7 @@ export const routes: Layer.Layer<
           const secret = yield* bearer
           const client = yield* requestClient
           if (secret.startsWith("pc_")) return yield* refuse(403, "Forbidden", "rotate with the agent's own token")
-          const agent = yield* AgentAuth.authenticateAgent(secret, client.ip, client)
+          const agent = yield* AgentAuth.authenticateAgent(secret, client, authFailures)
           const token = generateAgentToken()
           const now = settings.now()
           const expiresAt = AgentAuth.expiryFrom(settings, now)
@@ -207,7 +216,7 @@ export const routes: Layer.Layer<
       yield* router.get(
         "/v1/agents",
         handler(Effect.gen(function*() {
-          const key = yield* apiKeyOnly
+          const key = yield* apiKey
           const rows = yield* Scoped.withWorkspace(
             key.workspaceId,
             sql.unsafe<{
@@ -243,8 +252,8 @@ export const routes: Layer.Layer<
           const secret = yield* bearer
           const client = yield* requestClient
           const workspaceId = secret.startsWith("pc_")
-            ? (yield* AgentAuth.authenticateApiKey(secret)).workspaceId
-            : (yield* AgentAuth.authenticateAgent(secret, client.ip, client)).workspaceId
+            ? (yield* AgentAuth.authenticateApiKey(secret, client, authFailures)).workspaceId
+            : (yield* AgentAuth.authenticateAgent(secret, client, authFailures)).workspaceId
           const rows = yield* Scoped.withWorkspace(
             workspaceId,
             sql.unsafe<{ name: string; agent_id: string; label: string; online: boolean }>(

@@ -1,16 +1,19 @@
 /**
  * Who a presented credential is: agent tokens (current, or previous within its rotation grace) and API keys, looked
  * up by SHA-256 through the security-definer functions, checked by the agent decider's rules. A refused agent token
- * is audited as `AgentAuthFailed` (reason, ip, at most an 8-character prefix); nothing else of a secret is kept.
+ * is audited as `AgentAuthFailed`, a refused API key as `ApiKeyAuthFailed` (reason, ip, at most an 8-character
+ * prefix; coalesced per address past its limit, see AuthFailures.ts); nothing else of a secret is kept.
  */
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Config, Context, Effect, Either, Layer, Schema } from "effect"
 import * as AgentDecider from "../core/AgentDecider.ts"
-import { EventLog, type EventLogError, type VersionConflict } from "../core/EventLog.ts"
-import { AgentAuthFailed, AuthFailureReason, EventMeta } from "../core/Events.ts"
-import { AgentId, Streams } from "../core/Ids.ts"
+import type { EventLogError, VersionConflict } from "../core/EventLog.ts"
+import { ApiKeyAuthFailureReason, AuthFailureReason } from "../core/Events.ts"
+import { AgentId } from "../core/Ids.ts"
 import { looksLikeApiKey, sha256Hex } from "../core/Secrets.ts"
+import { Caps, sanitize } from "../core/Text.ts"
+import * as AuthFailures from "./AuthFailures.ts"
 import * as Scoped from "./Scoped.ts"
 
 /** Token lifetime and the hub's notion of now (tests move it). */
@@ -40,7 +43,7 @@ export const expiryFrom = (settings: TokenSettingsShape, now: Date): Date =>
 
 /** A credential that was refused; `reason` is what the audit log records for agent tokens. */
 export class AuthFailed extends Schema.TaggedError<AuthFailed>()("AuthFailed", {
-  reason: Schema.Union(AuthFailureReason, Schema.Literal("unknown_api_key", "revoked_api_key")),
+  reason: Schema.Union(AuthFailureReason, ApiKeyAuthFailureReason),
   message: Schema.String
 }) {}
 
@@ -62,7 +65,7 @@ export interface ApiKeyPrincipal {
 }
 
 /** Stream of refusals of tokens that match no agent (there is no agent stream to put them on). */
-export const UNKNOWN_TOKEN_STREAM = "auth-unknown"
+export const UNKNOWN_TOKEN_STREAM = AuthFailures.UNKNOWN_TOKEN_STREAM
 
 /** The address part of `ip:port`, `[ip]:port` or a bare address, without an IPv4-mapped prefix. */
 export const ipOf = (address: string): string => {
@@ -77,7 +80,8 @@ export const ipOf = (address: string): string => {
 const messages: Record<typeof AuthFailureReason.Type, string> = {
   unknown_token: "unknown agent token",
   expired_token: "agent token expired",
-  revoked_token: "agent token revoked"
+  revoked_token: "agent token revoked",
+  rate_limited: "too many failed attempts from this address; try later"
 }
 
 interface AgentRow {
@@ -101,27 +105,41 @@ const stateOf = (row: AgentRow): AgentDecider.AgentState => ({
   lastIp: undefined
 })
 
+/** Who presented a credential: the address and the user agent (already sanitised and capped). */
+export interface Presenter {
+  readonly ip: string
+  readonly userAgent?: string | undefined
+}
+
+const tooMany = (kind: string) =>
+  new AuthFailed({ reason: "rate_limited", message: `too many failed ${kind} attempts from this address; try later` })
+
+const lookUpAgent = (token: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const hash = sha256Hex(token)
+    const rows = yield* Scoped.asApp(sql.unsafe<AgentRow>(`select * from connect_agent_by_token($1)`, [hash]))
+    return { row: rows[0], hash }
+  })
+
 /**
- * Checks an agent token presented from `ip`; a refusal appends `AgentAuthFailed` (to the agent's stream when the
- * token matches one, else to `auth-unknown`) before failing with `AuthFailed`.
+ * Checks an agent token presented by `from`; a refusal is recorded through `failures` (to the agent's stream when the
+ * token matches one, else to `auth-unknown`; coalesced past the address's limit) before failing with `AuthFailed`.
+ * An address over its limit is refused at once, without a lookup.
  */
 export const authenticateAgent = Effect.fn("AgentAuth.authenticateAgent")(function*(
   token: string,
-  ip: string,
-  meta: { readonly userAgent?: string | undefined } = {}
+  from: Presenter,
+  failures: AuthFailures.AuthFailures
 ): Effect.fn.Return<
   AgentPrincipal,
   AuthFailed | EventLogError | VersionConflict | SqlError,
-  SqlClient.SqlClient | EventLog | TokenSettings
+  SqlClient.SqlClient | TokenSettings
 > {
-  const sql = yield* SqlClient.SqlClient
+  if (failures.limited("agent", from.ip, from.userAgent)) return yield* tooMany("authentication")
   const settings = yield* TokenSettings
   const wellFormed = /^[0-9a-f]{64}$/.test(token)
-  const hash = sha256Hex(token)
-  const rows = wellFormed
-    ? yield* Scoped.asApp(sql.unsafe<AgentRow>(`select * from connect_agent_by_token($1)`, [hash]))
-    : []
-  const row = rows[0]
+  const { row, hash } = wellFormed ? yield* lookUpAgent(token) : { row: undefined, hash: "" }
   const checked = row
     ? AgentDecider.checkToken(stateOf(row), hash, settings.now())
     : Either.left<typeof AuthFailureReason.Type>("unknown_token")
@@ -135,43 +153,54 @@ export const authenticateAgent = Effect.fn("AgentAuth.authenticateAgent")(functi
     }
   }
   const reason = checked.left
-  const agentId = row ? AgentId.make(row.id) : undefined
-  const log = yield* EventLog
-  yield* log.append(
-    agentId ? Streams.agent(agentId) : UNKNOWN_TOKEN_STREAM,
-    [
-      new AgentAuthFailed({
-        ...(agentId ? { agentId } : {}),
-        ...(wellFormed ? { tokenPrefix: token.slice(0, 8) } : {}),
-        reason,
-        ip
-      })
-    ],
-    {
-      expectedVersion: "any",
-      workspaceId: row?.workspace_id ?? null,
-      meta: new EventMeta({
-        actor: agentId ? { kind: "agent", id: agentId } : { kind: "public" },
-        sourceIp: ip,
-        ...(meta.userAgent ? { userAgent: meta.userAgent } : {})
-      })
-    }
-  )
+  yield* failures.record({
+    kind: "agent",
+    reason,
+    ip: from.ip,
+    userAgent: from.userAgent,
+    agentId: row ? AgentId.make(row.id) : undefined,
+    workspaceId: row?.workspace_id,
+    tokenPrefix: wellFormed ? token.slice(0, 8) : undefined
+  })
   return yield* new AuthFailed({ reason, message: messages[reason] })
 })
 
-/** Checks an API key: known by its SHA-256 and not revoked. */
-export const authenticateApiKey = Effect.fn("AgentAuth.authenticateApiKey")(function*(key: string) {
+/**
+ * Checks an API key presented by `from`: known by its SHA-256 and not revoked. A refusal is recorded through
+ * `failures` as `ApiKeyAuthFailed` (the key's prefix only when it looks like a key); an address over its limit is
+ * refused at once, without a lookup.
+ */
+export const authenticateApiKey = Effect.fn("AgentAuth.authenticateApiKey")(function*(
+  key: string,
+  from: Presenter,
+  failures: AuthFailures.AuthFailures
+) {
+  if (failures.limited("apikey", from.ip, from.userAgent)) return yield* tooMany("API key")
   const sql = yield* SqlClient.SqlClient
-  if (!looksLikeApiKey(key)) return yield* new AuthFailed({ reason: "unknown_api_key", message: "unknown API key" })
-  const rows = yield* Scoped.asApp(
-    sql.unsafe<{ id: string; workspace_id: string; revoked_at: Date | null }>(
-      `select id, workspace_id, revoked_at from connect_api_key_by_hash($1)`,
-      [sha256Hex(key)]
+  const wellFormed = looksLikeApiKey(key)
+  const rows = wellFormed
+    ? yield* Scoped.asApp(
+      sql.unsafe<{ id: string; workspace_id: string; revoked_at: Date | null }>(
+        `select id, workspace_id, revoked_at from connect_api_key_by_hash($1)`,
+        [sha256Hex(key)]
+      )
     )
-  )
+    : []
   const row = rows[0]
-  if (!row) return yield* new AuthFailed({ reason: "unknown_api_key", message: "unknown API key" })
-  if (row.revoked_at) return yield* new AuthFailed({ reason: "revoked_api_key", message: "API key revoked" })
-  return { apiKeyId: row.id, workspaceId: row.workspace_id } satisfies ApiKeyPrincipal
+  if (row && !row.revoked_at) return { apiKeyId: row.id, workspaceId: row.workspace_id } satisfies ApiKeyPrincipal
+  const reason = row ? "revoked_api_key" : "unknown_api_key"
+  yield* failures.record({
+    kind: "apikey",
+    reason,
+    ip: from.ip,
+    userAgent: from.userAgent,
+    apiKeyId: row?.id,
+    workspaceId: row?.workspace_id,
+    keyPrefix: wellFormed ? key.slice(0, 8) : undefined
+  })
+  return yield* new AuthFailed({ reason, message: row ? "API key revoked" : "unknown API key" })
 })
+
+/** The user agent recorded for an agent of `agentVersion` (whatever the agent sent), sanitised and capped. */
+export const agentUserAgent = (agentVersion: unknown): string =>
+  `connect-agent/${sanitize(agentVersion, Caps.version)}`

@@ -21,7 +21,9 @@ import { AgentId, Streams, TunnelId } from "../core/Ids.ts"
 import { RelayDenied } from "../core/RelayPolicy.ts"
 import type { RelayPolicyService, Session } from "../core/RelayPolicy.ts"
 import * as ServiceDecider from "../core/ServiceDecider.ts"
+import { Caps, sanitize } from "../core/Text.ts"
 import * as AgentAuth from "./AgentAuth.ts"
+import * as AuthFailures from "./AuthFailures.ts"
 import * as Command from "./Command.ts"
 import * as ReachDenials from "./ReachDenials.ts"
 import * as Scoped from "./Scoped.ts"
@@ -75,6 +77,8 @@ export interface PgRelayPolicyOptions {
   readonly retry?: Schedule.Schedule<unknown>
   /** How refusals are coalesced (default: one window of 10 s per agent and reason). */
   readonly denials?: ReachDenials.ReachDenialsOptions
+  /** How failed Hellos are limited per address and coalesced (default: see AuthFailures.ts). */
+  readonly authFailures?: AuthFailures.AuthFailuresOptions
 }
 
 /** Makes the policy over the `EventLog`, `SqlClient` and `TokenSettings` of the context. */
@@ -91,6 +95,7 @@ export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPo
   const addresses = new Map<string, string>()
 
   const denials = yield* ReachDenials.make(options.denials)
+  const authFailures = yield* AuthFailures.make(options.authFailures)
   const denyReach = (session: Session, name: string, reason: typeof ReachDeniedReason.Type) =>
     denials.deny(session, name, reason, addresses.get(session.agentId))
 
@@ -103,9 +108,11 @@ export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPo
   const policy: RelayPolicyService = {
     authenticate: (hello, remoteAddress) =>
       run(
-        AgentAuth.authenticateAgent(hello.token, AgentAuth.ipOf(remoteAddress), {
-          userAgent: `connect-agent/${hello.agentVersion}`
-        })
+        AgentAuth.authenticateAgent(
+          hello.token,
+          { ip: AgentAuth.ipOf(remoteAddress), userAgent: AgentAuth.agentUserAgent(hello.agentVersion) },
+          authFailures
+        )
       ).pipe(
         Effect.map((agent): Session => {
           const warn = AgentDecider.expiresSoon(agent.expiresAt, settings.now())
@@ -130,12 +137,13 @@ export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPo
 
     agentConnected: (session, info) => {
       const ip = AgentAuth.ipOf(info.remoteAddress)
-      const userAgent = `connect-agent/${info.agentVersion}`
+      const userAgent = AgentAuth.agentUserAgent(info.agentVersion)
+      const transport = sanitize(info.transport, Caps.version) || "unknown"
       return run(
         Command.handle(
           AgentDecider.decider,
           Streams.agent(AgentId.make(session.agentId)),
-          { _tag: "ConnectAgent", agentId: AgentId.make(session.agentId), ip, userAgent, transport: info.transport },
+          { _tag: "ConnectAgent", agentId: AgentId.make(session.agentId), ip, userAgent, transport },
           { workspaceId: session.workspaceId, meta: agentMeta(session, ip, userAgent) }
         )
       ).pipe(

@@ -49,6 +49,14 @@ const samples: ReadonlyArray<Events.Event> = [
   new Events.AgentDisconnected({ agentId, reason: "heartbeat_timeout", durationMs: 3_600_000 }),
   new Events.AgentIpChanged({ agentId, previousIp: "203.0.113.7", newIp: "2001:db8::1" }),
   new Events.AgentAuthFailed({ agentId, tokenPrefix: "0a1b2c3d", reason: "expired_token", ip: "198.51.100.2" }),
+  new Events.ApiKeyAuthFailed({
+    keyPrefix: "pc_AbC12",
+    reason: "rate_limited",
+    ip: "198.51.100.3",
+    count: 42,
+    firstAt: new Date("2024-01-01T00:00:00Z"),
+    lastAt: new Date("2024-01-01T00:00:09Z")
+  }),
   new Events.ServiceExposed({ serviceId, agentId, name: "db", targetHost: "localhost", targetPort: 5432 }),
   new Events.ServiceUnexposed({ serviceId, agentId, name: "db" }),
   new Events.ServiceReleased({ serviceId, agentId, name: "db", reason: "agent_revoked" }),
