@@ -19,6 +19,12 @@ export interface AppendOptions {
   readonly workspaceId: string | null
   /** Who did it, from where; stored in the `meta` column. */
   readonly meta: EventMeta
+  /**
+   * The events' ids (UUIDv7, one per event), for a caller that appends again after an `Unavailable` answer: an append
+   * whose ids are already stored commits nothing and returns the stored result, so a retry never stores an event twice.
+   * Without them the log draws fresh ids, once per append.
+   */
+  readonly ids?: ReadonlyArray<string>
 }
 
 /** What a successful append returns. */

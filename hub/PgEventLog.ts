@@ -3,7 +3,7 @@
  * position-ordered reads, and subscriptions that catch up by position and wake on LISTEN/NOTIFY or a poll.
  */
 import { PgClient } from "@effect/sql-pg"
-import { Cause, Chunk, Duration, Effect, Either, Layer, PubSub, Queue, Redacted, Schedule, Schema, Stream } from "effect"
+import { Cause, Chunk, Duration, Effect, Either, Layer, Option, PubSub, Queue, Redacted, Schedule, Schema, Stream } from "effect"
 import Pg from "pg"
 import {
   type AppendOptions,
@@ -23,6 +23,7 @@ import { canonicalText, GENESIS_HASH, hashEnvelope, jsonbText, NotCanonical } fr
 import { uuidv7 } from "../core/Ids.ts"
 import type { Projection } from "../core/Projection.ts"
 import * as PgPipeline from "./PgPipeline.ts"
+import * as Recovery from "./PgWriterRecovery.ts"
 import { ProjectionSql } from "./ProjectionSql.ts"
 
 /**
@@ -43,9 +44,16 @@ export interface PgEventLogOptions {
   readonly maxBatch?: number
   /** How often a subscriber polls when no notification arrives (default 1 s). */
   readonly pollInterval?: number
+  /**
+   * Longest a statement of the writer may run, lock waits included (default 15 s); past it the append fails as
+   * Unavailable instead of hanging. The writer's client gives up on a server that does not answer at all 2 s later.
+   */
+  readonly statementTimeout?: Duration.DurationInput
+  /** Most append requests waiting for the writer (default 10,000); past it an append fails at once as Unavailable. */
+  readonly maxQueued?: number
 }
 
-interface Pending {
+interface Pending extends Recovery.Identified {
   readonly stream: string
   readonly types: ReadonlyArray<string>
   /** Each event's payload as jsonb text (what Postgres will render it as, and what the hash covers). */
@@ -65,12 +73,13 @@ const unavailable = (cause: unknown) =>
 const rejected = (cause: unknown) =>
   new EventLogError({ reason: "Rejected", message: `append refused by Postgres: ${messageOf(cause)}`, cause })
 
-const messageOf = (cause: unknown): string => {
-  const inner = (cause as { cause?: unknown })?.cause
-  if (inner instanceof Error) return inner.message
-  if (cause instanceof Error) return cause.message
-  return String(cause)
-}
+const { messageOf } = Recovery
+
+/** What a caller is told when its request failed for good: its own refusal, or the log being unavailable. */
+const failureOf = (error: unknown): EventLogError =>
+  error instanceof EventLogError ? error : Recovery.isRefusal(error) ? rejected(error) : unavailable(error)
+
+const queueFull = new EventLogError({ reason: "Unavailable", message: "audit log unavailable: writer queue full" })
 
 const encodeMeta = Schema.encodeSync(EventMeta)
 
@@ -155,8 +164,12 @@ const decodePage = (rows: ReadonlyArray<Record<string, unknown>>): Effect.Effect
 const SELECT_COLUMNS = `position, id, stream, version, workspace_id, type, data::text as data, meta::text as meta,
   (extract(epoch from recorded_at) * 1000)::bigint as recorded_ms, prev_hash, hash`
 
-/** node-postgres settings for the writer's own connection: the same server, user and type parsers as the pool. */
-const writerConfig = (config: PgClient.PgClientConfig): Pg.ClientConfig => ({
+/**
+ * node-postgres settings for the writer's own connection: the same server, user and type parsers as the pool, a
+ * statement timeout, a client-side timeout for a server that stops answering, and TCP keepalive after 10 s idle
+ * (the OS default waits two hours to notice a peer that vanished).
+ */
+const writerConfig = (config: PgClient.PgClientConfig, statementTimeout: number): Pg.ClientConfig => ({
   ...(config.url ? { connectionString: Redacted.value(config.url) } : {}),
   ...(config.host ? { host: config.host } : {}),
   ...(config.port ? { port: config.port } : {}),
@@ -167,15 +180,23 @@ const writerConfig = (config: PgClient.PgClientConfig): Pg.ClientConfig => ({
   ...(config.types ? { types: config.types } : {}),
   application_name: `${config.applicationName ?? "connect"} writer`,
   connectionTimeoutMillis: Duration.toMillis(config.connectTimeout ?? Duration.seconds(5)),
-  keepAlive: true
+  statement_timeout: statementTimeout,
+  query_timeout: statementTimeout + 2000,
+  keepAlive: true,
+  keepAliveInitialDelayMillis: 10_000
 })
 
-/** SQLSTATE classes that mean the server or the connection failed, not the statement: 08 connection, 53 resources, 57 operator intervention, 58 system. */
-const UNAVAILABLE_CLASSES = new Set(["08", "53", "57", "58"])
+/** Whether a failed transaction left its connection unusable: it failed, or the outcome of its COMMIT is unknown. */
+const connectionFailed = (cause: Cause.Cause<unknown>): boolean => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isNone(failure)) return false
+  const kind = Recovery.classify(failure.value)
+  return kind === "down" || kind === "unknown"
+}
 
-/** A statement error from a live server that refused this statement (a constraint, a bad value): the request's fault. */
-const isRefusal = (error: unknown): boolean =>
-  error instanceof Pg.DatabaseError && typeof error.code === "string" && !UNAVAILABLE_CLASSES.has(error.code.slice(0, 2))
+/** Adds a statement to the pipeline; a value that cannot be sent as a literal is the request's fault. */
+const addStatement = (conn: WriterConnection, text: string, params: ReadonlyArray<unknown>) =>
+  Effect.try({ try: () => conn.pipeline.add(text, params), catch: rejected })
 
 /** The writer's connection, with its pipeline (see `PgPipeline`). */
 interface WriterConnection {
@@ -193,6 +214,8 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
   const inlineNames = inline.map((p) => p.name)
   const maxBatch = options.maxBatch ?? 512
   const pollInterval = options.pollInterval ?? 1000
+  const statementTimeout = Duration.toMillis(options.statementTimeout ?? "15 seconds")
+  const maxQueued = options.maxQueued ?? 10_000
   // Requests wait in a plain array and each caller waits in its own `Effect.async`: a Queue offer and a Deferred per
   // append cost ~30 µs of scheduling (measured: 64 fibers appending into an instant writer), the array ~3 µs, and
   // every microsecond here is spent while the database waits for the next batch.
@@ -250,13 +273,13 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
   const connect: Effect.Effect<WriterConnection, EventLogError> = Effect.suspend(() => {
     if (current) return Effect.succeed(current)
     return Effect.async<WriterConnection, EventLogError>((resume) => {
-      const client = new Pg.Client(writerConfig(sql.config))
+      const client = new Pg.Client(writerConfig(sql.config, statementTimeout))
       const pipeline = PgPipeline.make(client)
       const conn: WriterConnection = {
         client,
         pipeline,
         projectionSql: ProjectionSql.of({
-          execute: (text, params) => Effect.sync(() => void pipeline.add(text, params))
+          execute: (text, params) => Effect.try({ try: () => void pipeline.add(text, params), catch: (error) => error })
         })
       }
       const lost = () => {
@@ -280,14 +303,14 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
 
   /**
    * Runs `body`, which opens and commits a transaction on the writer's connection through its pipeline. After a failure
-   * the transaction is rolled back; a connection that cannot even roll back (or an interrupted one, whose statement may
-   * still be running) is dropped.
+   * the transaction is rolled back; a connection that failed (or an interrupted one, whose statement may still be
+   * running), or that cannot even roll back, is dropped.
    */
   const transaction = <A, E>(body: (conn: WriterConnection) => Effect.Effect<A, E>) =>
     Effect.flatMap(connect, (conn) =>
       body(conn).pipe(
         Effect.onError((cause) =>
-          Cause.isInterruptedOnly(cause)
+          Cause.isInterruptedOnly(cause) || connectionFailed(cause)
             ? discard(conn)
             : conn.pipeline.recover("rollback").pipe(
               Effect.timeout("5 seconds"),
@@ -303,17 +326,28 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
     prevHash: Uint8Array
     readonly versions: Map<string, number>
     readonly recordedAt: Date
+    /** Per request of the batch, its result if its events are already stored (see `PgWriterRecovery`). */
+    readonly stored: ReadonlyArray<AppendResult | undefined>
   }
 
-  /** Opens the transaction, takes the append lock, reads the head and the batch's stream versions: one round trip. */
+  /**
+   * Opens the transaction, takes the append lock, reads the head and the batch's stream versions, and looks up the ids
+   * of requests that may already be stored: one round trip. The isolation level and synchronous commit are pinned
+   * whatever the database's defaults: under repeatable read the head would be read from a snapshot taken before the
+   * lock wait, and without a synchronous commit a subscriber could see a position that a crash then reuses.
+   */
   const lockAndReadHead = (conn: WriterConnection, batch: ReadonlyArray<Pending>) =>
     Effect.gen(function* () {
-      conn.pipeline.addRaw("begin")
+      conn.pipeline.addRaw("begin isolation level read committed")
+      conn.pipeline.addRaw("set local synchronous_commit = on")
       const i = conn.pipeline.add(`select * from connect_append_head($1, $2::text[])`, [
         APPEND_LOCK_KEY,
         [...new Set(batch.map((p) => p.stream))]
       ])
-      const rows = (yield* conn.pipeline.send)[i] as ReadonlyArray<
+      const lookup = Recovery.idsToLookUp(batch)
+      const j = lookup.length > 0 ? conn.pipeline.add(Recovery.LOOKUP_SQL, [lookup]) : -1
+      const results = yield* conn.pipeline.send
+      const rows = results[i] as ReadonlyArray<
         { stream: string | null; version: number | null; hash: Uint8Array | null; now: Date }
       >
       const head = rows[0]!
@@ -323,7 +357,8 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
         position: Number(head.version ?? 0),
         prevHash: head.hash ? toBuffer(head.hash) : GENESIS_HASH,
         versions,
-        recordedAt: head.now
+        recordedAt: head.now,
+        stored: j < 0 ? [] : Recovery.storedResults(batch, results[j]!)
       } satisfies Cursor
     })
 
@@ -339,7 +374,7 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
     for (let i = 0; i < p.types.length; i++) {
       const position = cursor.position + 1
       const version = current + i + 1
-      const id = uuidv7()
+      const id = p.ids[i]!
       const envelope = {
         position,
         id,
@@ -369,7 +404,8 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
     Effect.gen(function* () {
       const stored = requests.flatMap((r) => r.stored)
       if (stored.length === 0) return
-      conn.pipeline.add(
+      yield* addStatement(
+        conn,
         `with ins as (
            insert into events (position, id, stream, version, workspace_id, type, data, meta, recorded_at, prev_hash, hash)
            select p, i, s, v, w, t, d::jsonb, m::jsonb, $11::timestamptz, ph, h
@@ -429,12 +465,21 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
     transaction((conn) =>
       Effect.gen(function* () {
         const cursor = yield* lockAndReadHead(conn, batch)
-        const prepared = batch.map((p) => prepare(p, cursor))
-        yield* write(conn, batch.flatMap((p, i) => Either.match(prepared[i]!, { onLeft: () => [], onRight: (stored) => [{ p, stored }] })))
+        const outcomes: Array<Outcome> = []
+        const writes: Array<{ p: Pending; stored: ReadonlyArray<StoredEvent> }> = []
+        batch.forEach((p, i) => {
+          // Already stored (an earlier COMMIT whose reply was lost): answered from the log, not written again.
+          const already = cursor.stored[i]
+          if (already) return void outcomes.push(Either.right(already))
+          const prepared = prepare(p, cursor)
+          if (Either.isRight(prepared)) writes.push({ p, stored: prepared.right })
+          outcomes.push(Either.map(prepared, resultOf))
+        })
+        yield* write(conn, writes)
         // The insert, the projections' writes and the commit: one round trip.
         conn.pipeline.addRaw("commit")
-        yield* conn.pipeline.send
-        return { head: cursor.position, outcomes: prepared.map((e): Outcome => Either.map(e, resultOf)) }
+        yield* Recovery.duringCommit(conn.pipeline.send)
+        return { head: cursor.position, outcomes }
       })
     )
 
@@ -447,19 +492,26 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
       Effect.gen(function* () {
         const cursor = yield* lockAndReadHead(conn, batch)
         const outcomes: Array<Outcome> = []
-        for (const p of batch) {
+        for (let i = 0; i < batch.length; i++) {
+          const p = batch[i]!
           const before = { position: cursor.position, prevHash: cursor.prevHash, version: cursor.versions.get(p.stream) }
+          const already = cursor.stored[i]
+          if (already) {
+            outcomes.push(Either.right(already))
+            continue
+          }
           const prepared = prepare(p, cursor)
           if (Either.isLeft(prepared)) {
             outcomes.push(Either.left(prepared.left))
             continue
           }
+          const stored = prepared.right
           // The savepoint goes alone, so that it surely exists when the request's statements fail wherever they fail.
           conn.pipeline.addRaw("savepoint append_request")
           yield* conn.pipeline.send
           const written = yield* Effect.either(
             Effect.zipRight(
-              write(conn, [{ p, stored: prepared.right }]),
+              write(conn, [{ p, stored }]),
               Effect.suspend(() => {
                 conn.pipeline.addRaw("release savepoint append_request")
                 return conn.pipeline.send
@@ -467,20 +519,33 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
             )
           )
           if (Either.isRight(written)) {
-            outcomes.push(Either.right(resultOf(prepared.right)))
+            outcomes.push(Either.right(resultOf(stored)))
           } else {
             yield* conn.pipeline.recover("rollback to savepoint append_request")
             cursor.position = before.position
             cursor.prevHash = before.prevHash
             if (before.version === undefined) cursor.versions.delete(p.stream)
             else cursor.versions.set(p.stream, before.version)
-            const error = written.left
-            outcomes.push(Either.left(error instanceof EventLogError ? error : rejected(error)))
+            outcomes.push(Either.left(failureOf(written.left)))
           }
         }
         conn.pipeline.addRaw("commit")
-        yield* conn.pipeline.send
+        yield* Recovery.duringCommit(conn.pipeline.send)
         return { head: cursor.position, outcomes }
+      })
+    )
+
+  /**
+   * One attempt at a batch: in one transaction, and if that fails for one request's sake or on a server error (a
+   * statement timeout in one request's projection), again with each request isolated, so the others still commit.
+   */
+  const attempt = (batch: ReadonlyArray<Pending>) =>
+    commitBatch(batch).pipe(
+      Effect.catchAllCause((cause) => {
+        // A defect (a projection's bug) is one request's too.
+        const failure = Cause.failureOption(cause)
+        const kind = Option.isSome(failure) ? Recovery.classify(failure.value) : "refused"
+        return batch.length > 1 && (kind === "refused" || kind === "failed") ? commitIsolated(batch) : Effect.failCause(cause)
       })
     )
 
@@ -490,23 +555,34 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
       onRight: (result) => p.resume(Effect.succeed(result))
     })
 
+  /**
+   * Commits a batch and answers its callers. A batch whose COMMIT reply was lost is never run blind again: the next
+   * attempts look its event ids up under the append lock and answer each caller with what really happened.
+   */
   const writeBatch = (batch: ReadonlyArray<Pending>): Effect.Effect<void> =>
-    commitBatch(batch).pipe(
-      // One request may have poisoned the batch (a failing projection, a value Postgres refuses): retry it isolated.
-      Effect.catchAllCause((cause) => (batch.length > 1 ? commitIsolated(batch) : Effect.failCause(cause))),
-      Effect.matchCauseEffect({
-        onSuccess: ({ head, outcomes }) =>
-          Effect.suspend(() => {
-            batch.forEach((p, i) => complete(p, outcomes[i]!))
-            return PubSub.publish(committed, head)
-          }),
-        onFailure: (cause) => {
-          const error = Cause.squash(cause)
-          const failure = error instanceof EventLogError ? error : isRefusal(error) ? rejected(error) : unavailable(error)
-          for (const p of batch) p.resume(Effect.fail(failure))
-          return Effect.void
+    Effect.gen(function* () {
+      for (let n = 0;; n++) {
+        const result = yield* Effect.either(attempt(batch))
+        if (Either.isRight(result)) {
+          batch.forEach((p, i) => complete(p, result.right.outcomes[i]!))
+          return yield* PubSub.publish(committed, result.right.head)
         }
-      }),
+        const error = result.left
+        if (Recovery.classify(error) === "unknown") for (const p of batch) p.unknown = true
+        if (n < Recovery.RECOVERY_DELAYS.length && batch.some((p) => p.unknown)) {
+          yield* Effect.sleep(Recovery.RECOVERY_DELAYS[n]!)
+          continue
+        }
+        for (const p of batch) p.resume(Effect.fail(p.unknown ? Recovery.outcomeUnknown(error) : failureOf(error)))
+        return
+      }
+    }).pipe(
+      // A defect (a bug) fails the batch's callers rather than the writer.
+      Effect.catchAllDefect((defect) =>
+        Effect.sync(() => {
+          for (const p of batch) p.resume(Effect.fail(p.unknown ? Recovery.outcomeUnknown(defect) : unavailable(defect)))
+        })
+      ),
       Effect.withSpan("EventLog.writeBatch", { attributes: { requests: batch.length } })
     )
 
@@ -531,6 +607,11 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
       if (stream.includes("\u0000")) {
         return Effect.fail(new EventLogError({ reason: "Rejected", message: "a stream name cannot contain U+0000" }))
       }
+      if (options.ids !== undefined && options.ids.length !== events.length) {
+        return Effect.fail(
+          new EventLogError({ reason: "Rejected", message: `append to ${stream}: ${options.ids.length} ids for ${events.length} events` })
+        )
+      }
       const types: Array<string> = []
       const dataJson: Array<string> = []
       let metaJson: string
@@ -552,9 +633,15 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
       }
       return Effect.async<AppendResult, VersionConflict | EventLogError>((resume) => {
         if (closed) return resume(Effect.fail(closedError))
+        // Bounded: a stalled database must not let appends pile up in memory; the callers refuse or spool instead.
+        if (queued.length >= maxQueued) return resume(Effect.fail(queueFull))
         let done = false
         const request: Pending = {
           stream,
+          // Drawn once, before any attempt: a COMMIT whose reply is lost is resolved by looking these up.
+          ids: options.ids ?? events.map(() => uuidv7()),
+          callerIds: options.ids !== undefined,
+          unknown: false,
           types,
           dataJson,
           events,
