@@ -1,6 +1,6 @@
 /**
  * `connect audit verify` (also `connect hub verify-log`): recomputes the event log's hash chain and prints OK with the
- * count, or the first broken position. Exit 0 when the chain holds, 3 when it does not.
+ * count, or every broken position (the first one first). Exit 0 when the chain holds, 3 when it does not.
  */
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
@@ -55,14 +55,19 @@ export const verifyCommand = <E, R>(name: string, logLayer: (flags: { dataDir: s
         } else if (result.ok) {
           yield* Console.log(`OK: ${result.count} events, hash chain intact (head ${result.headHash.slice(0, 16)}…, ${seconds.toFixed(1)} s)`)
         } else {
-          yield* Console.log(`BROKEN at position ${result.position}: ${result.message} (${result.count} events verified before it)`)
+          const more = result.breaks.slice(1).map((b) => `  ${b.message}`)
+          const total = `${result.breaks.length}${result.truncated ? "+" : ""} break${result.breaks.length === 1 ? "" : "s"}`
+          yield* Console.log(
+            [`BROKEN at position ${result.position}: ${result.message} (${result.count} events verified before it)`, ...more]
+              .join("\n") + (result.breaks.length > 1 || result.truncated ? `\n${total}` : "")
+          )
         }
         if (!result.ok) return yield* Effect.fail(new ChainBroken(`chain broken at ${result.position}`))
       }).pipe(Effect.provide(logLayer({ dataDir: flags.dataDir._tag === "Some" ? flags.dataDir.value : undefined })))
   ).pipe(
     Command.withDescription(
-      "Recompute the event log's SHA-256 hash chain from position 1 and print OK with the count, or the first position " +
-        "that was altered, unlinked or is missing. Postgres recomputes the hashes (two ranges at a time) unless " +
+      "Recompute the event log's SHA-256 hash chain from position 1 and print OK with the count, or every position " +
+        "that was altered, unlinked or is missing (--json lists them under breaks). Postgres recomputes the hashes (two ranges at a time) unless " +
         "--independent is given. Exit code 0 when intact, 3 when broken, 1 when it could not run."
     )
   )

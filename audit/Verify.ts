@@ -1,62 +1,104 @@
 /**
  * Verification of the event log's hash chain: recomputes every hash from position 1, checks that positions have no
- * gaps and that each event links to its predecessor, and names the first position where the chain breaks.
+ * gaps and that each event links to its predecessor's stored hash, and names every position where the chain breaks.
+ * Links are checked against stored hashes, so one altered event is one break, not a break from there on.
  */
 import { createHash } from "node:crypto"
 import { Effect, Stream } from "effect"
-import { type ChainBreak, type ChainLink, EventLog, type EventLogError, pagesAhead } from "../core/EventLog.ts"
+import { type ChainLink, EventLog, type EventLogError, pagesAhead } from "../core/EventLog.ts"
 import { GENESIS_HASH } from "../core/HashChain.ts"
+
+/** One place where the chain does not hold. */
+export interface Break {
+  /** The altered or unlinked position, or the first missing one. */
+  readonly position: number
+  readonly reason: "hash_mismatch" | "broken_link" | "gap"
+  /** For a gap: the last missing position. */
+  readonly through?: number
+  readonly message: string
+}
 
 /** The outcome of a verification. */
 export type VerifyResult =
   | { readonly ok: true; readonly count: number; readonly headHash: string }
   | {
       readonly ok: false
+      /** Events verified before the first break. */
       readonly count: number
       /** First position at which the chain does not hold. */
       readonly position: number
-      readonly reason: "hash_mismatch" | "broken_link" | "gap"
+      readonly reason: Break["reason"]
       readonly message: string
+      /** Every break, in position order (at most {@link MAX_BREAKS}). */
+      readonly breaks: ReadonlyArray<Break>
+      /** Whether verification stopped at {@link MAX_BREAKS} breaks. */
+      readonly truncated: boolean
     }
 
-type Broken = Extract<VerifyResult, { ok: false }>
+/** Verification stops after this many breaks: a log rewritten wholesale need not be listed row by row. */
+export const MAX_BREAKS = 1000
 
-/** The result for a break; `detail` adds what only an in-process check knows. */
-const describe = (b: ChainBreak, detail?: string): Broken => ({
-  ok: false,
-  count: b.position - 1,
-  position: b.position,
-  reason: b.reason,
-  message: (b.reason === "gap"
-    ? `position ${b.position} is missing`
-    : b.reason === "broken_link"
-    ? `position ${b.position} does not link to the hash of position ${b.position - 1}`
-    : `position ${b.position} was altered`) + (detail ? ` (${detail})` : "")
+const gap = (position: number, through: number, detail?: string): Break => ({
+  position,
+  reason: "gap",
+  through,
+  message: (through === position ? `position ${position} is missing` : `positions ${position}-${through} are missing`) +
+    (detail ? ` (${detail})` : "")
 })
 
-/**
- * Checks one link against the expected position and the previous event's hash (as bytes and as stored hex); returns
- * the recomputed hash when it holds.
- */
-const checkLink = (
-  link: ChainLink,
-  expectedPosition: number,
-  prevHash: Uint8Array,
-  prevHashHex: string
-): Buffer | Broken => {
-  if (link.position !== expectedPosition) {
-    return describe({ position: expectedPosition, reason: "gap" }, `next stored position is ${link.position}`)
+const unlinked = (position: number): Break => ({
+  position,
+  reason: "broken_link",
+  message: `position ${position} does not link to the hash of position ${position - 1}`
+})
+
+const altered = (position: number, detail?: string): Break => ({
+  position,
+  reason: "hash_mismatch",
+  message: `position ${position} was altered` + (detail ? ` (${detail})` : "")
+})
+
+const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString("hex")
+
+/** sha256(prev_hash || canonical) of a link, over its own stored prev_hash. */
+const recompute = (link: ChainLink, prevHash: Uint8Array = Buffer.from(link.prevHash, "hex")): Buffer =>
+  createHash("sha256").update(prevHash).update(link.canonical, "utf8").digest()
+
+/** A hash_mismatch for `link` if its stored hash is not the one recomputed from its stored values. */
+const checkHash = (link: ChainLink): Break | undefined => {
+  const computed = hex(recompute(link))
+  return computed === link.hash
+    ? undefined
+    : altered(link.position, `stored hash ${link.hash.slice(0, 16)}… recomputes to ${computed.slice(0, 16)}…`)
+}
+
+/** Breaks in order, adjacent gaps (found by two ranges) merged into one. */
+const merge = (breaks: ReadonlyArray<Break>): Array<Break> => {
+  const out: Array<Break> = []
+  for (const b of breaks) {
+    const last = out[out.length - 1]
+    if (last?.reason === "gap" && b.reason === "gap" && b.position <= last.through! + 1) {
+      out[out.length - 1] = gap(last.position, Math.max(last.through!, b.through!))
+    } else {
+      out.push(b)
+    }
   }
-  if (link.prevHash !== prevHashHex) return describe({ position: link.position, reason: "broken_link" })
-  const computed = createHash("sha256").update(prevHash).update(link.canonical, "utf8").digest()
-  const computedHex = computed.toString("hex")
-  if (computedHex !== link.hash) {
-    return describe(
-      { position: link.position, reason: "hash_mismatch" },
-      `stored hash ${link.hash.slice(0, 16)}… recomputes to ${computedHex.slice(0, 16)}…`
-    )
+  return out
+}
+
+const result = (breaks: ReadonlyArray<Break>, count: number, headHash: string): VerifyResult => {
+  if (breaks.length === 0) return { ok: true, count, headHash }
+  const listed = merge(breaks).slice(0, MAX_BREAKS)
+  const first = listed[0]!
+  return {
+    ok: false,
+    count: first.position - 1,
+    position: first.position,
+    reason: first.reason,
+    message: first.message,
+    breaks: listed,
+    truncated: breaks.length >= MAX_BREAKS
   }
-  return computed
 }
 
 /** Options of {@link verify}. */
@@ -78,6 +120,56 @@ export const verify = (options: VerifyOptions = {}): Effect.Effect<VerifyResult,
     Effect.withSpan("Audit.verify", { attributes: { independent: options.independent === true } })
   )
 
+/**
+ * Every break in positions `after+1..upTo`. `checkChain` names only the first break of a range, so the range is
+ * re-checked from each break on; what it cannot tell (the start of a gap that began before the range, the hash of a
+ * row that does not link or follows a gap) is read here for those few rows.
+ */
+const breaksInRange = (log: EventLog["Type"], after: number, upTo: number) =>
+  Effect.gen(function* () {
+    const breaks: Array<Break> = []
+    const linkAfter = (position: number) => Effect.map(log.readLinks(position, 1), (links) => links[0])
+    let cursor = after
+    while (breaks.length < MAX_BREAKS) {
+      const b = yield* log.checkChain(cursor, upTo)
+      if (!b) break
+      if (b.reason === "gap") {
+        // Row `cursor` itself is missing: the gap began at or before it; find the last stored position before it.
+        const start = b.position === cursor && cursor > 0 ? (yield* lastStoredBefore(log, cursor)) + 1 : b.position
+        const next = yield* linkAfter(b.position)
+        if (!next) break
+        breaks.push(gap(start, next.position - 1))
+        const hash = checkHash(next)
+        if (hash) breaks.push(hash)
+        cursor = next.position
+      } else {
+        breaks.push(b.reason === "broken_link" ? unlinked(b.position) : altered(b.position))
+        if (b.reason === "broken_link") {
+          const link = yield* linkAfter(b.position - 1)
+          const hash = link && checkHash(link)
+          if (hash) breaks.push(hash)
+        }
+        cursor = b.position
+      }
+    }
+    return breaks
+  })
+
+/** The last stored position below `position` (0 when none), by bisection over "first stored position after x". */
+const lastStoredBefore = (log: EventLog["Type"], position: number) =>
+  Effect.gen(function* () {
+    // Smallest x with nothing stored in (x, position]: hi always has that property, lo (from -1) never.
+    let lo = -1
+    let hi = position
+    while (hi - lo > 1) {
+      const mid = Math.floor((lo + hi) / 2)
+      const [first] = yield* log.readLinks(mid, 1)
+      if (first !== undefined && first.position <= position) lo = mid
+      else hi = mid
+    }
+    return hi
+  })
+
 const verifyInDatabase = (options: VerifyOptions) =>
   Effect.gen(function* () {
     const log = yield* EventLog
@@ -85,47 +177,59 @@ const verifyInDatabase = (options: VerifyOptions) =>
     const head = yield* log.head
     const ranges: Array<readonly [number, number]> = []
     for (let after = 0; after < head.position; after += pageSize) ranges.push([after, Math.min(after + pageSize, head.position)])
-    let broken: Broken | undefined
-    // Two ranges in flight, each one server process's work; results come in order, so the first break found is the
-    // first in the log, and stopping there interrupts the range still running.
+    const breaks: Array<Break> = []
+    // Two ranges in flight, each one server process's work; results come in order, so breaks are listed in order.
     yield* Stream.fromIterable(ranges).pipe(
-      Stream.mapEffect(([after, upTo]) => Effect.map(log.checkChain(after, upTo), (b) => [upTo, b] as const), {
+      Stream.mapEffect(([after, upTo]) => Effect.map(breaksInRange(log, after, upTo), (b) => [upTo, b] as const), {
         concurrency: 2
       }),
-      Stream.runForEachWhile(([upTo, b]) => {
-        if (b) {
-          broken = describe(b)
-          return Effect.succeed(false)
-        }
+      Stream.runForEachWhile(([upTo, found]) => {
+        breaks.push(...found)
+        if (breaks.length >= MAX_BREAKS) return Effect.succeed(false)
         return options.onProgress ? Effect.as(options.onProgress(upTo), true) : Effect.succeed(true)
       })
     )
-    return (broken ?? { ok: true, count: head.position, headHash: Buffer.from(head.hash).toString("hex") }) as VerifyResult
+    return result(breaks, head.position, hex(head.hash))
   })
 
 const verifyHere = (options: VerifyOptions) =>
   Effect.gen(function* () {
     const log = yield* EventLog
+    // The previous row's stored hash, as bytes and hex; the bytes are the recomputed hash whenever it matched.
     let prevHash: Uint8Array = GENESIS_HASH
-    let prevHashHex = Buffer.from(GENESIS_HASH).toString("hex")
+    let prevHashHex = hex(GENESIS_HASH)
     let expected = 1
-    let broken: Broken | undefined
+    const breaks: Array<Break> = []
     yield* pagesAhead(log.readLinks, options.pageSize ?? 10_000).pipe(
       Stream.runForEachWhile((page) =>
         Effect.suspend(() => {
           for (const link of page) {
-            const checked = checkLink(link, expected, prevHash, prevHashHex)
-            if (!Buffer.isBuffer(checked)) {
-              broken = checked
-              return Effect.succeed(false)
+            let linked = true
+            if (link.position !== expected) {
+              breaks.push(gap(expected, link.position - 1, `next stored position is ${link.position}`))
+              linked = false
+            } else if (link.prevHash !== prevHashHex) {
+              breaks.push(unlinked(link.position))
+              linked = false
             }
-            prevHash = checked
+            // Each row is hashed over its own stored prev_hash, as Postgres does: a bad link is not also a bad hash.
+            const computed = recompute(link, linked ? prevHash : Buffer.from(link.prevHash, "hex"))
+            const computedHex = computed.toString("hex")
+            if (computedHex !== link.hash) {
+              breaks.push(
+                altered(link.position, `stored hash ${link.hash.slice(0, 16)}… recomputes to ${computedHex.slice(0, 16)}…`)
+              )
+              prevHash = Buffer.from(link.hash, "hex")
+            } else {
+              prevHash = computed
+            }
             prevHashHex = link.hash
-            expected += 1
+            expected = link.position + 1
+            if (breaks.length >= MAX_BREAKS) return Effect.succeed(false)
           }
           return options.onProgress ? Effect.as(options.onProgress(expected - 1), true) : Effect.succeed(true)
         })
       )
     )
-    return (broken ?? { ok: true, count: expected - 1, headHash: prevHashHex }) as VerifyResult
+    return result(breaks, expected - 1, prevHashHex)
   })

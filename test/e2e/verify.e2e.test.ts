@@ -79,6 +79,41 @@ describe("connect audit verify", () => {
     expect(JSON.parse(json.stdout())).toMatchObject({ ok: false, position: 9, reason: "hash_mismatch", count: 8 })
   })
 
+  it("names every break, not only the first: --json lists them, in both modes", async () => {
+    // On top of position 9 (altered above): 4 altered, 7 deleted, 11 unlinked from 10.
+    await run(
+      Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        sql.unsafe(`alter table events disable trigger events_no_update_delete;
+                    update events set data = jsonb_set(data, '{name}', '"renamed"') where position = 4;
+                    delete from events where position = 7;
+                    update events set prev_hash = decode(repeat('11', 32), 'hex') where position = 11;
+                    alter table events enable trigger events_no_update_delete`)
+      )
+    )
+    const expected = [
+      { position: 4, reason: "hash_mismatch" },
+      { position: 7, reason: "gap", through: 7 },
+      { position: 9, reason: "hash_mismatch" },
+      { position: 11, reason: "broken_link" },
+      { position: 11, reason: "hash_mismatch" }
+    ]
+    for (const args of [["audit", "verify", "--json"], ["hub", "verify-log", "--json", "--independent"]]) {
+      const json = connect(args, url)
+      expect((await json.exited(60_000)).code).toBe(3)
+      const result = JSON.parse(json.stdout())
+      expect(result).toMatchObject({ ok: false, position: 4, reason: "hash_mismatch", count: 3 })
+      expect(result.breaks.map((b: { position: number; reason: string; through?: number }) =>
+        b.through === undefined ? { position: b.position, reason: b.reason } : { position: b.position, reason: b.reason, through: b.through }
+      )).toEqual(expected)
+    }
+    const text = connect(["audit", "verify"], url)
+    expect((await text.exited(60_000)).code).toBe(3)
+    expect(text.stdout()).toMatch(/^BROKEN at position 4: position 4 was altered.*\(3 events verified before it\)/m)
+    expect(text.stdout()).toMatch(/^ {2}position 7 is missing$/m)
+    expect(text.stdout()).toMatch(/^ {2}position 11 does not link to the hash of position 10$/m)
+    expect(text.stdout()).toMatch(/5 breaks/)
+  })
+
   it("an unreachable Postgres is a one-line error naming it, exit code 1", async () => {
     const down = connect(["audit", "verify"], "postgres://postgres@127.0.0.1:1/connect")
     expect((await down.exited(60_000)).code).toBe(1)
