@@ -22,13 +22,18 @@ export const ProtocolVersion = 1
 export const StreamWindow = 4 * 1024 * 1024
 
 /**
- * Bytes a sender may have in flight on all its streams of one connection together (as HTTP/2's connection window):
- * without it, an agent with 1,024 streams could make the hub hold 1,024 × `StreamWindow` = 4 GiB for a reader that
- * does not read. Four full stream windows: one saturated stream runs at full speed, and one stuck stream (holding
- * its whole window) still leaves three windows to the others. Both ends enforce it; the hub closes a connection that
+ * Bytes of `Data` an agent may have handed to the hub, over all its streams, that the hub has not yet passed on (as
+ * HTTP/2's connection window, but between agent and hub only): without it an agent with 1,024 streams could make the
+ * hub hold 1,024 × `StreamWindow` = 4 GiB for readers that do not read. The hub gives it back with `Window` once it
+ * has written the bytes towards their receiver (or dropped them), not when the far reader credits them, so streams
+ * whose readers never credit (which hold only their own stream window, at the reader) cannot starve the connection.
+ * Four stream windows: one saturated stream runs at full speed with room to spare. The hub closes a connection that
  * exceeds it with a protocol error.
  */
 export const ConnectionWindow = 4 * StreamWindow
+
+/** Bytes the hub gives back with one `Window` (a sixteenth of `ConnectionWindow`). */
+export const WindowGrant = ConnectionWindow / 16
 
 /** Largest `Data` payload a sender puts in one frame (Node reads TCP in 64 KiB chunks, so one read is one frame). */
 export const MaxChunk = 64 * 1024
@@ -178,6 +183,15 @@ export class Credit extends Schema.TaggedClass<Credit>()("Credit", {
   bytes: Schema.Number.pipe(Schema.int(), Schema.between(1, StreamWindow))
 }) {}
 
+/**
+ * Hub → agent: the hub passed on (or dropped) `bytes` more of this connection's `Data`, so the agent may hand it that
+ * many more (see `ConnectionWindow`). Sent once `WindowGrant` bytes are owed: one frame per MiB moved, none on a
+ * small-message connection until it has moved a MiB (its 16 MiB window never runs dry before that).
+ */
+export class Window extends Schema.TaggedClass<Window>()("Window", {
+  bytes: Schema.Number.pipe(Schema.int(), Schema.between(1, ConnectionWindow))
+}) {}
+
 /** The sender's side of the stream reached EOF (TCP shutdown(WR)); the other direction stays open. */
 export class End extends Schema.TaggedClass<End>()("End", {
   stream: StreamId
@@ -229,6 +243,7 @@ export const Message = Schema.Union(
   Opened,
   Data,
   Credit,
+  Window,
   End,
   Reset,
   Ping,

@@ -68,8 +68,12 @@ export interface Connection {
   readonly remoteAddress: string
   /** Encodes and writes one message; dropped once the connection is closed. */
   readonly send: (message: Message) => void
-  /** Fast path for `send(new Data({ stream, payload }))`, which may forward a received frame without copying. */
-  readonly sendData: (stream: number, payload: Uint8Array) => void
+  /**
+   * Fast path for `send(new Data({ stream, payload }))`, which may forward a received frame without copying.
+   * `written`, if given, is called once the frame has been handed to the operating system (or the connection closed
+   * before it was), in send order: the hub gives a sender its connection window back from there.
+   */
+  readonly sendData: (stream: number, payload: Uint8Array, written?: () => void) => void
   /** Bytes accepted by `send` and not yet handed to the operating system. */
   readonly bufferedAmount: number
   /** True while `bufferedAmount` is above the high-water mark; sources should pause until `drain`. */

@@ -26,6 +26,7 @@ import * as Heartbeat from "../transports/Heartbeat.ts"
 import { codec as msgpackCodec } from "../transports/Msgpack.ts"
 import * as WebSocket from "../transports/WebSocket.ts"
 import { codec as wsCodec } from "../transports/Ws.ts"
+import * as RelayWindow from "./RelayWindow.ts"
 
 /** Options of the relay. */
 export interface RelayOptions {
@@ -51,7 +52,14 @@ export interface RelayOptions {
    * loading the database is `maxDecisions`, and what keeps it from flooding the log is the coalescing of denials).
    */
   readonly openRate?: { readonly perSecond: number; readonly burst: number }
-  /** A connection whose outgoing buffer passes this is not reading and is closed (default 64 MiB). */
+  /** `Check` per agent: each one makes the exposing agent probe its target (default 2/s, burst 20). */
+  readonly checkRate?: { readonly perSecond: number; readonly burst: number }
+  /**
+   * A connection whose outgoing buffer stays above 512 KiB without writing anything for this long is not reading and
+   * is closed (default 10 s): the bytes others queued towards it hold their connection windows.
+   */
+  readonly stallMs?: number
+  /** A connection whose outgoing buffer passes this is closed, reading or not (default 256 MiB). */
   readonly maxLinkBufferedBytes?: number
   /** Above this many buffered bytes in the whole hub, the connection holding most is closed (default 512 MiB). */
   readonly maxBufferedBytes?: number
@@ -89,8 +97,16 @@ interface Link {
   /** Stream id on this connection → the tunnel end it belongs to (odd: opened by the agent, even: by the hub). */
   readonly routes: Map<number, Tunnel>
   nextId: number
-  /** Bytes this connection sent as `Data` that were not credited back yet, over all its streams. */
-  inflight: number
+  /** Its connection window: the bytes it sent that the hub holds, and the frames the hub writes to it for others. */
+  readonly ledger: RelayWindow.Ledger
+  /** Tunnels it reaches through, and tunnels towards it (each capped at `maxStreams`). */
+  reaching: number
+  serving: number
+  /** Tunnels it reaches through, by exposing link (capped at half of `maxStreams`, so one reacher cannot take all). */
+  readonly pairs: Map<Link, number>
+  /** When its outgoing buffer stopped draining (see `stallMs`), and its size at the last sample. */
+  stalledSince: number | undefined
+  lastBuffered: number
   /** Policy decisions running for this connection, and those waiting for one of its `maxDecisions` slots. */
   deciding: number
   readonly waiting: Array<() => void>
@@ -104,6 +120,8 @@ interface Tunnel {
   readonly from: Link
   readonly fromStream: number
   to: Link | undefined
+  /** The exposing link whose stream slots this tunnel holds, from the moment the policy picked it. */
+  reserved: Link | undefined
   toStream: number
   state: "pending" | "open" | "closed"
   /** Frames from the reacher that arrived while the policy decided (bounded by the window and `MaxPending`). */
@@ -116,6 +134,8 @@ interface Tunnel {
   inflightDown: number
   endedUp: boolean
   endedDown: boolean
+  /** The exposer confirmed its target connected (`Opened` is accepted once). */
+  confirmed: boolean
   readonly openedAt: number
 }
 
@@ -137,7 +157,9 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
   const maxStreams = options.maxStreams ?? 1_024
   const maxDecisions = options.maxDecisions ?? 16
   const maxWaiting = options.maxWaiting ?? 1_024
-  const maxLinkBuffered = options.maxLinkBufferedBytes ?? 64 * 1024 * 1024
+  const maxLinkBuffered = options.maxLinkBufferedBytes ?? 256 * 1024 * 1024
+  const stallMs = options.stallMs ?? 10_000
+  const checks = TokenBucket.make(options.checkRate ?? { perSecond: 2, burst: 20 })
   const maxBuffered = options.maxBufferedBytes ?? 512 * 1024 * 1024
   const opens = TokenBucket.make(options.openRate ?? { perSecond: 5_000, burst: 10_000 })
   const fibers = yield* FiberSet.make<unknown, unknown>()
@@ -208,12 +230,13 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
     if (t.state === "closed") return
     const wasOpen = t.state === "open"
     t.state = "closed"
+    // Data held while the policy decided is dropped: the reacher gets its connection window back.
+    if (t.pendingBytes > 0) t.from.ledger.giveBack(t.pendingBytes)
     t.pending = []
     t.pendingBytes = 0
     tunnels--
-    // Bytes in flight on this stream will never be credited now: they no longer count against either connection.
-    t.from.inflight -= t.inflightUp
-    if (t.to) t.to.inflight -= t.inflightDown
+    t.from.reaching--
+    if (t.reserved) release(t.from, t.reserved)
     t.from.routes.delete(t.fromStream)
     t.to?.routes.delete(t.toStream)
     if (notify === t.from) notify.connection.send(trusted(Protocol.Reset, { stream: t.fromStream, reason }))
@@ -228,6 +251,24 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
           reason
         })
       )
+    }
+  }
+
+  /**
+   * A connection whose outgoing buffer holds more than the low-water mark and writes nothing for `stallMs` is not
+   * reading: what others queued towards it holds their connection windows, so it is closed and they get them back.
+   */
+  const checkStalled = (link: Link, now: number) => {
+    const buffered = link.connection.bufferedAmount
+    const progressed = link.ledger.progressed() || buffered < link.lastBuffered
+    link.lastBuffered = buffered
+    if (buffered <= WebSocket.LowWaterMark || progressed) {
+      link.stalledSince = undefined
+      return
+    }
+    link.stalledSince ??= now
+    if (now - link.stalledSince >= stallMs && link.state !== "closed") {
+      link.connection.close(CloseCodes.SlowConsumer, "not reading: outgoing buffer stalled")
     }
   }
 
@@ -250,8 +291,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       t.inflightDown += n
       if (t.inflightDown > window) return violation(link, "stream window exceeded"), false
     }
-    link.inflight += n
-    if (link.inflight > connectionWindow) return violation(link, "connection window exceeded"), false
+    if (!link.ledger.receive(n)) return violation(link, "connection window exceeded"), false
     return true
   }
 
@@ -261,13 +301,8 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
     if (up ? n > t.inflightDown : n > t.inflightUp) {
       return violation(link, "Credit beyond the bytes outstanding on the stream"), false
     }
-    if (up) {
-      t.inflightDown -= n
-      t.to!.inflight -= n
-    } else {
-      t.inflightUp -= n
-      t.from.inflight -= n
-    }
+    if (up) t.inflightDown -= n
+    else t.inflightUp -= n
     return true
   }
 
@@ -275,13 +310,17 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
   const forward = (t: Tunnel, up: boolean, message: Message) => {
     const peer = up ? t.to! : t.from
     const peerStream = up ? t.toStream : t.fromStream
+    const sender = up ? t.from : t.to!
     switch (message._tag) {
       case "Data":
-        peer.connection.sendData(peerStream, message.payload)
+        peer.ledger.sendFor(sender.ledger, peerStream, message.payload)
         return checkBuffered(peer)
       case "Credit":
         return peer.connection.send(trusted(Protocol.Credit, { stream: peerStream, bytes: message.bytes }))
       case "End":
+        // Frames without bytes are outside every window: each may be sent once, or a flood of them would fill the
+        // peer's buffer for free.
+        if (up ? t.endedUp : t.endedDown) return violation(sender, "End sent twice on a stream")
         if (up) t.endedUp = true
         else t.endedDown = true
         peer.connection.send(trusted(Protocol.End, { stream: peerStream }))
@@ -290,7 +329,9 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       case "Reset":
         return closeTunnel(t, message.reason, peer)
       case "Opened":
-        if (!up) peer.connection.send(trusted(Protocol.Opened, { stream: peerStream }))
+        if (up || t.confirmed) return violation(sender, "Opened sent twice, or by the opener")
+        t.confirmed = true
+        peer.connection.send(trusted(Protocol.Opened, { stream: peerStream }))
         return
       case "Error":
         if (up) return closeTunnel(t, message.code, peer)
@@ -304,19 +345,51 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
   /** A frame of an existing stream (Data, Credit, End, Reset, Opened, Error): accounted, then held or forwarded. */
   const streamFrame = (link: Link, stream: number, message: Message) => {
     const t = link.routes.get(stream)
-    // Frames of a stream that just closed race with its Reset; they are dropped, not a protocol error.
-    if (!t) return
+    // Frames of a stream that just closed race with its Reset; they are dropped, not a protocol error (its bytes are
+    // given back to the sender's connection window, which counted them).
+    if (!t) {
+      if (message._tag === "Data" && message.payload.byteLength > 0) link.ledger.owe(message.payload.byteLength)
+      return
+    }
     const up = link === t.from && t.fromStream === stream
     if (message._tag === "Data" && !accountData(link, t, up, message.payload.byteLength)) return
     if (message._tag === "Credit" && !accountCredit(link, t, up, message.bytes)) return
     if (t.state === "pending") {
       if (message._tag === "Reset" || message._tag === "Error") return closeTunnel(t, "aborted", undefined)
+      // Before the stream opened, its opener can only have data and its EOF to send.
+      const endedTwice = message._tag === "End" && t.pending.some((m) => m._tag === "End")
+      if (!(message._tag === "Data" || message._tag === "End") || endedTwice) {
+        return violation(link, `${message._tag} before the stream opened`)
+      }
       if (t.pending.length >= MaxPending) return violation(link, "too many frames before the stream opened")
       if (message._tag === "Data") t.pendingBytes += message.payload.byteLength
       t.pending.push(message)
       return
     }
     forward(t, up, message)
+  }
+
+  /** Takes a stream slot of `target` for a tunnel from `from`; what is full, if anything. */
+  const reserve = (from: Link, target: Link): string | undefined => {
+    if (target.serving >= maxStreams) return `carries ${maxStreams} streams already`
+    const pair = from.pairs.get(target) ?? 0
+    if (pair >= Math.max(1, Math.floor(maxStreams / 2))) return "has half its streams taken by this agent already"
+    target.serving++
+    from.pairs.set(target, pair + 1)
+    return undefined
+  }
+  const release = (from: Link, target: Link) => {
+    target.serving--
+    const pair = (from.pairs.get(target) ?? 1) - 1
+    if (pair === 0) from.pairs.delete(target)
+    else from.pairs.set(target, pair)
+  }
+  /** The next even stream id of `target` that no live stream uses (ids wrap after 2^31 streams). */
+  const freshId = (target: Link) => {
+    let id = target.nextId
+    while (target.routes.has(id)) id = id >= 0xffff_fffe ? 2 : id + 2
+    target.nextId = id >= 0xffff_fffe ? 2 : id + 2
+    return id
   }
 
   const open = (link: Link, message: Protocol.Open) => {
@@ -326,9 +399,9 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
     }
     const refuse = (code: string, text: string) =>
       link.connection.send(new Protocol.Error({ code, message: text, stream: message.stream }))
-    if (link.routes.size >= maxStreams) {
+    if (link.reaching >= maxStreams) {
       policy.refused(session, message.service, "too_many_streams")
-      return refuse("TooManyStreams", `this connection already carries ${maxStreams} streams`)
+      return refuse("TooManyStreams", `this connection already reaches through ${maxStreams} streams`)
     }
     if (admit(link, message.service)) return refuse("RateLimited", "too many tunnels opened; slow down")
     const t: Tunnel = {
@@ -337,6 +410,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       from: link,
       fromStream: message.stream,
       to: undefined,
+      reserved: undefined,
       toStream: 0,
       state: "pending",
       pending: [],
@@ -347,9 +421,11 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       inflightDown: 0,
       endedUp: false,
       endedDown: false,
+      confirmed: false,
       openedAt: Date.now()
     }
     tunnels++
+    link.reaching++
     link.routes.set(message.stream, t)
     const route = Effect.suspend(() =>
       // A reacher that gave up while waiting in line costs no policy work (and no TunnelOpened).
@@ -364,11 +440,14 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
             new RelayDenied({ code: "AgentOffline", message: `the agent exposing ${to.service} is offline` })
           )
         }
-        if (target.routes.size >= maxStreams) {
-          return Effect.fail(
-            new RelayDenied({ code: "Unavailable", message: `the agent exposing ${to.service} carries too many streams` })
-          )
+        if (t.state === "closed") {
+          return Effect.fail(new RelayDenied({ code: "Unavailable", message: "stream closed before it was decided" }))
         }
+        // Slots are taken here, in the one synchronous step between the decision and the record, so that decisions
+        // running side by side cannot all pass the caps.
+        const full = reserve(link, target)
+        if (full) return Effect.fail(new RelayDenied({ code: "Unavailable", message: `the agent exposing ${to.service} ${full}` }))
+        t.reserved = target
         const info: TunnelInfo = {
           tunnelId: Crypto.randomUUID(),
           from: session,
@@ -397,8 +476,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
         return
       }
       t.to = target
-      t.toStream = target.nextId
-      target.nextId = target.nextId >= 0xffff_fffe ? 2 : target.nextId + 2
+      t.toStream = freshId(target)
       target.routes.set(t.toStream, t)
       t.state = "open"
       target.connection.send(trusted(Protocol.Open, { stream: t.toStream, service: info.to.service }))
@@ -551,6 +629,13 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
         return limited(link, message.request, message.name, () =>
           request(link, message.request, Effect.asVoid(policy.resolveReach(link.session!, message.name))))
       case "Check":
+        // Each Check makes the exposing agent probe its target (DNS, TCP, TLS, HTTP): a bucket of its own, far lower.
+        if (!checks.take(link.session!.agentId)) {
+          policy.refused(link.session!, message.name, "rate_limited")
+          return link.connection.send(
+            new Protocol.Error({ code: "RateLimited", message: "too many checks; slow down", request: message.request })
+          )
+        }
         return limited(link, message.request, message.name, () => check(link, message))
       case "ProbeResult":
         return probeResult(link, message)
@@ -570,6 +655,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
     link.state = "closed"
     links.delete(link)
     link.waiting.length = 0
+    link.ledger.close()
     clearTimeout(link.helloTimer)
     if (link.heartbeat) runFork(Fiber.interrupt(link.heartbeat))
     for (const t of [...link.routes.values()]) {
@@ -606,7 +692,12 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       agentVersion: "",
       routes: new Map(),
       nextId: 2,
-      inflight: 0,
+      ledger: RelayWindow.make(connection, connectionWindow),
+      reaching: 0,
+      serving: 0,
+      pairs: new Map(),
+      stalledSince: undefined,
+      lastBuffered: 0,
       deciding: 0,
       waiting: [],
       heartbeat: undefined,
@@ -625,8 +716,10 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
   /** The hub-wide cap: while the hub buffers more than `maxBuffered`, the connections holding most are closed. */
   const sample = Effect.sync(() => {
     let total = 0
+    const now = Date.now()
     for (const link of links) {
       checkBuffered(link)
+      checkStalled(link, now)
       total += link.connection.bufferedAmount
     }
     if (total <= maxBuffered) return

@@ -3,7 +3,7 @@
  * protocol errors a bad frame turns into.
  */
 import { Either, ParseResult, Schema } from "effect"
-import { End, MaxFrame, Message, Open, Opened, Ping, Pong, Reset } from "../core/Protocol.ts"
+import { ConnectionWindow, End, MaxFrame, Message, Open, Opened, Ping, Pong, Reset, Window } from "../core/Protocol.ts"
 import { TransportError } from "../core/Transport.ts"
 
 const decodeMessage = Schema.decodeUnknownEither(Message)
@@ -49,6 +49,12 @@ const fastMessage = (value: Record<string, unknown>): Message | undefined => {
       return isStreamId(stream) && typeof value.reason === "string"
         ? trusted(Reset, { stream, reason: value.reason })
         : undefined
+    case "Window": {
+      const bytes = value.bytes
+      return typeof bytes === "number" && Number.isInteger(bytes) && bytes >= 1 && bytes <= ConnectionWindow
+        ? trusted(Window, { bytes })
+        : undefined
+    }
     case "Ping":
       return typeof value.nonce === "number" ? trusted(Ping, { nonce: value.nonce }) : undefined
     case "Pong":

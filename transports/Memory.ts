@@ -110,7 +110,11 @@ export const makePair = (codec: Codec = msgpack): readonly [MemoryConnection, Me
       transport: "memory",
       remoteAddress: "memory",
       send: (message) => write(codec.encode(message)),
-      sendData: (stream, payload) => write(codec.encodeData(stream, payload)),
+      sendData: (stream, payload, written) => {
+        write(codec.encodeData(stream, payload))
+        // The kernel's part is modelled by the queue: a frame counts as written once queued (or dropped when closed).
+        if (written) queueMicrotask(written)
+      },
       sendFrame: write,
       get bufferedAmount() {
         return self.queuedBytes

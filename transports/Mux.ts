@@ -22,7 +22,7 @@ export interface StreamClosed {
 export interface MuxOptions {
   /** Stream window in bytes (default `StreamWindow`; both ends must agree). */
   readonly window?: number
-  /** Bytes in flight over all streams together (default `ConnectionWindow`; the hub enforces it). */
+  /** Bytes handed to the hub and not yet given back by its `Window` (default `ConnectionWindow`; the hub enforces it). */
   readonly connectionWindow?: number
   /** Called once per stream when it ends. */
   readonly onStreamClosed?: (closed: StreamClosed) => void
@@ -61,7 +61,7 @@ export interface Mux {
   readonly open: (service: string, socket: Net.Socket) => number
   /** Attaches a socket to a stream the peer opened (expose side). */
   readonly attach: (stream: number, socket: Net.Socket) => void
-  /** Routes a stream message (Data, Credit, End, Reset, Opened, Error with a stream); false if not one. */
+  /** Routes a stream message (Data, Credit, Window, End, Reset, Opened, Error with a stream); false if not one. */
   readonly handle: (message: Message) => boolean
   /** Resumes sockets paused by connection congestion; wire it to the connection's `drain`. */
   readonly drain: () => void
@@ -82,9 +82,10 @@ export const make = (connection: Connection, options: MuxOptions = {}): Mux => {
   const threshold = Math.max(1, Math.floor(window / 16))
   const streams = new Map<number, Stream>()
   const congestedPaused = new Set<Stream>()
-  // Connection-level credit, as HTTP/2's connection window: sent bytes not yet credited, over every stream. Streams
-  // that hold a chunk for want of it wait here, in arrival order, for the next Credit of any stream.
-  let connectionCredit = options.connectionWindow ?? ConnectionWindow
+  // Connection-level credit: bytes the hub has not yet passed on, over every stream; the hub's `Window` gives them back.
+  // Streams that hold a chunk for want of it wait here, in arrival order, for the next Window.
+  const connectionWindow = options.connectionWindow ?? ConnectionWindow
+  let connectionCredit = connectionWindow
   const starved = new Set<Stream>()
   let nextId = 1
 
@@ -161,10 +162,6 @@ export const make = (connection: Connection, options: MuxOptions = {}): Mux => {
     streams.delete(s.id)
     congestedPaused.delete(s)
     starved.delete(s)
-    // What this stream sent and was never credited will not be: the connection window gets it back.
-    connectionCredit += window - s.sendCredit
-    s.sendCredit = window
-    feedStarved()
     options.onStreamClosed?.({ stream: s.id, reason, bytesIn: s.bytesIn, bytesOut: s.bytesOut })
   }
 
@@ -244,11 +241,14 @@ export const make = (connection: Connection, options: MuxOptions = {}): Mux => {
         const s = streams.get(message.stream)
         if (!s) return true
         // Never more than was sent: a credit beyond it would switch the window off.
-        const n = Math.min(message.bytes, window - s.sendCredit)
-        s.sendCredit += n
-        connectionCredit += n
+        s.sendCredit += Math.min(message.bytes, window - s.sendCredit)
+        // Without connection credit, resume() holds the chunk again and queues the stream for the next Window.
         starved.delete(s)
         resume(s)
+        return true
+      }
+      case "Window": {
+        connectionCredit = Math.min(connectionWindow, connectionCredit + message.bytes)
         feedStarved()
         return true
       }

@@ -123,16 +123,16 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
     transport: codec.name,
     remoteAddress,
     send: (message) => write(codec.encode(message)),
-    sendData: recycle
-      ? (stream, payload) => {
-        if (closing) return
-        const frame = codec.encodeData(stream, payload) as Uint8Array
-        write(frame, () => {
-          onSent()
-          recycle(frame)
-        })
-      }
-      : (stream, payload) => write(codec.encodeData(stream, payload)),
+    sendData: (stream, payload, written) => {
+      if (closing) return written?.()
+      const frame = codec.encodeData(stream, payload)
+      if (!recycle && !written) return write(frame)
+      write(frame, () => {
+        onSent()
+        if (recycle) recycle(frame as Uint8Array)
+        written?.()
+      })
+    },
     get bufferedAmount() {
       return ws.bufferedAmount
     },

@@ -34,6 +34,7 @@ export const everyMessage: ReadonlyArray<P.Message> = [
   new P.Opened({ stream: 2 }),
   new P.Data({ stream: 0xffff_ffff, payload: new Uint8Array([0, 1, 2, 255]) }),
   new P.Credit({ stream: 7, bytes: P.StreamWindow }),
+  new P.Window({ bytes: P.WindowGrant }),
   new P.End({ stream: 7 }),
   new P.Reset({ stream: 7, reason: "ECONNRESET" }),
   new P.Ping({ nonce: 42 }),

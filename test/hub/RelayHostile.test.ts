@@ -220,21 +220,124 @@ describe("Relay against hostile agents", () => {
       { maxLinkBufferedBytes: 4 * 1024 * 1024 }
     ), 30_000)
 
-  it("caps streams per connection: beyond the cap an Open is refused (TooManyStreams) and recorded", () =>
+  it("streams whose reader never credits do not freeze the exposer's other streams (4 stuck streams of 4 MiB)", () =>
+    withHub(({ url }) =>
+      Effect.gen(function*() {
+        const a = yield* HubClient.connect({ url, transport: Msgpack.transport, token: agents[0]!.token })
+        const chunk = Buffer.alloc(Protocol.MaxChunk, 3)
+        const firehose = (socket: Net.Socket) => {
+          const pump = () => {
+            while (!socket.destroyed && socket.write(chunk)) {}
+            if (!socket.destroyed) socket.once("drain", pump)
+          }
+          pump()
+        }
+        yield* a.expose("fire", "127.0.0.1", yield* listen(firehose))
+        const b = yield* hostile(url, Msgpack.codec, agents[1]!.token)
+        for (const stream of [1, 3, 5, 7, 9, 11]) b.connection.send(Protocol.Open.make({ stream, service: "fire" }))
+        // B reads every frame and credits none: each stream stops at its window, all of it delivered to B.
+        yield* Effect.promise(() =>
+          until(() => {
+            let got = 0
+            for (const m of b.received) if (m._tag === "Data") got += m.payload.byteLength
+            return got === 6 * Protocol.StreamWindow
+          }, 10_000)
+        )
+        const d = yield* HubClient.connect({ url, transport: Msgpack.transport, token: agents[3]!.token })
+        yield* d.expose("echo-d", "127.0.0.1", yield* listen((socket) => socket.pipe(socket)))
+        yield* a.expose("echo-a", "127.0.0.1", yield* listen((socket) => socket.pipe(socket)))
+        const intoA = yield* d.reach("echo-a")
+        expect(yield* Effect.promise(() => echoOnce(intoA.port, "into a"))).toBe("into a")
+        const fromA = yield* a.reach("echo-d")
+        expect(yield* Effect.promise(() => echoOnce(fromA.port, "from a"))).toBe("from a")
+        expect(b.connection.closed).toBe(false)
+      })
+    ), 30_000)
+
+  it("a reader that stops reading is closed once its buffer stalls (4010); its senders keep their connections", () =>
+    withHub(
+      ({ url, relay, memory }) =>
+        Effect.gen(function*() {
+          const exposer = yield* Effect.promise(() => silentExposer(url, agents[0]!.token, "sink"))
+          const b = yield* hostile(url, Msgpack.codec, agents[1]!.token)
+          const chunk = Buffer.alloc(Protocol.MaxChunk, 7)
+          // 12 MiB, within every window: more than the kernel's socket buffers take, so the hub holds the rest.
+          for (const stream of [1, 3, 5]) {
+            b.connection.send(Protocol.Open.make({ stream, service: "sink" }))
+            for (let i = 0; i < Protocol.StreamWindow / Protocol.MaxChunk; i++) b.connection.sendData(stream, chunk)
+          }
+          yield* Effect.promise(() =>
+            until(() =>
+              memory.events.some((e) =>
+                e._tag === "AgentDisconnected" && e.agentId === "agent-a" && e.reason.startsWith(`${CloseCodes.SlowConsumer}`)
+              ), 10_000)
+          )
+          exposer.terminate()
+          yield* Effect.promise(() => until(() => relay.stats().bufferedBytes === 0 && relay.stats().streams === 0))
+          // B's bytes came back to it with the stream's Reset: it can send a full window again.
+          expect(b.received.some((m) => m._tag === "Window")).toBe(true)
+          expect(b.connection.closed).toBe(false)
+        }),
+      { stallMs: 500 }
+    ), 30_000)
+
+  it("frames without bytes are accepted once: a second End, an Opened from the opener, a Credit before data", () =>
+    withHub(({ url }) =>
+      Effect.gen(function*() {
+        const a = yield* HubClient.connect({ url, transport: Msgpack.transport, token: agents[0]!.token })
+        yield* a.expose("echo", "127.0.0.1", yield* listen((socket) => socket.pipe(socket)))
+        const attempts: ReadonlyArray<ReadonlyArray<Message>> = [
+          [Protocol.End.make({ stream: 1 }), Protocol.End.make({ stream: 1 })],
+          [Protocol.Opened.make({ stream: 1 })],
+          [Protocol.Credit.make({ stream: 1, bytes: 1 })]
+        ]
+        for (const frames of attempts) {
+          const b = yield* hostile(url, Msgpack.codec, agents[1]!.token)
+          b.connection.send(Protocol.Open.make({ stream: 1, service: "echo" }))
+          for (const frame of frames) b.connection.send(frame)
+          expect((yield* Effect.promise(() => b.closed)).code).toBe(CloseCodes.Protocol)
+        }
+        // And after the stream opened: End twice.
+        const b = yield* hostile(url, Msgpack.codec, agents[1]!.token)
+        b.connection.send(Protocol.Open.make({ stream: 1, service: "echo" }))
+        yield* Effect.promise(() => b.next((m) => m._tag === "Opened"))
+        b.connection.send(Protocol.End.make({ stream: 1 }))
+        b.connection.send(Protocol.End.make({ stream: 1 }))
+        const info = yield* Effect.promise(() => b.closed)
+        expect(info.code).toBe(CloseCodes.Protocol)
+        expect(info.reason).toContain("End sent twice")
+        expect(a.connection.closed).toBe(false)
+      })
+    ))
+
+  it("caps streams: per reaching connection, per exposer, and per pair, so one reacher cannot take an exposer's slots", () =>
     withHub(
       ({ url, relay, memory }) =>
         Effect.gen(function*() {
           const a = yield* HubClient.connect({ url, transport: Msgpack.transport, token: agents[0]!.token })
-          const port = yield* listen(() => {})
-          yield* a.expose("held", "127.0.0.1", port)
+          yield* a.expose("held", "127.0.0.1", yield* listen(() => {}))
+          const c = yield* HubClient.connect({ url, transport: Msgpack.transport, token: agents[3]!.token })
+          yield* c.expose("held-c", "127.0.0.1", yield* listen(() => {}))
           const b = yield* hostile(url, Msgpack.codec, agents[1]!.token)
-          for (let stream = 1; stream <= 2 * 60; stream += 2) b.connection.send(Protocol.Open.make({ stream, service: "held" }))
-          yield* Effect.promise(() => until(() => b.received.filter((m) => m._tag === "Error").length === 10))
-          const errors = b.received.filter((m): m is Protocol.Error => m._tag === "Error")
-          expect(errors.every((e) => e.code === "TooManyStreams" && e.stream !== undefined)).toBe(true)
-          expect(relay.stats().streams).toBe(50)
-          expect(memory.events.filter((e) => e._tag === "Refused" && e.reason === "too_many_streams")).toHaveLength(10)
+          const errors = () => b.received.flatMap((m) => (m._tag === "Error" ? [m.code] : []))
+          // Half of an exposer's slots at most go to one reacher: 25 of 30 open, 5 are refused.
+          for (let stream = 1; stream <= 2 * 30; stream += 2) b.connection.send(Protocol.Open.make({ stream, service: "held" }))
+          yield* Effect.promise(() => until(() => errors().length === 5))
+          expect(errors()).toEqual(Array(5).fill("Unavailable"))
+          // The reacher's own cap: 25 more fit, the 5 beyond are refused at once and recorded.
+          for (let stream = 61; stream <= 60 + 2 * 30; stream += 2) b.connection.send(Protocol.Open.make({ stream, service: "held-c" }))
+          yield* Effect.promise(() => until(() => errors().length === 10))
+          expect(errors().slice(5)).toEqual(Array(5).fill("TooManyStreams"))
+          yield* Effect.promise(() => until(() => relay.stats().streams === 50))
+          expect(memory.events.filter((e) => e._tag === "Refused" && e.reason === "too_many_streams")).toHaveLength(5)
           expect(b.connection.closed).toBe(false)
+          // The exposer still reaches out, and another agent still reaches it.
+          yield* c.expose("echo-c", "127.0.0.1", yield* listen((socket) => socket.pipe(socket)))
+          const out = yield* a.reach("echo-c")
+          expect(yield* Effect.promise(() => echoOnce(out.port, "a reaches out"))).toBe("a reaches out")
+          yield* a.expose("echo-a", "127.0.0.1", yield* listen((socket) => socket.pipe(socket)))
+          const into = yield* c.reach("echo-a")
+          expect(yield* Effect.promise(() => echoOnce(into.port, "c reaches a"))).toBe("c reaches a")
         }),
       { maxStreams: 50 }
     ))
