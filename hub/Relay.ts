@@ -3,13 +3,15 @@
  * reaching agent to the exposing agent, rewriting stream ids and forwarding frames without buffering them.
  *
  * Nothing an agent sends is trusted. Memory is bounded by design: a stream carries at most `StreamWindow` bytes in
- * flight and a connection at most `ConnectionWindow` over all its streams (a sender that exceeds either, or credits
- * bytes that are not outstanding, is closed with a protocol error); a connection holds at most `maxStreams` streams;
- * a connection whose own outgoing buffer passes `maxLinkBufferedBytes` (a peer that does not read) is closed, and so
- * is the largest one while the hub's total passes `maxBufferedBytes`. Policy work is bounded too: at most
- * `maxDecisions` decisions run per connection (the rest wait in line), and `Open`/`Reach`/`Check` are rate-limited
- * per agent, refusals being recorded, coalesced, by the policy. An exception while handling one connection's frame
- * closes that connection, never the process.
+ * flight end to end, and the hub holds at most `ConnectionWindow` bytes of each connection (given back with `Window`
+ * once written on; a sender that exceeds either, or credits bytes that are not outstanding, is closed with a protocol
+ * error). A connection reaches through at most `maxStreams` streams, serves at most as many, and at most half of an
+ * exposer's go to one reacher. A connection whose outgoing buffer stalls for `stallMs`, or passes
+ * `maxLinkBufferedBytes`, is not reading and is closed, and so is the largest one while the hub's total passes
+ * `maxBufferedBytes`. Frames without bytes (End, Opened) are accepted once per stream. Policy work is bounded too: at
+ * most `maxDecisions` decisions run per connection (the rest wait in line), and `Open`/`Reach`/`Check` are
+ * rate-limited per agent, refusals being recorded, coalesced, by the policy. An exception while handling one
+ * connection's frame closes that connection, never the process.
  */
 import * as Crypto from "node:crypto"
 import { Cause, Context, Effect, Exit, Fiber, FiberSet, Layer, Schedule } from "effect"
