@@ -104,6 +104,10 @@ export const connect = Effect.fn("HubClient.connect")(function*(options: Connect
           ready = true
           return Deferred.unsafeDone(welcome, Effect.succeed(message))
         case "Ack": {
+          // A new target takes effect with the hub's Ack, in this handler: an Open right behind the Ack finds it, and a
+          // target the hub refuses is never connected to.
+          const target = acked.get(message.request)
+          if (target) exposes.set(target.name, target.target)
           const pending = requests.get(message.request)
           requests.delete(message.request)
           if (pending) Deferred.unsafeDone(pending, Effect.void)
@@ -179,7 +183,9 @@ export const connect = Effect.fn("HubClient.connect")(function*(options: Connect
   )
   yield* Effect.forkScoped(Effect.ignore(Heartbeat.run(connection, options.heartbeat ?? Heartbeat.defaults)))
 
-  const call = (make: (request: number) => Protocol.Message) =>
+  /** Targets of Expose requests in flight, applied when their Ack arrives (see `expose`). */
+  const acked = new Map<number, { readonly name: string; readonly target: Tunnel.Target }>()
+  const call = (make: (request: number) => Protocol.Message, onAck?: { readonly name: string; readonly target: Tunnel.Target }) =>
     Effect.suspend(() => {
       if (connection.closed) {
         return Effect.fail(new TransportError({ reason: "Closed", message: "hub connection is closed" }))
@@ -187,8 +193,9 @@ export const connect = Effect.fn("HubClient.connect")(function*(options: Connect
       const request = nextRequest++
       const done = Deferred.unsafeMake<void, RelayDenied | TransportError>(FiberId.none)
       requests.set(request, done)
+      if (onAck) acked.set(request, onAck)
       connection.send(make(request))
-      return Deferred.await(done)
+      return Effect.ensuring(Deferred.await(done), Effect.sync(() => acked.delete(request)))
     })
 
   const open = (service: string, socket: Net.Socket): void => {
@@ -206,14 +213,7 @@ export const connect = Effect.fn("HubClient.connect")(function*(options: Connect
     welcome: welcomed,
     connection,
     expose: Effect.fn("HubClient.expose")(function*(name: string, host: string, port: number) {
-      const previous = exposes.get(name)
-      // Registered before the hub acknowledges, so an Open that follows the Ack immediately finds the target.
-      exposes.set(name, { host, port })
-      yield* call((request) => new Protocol.Expose({ request, name, host, port })).pipe(
-        Effect.tapError(() =>
-          Effect.sync(() => (previous ? exposes.set(name, previous) : exposes.delete(name)))
-        )
-      )
+      yield* call((request) => new Protocol.Expose({ request, name, host, port }), { name, target: { host, port } })
     }),
     unexpose: Effect.fn("HubClient.unexpose")(function*(name: string) {
       yield* call((request) => new Protocol.Unexpose({ request, name }))

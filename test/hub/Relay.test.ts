@@ -7,6 +7,7 @@ import * as Net from "node:net"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
 import { StreamWindow, MaxChunk } from "../../core/Protocol.ts"
+import { RelayDenied } from "../../core/RelayPolicy.ts"
 import type { RelayPolicyService } from "../../core/RelayPolicy.ts"
 import type { Transport } from "../../core/Transport.ts"
 import * as HubClient from "../../agent/HubClient.ts"
@@ -214,6 +215,36 @@ describe.each(transports)("Relay over %s", (_name, transport) => {
       await eventually(() =>
         env.memory.events.some((e) => e._tag === "TunnelClosed" && e.totals.reason === "ECONNREFUSED"))
     }))
+
+  it("never connects to a target the hub is still deciding on, or refuses (the old one serves until the Ack)", () => {
+    let refusedPort = 0
+    return withEnv(
+      transport,
+      async (env) => {
+        const port = await env.run(targetServer((socket) => socket.end("old target")))
+        refusedPort = await env.run(targetServer((socket) => socket.end("refused target")))
+        await env.run(env.a.expose("moving", "127.0.0.1", port))
+        const { port: local } = await env.run(env.b.reach("moving"))
+        const refused = env.run(Effect.exit(env.a.expose("moving", "127.0.0.1", refusedPort)))
+        // While the hub decides on the new target, a client connects.
+        await new Promise((r) => setTimeout(r, 50))
+        const client = await connect(local)
+        client.end()
+        expect((await drain(client)).data?.toString()).toBe("old target")
+        expect(Exit.isFailure(await refused)).toBe(true)
+      },
+      (policy) => ({
+        ...policy,
+        expose: (session, target) =>
+          target.port === refusedPort
+            ? Effect.zipRight(
+              Effect.sleep(300),
+              Effect.fail(new RelayDenied({ code: "Forbidden", message: "not allowed" }))
+            )
+            : policy.expose(session, target)
+      })
+    )
+  })
 
   it("refuses the stream when the tunnel cannot be recorded (fail closed)", () =>
     withEnv(transport, async (env) => {
