@@ -55,6 +55,20 @@ export const normalize = (ip: string): string => {
 }
 
 /**
+ * The key a per-address limit counts `ip` under: the address itself for IPv4, its /64 for IPv6 — one host is usually
+ * given a whole /64, so counting single IPv6 addresses would let it open connections without limit.
+ */
+export const limitKey = (ip: string): string => {
+  const address = normalize(ip)
+  if (!address.includes(":")) return address
+  const [head = "", tail] = address.split("::")
+  const left = head === "" ? [] : head.split(":")
+  const right = tail === undefined || tail === "" ? [] : tail.split(":")
+  const groups = tail === undefined ? left : [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill("0"), ...right]
+  return `${groups.slice(0, 4).map((g) => g.toLowerCase().replace(/^0+(?=.)/, "")).join(":")}::/64`
+}
+
+/**
  * The client's IP: `peer` unless it is a trusted proxy; then `X-Forwarded-For` is walked from the right (each proxy
  * appends the address it saw), skipping trusted hops, and the first untrusted address is the client. Entries to the
  * left of it are the client's own claims and are ignored; an entry that is not an address ends the walk at the last

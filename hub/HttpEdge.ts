@@ -83,8 +83,9 @@ const capConnections = (server: Http.Server, limit: number, trusted: ClientAddre
   const open = new Map<string, number>()
   // "connection" fires for the TCP socket, before any byte is read (and before a TLS handshake starts).
   server.on("connection", (socket: Net.Socket) => {
-    const address = ClientAddress.normalize(socket.remoteAddress ?? "unknown")
-    if (trusted.contains(address)) return
+    const normalized = ClientAddress.normalize(socket.remoteAddress ?? "unknown")
+    if (trusted.contains(normalized)) return
+    const address = ClientAddress.limitKey(normalized)
     const count = (open.get(address) ?? 0) + 1
     if (count > limit) return socket.destroy()
     open.set(address, count)

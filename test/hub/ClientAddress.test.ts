@@ -46,3 +46,15 @@ describe("connect hub's plain-HTTP warning", () => {
     expect(HubConfig.insecureWarning({ host: "::1" })).toBeUndefined()
   })
 })
+
+describe("ClientAddress.limitKey", () => {
+  it("counts IPv4 addresses one by one and IPv6 ones by their /64", () => {
+    expect(ClientAddress.limitKey("203.0.113.7")).toBe("203.0.113.7")
+    expect(ClientAddress.limitKey("::ffff:203.0.113.7")).toBe("203.0.113.7")
+    expect(ClientAddress.limitKey("2001:db8:1:2::1")).toBe("2001:db8:1:2::/64")
+    expect(ClientAddress.limitKey("2001:db8:1:2:aaaa:bbbb:cccc:dddd")).toBe("2001:db8:1:2::/64")
+    expect(ClientAddress.limitKey("[2001:0db8:0001:0002::ffff]:443")).toBe("2001:db8:1:2::/64")
+    expect(ClientAddress.limitKey("::1")).toBe("0:0:0:0::/64")
+    expect(ClientAddress.limitKey("fe80::1")).toBe("fe80:0:0:0::/64")
+  })
+})
