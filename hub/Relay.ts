@@ -354,13 +354,14 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       return
     }
     const up = link === t.from && t.fromStream === stream
+    if (message._tag === "Data" && (up ? t.endedUp : t.endedDown)) return violation(link, "Data after End")
     if (message._tag === "Data" && !accountData(link, t, up, message.payload.byteLength)) return
     if (message._tag === "Credit" && !accountCredit(link, t, up, message.bytes)) return
     if (t.state === "pending") {
       if (message._tag === "Reset" || message._tag === "Error") return closeTunnel(t, "aborted", undefined)
       // Before the stream opened, its opener can only have data and its EOF to send.
-      const endedTwice = message._tag === "End" && t.pending.some((m) => m._tag === "End")
-      if (!(message._tag === "Data" || message._tag === "End") || endedTwice) {
+      const afterEnd = t.pending.length > 0 && t.pending[t.pending.length - 1]!._tag === "End"
+      if (!(message._tag === "Data" || message._tag === "End") || afterEnd) {
         return violation(link, `${message._tag} before the stream opened`)
       }
       if (t.pending.length >= MaxPending) return violation(link, "too many frames before the stream opened")
@@ -486,8 +487,8 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       t.pending = []
       t.pendingBytes = 0
       for (const m of pending) {
-        if (t.state !== "open") break
-        forward(t, true, m)
+        if (t.state === "open") forward(t, true, m)
+        else if (m._tag === "Data") t.from.ledger.giveBack(m.payload.byteLength)
       }
     })
   }

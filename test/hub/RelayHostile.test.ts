@@ -281,7 +281,7 @@ describe("Relay against hostile agents", () => {
       { stallMs: 500 }
     ), 30_000)
 
-  it("frames without bytes are accepted once: a second End, an Opened from the opener, a Credit before data", () =>
+  it("frames without bytes are accepted once: a second End, an Opened from the opener, a Credit before data, data after End", () =>
     withHub(({ url }) =>
       Effect.gen(function*() {
         const a = yield* HubClient.connect({ url, transport: Msgpack.transport, token: agents[0]!.token })
@@ -289,7 +289,8 @@ describe("Relay against hostile agents", () => {
         const attempts: ReadonlyArray<ReadonlyArray<Message>> = [
           [Protocol.End.make({ stream: 1 }), Protocol.End.make({ stream: 1 })],
           [Protocol.Opened.make({ stream: 1 })],
-          [Protocol.Credit.make({ stream: 1, bytes: 1 })]
+          [Protocol.Credit.make({ stream: 1, bytes: 1 })],
+          [Protocol.End.make({ stream: 1 }), Protocol.Data.make({ stream: 1, payload: new Uint8Array(3) })]
         ]
         for (const frames of attempts) {
           const b = yield* hostile(url, Msgpack.codec, agents[1]!.token)
