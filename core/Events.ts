@@ -67,7 +67,7 @@ export const AuthFailureReason = Schema.Literal("unknown_token", "expired_token"
 /** Why a presented API key was refused (`rate_limited` as for agent tokens). */
 export const ApiKeyAuthFailureReason = Schema.Literal("unknown_api_key", "revoked_api_key", "rate_limited")
 
-/** Why an agent's connection ended. */
+/** Why an agent's connection ended; `hub_crashed`: its hub died without recording it, and closed it at its next start. */
 export const DisconnectReason = Schema.Literal(
   "closed",
   "heartbeat_timeout",
@@ -76,10 +76,14 @@ export const DisconnectReason = Schema.Literal(
   "replaced",
   "token_revoked",
   "token_expired",
-  "hub_shutdown"
+  "hub_shutdown",
+  "hub_crashed"
 )
 
-/** Why a tunnel ended: `end` after both sides shut down cleanly, `reset` when either side aborted. */
+/**
+ * Why a tunnel ended: `end` after both sides shut down cleanly, `reset` when either side aborted, `hub_crashed` when
+ * its hub died with it open and closed it in the log at its next start (its byte counts are then unknown, recorded 0).
+ */
 export const TunnelCloseReason = Schema.Literal(
   "end",
   "reset",
@@ -88,6 +92,7 @@ export const TunnelCloseReason = Schema.Literal(
   "connect_failed",
   "idle_timeout",
   "hub_shutdown",
+  "hub_crashed",
   "error"
 )
 

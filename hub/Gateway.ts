@@ -1,6 +1,8 @@
 /**
  * The agent gateway: the relay with the Postgres policy, served over every WebSocket transport at `/v1/agent` on the
- * hub's own port, plus the spool replayer that brings `TunnelClosed` events recorded during an outage into the log.
+ * hub's own port, plus the spool replayer that brings what was recorded during an outage into the log. Every event it
+ * appends names the hub (HubId.ts), and before it accepts anyone it closes in the log what this hub left open when it
+ * last died (PgLeftOpen.ts).
  */
 import { EventEmitter } from "node:events"
 import type * as Http from "node:http"
@@ -13,6 +15,8 @@ import { CloseCodes, type Connection } from "../core/Transport.ts"
 import * as AgentAuth from "./AgentAuth.ts"
 import * as ClientAddress from "./ClientAddress.ts"
 import { HubConfig } from "./HubConfig.ts"
+import * as HubId from "./HubId.ts"
+import * as PgLeftOpen from "./PgLeftOpen.ts"
 import * as PgRelayPolicy from "./PgRelayPolicy.ts"
 import * as Relay from "./Relay.ts"
 import * as Spool from "./Spool.ts"
@@ -41,46 +45,71 @@ export const layer = (options: GatewayOptions = {}): Layer.Layer<
   Layer.scopedDiscard(
     Effect.gen(function*() {
       const config = yield* HubConfig
-      const server = yield* HubHttpServer
-      const upgrades = yield* HubUpgrades
-      const spool = yield* Spool.make(Path.join(config.dataDir, "spool"))
-      yield* Spool.runReplayer(spool)
-      yield* PgRelayPolicy.sweepStaleConnections.pipe(
-        Effect.catchAll((e) => Effect.logWarning("gateway: could not close stale connections in the read model", e))
-      )
-      // Which connection an agent is on (by its address), so that a revocation can end it.
-      const agentAddresses = new Map<string, string>()
-      const base = yield* PgRelayPolicy.make({ spool })
-      const policy: RelayPolicyService = {
-        ...base,
-        agentConnected: (session, info) =>
-          Effect.tap(base.agentConnected(session, info), () =>
-            Effect.sync(() => agentAddresses.set(session.agentId, info.remoteAddress)))
-      }
-      const relay = yield* Relay.make(policy, {
-        ...(config.maxStreams === undefined ? {} : { maxStreams: config.maxStreams }),
-        ...options.relay
-      })
-      const connections = new Set<Connection>()
-      const standIn = Object.assign(new EventEmitter(), { address: () => server.address() }) as unknown as Http.Server
-      const trusted = ClientAddress.make(config.trustProxy)
-      yield* Relay.serve({ ...relay, accept: (c) => relay.accept(tracked(c, connections)) }, {
-        server: standIn,
-        // Behind a trusted proxy the agent's address is the one X-Forwarded-For names; the proxy's port keeps each
-        // connection's address distinct (revocation finds the connection by it).
-        ...(config.trustProxy?.length ? { remoteAddress: (req: Http.IncomingMessage) => agentAddress(trusted, req) } : {})
-      }).pipe(Effect.orDie)
-      yield* kickRevoked((agentId) => {
-        const address = agentAddresses.get(agentId)
-        for (const c of connections) {
-          if (address !== undefined && c.remoteAddress === address) c.close(CloseCodes.Unauthorized, "token revoked")
-        }
-      })
-      yield* upgrades.register(PATH, (request, socket, head) => {
-        standIn.emit("upgrade", request, socket, head)
-      })
+      const hubId = yield* Effect.orDie(HubId.load(config.dataDir))
+      const log = yield* EventLog
+      yield* Effect.provideService(serve(hubId, options), EventLog, HubId.stamp(log, hubId))
     })
   )
+
+/** The gateway of hub `hubId`, over the context's (stamped) event log. */
+const serve = (hubId: string, options: GatewayOptions) =>
+  Effect.gen(function*() {
+    const config = yield* HubConfig
+    const server = yield* HubHttpServer
+    const upgrades = yield* HubUpgrades
+    const spool = yield* Spool.make(Path.join(config.dataDir, "spool"))
+    yield* recoverAtStart(spool, hubId)
+    yield* Spool.runReplayer(spool)
+    // Which connection an agent is on (by its address), so that a revocation can end it.
+    const agentAddresses = new Map<string, string>()
+    const base = yield* PgRelayPolicy.make({ spool })
+    const policy: RelayPolicyService = {
+      ...base,
+      agentConnected: (session, info) =>
+        Effect.tap(base.agentConnected(session, info), () =>
+          Effect.sync(() => agentAddresses.set(session.agentId, info.remoteAddress)))
+    }
+    const relay = yield* Relay.make(policy, {
+      ...(config.maxStreams === undefined ? {} : { maxStreams: config.maxStreams }),
+      ...options.relay
+    })
+    const connections = new Set<Connection>()
+    const standIn = Object.assign(new EventEmitter(), { address: () => server.address() }) as unknown as Http.Server
+    const trusted = ClientAddress.make(config.trustProxy)
+    yield* Relay.serve({ ...relay, accept: (c) => relay.accept(tracked(c, connections)) }, {
+      server: standIn,
+      // Behind a trusted proxy the agent's address is the one X-Forwarded-For names; the proxy's port keeps each
+      // connection's address distinct (revocation finds the connection by it).
+      ...(config.trustProxy?.length ? { remoteAddress: (req: Http.IncomingMessage) => agentAddress(trusted, req) } : {})
+    }).pipe(Effect.orDie)
+    yield* kickRevoked((agentId) => {
+      const address = agentAddresses.get(agentId)
+      for (const c of connections) {
+        if (address !== undefined && c.remoteAddress === address) c.close(CloseCodes.Unauthorized, "token revoked")
+      }
+    })
+    yield* upgrades.register(PATH, (request, socket, head) => {
+      standIn.emit("upgrade", request, socket, head)
+    })
+  })
+
+/**
+ * What this hub spooled before it last stopped goes into the log first (its closes carry the real byte counts), then
+ * the tunnels and connections it left open without a record are closed in the log.
+ */
+const recoverAtStart = (spool: Spool.Spool, hubId: string) =>
+  Effect.gen(function*() {
+    if (spool.pending() > 0) {
+      yield* spool.replay.pipe(Effect.catchAll((e) => Effect.logError(`gateway: the spool did not replay at start: ${e.message}`)))
+    }
+    const closed = yield* PgLeftOpen.closeLeftOpen(hubId, spool.pendingStreams())
+    if (closed.tunnels + closed.agents > 0) {
+      yield* Effect.logWarning(
+        `gateway: closed in the log ${closed.tunnels} tunnel(s) and ${closed.agents} agent connection(s) that this hub ` +
+          `(${hubId}) left open when it last stopped`
+      )
+    }
+  }).pipe(Effect.catchAll((e) => Effect.logError("gateway: could not close what this hub left open", e)))
 
 const agentAddress = (trusted: ClientAddress.TrustedProxies, req: Http.IncomingMessage): string =>
   ClientAddress.withPort(

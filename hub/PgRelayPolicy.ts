@@ -1,15 +1,16 @@
 /**
  * The hub's `RelayPolicy` over the event log and the read models: agents authenticate with their token (audited
  * when refused), every connection, exposure, tunnel and refusal is appended as an event, reach resolves only within
- * the agent's own workspace, and a tunnel's `TunnelClosed` is never lost (retried, then spooled while Postgres is
- * unreachable).
+ * the agent's own workspace, and what already happened (`TunnelClosed`, `AgentDisconnected`, refusals) is never lost
+ * (retried, then spooled while Postgres is unreachable or when the append is interrupted: FactRecorder.ts).
  */
 import { SqlClient } from "@effect/sql"
-import { Effect, Schedule } from "effect"
+import { Effect, type Schedule } from "effect"
 import * as AgentDecider from "../core/AgentDecider.ts"
 import type { DomainError } from "../core/DomainError.ts"
-import { EventLog, EventLogError, VersionConflict } from "../core/EventLog.ts"
+import { EventLog } from "../core/EventLog.ts"
 import {
+  AgentDisconnected,
   type DisconnectReason,
   EventMeta,
   type ReachDeniedReason,
@@ -25,6 +26,7 @@ import { Caps, sanitize } from "../core/Text.ts"
 import * as AgentAuth from "./AgentAuth.ts"
 import * as AuthFailures from "./AuthFailures.ts"
 import * as Command from "./Command.ts"
+import * as FactRecorder from "./FactRecorder.ts"
 import * as ReachDenials from "./ReachDenials.ts"
 import * as Scoped from "./Scoped.ts"
 import type { Spool } from "./Spool.ts"
@@ -71,9 +73,9 @@ const isDomain = (e: unknown): e is DomainError =>
 
 /** Options of the policy. */
 export interface PgRelayPolicyOptions {
-  /** Where `TunnelClosed` goes while the log is unreachable. */
+  /** Where what already happened goes while the log is unreachable. */
   readonly spool: Spool
-  /** How long `tunnelClosed` retries the log before spooling (default 3 tries, 200 ms apart). */
+  /** How long a fact is retried before it is spooled (default 3 tries, 200 ms apart). */
   readonly retry?: Schedule.Schedule<unknown>
   /** How refusals are coalesced (default: one window of 10 s per agent and reason). */
   readonly denials?: ReachDenials.ReachDenialsOptions
@@ -87,14 +89,13 @@ export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPo
   const sql = yield* SqlClient.SqlClient
   const log = yield* EventLog
   const settings = yield* AgentAuth.TokenSettings
-  const spool = options.spool
-  const retry = options.retry ?? Schedule.addDelay(Schedule.recurs(2), () => "200 millis")
+  const facts = yield* FactRecorder.make(options.spool, options.retry)
   const run = <A, E>(effect: Effect.Effect<A, E, EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings>) =>
     Effect.provide(effect, context)
   /** Addresses of live connections by agent, for `AgentConnected`/`ReachDenied` metadata. */
   const addresses = new Map<string, string>()
 
-  const denials = yield* ReachDenials.make(options.denials)
+  const denials = yield* ReachDenials.make({ ...options.denials, record: facts.record })
   const authFailures = yield* AuthFailures.make(options.authFailures)
   const denyReach = (session: Session, name: string, reason: typeof ReachDeniedReason.Type) =>
     denials.deny(session, name, reason, addresses.get(session.agentId))
@@ -158,19 +159,20 @@ export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPo
     },
 
     agentDisconnected: (session, info) =>
-      run(
-        Command.handle(
-          AgentDecider.decider,
-          Streams.agent(AgentId.make(session.agentId)),
-          {
-            _tag: "DisconnectAgent",
-            agentId: AgentId.make(session.agentId),
-            reason: disconnectReason(info.reason),
-            durationMs: info.durationMs
-          },
-          { workspaceId: session.workspaceId, meta: agentMeta(session, addresses.get(session.agentId)) }
-        )
-      ).pipe(Effect.asVoid, Effect.catchAll(unavailable("the disconnection"))),
+      Effect.suspend(() => {
+        const agentId = AgentId.make(session.agentId)
+        // It happened whatever the stream holds: built without reading the stream, so that it can be spooled.
+        const event = new AgentDisconnected({
+          agentId,
+          reason: disconnectReason(info.reason),
+          durationMs: Math.max(0, Math.round(info.durationMs))
+        })
+        return facts.record(Streams.agent(agentId), event, {
+          expectedVersion: "any",
+          workspaceId: session.workspaceId,
+          meta: agentMeta(session, addresses.get(session.agentId))
+        })
+      }).pipe(Effect.catchAll(unavailable("the disconnection")), Effect.withSpan("PgRelayPolicy.agentDisconnected")),
 
     expose: (session, target) =>
       Effect.gen(function*() {
@@ -299,26 +301,12 @@ export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPo
         reason: tunnelCloseReason(totals.reason)
       })
       // Version 1 is the TunnelOpened: a second TunnelClosed (a replay after a lost ack) conflicts and is skipped.
-      const options = {
+      return facts.record(stream, event, {
         expectedVersion: 1,
         workspaceId: tunnel.to.workspaceId,
         meta: agentMeta(tunnel.from, AgentAuth.ipOf(tunnel.remoteAddress))
-      } as const
-      const toSpool = spool.write(stream, event, options)
-      // While older entries wait in the spool, newer ones queue behind them so the log receives them in order.
-      if (spool.pending() > 0) return toSpool
-      return log.append(stream, [event], options).pipe(
-        Effect.asVoid,
-        Effect.catchIf((e): e is VersionConflict => e instanceof VersionConflict, () => Effect.void),
-        Effect.retry({ while: (e) => e instanceof EventLogError && e.reason === "Unavailable", schedule: retry }),
-        Effect.catchAll((e) =>
-          e.reason === "Unavailable"
-            ? Effect.zipRight(Effect.logWarning(`relay policy: event log unreachable, spooling TunnelClosed of ${tunnel.tunnelId}`), toSpool)
-            : Effect.zipRight(
-              Effect.logError("relay policy: TunnelClosed was refused by the log", e),
-              Effect.fail(new RelayDenied({ code: "Unavailable", message: e.message }))
-            )
-        ),
+      }).pipe(
+        Effect.mapError((e) => new RelayDenied({ code: "Unavailable", message: e.message })),
         Effect.withSpan("PgRelayPolicy.tunnelClosed")
       )
     },
@@ -327,31 +315,3 @@ export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPo
   }
   return policy
 })
-
-/**
- * Records `AgentDisconnected` (hub_shutdown) for every agent the read model still shows connected. Run when the
- * gateway starts, before it accepts anyone: a hub that was killed could not record how its connections ended, and
- * until this runs those agents' services would look online (one hub per database; replicas would need ownership).
- */
-export const sweepStaleConnections = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  const settings = yield* AgentAuth.TokenSettings
-  const stale = yield* sql.unsafe<{ id: string; workspace_id: string; connected_at: Date | null }>(
-    `select id, workspace_id, connected_at from agents where connected`
-  )
-  for (const row of stale) {
-    const agentId = AgentId.make(row.id)
-    yield* Command.handle(
-      AgentDecider.decider,
-      Streams.agent(agentId),
-      {
-        _tag: "DisconnectAgent",
-        agentId,
-        reason: "hub_shutdown",
-        durationMs: row.connected_at ? Math.max(0, settings.now().getTime() - new Date(row.connected_at).getTime()) : 0
-      },
-      { workspaceId: row.workspace_id, meta: new EventMeta({ actor: { kind: "system", id: "gateway" } }) }
-    )
-  }
-  return stale.length
-}).pipe(Effect.withSpan("PgRelayPolicy.sweepStaleConnections"))

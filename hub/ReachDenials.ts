@@ -3,12 +3,13 @@
  * (each one a write every other tenant's append waits behind). Per agent and reason, the first refusal of a window is
  * appended at once; the others of that window are counted, and at its end one event records how many there were,
  * when, and a sample of the names. Whatever the input, every refusal is accounted for and no event is refused by
- * Postgres: names are sanitised and capped before an event is built.
+ * Postgres: names are sanitised and capped before an event is built; while the log is unavailable the events are
+ * spooled (the `record` option, FactRecorder.ts), never only logged.
  */
 import { Effect, FiberSet, Schedule } from "effect"
 import type { Scope } from "effect"
-import { EventLog } from "../core/EventLog.ts"
-import { EventMeta, ReachDenied, type ReachDeniedReason, ReachDeniedSample } from "../core/Events.ts"
+import { type AppendOptions, EventLog } from "../core/EventLog.ts"
+import { type Event, EventMeta, ReachDenied, type ReachDeniedReason, ReachDeniedSample } from "../core/Events.ts"
 import { AgentId, Streams } from "../core/Ids.ts"
 import type { Session } from "../core/RelayPolicy.ts"
 import { Caps, sanitize } from "../core/Text.ts"
@@ -21,6 +22,8 @@ export interface ReachDenialsOptions {
   readonly windowMs?: number
   /** The clock in ms (default `Date.now`). */
   readonly now?: () => number
+  /** How an event is recorded (default: appended to the log; the hub spools it when the log is unavailable). */
+  readonly record?: (stream: string, event: Event, options: AppendOptions) => Effect.Effect<void, unknown>
 }
 
 /** The coalescer. */
@@ -54,6 +57,7 @@ export const make = (
 ): Effect.Effect<ReachDenials, never, EventLog | Scope.Scope> =>
   Effect.gen(function*() {
     const log = yield* EventLog
+    const record = options.record ?? ((stream, event, opts) => log.append(stream, [event], opts))
     const windowMs = options.windowMs ?? 10_000
     const now = options.now ?? Date.now
     const windows = new Map<string, Window>()
@@ -61,13 +65,13 @@ export const make = (
     const runFork = yield* FiberSet.runtime(fibers)<never>()
 
     const append = (session: Session, event: ReachDenied, ip: string | undefined) =>
-      log.append(Streams.agent(AgentId.make(session.agentId)), [event], {
+      record(Streams.agent(AgentId.make(session.agentId)), event, {
         expectedVersion: "any",
         workspaceId: session.workspaceId,
         meta: meta(session, ip)
       }).pipe(
         Effect.asVoid,
-        Effect.catchAll((e) => Effect.logWarning("relay policy: ReachDenied was not recorded", e))
+        Effect.catchAll((e) => Effect.logError("relay policy: ReachDenied was not recorded", e))
       )
 
     /** Counts a refusal into its window; returns the window's first event when this refusal opens one. */

@@ -66,6 +66,8 @@ export interface Spool {
   readonly write: (stream: string, event: Event, options: SpoolWriteOptions) => Effect.Effect<void>
   /** Entries written and not yet replayed. */
   readonly pending: () => number
+  /** The streams of the entries not yet replayed (lines that do not parse name none). */
+  readonly pendingStreams: () => ReadonlySet<string>
   /**
    * Appends pending entries in order until none is left, returning how many were replayed; stops at the first entry
    * that cannot be appended (`SpoolError`). Once everything is replayed the files are removed.
@@ -223,7 +225,10 @@ export const make = Effect.fn("Spool.make")(function*(dir: string) {
     })
   )
 
-  return { write, pending: () => pending, replay } satisfies Spool
+  const pendingStreams = () =>
+    new Set(unreplayed().flatMap((line) => Either.match(parseEntry(line.text), { onLeft: () => [], onRight: (e) => [e.stream] })))
+
+  return { write, pending: () => pending, pendingStreams, replay } satisfies Spool
 })
 
 /** Prepares `dir` for appending: created (and made durable), a torn tail cut, a stale offset without a spool removed. */

@@ -3,16 +3,17 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
-import { Effect, Layer } from "effect"
+import { Effect, Fiber, Layer, Schedule } from "effect"
 import * as AgentDecider from "../../core/AgentDecider.ts"
-import { EventLog } from "../../core/EventLog.ts"
-import { EventMeta } from "../../core/Events.ts"
-import { AgentId, Streams, uuidv7 } from "../../core/Ids.ts"
+import { EventLog, EventLogError } from "../../core/EventLog.ts"
+import { EventMeta, TunnelClosed, TunnelOpened } from "../../core/Events.ts"
+import { AgentId, ServiceId, Streams, TunnelId, uuidv7 } from "../../core/Ids.ts"
 import { Hello } from "../../core/Protocol.ts"
 import { generateAgentToken, sha256Hex } from "../../core/Secrets.ts"
 import * as Admin from "../../hub/Admin.ts"
 import * as AgentAuth from "../../hub/AgentAuth.ts"
 import * as Command from "../../hub/Command.ts"
+import * as PgLeftOpen from "../../hub/PgLeftOpen.ts"
 import * as PgRelayPolicy from "../../hub/PgRelayPolicy.ts"
 import * as Spool from "../../hub/Spool.ts"
 import * as HubLog from "../support/HubLog.ts"
@@ -66,7 +67,7 @@ describe("PgRelayPolicy", () => {
         yield* policy.agentDisconnected(session, { reason: "1006 ", durationMs: 12.4 })
         expect((yield* connected()).connected).toBe(false)
         yield* policy.agentConnected(session, info("10.0.0.2:1"))
-        expect(yield* PgRelayPolicy.sweepStaleConnections).toBe(1)
+        expect(yield* PgLeftOpen.closeLeftOpen(uuidv7())).toEqual({ tunnels: 0, agents: 1 })
         expect((yield* connected()).connected).toBe(false)
 
         const events = (yield* log.readStream(Streams.agent(a.agentId))).map((e) => e.event)
@@ -78,7 +79,7 @@ describe("PgRelayPolicy", () => {
           "AgentDisconnected:replaced:10",
           "AgentDisconnected:transport_error:12",
           "AgentConnected",
-          "AgentDisconnected:hub_shutdown:" + (events[7] as { durationMs: number }).durationMs
+          "AgentDisconnected:hub_crashed:" + (events[7] as { durationMs: number }).durationMs
         ])
         expect(events[3]).toMatchObject({ previousIp: "10.0.0.1", newIp: "10.0.0.2" })
 
@@ -121,6 +122,110 @@ describe("PgRelayPolicy", () => {
         expect((yield* Effect.flip(policy.authenticate(hello(b.token), "10.0.0.3:1"))).code).toBe("TokenRevoked")
         // Its names were released with it.
         expect((yield* Effect.flip(policy.resolveReach(session, "bsvc"))).code).toBe("ServiceNotFound")
+      }))
+  })
+
+  // A database of its own: connections recorded by the test above name no hub, and such legacy ones count as anyone's.
+  it.layer(Layer.merge(Layer.fresh(HubLog.layer), settings), { timeout: 60_000 })((it) => {
+    it.scoped("at startup a hub closes in the log the tunnels and connections it left open, and only its own", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const log = yield* EventLog
+        const { workspaceId } = yield* Admin.createWorkspace("w")
+        const onHub = (hubId: string) => new EventMeta({ actor: { kind: "agent" }, hubId })
+        const connectOn = (agentId: AgentId, hubId: string) =>
+          Command.handle(AgentDecider.decider, Streams.agent(agentId), {
+            _tag: "ConnectAgent", agentId, ip: "10.0.0.1", userAgent: "t", transport: "ws"
+          }, { workspaceId, meta: onHub(hubId) })
+        const mine = yield* provision(workspaceId, "mine")
+        const theirs = yield* provision(workspaceId, "theirs")
+        const moved = yield* provision(workspaceId, "moved")
+        yield* connectOn(mine.agentId, "hub-a")
+        yield* connectOn(theirs.agentId, "hub-b")
+        // Connected to this hub once, then to the other one: the connection that is open is the other hub's.
+        yield* connectOn(moved.agentId, "hub-a")
+        yield* connectOn(moved.agentId, "hub-b")
+
+        const serviceId = ServiceId.make(uuidv7())
+        const open = (hubId: string) =>
+          Effect.gen(function*() {
+            const tunnelId = TunnelId.make(uuidv7())
+            yield* log.append(Streams.tunnel(tunnelId), [
+              new TunnelOpened({ tunnelId, serviceId, serviceName: "svc", toAgentId: mine.agentId, fromAgentId: theirs.agentId })
+            ], { expectedVersion: "no_stream", workspaceId, meta: onHub(hubId) })
+            return tunnelId
+          })
+        const left = yield* open("hub-a")
+        const others = yield* open("hub-b")
+        const done = yield* open("hub-a")
+        yield* log.append(Streams.tunnel(done), [
+          new TunnelClosed({ tunnelId: done, serviceId, bytesUp: 1, bytesDown: 2, durationMs: 3, reason: "end" })
+        ], { expectedVersion: 1, workspaceId, meta: onHub("hub-a") })
+
+        expect(yield* PgLeftOpen.closeLeftOpen("hub-a")).toEqual({ tunnels: 1, agents: 1 })
+        expect(yield* PgLeftOpen.closeLeftOpen("hub-a")).toEqual({ tunnels: 0, agents: 0 })
+
+        const tags = (stream: string) =>
+          Effect.map(log.readStream(stream), (es) => es.map((e) => "reason" in e.event ? `${e.event._tag}:${e.event.reason}` : e.event._tag))
+        expect(yield* tags(Streams.tunnel(left))).toEqual(["TunnelOpened", "TunnelClosed:hub_crashed"])
+        expect(yield* tags(Streams.tunnel(others))).toEqual(["TunnelOpened"])
+        expect(yield* tags(Streams.tunnel(done))).toEqual(["TunnelOpened", "TunnelClosed:end"])
+        const closedEvent = (yield* log.readStream(Streams.tunnel(left)))[1]!
+        expect(closedEvent.meta).toMatchObject({ actor: { kind: "system" }, hubId: "hub-a" })
+        const connected = yield* sql.unsafe<{ label: string; connected: boolean }>(`select label, connected from agents order by label`)
+        expect(connected).toEqual([
+          { label: "mine", connected: false },
+          { label: "moved", connected: true },
+          { label: "theirs", connected: true }
+        ])
+        expect((yield* tags(Streams.agent(mine.agentId))).at(-1)).toBe("AgentDisconnected:hub_crashed")
+      }))
+
+    it.scoped("while the log is unavailable or the append is interrupted, disconnects, denials and closes are spooled, then replayed", () =>
+      Effect.gen(function*() {
+        const log = yield* EventLog
+        const dir = yield* Effect.acquireRelease(
+          Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "connect-policy-"))),
+          (d) => Effect.sync(() => Fs.rmSync(d, { recursive: true, force: true }))
+        )
+        let mode: "up" | "down" | "hang" = "up"
+        const flaky = EventLog.of({
+          ...log,
+          append: (stream, events, options) =>
+            mode === "down"
+              ? Effect.fail(new EventLogError({ reason: "Unavailable", message: "database down (test)" }))
+              : mode === "hang"
+              ? Effect.never
+              : log.append(stream, events, options)
+        })
+        const spool = yield* Spool.make(dir)
+        const policy = yield* Effect.provideService(PgRelayPolicy.make({ spool, retry: Schedule.recurs(0) }), EventLog, flaky)
+        const { workspaceId } = yield* Admin.createWorkspace("w")
+        const a = yield* provision(workspaceId, "a")
+        const session = yield* policy.authenticate(hello(a.token), "10.0.0.1:5000")
+        yield* policy.agentConnected(session, { remoteAddress: "10.0.0.1:5000", transport: "ws", agentVersion: "1" })
+
+        mode = "down"
+        yield* policy.agentDisconnected(session, { reason: "1006 ", durationMs: 7 })
+        expect(spool.pending()).toBe(1)
+        expect((yield* Effect.flip(policy.resolveReach(session, "nothing-here"))).code).toBe("ServiceNotFound")
+        expect(spool.pending()).toBe(2)
+
+        // Shutdown interrupts an append in flight: what it recorded is spooled, not lost.
+        mode = "hang"
+        const fiber = yield* Effect.fork(policy.agentDisconnected(session, { reason: "1001 relay stopped", durationMs: 9 }))
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 300)))
+        yield* Fiber.interrupt(fiber)
+        expect(spool.pending()).toBe(3)
+
+        mode = "up"
+        expect(yield* Effect.provideService(spool.replay, EventLog, log)).toBe(3)
+        const events = (yield* log.readStream(Streams.agent(a.agentId))).map((e) => e.event)
+        expect(events.flatMap((e) => e._tag === "AgentDisconnected" ? [`${e.reason}:${e.durationMs}`] : [])).toEqual([
+          "transport_error:7",
+          "hub_shutdown:9"
+        ])
+        expect(events.filter((e) => e._tag === "ReachDenied").map((e) => (e as { requestedName: string }).requestedName)).toEqual(["nothing-here"])
       }))
   })
 
