@@ -29,8 +29,8 @@ export const make = (spool: Spool, retry: Schedule.Schedule<unknown> = defaultRe
   Effect.map(EventLog, (log) => ({
     record: (stream, event, options) =>
       Effect.suspend(() => {
-        // Drawn once, before any attempt, so the direct append and a later replay carry the same id.
-        // HOOK (issue 10, item 1): pass `id` to `log.append` once `AppendOptions` accepts caller-chosen ids.
+        // Drawn once, before any attempt: the retries and a later replay of the spooled entry carry the same id, so
+        // an append whose reply was lost is never stored twice.
         const id = uuidv7()
         const toSpool = (why: string) =>
           Effect.zipRight(
@@ -38,7 +38,7 @@ export const make = (spool: Spool, retry: Schedule.Schedule<unknown> = defaultRe
             spool.write(stream, event, { ...options, id })
           )
         if (spool.pending() > 0) return spool.write(stream, event, { ...options, id })
-        return log.append(stream, [event], options).pipe(
+        return log.append(stream, [event], { ...options, ids: [id] }).pipe(
           Effect.asVoid,
           // Already there: an earlier attempt committed and only its ack was lost.
           Effect.catchIf((e): e is VersionConflict => e instanceof VersionConflict, () => Effect.void),

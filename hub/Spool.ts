@@ -119,14 +119,14 @@ const linesAfter = (text: Buffer, offset: number): Array<Line> => {
 }
 
 /**
- * The options a replayed entry is appended with.
- * HOOK (issue 10, item 1): when `AppendOptions` accepts caller-chosen event ids, pass `entry.id` here, so that a replay
- * after a lost reply is recognised by its id; until then only the expected version recognises it.
+ * The options a replayed entry is appended with: its own id, so that a replay of an entry whose earlier append
+ * committed (its reply lost) stores nothing a second time, whatever its expected version.
  */
 const replayAppendOptions = (entry: Entry, meta: EventMeta): AppendOptions => ({
   expectedVersion: entry.expectedVersion,
   workspaceId: entry.workspaceId,
-  meta
+  meta,
+  ...(entry.id === undefined ? {} : { ids: [entry.id] })
 })
 
 /** Opens (or resumes) the spool in `dir`: `spool.jsonl` and the byte offset replayed so far in `spool.offset`. */

@@ -154,5 +154,19 @@ describe("Spool", () => {
         expect(stops.slice(0, 4).map((l) => Number(l.match(/retrying in (\d+) ms/)![1]))).toEqual([20, 40, 80, 80].slice(0, Math.min(4, stops.length)))
         expect(spool.pending()).toBe(1)
       }))
+    it.scoped("an entry whose append committed but whose reply was lost is recognised by its id at replay (no version to check)", () =>
+      Effect.gen(function*() {
+        const log = yield* EventLog
+        const dir = yield* tempDir
+        const tunnels = yield* openTunnels(1)
+        const stream = `test-${uuidv7()}`
+        const spool = yield* Spool.make(dir)
+        yield* spool.write(stream, closed(tunnels[0]!, 50), { expectedVersion: "any", workspaceId: null, meta })
+        const entry = JSON.parse(Fs.readFileSync(Path.join(dir, "spool.jsonl"), "utf8")) as { id: string }
+        // The original append reached the log with that id; only its reply was lost, so the entry stayed spooled.
+        yield* log.append(stream, [closed(tunnels[0]!, 50)], { expectedVersion: "any", workspaceId: null, meta, ids: [entry.id] })
+        expect(yield* spool.replay).toBe(1)
+        expect((yield* log.readStream(stream)).map((e) => e.id)).toEqual([entry.id])
+      }))
   })
 })
