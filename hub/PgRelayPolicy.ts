@@ -22,7 +22,7 @@ import { AgentId, Streams, TunnelId } from "../core/Ids.ts"
 import { RelayDenied } from "../core/RelayPolicy.ts"
 import type { RelayPolicyService, Session } from "../core/RelayPolicy.ts"
 import * as ServiceDecider from "../core/ServiceDecider.ts"
-import { Caps, sanitize } from "../core/Text.ts"
+import { Caps, isRecordable, sanitize } from "../core/Text.ts"
 import * as AgentAuth from "./AgentAuth.ts"
 import * as AuthFailures from "./AuthFailures.ts"
 import * as Command from "./Command.ts"
@@ -237,6 +237,12 @@ export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPo
 
     resolveReach: (session, name) =>
       Effect.gen(function*() {
+        // A name no service can have (U+0000 or a lone surrogate, which Postgres refuses as a parameter, or longer
+        // than any name) is refused without a lookup, and recorded sanitised like any other unknown name.
+        if (!isRecordable(name) || name.length > Caps.name) {
+          yield* denyReach(session, name, "not_found")
+          return yield* new RelayDenied({ code: "ServiceNotFound", message: SERVICE_NOT_FOUND })
+        }
         // The lookup runs as connect_app scoped to the reacher's workspace: another workspace's rows do not exist here.
         const found = yield* Scoped.withWorkspace(
           session.workspaceId,
