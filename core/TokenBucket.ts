@@ -18,8 +18,8 @@ export interface TokenBucketOptions {
 
 /** Token buckets by key. */
 export interface TokenBuckets {
-  /** Takes one token of `key`; false when it has none (the action is refused). */
-  readonly take: (key: string) => boolean
+  /** Takes `cost` tokens (default 1) of `key`; false when it has fewer than one (the action is refused). */
+  readonly take: (key: string, cost?: number) => boolean
   /** Number of keys held (full buckets are evicted). */
   readonly size: () => number
 }
@@ -46,7 +46,7 @@ export const make = (options: TokenBucketOptions): TokenBuckets => {
   }
 
   return {
-    take: (key) => {
+    take: (key, cost = 1) => {
       const t = now()
       if (t - sweptAt >= refillMs) sweep(t)
       const bucket = buckets.get(key)
@@ -56,9 +56,10 @@ export const make = (options: TokenBucketOptions): TokenBuckets => {
         bucket!.at = t
         return false
       }
-      if (bucket === undefined) buckets.set(key, { tokens: tokens - 1, at: t })
+      // A cost above the tokens left takes the bucket below zero: a later refill pays it off first.
+      if (bucket === undefined) buckets.set(key, { tokens: tokens - cost, at: t })
       else {
-        bucket.tokens = tokens - 1
+        bucket.tokens = tokens - cost
         bucket.at = t
       }
       return true

@@ -44,7 +44,10 @@ export interface RelayOptions {
   readonly connectionWindow?: number
   /** Streams one connection may carry at once, opened by it or towards it (default 1,024). */
   readonly maxStreams?: number
-  /** Policy decisions running at once per connection; more wait in line (default 16). */
+  /**
+   * Policy decisions running at once per connection; more wait in line (default 4: each holds a database connection
+   * while it runs, and the hub's pool has 10, so one agent's flood leaves most of them to everyone else).
+   */
   readonly maxDecisions?: number
   /** Decisions one connection may have waiting; beyond, requests are refused as rate limited (default 1,024). */
   readonly maxWaiting?: number
@@ -147,6 +150,9 @@ interface Tunnel {
  */
 const MaxPending = 1_024
 
+/** Tokens a refused `Open`, `Reach` or `Check` costs its agent (see `charge`). */
+const RefusalCost = 10
+
 /** How often the hub-wide buffer cap is checked; between checks senders stay within their windows. */
 const SampleEvery = "100 millis"
 
@@ -157,7 +163,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
   const window = options.window ?? Protocol.StreamWindow
   const connectionWindow = options.connectionWindow ?? Protocol.ConnectionWindow
   const maxStreams = options.maxStreams ?? 1_024
-  const maxDecisions = options.maxDecisions ?? 16
+  const maxDecisions = options.maxDecisions ?? 4
   const maxWaiting = options.maxWaiting ?? 1_024
   const maxLinkBuffered = options.maxLinkBufferedBytes ?? 256 * 1024 * 1024
   const stallMs = options.stallMs ?? 10_000
@@ -214,6 +220,14 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
         Effect.catchAllCause((cause) => Effect.logError(`relay: ${name} was not recorded`, cause))
       )
     )
+  }
+  /**
+   * A refused `Open`/`Reach`/`Check` costs its agent `RefusalCost` tokens instead of one: honest agents are rarely
+   * refused, while one asking for names that do not exist (each refusal a database lookup) slows to a tenth of the
+   * rate after its burst.
+   */
+  const charge = (link: Link, exit: Exit.Exit<unknown, RelayDenied>) => {
+    if (Exit.isFailure(exit) && link.session) opens.take(link.session.agentId, RefusalCost - 1)
   }
   const denial = (exit: Exit.Exit<unknown, RelayDenied>) => {
     if (Exit.isSuccess(exit)) return { code: "Unavailable", message: "ok" }
@@ -461,6 +475,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       })
     )
     decide(link, route, (exit) => {
+      charge(link, exit)
       if (Exit.isFailure(exit)) {
         if (t.state === "closed") return
         const { code, message: text } = denial(exit)
@@ -522,6 +537,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       })
     )
     decide(link, route, (exit) => {
+      charge(link, exit)
       if (link.state === "closed") return
       if (Exit.isFailure(exit) || exit.value.target.state !== "ready") {
         const { code, message: text } = Exit.isFailure(exit)
@@ -630,7 +646,11 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
         return request(link, message.request, policy.unexpose(link.session!, message.name))
       case "Reach":
         return limited(link, message.request, message.name, () =>
-          request(link, message.request, Effect.asVoid(policy.resolveReach(link.session!, message.name))))
+          request(
+            link,
+            message.request,
+            Effect.asVoid(policy.resolveReach(link.session!, message.name)).pipe(Effect.onExit((exit) => Effect.sync(() => charge(link, exit))))
+          ))
       case "Check":
         // Each Check makes the exposing agent probe its target (DNS, TCP, TLS, HTTP): a bucket of its own, far lower.
         if (!checks.take(link.session!.agentId)) {

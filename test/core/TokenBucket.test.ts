@@ -36,4 +36,16 @@ describe("TokenBucket", () => {
     t += 1_000
     expect(buckets.take("a")).toBe(true)
   })
+
+  it("charges a costly action more, and the debt delays the next ones", () => {
+    let t = 0
+    const buckets = TokenBucket.make({ perSecond: 10, burst: 10, now: () => t })
+    expect(buckets.take("a", 10)).toBe(true)
+    expect(buckets.take("a")).toBe(false)
+    expect(buckets.take("b", 25)).toBe(true)
+    t += 1_000
+    expect(buckets.take("b")).toBe(false)
+    t += 1_600
+    expect(buckets.take("b")).toBe(true)
+  })
 })
