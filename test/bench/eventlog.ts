@@ -261,7 +261,7 @@ export const main = async (args: ReadonlyArray<string>) => {
 
   const result = await Effect.runPromise(
     Effect.scoped(program).pipe(
-      Effect.provide(Database.layer({ dataDir, databaseUrl: databaseUrl || undefined }))
+      Effect.provide(Database.layerOwner({ dataDir, databaseUrl: databaseUrl || undefined }))
     )
   ).finally(() => Fs.rmSync(dataDir, { recursive: true, force: true }))
   writeJson(args, "eventlog", {

@@ -15,7 +15,7 @@ let home: string
 let env: NodeJS.ProcessEnv
 
 beforeAll(() => {
-  // Not under /root: when running as root, the embedded Postgres runs as the `postgres` OS user and must enter it.
+  // Not under /root: when running as root, the embedded Postgres runs as the `connect-pg` OS user and must enter it.
   home = Fs.mkdtempSync(Path.join(Os.tmpdir(), "connect-e2e-"))
   Fs.chmodSync(home, 0o755)
   env = { ...process.env, CONNECT_HOME: home }
@@ -45,9 +45,11 @@ const startHub = async () => {
   return { hub, url: match[1]!, postgres: match[3]!, postmaster: pid }
 }
 
-// Straight to the embedded cluster's unix socket, the way the hub connects.
+const secrets = () => JSON.parse(Fs.readFileSync(Path.join(home, "hub", "pg-secrets.json"), "utf8")) as { owner: string; hub: string }
+
+// Straight to the embedded cluster's unix socket as its owner, with the password from the data directory.
 const query = async (statement: string) => {
-  const client = new Pg.Client({ host: clusterDir(), port: 5432, user: "postgres", database: "postgres" })
+  const client = new Pg.Client({ host: clusterDir(), port: 5432, user: "postgres", password: secrets().owner, database: "postgres" })
   await client.connect()
   try {
     return (await client.query(statement)).rows
@@ -92,6 +94,14 @@ describe("connect hub (real processes, embedded Postgres)", () => {
     // Postgres writes to pg.log, never to the hub's console.
     expect(Fs.readFileSync(Path.join(home, "hub", "pg.log"), "utf8")).toContain("ready to accept connections")
     expect(first.hub.stdout() + first.hub.stderr()).not.toContain("ready to accept connections")
+    // The hub runs as a role that cannot rewrite history, and says nothing about owning events.
+    expect(first.hub.stderr()).not.toContain("WARNING")
+    expect(Fs.statSync(Path.join(home, "hub", "pg.log")).mode & 0o777).toBe(0o600)
+    expect(Fs.statSync(Path.join(home, "hub", "pg-secrets.json")).mode & 0o777).toBe(0o600)
+    const [hubRole] = await query(`select count(*)::int as n from pg_stat_activity where usename = 'connect_hub'`)
+    expect(hubRole.n).toBeGreaterThan(0)
+    const anonymous = new Pg.Client({ host: clusterDir(), port: 5432, user: "postgres", password: "", database: "postgres" })
+    await expect(anonymous.connect()).rejects.toThrow(/password/)
 
     const stopping = Date.now()
     first.hub.child.kill("SIGTERM")
@@ -114,6 +124,16 @@ describe("connect hub (real processes, embedded Postgres)", () => {
     expect(await verify.exited(60_000)).toEqual({ code: 0, signal: null })
     // The bootstrap wrote the default workspace and its admin key on the first start of this data directory.
     expect(verify.stdout()).toMatch(/^OK: 2 events, hash chain intact/m)
+    // An id typed in upper case is stored and hashed lower-case: the chain still verifies.
+    const [{ id }] = await query(`select id::text from workspaces limit 1`)
+    const created = spawn(process.execPath, ["bin/connect.js", "hub", "apikey", "create", "--workspace", id.toUpperCase()], { env })
+    expect(await created.exited(60_000)).toEqual({ code: 0, signal: null })
+    const notUuid = spawn(process.execPath, ["bin/connect.js", "hub", "apikey", "create", "--workspace", "ws-1"], { env })
+    expect((await notUuid.exited(60_000)).code).toBe(1)
+    expect(notUuid.stderr()).toContain(`the workspace id must be a UUID, got "ws-1"`)
+    const again = spawn(process.execPath, ["bin/connect.js", "audit", "verify"], { env })
+    expect(await again.exited(60_000)).toEqual({ code: 0, signal: null })
+    expect(again.stdout()).toMatch(/^OK: 3 events, hash chain intact/m)
     const second = spawn(process.execPath, ["bin/connect.js", "hub", "--port", "0"], { env })
     expect((await second.exited(60_000)).code).toBe(1)
     expect(second.stderr()).toContain(`another connect hub (pid ${running.hub.pid}) is running with the data directory`)
@@ -143,7 +163,7 @@ describe("connect hub (real processes, embedded Postgres)", () => {
     expect(await waitUntil(() => !isAlive(recovered.postmaster!), 2_000)).toBe(true)
   }, 120_000)
 
-  // As root, Postgres runs as the `postgres` OS user, which cannot enter a 0700 directory such as /root.
+  // As root, Postgres runs as the `connect-pg` OS user, which cannot enter a 0700 directory such as /root.
   it.skipIf(process.getuid?.() !== 0)("as root with a private data dir, the cluster moves to /var/lib/connect behind a symlink", async () => {
     const privateHome = Fs.mkdtempSync(Path.join(Os.tmpdir(), "connect-e2e-private-"))
     Fs.chmodSync(privateHome, 0o700)

@@ -83,7 +83,8 @@ describe("the README scenario", () => {
     expect(sha(relayed)).toBe(sha(direct))
 
     // The log, read straight from the hub's embedded Postgres: every step, in order, and the chain intact.
-    const client = new Pg.Client({ host: Path.join(home, "hub", "hub", "pg"), port: 5432, user: "postgres", database: "postgres" })
+    const { owner } = JSON.parse(Fs.readFileSync(Path.join(home, "hub", "hub", "pg-secrets.json"), "utf8")) as { owner: string }
+    const client = new Pg.Client({ host: Path.join(home, "hub", "hub", "pg"), port: 5432, user: "postgres", password: owner, database: "postgres" })
     await client.connect()
     const types = async () =>
       (await client.query<{ type: string; name: string | null }>(

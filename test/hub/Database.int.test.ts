@@ -1,10 +1,62 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Crypto from "node:crypto"
 import * as SqlClient from "@effect/sql/SqlClient"
+import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import Pg from "pg"
+import { inject } from "vitest"
+import { EventLog } from "../../core/EventLog.ts"
+import { EventMeta, WorkspaceCreated } from "../../core/Events.ts"
+import { uuidv7, WorkspaceId } from "../../core/Ids.ts"
+import * as Verify from "../../audit/Verify.ts"
 import * as Database from "../../hub/Database.ts"
+import * as Main from "../../hub/Main.ts"
+import * as Migrations from "../../hub/Migrations.ts"
+import * as PgEventLog from "../../hub/PgEventLog.ts"
+import { rewrites } from "../support/Rewrites.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
+
+const adminQuery = (url: string, statement: string) =>
+  Effect.promise(async () => {
+    const client = new Pg.Client({ connectionString: url })
+    await client.connect()
+    try {
+      return (await client.query(statement)).rows
+    } finally {
+      await client.end()
+    }
+  })
+
+/**
+ * A fresh database owned by the test server's superuser and a login role for the hub with nothing granted: the
+ * two-role setup of an external server. The role is dropped after the database (its grants live there).
+ */
+const twoRoles = Effect.gen(function*() {
+  const adminUrl = inject("adminDatabaseUrl")
+  const role = `connect_t_hub_${Crypto.randomBytes(4).toString("hex")}`
+  const password = Crypto.randomBytes(12).toString("hex")
+  yield* Effect.acquireRelease(
+    adminQuery(adminUrl, `create role ${role} login password '${password}'`),
+    () => adminQuery(adminUrl, `drop role if exists ${role}`).pipe(Effect.ignore)
+  )
+  const ownerUrl = yield* TestDatabase.makeTestDatabaseUrl
+  const url = new URL(ownerUrl)
+  url.username = role
+  url.password = password
+  return { role, ownerUrl, url: url.toString() }
+})
+
+/** The hub's stack over `Database.layer`, as Main builds it: migrations, then the event log with inline projections. */
+const hubStack = (options: Database.Options) =>
+  PgEventLog.layer({ inline: Main.InlineProjections }).pipe(
+    Layer.provideMerge(Migrations.layer),
+    Layer.provideMerge(Database.layer(options))
+  )
+
+const meta = new EventMeta({ actor: { kind: "admin", id: "test" } })
+
 
 describe("Database", () => {
   it.layer(TestDatabase.layer)("on a fresh test database", (it) => {
@@ -27,6 +79,54 @@ describe("Database", () => {
         expect(row.tables).toBe(0)
       }))
   })
+
+  it.live("with DATABASE_OWNER_URL, migrations run as the owner and the hub's role can only append to and read events", () =>
+    Effect.gen(function*() {
+      const { role, ownerUrl, url } = yield* twoRoles
+      const ctx = yield* Layer.build(hubStack({ dataDir: "/nonexistent", databaseUrl: url, databaseOwnerUrl: ownerUrl }))
+      const run = <A, E>(effect: Effect.Effect<A, E, EventLog | SqlClient.SqlClient>) => Effect.provide(effect, ctx)
+      const sql = yield* run(SqlClient.SqlClient)
+      expect((yield* sql<{ user: string }>`select current_user as user`)[0]!.user).toBe(role)
+      // The hub works: appends (events, stream heads, read models), reads, workspace-scoped reads.
+      const log = yield* run(EventLog)
+      const workspaceId = WorkspaceId.make(uuidv7())
+      yield* log.append(`workspace-${workspaceId}`, [new WorkspaceCreated({ workspaceId, name: "two roles" })], {
+        expectedVersion: "no_stream",
+        workspaceId,
+        meta
+      })
+      expect((yield* sql<{ n: number }>`select count(*)::int as n from workspaces`)[0]!.n).toBe(1)
+      expect(yield* run(Verify.verify())).toMatchObject({ ok: true, count: 1 })
+      // History cannot be rewritten through the hub's connection.
+      for (const statement of rewrites) {
+        const result = yield* Effect.either(sql.unsafe(statement))
+        expect([statement, Either.isLeft(result)]).toEqual([statement, true])
+      }
+      const [owner] = yield* adminQuery(ownerUrl, `select pg_get_userbyid(relowner) as owner from pg_class where relname = 'events'`)
+      expect(owner.owner).not.toBe(role)
+      expect(yield* run(Verify.verify())).toMatchObject({ ok: true, count: 1 })
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("the hub's role reads the log offline without DATABASE_OWNER_URL once migrated", () =>
+    Effect.gen(function*() {
+      const { ownerUrl, url } = yield* twoRoles
+      yield* Layer.build(hubStack({ dataDir: "/nonexistent", databaseUrl: url, databaseOwnerUrl: ownerUrl })).pipe(Effect.scoped)
+      const ctx = yield* Layer.build(hubStack({ dataDir: "/nonexistent", databaseUrl: url, attach: true }))
+      expect(yield* Verify.verify().pipe(Effect.provide(ctx))).toMatchObject({ ok: true, count: 0 })
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("a hub whose role owns events says so loudly at startup", () =>
+    Effect.gen(function*() {
+      const url = yield* TestDatabase.makeTestDatabaseUrl
+      const lines: Array<string> = []
+      const capture: Console.Console = {
+        ...(yield* Effect.console),
+        error: (...args: ReadonlyArray<unknown>) => Effect.sync(() => void lines.push(args.join(" "))),
+        log: (...args: ReadonlyArray<unknown>) => Effect.sync(() => void lines.push(args.join(" ")))
+      }
+      yield* Layer.build(hubStack({ dataDir: "/nonexistent", databaseUrl: url })).pipe(Effect.withConsole(capture))
+      expect(lines.join("\n")).toMatch(/WARNING.*owns the events table.*rewrite history.*DATABASE_OWNER_URL/s)
+    }).pipe(Effect.scoped), 60_000)
 
   // Live clock: the retry schedule really waits.
   it.live("an unreachable DATABASE_URL fails at startup with a DatabaseError naming the address", () =>
