@@ -5,9 +5,11 @@
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import * as Crypto from "node:crypto"
 import Pg from "pg"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
 import { isAlive, killTracked, spawn, track, waitUntil } from "../support/processes.ts"
+import { rewrites } from "../support/Rewrites.ts"
 
 const LISTENING = /connect hub listening on (http:\/\/127\.0\.0\.1:(\d+)) \(postgres: ([^)]*)\)/
 
@@ -161,6 +163,59 @@ describe("connect hub (real processes, embedded Postgres)", () => {
     recovered.hub.child.kill("SIGINT")
     expect(await recovered.hub.exited(10_000)).toEqual({ code: 0, signal: null })
     expect(await waitUntil(() => !isAlive(recovered.postmaster!), 2_000)).toBe(true)
+  }, 120_000)
+
+  it("on DATABASE_URL with DATABASE_OWNER_URL the hub runs as a role that cannot rewrite history; alone, it is warned", async () => {
+    const admin = inject("adminDatabaseUrl")
+    const suffix = Crypto.randomBytes(4).toString("hex")
+    const [database, role, password] = [`connect_e2e_${suffix}`, `connect_e2e_hub_${suffix}`, Crypto.randomBytes(12).toString("hex")]
+    const adminQuery = async (statement: string, url = admin) => {
+      const client = new Pg.Client({ connectionString: url })
+      await client.connect()
+      try {
+        return (await client.query(statement)).rows
+      } finally {
+        await client.end()
+      }
+    }
+    const withUser = (user: string, pass?: string) => {
+      const url = new URL(admin)
+      url.pathname = `/${database}`
+      url.username = user
+      if (pass !== undefined) url.password = pass
+      return url.toString()
+    }
+    await adminQuery(`create role ${role} login password '${password}'`)
+    await adminQuery(`create database ${database}`)
+    try {
+      const ownerUrl = withUser(new URL(admin).username || "postgres", decodeURIComponent(new URL(admin).password) || undefined)
+      const hubUrl = withUser(role, password)
+      const hub = spawn(process.execPath, ["bin/connect.js", "hub", "--port", "0"], {
+        env: { ...env, DATABASE_URL: hubUrl, DATABASE_OWNER_URL: ownerUrl }
+      })
+      await hub.waitFor(LISTENING, 60_000)
+      expect(hub.stderr()).not.toContain("WARNING")
+      // The offline commands need only DATABASE_URL, the hub's role.
+      const verify = spawn(process.execPath, ["bin/connect.js", "audit", "verify"], { env: { ...env, DATABASE_URL: hubUrl } })
+      expect(await verify.exited(60_000)).toEqual({ code: 0, signal: null })
+      expect(verify.stdout()).toMatch(/^OK: 2 events, hash chain intact/m)
+      for (const statement of rewrites) {
+        const refused = await adminQuery(statement, hubUrl).then(() => "done", (e: Error) => e.message)
+        expect([statement, refused]).not.toEqual([statement, "done"])
+      }
+      hub.child.kill("SIGTERM")
+      expect(await hub.exited(10_000)).toEqual({ code: 0, signal: null })
+
+      // The owner as DATABASE_URL: it runs, and says loudly that it could rewrite history.
+      const owning = spawn(process.execPath, ["bin/connect.js", "hub", "--port", "0"], { env: { ...env, DATABASE_URL: ownerUrl } })
+      await owning.waitFor(LISTENING, 60_000)
+      expect(owning.stderr()).toMatch(/WARNING: the hub's database role .* owns the events table/)
+      owning.child.kill("SIGTERM")
+      expect(await owning.exited(10_000)).toEqual({ code: 0, signal: null })
+    } finally {
+      await adminQuery(`drop database if exists ${database} with (force)`)
+      await adminQuery(`drop role if exists ${role}`)
+    }
   }, 120_000)
 
   // As root, Postgres runs as the `connect-pg` OS user, which cannot enter a 0700 directory such as /root.

@@ -11,6 +11,7 @@ import { EventLog } from "../../core/EventLog.ts"
 import { EventMeta, WorkspaceCreated } from "../../core/Events.ts"
 import { uuidv7, WorkspaceId } from "../../core/Ids.ts"
 import * as Verify from "../../audit/Verify.ts"
+import * as Admin from "../../hub/Admin.ts"
 import * as Database from "../../hub/Database.ts"
 import * as Main from "../../hub/Main.ts"
 import * as Migrations from "../../hub/Migrations.ts"
@@ -96,6 +97,8 @@ describe("Database", () => {
         meta
       })
       expect((yield* sql<{ n: number }>`select count(*)::int as n from workspaces`)[0]!.n).toBe(1)
+      // Workspace-scoped reads switch to connect_app, through the role's membership.
+      expect(yield* run(Admin.listApiKeys(workspaceId))).toEqual([])
       expect(yield* run(Verify.verify())).toMatchObject({ ok: true, count: 1 })
       // History cannot be rewritten through the hub's connection.
       for (const statement of rewrites) {
