@@ -106,6 +106,26 @@ describe("PgEventLog writer under faults", () => {
     })
   )
 
+  it.scopedLive("an outcome that stays unknown is reported as such; the caller's retry with the same ids stores nothing twice", () =>
+    Effect.gen(function* () {
+      const { direct, proxied, proxy } = yield* proxiedDatabase
+      const ctx = yield* Layer.build(logOn(proxied))
+      const log = Context.get(ctx, EventLog)
+      yield* log.append("warm", [created("warm")], opts("any"))
+      // The reply is lost and the database then stays unreachable for longer than the writer's own attempts.
+      proxy.cutAfterCommit({ thenCut: true })
+      const ids = [uuidv7()]
+      const lost = yield* Effect.flip(log.append("unknown", [created("u")], opts("no_stream", ids)))
+      expect(lost).toMatchObject({ _tag: "EventLogError", reason: "Unavailable" })
+      expect(lost.message).toContain("the outcome of this append is unknown")
+      proxy.restore()
+      const retried = yield* log.append("unknown", [created("u")], opts("no_stream", ids))
+      expect(retried).toEqual({ firstPosition: 2, lastPosition: 2, version: 1 })
+      expect(yield* names(direct)).toEqual(["warm", "u"])
+      expect(yield* verify().pipe(Effect.provide(ctx))).toMatchObject({ ok: true, count: 2 })
+    })
+  )
+
   it.scopedLive("an append retried with its ids after an unknown outcome answers with what is stored, once", () =>
     Effect.gen(function* () {
       const url = yield* TestDatabase.makeTestDatabaseUrl

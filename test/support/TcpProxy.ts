@@ -16,9 +16,10 @@ export interface TcpProxy {
   /**
    * Arms a one-shot fault: the next simple-protocol message that ends in `commit` is forwarded to the server, its
    * reply is held back, and both sides of that connection are then dropped, so the client cannot know whether the
-   * transaction committed (it did). Other connections are untouched.
+   * transaction committed (it did). Other connections are untouched, unless `thenCut`: then, as with `cut`, every
+   * connection is dropped and new ones refused until `restore`.
    */
-  readonly cutAfterCommit: () => void
+  readonly cutAfterCommit: (options?: { readonly thenCut?: boolean }) => void
   /** Stops forwarding in both directions and on new connections, keeping every socket open: a server that hangs. */
   readonly stall: () => void
 }
@@ -34,6 +35,7 @@ export const start = (host: string, port: number) =>
       let up = true
       let stalled = false
       let commitArmed = false
+      let cutAfter = false
       const server = Net.createServer((client) => {
         if (!up) return client.destroy()
         const upstream = Net.connect(port, host)
@@ -52,11 +54,13 @@ export const start = (host: string, port: number) =>
             if (text.includes(COMMIT_END)) {
               commitArmed = false
               replyLost = true
+              if (cutAfter) up = false
               // Give the server the whole message, then drop both sides before any reply gets through.
               upstream.write(chunk, () =>
                 setTimeout(() => {
                   client.destroy()
                   upstream.destroy()
+                  if (cutAfter) for (const s of sockets) s.destroy()
                 }, 100))
               return
             }
@@ -84,8 +88,9 @@ export const start = (host: string, port: number) =>
               stalled = false
               up = true
             },
-            cutAfterCommit: () => {
+            cutAfterCommit: (options) => {
               commitArmed = true
+              cutAfter = options?.thenCut ?? false
             },
             stall: () => {
               stalled = true
