@@ -8,12 +8,13 @@
  */
 import { Effect, FiberSet, Schedule } from "effect"
 import type { Scope } from "effect"
-import { EventLog, type EventLogError, type VersionConflict } from "../core/EventLog.ts"
+import { type AppendOptions, EventLog, type EventLogError, type VersionConflict } from "../core/EventLog.ts"
 import {
   AgentAuthFailed,
   type ApiKeyAuthFailureReason,
   ApiKeyAuthFailed,
   type AuthFailureReason,
+  type Event,
   EventMeta
 } from "../core/Events.ts"
 import { AgentId, ApiKeyId, Streams } from "../core/Ids.ts"
@@ -65,6 +66,11 @@ export interface AuthFailuresOptions {
   readonly windowMs?: number
   /** The clock in ms (default `Date.now`). */
   readonly now?: () => number
+  /**
+   * How a window's aggregated event is recorded (default: appended to the log). The relay's policy passes its
+   * FactRecorder, which spools it while the log is unavailable: a refusal that happened is never only logged.
+   */
+  readonly record?: (stream: string, event: Event, options: AppendOptions) => Effect.Effect<void, unknown>
 }
 
 /** The limiter and coalescer. */
@@ -148,9 +154,19 @@ export const make = (
       }).pipe(Effect.asVoid)
     }
 
+    const recordWindow = (w: Window) => {
+      if (!options.record) return append(w.failure, w)
+      const a = toAppend(w.failure, { count: w.count, firstAt: w.startedAt, lastAt: w.lastAt })
+      return options.record(a.stream, recordableEvent(a.event), {
+        expectedVersion: "any",
+        workspaceId: a.workspaceId,
+        meta: recordableMeta(a.meta)
+      })
+    }
+
     const flushWindow = (key: string, w: Window): Effect.Effect<void> => {
-      windows.delete(key)
-      return append(w.failure, w).pipe(
+      if (windows.get(key) === w) windows.delete(key)
+      return recordWindow(w).pipe(
         Effect.catchAll((e) => Effect.logWarning("auth failures: an aggregated refusal was not recorded", e))
       )
     }
@@ -176,7 +192,10 @@ export const make = (
       Effect.suspend(() => {
         const t = now()
         for (const [key, since] of limitedSince) if (t - since >= windowMs) limitedSince.delete(key)
+        // Taken out of the map at once: a refusal counted while these are being written opens a new window instead of
+        // adding to one already on its way (or having its window deleted under it).
         const due = [...windows].filter(([, w]) => all || t - w.startedAt >= windowMs)
+        for (const [key] of due) windows.delete(key)
         return Effect.forEach(due, ([key, w]) => flushWindow(key, w), { discard: true })
       })
 

@@ -20,7 +20,8 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type { MigrationError } from "@effect/sql/Migrator"
 import type { SqlError } from "@effect/sql/SqlError"
-import type { EventLog, EventLogError } from "../core/EventLog.ts"
+import { EventLog } from "../core/EventLog.ts"
+import type { EventLogError } from "../core/EventLog.ts"
 import * as AgentApi from "./AgentApi.ts"
 import * as AgentAuth from "./AgentAuth.ts"
 import * as Bootstrap from "./Bootstrap.ts"
@@ -30,6 +31,7 @@ import * as PgEventLog from "./PgEventLog.ts"
 import * as ReadModels from "./ReadModels.ts"
 import * as StreamHeads from "./StreamHeads.ts"
 import * as Gateway from "./Gateway.ts"
+import * as HubId from "./HubId.ts"
 import * as HttpApi from "./HttpApi.ts"
 import * as ClientAddress from "./ClientAddress.ts"
 import * as HttpEdge from "./HttpEdge.ts"
@@ -82,9 +84,19 @@ export const ServicesLive = (
   _config: HubConfigShape
 ): Layer.Layer<EventLog, SqlError | MigrationError | EventLogError, HubConfig | PgClient.PgClient | SqlClient.SqlClient> =>
   Bootstrap.layer.pipe(
-    Layer.provideMerge(PgEventLog.layer({ inline: InlineProjections })),
+    Layer.provideMerge(StampedLog.pipe(Layer.provide(PgEventLog.layer({ inline: InlineProjections })))),
     Layer.provideMerge(Migrations.layer)
   )
+
+/** The event log with every append's meta naming this hub (its id lives in the data directory; see HubId.ts). */
+const StampedLog: Layer.Layer<EventLog, never, EventLog | HubConfig> = Layer.effect(
+  EventLog,
+  Effect.gen(function*() {
+    const config = yield* HubConfig
+    const log = yield* EventLog
+    return HubId.stamp(log, yield* Effect.orDie(HubId.load(config.dataDir)))
+  })
+)
 
 /** The read models kept inside the append transaction, so the API reads its own writes. */
 export const InlineProjections = [StreamHeads.projection, ...ReadModels.projections]

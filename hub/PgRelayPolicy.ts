@@ -96,7 +96,7 @@ export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPo
   const addresses = new Map<string, string>()
 
   const denials = yield* ReachDenials.make({ ...options.denials, record: facts.record })
-  const authFailures = yield* AuthFailures.make(options.authFailures)
+  const authFailures = yield* AuthFailures.make({ ...options.authFailures, record: facts.record })
   const denyReach = (session: Session, name: string, reason: typeof ReachDeniedReason.Type) =>
     denials.deny(session, name, reason, addresses.get(session.agentId))
 

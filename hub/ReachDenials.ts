@@ -94,7 +94,7 @@ export const make = (
     }
 
     const flushWindow = (key: string, w: Window): Effect.Effect<void> => {
-      windows.delete(key)
+      if (windows.get(key) === w) windows.delete(key)
       if (w.count === 0) return Effect.void
       return append(
         w.session,
@@ -114,7 +114,10 @@ export const make = (
     const flushDue = (all: boolean) =>
       Effect.suspend(() => {
         const t = now()
+        // Taken out of the map at once: a refusal counted while these are being written opens a new window instead of
+        // adding to one already on its way (or having its window deleted under it).
         const due = [...windows].filter(([, w]) => all || t - w.startedAt >= windowMs)
+        for (const [key] of due) windows.delete(key)
         return Effect.forEach(due, ([key, w]) => flushWindow(key, w), { discard: true })
       })
 

@@ -10,21 +10,17 @@ import * as Path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer } from "effect"
-import * as AgentDecider from "../../core/AgentDecider.ts"
 import { EventLog } from "../../core/EventLog.ts"
-import { EventMeta } from "../../core/Events.ts"
-import { AgentId, Streams, uuidv7 } from "../../core/Ids.ts"
+import { type Event } from "../../core/Events.ts"
 import { Hello } from "../../core/Protocol.ts"
-import { generateAgentToken, sha256Hex } from "../../core/Secrets.ts"
 import { Caps, isRecordable } from "../../core/Text.ts"
 import * as Admin from "../../hub/Admin.ts"
-import * as AgentAuth from "../../hub/AgentAuth.ts"
-import * as Command from "../../hub/Command.ts"
+import * as AuthFailures from "../../hub/AuthFailures.ts"
 import * as PgRelayPolicy from "../../hub/PgRelayPolicy.ts"
 import * as Spool from "../../hub/Spool.ts"
 import * as HubLog from "../support/HubLog.ts"
 
-const settings = Layer.succeed(AgentAuth.TokenSettings, { ttlDays: 30, now: () => new Date() })
+const settings = HubLog.tokenSettings
 
 /** A string whose surrogate pair straddles code unit `at` (a `slice(0, at)` keeps only its high half). */
 const pairSplitAt = (at: number) => "a".repeat(at - 1) + "😀".repeat(8)
@@ -40,19 +36,7 @@ export const hostile: Record<string, string> = {
   splitAt200: pairSplitAt(200)
 }
 
-const provision = (workspaceId: string, label: string) =>
-  Effect.gen(function*() {
-    const agentId = AgentId.make(uuidv7())
-    const token = generateAgentToken()
-    yield* Command.handle(AgentDecider.decider, Streams.agent(agentId), {
-      _tag: "ProvisionAgent",
-      agentId,
-      label,
-      tokenHash: sha256Hex(token),
-      expiresAt: new Date(Date.now() + 40 * 86_400_000)
-    }, { workspaceId, meta: new EventMeta({ actor: { kind: "admin" } }) })
-    return { agentId, token }
-  })
+const provision = (workspaceId: string, label: string) => HubLog.provisionAgent(workspaceId, label, 40)
 
 const makePolicy = (options: Partial<PgRelayPolicy.PgRelayPolicyOptions> = {}) =>
   Effect.gen(function*() {
@@ -89,6 +73,22 @@ const expectRecordable = (value: unknown) => {
 
 describe("auth failures and hostile strings", () => {
   it.layer(Layer.merge(HubLog.layer, settings), { timeout: 180_000 })((it) => {
+    it.scoped("a window's aggregated refusal goes through the record option (the relay's spool while the log is down)", () =>
+      Effect.gen(function*() {
+        const recorded: Array<Event> = []
+        yield* Effect.scoped(Effect.gen(function*() {
+          const failures = yield* AuthFailures.make({
+            burst: 1,
+            windowMs: 60_000,
+            record: (_stream, event) => Effect.sync(() => void recorded.push(event))
+          })
+          for (let i = 0; i < 5; i++) yield* failures.record({ kind: "agent", ip: "198.51.100.7", reason: "unknown_token" })
+        }))
+        // The first refusal is appended at once; the other four, counted in one window, are recorded when it closes.
+        expect(recorded).toHaveLength(1)
+        expect(recorded[0]).toMatchObject({ _tag: "AgentAuthFailed", reason: "unknown_token", ip: "198.51.100.7", count: 4 })
+      }))
+
     let address = 0
     for (const [name, text] of Object.entries(hostile)) {
       it.scoped(`records every refused Hello with ${name} in its agentVersion, label, transport or token`, () =>

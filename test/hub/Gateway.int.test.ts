@@ -105,6 +105,9 @@ describe.each(transports)("gateway over %s", (name, transport) => {
         expect.objectContaining({ agentId: a.agentId, ip: "127.0.0.1", transport: name }),
         expect.objectContaining({ agentId: b.agentId, ip: "127.0.0.1", transport: name })
       ])
+      // Every event names the hub that appended it, whether it came through the HTTP API or the gateway.
+      const hubIds = new Set(events.map((e) => JSON.parse(e.metaJson).hubId))
+      expect([...hubIds]).toEqual([expect.stringMatching(/^[0-9a-f-]{36}$/)])
       // No secret in clear anywhere in the log.
       const everything = JSON.stringify(events.map((e) => [e.dataJson, e.metaJson]))
       for (const secret of [apiKey, a.token, b.token]) expect(everything).not.toContain(secret)

@@ -9,30 +9,16 @@ import { EventLog, EventLogError } from "../../core/EventLog.ts"
 import { EventMeta, TunnelClosed, TunnelOpened } from "../../core/Events.ts"
 import { AgentId, ServiceId, Streams, TunnelId, uuidv7 } from "../../core/Ids.ts"
 import { Hello } from "../../core/Protocol.ts"
-import { generateAgentToken, sha256Hex } from "../../core/Secrets.ts"
 import * as Admin from "../../hub/Admin.ts"
-import * as AgentAuth from "../../hub/AgentAuth.ts"
 import * as Command from "../../hub/Command.ts"
 import * as PgLeftOpen from "../../hub/PgLeftOpen.ts"
 import * as PgRelayPolicy from "../../hub/PgRelayPolicy.ts"
 import * as Spool from "../../hub/Spool.ts"
 import * as HubLog from "../support/HubLog.ts"
 
-const settings = Layer.succeed(AgentAuth.TokenSettings, { ttlDays: 30, now: () => new Date() })
+const settings = HubLog.tokenSettings
 
-const provision = (workspaceId: string, label: string) =>
-  Effect.gen(function*() {
-    const agentId = AgentId.make(uuidv7())
-    const token = generateAgentToken()
-    yield* Command.handle(AgentDecider.decider, Streams.agent(agentId), {
-      _tag: "ProvisionAgent",
-      agentId,
-      label,
-      tokenHash: sha256Hex(token),
-      expiresAt: new Date(Date.now() + 86_400_000)
-    }, { workspaceId, meta: new EventMeta({ actor: { kind: "admin" } }) })
-    return { agentId, token }
-  })
+const provision = (workspaceId: string, label: string) => HubLog.provisionAgent(workspaceId, label, 1)
 
 const hello = (token: string) => new Hello({ protocol: 1, token, transport: "ws", agentVersion: "test" })
 

@@ -9,35 +9,18 @@ import * as Path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer } from "effect"
-import * as AgentDecider from "../../core/AgentDecider.ts"
 import { EventLog } from "../../core/EventLog.ts"
-import { EventMeta } from "../../core/Events.ts"
-import { AgentId, Streams, uuidv7 } from "../../core/Ids.ts"
+import { Streams } from "../../core/Ids.ts"
 import { Hello } from "../../core/Protocol.ts"
-import { generateAgentToken, sha256Hex } from "../../core/Secrets.ts"
 import { serviceIdFor } from "../../core/ServiceDecider.ts"
 import * as Admin from "../../hub/Admin.ts"
-import * as AgentAuth from "../../hub/AgentAuth.ts"
-import * as Command from "../../hub/Command.ts"
 import * as PgRelayPolicy from "../../hub/PgRelayPolicy.ts"
 import * as Spool from "../../hub/Spool.ts"
 import * as HubLog from "../support/HubLog.ts"
 
-const settings = Layer.succeed(AgentAuth.TokenSettings, { ttlDays: 30, now: () => new Date() })
+const settings = HubLog.tokenSettings
 
-const provision = (workspaceId: string, label: string) =>
-  Effect.gen(function*() {
-    const agentId = AgentId.make(uuidv7())
-    const token = generateAgentToken()
-    yield* Command.handle(AgentDecider.decider, Streams.agent(agentId), {
-      _tag: "ProvisionAgent",
-      agentId,
-      label,
-      tokenHash: sha256Hex(token),
-      expiresAt: new Date(Date.now() + 30 * 86_400_000)
-    }, { workspaceId, meta: new EventMeta({ actor: { kind: "admin" } }) })
-    return { agentId, token }
-  })
+const provision = (workspaceId: string, label: string) => HubLog.provisionAgent(workspaceId, label, 30)
 
 /** A policy over the test log and a workspace with three connected agents. */
 const setup = Effect.gen(function*() {
