@@ -63,10 +63,26 @@ export interface ChainBreak {
   readonly reason: "hash_mismatch" | "broken_link" | "gap"
 }
 
-/** An event as stored, decoded through its schema. */
+/**
+ * An event whose `type` this build's catalog does not know (a newer build wrote it). Reads and subscriptions pass it on
+ * undecoded instead of failing, so a follower goes on and an exporter can still copy it raw (`dataJson`).
+ */
+export class UnknownEvent extends Data.TaggedClass("UnknownEvent")<{
+  /** The stored `type`. */
+  readonly type: string
+  /** The stored payload, parsed but not decoded. */
+  readonly data: unknown
+}> {}
+
+/** An event as stored, decoded through its schema (or kept as an `UnknownEvent` when its type is not in the catalog). */
 export interface StoredEvent extends RawEvent {
-  readonly event: Event
+  readonly event: Event | UnknownEvent
   readonly meta: EventMeta
+}
+
+/** A stored event whose type the catalog knows: what a stream read gives a decider. */
+export interface KnownStoredEvent extends StoredEvent {
+  readonly event: Event
 }
 
 /** The stream was not at the expected version; nothing was appended. */
@@ -100,7 +116,7 @@ export class EventLog extends Context.Tag("connect/core/EventLog")<
       events: ReadonlyArray<Event>,
       options: AppendOptions
     ) => Effect.Effect<AppendResult, VersionConflict | EventLogError>
-    /** Events after a position, in position order, at most `limit`. */
+    /** Events after a position, in position order, at most `limit`; an unknown type comes as an `UnknownEvent`. */
     readonly readAll: (after: number, limit: number) => Effect.Effect<ReadonlyArray<StoredEvent>, EventLogError>
     /** The chain links after a position, in position order, at most `limit` (what `verify` reads). */
     readonly readLinks: (after: number, limit: number) => Effect.Effect<ReadonlyArray<ChainLink>, EventLogError>
@@ -109,9 +125,18 @@ export class EventLog extends Context.Tag("connect/core/EventLog")<
      * each link to the stored predecessor, no missing position) and return the first break, if any.
      */
     readonly checkChain: (after: number, upTo: number) => Effect.Effect<ChainBreak | undefined, EventLogError>
-    /** All events of one stream in version order, starting after `afterVersion` (default 0). */
-    readonly readStream: (stream: string, afterVersion?: number) => Effect.Effect<ReadonlyArray<StoredEvent>, EventLogError>
-    /** Every event after a position, then every event committed later, in position order, forever. */
+    /**
+     * All events of one stream in version order, starting after `afterVersion` (default 0). An unknown type fails the
+     * read (`Decode`): a command must not decide on a history it cannot read.
+     */
+    readonly readStream: (
+      stream: string,
+      afterVersion?: number
+    ) => Effect.Effect<ReadonlyArray<KnownStoredEvent>, EventLogError>
+    /**
+     * Every event after a position, then every event committed later, in position order, forever; an unknown type
+     * comes as an `UnknownEvent` and the stream goes on.
+     */
     readonly subscribe: (after: number) => Stream.Stream<StoredEvent, EventLogError>
     /** The current head. */
     readonly head: Effect.Effect<Head, EventLogError>

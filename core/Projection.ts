@@ -14,7 +14,10 @@ export interface Projection<R = never> {
   readonly name: string
   /** Where it runs: inside the append transaction, or behind it from a checkpoint. */
   readonly mode: "inline" | "async"
-  /** Applies a batch of events in position order (events it does not care about are simply skipped). */
+  /**
+   * Applies a batch of events in position order (events it does not care about, `UnknownEvent`s among them, are simply
+   * skipped).
+   */
   readonly apply: (events: ReadonlyArray<StoredEvent>) => Effect.Effect<void, unknown, R>
   /** Removes everything the projection wrote, so a rebuild starts from nothing. */
   readonly reset: Effect.Effect<void, unknown, R>

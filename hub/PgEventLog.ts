@@ -10,10 +10,12 @@ import {
   EventLog,
   EventLogError,
   Head,
+  type KnownStoredEvent,
   type RawEvent,
-  type StoredEvent
+  type StoredEvent,
+  UnknownEvent
 } from "../core/EventLog.ts"
-import { decodeEventEither, EventMeta } from "../core/Events.ts"
+import { decodeEventEither, EventMeta, UnknownEventType } from "../core/Events.ts"
 import { canonicalText, GENESIS_HASH } from "../core/HashChain.ts"
 import { NOTIFY_CHANNEL } from "./PgAppendTransaction.ts"
 import * as PgWriter from "./PgWriter.ts"
@@ -56,14 +58,22 @@ const decodeFailure = (raw: RawEvent, message: string, cause: unknown) =>
   })
 
 /**
+ * What a page read does with a type the catalog does not know: pass it on as an `UnknownEvent`, collected into the
+ * array (reads and subscriptions, which must go on), or fail (stream reads, which deciders fold).
+ */
+type OnUnknown = Array<StoredEvent> | "fail"
+
+/**
  * Decodes a stored row through its event's schema into a `StoredEvent`, built on the row's `RawEvent` without a copy
- * (rebuilds decode millions, and a third of their time went to the garbage collector); an unknown type or bad payload
- * is an `EventLogError` naming the position. `metaCache` holds the last decoded metadata: consecutive events of one
- * actor share the same meta text, and decoding it again was a fifth of a rebuild's time.
+ * (rebuilds decode millions, and a third of their time went to the garbage collector); a bad payload (or an unknown
+ * type, when `unknown` is "fail") is an `EventLogError` naming the position. `metaCache` holds the last decoded
+ * metadata: consecutive events of one actor share the same meta text, and decoding it again was a fifth of a
+ * rebuild's time.
  */
 const decodeRow = (
   row: Record<string, unknown>,
-  metaCache: { text: string; meta: EventMeta | undefined }
+  metaCache: { text: string; meta: EventMeta | undefined },
+  unknown: OnUnknown
 ): StoredEvent | EventLogError => {
   const raw = rowToRaw(row)
   let data: unknown
@@ -72,8 +82,11 @@ const decodeRow = (
   } catch (cause) {
     return decodeFailure(raw, "stored JSON does not parse", cause)
   }
-  const event = decodeEventEither(raw.type, data)
-  if (Either.isLeft(event)) return decodeFailure(raw, event.left.message, event.left)
+  const decoded = decodeEventEither(raw.type, data)
+  let event: StoredEvent["event"]
+  if (Either.isRight(decoded)) event = decoded.right
+  else if (decoded.left instanceof UnknownEventType && unknown !== "fail") event = new UnknownEvent({ type: raw.type, data })
+  else return decodeFailure(raw, decoded.left.message, decoded.left)
   if (metaCache.meta === undefined || metaCache.text !== raw.metaJson) {
     let metaValue: unknown
     try {
@@ -88,18 +101,22 @@ const decodeRow = (
   }
   // The raw object becomes the stored event: no copy of its eleven fields per event.
   const stored = raw as { -readonly [K in keyof StoredEvent]: StoredEvent[K] }
-  stored.event = event.right
+  stored.event = event
   stored.meta = metaCache.meta
+  if (event._tag === "UnknownEvent" && unknown !== "fail") unknown.push(stored)
   return stored
 }
 
 /** Decodes a page of rows in one synchronous pass. */
-const decodePage = (rows: ReadonlyArray<Record<string, unknown>>): Effect.Effect<Array<StoredEvent>, EventLogError> =>
+const decodePage = (
+  rows: ReadonlyArray<Record<string, unknown>>,
+  unknown: OnUnknown
+): Effect.Effect<Array<StoredEvent>, EventLogError> =>
   Effect.suspend(() => {
     const out: Array<StoredEvent> = new Array(rows.length)
     const metaCache = { text: "", meta: undefined as EventMeta | undefined }
     for (let i = 0; i < rows.length; i++) {
-      const decoded = decodeRow(rows[i]!, metaCache)
+      const decoded = decodeRow(rows[i]!, metaCache, unknown)
       if (decoded instanceof EventLogError) return Effect.fail(decoded)
       out[i] = decoded
     }
@@ -199,10 +216,23 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
         Effect.withSpan("EventLog.checkChain")
       )
 
+  // Each type the catalog does not know is reported once per log: a follower meets it on every restart, a warning per
+  // event would bury everything else.
+  const reported = new Set<string>()
+  const reportUnknown = (events: ReadonlyArray<StoredEvent>) =>
+    Effect.forEach(events, (e) => {
+      if (reported.has(e.type)) return Effect.void
+      reported.add(e.type)
+      return Effect.logWarning(
+        `event type ${e.type} (first at position ${e.position}) is not in this build's catalog: passed on undecoded`
+      )
+    }, { discard: true })
+
   const readAll = (after: number, limit: number) =>
-    Effect.flatMap(readRows(after, limit), decodePage).pipe(
-      Effect.withSpan("EventLog.readAll")
-    )
+    Effect.flatMap(readRows(after, limit), (rows) => {
+      const unknown: Array<StoredEvent> = []
+      return Effect.tap(decodePage(rows, unknown), () => (unknown.length === 0 ? Effect.void : reportUnknown(unknown)))
+    }).pipe(Effect.withSpan("EventLog.readAll"))
 
   const readStream = (stream: string, afterVersion = 0) =>
     sql
@@ -212,7 +242,7 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
       )
       .pipe(
         Effect.mapError(unavailable),
-        Effect.flatMap(decodePage),
+        Effect.flatMap((rows) => decodePage(rows, "fail") as Effect.Effect<Array<KnownStoredEvent>, EventLogError>),
         Effect.withSpan("EventLog.readStream")
       )
 

@@ -6,7 +6,7 @@
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Either, Exit, Fiber, Layer, Random, Redacted, Ref, Scope, Stream } from "effect"
+import { Context, Effect, Either, Exit, Fiber, FiberRef, HashSet, Layer, Logger, Random, Redacted, Ref, Scope, Stream } from "effect"
 import { type AppendOptions, EventLog, type StoredEvent } from "../../core/EventLog.ts"
 import { EventMeta, WorkspaceCreated } from "../../core/Events.ts"
 import { jsonbText, NotCanonical } from "../../core/HashChain.ts"
@@ -38,6 +38,45 @@ const saboteur: Projection<ProjectionSql> = {
       ? Effect.fail(new Error("sabotaged"))
       : Effect.void,
   reset: Effect.void
+}
+
+/**
+ * Stores an event of a type this build does not know, as a newer build would: under the append lock, chained by
+ * Postgres itself (`connect_event_hash`, the expression the chain check trigger compares with).
+ */
+const appendForeign = (stream: string, type: string, data: unknown) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.withTransaction(
+      Effect.gen(function* () {
+        yield* sql.unsafe(`select pg_advisory_xact_lock($1)`, [PgEventLog.APPEND_LOCK_KEY])
+        yield* sql.unsafe(
+          `with head as (select position, hash from events order by position desc limit 1),
+           n as (select coalesce((select position from head), 0) + 1 as position,
+                        coalesce((select hash from head), decode(repeat('00', 32), 'hex')) as prev,
+                        date_trunc('milliseconds', clock_timestamp()) as at)
+           insert into events (position, id, stream, version, workspace_id, type, data, meta, recorded_at, prev_hash, hash)
+           select n.position, $1::uuid, $2, 1, null, $3, $4::jsonb, $5::jsonb, n.at, n.prev,
+                  connect_event_hash(n.prev, n.position, $1::uuid, $2, 1, null, $3, $4::jsonb, $5::jsonb, n.at)
+             from n`,
+          [uuidv7(), stream, type, JSON.stringify(data), JSON.stringify({ actor: { kind: "system" } })]
+        )
+      })
+    )
+  )
+
+/** An async projection counting events per stored type (table `type_counts`, created by the test). */
+const typeCounts: Projection<ProjectionSql> = {
+  name: "type_counts",
+  mode: "async",
+  apply: (events) =>
+    Effect.flatMap(ProjectionSql, (q) =>
+      q.execute(
+        `insert into type_counts select t, count(*) from unnest($1::text[]) t group by t
+         on conflict (type) do update set n = type_counts.n + excluded.n`,
+        [events.map((e) => e.type)]
+      )
+    ),
+  reset: Effect.flatMap(ProjectionSql, (q) => q.execute(`delete from type_counts`))
 }
 
 const pgLayer = (url: string) => PgClient.layer({ url: Redacted.make(url), maxConnections: 8, connectTimeout: "3 seconds" })
@@ -302,7 +341,7 @@ describe("PgEventLog", () => {
     )
   )
 
-  it.scopedLive("an unknown stored type or invalid data is a clear decode error naming the position", () =>
+  it.scopedLive("invalid data, or an unknown type in a stream a decider reads, is a clear decode error naming the position", () =>
     withLog(() =>
       Effect.gen(function* () {
         const log = yield* EventLog
@@ -316,13 +355,19 @@ describe("PgEventLog", () => {
                           (select hash from events where position = 1) as p) v`,
           [uuidv7()]
         )
-        const result = yield* Effect.either(log.readAll(0, 10))
+        const result = yield* Effect.either(log.readStream("d"))
         expect(Either.isLeft(result) && result.left.reason).toBe("Decode")
         expect(Either.isLeft(result) && result.left.message).toMatch(/position 2 \(SomethingHappened\).*SomethingHappened/)
+        // A known type whose payload does not decode fails every read.
+        yield* appendForeign("e", "WorkspaceCreated", { name: 42 })
+        const bad = yield* Effect.either(log.readAll(0, 10))
+        expect(Either.isLeft(bad) && bad.left.reason).toBe("Decode")
+        expect(Either.isLeft(bad) && bad.left.message).toMatch(/position 3 \(WorkspaceCreated\)/)
         // The chain still reads (verify needs no decoding), so an investigator can see what is there.
         expect((yield* log.readLinks(0, 10)).map((l) => l.canonical.split(",")[5])).toEqual([
           `"WorkspaceCreated"`,
-          `"SomethingHappened"`
+          `"SomethingHappened"`,
+          `"WorkspaceCreated"`
         ])
       })
     )
@@ -482,19 +527,7 @@ describe("PgEventLog", () => {
 
         // An async projection counting events per type, following from its checkpoint.
         yield* sql.unsafe(`create table type_counts (type text primary key, n int not null)`)
-        const counts: Projection<ProjectionSql> = {
-          name: "type_counts",
-          mode: "async",
-          apply: (events) =>
-            Effect.flatMap(ProjectionSql, (q) =>
-              q.execute(
-                `insert into type_counts select t, count(*) from unnest($1::text[]) t group by t
-                 on conflict (type) do update set n = type_counts.n + excluded.n`,
-                [events.map((e) => e.type)]
-              )
-            ),
-          reset: Effect.flatMap(ProjectionSql, (q) => q.execute(`delete from type_counts`))
-        }
+        const counts = typeCounts
         const follower = yield* Effect.fork(ProjectionRunner.follow(counts, 100))
         yield* log.append("rb-late", [created("late")], opts("any"))
         const deadline = Date.now() + 10_000
@@ -510,5 +543,50 @@ describe("PgEventLog", () => {
         expect(yield* sql.unsafe(`select type, n from type_counts`)).toEqual([{ type: "WorkspaceCreated", n: 1001 }])
       })
     )
+  )
+
+  it.scopedLive("a subscriber passes on an event type this build does not know as UnknownEvent, warns once per type, and goes on", () =>
+    withLog(() => {
+      const warnings: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => {
+        if (logLevel.label === "WARN") warnings.push(String(Array.isArray(message) ? message[0] : message))
+      })
+      return Effect.gen(function* () {
+        const log = yield* EventLog
+        const sql = yield* SqlClient.SqlClient
+        yield* log.append("known-1", [created("before")], opts("any"))
+        yield* appendForeign("future-1", "ServiceTeleported", { to: "mars" })
+        yield* appendForeign("future-2", "ServiceTeleported", { to: "venus" })
+        yield* log.append("known-2", [created("after")], opts("any"))
+        expect(yield* verify()).toMatchObject({ ok: true, count: 4 })
+
+        const seen = yield* log.subscribe(0).pipe(Stream.take(4), Stream.runCollect, Effect.timeout("10 seconds"))
+        const events = [...seen]
+        expect(events.map((e) => [e.position, e.type, e.event._tag])).toEqual([
+          [1, "WorkspaceCreated", "WorkspaceCreated"],
+          [2, "ServiceTeleported", "UnknownEvent"],
+          [3, "ServiceTeleported", "UnknownEvent"],
+          [4, "WorkspaceCreated", "WorkspaceCreated"]
+        ])
+        // Kept whole: what an exporter copies raw.
+        expect(events[1]!.event).toMatchObject({ type: "ServiceTeleported", data: { to: "mars" } })
+        expect(JSON.parse(events[2]!.dataJson)).toEqual({ to: "venus" })
+        expect(warnings.filter((w) => w.includes("ServiceTeleported"))).toHaveLength(1)
+        // A decider must not fold a history it cannot read.
+        const stream = yield* Effect.either(log.readStream("future-1"))
+        expect(Either.isLeft(stream) && stream.left._tag === "EventLogError" && stream.left.reason).toBe("Decode")
+
+        // An async projection follows past them.
+        yield* sql.unsafe(`create table type_counts (type text primary key, n int not null)`)
+        const follower = yield* Effect.fork(ProjectionRunner.follow(typeCounts, 100))
+        const deadline = Date.now() + 10_000
+        while ((yield* ProjectionRunner.checkpoint("type_counts")) < 4 && Date.now() < deadline) yield* Effect.sleep("20 millis")
+        yield* Fiber.interrupt(follower)
+        expect(yield* sql.unsafe(`select type, n from type_counts order by type`)).toEqual([
+          { type: "ServiceTeleported", n: 2 },
+          { type: "WorkspaceCreated", n: 2 }
+        ])
+      }).pipe(Effect.locallyWith(FiberRef.currentLoggers, (ls) => HashSet.add(ls, logger)))
+    })
   )
 })
