@@ -1,13 +1,25 @@
 /**
- * Runs projections over the Postgres event log: async ones follow the log from their checkpoint, and any projection
- * can be rebuilt from position 0. Each batch's writes and its checkpoint commit in one transaction (exactly-once).
+ * Runs projections over the Postgres event log: async ones follow the log from their checkpoint, moved by
+ * compare-and-set in the same transaction as the batch's writes (exactly once, whatever else follows), and any
+ * projection can be rebuilt from position 0.
  */
 import { SqlClient } from "@effect/sql"
-import { Context, Effect, Stream } from "effect"
+import { Context, Effect, Schema, Stream } from "effect"
 import { EventLog, EventLogError, pagesAhead, type StoredEvent } from "../core/EventLog.ts"
 import type { Projection } from "../core/Projection.ts"
 import { APPEND_LOCK_KEY } from "./PgEventLog.ts"
 import { type ProjectionSql, provideFromSqlClient } from "./ProjectionSql.ts"
+
+/** Another runner moved the projection's checkpoint since this one read it: the batch was not applied. */
+export class CheckpointConflict extends Schema.TaggedError<CheckpointConflict>()("CheckpointConflict", {
+  name: Schema.String,
+  expected: Schema.Number,
+  attempted: Schema.Number
+}) {
+  override get message() {
+    return `checkpoint of ${this.name} is no longer at ${this.expected}: batch up to ${this.attempted} not applied`
+  }
+}
 
 const projectionError = (name: string) => (cause: unknown) =>
   cause instanceof EventLogError
@@ -27,6 +39,26 @@ export const checkpoint = (name: string) =>
     Effect.mapError(projectionError(name))
   )
 
+/**
+ * Moves a checkpoint from `expected` to `position` if it is still at `expected` (no row counts as 0), and says whether
+ * it did. The row lock taken here is held to commit, so of two runners applying the same batch the second waits, then
+ * finds the checkpoint moved and applies nothing.
+ */
+export const storeCheckpoint = (name: string, expected: number, position: number) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.unsafe<{ n: number }>(
+      `with moved as (
+         update projection_checkpoints set position = $3 where name = $1 and position = $2 returning 1
+       ), created as (
+         insert into projection_checkpoints (name, position) select $1, $3
+          where $2 = 0 and not exists (select from moved)
+         on conflict (name) do nothing returning 1
+       )
+       select (select count(*) from moved) + (select count(*) from created) as n`,
+      [name, expected, position]
+    )
+  ).pipe(Effect.map((rows) => Number(rows[0]!.n) === 1))
+
 const saveCheckpoint = (name: string, position: number) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     sql.unsafe(
@@ -36,27 +68,48 @@ const saveCheckpoint = (name: string, position: number) =>
     )
   )
 
-const applyBatch = (projection: Projection<ProjectionSql>, events: ReadonlyArray<StoredEvent>) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+/** Applies a batch and moves the checkpoint from `expected`, in one transaction; nothing at all on a conflict. */
+const applyBatch = (projection: Projection<ProjectionSql>, expected: number, events: ReadonlyArray<StoredEvent>) => {
+  const last = events[events.length - 1]!.position
+  return Effect.flatMap(SqlClient.SqlClient, (sql) =>
     sql.withTransaction(
-      Effect.zipRight(
-        provideFromSqlClient(projection.apply(events)),
-        saveCheckpoint(projection.name, events[events.length - 1]!.position)
-      )
+      Effect.gen(function* () {
+        // The checkpoint first: its row lock is what keeps a second runner from applying the batch as well.
+        if (!(yield* storeCheckpoint(projection.name, expected, last))) {
+          return yield* new CheckpointConflict({ name: projection.name, expected, attempted: last })
+        }
+        yield* provideFromSqlClient(projection.apply(events))
+      })
     )
-  ).pipe(Effect.mapError(projectionError(projection.name)))
+  ).pipe(Effect.mapError((e) => (e instanceof CheckpointConflict ? e : projectionError(projection.name)(e))))
+}
 
-/** Follows the log from the projection's checkpoint forever, applying batches of up to `batchSize` events. */
+/**
+ * Follows the log from the projection's checkpoint forever, applying batches of up to `batchSize` events. When another
+ * runner (a second hub, a rebuild) moved the checkpoint, it starts again from wherever that is.
+ */
 export const follow = Effect.fn("ProjectionRunner.follow")(function* (
   projection: Projection<ProjectionSql>,
   batchSize = 1000
 ) {
   const log = yield* EventLog
-  const from = yield* checkpoint(projection.name)
-  yield* log.subscribe(from).pipe(
-    Stream.groupedWithin(batchSize, "20 millis"),
-    Stream.runForEach((chunk) => applyBatch(projection, [...chunk]))
-  )
+  const fromCheckpoint: Effect.Effect<never, EventLogError, SqlClient.SqlClient> = Effect.gen(function* () {
+    let cursor = yield* checkpoint(projection.name)
+    return yield* log.subscribe(cursor).pipe(
+      Stream.groupedWithin(batchSize, "20 millis"),
+      Stream.runForEach((chunk) => {
+        const events = [...chunk]
+        return Effect.map(applyBatch(projection, cursor, events), () => {
+          cursor = events[events.length - 1]!.position
+        })
+      }),
+      Effect.zipRight(Effect.die("event log subscription ended")),
+      Effect.catchTag("CheckpointConflict", (conflict) =>
+        Effect.zipRight(Effect.logDebug(conflict.message), Effect.suspend(() => fromCheckpoint))
+      )
+    )
+  })
+  return yield* fromCheckpoint
 })
 
 /**
