@@ -144,15 +144,16 @@ export class EventLog extends Context.Tag("connect/core/EventLog")<
 >() {}
 
 /**
- * Reads a log from the start in pages of `pageSize` (`read(after, limit)`, as `readAll` and `readLinks` read), one
- * page ahead: the next page is on its way while the consumer works on the current one, which is what makes verify and
- * rebuild cost the larger of reading and processing rather than their sum.
+ * Reads a log from `after` (default: the start) in pages of `pageSize` (`read(after, limit)`, as `readAll` and
+ * `readLinks` read), one page ahead: the next page is on its way while the consumer works on the current one, which is
+ * what makes verify and rebuild cost the larger of reading and processing rather than their sum.
  */
 export const pagesAhead = <A extends { readonly position: number }, E, R>(
   read: (after: number, limit: number) => Effect.Effect<ReadonlyArray<A>, E, R>,
-  pageSize: number
+  pageSize: number,
+  after = 0
 ): Stream.Stream<ReadonlyArray<A>, E, R> =>
-  Stream.paginateEffect(0, (after: number) =>
+  Stream.paginateEffect(after, (after: number) =>
     Effect.map(read(after, pageSize), (page) =>
       [page, page.length < pageSize ? Option.none() : Option.some(page[page.length - 1]!.position)] as const
     )

@@ -15,10 +15,15 @@ export interface Projection<R = never> {
   /** Where it runs: inside the append transaction, or behind it from a checkpoint. */
   readonly mode: "inline" | "async"
   /**
+   * The tables it writes (default: the one named like the projection), by unqualified name: a rebuild fills shadow
+   * copies of them, found first on the search path, and swaps them in.
+   */
+  readonly tables?: ReadonlyArray<string>
+  /**
    * Applies a batch of events in position order (events it does not care about, `UnknownEvent`s among them, are simply
    * skipped).
    */
   readonly apply: (events: ReadonlyArray<StoredEvent>) => Effect.Effect<void, unknown, R>
-  /** Removes everything the projection wrote, so a rebuild starts from nothing. */
+  /** Removes everything the projection wrote (a rebuild does without: it fills empty shadow tables). */
   readonly reset: Effect.Effect<void, unknown, R>
 }

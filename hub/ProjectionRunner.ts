@@ -1,13 +1,14 @@
 /**
  * Runs projections over the Postgres event log: async ones follow the log from their checkpoint, moved by
  * compare-and-set in the same transaction as the batch's writes (exactly once, whatever else follows), and any
- * projection can be rebuilt from position 0.
+ * projection can be rebuilt from position 0 into shadow tables that are swapped in (see `PgShadowTables`).
  */
 import { SqlClient } from "@effect/sql"
 import { Context, Effect, Schema, Stream } from "effect"
 import { EventLog, EventLogError, pagesAhead, type StoredEvent } from "../core/EventLog.ts"
 import type { Projection } from "../core/Projection.ts"
 import { APPEND_LOCK_KEY } from "./PgEventLog.ts"
+import * as PgShadowTables from "./PgShadowTables.ts"
 import { type ProjectionSql, provideFromSqlClient } from "./ProjectionSql.ts"
 
 /** Another runner moved the projection's checkpoint since this one read it: the batch was not applied. */
@@ -59,15 +60,6 @@ export const storeCheckpoint = (name: string, expected: number, position: number
     )
   ).pipe(Effect.map((rows) => Number(rows[0]!.n) === 1))
 
-const saveCheckpoint = (name: string, position: number) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql.unsafe(
-      `insert into projection_checkpoints (name, position) values ($1, $2)
-         on conflict (name) do update set position = excluded.position`,
-      [name, position]
-    )
-  )
-
 /** Applies a batch and moves the checkpoint from `expected`, in one transaction; nothing at all on a conflict. */
 const applyBatch = (projection: Projection<ProjectionSql>, expected: number, events: ReadonlyArray<StoredEvent>) => {
   const last = events[events.length - 1]!.position
@@ -112,41 +104,64 @@ export const follow = Effect.fn("ProjectionRunner.follow")(function* (
   return yield* fromCheckpoint
 })
 
+/** Options of a rebuild. */
+export interface RebuildOptions {
+  /** Events read and applied at a time (default 20,000). */
+  readonly pageSize?: number
+  /** Called after each page is applied, with the position reached. */
+  readonly onProgress?: (position: number) => Effect.Effect<void>
+}
+
 /**
- * Drops what the projection wrote and replays the whole log into it, in one transaction. The append lock is held for
- * the duration, so an inline projection cannot miss or double-apply an append that commits during the rebuild.
- * Returns the number of events replayed.
+ * Rebuilds a projection from position 0 into shadow copies of its tables, then swaps them in, in one transaction: the
+ * replay runs without the append lock (appends go on, into the live tables), the lock is taken only to replay the
+ * tail and swap, so a reader sees the old tables or the complete new ones, never a half-built one. Needs the owner
+ * role (it creates, drops and renames tables). Returns the number of events replayed.
  */
 export const rebuild = Effect.fn("ProjectionRunner.rebuild")(function* (
   projection: Projection<ProjectionSql>,
-  options: { readonly pageSize?: number; readonly onProgress?: (position: number) => Effect.Effect<void> } = {}
+  options: RebuildOptions = {}
 ) {
   const sql = yield* SqlClient.SqlClient
   const log = yield* EventLog
+  const tables = projection.tables ?? [projection.name]
+  const pageSize = options.pageSize ?? 20_000
+  // Pages are read through the pool, outside this transaction, so the next page is read and decoded while this one
+  // is applied: the two cost about the same.
+  const read = (after: number, limit: number) =>
+    log.readAll(after, limit).pipe(
+      Effect.mapInputContext((context: Context.Context<never>) => Context.omit(SqlClient.TransactionConnection)(context))
+    )
   return yield* sql
     .withTransaction(
       Effect.gen(function* () {
-        yield* sql.unsafe(`select pg_advisory_xact_lock(${APPEND_LOCK_KEY})`)
-        yield* provideFromSqlClient(projection.reset)
+        const shadows = yield* PgShadowTables.create(projection.name, tables)
         let cursor = 0
         let count = 0
-        // Pages are read through the pool, outside this transaction (holding the append lock keeps the log still), so
-        // the next page is read and decoded while this one is applied: the two cost about the same.
-        const read = (after: number, limit: number) =>
-          log.readAll(after, limit).pipe(
-            Effect.mapInputContext((context: Context.Context<never>) => Context.omit(SqlClient.TransactionConnection)(context))
+        const replay = (after: number) =>
+          pagesAhead(read, pageSize, after).pipe(
+            Stream.runForEach((page) =>
+              Effect.gen(function* () {
+                yield* shadows.writing(provideFromSqlClient(projection.apply(page)))
+                cursor = page[page.length - 1]!.position
+                count += page.length
+                if (options.onProgress) yield* options.onProgress(cursor)
+              })
+            )
           )
-        yield* pagesAhead(read, options.pageSize ?? 20_000).pipe(
-          Stream.runForEach((page) =>
-            Effect.gen(function* () {
-              yield* provideFromSqlClient(projection.apply(page))
-              cursor = page[page.length - 1]!.position
-              count += page.length
-              if (options.onProgress) yield* options.onProgress(cursor)
-            })
-          )
+        yield* replay(0)
+        // The tail: under the lock no append commits, so once read to the end the shadows hold the whole log, and the
+        // next append's inline projections write into the swapped-in tables.
+        yield* sql.unsafe(`select pg_advisory_xact_lock(${APPEND_LOCK_KEY})`)
+        // Appends wait from here on: a reader holding a live table must not make the swap (and them) wait for long.
+        yield* sql.unsafe(`set local lock_timeout = '5s'`)
+        yield* replay(cursor)
+        yield* shadows.swap
+        yield* sql.unsafe(
+          `insert into projection_checkpoints (name, position) values ($1, $2)
+             on conflict (name) do update set position = excluded.position`,
+          [projection.name, cursor]
         )
-        yield* saveCheckpoint(projection.name, cursor)
         return count
       })
     )

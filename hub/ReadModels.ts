@@ -18,6 +18,7 @@ const make = (
 ): Projection<ProjectionSql> => ({
   name,
   mode: "inline",
+  tables: [table],
   apply: (events) =>
     Effect.gen(function*() {
       const sql = yield* ProjectionSql

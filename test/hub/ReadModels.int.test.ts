@@ -107,6 +107,13 @@ describe("read models", () => {
           yield* ProjectionRunner.rebuild(projection, { pageSize: 3 })
           expect(yield* snapshot()).toEqual(live)
         }
+        // The swapped-in tables keep their row-level security and the credential lookups.
+        for (const table of tables) {
+          expect(yield* Scoped.asApp(sql.unsafe(`select * from ${table}`))).toEqual([])
+          expect((yield* Scoped.withWorkspace(ws2, sql.unsafe(`select * from ${table}`))).length).toBe(1)
+        }
+        const again = yield* Scoped.asApp(sql.unsafe<{ id: string }>(`select id from connect_agent_by_token($1)`, [hash("t1")]))
+        expect(again.map((r) => r.id)).toEqual([agents[1]])
       }))
   })
 })
