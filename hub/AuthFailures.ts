@@ -6,7 +6,7 @@
  * the count and the window's first and last refusal. While an address is over its limit, its attempts are refused
  * at once without being looked up (`limited`): a flood costs the database nothing until the window ends.
  */
-import { Effect, FiberSet, Schedule } from "effect"
+import { Effect } from "effect"
 import type { Scope } from "effect"
 import { type AppendOptions, EventLog, type EventLogError, type VersionConflict } from "../core/EventLog.ts"
 import {
@@ -20,6 +20,7 @@ import {
 import { AgentId, ApiKeyId, Streams } from "../core/Ids.ts"
 import { recordableEvent, recordableMeta } from "../core/RecordableEvent.ts"
 import * as TokenBucket from "../core/TokenBucket.ts"
+import * as Windows from "./Windows.ts"
 
 /** Stream of refusals of tokens that match no agent (there is no agent stream to put them on). */
 export const UNKNOWN_TOKEN_STREAM = "auth-unknown"
@@ -139,11 +140,8 @@ export const make = (
     const windowMs = options.windowMs ?? 10_000
     const now = options.now ?? Date.now
     const buckets = TokenBucket.make({ burst: options.burst ?? 10, perSecond: options.perSecond ?? 0.1, now })
-    const windows = new Map<string, Window>()
     /** When each limited address (by kind) was last found over its limit. */
     const limitedSince = new Map<string, number>()
-    const fibers = yield* FiberSet.make<void>()
-    const runFork = yield* FiberSet.runtime(fibers)<never>()
 
     const append = (failure: Failure, window?: Window) => {
       const a = toAppend(failure, window && { count: window.count, firstAt: window.startedAt, lastAt: window.lastAt })
@@ -164,44 +162,31 @@ export const make = (
       })
     }
 
-    const flushWindow = (key: string, w: Window): Effect.Effect<void> => {
-      if (windows.get(key) === w) windows.delete(key)
-      return recordWindow(w).pipe(
-        Effect.catchAll((e) => Effect.logWarning("auth failures: an aggregated refusal was not recorded", e))
-      )
-    }
+    const windows = yield* Windows.make<Window>({
+      windowMs,
+      now,
+      write: (w) =>
+        recordWindow(w).pipe(
+          Effect.catchAll((e) => Effect.logWarning("auth failures: an aggregated refusal was not recorded", e))
+        ),
+      tick: (t) => {
+        for (const [key, since] of limitedSince) if (t - since >= windowMs) limitedSince.delete(key)
+      }
+    })
 
     /** Counts a refusal past its address's limit into the window of its address, kind and reason. */
     const count = (failure: Failure) => {
-      const key = `${failure.kind}\0${failure.ip}\0${failure.reason}`
-      const t = now()
-      const open = windows.get(key)
-      if (open && t - open.startedAt < windowMs) {
-        open.count++
-        open.lastAt = t
-        if (subjectOf(open.failure) !== subjectOf(failure) || open.failure.workspaceId !== failure.workspaceId) {
-          open.failure = { kind: failure.kind, ip: failure.ip, reason: failure.reason } as Failure
-        }
-        return
+      const { window: open, fresh } = windows.at(
+        `${failure.kind}\0${failure.ip}\0${failure.reason}`,
+        (t) => ({ failure, startedAt: t, count: 1, lastAt: t })
+      )
+      if (fresh) return
+      open.count++
+      open.lastAt = now()
+      if (subjectOf(open.failure) !== subjectOf(failure) || open.failure.workspaceId !== failure.workspaceId) {
+        open.failure = { kind: failure.kind, ip: failure.ip, reason: failure.reason } as Failure
       }
-      if (open) runFork(flushWindow(key, open))
-      windows.set(key, { failure, startedAt: t, count: 1, lastAt: t })
     }
-
-    const flushDue = (all: boolean) =>
-      Effect.suspend(() => {
-        const t = now()
-        for (const [key, since] of limitedSince) if (t - since >= windowMs) limitedSince.delete(key)
-        // Taken out of the map at once: a refusal counted while these are being written opens a new window instead of
-        // adding to one already on its way (or having its window deleted under it).
-        const due = [...windows].filter(([, w]) => all || t - w.startedAt >= windowMs)
-        for (const [key] of due) windows.delete(key)
-        return Effect.forEach(due, ([key, w]) => flushWindow(key, w), { discard: true })
-      })
-
-    yield* Effect.repeat(flushDue(false), Schedule.spaced("1 second")).pipe(Effect.forkScoped)
-    // Runs before the event log closes (it was acquired first): open windows are written.
-    yield* Effect.addFinalizer(() => Effect.zipRight(flushDue(true), FiberSet.awaitEmpty(fibers)))
 
     return {
       limited: (kind, ip, userAgent) => {
@@ -218,6 +203,6 @@ export const make = (
           count(failure)
           return Effect.void
         }),
-      open: () => windows.size
+      open: windows.size
     }
   })

@@ -6,13 +6,14 @@
  * Postgres: names are sanitised and capped before an event is built; while the log is unavailable the events are
  * spooled (the `record` option, FactRecorder.ts), never only logged.
  */
-import { Effect, FiberSet, Schedule } from "effect"
+import { Effect } from "effect"
 import type { Scope } from "effect"
 import { type AppendOptions, EventLog } from "../core/EventLog.ts"
 import { type Event, EventMeta, ReachDenied, type ReachDeniedReason, ReachDeniedSample } from "../core/Events.ts"
 import { AgentId, Streams } from "../core/Ids.ts"
 import type { Session } from "../core/RelayPolicy.ts"
 import { Caps, sanitize } from "../core/Text.ts"
+import * as Windows from "./Windows.ts"
 
 type Reason = typeof ReachDeniedReason.Type
 
@@ -60,9 +61,6 @@ export const make = (
     const record = options.record ?? ((stream, event, opts) => log.append(stream, [event], opts))
     const windowMs = options.windowMs ?? 10_000
     const now = options.now ?? Date.now
-    const windows = new Map<string, Window>()
-    const fibers = yield* FiberSet.make<void>()
-    const runFork = yield* FiberSet.runtime(fibers)<never>()
 
     const append = (session: Session, event: ReachDenied, ip: string | undefined) =>
       record(Streams.agent(AgentId.make(session.agentId)), event, {
@@ -74,56 +72,41 @@ export const make = (
         Effect.catchAll((e) => Effect.logError("relay policy: ReachDenied was not recorded", e))
       )
 
+    const windows = yield* Windows.make<Window>({
+      windowMs,
+      now,
+      write: (w) =>
+        w.count === 0 ? Effect.void : append(
+          w.session,
+          new ReachDenied({
+            requestedName: w.sample[0] ?? "",
+            fromAgentId: AgentId.make(w.session.agentId),
+            reason: w.reason,
+            count: w.count,
+            firstAt: new Date(w.firstAt),
+            lastAt: new Date(w.lastAt),
+            sample: w.sample
+          }),
+          w.ip
+        )
+    })
+
     /** Counts a refusal into its window; returns the window's first event when this refusal opens one. */
     const count = (session: Session, rawName: string, reason: Reason, ip: string | undefined) => {
       const name = sanitize(rawName, Caps.name)
-      const key = `${session.agentId}\0${reason}`
-      const t = now()
-      const open = windows.get(key)
-      if (open && t - open.startedAt < windowMs) {
-        open.count++
-        open.lastAt = t
-        open.ip = ip ?? open.ip
-        if (open.count === 1) open.firstAt = t
-        if (open.sample.length < ReachDeniedSample && !open.sample.includes(name)) open.sample.push(name)
-        return undefined
-      }
-      if (open) runFork(flushWindow(key, open))
-      windows.set(key, { session, reason, startedAt: t, ip, count: 0, firstAt: t, lastAt: t, sample: [] })
-      return new ReachDenied({ requestedName: name, fromAgentId: AgentId.make(session.agentId), reason })
-    }
-
-    const flushWindow = (key: string, w: Window): Effect.Effect<void> => {
-      if (windows.get(key) === w) windows.delete(key)
-      if (w.count === 0) return Effect.void
-      return append(
-        w.session,
-        new ReachDenied({
-          requestedName: w.sample[0] ?? "",
-          fromAgentId: AgentId.make(w.session.agentId),
-          reason: w.reason,
-          count: w.count,
-          firstAt: new Date(w.firstAt),
-          lastAt: new Date(w.lastAt),
-          sample: w.sample
-        }),
-        w.ip
+      const { window: w, fresh } = windows.at(
+        `${session.agentId}\0${reason}`,
+        (t) => ({ session, reason, startedAt: t, ip, count: 0, firstAt: t, lastAt: t, sample: [] })
       )
+      if (fresh) return new ReachDenied({ requestedName: name, fromAgentId: AgentId.make(session.agentId), reason })
+      const t = now()
+      w.count++
+      w.lastAt = t
+      w.ip = ip ?? w.ip
+      if (w.count === 1) w.firstAt = t
+      if (w.sample.length < ReachDeniedSample && !w.sample.includes(name)) w.sample.push(name)
+      return undefined
     }
-
-    const flushDue = (all: boolean) =>
-      Effect.suspend(() => {
-        const t = now()
-        // Taken out of the map at once: a refusal counted while these are being written opens a new window instead of
-        // adding to one already on its way (or having its window deleted under it).
-        const due = [...windows].filter(([, w]) => all || t - w.startedAt >= windowMs)
-        for (const [key] of due) windows.delete(key)
-        return Effect.forEach(due, ([key, w]) => flushWindow(key, w), { discard: true })
-      })
-
-    yield* Effect.repeat(flushDue(false), Schedule.spaced("1 second")).pipe(Effect.forkScoped)
-    // Runs before the event log closes (it was acquired first): open windows and first events in flight are written.
-    yield* Effect.addFinalizer(() => Effect.zipRight(flushDue(true), FiberSet.awaitEmpty(fibers)))
 
     return {
       deny: (session, name, reason, ip) =>
@@ -133,8 +116,8 @@ export const make = (
         }),
       note: (session, name, reason, ip) => {
         const first = count(session, name, reason, ip)
-        if (first) runFork(append(session, first, ip))
+        if (first) windows.fork(append(session, first, ip))
       },
-      open: () => windows.size
+      open: windows.size
     }
   })
