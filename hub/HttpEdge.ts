@@ -140,10 +140,40 @@ export const guard = (
   trusted: ClientAddress.TrustedProxies,
   tls: boolean
 ): void => {
+  track(server)
   capConnections(server, limits.maxConnectionsPerAddress, trusted)
   firstRequestDeadline(server, limits.headersTimeoutMs, tls)
   server.on("clientError", answerClientError)
   apiDeadline(server, limits.requestTimeoutMs)
+}
+
+/** Every socket of a guarded server, from before it listens, and whether it is shutting down. */
+const connections = new WeakMap<Http.Server, { readonly sockets: Set<Net.Socket>; closing: boolean }>()
+
+const track = (server: Http.Server) => {
+  const state = { sockets: new Set<Net.Socket>(), closing: false }
+  connections.set(server, state)
+  server.on("connection", (socket: Net.Socket) => {
+    // Until server.close() runs the server still accepts: an agent reconnecting at once must not hold shutdown up.
+    if (state.closing) return socket.destroy()
+    state.sockets.add(socket)
+    socket.once("close", () => state.sockets.delete(socket))
+  })
+}
+
+/**
+ * Starts the shutdown of a guarded server's connections: new ones are cut at once, idle keep-alive ones now, and
+ * whatever is still open `graceMs` later (requests in flight, WebSockets nobody closed) is destroyed. server.close()
+ * waits for every connection, upgraded ones included, so without this one open socket could hold shutdown forever.
+ */
+export const shutdown = (server: Http.Server, graceMs: number): void => {
+  const state = connections.get(server)
+  server.closeIdleConnections()
+  if (!state) return
+  state.closing = true
+  setTimeout(() => {
+    for (const socket of state.sockets) socket.destroy()
+  }, graceMs).unref()
 }
 
 /** A request body that could not be read: larger than allowed, or the client went away. */

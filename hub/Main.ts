@@ -5,7 +5,6 @@
  */
 import * as Http from "node:http"
 import * as Https from "node:https"
-import type * as Net from "node:net"
 import type { Duplex } from "node:stream"
 import type * as HttpPlatform from "@effect/platform/HttpPlatform"
 import * as HttpServer from "@effect/platform/HttpServer"
@@ -166,22 +165,8 @@ const ServeLive = (
       const scheme = config.tls ? "https" : "http"
       const url = address._tag === "TcpAddress" ? `${scheme}://${config.host}:${address.port}` : `unix:${address.path}`
       yield* Console.log(`connect hub listening on ${url} (postgres: ${Database.describe(config)})`)
-      // server.close() waits for every connection, upgraded ones included, so shutdown could hang on one open
-      // socket. Finalizers run in reverse, so this one runs first: idle keep-alive connections close now, and whatever
-      // is still open 2 s later (in-flight requests, WebSockets nobody closed) is destroyed.
-      const sockets = new Set<Net.Socket>()
-      server.on("connection", (socket: Net.Socket) => {
-        sockets.add(socket)
-        socket.once("close", () => sockets.delete(socket))
-      })
-      yield* Effect.addFinalizer(() =>
-        Effect.sync(() => {
-          server.closeIdleConnections()
-          setTimeout(() => {
-            for (const socket of sockets) socket.destroy()
-          }, 2_000).unref()
-        })
-      )
+      // Finalizers run in reverse, so this one runs first, before the gateway and the routes close.
+      yield* Effect.addFinalizer(() => Effect.sync(() => HttpEdge.shutdown(server, 2_000)))
     })
   ).pipe(Layer.provide(HttpApi.serve))
 
