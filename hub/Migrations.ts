@@ -273,7 +273,13 @@ const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClien
     yield* sql.unsafe(`
       -- A rebuild replays the log into shadow copies of a projection's tables in this schema (found first on its
       -- search path), then swaps them in (ProjectionRunner.rebuild). Only the owner creates here: the hub's role cannot.
-      create schema connect_rebuild;
+      -- Created now only by a role that may create schemas in this database; otherwise by the first rebuild, run by an
+      -- owner that may (a hub whose role owns its tables but not the database must still start).
+      do $$ begin
+        if has_database_privilege(current_user, current_database(), 'CREATE') then
+          create schema if not exists connect_rebuild;
+        end if;
+      end $$;
 
       -- The credential lookups returned "setof agents" / "setof api_keys", which ties them to the tables' row types so
       -- that a table could never be replaced; they now name their columns (same names, same order).

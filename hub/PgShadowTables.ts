@@ -32,6 +32,20 @@ const refused = (message: string) => new EventLogError({ reason: "Projection", m
 export const create = (name: string, tables: ReadonlyArray<string>) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    const [schema] = yield* sql.unsafe<{ exists: boolean; may: boolean }>(
+      `select to_regnamespace($1) is not null as exists,
+              has_database_privilege(current_user, current_database(), 'CREATE') as may`,
+      [SHADOW_SCHEMA]
+    )
+    if (!schema!.exists) {
+      if (!schema!.may) {
+        return yield* refused(
+          `rebuilding ${name} needs the schema ${SHADOW_SCHEMA}, which only a role that may create schemas in this ` +
+            `database can add: run it as the database owner`
+        )
+      }
+      yield* sql.unsafe(`create schema if not exists ${SHADOW_SCHEMA}`)
+    }
     const [state] = yield* sql.unsafe<{ locked: boolean; owner: boolean; schema: string; path: string }>(
       `select pg_try_advisory_xact_lock($1, hashtext($2)) as locked,
               has_schema_privilege($3, 'CREATE') as owner, current_schema() as schema,

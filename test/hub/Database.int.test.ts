@@ -118,6 +118,17 @@ describe("Database", () => {
       expect(yield* Verify.verify().pipe(Effect.provide(ctx))).toMatchObject({ ok: true, count: 0 })
     }).pipe(Effect.scoped), 60_000)
 
+  it.live("a hub whose role may create in public but not in the database migrates and starts (an upgrade on DATABASE_URL)", () =>
+    Effect.gen(function*() {
+      const { role, ownerUrl, url } = yield* twoRoles
+      // What a single-role external setup usually grants: tables in public, roles for the hub's own, no CREATE on the
+      // database itself (which creating a schema needs).
+      yield* adminQuery(inject("adminDatabaseUrl"), `alter role ${role} createrole`)
+      yield* adminQuery(ownerUrl, `grant create on schema public to ${role}`)
+      const ctx = yield* Layer.build(hubStack({ dataDir: "/nonexistent", databaseUrl: url }))
+      expect(yield* Verify.verify().pipe(Effect.provide(ctx))).toMatchObject({ ok: true })
+    }).pipe(Effect.scoped), 60_000)
+
   it.live("a hub whose role owns events says so loudly at startup", () =>
     Effect.gen(function*() {
       const url = yield* TestDatabase.makeTestDatabaseUrl
