@@ -40,7 +40,18 @@ const twoRoles = Effect.gen(function*() {
   const password = Crypto.randomBytes(12).toString("hex")
   yield* Effect.acquireRelease(
     adminQuery(adminUrl, `create role ${role} login password '${password}'`),
-    () => adminQuery(adminUrl, `drop role if exists ${role}`).pipe(Effect.ignore)
+    // Postgres 16+ keeps who granted a membership: one the hub's role granted while migrating (connect_app to
+    // connect_writer) must go before the role can.
+    () =>
+      adminQuery(adminUrl, `drop role if exists ${role}`).pipe(
+        Effect.catchAllDefect(() =>
+          Effect.zipRight(
+            adminQuery(adminUrl, `revoke connect_app from connect_writer granted by ${role}`),
+            adminQuery(adminUrl, `drop role if exists ${role}`)
+          )
+        ),
+        Effect.catchAllDefect(() => Effect.void)
+      )
   )
   const ownerUrl = yield* TestDatabase.makeTestDatabaseUrl
   const url = new URL(ownerUrl)
@@ -123,7 +134,19 @@ describe("Database", () => {
       const { role, ownerUrl, url } = yield* twoRoles
       // What a single-role external setup usually grants: tables in public, roles for the hub's own, no CREATE on the
       // database itself (which creating a schema needs).
-      yield* adminQuery(inject("adminDatabaseUrl"), `alter role ${role} createrole`)
+      const adminUrl = inject("adminDatabaseUrl")
+      yield* adminQuery(adminUrl, `alter role ${role} createrole`)
+      // The hub's shared roles may exist already (made by other tests' migrations); a role that had made them itself
+      // would administer them, which Postgres 16+ requires for granting them (CREATEROLE alone no longer does).
+      for (const shared of ["connect_app", "connect_writer"]) {
+        yield* adminQuery(
+          adminUrl,
+          `do $$ begin if not exists (select from pg_roles where rolname = '${shared}') then create role ${shared} nologin; end if; end $$`
+        ).pipe(Effect.catchAllDefect(() => Effect.void))
+        yield* adminQuery(adminUrl, `grant ${shared} to ${role} with admin option`)
+      }
+      // Granted by the superuser too, so that revoking the test role's own grant at cleanup (Postgres 16+) leaves it.
+      yield* adminQuery(adminUrl, `grant connect_app to connect_writer`)
       yield* adminQuery(ownerUrl, `grant create on schema public to ${role}`)
       const ctx = yield* Layer.build(hubStack({ dataDir: "/nonexistent", databaseUrl: url }))
       expect(yield* Verify.verify().pipe(Effect.provide(ctx))).toMatchObject({ ok: true })
