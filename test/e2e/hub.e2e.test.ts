@@ -74,6 +74,12 @@ describe("connect hub (real processes, embedded Postgres)", () => {
     expect(cli.stderr()).toContain("Usage: connect hub [--port integer] [--host text] [--data-dir text]")
   })
 
+  it("--max-streams outside 1..65536 exits 2 with the reason", async () => {
+    const cli = spawn(process.execPath, ["bin/connect.js", "hub", "--port", "0", "--max-streams", "0"], { env })
+    expect(await cli.exited(30_000)).toEqual({ code: 2, signal: null })
+    expect(cli.stderr()).toContain("--max-streams must be between 1 and 65536")
+  })
+
   it("an unreachable DATABASE_URL exits 1 with one line naming the address", async () => {
     const cli = spawn(process.execPath, ["bin/connect.js", "hub", "--port", "0"], {
       env: { ...env, DATABASE_URL: "postgres://postgres:secret@127.0.0.1:1/connect" }

@@ -16,6 +16,7 @@ import { makeMemoryRelayPolicy } from "../../hub/MemoryRelayPolicy.ts"
 import * as Relay from "../../hub/Relay.ts"
 import * as Msgpack from "../../transports/Msgpack.ts"
 import * as Ws from "../../transports/Ws.ts"
+import { echoServer } from "../support/Echo.ts"
 import * as Campaign from "./Campaign.ts"
 import * as Fuzzer from "./Fuzzer.ts"
 
@@ -46,17 +47,6 @@ const until = async (check: () => boolean, ms: number) => {
   }
   return true
 }
-
-const echoServer = Effect.acquireRelease(
-  Effect.async<Net.Server>((resume) => {
-    const server = Net.createServer({ allowHalfOpen: true }, (socket) => {
-      socket.on("error", () => {})
-      socket.pipe(socket)
-    })
-    server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
-  }),
-  (server) => Effect.sync(() => server.close())
-).pipe(Effect.map((server) => (server.address() as Net.AddressInfo).port))
 
 const echoOnce = (port: number, text: string) =>
   new Promise<string>((resolve, reject) => {

@@ -12,21 +12,10 @@ import * as PgEventLog from "../../hub/PgEventLog.ts"
 import type { Transport } from "../../core/Transport.ts"
 import * as Msgpack from "../../transports/Msgpack.ts"
 import * as Ws from "../../transports/Ws.ts"
+import { echoServer } from "../support/Echo.ts"
 import * as Hub from "../support/Hub.ts"
 import * as TcpProxy from "../support/TcpProxy.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
-
-/** An echo server on 127.0.0.1 for the scope; resolves its port. */
-export const echoServer = Effect.acquireRelease(
-  Effect.async<Net.Server>((resume) => {
-    const server = Net.createServer({ allowHalfOpen: true }, (socket) => {
-      socket.on("error", () => {})
-      socket.pipe(socket)
-    })
-    server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
-  }),
-  (server) => Effect.sync(() => server.close())
-).pipe(Effect.map((server) => (server.address() as Net.AddressInfo).port))
 
 /** Sends `data` through 127.0.0.1:`port`, half-closes, and resolves everything received until EOF. */
 export const roundTrip = (port: number, data: Buffer) =>

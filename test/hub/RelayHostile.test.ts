@@ -311,6 +311,31 @@ describe("Relay against hostile agents", () => {
       })
     ))
 
+  it("past the hub-wide cap on buffered bytes, the connection holding most is closed (4010); its senders stay", () =>
+    withHub(
+      ({ url, relay, memory }) =>
+        Effect.gen(function*() {
+          const exposer = yield* Effect.promise(() => silentExposer(url, agents[0]!.token, "sink"))
+          const b = yield* hostile(url, Msgpack.codec, agents[1]!.token)
+          const chunk = Buffer.alloc(Protocol.MaxChunk, 9)
+          for (const stream of [1, 3, 5]) {
+            b.connection.send(Protocol.Open.make({ stream, service: "sink" }))
+            for (let i = 0; i < Protocol.StreamWindow / Protocol.MaxChunk; i++) b.connection.sendData(stream, chunk)
+          }
+          yield* Effect.promise(() =>
+            until(() =>
+              memory.events.some((e) =>
+                e._tag === "AgentDisconnected" && e.agentId === "agent-a" && e.reason.includes("hub's buffers are full")
+              ), 10_000)
+          )
+          exposer.terminate()
+          yield* Effect.promise(() => until(() => relay.stats().bufferedBytes === 0))
+          expect(b.connection.closed).toBe(false)
+        }),
+      // Neither the per-connection cap nor the stall rule may fire first: only the hub-wide cap is in play.
+      { maxBufferedBytes: 2 * 1024 * 1024, maxLinkBufferedBytes: 1024 * 1024 * 1024, stallMs: 60_000 }
+    ), 30_000)
+
   it("caps streams: per reaching connection, per exposer, and per pair, so one reacher cannot take an exposer's slots", () =>
     withHub(
       ({ url, relay, memory }) =>
