@@ -7,74 +7,17 @@
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
-import * as Os from "node:os"
 import * as Path from "node:path"
-import { Effect, Exit, Scope } from "effect"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { makeTestDatabaseUrl } from "../support/TestDatabase.ts"
-import { isAlive, killTracked, spawn, type Spawned, track, waitUntil } from "../support/processes.ts"
+import { describe, expect, it } from "vitest"
+import * as AgentWorld from "../support/AgentWorld.ts"
+import { isAlive, track, waitUntil } from "../support/processes.ts"
 
 const LISTENING = /connect hub listening on (http:\/\/127\.0\.0\.1:(\d+))/
 const API_KEY = /^\s+(pc_[0-9A-Za-z]{32,})\s*$/m
 const CONNECTED = /connected to (\S+) as (\S+) \(workspace (\S+)\)/
 
-let scope: Scope.CloseableScope
-let root: string
-let databaseUrl: string
-let echo: Net.Server
-let echoPort: number
-const detachedPids: Array<number> = []
-
-const dir = (name: string) => {
-  const path = Path.join(root, name)
-  Fs.mkdirSync(path)
-  Fs.chmodSync(path, 0o755)
-  return path
-}
-
-beforeAll(async () => {
-  scope = Effect.runSync(Scope.make())
-  databaseUrl = await Effect.runPromise(Scope.extend(makeTestDatabaseUrl, scope))
-  // Not under /root, readable by other users (the hub never needs it, but keep every test home alike).
-  root = Fs.mkdtempSync(Path.join(Os.tmpdir(), "connect-agent-e2e-"))
-  Fs.chmodSync(root, 0o755)
-  echo = Net.createServer({ allowHalfOpen: true }, (socket) => {
-    socket.on("error", () => {})
-    socket.pipe(socket)
-  })
-  await new Promise<void>((resolve) => echo.listen(0, "127.0.0.1", resolve))
-  echoPort = (echo.address() as Net.AddressInfo).port
-}, 120_000)
-
-afterAll(async () => {
-  for (const pid of detachedPids) if (isAlive(pid)) process.kill(pid, "SIGKILL")
-  killTracked()
-  echo?.close()
-  if (scope) await Effect.runPromise(Scope.close(scope, Exit.void))
-  if (root) Fs.rmSync(root, { recursive: true, force: true })
-}, 60_000)
-
-const baseEnv = (): NodeJS.ProcessEnv => {
-  const env = { ...process.env }
-  delete env.CONNECT_ALLOW_INSECURE
-  delete env.DATABASE_URL
-  return env
-}
-
-const connect = (home: string, args: ReadonlyArray<string>): Spawned =>
-  spawn(process.execPath, ["bin/connect.js", ...args], { env: { ...baseEnv(), CONNECT_HOME: home } })
-
-/** Runs a short `connect` command to its end. */
-const command = async (home: string, args: ReadonlyArray<string>) => {
-  const cli = connect(home, args)
-  const exit = await cli.exited(60_000)
-  return { code: exit.code, stdout: cli.stdout(), stderr: cli.stderr() }
-}
-
-const startHub = (home: string, port: number) =>
-  spawn(process.execPath, ["bin/connect.js", "hub", "--port", String(port)], {
-    env: { ...baseEnv(), CONNECT_HOME: home, DATABASE_URL: databaseUrl }
-  })
+const world = AgentWorld.make("agent")
+const { command, connect, detachedPids, dir, startHub } = world
 
 /** Sends `data` through 127.0.0.1:`port`, half-closes, resolves the sha256 and length of what came back. */
 const roundTrip = (port: number, data: Buffer, timeoutMs: number) =>
@@ -126,8 +69,8 @@ describe("connect agent (real hub, real agents, real TCP)", () => {
     detachedPids.push(pidA)
     track(pidA)
     expect(Fs.readFileSync(Path.join(homeA, "agent.log"), "utf8")).toMatch(CONNECTED)
-    const exposed = await command(homeA, ["expose", `127.0.0.1:${echoPort}`, "--name", "echo"])
-    expect(exposed).toMatchObject({ code: 0, stdout: `exposed echo → 127.0.0.1:${echoPort}\n` })
+    const exposed = await command(homeA, ["expose", `127.0.0.1:${world.echoPort()}`, "--name", "echo"])
+    expect(exposed).toMatchObject({ code: 0, stdout: `exposed echo → 127.0.0.1:${world.echoPort()}\n` })
 
     // Agent B in the foreground (msgpack), then a reach on a free port.
     const agentB = connect(homeB, ["up", "--hub", hubUrl, "--api-key", apiKey, "--label", "agent-b", "--transport", "msgpack"])
@@ -162,7 +105,7 @@ describe("connect agent (real hub, real agents, real TCP)", () => {
     const checked = await command(homeB, ["reach", "echo", "--check"])
     expect(checked.code).toBe(0)
     expect(checked.stdout).toContain("✓ DNS OK (127.0.0.1 → 127.0.0.1")
-    expect(checked.stdout).toContain(`✓ TCP OK (127.0.0.1:${echoPort}`)
+    expect(checked.stdout).toContain(`✓ TCP OK (127.0.0.1:${world.echoPort()}`)
     expect(checked.stdout).toContain("– TLS: not TLS (plain TCP service)")
     expect(checked.stdout).toContain("– HTTP: not HTTP")
     expect(checked.stdout).toMatch(/✓ Latency: [\d.]+ ms \(round trip through the hub\)/)

@@ -7,75 +7,21 @@
  */
 import * as Fs from "node:fs"
 import * as Net from "node:net"
-import * as Os from "node:os"
 import * as Path from "node:path"
-import { Effect, Exit, Scope } from "effect"
 import Pg from "pg"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { makeTestDatabaseUrl } from "../support/TestDatabase.ts"
-import { isAlive, killTracked, spawn, type Spawned, track, waitUntil } from "../support/processes.ts"
+import { describe, expect, it } from "vitest"
+import * as AgentWorld from "../support/AgentWorld.ts"
+import { isAlive, track, waitUntil } from "../support/processes.ts"
 
 const LISTENING = /connect hub listening on (http:\/\/127\.0\.0\.1:(\d+))/
 const API_KEY = /^\s+(pc_[0-9A-Za-z]{32,})\s*$/m
 const CONNECTED = /connected to (\S+) as (\S+) \(workspace (\S+)\)/
 
-let scope: Scope.CloseableScope
-let root: string
-let databaseUrl: string
-let echo: Net.Server
-let echoPort: number
-const detachedPids: Array<number> = []
-const sockets: Array<Net.Socket> = []
-
-const dir = (name: string) => {
-  const path = Path.join(root, name)
-  Fs.mkdirSync(path)
-  Fs.chmodSync(path, 0o755)
-  return path
-}
-
-beforeAll(async () => {
-  scope = Effect.runSync(Scope.make())
-  databaseUrl = await Effect.runPromise(Scope.extend(makeTestDatabaseUrl, scope))
-  root = Fs.mkdtempSync(Path.join(Os.tmpdir(), "connect-crash-e2e-"))
-  Fs.chmodSync(root, 0o755)
-  echo = Net.createServer({ allowHalfOpen: true }, (socket) => {
-    socket.on("error", () => {})
-    socket.pipe(socket)
-  })
-  await new Promise<void>((resolve) => echo.listen(0, "127.0.0.1", resolve))
-  echoPort = (echo.address() as Net.AddressInfo).port
-}, 120_000)
-
-afterAll(async () => {
-  for (const socket of sockets) socket.destroy()
-  for (const pid of detachedPids) if (isAlive(pid)) process.kill(pid, "SIGKILL")
-  killTracked()
-  echo?.close()
-  if (scope) await Effect.runPromise(Scope.close(scope, Exit.void))
-  if (root) Fs.rmSync(root, { recursive: true, force: true })
-}, 60_000)
-
-const baseEnv = (): NodeJS.ProcessEnv => {
-  const env = { ...process.env }
-  delete env.CONNECT_ALLOW_INSECURE
-  delete env.DATABASE_URL
-  return env
-}
-
-const connect = (home: string, args: ReadonlyArray<string>, extra: NodeJS.ProcessEnv = {}): Spawned =>
-  spawn(process.execPath, ["bin/connect.js", ...args], { env: { ...baseEnv(), CONNECT_HOME: home, ...extra } })
-
-const command = async (home: string, args: ReadonlyArray<string>, extra: NodeJS.ProcessEnv = {}) => {
-  const cli = connect(home, args, extra)
-  const exit = await cli.exited(60_000)
-  return { code: exit.code, stdout: cli.stdout(), stderr: cli.stderr() }
-}
-
-const startHub = (home: string, port: number) => connect(home, ["hub", "--port", String(port)], { DATABASE_URL: databaseUrl })
+const world = AgentWorld.make("crash")
+const { command, connect, detachedPids, dir, sockets, startHub } = world
 
 const query = async <A>(statement: string): Promise<Array<A>> => {
-  const client = new Pg.Client({ connectionString: databaseUrl })
+  const client = new Pg.Client({ connectionString: world.databaseUrl() })
   await client.connect()
   try {
     return (await client.query(statement)).rows as Array<A>
@@ -118,7 +64,7 @@ describe("a hub SIGKILLed with tunnels open (real processes)", () => {
     const pidA = Number(Fs.readFileSync(Path.join(homeA, "agent.pid"), "utf8"))
     detachedPids.push(pidA)
     track(pidA)
-    expect((await command(homeA, ["expose", `127.0.0.1:${echoPort}`, "--name", "echo"])).code).toBe(0)
+    expect((await command(homeA, ["expose", `127.0.0.1:${world.echoPort()}`, "--name", "echo"])).code).toBe(0)
     const agentB = connect(homeB, ["up", "--hub", hubUrl, "--api-key", apiKey, "--label", "agent-b"])
     await agentB.waitFor(CONNECTED, 60_000)
     const reached = await command(homeB, ["reach", "echo", "--port", "0"])
@@ -156,7 +102,7 @@ describe("a hub SIGKILLed with tunnels open (real processes)", () => {
     expect(relayed.length).toBeGreaterThan(0)
     for (const e of relayed) expect(e.meta.hubId).toBe(hubId)
 
-    const verify = await command(hubHome, ["audit", "verify"], { DATABASE_URL: databaseUrl })
+    const verify = await command(hubHome, ["audit", "verify"], { DATABASE_URL: world.databaseUrl() })
     expect(verify.stdout + verify.stderr).toMatch(/^OK: \d+ events, hash chain intact/m)
     expect(verify.code).toBe(0)
 

@@ -258,20 +258,8 @@ describe("Relay against hostile agents", () => {
     withHub(
       ({ url, relay, memory }) =>
         Effect.gen(function*() {
-          const exposer = yield* Effect.promise(() => silentExposer(url, agents[0]!.token, "sink"))
-          const b = yield* hostile(url, Msgpack.codec, agents[1]!.token)
-          const chunk = Buffer.alloc(Protocol.MaxChunk, 7)
-          // 12 MiB, within every window: more than the kernel's socket buffers take, so the hub holds the rest.
-          for (const stream of [1, 3, 5]) {
-            b.connection.send(Protocol.Open.make({ stream, service: "sink" }))
-            for (let i = 0; i < Protocol.StreamWindow / Protocol.MaxChunk; i++) b.connection.sendData(stream, chunk)
-          }
-          yield* Effect.promise(() =>
-            until(() =>
-              memory.events.some((e) =>
-                e._tag === "AgentDisconnected" && e.agentId === "agent-a" && e.reason.startsWith(`${CloseCodes.SlowConsumer}`)
-              ), 10_000)
-          )
+          const { exposer, b } = yield* flood(url)
+          yield* Effect.promise(() => until(() => closedFor(memory, "agent-a", `${CloseCodes.SlowConsumer}`), 10_000))
           exposer.terminate()
           yield* Effect.promise(() => until(() => relay.stats().bufferedBytes === 0 && relay.stats().streams === 0))
           // B's bytes came back to it with the stream's Reset: it can send a full window again.
@@ -315,19 +303,8 @@ describe("Relay against hostile agents", () => {
     withHub(
       ({ url, relay, memory }) =>
         Effect.gen(function*() {
-          const exposer = yield* Effect.promise(() => silentExposer(url, agents[0]!.token, "sink"))
-          const b = yield* hostile(url, Msgpack.codec, agents[1]!.token)
-          const chunk = Buffer.alloc(Protocol.MaxChunk, 9)
-          for (const stream of [1, 3, 5]) {
-            b.connection.send(Protocol.Open.make({ stream, service: "sink" }))
-            for (let i = 0; i < Protocol.StreamWindow / Protocol.MaxChunk; i++) b.connection.sendData(stream, chunk)
-          }
-          yield* Effect.promise(() =>
-            until(() =>
-              memory.events.some((e) =>
-                e._tag === "AgentDisconnected" && e.agentId === "agent-a" && e.reason.includes("hub's buffers are full")
-              ), 10_000)
-          )
+          const { exposer, b } = yield* flood(url)
+          yield* Effect.promise(() => until(() => closedFor(memory, "agent-a", "hub's buffers are full"), 10_000))
           exposer.terminate()
           yield* Effect.promise(() => until(() => relay.stats().bufferedBytes === 0))
           expect(b.connection.closed).toBe(false)
@@ -439,6 +416,26 @@ const until = async (check: () => boolean, ms = 5_000) => {
     await new Promise((r) => setTimeout(r, 10))
   }
 }
+
+/**
+ * A silent exposer of "sink" (agent A) and a sender (agent B) that pushes 12 MiB at it over three streams, within
+ * every window: more than the kernel's socket buffers take, so the hub holds the rest.
+ */
+const flood = (url: string) =>
+  Effect.gen(function*() {
+    const exposer = yield* Effect.promise(() => silentExposer(url, agents[0]!.token, "sink"))
+    const b = yield* hostile(url, Msgpack.codec, agents[1]!.token)
+    const chunk = Buffer.alloc(Protocol.MaxChunk, 7)
+    for (const stream of [1, 3, 5]) {
+      b.connection.send(Protocol.Open.make({ stream, service: "sink" }))
+      for (let i = 0; i < Protocol.StreamWindow / Protocol.MaxChunk; i++) b.connection.sendData(stream, chunk)
+    }
+    return { exposer, b }
+  })
+
+/** Whether the relay recorded `agentId`'s disconnection with a reason containing `reason`. */
+const closedFor = (memory: ReturnType<typeof makeMemoryRelayPolicy>, agentId: string, reason: string) =>
+  memory.events.some((e) => e._tag === "AgentDisconnected" && e.agentId === agentId && e.reason.includes(reason))
 
 /** An exposer that answers its Welcome with an Expose of `name`, then never reads its socket again. */
 const silentExposer = (url: string, token: string, name: string) =>
