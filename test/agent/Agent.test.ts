@@ -13,8 +13,8 @@ import { Effect, Exit, Fiber, Option, Scope } from "effect"
 import * as Agent from "../../agent/Agent.ts"
 import * as Control from "../../agent/Control.ts"
 import * as State from "../../agent/State.ts"
+import { makeMemoryRelayPolicy } from "../../core/MemoryRelayPolicy.ts"
 import type { RelayPolicyService } from "../../core/RelayPolicy.ts"
-import { makeMemoryRelayPolicy } from "../../hub/MemoryRelayPolicy.ts"
 import * as Relay from "../../hub/Relay.ts"
 
 const agents = [

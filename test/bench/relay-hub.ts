@@ -5,7 +5,7 @@
  */
 import * as Readline from "node:readline"
 import { Effect } from "effect"
-import { makeMemoryRelayPolicy } from "../../hub/MemoryRelayPolicy.ts"
+import { makeMemoryRelayPolicy } from "../../core/MemoryRelayPolicy.ts"
 import * as Relay from "../../hub/Relay.ts"
 
 /** Tokens of the two bench agents (exposer A, reacher B). */

@@ -3,7 +3,7 @@
  * workspace only, and a log of every hook call.
  */
 import { Effect, Layer } from "effect"
-import { RelayDenied, RelayPolicy } from "../core/RelayPolicy.ts"
+import { RelayDenied, RelayPolicy } from "./RelayPolicy.ts"
 import type {
   RelayPolicyService,
   RelayRefusal,
@@ -11,7 +11,7 @@ import type {
   Session,
   TunnelInfo,
   TunnelTotals
-} from "../core/RelayPolicy.ts"
+} from "./RelayPolicy.ts"
 
 /** An agent the memory policy knows. */
 export interface MemoryAgent {
