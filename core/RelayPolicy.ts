@@ -82,7 +82,10 @@ export interface RelayPolicyService {
     session: Session,
     info: { readonly remoteAddress: string; readonly transport: string; readonly agentVersion: string }
   ) => Effect.Effect<void, RelayDenied>
-  /** The agent's connection ended (must be recorded; failures are logged, never dropped silently). */
+  /**
+   * The agent's connection ended. It already happened, so it must be recorded: retrying and keeping it while the log
+   * is down are the implementation's (the relay calls once and logs a failure).
+   */
   readonly agentDisconnected: (
     session: Session,
     info: { readonly reason: string; readonly durationMs: number }
@@ -95,7 +98,7 @@ export interface RelayPolicyService {
   readonly resolveReach: (session: Session, name: string) => Effect.Effect<ReachRoute, RelayDenied>
   /** Records a tunnel before any byte flows; a failure refuses the stream (fail closed). */
   readonly tunnelOpened: (tunnel: TunnelInfo) => Effect.Effect<void, RelayDenied>
-  /** Records a tunnel that ended, with its byte counts. */
+  /** Records a tunnel that ended, with its byte counts; retried and kept by the implementation, like `agentDisconnected`. */
   readonly tunnelClosed: (tunnel: TunnelInfo, totals: TunnelTotals) => Effect.Effect<void, RelayDenied>
   /**
    * Records a refusal the relay made on its own (rate limit, stream cap) of an `Open`, `Reach` or `Check` for

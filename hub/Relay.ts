@@ -213,13 +213,12 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
     if (refusal) policy.refused(link.session!, name, refusal)
     return refusal
   }
+  /**
+   * Records a fact in the background. Not retried here: the policy retries and spools what already happened itself
+   * (PgRelayPolicy.ts, FactRecorder.ts), so a failure reaching this point is final and only logged.
+   */
   const record = (name: string, effect: Effect.Effect<void, RelayDenied>) => {
-    runFork(
-      effect.pipe(
-        Effect.retry({ times: 3 }),
-        Effect.catchAllCause((cause) => Effect.logError(`relay: ${name} was not recorded`, cause))
-      )
-    )
+    runFork(effect.pipe(Effect.catchAllCause((cause) => Effect.logError(`relay: ${name} was not recorded`, cause))))
   }
   /**
    * A refused `Open`/`Reach`/`Check` costs its agent `RefusalCost` tokens instead of one: honest agents are rarely
