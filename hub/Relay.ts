@@ -98,7 +98,6 @@ interface Link {
   readonly connectedAt: number
   state: "hello" | "auth" | "ready" | "closed"
   session: Session | undefined
-  agentVersion: string
   /** Stream id on this connection → the tunnel end it belongs to (odd: opened by the agent, even: by the hub). */
   readonly routes: Map<number, Tunnel>
   nextId: number
@@ -580,7 +579,6 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       return link.connection.close(CloseCodes.UnsupportedVersion, "unsupported protocol version")
     }
     link.state = "auth"
-    link.agentVersion = message.agentVersion
     const connected = policy.authenticate(message, link.connection.remoteAddress).pipe(
       Effect.tap((session) =>
         policy.agentConnected(session, {
@@ -711,7 +709,6 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       connectedAt: Date.now(),
       state: "hello",
       session: undefined,
-      agentVersion: "",
       routes: new Map(),
       nextId: 2,
       ledger: RelayWindow.make(connection, connectionWindow),
