@@ -1,8 +1,11 @@
 /**
- * One attempt at appending a batch, in one transaction on the writer's connection: take the append lock, read the
- * head, settle each request (already stored, a version conflict, or events to chain), insert with one multi-row
- * statement, run the inline projections, commit — and when that fails for one request's sake, the same again with each
- * request under its own savepoint.
+ * One attempt at appending a batch, in one transaction on the writer's connection. Usually one round trip: from the
+ * head the writer last committed (`PgWriterHead`), settle each request (a version conflict, or events to chain), and
+ * send begin, `connect_append` (which takes the append lock, checks that head, inserts with one multi-row statement and
+ * notifies), the inline projections' writes and the commit in one message. When the head was not what the writer
+ * believed (another process appended, a stream it did not know, a retried id), the same in two round trips: take the
+ * lock and read the head and the looked-up ids first. And when that fails for one request's sake, the same again with
+ * each request under its own savepoint.
  */
 import { Cause, Effect, Either, Option } from "effect"
 import { type AppendResult, EventLogError, type ExpectedVersion, type StoredEvent, VersionConflict } from "../core/EventLog.ts"
@@ -10,6 +13,7 @@ import type { Event, EventMeta } from "../core/Events.ts"
 import { GENESIS_HASH, hashEnvelope } from "../core/HashChain.ts"
 import type { Projection } from "../core/Projection.ts"
 import type { Connector, WriterConnection } from "./PgWriterConnection.ts"
+import type { Head, WriterHead } from "./PgWriterHead.ts"
 import * as Recovery from "./PgWriterRecovery.ts"
 import { ProjectionSql } from "./ProjectionSql.ts"
 
@@ -38,12 +42,22 @@ export interface Pending extends Recovery.Identified {
   readonly resume: (outcome: Effect.Effect<AppendResult, VersionConflict | EventLogError>) => void
 }
 
-/** What an attempt runs with: the writer's connection and the inline projections. */
+/** What an attempt runs with: the writer's connection, the head it believes in, and the inline projections. */
 export interface AppendContext {
   readonly connector: Connector
+  readonly head: WriterHead
   readonly inline: ReadonlyArray<Projection<ProjectionSql>>
   readonly inlineNames: ReadonlyArray<string>
 }
+
+/**
+ * The errors `connect_append` raises when the head, a guessed stream version or the writer's clock was not what the
+ * writer believed, or an id may be stored already: the transaction is rolled back and the batch goes the slow way.
+ */
+const STALE_CODES = new Set(["CN001", "CN002", "CN003", "CN004"])
+
+/** Whether an attempt failed because the writer's belief was stale (see `STALE_CODES`). */
+export const isStale = (error: unknown): boolean => Recovery.isServerError(error) && STALE_CODES.has(error.code!)
 
 const toBuffer = (b: unknown): Uint8Array => (b instanceof Uint8Array ? b : Buffer.from(String(b), "hex"))
 
@@ -71,18 +85,29 @@ interface Cursor {
   readonly recordedAt: Date
   /** Per request of the batch, its result if its events are already stored (see `PgWriterRecovery`). */
   readonly stored: ReadonlyArray<AppendResult | undefined>
+  /** Versions assumed for streams the writer did not know, which `connect_append` checks. */
+  readonly guesses: Map<string, number>
+  /** Ids that may be stored already and were not looked up: `connect_append` checks that none is. */
+  readonly unchecked: ReadonlyArray<string>
+}
+
+/**
+ * Adds the transaction's begin. The isolation level and synchronous commit are pinned whatever the database's
+ * defaults: under repeatable read the head would be read from a snapshot taken before the lock wait, and without a
+ * synchronous commit a subscriber could see a position that a crash then reuses.
+ */
+const beginTransaction = (conn: WriterConnection) => {
+  conn.pipeline.addRaw("begin isolation level read committed")
+  conn.pipeline.addRaw("set local synchronous_commit = on")
 }
 
 /**
  * Opens the transaction, takes the append lock, reads the head and the batch's stream versions, and looks up the ids
- * of requests that may already be stored: one round trip. The isolation level and synchronous commit are pinned
- * whatever the database's defaults: under repeatable read the head would be read from a snapshot taken before the
- * lock wait, and without a synchronous commit a subscriber could see a position that a crash then reuses.
+ * of requests that may already be stored: one round trip.
  */
 const lockAndReadHead = (conn: WriterConnection, batch: ReadonlyArray<Pending>) =>
   Effect.gen(function* () {
-    conn.pipeline.addRaw("begin isolation level read committed")
-    conn.pipeline.addRaw("set local synchronous_commit = on")
+    beginTransaction(conn)
     const i = conn.pipeline.add(`select * from connect_append_head($1, $2::text[])`, [
       APPEND_LOCK_KEY,
       [...new Set(batch.map((p) => p.stream))]
@@ -103,9 +128,43 @@ const lockAndReadHead = (conn: WriterConnection, batch: ReadonlyArray<Pending>) 
       prevHash: head.hash ? toBuffer(head.hash) : GENESIS_HASH,
       versions,
       recordedAt: head.now,
-      stored: j < 0 ? [] : Recovery.storedResults(batch, results[j]!)
+      stored: j < 0 ? [] : Recovery.storedResults(batch, results[j]!),
+      guesses: new Map(),
+      unchecked: []
     } satisfies Cursor
   })
+
+/**
+ * The cursor of an append computed from what the writer believes, without a round trip: the head it last committed,
+ * the versions it remembers, and for a stream it does not know, a guess (the version the first request expects, else
+ * none) that `connect_append` checks. Its time is the writer's clock (never before the head's), which `connect_append`
+ * checks against the database's.
+ */
+const fromBelief = (head: Head, known: WriterHead, batch: ReadonlyArray<Pending>): Cursor => {
+  const versions = new Map<string, number>()
+  const guesses = new Map<string, number>()
+  for (const p of batch) {
+    if (versions.has(p.stream)) continue
+    const version = known.version(p.stream)
+    if (version !== undefined) {
+      versions.set(p.stream, version)
+    } else {
+      const guess = typeof p.expected === "number" ? p.expected : 0
+      versions.set(p.stream, guess)
+      guesses.set(p.stream, guess)
+    }
+  }
+  const now = Math.floor(Date.now())
+  return {
+    position: head.position,
+    prevHash: head.hash,
+    versions,
+    recordedAt: new Date(Math.max(now, head.recordedAt.getTime())),
+    stored: [],
+    guesses,
+    unchecked: Recovery.idsToLookUp(batch)
+  }
+}
 
 /**
  * Checks a request's expected version and, if it holds, assigns positions, versions and chain hashes to its events,
@@ -141,33 +200,44 @@ const prepare = (p: Pending, cursor: Cursor): Either.Either<ReadonlyArray<Stored
   return Either.right(stored)
 }
 
-/** Inserts prepared events with one multi-row statement, runs the inline projections, and notifies listeners. */
+/** The head before an append, and what `connect_append` must check besides it. */
+interface Check {
+  readonly position: number
+  readonly hash: Uint8Array
+  readonly guesses: ReadonlyMap<string, number>
+  readonly unchecked: ReadonlyArray<string>
+}
+
+const checkOf = (cursor: Cursor): Check => ({
+  position: cursor.position,
+  hash: cursor.prevHash,
+  guesses: cursor.guesses,
+  unchecked: cursor.unchecked
+})
+
+/**
+ * Adds the append of prepared events after the head `check` (one `connect_append` call: lock, check, multi-row insert,
+ * notify), the inline projections' writes and their checkpoints to the pipeline. Nothing is sent.
+ */
 const write = (
   ctx: AppendContext,
   conn: WriterConnection,
+  check: Check,
   requests: ReadonlyArray<{ readonly p: Pending; readonly stored: ReadonlyArray<StoredEvent> }>
 ) =>
   Effect.gen(function* () {
     const stored = requests.flatMap((r) => r.stored)
-    if (stored.length === 0) return
     yield* addStatement(
       conn,
-      `with ins as (
-         insert into events (position, id, stream, version, workspace_id, type, data, meta, recorded_at, prev_hash, hash)
-         select p, i, s, v, w, t, d::jsonb, m::jsonb, $11::timestamptz, ph, h
-           from unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[], $5::uuid[], $6::text[],
-                       -- Payloads travel as newline-joined text (jsonb text never holds a raw newline): an array
-                       -- literal would escape every quote, and unescaping them was a third of the bind time.
-                       string_to_array($7::text, E'\n'), string_to_array($8::text, E'\n'),
-                       $9::bytea[], $10::bytea[]) as u(p, i, s, v, w, t, d, m, ph, h)
-         returning 1
-       ), checkpoints as (
-         -- The inline projections below run in this same transaction, so their checkpoint can move here.
-         insert into projection_checkpoints (name, position) select unnest($13::text[]), $12::bigint
-           on conflict (name) do update set position = excluded.position
-       )
-       select pg_notify('${NOTIFY_CHANNEL}', $12::text), (select count(*) from ins) as n`,
+      `select connect_append($1, $2, $3, $4::text[], $5::int[], $6::uuid[], $7::bigint[], $8::uuid[], $9::text[],
+         $10::int[], $11::uuid[], $12::text[], $13::text, $14::text, $15::timestamptz, $16::bytea[], $17::bytea[])`,
       [
+        APPEND_LOCK_KEY,
+        check.position,
+        Buffer.from(check.hash),
+        [...check.guesses.keys()],
+        [...check.guesses.values()],
+        check.unchecked,
         stored.map((e) => e.position),
         stored.map((e) => e.id),
         stored.map((e) => e.stream),
@@ -176,12 +246,18 @@ const write = (
         stored.map((e) => e.type),
         stored.map((e) => e.dataJson).join("\n"),
         stored.map((e) => e.metaJson).join("\n"),
+        stored[0]?.recordedAt ?? new Date(),
         stored.map((e) => Buffer.from(e.prevHash)),
-        stored.map((e) => e.hash),
-        stored[0]!.recordedAt,
-        String(stored[stored.length - 1]!.position),
-        ctx.inlineNames
+        stored.map((e) => e.hash)
       ]
+    )
+    if (stored.length === 0) return
+    // The inline projections below run in this same transaction, so their checkpoint can move here.
+    yield* addStatement(
+      conn,
+      `insert into projection_checkpoints (name, position) select unnest($1::text[]), $2::bigint
+         on conflict (name) do update set position = excluded.position`,
+      [ctx.inlineNames, stored[stored.length - 1]!.position]
     )
     for (const projection of ctx.inline) {
       yield* projection.apply(stored).pipe(
@@ -207,28 +283,60 @@ const resultOf = (stored: ReadonlyArray<StoredEvent>): AppendResult => ({
   version: stored[stored.length - 1]!.version
 })
 
-/** Commits a batch in one transaction with one insert; a version conflict fails only its own request. */
-const commitBatch = (ctx: AppendContext, batch: ReadonlyArray<Pending>) =>
+/** Settles each request against the cursor: already stored, a version conflict, or events to write. */
+const settle = (batch: ReadonlyArray<Pending>, cursor: Cursor) => {
+  const outcomes: Array<Outcome> = []
+  const writes: Array<{ p: Pending; stored: ReadonlyArray<StoredEvent> }> = []
+  batch.forEach((p, i) => {
+    // Already stored (an earlier COMMIT whose reply was lost): answered from the log, not written again.
+    const already = cursor.stored[i]
+    if (already) return void outcomes.push(Either.right(already))
+    const prepared = prepare(p, cursor)
+    if (Either.isRight(prepared)) writes.push({ p, stored: prepared.right })
+    outcomes.push(Either.map(prepared, resultOf))
+  })
+  return { outcomes, writes }
+}
+
+/** The head after an append, as the writer will believe in it. */
+const headOf = (cursor: Cursor): Head => ({
+  position: cursor.position,
+  hash: cursor.prevHash,
+  recordedAt: cursor.recordedAt
+})
+
+/**
+ * Commits a batch in one transaction with one insert, from the cursor `begin` opens it with; a version conflict fails
+ * only its own request. The insert, the projections' writes and the commit go in one round trip.
+ */
+const commitBatch = (
+  ctx: AppendContext,
+  batch: ReadonlyArray<Pending>,
+  begin: (conn: WriterConnection) => Effect.Effect<Cursor, Error | EventLogError>
+) =>
   ctx.connector.transaction((conn) =>
     Effect.gen(function* () {
-      const cursor = yield* lockAndReadHead(conn, batch)
-      const outcomes: Array<Outcome> = []
-      const writes: Array<{ p: Pending; stored: ReadonlyArray<StoredEvent> }> = []
-      batch.forEach((p, i) => {
-        // Already stored (an earlier COMMIT whose reply was lost): answered from the log, not written again.
-        const already = cursor.stored[i]
-        if (already) return void outcomes.push(Either.right(already))
-        const prepared = prepare(p, cursor)
-        if (Either.isRight(prepared)) writes.push({ p, stored: prepared.right })
-        outcomes.push(Either.map(prepared, resultOf))
-      })
-      yield* write(ctx, conn, writes)
-      // The insert, the projections' writes and the commit: one round trip.
+      const cursor = yield* begin(conn)
+      const check = checkOf(cursor)
+      const { outcomes, writes } = settle(batch, cursor)
+      yield* write(ctx, conn, check, writes)
       conn.pipeline.addRaw("commit")
       yield* Recovery.duringCommit(conn.pipeline.send)
+      ctx.head.committed(headOf(cursor), cursor.versions)
       return { head: cursor.position, outcomes }
     })
   )
+
+/** Opens the transaction from the writer's belief: nothing is sent until the commit. */
+const fromHead = (ctx: AppendContext, head: Head, batch: ReadonlyArray<Pending>) => (conn: WriterConnection) =>
+  Effect.sync(() => {
+    beginTransaction(conn)
+    return fromBelief(head, ctx.head, batch)
+  })
+
+/** Opens the transaction by taking the lock and reading the head: one round trip. */
+const fromLock = (ctx: AppendContext, batch: ReadonlyArray<Pending>) => (conn: WriterConnection) =>
+  Effect.tap(lockAndReadHead(conn, batch), (cursor) => ctx.head.read(headOf(cursor), cursor.versions))
 
 /**
  * Commits a batch that failed as a whole again, in one transaction, each request under its own savepoint: a request
@@ -237,7 +345,7 @@ const commitBatch = (ctx: AppendContext, batch: ReadonlyArray<Pending>) =>
 const commitIsolated = (ctx: AppendContext, batch: ReadonlyArray<Pending>) =>
   ctx.connector.transaction((conn) =>
     Effect.gen(function* () {
-      const cursor = yield* lockAndReadHead(conn, batch)
+      const cursor = yield* fromLock(ctx, batch)(conn)
       const outcomes: Array<Outcome> = []
       for (let i = 0; i < batch.length; i++) {
         const p = batch[i]!
@@ -253,12 +361,13 @@ const commitIsolated = (ctx: AppendContext, batch: ReadonlyArray<Pending>) =>
           continue
         }
         const stored = prepared.right
+        const check: Check = { position: before.position, hash: before.prevHash, guesses: new Map(), unchecked: [] }
         // The savepoint goes alone, so that it surely exists when the request's statements fail wherever they fail.
         conn.pipeline.addRaw("savepoint append_request")
         yield* conn.pipeline.send
         const written = yield* Effect.either(
           Effect.zipRight(
-            write(ctx, conn, [{ p, stored }]),
+            write(ctx, conn, check, [{ p, stored }]),
             Effect.suspend(() => {
               conn.pipeline.addRaw("release savepoint append_request")
               return conn.pipeline.send
@@ -278,16 +387,34 @@ const commitIsolated = (ctx: AppendContext, batch: ReadonlyArray<Pending>) =>
       }
       conn.pipeline.addRaw("commit")
       yield* Recovery.duringCommit(conn.pipeline.send)
+      ctx.head.committed(headOf(cursor), cursor.versions)
       return { head: cursor.position, outcomes }
     })
   )
+
+/**
+ * Commits a batch in one round trip from the writer's belief when it has one, else (or when `connect_append` finds it
+ * stale) in two, from the head read under the lock.
+ */
+const commitOnce = (ctx: AppendContext, batch: ReadonlyArray<Pending>) => {
+  const head = ctx.head.head()
+  if (head === undefined) return commitBatch(ctx, batch, fromLock(ctx, batch))
+  return commitBatch(ctx, batch, fromHead(ctx, head, batch)).pipe(
+    Effect.catchIf(isStale, (error) =>
+      Effect.suspend(() => {
+        if ((error as { code?: string }).code === "CN004") ctx.head.pause()
+        return commitBatch(ctx, batch, fromLock(ctx, batch))
+      })
+    )
+  )
+}
 
 /**
  * One attempt at a batch: in one transaction, and if that fails for one request's sake or on a server error (a
  * statement timeout in one request's projection), again with each request isolated, so the others still commit.
  */
 export const attempt = (ctx: AppendContext, batch: ReadonlyArray<Pending>) =>
-  commitBatch(ctx, batch).pipe(
+  commitOnce(ctx, batch).pipe(
     Effect.catchAllCause((cause) => {
       // A defect (a projection's bug) is one request's too.
       const failure = Cause.failureOption(cause)

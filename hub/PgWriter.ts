@@ -14,6 +14,7 @@ import type { Projection } from "../core/Projection.ts"
 import * as Transaction from "./PgAppendTransaction.ts"
 import type { Outcome, Pending } from "./PgAppendTransaction.ts"
 import * as PgWriterConnection from "./PgWriterConnection.ts"
+import * as PgWriterHead from "./PgWriterHead.ts"
 import * as Recovery from "./PgWriterRecovery.ts"
 import type { ProjectionSql } from "./ProjectionSql.ts"
 
@@ -89,7 +90,12 @@ export const make = (options: PgWriterOptions, config: PgClient.PgClientConfig):
     const maxBatch = options.maxBatch ?? 512
     const maxQueued = options.maxQueued ?? 10_000
     const connector = yield* PgWriterConnection.make(config, Duration.toMillis(options.statementTimeout ?? "15 seconds"))
-    const ctx: Transaction.AppendContext = { connector, inline, inlineNames: inline.map((p) => p.name) }
+    const ctx: Transaction.AppendContext = {
+      connector,
+      head: PgWriterHead.make(),
+      inline,
+      inlineNames: inline.map((p) => p.name)
+    }
     // Requests wait in a plain array and each caller waits in its own `Effect.async`: a Queue offer and a Deferred per
     // append cost ~30 µs of scheduling (measured: 64 fibers appending into an instant writer), the array ~3 µs, and
     // every microsecond here is spent while the database waits for the next batch.
@@ -152,6 +158,8 @@ export const make = (options: PgWriterOptions, config: PgClient.PgClientConfig):
             return yield* PubSub.publish(committed, result.right.head)
           }
           const error = result.left
+          // Whatever went wrong, the head may have moved: the next attempt reads it under the lock.
+          ctx.head.forget()
           if (Recovery.classify(error) === "unknown") for (const p of batch) p.unknown = true
           if (n < Recovery.RECOVERY_DELAYS.length && batch.some((p) => p.unknown)) {
             yield* Effect.sleep(Recovery.RECOVERY_DELAYS[n]!)
@@ -164,6 +172,7 @@ export const make = (options: PgWriterOptions, config: PgClient.PgClientConfig):
         // A defect (a bug) fails the batch's callers rather than the writer.
         Effect.catchAllDefect((defect) =>
           Effect.sync(() => {
+            ctx.head.forget()
             for (const p of batch) p.resume(Effect.fail(p.unknown ? Recovery.outcomeUnknown(defect) : Transaction.unavailable(defect)))
           })
         ),

@@ -97,6 +97,38 @@ describe("the hash chain holds whatever the input", () => {
         expect(refusal(yield* insert(row(Buffer.alloc(32, 0xcd))))).toMatch(/prev_hash|link/)
         // A correct hash at a position past the head (a gap).
         expect(refusal(yield* insert(row(headHash, head!.position + 2)))).toMatch(/position/)
+        // In one multi-row statement (the check runs once per statement), a second row that does not link to the
+        // first, a gap between them, or a second row with a wrong hash fail the whole statement.
+        const insertTwo = (first: ReturnType<typeof row>, second: ReturnType<typeof row>, secondHash = second.hash) =>
+          sql.unsafe(
+            `insert into events (position, id, stream, version, workspace_id, type, data, meta, recorded_at, prev_hash, hash)
+             select p, i, s, v, null, t, d::jsonb, m::jsonb, r, ph, h
+               from unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[],
+                           $8::timestamptz[], $9::bytea[], $10::bytea[]) as u(p, i, s, v, t, d, m, r, ph, h)`,
+            [
+              [first.envelope.position, second.envelope.position],
+              [first.envelope.id, second.envelope.id],
+              ["forged", "forged-2"],
+              [1, 1],
+              [first.envelope.type, second.envelope.type],
+              [first.envelope.dataJson, second.envelope.dataJson],
+              [first.envelope.metaJson, second.envelope.metaJson],
+              [first.envelope.recordedAt.toISOString(), second.envelope.recordedAt.toISOString()],
+              [Buffer.from(first.envelope.prevHash), Buffer.from(second.envelope.prevHash)],
+              [Buffer.from(first.hash), Buffer.from(secondHash)]
+            ]
+          ).pipe(Effect.either)
+        const first = row(headHash)
+        const streamed = (r: ReturnType<typeof row>) => {
+          const envelope = { ...r.envelope, stream: "forged-2" }
+          return { envelope, hash: hashEnvelope(envelope) }
+        }
+        const next = head!.position + 2
+        expect(refusal(yield* insertTwo(first, streamed(row(Buffer.alloc(32, 0xcd), next))))).toMatch(/prev_hash/)
+        expect(refusal(yield* insertTwo(first, streamed(row(Buffer.from(first.hash), next + 1))))).toMatch(/position/)
+        expect(refusal(yield* insertTwo(first, streamed(row(Buffer.from(first.hash), next)), Buffer.alloc(32, 0xab))))
+          .toMatch(/hash of position/)
+        expect((yield* sql.unsafe<{ n: number }>(`select count(*)::int as n from events`))[0]!.n).toBe(head!.position)
         // The same row where it belongs is accepted: the check computes what the client computed.
         expect(refusal(yield* insert(row(headHash)))).toBe("accepted")
         expect(yield* Verify.verify()).toMatchObject({ ok: true })
