@@ -1,10 +1,12 @@
 /**
  * The WebSocket carrier shared by the `ws` and `msgpack` plugins: wraps a `ws` socket as a `Connection` with a
- * codec, dials a hub, and serves several codecs on one HTTP server, dispatching on the WebSocket subprotocol.
+ * codec, dials a hub, and accepts several codecs on one HTTP server, dispatching on the WebSocket subprotocol — from
+ * every upgrade of a server (`serve`) or from the upgrades a caller hands over (`upgrades`, e.g. one path of the hub).
  */
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import type * as Net from "node:net"
+import type { Duplex } from "node:stream"
 import { Effect } from "effect"
 import type { Scope } from "effect"
 import { WebSocket, WebSocketServer } from "ws"
@@ -194,36 +196,34 @@ export const dial = (codec: Codec) => (url: string): Effect.Effect<Connection, T
     (connection) => Effect.sync(() => connection.close(CloseCodes.Normal, "client closed"))
   )
 
-/** Options of `serve`. */
-export interface ServeOptions {
+/** Options of `upgrades`. */
+export interface UpgradeOptions {
   /** Codecs to accept, dispatched on the WebSocket subprotocol the client asks for. */
   readonly codecs: ReadonlyArray<Codec>
-  /** An existing HTTP server to attach to (its lifecycle stays with the caller); else one is created. */
-  readonly server?: Http.Server
-  /** Host to listen on when a server is created (default 127.0.0.1). */
-  readonly host?: string
-  /** Port to listen on when a server is created (default 0: a free port). */
-  readonly port?: number
   /** The peer address an upgrade request is recorded under (default the socket's `ip:port`), e.g. behind a proxy. */
   readonly remoteAddress?: (req: Http.IncomingMessage) => string
 }
 
-/** A running WebSocket endpoint. */
-export interface Served {
-  /** The port the server listens on. */
-  readonly port: number
-  /** `ws://host:port` of the server. */
-  readonly url: string
+/** Takes over an HTTP upgrade request and its socket (the arguments of an `http.Server`'s "upgrade" event). */
+export type UpgradeHandler = (request: Http.IncomingMessage, socket: Duplex, head: Buffer) => void
+
+/** WebSocket connections accepted from the upgrade requests handed to `handle`. */
+export interface Upgrades {
+  /** Accepts an upgrade for the first codec whose subprotocol the client asks for; with none, answers 400. */
+  readonly handle: UpgradeHandler
+  /** Cuts every accepted connection that is still open, without waiting for a close handshake. */
+  readonly terminate: () => void
 }
 
 /**
- * Accepts WebSocket connections for every codec on one HTTP server; each is passed to `accept`. Closing the scope
- * closes every accepted connection (1001) and, if it created the server, the server.
+ * Accepts WebSocket connections for every codec from the upgrade requests given to `handle` (by an `http.Server`'s
+ * "upgrade" event, or a dispatcher in front of it); each is passed to `accept`. Closing the scope closes every
+ * accepted connection (1001).
  */
-export const serve = (
-  options: ServeOptions,
+export const upgrades = (
+  options: UpgradeOptions,
   accept: (connection: Connection) => void
-): Effect.Effect<Served, TransportError, Scope.Scope> =>
+): Effect.Effect<Upgrades, never, Scope.Scope> =>
   Effect.gen(function*() {
     const bySubprotocol = new Map(options.codecs.map((c) => [c.subprotocol, c]))
     const live = new Set<WebSocket>()
@@ -234,7 +234,7 @@ export const serve = (
       clientTracking: false,
       handleProtocols: (protocols) => [...protocols].find((p) => bySubprotocol.has(p)) ?? false
     })
-    const onUpgrade = (req: Http.IncomingMessage, socket: import("node:stream").Duplex, head: Buffer) => {
+    const handle: UpgradeHandler = (req, socket, head) => {
       const asked = (req.headers["sec-websocket-protocol"] ?? "").split(",").map((p) => p.trim())
       const codec = asked.map((p) => bySubprotocol.get(p)).find((c) => c !== undefined)
       socket.on("error", () => {})
@@ -250,27 +250,70 @@ export const serve = (
         accept(wrap(ws, codec, address))
       })
     }
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        for (const ws of live) ws.close(CloseCodes.GoingAway, "hub shutting down")
+      })
+    )
+    return {
+      handle,
+      terminate: () => {
+        for (const ws of live) ws.terminate()
+      }
+    }
+  })
+
+/** Options of `serve`. */
+export interface ServeOptions extends UpgradeOptions {
+  /** An existing HTTP server to attach to (its lifecycle stays with the caller); else one is created. */
+  readonly server?: Http.Server
+  /** Host to listen on when a server is created (default 127.0.0.1). */
+  readonly host?: string
+  /** Port to listen on when a server is created (default 0: a free port). */
+  readonly port?: number
+}
+
+/** A running WebSocket endpoint. */
+export interface Served {
+  /** The port the server listens on. */
+  readonly port: number
+  /** `ws://host:port` of the server. */
+  readonly url: string
+}
+
+/**
+ * Accepts WebSocket connections for every codec on one HTTP server (every upgrade it receives); each is passed to
+ * `accept`. Closing the scope closes every accepted connection (1001) and, if it created the server, the server.
+ */
+export const serve = (
+  options: ServeOptions,
+  accept: (connection: Connection) => void
+): Effect.Effect<Served, TransportError, Scope.Scope> =>
+  Effect.gen(function*() {
     const owned = options.server === undefined
     const server = options.server ?? Http.createServer({ noDelay: true }, (_req, res) => {
       res.writeHead(426, { "content-type": "text/plain" }).end("WebSocket upgrade required\n")
     })
-    server.on("upgrade", onUpgrade)
-    yield* Effect.addFinalizer(() =>
-      Effect.async<void>((resume) => {
-        server.off("upgrade", onUpgrade)
-        for (const ws of live) ws.close(CloseCodes.GoingAway, "hub shutting down")
-        if (!owned) return resume(Effect.void)
-        // Give peers a moment to answer the close frames, then cut whatever is left.
-        const timer = setTimeout(() => {
-          for (const ws of live) ws.terminate()
-          server.closeAllConnections()
-        }, 500)
-        server.close(() => {
-          clearTimeout(timer)
-          resume(Effect.void)
+    // Finalizers run in reverse: the server stops taking upgrades, then the connections are closed (by `upgrades`),
+    // then a server of our own closes.
+    if (owned) {
+      yield* Effect.addFinalizer(() =>
+        Effect.async<void>((resume) => {
+          // Give peers a moment to answer the close frames, then cut whatever is left.
+          const timer = setTimeout(() => {
+            accepted.terminate()
+            server.closeAllConnections()
+          }, 500)
+          server.close(() => {
+            clearTimeout(timer)
+            resume(Effect.void)
+          })
         })
-      })
-    )
+      )
+    }
+    const accepted: Upgrades = yield* upgrades(options, accept)
+    server.on("upgrade", accepted.handle)
+    yield* Effect.addFinalizer(() => Effect.sync(() => server.off("upgrade", accepted.handle)))
     if (owned) {
       yield* Effect.async<void, TransportError>((resume) => {
         server.once("error", (error) =>
