@@ -48,9 +48,15 @@ export interface Encoded {
 
 const encodeMeta = Schema.encodeSync(EventMeta)
 
+const isUuid = Schema.is(Schema.UUID)
+
+/** Postgres's uuid columns store the lowercase hyphenated form: an id spelt otherwise would not hash as stored. */
+const isStoredUuid = (id: string) => isUuid(id) && id === id.toLowerCase()
+
 /**
  * Checks and encodes a request before it joins a batch, so that one refused here fails alone: no events, a stream name
- * with U+0000, ids not one per event, or a payload without exact jsonb text are refused (`Rejected`).
+ * with U+0000, ids not one per event, an id or workspace id that is not a lowercase UUID, or a payload without exact
+ * jsonb text are refused (`Rejected`).
  */
 export const encode = (
   stream: string,
@@ -63,6 +69,9 @@ export const encode = (
   if (options.ids !== undefined && options.ids.length !== events.length) {
     return refuse(`append to ${stream}: ${options.ids.length} ids for ${events.length} events`)
   }
+  const notUuid = [...(options.ids ?? []), ...(options.workspaceId === null ? [] : [options.workspaceId])]
+    .find((id) => !isStoredUuid(id))
+  if (notUuid !== undefined) return refuse(`append to ${stream}: ${JSON.stringify(notUuid)} is not a lowercase UUID`)
   const types: Array<string> = []
   const dataJson: Array<string> = []
   try {

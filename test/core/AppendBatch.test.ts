@@ -115,13 +115,18 @@ describe("AppendBatch.encode", () => {
     }))
   })
 
-  it("refuses no events, a stream name with U+0000, ids not one per event, a payload without exact jsonb text", () => {
+  it("refuses no events, a stream name with U+0000, ids not one per event, an id not a lowercase UUID, a payload without exact jsonb text", () => {
     const refusals = [
       AppendBatch.encode("s", [], options()),
       AppendBatch.encode("s\u0000", [created("a")], options()),
       AppendBatch.encode("s", [created("a"), created("b")], options({ ids: [uuidv7()] })),
+      AppendBatch.encode("s", [created("a")], options({ ids: ["not-a-uuid"] })),
+      AppendBatch.encode("s", [created("a")], options({ ids: [uuidv7().toUpperCase()] })),
+      AppendBatch.encode("s", [created("a")], options({ workspaceId: "not-a-uuid" })),
+      AppendBatch.encode("s", [created("a")], options({ workspaceId: uuidv7().toUpperCase() })),
       AppendBatch.encode("s", [created("nul\u0000")], options())
     ]
     for (const refused of refusals) expect(Either.flip(refused)).toMatchObject(Either.right({ _tag: "EventLogError", reason: "Rejected" }))
+    expect(Either.isRight(AppendBatch.encode("s", [created("a")], options({ ids: [uuidv7()], workspaceId: uuidv7() })))).toBe(true)
   })
 })
