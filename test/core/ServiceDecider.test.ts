@@ -2,7 +2,6 @@ import { describe, expect, it } from "@effect/vitest"
 import { Either } from "effect"
 import * as E from "../../core/Events.ts"
 import { AgentId, uuidv7, WorkspaceId } from "../../core/Ids.ts"
-import * as AllowListDecider from "../../core/AllowListDecider.ts"
 import { decider, type ServiceCommand, serviceIdFor } from "../../core/ServiceDecider.ts"
 import { spec } from "../support/DeciderSpec.ts"
 
@@ -151,28 +150,5 @@ describe("ServiceDecider", () => {
     expect(messageOf(expose(a, 80, "127.0.0.1", allow))).toContain("allow list")
     // Without a list (the default) anything but metadata is allowed, as before.
     given([]).when(expose(a, 80, "11.0.0.1")).then([exposedAs(a, "11.0.0.1", 80)])
-  })
-})
-
-describe("AllowListDecider", () => {
-  const provisioned = new E.AgentProvisioned({ agentId: a, label: "a", tokenHash: E.Sha256Hex.make("0".repeat(64)), expiresAt: new Date(0) })
-  const allowSpec = spec(AllowListDecider.decider)
-  const set = (allow?: ReadonlyArray<string>) => ({ _tag: "SetAllowList", agentId: a, ...(allow ? { allow } : {}) }) as const
-
-  it("sets, keeps and clears an agent's allow list", () => {
-    const listed = new E.AgentAllowListSet({ agentId: a, allow: ["10.0.0.0/8", "db.internal"] })
-    allowSpec.given([provisioned]).when(set([" 10.0.0.0/8", "db.internal", "db.internal"])).then([listed])
-    allowSpec.given([provisioned, listed]).when(set(["10.0.0.0/8", "db.internal"])).then([])
-    allowSpec.given([provisioned, listed]).when(set()).then([new E.AgentAllowListSet({ agentId: a })])
-    allowSpec.given([provisioned]).when(set()).then([])
-  })
-
-  it("refuses a malformed entry, an empty list, an unknown or a revoked agent", () => {
-    for (const entry of ["10.0.0.0/33", "10.0.0.0/", "not a host", "1.2.3.4/8/8", "*.", "x".repeat(300)]) {
-      allowSpec.given([provisioned]).when(set([entry])).thenFails("Invalid")
-    }
-    allowSpec.given([provisioned]).when(set([" "])).thenFails("Invalid")
-    allowSpec.given([]).when(set(["10.0.0.0/8"])).thenFails("NotFound")
-    allowSpec.given([provisioned, new E.AgentTokenRevoked({ agentId: a })]).when(set(["10.0.0.0/8"])).thenFails("Revoked")
   })
 })
