@@ -14,12 +14,13 @@ import * as ValidationError from "@effect/cli/ValidationError"
 import { Effect, Fiber, Option, Redacted, Schema } from "effect"
 import { ServiceName } from "../core/Events.ts"
 import * as Agent from "./Agent.ts"
+import { AgentError, denied, notProvisioned, requireState } from "./AgentError.ts"
 import { autoName } from "./AutoName.ts"
 import * as Check from "./Check.ts"
 import * as Control from "./Control.ts"
 import * as Daemon from "./Daemon.ts"
+import * as Dial from "./Dial.ts"
 import * as HubApi from "./HubApi.ts"
-import * as HubClient from "./HubClient.ts"
 import * as State from "./State.ts"
 
 /** The `connect` launcher (bin/connect), which runs this CLI under node with its malloc and V8 tuning. */
@@ -73,9 +74,6 @@ const ask = (home: string, request: Control.Request) =>
     Effect.catchIf((e) => e.reason === "NotRunning", () => Effect.succeedNone)
   )
 
-const requireState = (home: string) =>
-  Effect.flatMap(State.load(home), Option.match({ onNone: () => Effect.fail(Agent.notProvisioned(home)), onSome: Effect.succeed }))
-
 /**
  * Runs the agent in this process until Ctrl-C / SIGTERM, or until the hub refuses its token. `initial` runs once
  * after the first connection (or after 15 s without one) — the `expose`/`reach` that started this agent.
@@ -121,7 +119,7 @@ const detach = (home: string) =>
       yield* Effect.sleep("200 millis")
       if (exited !== undefined) {
         const tail = Fs.readFileSync(files.log, "utf8").trim().split("\n").slice(-5).join("\n")
-        return yield* new Agent.AgentError({
+        return yield* new AgentError({
           reason: "Detach",
           message: `the background agent exited (code ${exited}); last lines of ${files.log}:\n${tail}`
         })
@@ -133,7 +131,7 @@ const detach = (home: string) =>
         )
       }
     }
-    return yield* new Agent.AgentError({
+    return yield* new AgentError({
       reason: "Detach",
       message: `the background agent (pid ${child.pid}) did not connect within ${DetachWaitMs / 1000} s; ` +
         `it keeps retrying — see ${files.log}`
@@ -171,8 +169,8 @@ const up = Command.make(
       const hubFlag = Option.getOrUndefined(flags.hub)
       const hubUrl = yield* HubApi.checkHubUrl(hubFlag ?? state?.hubUrl ?? "")
         .pipe(
-          Effect.catchAll((e): Effect.Effect<never, HubApi.HubUrlError | Agent.AgentError> =>
-            hubFlag === undefined && state === undefined ? Effect.fail(Agent.notProvisioned(home)) : Effect.fail(e)
+          Effect.catchAll((e): Effect.Effect<never, HubApi.HubUrlError | AgentError> =>
+            hubFlag === undefined && state === undefined ? Effect.fail(notProvisioned(home)) : Effect.fail(e)
           )
         )
       const running = yield* runningAgent(home)
@@ -182,14 +180,14 @@ const up = Command.make(
       if (state === undefined || state.hubUrl !== hubUrl) {
         if (Option.isNone(flags.apiKey)) {
           return yield* state === undefined
-            ? Effect.fail(Agent.notProvisioned(home))
-            : new Agent.AgentError({
+            ? Effect.fail(notProvisioned(home))
+            : new AgentError({
               reason: "NotProvisioned",
               message: `this agent is registered with ${state.hubUrl}; pass --api-key to register it with ${hubUrl}`
             })
         }
         if (Option.isSome(running)) {
-          return yield* new Agent.AgentError({
+          return yield* new AgentError({
             reason: "AlreadyRunning",
             message: `an agent is running for ${home} (pid ${running.value.pid}); stop it before registering with another hub`
           })
@@ -237,7 +235,7 @@ const up = Command.make(
         if (flags.rotateToken) {
           return yield* out(`the running agent (pid ${running.value.pid}) uses the new token from its next reconnect`)
         }
-        return yield* new Agent.AgentError({
+        return yield* new AgentError({
           reason: "AlreadyRunning",
           message: `an agent is already running for ${home} (pid ${running.value.pid}); \`connect status\` shows it`
         })
@@ -295,7 +293,7 @@ const unexpose = Command.make(
       const answer = yield* ask(home, { op: "unexpose", name: flags.name })
       if (Option.isSome(answer)) return yield* out(`unexposed ${flags.name}`)
       if (!state.exposures.some((e) => e.name === flags.name)) {
-        return yield* new Agent.AgentError({ reason: "NotFound", message: `this agent does not expose a service named ${flags.name}` })
+        return yield* new AgentError({ reason: "NotFound", message: `this agent does not expose a service named ${flags.name}` })
       }
       yield* State.update(home, (s) => State.withoutExposure(s, flags.name))
       return yield* out(`unexposed ${flags.name} (no agent running: removed from ${State.paths(home).state})`)
@@ -308,19 +306,13 @@ const checkDirect = (home: string, name: string) =>
     Effect.gen(function*() {
       const state = yield* requireState(home)
       const hubUrl = yield* HubApi.checkHubUrl(state.hubUrl)
-      const client = yield* HubClient.connect({
-        url: HubApi.gatewayUrl(hubUrl),
-        transport: Agent.transports.get(state.transport) ?? Array.from(Agent.transports.values())[0]!,
-        token: state.token,
-        ...(state.label === undefined ? {} : { label: state.label }),
-        agentVersion: version
-      })
+      const client = yield* Dial.dial({ ...state, hubUrl }, version)
       return yield* client.check(name)
     })
   ).pipe(
     Effect.catchTags({
-      RelayDenied: (e) => Effect.fail(new Agent.AgentError({ reason: "Denied", code: e.code, message: `cannot check ${name}: ${e.message}` })),
-      TransportError: (e) => Effect.fail(new Agent.AgentError({ reason: "Offline", message: `cannot check ${name}: ${e.message}` }))
+      RelayDenied: (e) => Effect.fail(denied(`check ${name}`, e)),
+      TransportError: (e) => Effect.fail(new AgentError({ reason: "Offline", message: `cannot check ${name}: ${e.message}` }))
     })
   )
 
@@ -329,7 +321,7 @@ const printCheck = (output: Check.CheckOutput, asJson: boolean) =>
   Effect.gen(function*() {
     yield* out(asJson ? JSON.stringify(output) : Check.format(output))
     if (!output.ok) {
-      return yield* new Agent.AgentError({
+      return yield* new AgentError({
         reason: "CheckFailed",
         message: `check of ${output.service} failed: ${output.dns.ok ? "TCP" : "DNS"} does not answer on the exposing agent's side`
       })
@@ -393,7 +385,7 @@ const unreach = Command.make(
       const answer = yield* ask(home, { op: "unreach", name: flags.name })
       if (Option.isSome(answer)) return yield* out(`closed the local port of ${flags.name}`)
       if (state.reaches[flags.name] === undefined) {
-        return yield* new Agent.AgentError({ reason: "NotFound", message: `this agent does not reach a service named ${flags.name}` })
+        return yield* new AgentError({ reason: "NotFound", message: `this agent does not reach a service named ${flags.name}` })
       }
       yield* State.update(home, (s) => State.withoutReach(s, flags.name))
       return yield* out(`forgot the local port of ${flags.name} (no agent running: removed from ${State.paths(home).state})`)

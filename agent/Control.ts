@@ -66,6 +66,51 @@ export type Response =
   | { readonly ok: true; readonly result: unknown }
   | { readonly ok: false; readonly error: { readonly code: string; readonly message: string } }
 
+/** A refusal of an operation: its stable `code` (else its `reason`) and message go back to the client. */
+export interface Refusal {
+  readonly reason: string
+  readonly code?: string | undefined
+  readonly message: string
+}
+
+/** What the control socket acts on: the running agent's operations. */
+export interface Operations {
+  readonly status: () => unknown
+  readonly expose: (name: string, host: string, port: number) => Effect.Effect<unknown, Refusal>
+  readonly unexpose: (name: string) => Effect.Effect<unknown, Refusal>
+  readonly reach: (name: string, port?: number) => Effect.Effect<unknown, Refusal>
+  readonly unreach: (name: string) => Effect.Effect<unknown, Refusal>
+  readonly check: (name: string) => Effect.Effect<unknown, Refusal>
+}
+
+const answer = (effect: Effect.Effect<unknown, Refusal>): Promise<Response> =>
+  Effect.runPromise(
+    effect.pipe(
+      Effect.map((result): Response => ({ ok: true, result })),
+      Effect.catchAll((e) => Effect.succeed<Response>({ ok: false, error: { code: e.code ?? e.reason, message: e.message } }))
+    )
+  )
+
+/** The handler `serve` needs: each request run as the operation it names. */
+export const handler = (operations: Operations) => (request: Request): Promise<Response> => {
+  switch (request.op) {
+    case "status":
+      return Promise.resolve({ ok: true, result: operations.status() })
+    case "expose":
+      return answer(operations.expose(request.name, request.host, request.port))
+    case "unexpose":
+      return answer(operations.unexpose(request.name))
+    case "reach":
+      return answer(operations.reach(request.name, request.port))
+    case "unreach":
+      return answer(operations.unreach(request.name))
+    case "check":
+      return answer(operations.check(request.name))
+    default:
+      return Promise.resolve({ ok: false, error: { code: "BadRequest", message: "unknown operation" } })
+  }
+}
+
 /** Why talking over the control socket failed. */
 export class ControlError extends Schema.TaggedError<ControlError>()("ControlError", {
   /**

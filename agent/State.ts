@@ -126,6 +126,32 @@ export const update = (dir: string, f: (state: AgentState) => AgentState): Effec
       }
     }))
 
+/** The running agent's copy of its state: read at any time, changed only together with the file. */
+export interface Held {
+  /** The state as last read or written. */
+  readonly get: () => AgentState
+  /** Keeps a state just read from the file. */
+  readonly set: (state: AgentState) => void
+  /** `update`s the file and keeps what was written. */
+  readonly update: (f: (state: AgentState) => AgentState) => Effect.Effect<AgentState, StateError>
+}
+
+/** The copy of the state in `dir`, starting from `initial`. */
+export const hold = (dir: string, initial: AgentState): Held => {
+  let state = initial
+  return {
+    get: () => state,
+    set: (next) => {
+      state = next
+    },
+    update: (f) =>
+      Effect.map(update(dir, f), (next) => {
+        state = next
+        return next
+      })
+  }
+}
+
 /** The state with `exposure` added, replacing one of the same name. */
 export const withExposure = (state: AgentState, exposure: Exposure): AgentState => ({
   ...state,
