@@ -75,26 +75,130 @@ export interface HubClientService {
 /** The agent's hub connection. */
 export class HubClient extends Context.Tag("connect/agent/HubClient")<HubClient, HubClientService>() {}
 
+type Failure = RelayDenied | TransportError
+
+/** An Expose in flight: its target takes effect when the hub's Ack arrives (see `Requests.answer`). */
+interface PendingExpose {
+  readonly name: string
+  readonly target: Tunnel.Target
+}
+
+/** The requests in flight on one connection, by request id, and how each is answered. */
+interface Requests {
+  /** Sends the request `make` builds and waits for its Ack or Error; `onAck` is the target an Expose publishes. */
+  readonly call: (make: (request: number) => Protocol.Message, onAck?: PendingExpose) => Effect.Effect<void, Failure>
+  /** Sends a Check of service `name` and waits for its report, with the round trip through the hub. */
+  readonly check: (name: string) => Effect.Effect<Check.CheckOutput, Failure>
+  /** Completes the request an Ack, CheckResult or Error (with a request id) answers. */
+  readonly answer: (message: Protocol.Ack | Protocol.CheckResult | Protocol.Error, request: number) => void
+  /** Fails every request in flight (the connection closed). */
+  readonly failAll: (error: TransportError) => void
+}
+
+/** The hub's `Error` as the refusal the caller sees (an unknown code reads as "Unavailable"). */
+const denied = (error: Protocol.Error) =>
+  new RelayDenied({
+    code: (RelayDenied.fields.code.literals as ReadonlyArray<string>).includes(error.code)
+      ? (error.code as RelayDenied["code"])
+      : "Unavailable",
+    message: error.message
+  })
+
+const closedError = () => new TransportError({ reason: "Closed", message: "hub connection is closed" })
+
+/** No request in flight on `connection` yet; an acknowledged Expose puts its target into `exposes`. */
+const makeRequests = (connection: Connection, exposes: Map<string, Tunnel.Target>): Requests => {
+  const requests = new Map<number, Deferred.Deferred<void, Failure>>()
+  const checks = new Map<number, Deferred.Deferred<Protocol.CheckReport, Failure>>()
+  const acked = new Map<number, PendingExpose>()
+  let nextRequest = 1
+
+  const take = <A>(table: Map<number, Deferred.Deferred<A, Failure>>, request: number) => {
+    const pending = table.get(request)
+    table.delete(request)
+    return pending
+  }
+
+  return {
+    call: (make, onAck) =>
+      Effect.suspend(() => {
+        if (connection.closed) return Effect.fail(closedError())
+        const request = nextRequest++
+        const done = Deferred.unsafeMake<void, Failure>(FiberId.none)
+        requests.set(request, done)
+        if (onAck) acked.set(request, onAck)
+        connection.send(make(request))
+        return Effect.ensuring(Deferred.await(done), Effect.sync(() => acked.delete(request)))
+      }),
+    check: (name) =>
+      Effect.suspend(() => {
+        if (connection.closed) return Effect.fail(closedError())
+        const request = nextRequest++
+        const done = Deferred.unsafeMake<Protocol.CheckReport, Failure>(FiberId.none)
+        checks.set(request, done)
+        const started = performance.now()
+        connection.send(new Protocol.Check({ request, name }))
+        return Effect.map(Deferred.await(done), (report): Check.CheckOutput => ({
+          service: name,
+          ...report,
+          latencyMs: Math.max(0, Math.round((performance.now() - started - report.elapsedMs) * 10) / 10)
+        }))
+      }),
+    answer: (message, request) => {
+      switch (message._tag) {
+        case "Ack": {
+          // A new target takes effect with the hub's Ack, in this handler: an Open right behind the Ack finds it, and a
+          // target the hub refuses is never connected to.
+          const target = acked.get(request)
+          if (target) exposes.set(target.name, target.target)
+          const pending = take(requests, request)
+          if (pending) Deferred.unsafeDone(pending, Effect.void)
+          return
+        }
+        case "CheckResult": {
+          const pending = take(checks, request)
+          if (pending) Deferred.unsafeDone(pending, Effect.succeed(message.report))
+          return
+        }
+        case "Error": {
+          const check = take(checks, request)
+          if (check) Deferred.unsafeDone(check, Effect.fail(denied(message)))
+          const pending = take(requests, request)
+          if (pending) Deferred.unsafeDone(pending, Effect.fail(denied(message)))
+          return
+        }
+      }
+    },
+    failAll: (error) => {
+      for (const pending of requests.values()) Deferred.unsafeDone(pending, Effect.fail(error))
+      requests.clear()
+      for (const pending of checks.values()) Deferred.unsafeDone(pending, Effect.fail(error))
+      checks.clear()
+    }
+  }
+}
+
+/** Runs the probe the hub asks for against the exposed target and sends its report back. */
+const probe = (connection: Connection, message: Protocol.Probe, target: Tunnel.Target | undefined) => {
+  const request = message.request
+  const report: Promise<Protocol.CheckReport> = target
+    ? Check.probe(target.host, target.port)
+    : Promise.resolve(Check.notExposed(message.service))
+  report.then((r) => {
+    if (!connection.closed) connection.send(new Protocol.ProbeResult({ request, report: r }))
+  })
+}
+
 /** Dials the hub, authenticates and returns the client; everything is closed with the scope. */
 export const connect = Effect.fn("HubClient.connect")(function*(options: ConnectOptions) {
   const connection = yield* options.transport.dial(options.url)
-  const welcome = yield* Deferred.make<Protocol.Welcome, RelayDenied | TransportError>()
+  const welcome = yield* Deferred.make<Protocol.Welcome, Failure>()
   const closed = yield* Deferred.make<CloseInfo>()
-  const requests = new Map<number, Deferred.Deferred<void, RelayDenied | TransportError>>()
-  const checks = new Map<number, Deferred.Deferred<Protocol.CheckReport, RelayDenied | TransportError>>()
   const exposes = new Map<string, Tunnel.Target>()
-  let nextRequest = 1
+  const requests = makeRequests(connection, exposes)
   let ready = false
 
   const mux = Mux.make(connection, options.window === undefined ? {} : { window: options.window })
-
-  const denied = (error: Protocol.Error) =>
-    new RelayDenied({
-      code: (RelayDenied.fields.code.literals as ReadonlyArray<string>).includes(error.code)
-        ? (error.code as RelayDenied["code"])
-        : "Unavailable",
-      message: error.message
-    })
 
   connection.setHandler({
     message: (message) => {
@@ -103,46 +207,15 @@ export const connect = Effect.fn("HubClient.connect")(function*(options: Connect
         case "Welcome":
           ready = true
           return Deferred.unsafeDone(welcome, Effect.succeed(message))
-        case "Ack": {
-          // A new target takes effect with the hub's Ack, in this handler: an Open right behind the Ack finds it, and a
-          // target the hub refuses is never connected to.
-          const target = acked.get(message.request)
-          if (target) exposes.set(target.name, target.target)
-          const pending = requests.get(message.request)
-          requests.delete(message.request)
-          if (pending) Deferred.unsafeDone(pending, Effect.void)
-          return
-        }
-        case "Error": {
-          if (message.request !== undefined) {
-            const check = checks.get(message.request)
-            checks.delete(message.request)
-            if (check) Deferred.unsafeDone(check, Effect.fail(denied(message)))
-            const pending = requests.get(message.request)
-            requests.delete(message.request)
-            if (pending) Deferred.unsafeDone(pending, Effect.fail(denied(message)))
-            return
-          }
+        case "Ack":
+        case "CheckResult":
+          return requests.answer(message, message.request)
+        case "Error":
+          if (message.request !== undefined) return requests.answer(message, message.request)
           if (!ready) Deferred.unsafeDone(welcome, Effect.fail(denied(message)))
           return
-        }
-        case "CheckResult": {
-          const pending = checks.get(message.request)
-          checks.delete(message.request)
-          if (pending) Deferred.unsafeDone(pending, Effect.succeed(message.report))
-          return
-        }
-        case "Probe": {
-          const target = exposes.get(message.service)
-          const request = message.request
-          const report: Promise<Protocol.CheckReport> = target
-            ? Check.probe(target.host, target.port)
-            : Promise.resolve(Check.notExposed(message.service))
-          report.then((r) => {
-            if (!connection.closed) connection.send(new Protocol.ProbeResult({ request, report: r }))
-          })
-          return
-        }
+        case "Probe":
+          return probe(connection, message, exposes.get(message.service))
         case "Open":
           return Tunnel.connectTarget(connection, mux, message.stream, exposes.get(message.service), message.service)
         case "Ping":
@@ -158,10 +231,7 @@ export const connect = Effect.fn("HubClient.connect")(function*(options: Connect
       mux.closeAll("HubDisconnected")
       const gone = new TransportError({ reason: "Closed", message: `hub connection closed: ${info.code} ${info.reason}` })
       Deferred.unsafeDone(welcome, Effect.fail(gone))
-      for (const pending of requests.values()) Deferred.unsafeDone(pending, Effect.fail(gone))
-      requests.clear()
-      for (const pending of checks.values()) Deferred.unsafeDone(pending, Effect.fail(gone))
-      checks.clear()
+      requests.failAll(gone)
       Deferred.unsafeDone(closed, Effect.succeed(info))
     }
   })
@@ -183,21 +253,6 @@ export const connect = Effect.fn("HubClient.connect")(function*(options: Connect
   )
   yield* Effect.forkScoped(Effect.ignore(Heartbeat.run(connection, options.heartbeat ?? Heartbeat.defaults)))
 
-  /** Targets of Expose requests in flight, applied when their Ack arrives (see `expose`). */
-  const acked = new Map<number, { readonly name: string; readonly target: Tunnel.Target }>()
-  const call = (make: (request: number) => Protocol.Message, onAck?: { readonly name: string; readonly target: Tunnel.Target }) =>
-    Effect.suspend(() => {
-      if (connection.closed) {
-        return Effect.fail(new TransportError({ reason: "Closed", message: "hub connection is closed" }))
-      }
-      const request = nextRequest++
-      const done = Deferred.unsafeMake<void, RelayDenied | TransportError>(FiberId.none)
-      requests.set(request, done)
-      if (onAck) acked.set(request, onAck)
-      connection.send(make(request))
-      return Effect.ensuring(Deferred.await(done), Effect.sync(() => acked.delete(request)))
-    })
-
   const open = (service: string, socket: Net.Socket): void => {
     if (connection.closed || socket.destroyed) {
       socket.on("error", () => {})
@@ -213,33 +268,18 @@ export const connect = Effect.fn("HubClient.connect")(function*(options: Connect
     welcome: welcomed,
     connection,
     expose: Effect.fn("HubClient.expose")(function*(name: string, host: string, port: number) {
-      yield* call((request) => new Protocol.Expose({ request, name, host, port }), { name, target: { host, port } })
+      yield* requests.call((request) => new Protocol.Expose({ request, name, host, port }), { name, target: { host, port } })
     }),
     unexpose: Effect.fn("HubClient.unexpose")(function*(name: string) {
-      yield* call((request) => new Protocol.Unexpose({ request, name }))
+      yield* requests.call((request) => new Protocol.Unexpose({ request, name }))
       exposes.delete(name)
     }),
     open,
     reach: Effect.fn("HubClient.reach")(function*(name: string, reachOptions?: { readonly port?: number; readonly host?: string }) {
-      yield* call((request) => new Protocol.Reach({ request, name }))
+      yield* requests.call((request) => new Protocol.Reach({ request, name }))
       return yield* Tunnel.listen((socket) => open(name, socket), reachOptions?.host ?? "127.0.0.1", reachOptions?.port ?? 0)
     }),
-    check: (name: string) =>
-      Effect.suspend(() => {
-        if (connection.closed) {
-          return Effect.fail(new TransportError({ reason: "Closed", message: "hub connection is closed" }))
-        }
-        const request = nextRequest++
-        const done = Deferred.unsafeMake<Protocol.CheckReport, RelayDenied | TransportError>(FiberId.none)
-        checks.set(request, done)
-        const started = performance.now()
-        connection.send(new Protocol.Check({ request, name }))
-        return Effect.map(Deferred.await(done), (report): Check.CheckOutput => ({
-          service: name,
-          ...report,
-          latencyMs: Math.max(0, Math.round((performance.now() - started - report.elapsedMs) * 10) / 10)
-        }))
-      }).pipe(Effect.withSpan("HubClient.check")),
+    check: (name: string) => requests.check(name).pipe(Effect.withSpan("HubClient.check")),
     stats: () => ({ streams: mux.size(), bufferedBytes: mux.bufferedBytes(), connectionBuffered: connection.bufferedAmount }),
     closed: Deferred.await(closed)
   })
