@@ -12,6 +12,7 @@ import type {
   TunnelInfo,
   TunnelTotals
 } from "./RelayPolicy.ts"
+import type { CloseInfo } from "./Transport.ts"
 
 /** An agent the memory policy knows. */
 export interface MemoryAgent {
@@ -23,7 +24,7 @@ export interface MemoryAgent {
 /** One recorded hook call. */
 export type MemoryRelayEvent =
   | { readonly _tag: "AgentConnected"; readonly agentId: string; readonly transport: string }
-  | { readonly _tag: "AgentDisconnected"; readonly agentId: string; readonly reason: string }
+  | { readonly _tag: "AgentDisconnected"; readonly agentId: string; readonly close: CloseInfo }
   | { readonly _tag: "AuthFailed"; readonly remoteAddress: string }
   | { readonly _tag: "ServiceExposed"; readonly agentId: string; readonly target: ServiceTarget }
   | { readonly _tag: "ServiceUnexposed"; readonly agentId: string; readonly name: string }
@@ -65,7 +66,7 @@ export const makeMemoryRelayPolicy = (agents: ReadonlyArray<MemoryAgent>): Memor
       }),
     agentDisconnected: (session, info) =>
       Effect.sync(() => {
-        events.push({ _tag: "AgentDisconnected", agentId: session.agentId, reason: info.reason })
+        events.push({ _tag: "AgentDisconnected", agentId: session.agentId, close: info.close })
       }),
     expose: (session, target) =>
       Effect.suspend(() => {

@@ -5,6 +5,7 @@
 import { Context, Schema } from "effect"
 import type { Effect } from "effect"
 import type { Hello } from "./Protocol.ts"
+import type { CloseInfo } from "./Transport.ts"
 
 /** A refusal by the policy, sent to the agent as a protocol `Error` with the same code. */
 export class RelayDenied extends Schema.TaggedError<RelayDenied>()("RelayDenied", {
@@ -83,12 +84,13 @@ export interface RelayPolicyService {
     info: { readonly remoteAddress: string; readonly transport: string; readonly agentVersion: string }
   ) => Effect.Effect<void, RelayDenied>
   /**
-   * The agent's connection ended. It already happened, so it must be recorded: retrying and keeping it while the log
-   * is down are the implementation's (the relay calls once and logs a failure).
+   * The agent's connection ended (`close`: its code and reason as the carrier reported them). It already happened, so
+   * it must be recorded: retrying and keeping it while the log is down are the implementation's (the relay calls once
+   * and logs a failure).
    */
   readonly agentDisconnected: (
     session: Session,
-    info: { readonly reason: string; readonly durationMs: number }
+    info: { readonly close: CloseInfo; readonly durationMs: number }
   ) => Effect.Effect<void, RelayDenied>
   /** Publishes a service of the agent. */
   readonly expose: (session: Session, target: ServiceTarget) => Effect.Effect<void, RelayDenied>

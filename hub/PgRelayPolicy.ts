@@ -23,6 +23,7 @@ import { RelayDenied } from "../core/RelayPolicy.ts"
 import type { RelayPolicyService, Session } from "../core/RelayPolicy.ts"
 import * as ServiceDecider from "../core/ServiceDecider.ts"
 import { Caps, isRecordable, sanitize } from "../core/Text.ts"
+import { type CloseInfo, CloseCodes } from "../core/Transport.ts"
 import * as AgentAuth from "./AgentAuth.ts"
 import * as AuthFailures from "./AuthFailures.ts"
 import * as Command from "./Command.ts"
@@ -34,14 +35,18 @@ import type { Spool } from "./Spool.ts"
 /** The hub's answer to a reach it refuses, whether the name does not exist or belongs to another workspace. */
 export const SERVICE_NOT_FOUND = "Service not found"
 
-/** Maps the relay's close description (`"<code> <reason>"`) to the catalog's disconnect reason. */
-export const disconnectReason = (reason: string): typeof DisconnectReason.Type => {
-  const code = Number(reason.split(" ")[0])
-  if (code === 4009) return "replaced"
-  if (code === 4001 && /revoked/.test(reason)) return "token_revoked"
-  if (code === 4008) return "heartbeat_timeout"
-  if (code === 1002 || code === 1009) return "protocol_error"
-  if (code === 1006 || code === 1011) return "transport_error"
+/** The code a carrier reports when the connection vanished without a close frame (never sent; see `CloseInfo`). */
+const Vanished = 1006
+
+/** Maps how a relay connection closed to the catalog's disconnect reason. */
+export const disconnectReason = ({ code, reason }: CloseInfo): typeof DisconnectReason.Type => {
+  if (code === CloseCodes.Replaced) return "replaced"
+  // Unauthorized closes a live connection only when its token is revoked (a refused Hello is never recorded here).
+  if (code === CloseCodes.Unauthorized && /revoked/.test(reason)) return "token_revoked"
+  if (code === CloseCodes.Timeout) return "heartbeat_timeout"
+  if (code === CloseCodes.Protocol || code === CloseCodes.FrameTooLarge) return "protocol_error"
+  if (code === Vanished || code === CloseCodes.Internal) return "transport_error"
+  // The relay's own stop ("relay stopped") and the carrier's ("hub shutting down").
   if (/relay stopped|shutting down/.test(reason)) return "hub_shutdown"
   return "closed"
 }
@@ -164,7 +169,7 @@ export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPo
         // It happened whatever the stream holds: built without reading the stream, so that it can be spooled.
         const event = new AgentDisconnected({
           agentId,
-          reason: disconnectReason(info.reason),
+          reason: disconnectReason(info.close),
           durationMs: Math.max(0, Math.round(info.durationMs))
         })
         return facts.record(Streams.agent(agentId), event, {

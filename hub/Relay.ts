@@ -22,7 +22,7 @@ import { RelayDenied, RelayPolicy } from "../core/RelayPolicy.ts"
 import type { RelayPolicyService, RelayRefusal, Session, TunnelInfo } from "../core/RelayPolicy.ts"
 import * as TokenBucket from "../core/TokenBucket.ts"
 import { CloseCodes } from "../core/Transport.ts"
-import type { Codec, Connection, TransportError } from "../core/Transport.ts"
+import type { CloseInfo, Codec, Connection, TransportError } from "../core/Transport.ts"
 import { trusted } from "../transports/Framing.ts"
 import * as Heartbeat from "../transports/Heartbeat.ts"
 import { codec as msgpackCodec } from "../transports/Msgpack.ts"
@@ -591,7 +591,13 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
     decide(link, connected, (exit) => {
       if (link.state === "closed") {
         if (Exit.isSuccess(exit)) {
-          record("AgentDisconnected", policy.agentDisconnected(exit.value, { reason: "closed during hello", durationMs: 0 }))
+          record(
+            "AgentDisconnected",
+            policy.agentDisconnected(exit.value, {
+              close: { code: CloseCodes.Normal, reason: "closed during hello" },
+              durationMs: 0
+            })
+          )
         }
         return
       }
@@ -668,7 +674,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
     }
   }
 
-  const onClose = (link: Link, code: number, reason: string) => {
+  const onClose = (link: Link, close: CloseInfo) => {
     // The relay's finalizer closes links itself; the carrier's close event for them comes later and is a no-op.
     if (link.state === "closed") return
     const was = link.state
@@ -695,10 +701,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       if (agents.get(link.session.agentId) === link) agents.delete(link.session.agentId)
       record(
         "AgentDisconnected",
-        policy.agentDisconnected(link.session, {
-          reason: `${code}${reason ? ` ${reason}` : ""}`,
-          durationMs: Date.now() - link.connectedAt
-        })
+        policy.agentDisconnected(link.session, { close, durationMs: Date.now() - link.connectedAt })
       )
     }
   }
@@ -728,7 +731,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
     }, helloTimeoutMs)
     connection.setHandler({
       message: (message) => guard(link, () => onMessage(link, message)),
-      close: (info) => guard(link, () => onClose(link, info.code, info.reason))
+      close: (info) => guard(link, () => onClose(link, info))
     })
   }
 
@@ -758,8 +761,9 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       // How each connection and tunnel ended is recorded now, while the fibers that record it can still run: the
       // carrier's close events would arrive only after this scope, and the FiberSet with it, is gone.
       for (const link of [...links]) {
-        onClose(link, CloseCodes.GoingAway, "relay stopped")
-        link.connection.close(CloseCodes.GoingAway, "relay stopped")
+        const stopped: CloseInfo = { code: CloseCodes.GoingAway, reason: "relay stopped" }
+        onClose(link, stopped)
+        link.connection.close(stopped.code, stopped.reason)
       }
       // Bounded: the policy retries a record a few times and then spools or logs it, well within 4 s.
       yield* FiberSet.awaitEmpty(fibers).pipe(Effect.timeout("4 seconds"), Effect.ignore)

@@ -9,6 +9,7 @@ import { EventLog, EventLogError } from "../../core/EventLog.ts"
 import { EventMeta, TunnelClosed, TunnelOpened } from "../../core/Events.ts"
 import { AgentId, ServiceId, Streams, TunnelId, uuidv7 } from "../../core/Ids.ts"
 import { Hello } from "../../core/Protocol.ts"
+import { CloseCodes } from "../../core/Transport.ts"
 import * as Admin from "../../hub/Admin.ts"
 import * as Command from "../../hub/Command.ts"
 import * as PgLeftOpen from "../../hub/PgLeftOpen.ts"
@@ -48,9 +49,9 @@ describe("PgRelayPolicy", () => {
         yield* policy.agentConnected(session, info("10.0.0.1:5000"))
         yield* policy.agentConnected(session, info("[::ffff:10.0.0.2]:6000"))
         expect(yield* connected()).toEqual({ connected: true, last_ip: "10.0.0.2" })
-        yield* policy.agentDisconnected(session, { reason: "4009 replaced by a new connection", durationMs: 10 })
+        yield* policy.agentDisconnected(session, { close: { code: CloseCodes.Replaced, reason: "replaced by a new connection" }, durationMs: 10 })
         expect((yield* connected()).connected).toBe(true)
-        yield* policy.agentDisconnected(session, { reason: "1006 ", durationMs: 12.4 })
+        yield* policy.agentDisconnected(session, { close: { code: 1006, reason: "" }, durationMs: 12.4 })
         expect((yield* connected()).connected).toBe(false)
         yield* policy.agentConnected(session, info("10.0.0.2:1"))
         expect(yield* PgLeftOpen.closeLeftOpen(uuidv7())).toEqual({ tunnels: 0, agents: 1 })
@@ -91,7 +92,7 @@ describe("PgRelayPolicy", () => {
         yield* policy.expose(sessionB, { name: "other", host: "127.0.0.1", port: 10 })
         yield* policy.unexpose(sessionB, "other")
         expect((yield* Effect.flip(policy.resolveReach(session, "other"))).message).toBe("Service not found")
-        yield* policy.agentDisconnected(session, { reason: "1000 bye", durationMs: 1 })
+        yield* policy.agentDisconnected(session, { close: { code: CloseCodes.Normal, reason: "bye" }, durationMs: 1 })
         expect((yield* Effect.flip(policy.resolveReach(sessionB, "svc"))).code).toBe("AgentOffline")
         expect(yield* Effect.flip(policy.expose(sessionB, { name: "svc", host: "127.0.0.1", port: 10 }))).toMatchObject({ code: "Conflict" })
         yield* policy.agentConnected(session, info("10.0.0.2:1"))
@@ -193,7 +194,7 @@ describe("PgRelayPolicy", () => {
         yield* policy.agentConnected(session, { remoteAddress: "10.0.0.1:5000", transport: "ws", agentVersion: "1" })
 
         mode = "down"
-        yield* policy.agentDisconnected(session, { reason: "1006 ", durationMs: 7 })
+        yield* policy.agentDisconnected(session, { close: { code: 1006, reason: "" }, durationMs: 7 })
         expect(spool.pending()).toBe(1)
         expect((yield* Effect.flip(policy.resolveReach(session, "nothing-here"))).code).toBe("ServiceNotFound")
         expect(spool.pending()).toBe(2)
@@ -203,7 +204,7 @@ describe("PgRelayPolicy", () => {
         // Shutdown interrupts an append in flight: what it recorded is spooled, not lost, and (the append had in fact
         // committed) its replay is recognised by its id and stores nothing twice.
         mode = "hang"
-        const fiber = yield* Effect.fork(policy.agentDisconnected(session, { reason: "1001 relay stopped", durationMs: 9 }))
+        const fiber = yield* Effect.fork(policy.agentDisconnected(session, { close: { code: CloseCodes.GoingAway, reason: "relay stopped" }, durationMs: 9 }))
         yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 300)))
         yield* Fiber.interrupt(fiber)
         expect(spool.pending()).toBe(1)
@@ -220,10 +221,18 @@ describe("PgRelayPolicy", () => {
   })
 
   it("maps relay reasons to the catalog's", () => {
-    expect(PgRelayPolicy.disconnectReason("1000 client closed")).toBe("closed")
-    expect(PgRelayPolicy.disconnectReason("4008 heartbeat timeout")).toBe("heartbeat_timeout")
-    expect(PgRelayPolicy.disconnectReason("1001 relay stopped")).toBe("hub_shutdown")
-    expect(PgRelayPolicy.disconnectReason("closed during hello")).toBe("closed")
+    const reason = (code: number, reason: string) => PgRelayPolicy.disconnectReason({ code, reason })
+    expect(reason(CloseCodes.Normal, "client closed")).toBe("closed")
+    expect(reason(CloseCodes.Timeout, "heartbeat timeout")).toBe("heartbeat_timeout")
+    expect(reason(CloseCodes.GoingAway, "relay stopped")).toBe("hub_shutdown")
+    expect(reason(CloseCodes.Normal, "closed during hello")).toBe("closed")
+    expect(reason(CloseCodes.Replaced, "replaced by a new connection")).toBe("replaced")
+    expect(reason(CloseCodes.Unauthorized, "token revoked")).toBe("token_revoked")
+    expect(reason(CloseCodes.Protocol, "Data after End")).toBe("protocol_error")
+    expect(reason(CloseCodes.FrameTooLarge, "")).toBe("protocol_error")
+    expect(reason(1006, "")).toBe("transport_error")
+    // The reason is text for people: one that starts with another code's number is not read as that code.
+    expect(reason(CloseCodes.Normal, "4009 bye")).toBe("closed")
     expect(PgRelayPolicy.tunnelCloseReason("closed")).toBe("end")
     expect(PgRelayPolicy.tunnelCloseReason("AgentDisconnected")).toBe("agent_disconnected")
     expect(PgRelayPolicy.tunnelCloseReason("ECONNREFUSED")).toBe("connect_failed")

@@ -208,7 +208,7 @@ describe("Relay against hostile agents", () => {
           yield* Effect.promise(() =>
             until(() =>
               memory.events.some((e) =>
-                e._tag === "AgentDisconnected" && e.agentId === "agent-a" && e.reason.startsWith(`${CloseCodes.SlowConsumer}`)
+                e._tag === "AgentDisconnected" && e.agentId === "agent-a" && e.close.code === CloseCodes.SlowConsumer
               )
             )
           )
@@ -259,7 +259,7 @@ describe("Relay against hostile agents", () => {
       ({ url, relay, memory }) =>
         Effect.gen(function*() {
           const { exposer, b } = yield* flood(url)
-          yield* Effect.promise(() => until(() => closedFor(memory, "agent-a", `${CloseCodes.SlowConsumer}`), 10_000))
+          yield* Effect.promise(() => until(() => closedFor(memory, "agent-a", CloseCodes.SlowConsumer), 10_000))
           exposer.terminate()
           yield* Effect.promise(() => until(() => relay.stats().bufferedBytes === 0 && relay.stats().streams === 0))
           // B's bytes came back to it with the stream's Reset: it can send a full window again.
@@ -304,7 +304,7 @@ describe("Relay against hostile agents", () => {
       ({ url, relay, memory }) =>
         Effect.gen(function*() {
           const { exposer, b } = yield* flood(url)
-          yield* Effect.promise(() => until(() => closedFor(memory, "agent-a", "hub's buffers are full"), 10_000))
+          yield* Effect.promise(() => until(() => closedFor(memory, "agent-a", CloseCodes.SlowConsumer, "hub's buffers are full"), 10_000))
           exposer.terminate()
           yield* Effect.promise(() => until(() => relay.stats().bufferedBytes === 0))
           expect(b.connection.closed).toBe(false)
@@ -433,9 +433,11 @@ const flood = (url: string) =>
     return { exposer, b }
   })
 
-/** Whether the relay recorded `agentId`'s disconnection with a reason containing `reason`. */
-const closedFor = (memory: ReturnType<typeof makeMemoryRelayPolicy>, agentId: string, reason: string) =>
-  memory.events.some((e) => e._tag === "AgentDisconnected" && e.agentId === agentId && e.reason.includes(reason))
+/** Whether the relay recorded `agentId`'s disconnection with close code `code` and a reason containing `reason`. */
+const closedFor = (memory: ReturnType<typeof makeMemoryRelayPolicy>, agentId: string, code: number, reason = "") =>
+  memory.events.some((e) =>
+    e._tag === "AgentDisconnected" && e.agentId === agentId && e.close.code === code && e.close.reason.includes(reason)
+  )
 
 /** An exposer that answers its Welcome with an Expose of `name`, then never reads its socket again. */
 const silentExposer = (url: string, token: string, name: string) =>

@@ -58,7 +58,7 @@ describe("service ownership", () => {
       Effect.gen(function*() {
         const { policy, workspaceId, owner, a3, client } = yield* setup
         yield* policy.expose(owner.session, { name: "secretdb", host: "127.0.0.1", port: 5432 })
-        yield* policy.agentDisconnected(owner.session, { reason: "1006 ", durationMs: 5 })
+        yield* policy.agentDisconnected(owner.session, { close: { code: 1006, reason: "" }, durationMs: 5 })
 
         // The owner is offline: A3 cannot take the name, and a reach never lands on A3.
         const refused = yield* Effect.flip(policy.expose(a3.session, { name: "secretdb", host: "127.0.0.1", port: 9999 }))
