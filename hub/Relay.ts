@@ -88,6 +88,11 @@ export interface RelayService {
   readonly accept: (connection: Connection) => void
   /** Current load. */
   readonly stats: () => RelayStats
+  /**
+   * Closes the live connection of `agentId` with `code` and `reason` (e.g. `CloseCodes.Unauthorized` when its token is
+   * revoked), recorded like any disconnection; false when the agent has none.
+   */
+  readonly disconnect: (agentId: string, code: number, reason: string) => boolean
 }
 
 /** The hub's relay router. */
@@ -779,6 +784,12 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
         for (const t of link.routes.values()) if (t.from === link) bufferedBytes += t.pendingBytes
       }
       return { connections: links.size, agents: agents.size, streams: tunnels, bufferedBytes }
+    },
+    disconnect: (agentId, code, reason) => {
+      const link = agents.get(agentId)
+      if (!link) return false
+      link.connection.close(code, reason)
+      return true
     }
   })
 })

@@ -10,6 +10,7 @@ import { makeMemoryRelayPolicy } from "../../core/MemoryRelayPolicy.ts"
 import { StreamWindow, MaxChunk } from "../../core/Protocol.ts"
 import { RelayDenied } from "../../core/RelayPolicy.ts"
 import type { RelayPolicyService } from "../../core/RelayPolicy.ts"
+import { CloseCodes } from "../../core/Transport.ts"
 import type { Transport } from "../../core/Transport.ts"
 import * as HubClient from "../../agent/HubClient.ts"
 import * as Relay from "../../hub/Relay.ts"
@@ -385,6 +386,25 @@ describe.each(transports)("HubClient.open over %s", (_name, transport) => {
       } finally {
         server.close()
       }
+    }))
+})
+
+describe("Relay.disconnect", () => {
+  it("closes the agent's live connection with the code and reason given, records it, and leaves the others", () =>
+    withEnv(Msgpack.transport, async (env) => {
+      expect(env.relay.disconnect("agent-b", CloseCodes.Unauthorized, "token revoked")).toBe(true)
+      const info = await env.run(env.b.closed.pipe(Effect.timeout(3_000)))
+      expect(info).toEqual({ code: CloseCodes.Unauthorized, reason: "token revoked" })
+      await eventually(() =>
+        env.memory.events.some((e) =>
+          e._tag === "AgentDisconnected" && e.agentId === "agent-b" && e.close.code === CloseCodes.Unauthorized
+        )
+      )
+      expect(env.relay.stats().agents).toBe(1)
+      expect(env.a.connection.closed).toBe(false)
+      // An agent without a live connection: nothing to close.
+      expect(env.relay.disconnect("agent-b", CloseCodes.Unauthorized, "token revoked")).toBe(false)
+      expect(env.relay.disconnect("agent-c", CloseCodes.Unauthorized, "token revoked")).toBe(false)
     }))
 })
 
