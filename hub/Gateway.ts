@@ -4,7 +4,6 @@
  * appends names the hub (HubId.ts), and before it accepts anyone it closes in the log what this hub left open when it
  * last died (PgLeftOpen.ts).
  */
-import { EventEmitter } from "node:events"
 import type * as Http from "node:http"
 import * as Path from "node:path"
 import { SqlClient } from "@effect/sql"
@@ -12,16 +11,18 @@ import { Effect, Layer, Schedule, Stream } from "effect"
 import { EventLog } from "../core/EventLog.ts"
 import type { RelayPolicyService } from "../core/RelayPolicy.ts"
 import { CloseCodes, type Connection } from "../core/Transport.ts"
+import { codec as msgpackCodec } from "../transports/Msgpack.ts"
+import * as WebSocket from "../transports/WebSocket.ts"
+import { codec as wsCodec } from "../transports/Ws.ts"
 import * as AgentAuth from "./AgentAuth.ts"
 import * as ClientAddress from "./ClientAddress.ts"
 import { HubConfig } from "./HubConfig.ts"
 import * as HubId from "./HubId.ts"
+import { HubUpgrades } from "./HubServer.ts"
 import * as PgLeftOpen from "./PgLeftOpen.ts"
 import * as PgRelayPolicy from "./PgRelayPolicy.ts"
 import * as Relay from "./Relay.ts"
 import * as Spool from "./Spool.ts"
-// Main imports this module for RoutesLive; these are type-level and value-level uses resolved lazily at build time.
-import { HubHttpServer, HubUpgrades } from "./Main.ts"
 
 /** Path of the agent WebSocket endpoint. */
 export const PATH = "/v1/agent"
@@ -32,15 +33,11 @@ export interface GatewayOptions {
   readonly relay?: Relay.RelayOptions
 }
 
-/**
- * Serves the relay at `/v1/agent` through `HubUpgrades`. `Relay.serve` attaches to an `http.Server` by listening to
- * its "upgrade" event, which the hub's server must not have; so it is given a stand-in emitter that receives exactly
- * the upgrades `HubUpgrades` routes to this path, and reports the hub server's address.
- */
+/** Serves the relay at `/v1/agent` over every WebSocket transport, through `HubUpgrades`. */
 export const layer = (options: GatewayOptions = {}): Layer.Layer<
   never,
   never,
-  HubConfig | HubHttpServer | HubUpgrades | EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings
+  HubConfig | HubUpgrades | EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings
 > =>
   Layer.scopedDiscard(
     Effect.gen(function*() {
@@ -55,7 +52,6 @@ export const layer = (options: GatewayOptions = {}): Layer.Layer<
 const serve = (hubId: string, options: GatewayOptions) =>
   Effect.gen(function*() {
     const config = yield* HubConfig
-    const server = yield* HubHttpServer
     const upgrades = yield* HubUpgrades
     const spool = yield* Spool.make(Path.join(config.dataDir, "spool"))
     yield* recoverAtStart(spool, hubId)
@@ -74,23 +70,20 @@ const serve = (hubId: string, options: GatewayOptions) =>
       ...options.relay
     })
     const connections = new Set<Connection>()
-    const standIn = Object.assign(new EventEmitter(), { address: () => server.address() }) as unknown as Http.Server
     const trusted = ClientAddress.make(config.trustProxy)
-    yield* Relay.serve({ ...relay, accept: (c) => relay.accept(tracked(c, connections)) }, {
-      server: standIn,
+    const accepted = yield* WebSocket.upgrades({
+      codecs: [wsCodec, msgpackCodec],
       // Behind a trusted proxy the agent's address is the one X-Forwarded-For names; the proxy's port keeps each
       // connection's address distinct (revocation finds the connection by it).
       ...(config.trustProxy?.length ? { remoteAddress: (req: Http.IncomingMessage) => agentAddress(trusted, req) } : {})
-    }).pipe(Effect.orDie)
+    }, (c) => relay.accept(tracked(c, connections)))
     yield* kickRevoked((agentId) => {
       const address = agentAddresses.get(agentId)
       for (const c of connections) {
         if (address !== undefined && c.remoteAddress === address) c.close(CloseCodes.Unauthorized, "token revoked")
       }
     })
-    yield* upgrades.register(PATH, (request, socket, head) => {
-      standIn.emit("upgrade", request, socket, head)
-    })
+    yield* upgrades.register(PATH, accepted.handle)
   })
 
 /**

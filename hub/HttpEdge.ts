@@ -108,11 +108,6 @@ const apiDeadline = (server: Http.Server, ms: number) => {
   })
 }
 
-const edgeListeners = new WeakSet<(...args: Array<any>) => void>()
-
-/** True for a listener `guard` put on the server, which must stay when the server's upgrade handling is replaced. */
-export const isEdgeListener = (listener: (...args: Array<any>) => void): boolean => edgeListeners.has(listener)
-
 /**
  * Cuts a connection whose first request's headers have not arrived `ms` after it was accepted (after its TLS handshake,
  * which has its own timeout). Node's headers timeout starts only at a request's first byte, so a client that connects
@@ -121,7 +116,6 @@ export const isEdgeListener = (listener: (...args: Array<any>) => void): boolean
 const firstRequestDeadline = (server: Http.Server, ms: number, tls: boolean) => {
   const started = new WeakSet<Duplex>()
   const mark = (request: Http.IncomingMessage) => void started.add(request.socket)
-  edgeListeners.add(mark)
   server.on("request", mark)
   server.on("upgrade", mark)
   server.on(tls ? "secureConnection" : "connection", (socket: Net.Socket) => {

@@ -4,6 +4,7 @@ import * as HttpServer from "@effect/platform/HttpServer"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as HubServer from "../../hub/HubServer.ts"
 import * as Main from "../../hub/Main.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
 
@@ -41,12 +42,12 @@ describe("HubLive", () => {
       expect(health.status).toBe(200)
       expect(yield* Effect.promise(() => health.json())).toEqual({ status: "ok" })
 
-      const upgrades = Context.get(context, Main.HubUpgrades)
+      const upgrades = Context.get(context, HubServer.HubUpgrades)
       yield* upgrades.register("/test-upgrade", (_request, socket) => {
         socket.write("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\nhello")
       })
       expect(yield* upgrade(port, "/test-upgrade?x=1")).toEqual({ status: 101, data: "hello" })
       expect((yield* upgrade(port, "/elsewhere")).status).toBe(404)
-      expect(Context.get(context, Main.HubHttpServer).listening).toBe(true)
+      expect(Context.get(context, HubServer.HubHttpServer).listening).toBe(true)
     }).pipe(Effect.scoped), 60_000)
 })
