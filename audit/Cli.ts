@@ -26,8 +26,8 @@ const independent = Options.boolean("independent").pipe(
 )
 
 /**
- * The verify command under `name`, reading the log through `logLayer` (the hub supplies its database and event log;
- * audit/ does not know how they are built).
+ * The verify command under `name`, reading the log through `logLayer` (bin/connect.ts passes the hub's database and
+ * event log; audit/ does not know how they are built, and hub/ does not import this command).
  */
 export const verifyCommand = <E, R>(name: string, logLayer: (flags: { dataDir: string | undefined }) => Layer.Layer<EventLog, E, R>) =>
   Command.make(

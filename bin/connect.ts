@@ -27,7 +27,10 @@ const audit: Command.Command<"audit", never, ValidationError.ValidationError, {}
 )
 const auditCommand = audit.pipe(Command.withSubcommands([AuditCli.verifyCommand("verify", HubCli.logLayer)]))
 
-const subcommands = [HubCli.command, auditCommand, ...AgentCli.commands] as const
+// `connect hub verify-log` is audit's verify command on the hub's log, built here: hub/ and audit/ never import each other.
+const hubCommand = HubCli.command(AuditCli.verifyCommand("verify-log", HubCli.logLayer))
+
+const subcommands = [hubCommand, auditCommand, ...AgentCli.commands] as const
 
 const root: Command.Command<"connect", never, ValidationError.ValidationError, {}> = Command.make("connect", {}, () =>
   // Bare `connect` shows the help, subcommands included.

@@ -10,7 +10,6 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as HubConfig from "./HubConfig.ts"
-import * as AuditCli from "../audit/Cli.ts"
 import * as AdminCli from "./AdminCli.ts"
 import * as ClientAddress from "./ClientAddress.ts"
 import * as Database from "./Database.ts"
@@ -91,9 +90,6 @@ export const logLayer = (flags: { readonly dataDir: string | undefined }) =>
     )
   )
 
-/** `connect hub verify-log`: the audit verify command on this hub's log. */
-export const verifyLog = AuditCli.verifyCommand("verify-log", logLayer)
-
 const hub = Command.make("hub", { port, host, dataDir, tlsCert, tlsKey, trustProxy, maxStreams }, (flags) =>
   Effect.gen(function*() {
     const tls = yield* HubConfig.readTls(Option.getOrUndefined(flags.tlsCert), Option.getOrUndefined(flags.tlsKey))
@@ -115,5 +111,9 @@ const hub = Command.make("hub", { port, host, dataDir, tlsCert, tlsKey, trustPro
     )
   )
 
-/** The `hub` subcommand, with `verify-log` and the admin commands (`workspace`, `apikey`, `agent`) under it. */
-export const command = hub.pipe(Command.withSubcommands([verifyLog, ...AdminCli.commands]))
+/**
+ * The `hub` subcommand with `verifyLog` and the admin commands (`workspace`, `apikey`, `agent`, `service`) under it.
+ * `verifyLog` is audit's verify command on `logLayer`, built by bin/connect.ts: hub/ does not import audit/.
+ */
+export const command = <Name extends string, R, E, A>(verifyLog: Command.Command<Name, R, E, A>) =>
+  hub.pipe(Command.withSubcommands([verifyLog, ...AdminCli.commands]))
