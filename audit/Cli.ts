@@ -5,16 +5,18 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import type { EventLog } from "../core/EventLog.ts"
-import { Console, Effect, Layer } from "effect"
+import { Console, Effect, Layer, Schema } from "effect"
 import { verify } from "./Verify.ts"
 
 /** Exit code of a verification that found the chain broken (distinct from 1, "could not run"). */
 export const EXIT_BROKEN = 3
 
-/** Shown when the chain does not hold; the process then exits with {@link EXIT_BROKEN}. */
-export class ChainBroken extends Error {
-  readonly _tag = "ChainBroken"
-}
+/** The chain does not hold (the breaks are already printed); the process then exits with {@link EXIT_BROKEN}. */
+export class ChainBroken extends Schema.TaggedError<ChainBroken>()("ChainBroken", {
+  /** The first position at which the chain does not hold. */
+  position: Schema.Number,
+  message: Schema.String
+}) {}
 
 const json = Options.boolean("json").pipe(Options.withDescription("Print the result as one JSON object."))
 
@@ -62,7 +64,7 @@ export const verifyCommand = <E, R>(name: string, logLayer: (flags: { dataDir: s
               .join("\n") + (result.breaks.length > 1 || result.truncated ? `\n${total}` : "")
           )
         }
-        if (!result.ok) return yield* Effect.fail(new ChainBroken(`chain broken at ${result.position}`))
+        if (!result.ok) return yield* new ChainBroken({ position: result.position, message: `chain broken at ${result.position}` })
       }).pipe(Effect.provide(logLayer({ dataDir: flags.dataDir._tag === "Some" ? flags.dataDir.value : undefined })))
   ).pipe(
     Command.withDescription(
