@@ -14,7 +14,8 @@
  * connection's frame closes that connection, never the process.
  */
 import * as Crypto from "node:crypto"
-import { Cause, Context, Effect, Exit, Fiber, FiberSet, Layer, Schedule } from "effect"
+import { Cause, Context, Effect, Exit, FiberId, FiberSet, Layer, Schedule } from "effect"
+import type { Fiber } from "effect"
 import type { Scope } from "effect"
 import * as Protocol from "../core/Protocol.ts"
 import type { Message } from "../core/Protocol.ts"
@@ -119,8 +120,8 @@ interface Link {
   /** Policy decisions running for this connection, and those waiting for one of its `maxDecisions` slots. */
   deciding: number
   readonly waiting: Array<() => void>
-  heartbeat: Fiber.RuntimeFiber<void, TransportError> | undefined
-  helloTimer: ReturnType<typeof setTimeout> | undefined
+  /** Its timer fiber: the `Hello` deadline until `Welcome`, the heartbeat from then on. */
+  timer: Fiber.RuntimeFiber<unknown, unknown> | undefined
 }
 
 interface Tunnel {
@@ -171,9 +172,12 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
   const maxWaiting = options.maxWaiting ?? 1_024
   const maxLinkBuffered = options.maxLinkBufferedBytes ?? 256 * 1024 * 1024
   const stallMs = options.stallMs ?? 10_000
-  const checks = TokenBucket.make(options.checkRate ?? { perSecond: 2, burst: 20 })
+  // Deadlines, durations and rates come from Effect's clock (so TestClock drives them); read synchronously, never per frame.
+  const clock = yield* Effect.clock
+  const now = () => clock.unsafeCurrentTimeMillis()
+  const checks = TokenBucket.make({ ...(options.checkRate ?? { perSecond: 2, burst: 20 }), now })
   const maxBuffered = options.maxBufferedBytes ?? 512 * 1024 * 1024
-  const opens = TokenBucket.make(options.openRate ?? { perSecond: 5_000, burst: 10_000 })
+  const opens = TokenBucket.make({ ...(options.openRate ?? { perSecond: 5_000, burst: 10_000 }), now })
   const fibers = yield* FiberSet.make<unknown, unknown>()
   const runFork = yield* FiberSet.runtime(fibers)<never>()
   const links = new Set<Link>()
@@ -181,8 +185,12 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
   let tunnels = 0
   const checkTimeoutMs = options.checkTimeoutMs ?? 10_000
   /** Checks waiting for the exposing agent's `ProbeResult`, by the hub's probe request id. */
-  const probes = new Map<number, { readonly from: Link; readonly request: number; readonly to: Link; readonly timer: ReturnType<typeof setTimeout> }>()
+  const probes = new Map<number, { readonly from: Link; readonly request: number; readonly to: Link; readonly timer: Fiber.RuntimeFiber<void> }>()
   let nextProbe = 1
+
+  /** Calls `body` after `ms` on the clock, in a fiber of the relay (one per connection or check, never per frame). */
+  const after = (ms: number, body: () => void): Fiber.RuntimeFiber<void> => runFork(Effect.delay(Effect.sync(body), ms))
+  const stop = (fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined) => fiber?.unsafeInterruptAsFork(FiberId.none)
 
   /** Runs `body` for `link`; an exception closes that link (1011) and is logged, never reaching the event loop. */
   const guard = (link: Link, body: () => void) => {
@@ -266,7 +274,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
         policy.tunnelClosed(t.info, {
           bytesUp: t.bytesUp,
           bytesDown: t.bytesDown,
-          durationMs: Date.now() - t.openedAt,
+          durationMs: now() - t.openedAt,
           reason
         })
       )
@@ -442,7 +450,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       endedUp: false,
       endedDown: false,
       confirmed: false,
-      openedAt: Date.now()
+      openedAt: now()
     }
     tunnels++
     link.reaching++
@@ -550,7 +558,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       }
       const { target, service } = exit.value
       const id = nextProbe++
-      const timer = setTimeout(() => {
+      const timer = after(checkTimeoutMs, () => {
         if (!probes.delete(id) || link.state === "closed") return
         link.connection.send(
           new Protocol.Error({
@@ -559,7 +567,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
             request: message.request
           })
         )
-      }, checkTimeoutMs)
+      })
       probes.set(id, { from: link, request: message.request, to: target, timer })
       target.connection.send(new Protocol.Probe({ request: id, service }))
     })
@@ -570,7 +578,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
     // A late answer (after the timeout) or one from another agent is dropped.
     if (!pending || pending.to !== link) return
     probes.delete(message.request)
-    clearTimeout(pending.timer)
+    stop(pending.timer)
     if (pending.from.state !== "closed") {
       pending.from.connection.send(new Protocol.CheckResult({ request: pending.request, report: message.report }))
     }
@@ -612,7 +620,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
         return link.connection.close(CloseCodes.Unauthorized, code)
       }
       const session = exit.value
-      clearTimeout(link.helloTimer)
+      stop(link.timer)
       link.session = session
       link.state = "ready"
       const previous = agents.get(session.agentId)
@@ -627,7 +635,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
           ...(session.tokenExpiresAt === undefined ? {} : { tokenExpiresAt: session.tokenExpiresAt })
         })
       )
-      link.heartbeat = runFork(Effect.ignore(Heartbeat.run(link.connection, heartbeat)))
+      link.timer = runFork(Effect.ignore(Heartbeat.run(link.connection, heartbeat)))
     })
   }
 
@@ -687,15 +695,14 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
     links.delete(link)
     link.waiting.length = 0
     link.ledger.close()
-    clearTimeout(link.helloTimer)
-    if (link.heartbeat) runFork(Fiber.interrupt(link.heartbeat))
+    stop(link.timer)
     for (const t of [...link.routes.values()]) {
       closeTunnel(t, "AgentDisconnected", t.from === link ? t.to : t.from)
     }
     for (const [id, p] of probes) {
       if (p.from !== link && p.to !== link) continue
       probes.delete(id)
-      clearTimeout(p.timer)
+      stop(p.timer)
       if (p.to === link && p.from.state !== "closed") {
         p.from.connection.send(
           new Protocol.Error({ code: "AgentOffline", message: "the exposing agent disconnected during the check", request: p.request })
@@ -706,7 +713,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       if (agents.get(link.session.agentId) === link) agents.delete(link.session.agentId)
       record(
         "AgentDisconnected",
-        policy.agentDisconnected(link.session, { close, durationMs: Date.now() - link.connectedAt })
+        policy.agentDisconnected(link.session, { close, durationMs: now() - link.connectedAt })
       )
     }
   }
@@ -714,7 +721,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
   const accept = (connection: Connection) => {
     const link: Link = {
       connection,
-      connectedAt: Date.now(),
+      connectedAt: now(),
       state: "hello",
       session: undefined,
       routes: new Map(),
@@ -727,13 +734,12 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       lastBuffered: 0,
       deciding: 0,
       waiting: [],
-      heartbeat: undefined,
-      helloTimer: undefined
+      timer: undefined
     }
     links.add(link)
-    link.helloTimer = setTimeout(() => {
+    link.timer = after(helloTimeoutMs, () => {
       if (link.state === "hello" || link.state === "auth") connection.close(CloseCodes.Timeout, "no Hello in time")
-    }, helloTimeoutMs)
+    })
     connection.setHandler({
       message: (message) => guard(link, () => onMessage(link, message)),
       close: (info) => guard(link, () => onClose(link, info))
@@ -743,10 +749,10 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
   /** The hub-wide cap: while the hub buffers more than `maxBuffered`, the connections holding most are closed. */
   const sample = Effect.sync(() => {
     let total = 0
-    const now = Date.now()
+    const t = now()
     for (const link of links) {
       checkBuffered(link)
-      checkStalled(link, now)
+      checkStalled(link, t)
       total += link.connection.bufferedAmount
     }
     if (total <= maxBuffered) return
@@ -761,7 +767,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
 
   yield* Effect.addFinalizer(() =>
     Effect.gen(function*() {
-      for (const p of probes.values()) clearTimeout(p.timer)
+      for (const p of probes.values()) stop(p.timer)
       probes.clear()
       // How each connection and tunnel ended is recorded now, while the fibers that record it can still run: the
       // carrier's close events would arrive only after this scope, and the FiberSet with it, is gone.
