@@ -9,8 +9,7 @@ import * as Path from "node:path"
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer, Schedule, Stream } from "effect"
 import { EventLog } from "../core/EventLog.ts"
-import type { RelayPolicyService } from "../core/RelayPolicy.ts"
-import { CloseCodes, type Connection } from "../core/Transport.ts"
+import { CloseCodes } from "../core/Transport.ts"
 import { codec as msgpackCodec } from "../transports/Msgpack.ts"
 import * as WebSocket from "../transports/WebSocket.ts"
 import { codec as wsCodec } from "../transports/Ws.ts"
@@ -56,33 +55,19 @@ const serve = (hubId: string, options: GatewayOptions) =>
     const spool = yield* Spool.make(Path.join(config.dataDir, "spool"))
     yield* recoverAtStart(spool, hubId)
     yield* Spool.runReplayer(spool)
-    // Which connection an agent is on (by its address), so that a revocation can end it.
-    const agentAddresses = new Map<string, string>()
-    const base = yield* PgRelayPolicy.make({ spool })
-    const policy: RelayPolicyService = {
-      ...base,
-      agentConnected: (session, info) =>
-        Effect.tap(base.agentConnected(session, info), () =>
-          Effect.sync(() => agentAddresses.set(session.agentId, info.remoteAddress)))
-    }
+    const policy = yield* PgRelayPolicy.make({ spool })
     const relay = yield* Relay.make(policy, {
       ...(config.maxStreams === undefined ? {} : { maxStreams: config.maxStreams }),
       ...options.relay
     })
-    const connections = new Set<Connection>()
     const trusted = ClientAddress.make(config.trustProxy)
     const accepted = yield* WebSocket.upgrades({
       codecs: [wsCodec, msgpackCodec],
-      // Behind a trusted proxy the agent's address is the one X-Forwarded-For names; the proxy's port keeps each
-      // connection's address distinct (revocation finds the connection by it).
+      // Behind a trusted proxy the agent's address is the one X-Forwarded-For names, with the proxy's port as the
+      // connection's own (ip:port, as for a direct connection).
       ...(config.trustProxy?.length ? { remoteAddress: (req: Http.IncomingMessage) => agentAddress(trusted, req) } : {})
-    }, (c) => relay.accept(tracked(c, connections)))
-    yield* kickRevoked((agentId) => {
-      const address = agentAddresses.get(agentId)
-      for (const c of connections) {
-        if (address !== undefined && c.remoteAddress === address) c.close(CloseCodes.Unauthorized, "token revoked")
-      }
-    })
+    }, relay.accept)
+    yield* kickRevoked((agentId) => void relay.disconnect(agentId, CloseCodes.Unauthorized, "token revoked"))
     yield* upgrades.register(PATH, accepted.handle)
   })
 
@@ -109,24 +94,6 @@ const agentAddress = (trusted: ClientAddress.TrustedProxies, req: Http.IncomingM
     ClientAddress.resolve(trusted, req.socket.remoteAddress, req.headers["x-forwarded-for"]),
     req.socket.remotePort
   )
-
-/** `connection`, kept in `live` (for revocation kicks) until its close has been delivered to its handler. */
-const tracked = (connection: Connection, live: Set<Connection>): Connection => {
-  const wrapped: Connection = Object.create(connection, {
-    setHandler: {
-      value: (handler: Parameters<Connection["setHandler"]>[0]) =>
-        connection.setHandler({
-          ...handler,
-          close: (info) => {
-            live.delete(wrapped)
-            handler.close(info)
-          }
-        })
-    }
-  })
-  live.add(wrapped)
-  return wrapped
-}
 
 /**
  * Follows the log from its head and calls `kick` with the agent of every `AgentTokenRevoked`, wherever it was
