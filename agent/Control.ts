@@ -8,6 +8,7 @@ import * as Net from "node:net"
 import * as Readline from "node:readline"
 import { Effect, Either, ParseResult, Schema } from "effect"
 import type { Scope } from "effect"
+import { messageOf } from "../core/ErrorMessage.ts"
 
 const text = (max: number) =>
   Schema.String.pipe(Schema.maxLength(max)).annotations({
@@ -57,8 +58,7 @@ export const decodeRequest = (line: string): Either.Either<Request, string> => {
 
 /** The first line of an unexpected failure's message, without the stack a defect carries. */
 const internal = (error: unknown): string => {
-  const message = error instanceof Error ? error.message : String(error)
-  return message.split("\n")[0]!.slice(0, 300)
+  return messageOf(error).split("\n")[0]!.slice(0, 300)
 }
 
 /** The agent's answer: a result, or an error with a stable code and a message for the user. */

@@ -6,6 +6,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { Effect, Schema } from "effect"
+import { messageOf } from "../core/ErrorMessage.ts"
 
 /** Name of the unit. */
 export const UnitName = "connect-agent.service"
@@ -62,5 +63,5 @@ export const install = (path: string, text: string): Effect.Effect<string, Daemo
       Fs.writeFileSync(path, text, { mode: 0o644 })
       return path
     },
-    catch: (e) => new DaemonError({ message: `cannot write ${path}: ${(e as Error).message}` })
+    catch: (e) => new DaemonError({ message: `cannot write ${path}: ${messageOf(e)}` })
   })

@@ -5,19 +5,15 @@
 import * as Fs from "node:fs"
 import { Effect } from "effect"
 import type { Scope } from "effect"
+import { messageOf } from "../core/ErrorMessage.ts"
 import { StateError } from "./State.ts"
-
-const describe = (error: unknown): string =>
-  error instanceof Error || (typeof error === "object" && error !== null && "message" in error)
-    ? String((error as { message: unknown }).message)
-    : String(error)
 
 /** Writes this process's pid to `path` until the scope closes. */
 export const hold = (path: string): Effect.Effect<void, StateError, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.try({
       try: () => Fs.writeFileSync(path, `${process.pid}\n`, { mode: 0o644 }),
-      catch: (e) => new StateError({ reason: "Write", message: `cannot write ${path}: ${describe(e)}` })
+      catch: (e) => new StateError({ reason: "Write", message: `cannot write ${path}: ${messageOf(e)}` })
     }),
     () =>
       Effect.sync(() => {

@@ -7,6 +7,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { Effect, Option, Schema } from "effect"
+import { messageOf } from "../core/ErrorMessage.ts"
 
 /** A local target published under a service name. */
 export const Exposure = Schema.Struct({
@@ -68,7 +69,7 @@ export const load = (dir: string): Effect.Effect<Option.Option<AgentState>, Stat
       text = Fs.readFileSync(file, "utf8")
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") return Effect.succeedNone
-      return Effect.fail(new StateError({ reason: "Read", message: `cannot read ${file}: ${(error as Error).message}` }))
+      return Effect.fail(new StateError({ reason: "Read", message: `cannot read ${file}: ${messageOf(error)}` }))
     }
     const decoded = decode(text)
     return decoded._tag === "Right"
@@ -109,7 +110,7 @@ export const save = (dir: string, state: AgentState): Effect.Effect<void, StateE
         Fs.closeSync(dirFd)
       }
     },
-    catch: (error) => new StateError({ reason: "Write", message: `cannot write the agent state in ${dir}: ${(error as Error).message}` })
+    catch: (error) => new StateError({ reason: "Write", message: `cannot write the agent state in ${dir}: ${messageOf(error)}` })
   })
 
 /**

@@ -20,6 +20,7 @@ import * as Option from "effect/Option"
 import * as AgentCli from "../agent/Cli.ts"
 import * as AuditCli from "../audit/Cli.ts"
 import * as HubCli from "../hub/Cli.ts"
+import { messageOf } from "../core/ErrorMessage.ts"
 
 /** The subcommands of `connect`; add `audit`, `up`, `expose`, `reach`, ... here. */
 const audit: Command.Command<"audit", never, ValidationError.ValidationError, {}> = Command.make("audit", {}, () => Effect.fail(ValidationError.helpRequested(auditCommand.descriptor))).pipe(
@@ -77,7 +78,7 @@ const main = (argv: ReadonlyArray<string>) =>
       SqlError: (error) => explain(`connect: database error: ${error.message}`, 1),
       ChainBroken: () => Effect.fail(new ExitCode({ code: AuditCli.EXIT_BROKEN })),
       ServeError: (error) =>
-        explain(`connect: cannot listen: ${error.cause instanceof Error ? error.cause.message : String(error.cause)}`, 1),
+        explain(`connect: cannot listen: ${messageOf(error.cause)}`, 1),
       ConfigError: (error) => explain(`connect: bad environment: ${String(error)}`, 1),
       AgentError: (error) => explain(`connect: ${error.message}`, 1),
       ControlError: (error) => explain(`connect: ${error.message}`, 1),

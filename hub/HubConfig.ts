@@ -12,6 +12,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import { messageOf } from "../core/ErrorMessage.ts"
 
 /** Everything `connect hub` needs to start. */
 export interface HubConfigShape {
@@ -110,7 +111,7 @@ export const readTls = (certPath: string | undefined, keyPath: string | undefine
     // Checked here so a mismatched or malformed pair is one clear line at startup, not a failure on the first client.
     yield* Effect.try({
       try: () => Tls.createSecureContext({ cert: tls.cert, key: tls.key }),
-      catch: (cause) => new TlsConfigError({ message: `the TLS certificate and key are not a usable pair: ${(cause as Error).message}` })
+      catch: (cause) => new TlsConfigError({ message: `the TLS certificate and key are not a usable pair: ${messageOf(cause)}` })
     })
     return tls
   })

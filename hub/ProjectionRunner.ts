@@ -5,6 +5,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { Context, Effect, Schema, Stream } from "effect"
+import { messageOf } from "../core/ErrorMessage.ts"
 import { EventLog, EventLogError, pagesAhead, type StoredEvent } from "../core/EventLog.ts"
 import type { Projection } from "../core/Projection.ts"
 import { APPEND_LOCK_KEY } from "./PgEventLog.ts"
@@ -27,7 +28,7 @@ const projectionError = (name: string) => (cause: unknown) =>
     ? cause
     : new EventLogError({
         reason: "Projection",
-        message: `projection ${name} failed: ${cause instanceof Error ? cause.message : String(cause)}`,
+        message: `projection ${name} failed: ${messageOf(cause)}`,
         cause
       })
 

@@ -11,6 +11,7 @@
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { Effect, Either, Schema } from "effect"
+import { messageOf } from "../core/ErrorMessage.ts"
 import { type AppendOptions, EventLog, EventLogError, type ExpectedVersion, VersionConflict } from "../core/EventLog.ts"
 import { decodeEventEither, encodeEvent, type Event, EventMeta } from "../core/Events.ts"
 import { uuidv7 } from "../core/Ids.ts"
@@ -270,7 +271,7 @@ const parseEntry = (text: string): Either.Either<Decoded, string> => {
   try {
     entry = JSON.parse(text) as Entry
   } catch (e) {
-    return Either.left(`a complete line is not JSON (${(e as Error).message}): the spool is corrupt`)
+    return Either.left(`a complete line is not JSON (${messageOf(e)}): the spool is corrupt`)
   }
   const event = decodeEventEither(entry.type, entry.data)
   const meta = decodeMeta(entry.meta)
