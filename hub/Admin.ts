@@ -5,7 +5,7 @@
  * command through a decider; listings read the read models.
  */
 import { SqlClient } from "@effect/sql"
-import { Effect } from "effect"
+import { Effect, Schema } from "effect"
 import * as AgentDecider from "../core/AgentDecider.ts"
 import * as AllowListDecider from "../core/AllowListDecider.ts"
 import * as ApiKeyDecider from "../core/ApiKeyDecider.ts"
@@ -20,7 +20,7 @@ import * as Scoped from "./Scoped.ts"
 
 const meta = new EventMeta({ actor: { kind: "admin" } })
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+const isUuid = Schema.is(Schema.UUID)
 
 /**
  * An id as typed, in the form Postgres stores it: lower-case. The uuid columns lower-case what they store while the
@@ -28,7 +28,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
  * the canonical 8-4-4-4-12 form is refused.
  */
 export const normaliseId = (what: string, id: string): Effect.Effect<string, DomainError> =>
-  UUID.test(id)
+  isUuid(id)
     ? Effect.succeed(id.toLowerCase())
     : Effect.fail(new DomainError({ reason: "Invalid", message: `${what} must be a UUID, got ${JSON.stringify(id)}` }))
 

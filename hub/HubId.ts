@@ -17,7 +17,8 @@ export class HubIdError extends Schema.TaggedError<HubIdError>()("HubIdError", {
   cause: Schema.optional(Schema.Defect)
 }) {}
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+// A UUID in lower case, as `uuidv7` writes it (the file is never rewritten, so another spelling is not ours).
+const isHubId = (id: string) => Schema.is(Schema.UUID)(id) && id === id.toLowerCase()
 
 /** Name of the file in the data directory. */
 export const FILE = "hub-id"
@@ -61,7 +62,7 @@ export const load = (dataDir: string): Effect.Effect<string, HubIdError> => {
     catch: (cause) => new HubIdError({ path, message: `cannot read or create the hub id at ${path}`, cause })
   }).pipe(
     Effect.filterOrFail(
-      (id) => UUID.test(id),
+      isHubId,
       (id) => new HubIdError({ path, message: `${path} does not hold a hub id (a UUID): ${JSON.stringify(id.slice(0, 40))}` })
     )
   )

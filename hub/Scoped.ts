@@ -4,9 +4,9 @@
  */
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Effect } from "effect"
+import { Effect, Schema } from "effect"
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+const isUuid = Schema.is(Schema.UUID)
 
 /**
  * Runs `effect` in a transaction as `connect_app` with `app.workspace_id = workspaceId` (both reverting at commit);
@@ -17,7 +17,7 @@ export const withWorkspace = <A, E, R>(
   effect: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | SqlError, R | SqlClient.SqlClient> =>
   Effect.flatMap(SqlClient.SqlClient, (sql) => {
-    if (!UUID.test(workspaceId)) return Effect.dieMessage(`withWorkspace: not a workspace id: ${workspaceId}`)
+    if (!isUuid(workspaceId)) return Effect.dieMessage(`withWorkspace: not a workspace id: ${workspaceId}`)
     return sql.withTransaction(
       Effect.gen(function*() {
         yield* sql.unsafe(`set local role connect_app`)
