@@ -10,7 +10,8 @@
 import { Cause, Effect, Either, Option } from "effect"
 import { type AppendResult, EventLogError, type ExpectedVersion, type StoredEvent, VersionConflict } from "../core/EventLog.ts"
 import type { Event, EventMeta } from "../core/Events.ts"
-import { GENESIS_HASH, hashEnvelope } from "../core/HashChain.ts"
+import * as AppendBatch from "../core/AppendBatch.ts"
+import { GENESIS_HASH } from "../core/HashChain.ts"
 import type { Projection } from "../core/Projection.ts"
 import type { Connector, WriterConnection } from "./PgWriterConnection.ts"
 import type { Head, WriterHead } from "./PgWriterHead.ts"
@@ -47,7 +48,6 @@ export interface AppendContext {
   readonly connector: Connector
   readonly head: WriterHead
   readonly inline: ReadonlyArray<Projection<ProjectionSql>>
-  readonly inlineNames: ReadonlyArray<string>
 }
 
 /**
@@ -77,12 +77,8 @@ export const failureOf = (error: unknown): EventLogError =>
 const addStatement = (conn: WriterConnection, text: string, params: ReadonlyArray<unknown>) =>
   Effect.try({ try: () => conn.pipeline.add(text, params), catch: rejected })
 
-/** Where the chain stands inside an append transaction: last position and hash, and each stream's version. */
-interface Cursor {
-  position: number
-  prevHash: Uint8Array
-  readonly versions: Map<string, number>
-  readonly recordedAt: Date
+/** Where the chain stands inside an append transaction (see `AppendBatch.Cursor`), and what the attempt must check. */
+interface Cursor extends AppendBatch.Cursor {
   /** Per request of the batch, its result if its events are already stored (see `PgWriterRecovery`). */
   readonly stored: ReadonlyArray<AppendResult | undefined>
   /** Versions assumed for streams the writer did not know, which `connect_append` checks. */
@@ -92,13 +88,11 @@ interface Cursor {
 }
 
 /**
- * Adds the transaction's begin. The isolation level and synchronous commit are pinned whatever the database's
- * defaults: under repeatable read the head would be read from a snapshot taken before the lock wait, and without a
- * synchronous commit a subscriber could see a position that a crash then reuses.
+ * Adds the transaction's begin. Its isolation level (read committed) and synchronous commit (on) are the writer
+ * connection's session defaults, set when it opens (see `PgWriterConnection`), whatever the database's defaults.
  */
 const beginTransaction = (conn: WriterConnection) => {
-  conn.pipeline.addRaw("begin isolation level read committed")
-  conn.pipeline.addRaw("set local synchronous_commit = on")
+  conn.pipeline.addRaw("begin")
 }
 
 /**
@@ -166,40 +160,6 @@ const fromBelief = (head: Head, known: WriterHead, batch: ReadonlyArray<Pending>
   }
 }
 
-/**
- * Checks a request's expected version and, if it holds, assigns positions, versions and chain hashes to its events,
- * advancing the cursor. Pure computation: nothing is written.
- */
-const prepare = (p: Pending, cursor: Cursor): Either.Either<ReadonlyArray<StoredEvent>, VersionConflict> => {
-  const current = cursor.versions.get(p.stream) ?? 0
-  const ok = p.expected === "any" || (p.expected === "no_stream" ? current === 0 : p.expected === current)
-  if (!ok) return Either.left(new VersionConflict({ stream: p.stream, expected: p.expected, actual: current }))
-  const stored: Array<StoredEvent> = []
-  for (let i = 0; i < p.types.length; i++) {
-    const position = cursor.position + 1
-    const version = current + i + 1
-    const id = p.ids[i]!
-    const envelope = {
-      position,
-      id,
-      stream: p.stream,
-      version,
-      workspaceId: p.workspaceId,
-      type: p.types[i]!,
-      dataJson: p.dataJson[i]!,
-      metaJson: p.metaJson,
-      recordedAt: cursor.recordedAt,
-      prevHash: cursor.prevHash
-    }
-    const hash = hashEnvelope(envelope)
-    stored.push({ ...envelope, event: p.events[i]!, meta: p.meta, hash })
-    cursor.position = position
-    cursor.prevHash = hash
-  }
-  cursor.versions.set(p.stream, current + p.types.length)
-  return Either.right(stored)
-}
-
 /** The head before an append, and what `connect_append` must check besides it. */
 interface Check {
   readonly position: number
@@ -217,7 +177,7 @@ const checkOf = (cursor: Cursor): Check => ({
 
 /**
  * Adds the append of prepared events after the head `check` (one `connect_append` call: lock, check, multi-row insert,
- * notify), the inline projections' writes and their checkpoints to the pipeline. Nothing is sent.
+ * notify) and the inline projections' writes to the pipeline. Nothing is sent.
  */
 const write = (
   ctx: AppendContext,
@@ -252,13 +212,9 @@ const write = (
       ]
     )
     if (stored.length === 0) return
-    // The inline projections below run in this same transaction, so their checkpoint can move here.
-    yield* addStatement(
-      conn,
-      `insert into projection_checkpoints (name, position) select unnest($1::text[]), $2::bigint
-         on conflict (name) do update set position = excluded.position`,
-      [ctx.inlineNames, stored[stored.length - 1]!.position]
-    )
+    // The inline projections run in this same transaction, so they are at the head by construction and store no
+    // checkpoint here (moving one row per projection was a fifth of the server's work for a one-event append); only a
+    // rebuild records where its replay ended.
     for (const projection of ctx.inline) {
       yield* projection.apply(stored).pipe(
         Effect.provideService(ProjectionSql, conn.projectionSql),
@@ -277,11 +233,6 @@ const write = (
 /** What one request of a batch comes to. */
 export type Outcome = Either.Either<AppendResult, VersionConflict | EventLogError>
 
-const resultOf = (stored: ReadonlyArray<StoredEvent>): AppendResult => ({
-  firstPosition: stored[0]!.position,
-  lastPosition: stored[stored.length - 1]!.position,
-  version: stored[stored.length - 1]!.version
-})
 
 /** Settles each request against the cursor: already stored, a version conflict, or events to write. */
 const settle = (batch: ReadonlyArray<Pending>, cursor: Cursor) => {
@@ -291,9 +242,9 @@ const settle = (batch: ReadonlyArray<Pending>, cursor: Cursor) => {
     // Already stored (an earlier COMMIT whose reply was lost): answered from the log, not written again.
     const already = cursor.stored[i]
     if (already) return void outcomes.push(Either.right(already))
-    const prepared = prepare(p, cursor)
+    const prepared = AppendBatch.prepare(cursor, p)
     if (Either.isRight(prepared)) writes.push({ p, stored: prepared.right })
-    outcomes.push(Either.map(prepared, resultOf))
+    outcomes.push(Either.map(prepared, AppendBatch.resultOf))
   })
   return { outcomes, writes }
 }
@@ -349,19 +300,18 @@ const commitIsolated = (ctx: AppendContext, batch: ReadonlyArray<Pending>) =>
       const outcomes: Array<Outcome> = []
       for (let i = 0; i < batch.length; i++) {
         const p = batch[i]!
-        const before = { position: cursor.position, prevHash: cursor.prevHash, version: cursor.versions.get(p.stream) }
         const already = cursor.stored[i]
         if (already) {
           outcomes.push(Either.right(already))
           continue
         }
-        const prepared = prepare(p, cursor)
+        const prepared = AppendBatch.prepare(cursor, p)
         if (Either.isLeft(prepared)) {
           outcomes.push(Either.left(prepared.left))
           continue
         }
         const stored = prepared.right
-        const check: Check = { position: before.position, hash: before.prevHash, guesses: new Map(), unchecked: [] }
+        const check: Check = { position: stored[0]!.position - 1, hash: stored[0]!.prevHash, guesses: new Map(), unchecked: [] }
         // The savepoint goes alone, so that it surely exists when the request's statements fail wherever they fail.
         conn.pipeline.addRaw("savepoint append_request")
         yield* conn.pipeline.send
@@ -375,13 +325,10 @@ const commitIsolated = (ctx: AppendContext, batch: ReadonlyArray<Pending>) =>
           )
         )
         if (Either.isRight(written)) {
-          outcomes.push(Either.right(resultOf(stored)))
+          outcomes.push(Either.right(AppendBatch.resultOf(stored)))
         } else {
           yield* conn.pipeline.recover("rollback to savepoint append_request")
-          cursor.position = before.position
-          cursor.prevHash = before.prevHash
-          if (before.version === undefined) cursor.versions.delete(p.stream)
-          else cursor.versions.set(p.stream, before.version)
+          AppendBatch.rewind(cursor, stored)
           outcomes.push(Either.left(failureOf(written.left)))
         }
       }

@@ -51,6 +51,10 @@ const writerConfig = (config: PgClient.PgClientConfig, statementTimeout: number)
   keepAliveInitialDelayMillis: 10_000
 })
 
+/** The writer session's transaction defaults (see `make`). */
+const SESSION_SETTINGS =
+  "set session characteristics as transaction isolation level read committed; set synchronous_commit = on"
+
 /** Whether a failed transaction left its connection unusable: it failed, or the outcome of its COMMIT is unknown. */
 const connectionFailed = (cause: Cause.Cause<unknown>): boolean => {
   const failure = Cause.failureOption(cause)
@@ -94,14 +98,20 @@ export const make = (
       }
       client.on("error", lost)
       client.on("end", lost)
+      const fail = (error: Error) => {
+        client.end().catch(() => undefined)
+        resume(Effect.fail(unreachable(error)))
+      }
       client.connect((error: Error | undefined) => {
-        if (error) {
-          client.end().catch(() => undefined)
-          resume(Effect.fail(unreachable(error)))
-        } else {
+        if (error) return fail(error)
+        // Pinned for every transaction of this session, whatever the database's defaults: under repeatable read the
+        // head would be read from a snapshot taken before the lock wait, and without a synchronous commit a
+        // subscriber could see a position that a crash then reuses. Set once here, not in each transaction's message.
+        client.query(SESSION_SETTINGS, (error: Error | null) => {
+          if (error) return fail(error)
           current = conn
           resume(Effect.succeed(conn))
-        }
+        })
       })
       return Effect.sync(() => void client.end().catch(() => undefined))
     })
