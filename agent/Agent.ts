@@ -6,6 +6,7 @@
  */
 import { Deferred, Effect, Fiber } from "effect"
 import type { Scope } from "effect"
+import * as AgentDecider from "../core/AgentDecider.ts"
 import { type AgentError, requireState } from "./AgentError.ts"
 import type * as Backoff from "./Backoff.ts"
 import type * as Check from "./Check.ts"
@@ -21,9 +22,6 @@ import * as Waiting from "./Waiting.ts"
 
 export type { Exposed } from "./Exposures.ts"
 export type { Reached } from "./Reaches.ts"
-
-/** The token expiry warning is printed from this long before expiry (DESIGN.md: 7 days). */
-export const ExpiryWarningMs = 7 * 24 * 60 * 60 * 1000
 
 /** Options of `make`. */
 export interface AgentOptions {
@@ -109,7 +107,8 @@ export interface Agent {
 const greet = (hubUrl: string, welcome: HubClient.HubClientService["welcome"], out: (line: string) => void, err: (line: string) => void) => {
   out(`connected to ${hubUrl} as ${welcome.agentId} (workspace ${welcome.workspaceId})`)
   const expires = welcome.tokenExpiresAt
-  if (expires !== undefined && Date.parse(expires) - Date.now() < ExpiryWarningMs) {
+  // The hub sends the expiry only when it is near, by this same rule.
+  if (expires !== undefined && AgentDecider.expiresSoon(new Date(expires), new Date())) {
     const days = Math.max(0, Math.floor((Date.parse(expires) - Date.now()) / 86_400_000))
     err(`warning: the agent token expires at ${expires} (in ${days} day${days === 1 ? "" : "s"}); run \`connect up --rotate-token\``)
   }
