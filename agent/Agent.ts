@@ -35,7 +35,7 @@ export interface AgentOptions {
   readonly backoff?: Backoff.BackoffOptions
   /** Agent software version sent in `Hello`. */
   readonly agentVersion?: string
-  /** See `Waiting.PendingMs`. */
+  /** See `Waiting.PENDING_MS`. */
   readonly pendingMs?: number
 }
 

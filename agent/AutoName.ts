@@ -4,7 +4,7 @@
  */
 
 /** Well-known ports and the service name they get. */
-export const WellKnown: ReadonlyMap<number, string> = new Map([
+export const WELL_KNOWN: ReadonlyMap<number, string> = new Map([
   [22, "ssh"],
   [25, "smtp"],
   [53, "dns"],
@@ -45,7 +45,7 @@ export const WellKnown: ReadonlyMap<number, string> = new Map([
  * web servers on 3000 and 8080), the port is appended ("http-8080").
  */
 export const autoName = (port: number, taken: ReadonlySet<string> = new Set()): string => {
-  const known = WellKnown.get(port)
+  const known = WELL_KNOWN.get(port)
   if (known === undefined) return `port-${port}`
   return taken.has(known) ? `${known}-${port}` : known
 }

@@ -18,7 +18,7 @@ export interface BackoffOptions {
  * A connection that stayed up this long counts as stable and resets the backoff; one that drops sooner (a hub that
  * accepts and then refuses, a flapping network) keeps growing the delays.
  */
-export const StableAfterMs = 10_000
+export const STABLE_AFTER_MS = 10_000
 
 /** A sequence of reconnect delays. */
 export interface Backoff {

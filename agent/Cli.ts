@@ -29,7 +29,7 @@ const launcher = fileURLToPath(new URL("../bin/connect", import.meta.url))
 const version = (JSON.parse(Fs.readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version
 
 /** Time `connect up --detach` waits for the background agent's first connection. */
-export const DetachWaitMs = 30_000
+export const DETACH_WAIT_MS = 30_000
 
 const out = (line: string) => Effect.sync(() => console.log(line))
 
@@ -114,7 +114,7 @@ const detach = (home: string) =>
     child.unref()
     let exited: number | null | undefined
     child.once("exit", (code) => (exited = code))
-    const deadline = Date.now() + DetachWaitMs
+    const deadline = Date.now() + DETACH_WAIT_MS
     while (Date.now() < deadline) {
       yield* Effect.sleep("200 millis")
       if (exited !== undefined) {
@@ -133,7 +133,7 @@ const detach = (home: string) =>
     }
     return yield* new AgentError({
       reason: "Detach",
-      message: `the background agent (pid ${child.pid}) did not connect within ${DetachWaitMs / 1000} s; ` +
+      message: `the background agent (pid ${child.pid}) did not connect within ${DETACH_WAIT_MS / 1000} s; ` +
         `it keeps retrying — see ${files.log}`
     })
   })
@@ -449,12 +449,12 @@ const install = Command.make(
           ...(provisioned ? [] : [`note: provision the agent first: CONNECT_HOME=${home} connect up --hub URL --api-key KEY`]),
           "enable and start it with:",
           "  systemctl --user daemon-reload",
-          `  systemctl --user enable --now ${Daemon.UnitName}`,
+          `  systemctl --user enable --now ${Daemon.UNIT_NAME}`,
           "keep it running while you are logged out with: loginctl enable-linger $USER"
         ].join("\n")
       )
     })
-).pipe(Command.withDescription(`Write a systemd user unit (${Daemon.UnitName}) that runs \`connect up\` for this CONNECT_HOME.`))
+).pipe(Command.withDescription(`Write a systemd user unit (${Daemon.UNIT_NAME}) that runs \`connect up\` for this CONNECT_HOME.`))
 
 const daemon: Command.Command<"daemon", never, ValidationError.ValidationError, {}> = Command.make("daemon", {}, () =>
   // Bare `connect daemon` shows its usage (exit 2), like bare `connect audit`.

@@ -123,7 +123,7 @@ export class ControlError extends Schema.TaggedError<ControlError>()("ControlErr
 }) {}
 
 /** Time a client waits for the agent's answer; an `expose` or `reach` waits for one hub round trip at most. */
-export const RequestTimeoutMs = 30_000
+export const REQUEST_TIMEOUT_MS = 30_000
 
 const probe = (path: string): Promise<boolean> =>
   new Promise((resolve) => {
@@ -185,7 +185,7 @@ export const serve = (
   ).pipe(Effect.asVoid)
 
 /** Sends one request to the agent listening at `path` and returns its result; fails "NotRunning" if none listens. */
-export const request = (path: string, req: Request, timeoutMs = RequestTimeoutMs): Effect.Effect<unknown, ControlError> =>
+export const request = (path: string, req: Request, timeoutMs = REQUEST_TIMEOUT_MS): Effect.Effect<unknown, ControlError> =>
   Effect.async<unknown, ControlError>((resume) => {
     const socket = Net.connect(path)
     let done = false

@@ -9,7 +9,7 @@ import { Effect, Schema } from "effect"
 import { messageOf } from "../core/ErrorMessage.ts"
 
 /** Name of the unit. */
-export const UnitName = "connect-agent.service"
+export const UNIT_NAME = "connect-agent.service"
 
 /** Why the unit could not be written. */
 export class DaemonError extends Schema.TaggedError<DaemonError>()("DaemonError", {
@@ -53,7 +53,7 @@ export const unit = (options: UnitOptions): string =>
 
 /** Where the unit goes: `$XDG_CONFIG_HOME/systemd/user` (default `~/.config/systemd/user`). */
 export const unitPath = (env: NodeJS.ProcessEnv = process.env): string =>
-  Path.join(env.XDG_CONFIG_HOME || Path.join(Os.homedir(), ".config"), "systemd", "user", UnitName)
+  Path.join(env.XDG_CONFIG_HOME || Path.join(Os.homedir(), ".config"), "systemd", "user", UNIT_NAME)
 
 /** Writes the unit file and returns its path. */
 export const install = (path: string, text: string): Effect.Effect<string, DaemonError> =>

@@ -6,7 +6,7 @@
 import type * as HubClient from "./HubClient.ts"
 
 /** Least time between two reconnects triggered by local connections waiting on a reach port. */
-export const WakeIntervalMs = 1_000
+export const WAKE_INTERVAL_MS = 1_000
 
 /** The agent's current hub connection. */
 export interface Link {
@@ -18,7 +18,7 @@ export interface Link {
   readonly onWake: (wake: (() => void) | undefined) => void
   /**
    * A local connection is waiting on reach `name`: try the hub now rather than after the rest of the backoff (at most
-   * once per `WakeIntervalMs`, so a client retrying in a loop cannot turn into a reconnect storm).
+   * once per `WAKE_INTERVAL_MS`, so a client retrying in a loop cannot turn into a reconnect storm).
    */
   readonly waiting: (name: string) => void
 }
@@ -37,7 +37,7 @@ export const make = (err: (line: string) => void): Link => {
       wake = f
     },
     waiting: (name) => {
-      if (wake === undefined || Date.now() - lastWake < WakeIntervalMs) return
+      if (wake === undefined || Date.now() - lastWake < WAKE_INTERVAL_MS) return
       lastWake = Date.now()
       err(`reach ${name}: a local connection is waiting; reconnecting now`)
       wake()

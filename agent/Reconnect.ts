@@ -15,12 +15,12 @@ import type { Link } from "./Link.ts"
 import type * as State from "./State.ts"
 
 /** Mean interval between TCP probes of a hub that is down (see `pause`). */
-export const ProbeIntervalMs = 1_000
+export const PROBE_INTERVAL_MS = 1_000
 
 // Errors of a TCP connect that mean nothing listens (or the host is gone), as opposed to a hub that answers badly.
-const DownCodes: ReadonlySet<string> = new Set(["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "EHOSTDOWN", "ENOTFOUND", "EAI_AGAIN"])
+const DOWN_CODES: ReadonlySet<string> = new Set(["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "EHOSTDOWN", "ENOTFOUND", "EAI_AGAIN"])
 
-const authCodes: ReadonlySet<string> = new Set(["Unauthorized", "TokenExpired", "TokenRevoked"])
+const AUTH_CODES: ReadonlySet<string> = new Set(["Unauthorized", "TokenExpired", "TokenRevoked"])
 
 /** Options of `run`. */
 export interface ReconnectOptions {
@@ -48,7 +48,7 @@ const hubAddress = (hubUrl: string) => {
 /** A failure to even open TCP to the hub: its process (or machine) is down, not refusing us. */
 const hubDown = (error: TransportError): boolean => {
   const cause = (error as { cause?: { code?: unknown } }).cause
-  return error.reason === "Open" && typeof cause?.code === "string" && DownCodes.has(cause.code)
+  return error.reason === "Open" && typeof cause?.code === "string" && DOWN_CODES.has(cause.code)
 }
 
 /** Whether a bare TCP connect to `address` succeeds. */
@@ -66,11 +66,11 @@ const accepts = (address: { readonly host: string; readonly port: number }) =>
     return Effect.sync(() => socket.destroy())
   })
 
-/** Probes `address` about every `ProbeIntervalMs` (jittered) until it accepts TCP. */
+/** Probes `address` about every `PROBE_INTERVAL_MS` (jittered) until it accepts TCP. */
 const untilAccepting = (address: { readonly host: string; readonly port: number }, err: (line: string) => void) =>
   Effect.gen(function*() {
     while (true) {
-      yield* Effect.sleep(ProbeIntervalMs / 2 + Math.random() * ProbeIntervalMs)
+      yield* Effect.sleep(PROBE_INTERVAL_MS / 2 + Math.random() * PROBE_INTERVAL_MS)
       if (yield* accepts(address)) return err("the hub accepts connections again; reconnecting now")
     }
   })
@@ -121,7 +121,7 @@ export const run = (options: ReconnectOptions): Effect.Effect<never, AgentError 
       const down = yield* session.pipe(
         Effect.flatMap(({ info, since }) =>
           Effect.map(Clock.currentTimeMillis, (now) => {
-            if (now - since >= Backoff.StableAfterMs) backoff.reset()
+            if (now - since >= Backoff.STABLE_AFTER_MS) backoff.reset()
             err(`disconnected from the hub (${info.code}${info.reason === "" ? "" : ` ${info.reason}`})`)
             // Vanished, going away or silent: the hub is probably restarting. Any other close is its decision.
             return info.code === 1006 || info.code === CloseCodes.GoingAway || info.code === CloseCodes.Timeout
@@ -129,7 +129,7 @@ export const run = (options: ReconnectOptions): Effect.Effect<never, AgentError 
         ),
         Effect.catchTags({
           RelayDenied: (error) =>
-            authCodes.has(error.code)
+            AUTH_CODES.has(error.code)
               ? Effect.fail(
                 new AgentError({
                   reason: "Unauthorized",

@@ -20,7 +20,7 @@ export interface Target {
  * A target that neither connects nor refuses within 10 s (a black-holed host) resets the stream; a refused one
  * resets it at once, so the reaching client sees its connection closed promptly.
  */
-export const ConnectTimeoutMs = 10_000
+export const CONNECT_TIMEOUT_MS = 10_000
 
 /** Connects a stream the hub opened to `target` (or refuses it when the service is unknown here). */
 export const connectTarget = (
@@ -42,7 +42,7 @@ export const connectTarget = (
     const error: NodeJS.ErrnoException = new globalThis.Error(`connect to ${target.host}:${target.port} timed out`)
     error.code = "ETIMEDOUT"
     socket.destroy(error)
-  }, ConnectTimeoutMs)
+  }, CONNECT_TIMEOUT_MS)
   socket.once("connect", () => {
     clearTimeout(timer)
     Mux.opened(connection, stream)

@@ -1,6 +1,6 @@
 /**
  * Local connections accepted on a reach port while the hub is away: each waits for the next hub connection, then is
- * handed to it once the hub says its service can be reached, or is closed after `PendingMs`.
+ * handed to it once the hub says its service can be reached, or is closed after `PENDING_MS`.
  */
 import type * as Net from "node:net"
 import { Effect } from "effect"
@@ -11,11 +11,11 @@ import type { Link } from "./Link.ts"
  * How long a socket accepted by a reach listener waits for the hub connection to come back before it is closed:
  * long enough to ride out a hub restart and the first backoff steps, short enough that a client is not left hanging.
  */
-export const PendingMs = 10_000
+export const PENDING_MS = 10_000
 
 /** The local connections waiting for the hub. */
 export interface Waiting {
-  /** Keeps `socket`, accepted for service `name`, until the hub is back (see `flush`) or `PendingMs` passed. */
+  /** Keeps `socket`, accepted for service `name`, until the hub is back (see `flush`) or `PENDING_MS` passed. */
   readonly add: (name: string, socket: Net.Socket) => void
   /**
    * Hands the waiting sockets to `client`, service by service, once the hub says the service can be reached: right
@@ -34,13 +34,13 @@ interface Entry {
   readonly timer: NodeJS.Timeout
 }
 
-/** No connection waits yet; `pendingMs` is how long one may (default `PendingMs`). */
+/** No connection waits yet; `pendingMs` is how long one may (default `PENDING_MS`). */
 export const make = (options: {
   readonly link: Link
   readonly err: (line: string) => void
   readonly pendingMs?: number | undefined
 }): Waiting => {
-  const pendingMs = options.pendingMs ?? PendingMs
+  const pendingMs = options.pendingMs ?? PENDING_MS
   const pending = new Set<Entry>()
 
   const add = (name: string, socket: Net.Socket) => {

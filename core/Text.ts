@@ -6,7 +6,7 @@
  */
 
 /** The replacement character every unrecordable code unit becomes. */
-export const Replacement = "\uFFFD"
+export const REPLACEMENT = "\uFFFD"
 
 /** Caps for text a peer supplies only for the record, in code points. */
 export const Caps = {
@@ -21,12 +21,12 @@ export const Caps = {
 } as const
 
 // A NUL, a high surrogate not followed by a low one, or a low surrogate not preceded by a high one.
-const Unrecordable = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
+const UNRECORDABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
 
 /** True when `text` has no U+0000 and no lone surrogate. */
 export const isRecordable = (text: string): boolean => {
-  Unrecordable.lastIndex = 0
-  return !Unrecordable.test(text)
+  UNRECORDABLE.lastIndex = 0
+  return !UNRECORDABLE.test(text)
 }
 
 /**
@@ -38,7 +38,7 @@ export const sanitize = (text: unknown, maxCodePoints: number): string => {
   // More than 2 × max code units is more than max code points: cut before the regex runs over a 1 MB string. The cut
   // may split a pair at its very end; that half becomes U+FFFD and falls beyond the cap anyway.
   const long = text.length > maxCodePoints * 2
-  const s = (long ? text.slice(0, maxCodePoints * 2 + 1) : text).replace(Unrecordable, Replacement)
+  const s = (long ? text.slice(0, maxCodePoints * 2 + 1) : text).replace(UNRECORDABLE, REPLACEMENT)
   if (!long && s.length <= maxCodePoints) return s
   const points = Array.from(s)
   if (!long && points.length <= maxCodePoints) return s
@@ -47,4 +47,4 @@ export const sanitize = (text: unknown, maxCodePoints: number): string => {
 
 /** `text` with U+0000 and lone surrogates replaced by U+FFFD, uncut (the same string when it is recordable). */
 export const replaceUnrecordable = (text: string): string =>
-  isRecordable(text) ? text : text.replace(Unrecordable, Replacement)
+  isRecordable(text) ? text : text.replace(UNRECORDABLE, REPLACEMENT)
