@@ -4,7 +4,7 @@
  * is away, and serves the control socket through which the other `connect` commands act on it. Each concern lives in
  * its own module; this one wires them.
  */
-import { Deferred, Effect, Fiber } from "effect"
+import { Deferred, Duration, Effect, Fiber } from "effect"
 import type { Scope } from "effect"
 import * as AgentDecider from "../core/AgentDecider.ts"
 import { type AgentError, requireState } from "./AgentError.ts"
@@ -35,8 +35,8 @@ export interface AgentOptions {
   readonly backoff?: Backoff.BackoffOptions
   /** Agent software version sent in `Hello`. */
   readonly agentVersion?: string
-  /** See `Waiting.PENDING_MS`. */
-  readonly pendingMs?: number
+  /** How long a local connection waits for the hub (default `Waiting.PENDING_MS`). */
+  readonly pending?: Duration.DurationInput
 }
 
 /** What `connect status` shows. */
@@ -127,7 +127,7 @@ export const make = (options: AgentOptions): Effect.Effect<Agent, AgentError | S
     const err = options.err ?? ((line: string) => console.error(`${stamp()}${line}`))
     const state = State.hold(home, yield* requireState(home))
     const link = Link.make(err)
-    const waiting = Waiting.make({ link, err, pendingMs: options.pendingMs })
+    const waiting = Waiting.make({ link, err, pending: options.pending })
     const reaches = Reaches.make({ state, link, waiting, err })
     const exposures = Exposures.make({ state, link, err })
     const firstConnected = yield* Deferred.make<void>()

@@ -3,13 +3,14 @@
  * attempt n waits a uniformly random time in [0, min(cap, base·2ⁿ)), so a fleet of agents that lost the same hub does
  * not come back in lockstep. The first retry waits < 500 ms; no wait exceeds 30 s.
  */
+import { Duration } from "effect"
 
 /** Options of `make`. */
 export interface BackoffOptions {
-  /** Ceiling of the first delay, in ms (default 500). */
-  readonly baseMs?: number
-  /** Largest delay, in ms (default 30 s). */
-  readonly capMs?: number
+  /** Ceiling of the first delay (default 500 ms). */
+  readonly base?: Duration.DurationInput
+  /** Largest delay (default 30 s). */
+  readonly cap?: Duration.DurationInput
   /** Uniform random source in [0, 1) (default `Math.random`); inject a seeded one for deterministic tests. */
   readonly random?: () => number
 }
@@ -32,8 +33,8 @@ export interface Backoff {
 
 /** A backoff with the defaults of DESIGN.md (first retry ≤ 500 ms, cap 30 s). */
 export const make = (options: BackoffOptions = {}): Backoff => {
-  const base = options.baseMs ?? 500
-  const cap = options.capMs ?? 30_000
+  const base = Duration.toMillis(options.base ?? "500 millis")
+  const cap = Duration.toMillis(options.cap ?? "30 seconds")
   const random = options.random ?? Math.random
   let attempt = 0
   return {

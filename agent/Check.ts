@@ -6,16 +6,17 @@
 import * as Dns from "node:dns"
 import * as Net from "node:net"
 import * as Tls from "node:tls"
+import { Duration } from "effect"
 import type { CheckReport } from "../core/Protocol.ts"
 
-/** Timeouts of the probe steps, in ms. */
+/** Timeouts of the probe steps. */
 export interface ProbeOptions {
   /** TCP connect (default 5 s). */
-  readonly tcpTimeoutMs?: number
+  readonly tcpTimeout?: Duration.DurationInput
   /** TLS handshake (default 2 s). */
-  readonly tlsTimeoutMs?: number
+  readonly tlsTimeout?: Duration.DurationInput
   /** Wait for an HTTP status line (default 2 s). */
-  readonly httpTimeoutMs?: number
+  readonly httpTimeout?: Duration.DurationInput
 }
 
 type Step = CheckReport["dns"]
@@ -125,20 +126,20 @@ export const probe = async (host: string, port: number, options: ProbeOptions = 
   const endpoint = Net.isIPv6(address) ? `[${address}]:${port}` : `${address}:${port}`
 
   start = process.hrtime.bigint()
-  const tcpError = await tcp(address, port, options.tcpTimeoutMs ?? 5_000)
+  const tcpError = await tcp(address, port, Duration.toMillis(options.tcpTimeout ?? "5 seconds"))
   const tcpStep: Step = { ok: tcpError === undefined, ms: round(since(start)), detail: tcpError === undefined ? endpoint : `${endpoint}: ${tcpError}` }
   if (tcpError !== undefined) return finish({ dns, tcp: tcpStep, tls: skipped, http: skipped })
 
   const servername = Net.isIP(host) === 0 ? host : undefined
   start = process.hrtime.bigint()
-  const tlsProtocol = await tls(address, port, servername, options.tlsTimeoutMs ?? 2_000)
+  const tlsProtocol = await tls(address, port, servername, Duration.toMillis(options.tlsTimeout ?? "2 seconds"))
   const tlsStep: Step = tlsProtocol === undefined
     ? { ok: false, ms: round(since(start)), detail: "not TLS (plain TCP service)" }
     : { ok: true, ms: round(since(start)), detail: tlsProtocol }
 
   start = process.hrtime.bigint()
   const hostHeader = Net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`
-  const status = await http(address, port, hostHeader, tlsProtocol !== undefined, servername, options.httpTimeoutMs ?? 2_000)
+  const status = await http(address, port, hostHeader, tlsProtocol !== undefined, servername, Duration.toMillis(options.httpTimeout ?? "2 seconds"))
   const httpStep: Step = status === undefined
     ? { ok: false, ms: round(since(start)), detail: "not HTTP" }
     : { ok: true, ms: round(since(start)), detail: status }

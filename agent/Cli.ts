@@ -62,7 +62,7 @@ export const parseTarget = (value: string): Option.Option<{ readonly host: strin
 
 /** The running agent's status, or `None` when no agent answers on the control socket. */
 const runningAgent = (home: string) =>
-  Control.request(State.paths(home).socket, { op: "status" }, 5_000).pipe(
+  Control.request(State.paths(home).socket, { op: "status" }, "5 seconds").pipe(
     Effect.map((status) => Option.some(status as Agent.Status)),
     Effect.catchIf((e) => e.reason === "NotRunning", () => Effect.succeedNone)
   )

@@ -6,7 +6,7 @@
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Readline from "node:readline"
-import { Effect, Either, ParseResult, Schema } from "effect"
+import { Duration, Effect, Either, ParseResult, Schema } from "effect"
 import type { Scope } from "effect"
 import { messageOf } from "../core/ErrorMessage.ts"
 
@@ -185,8 +185,13 @@ export const serve = (
   ).pipe(Effect.asVoid)
 
 /** Sends one request to the agent listening at `path` and returns its result; fails "NotRunning" if none listens. */
-export const request = (path: string, req: Request, timeoutMs = REQUEST_TIMEOUT_MS): Effect.Effect<unknown, ControlError> =>
+export const request = (
+  path: string,
+  req: Request,
+  timeout: Duration.DurationInput = REQUEST_TIMEOUT_MS
+): Effect.Effect<unknown, ControlError> =>
   Effect.async<unknown, ControlError>((resume) => {
+    const timeoutMs = Duration.toMillis(timeout)
     const socket = Net.connect(path)
     let done = false
     const finish = (effect: Effect.Effect<unknown, ControlError>) => {

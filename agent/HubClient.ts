@@ -3,7 +3,7 @@
  * targets and binds reach listeners whose sockets are multiplexed as streams over that one connection.
  */
 import type * as Net from "node:net"
-import { Context, Deferred, Effect, FiberId } from "effect"
+import { Context, Deferred, Duration, Effect, FiberId } from "effect"
 import type { Scope } from "effect"
 import * as Protocol from "../core/Protocol.ts"
 import { RelayDenied } from "../core/RelayPolicy.ts"
@@ -28,8 +28,8 @@ export interface ConnectOptions {
   readonly agentVersion?: string
   /** Heartbeat timing (default `Heartbeat.defaults`). */
   readonly heartbeat?: Heartbeat.HeartbeatOptions
-  /** Time to wait for `Welcome`, in ms (default 10 s). */
-  readonly helloTimeoutMs?: number
+  /** Time to wait for `Welcome` (default 10 s). */
+  readonly helloTimeout?: Duration.DurationInput
   /** Stream window (default `StreamWindow`; must match the hub's). */
   readonly window?: number
 }
@@ -247,7 +247,7 @@ export const connect = Effect.fn("HubClient.connect")(function*(options: Connect
   )
   const welcomed = yield* Deferred.await(welcome).pipe(
     Effect.timeoutFail({
-      duration: options.helloTimeoutMs ?? 10_000,
+      duration: options.helloTimeout ?? "10 seconds",
       onTimeout: () => new TransportError({ reason: "Timeout", message: "no Welcome from the hub" })
     })
   )

@@ -3,7 +3,7 @@
  * handed to it once the hub says its service can be reached, or is closed after `PENDING_MS`.
  */
 import type * as Net from "node:net"
-import { Effect } from "effect"
+import { Duration, Effect } from "effect"
 import type * as HubClient from "./HubClient.ts"
 import type { Link } from "./Link.ts"
 
@@ -34,13 +34,13 @@ interface Entry {
   readonly timer: NodeJS.Timeout
 }
 
-/** No connection waits yet; `pendingMs` is how long one may (default `PENDING_MS`). */
+/** No connection waits yet; `pending` is how long one may (default `PENDING_MS`). */
 export const make = (options: {
   readonly link: Link
   readonly err: (line: string) => void
-  readonly pendingMs?: number | undefined
+  readonly pending?: Duration.DurationInput | undefined
 }): Waiting => {
-  const pendingMs = options.pendingMs ?? PENDING_MS
+  const pendingMs = Duration.toMillis(options.pending ?? PENDING_MS)
   const pending = new Set<Entry>()
 
   const add = (name: string, socket: Net.Socket) => {

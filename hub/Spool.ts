@@ -10,7 +10,7 @@
  */
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { Effect, Either, Schema } from "effect"
+import { Duration, Effect, Either, Schema } from "effect"
 import { messageOf } from "../core/ErrorMessage.ts"
 import { type AppendOptions, EventLog, EventLogError, type ExpectedVersion, VersionConflict } from "../core/EventLog.ts"
 import { decodeEventEither, encodeEvent, type Event, EventMeta } from "../core/Events.ts"
@@ -288,10 +288,10 @@ const alreadyAppended = (entry: Entry) => (e: unknown): e is VersionConflict =>
 
 /** Options of `runReplayer`. */
 export interface ReplayerOptions {
-  /** How often a healthy replayer looks at the spool, in ms (default 500). */
-  readonly intervalMs?: number
-  /** Longest wait between attempts after failures, in ms (default 30 s). */
-  readonly maxBackoffMs?: number
+  /** How often a healthy replayer looks at the spool (default 500 ms). */
+  readonly interval?: Duration.DurationInput
+  /** Longest wait between attempts after failures (default 30 s). */
+  readonly maxBackoff?: Duration.DurationInput
 }
 
 /**
@@ -300,8 +300,8 @@ export interface ReplayerOptions {
  * looks) and retried with exponential backoff, doubling from the interval up to the cap.
  */
 export const runReplayer = (spool: Spool, options: ReplayerOptions = {}) => {
-  const base = options.intervalMs ?? 500
-  const cap = options.maxBackoffMs ?? 30_000
+  const base = Duration.toMillis(options.interval ?? "500 millis")
+  const cap = Duration.toMillis(options.maxBackoff ?? "30 seconds")
   const attempt = (delay: number) =>
     Effect.gen(function*() {
       if (spool.pending() === 0) return base

@@ -59,7 +59,7 @@ const makeHome = (index: number, hubPort: number) => {
   return dir
 }
 
-const quiet = { out: () => {}, err: () => {}, backoff: { baseMs: 50, capMs: 200 } }
+const quiet = { out: () => {}, err: () => {}, backoff: { base: "50 millis", cap: "200 millis" } } as const
 
 /** Starts an agent in its own scope. */
 const startAgent = async (home: string, lines: Array<string> = []) => {
@@ -176,7 +176,7 @@ describe("Agent", () => {
     const scope = Effect.runSync(Scope.make())
     const lines: Array<string> = []
     const agent = await run(
-      Agent.make({ home: makeHome(0, hub.port), out: (l) => lines.push(l), err: (l) => lines.push(l), backoff: { baseMs: 20_000, capMs: 30_000, random: () => 0.99 } }),
+      Agent.make({ home: makeHome(0, hub.port), out: (l) => lines.push(l), err: (l) => lines.push(l), backoff: { base: "20 seconds", cap: "30 seconds", random: () => 0.99 } }),
       scope
     )
     await Effect.runPromise(agent.connected)
@@ -207,7 +207,7 @@ describe("Agent", () => {
     await hub.stop()
     const scope = Effect.runSync(Scope.make())
     const lines: Array<string> = []
-    const agent = await run(Agent.make({ home, ...quiet, err: (l) => lines.push(l), pendingMs: 300 }), scope)
+    const agent = await run(Agent.make({ home, ...quiet, err: (l) => lines.push(l), pending: "300 millis" }), scope)
     const { port } = await Effect.runPromise(agent.reach("svc", 0))
     await expect(roundTrip(port, Buffer.from("x"), 5_000)).rejects.toThrow(/ECONNRESET/)
     expect(lines).toContain("reach svc: not connected to the hub for 0.3 s; closed a local connection")

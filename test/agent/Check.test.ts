@@ -26,7 +26,7 @@ const listen = (server: Net.Server): Promise<number> =>
     server.listen(0, "127.0.0.1", () => resolve((server.address() as Net.AddressInfo).port))
   })
 
-const fast = { tcpTimeoutMs: 2_000, tlsTimeoutMs: 1_000, httpTimeoutMs: 1_000 }
+const fast = { tcpTimeout: "2 seconds", tlsTimeout: "1 second", httpTimeout: "1 second" } as const
 
 describe("Check.probe", () => {
   it("reports a plain TCP service that speaks first as TCP OK, not TLS, not HTTP, and ok", async () => {

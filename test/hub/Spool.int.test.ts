@@ -147,7 +147,7 @@ describe("Spool", () => {
           logged.push(`${logLevel.label} ${Array.isArray(message) ? message[0] : message}`)
         })
         yield* Effect.locallyScopedWith(FiberRef.currentLoggers, (ls) => HashSet.add(ls, logger))
-        yield* Spool.runReplayer(spool, { intervalMs: 10, maxBackoffMs: 80 })
+        yield* Spool.runReplayer(spool, { interval: "10 millis", maxBackoff: "80 millis" })
         for (let i = 0; i < 40; i++) yield* TestClock.adjust("10 millis")
         const stops = logged.filter((l) => l.startsWith("ERROR spool: REPLAY STOPPED at") && l.includes("line 1 (Corrupt)"))
         expect(stops.length).toBeGreaterThanOrEqual(3)
