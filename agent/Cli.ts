@@ -13,6 +13,7 @@ import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
 import { Effect, Fiber, Option, Redacted, Schema } from "effect"
 import { ServiceName } from "../core/Events.ts"
+import * as Table from "../core/Table.ts"
 import * as Agent from "./Agent.ts"
 import { AgentError, denied, notProvisioned, requireState } from "./AgentError.ts"
 import { autoName } from "./AutoName.ts"
@@ -422,14 +423,15 @@ const services = Command.make("services", { json }, (flags) =>
     const list = yield* HubApi.services(hubUrl, state.token)
     if (flags.json) return yield* out(JSON.stringify({ services: list }))
     if (list.length === 0) return yield* out("no services in this workspace")
-    const width = Math.max(4, ...list.map((s) => s.name.length))
     return yield* out(
-      [
-        `${"NAME".padEnd(width)}  STATUS   AGENT`,
-        ...list.map((s) =>
-          `${s.name.padEnd(width)}  ${(s.online ? "online" : "offline").padEnd(7)}  ${s.agentLabel ?? ""}${s.agentLabel ? " " : ""}(${s.agentId})`
-        )
-      ].join("\n")
+      Table.format(
+        [
+          ["NAME", "STATUS", "AGENT"],
+          ...list.map((s) => [s.name, s.online ? "online" : "offline", `${s.agentLabel ?? ""}${s.agentLabel ? " " : ""}(${s.agentId})`])
+        ],
+        // STATUS as wide as "offline" whether or not a service is.
+        { minWidths: [0, "offline".length] }
+      )
     )
   })).pipe(Command.withDescription("List the services of this agent's workspace (asks the hub)."))
 

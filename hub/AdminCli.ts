@@ -7,6 +7,7 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Console, Effect, Layer, Option } from "effect"
 import { EventLogError } from "../core/EventLog.ts"
+import * as Table from "../core/Table.ts"
 import * as Admin from "./Admin.ts"
 import * as Database from "./Database.ts"
 import * as HubConfig from "./HubConfig.ts"
@@ -46,11 +47,6 @@ const run = <A, E, R extends Layer.Layer.Success<ReturnType<typeof adminLayer>>>
     ),
     Effect.provide(adminLayer(Option.getOrUndefined(flags.dataDir)))
   )
-
-const table = (rows: ReadonlyArray<ReadonlyArray<string>>): string => {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n")
-}
 
 const workspaceCreate = Command.make(
   "create",
@@ -95,7 +91,7 @@ const apikeyList = Command.make("list", { workspace: workspaceId, json, dataDir 
         : Console.log(
           keys.length === 0
             ? "no API keys"
-            : table([
+            : Table.format([
               ["ID", "PREFIX", "NAME", "CREATED", "REVOKED"],
               ...keys.map((k) => [k.apiKeyId, `${k.prefix}…`, k.name, k.createdAt, k.revokedAt ?? "-"])
             ])
@@ -179,7 +175,7 @@ const agentList = Command.make("list", { json, dataDir }, (flags) =>
         : Console.log(
           agents.length === 0
             ? "no agents"
-            : table([
+            : Table.format([
               ["ID", "WORKSPACE", "LABEL", "STATUS", "LAST IP", "TOKEN EXPIRES", "ALLOW"],
               ...agents.map((a) => [
                 a.agentId,

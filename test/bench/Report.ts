@@ -3,6 +3,7 @@
  */
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import * as Table from "../../core/Table.ts"
 
 /** Median of a list of numbers (NaN for an empty list). */
 export const median = (xs: ReadonlyArray<number>): number => percentile(xs, 50)
@@ -19,12 +20,8 @@ export const percentile = (xs: ReadonlyArray<number>, p: number): number => {
 export const printTable = (title: string, columns: ReadonlyArray<string>, rows: ReadonlyArray<Record<string, unknown>>) => {
   const cell = (v: unknown) =>
     typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(Math.abs(v) >= 100 ? 0 : 2)) : String(v ?? "")
-  const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)))
-  const line = (vals: ReadonlyArray<string>) => vals.map((v, i) => v.padStart(widths[i]!)).join("  ")
   console.log(`\n${title}`)
-  console.log(line(columns))
-  console.log(widths.map((w) => "-".repeat(w)).join("  "))
-  for (const r of rows) console.log(line(columns.map((c) => cell(r[c]))))
+  console.log(Table.format([columns, ...rows.map((r) => columns.map((c) => cell(r[c])))], { align: "right", rule: true }))
 }
 
 /** Parses `--json [FILE]` from bench args; returns the output path or undefined. */

@@ -1,0 +1,30 @@
+/**
+ * Plain-text tables for terminals: the admin and agent listings and the benchmark reports print their rows through
+ * this one function.
+ */
+
+/** How `format` lays the cells out. */
+export interface TableOptions {
+  /** "left" pads after each cell (and cuts the trailing spaces of a line), "right" pads before it (default "left"). */
+  readonly align?: "left" | "right"
+  /** A line of dashes under the first row (the header). */
+  readonly rule?: boolean
+  /** Least width of each column, for a column that should not shift with its contents. */
+  readonly minWidths?: ReadonlyArray<number>
+}
+
+/** `rows` (the header first) as lines of cells, each column as wide as its widest cell, two spaces apart. */
+export const format = (rows: ReadonlyArray<ReadonlyArray<string>>, options: TableOptions = {}): string => {
+  const columns = Math.max(0, ...rows.map((r) => r.length))
+  const widths = Array.from(
+    { length: columns },
+    (_, i) => Math.max(options.minWidths?.[i] ?? 0, ...rows.map((r) => (r[i] ?? "").length))
+  )
+  const line = (row: ReadonlyArray<string>) =>
+    options.align === "right"
+      ? widths.map((w, i) => (row[i] ?? "").padStart(w)).join("  ")
+      : widths.map((w, i) => (row[i] ?? "").padEnd(w)).join("  ").trimEnd()
+  const lines = rows.map(line)
+  if (options.rule && lines.length > 0) lines.splice(1, 0, widths.map((w) => "-".repeat(w)).join("  "))
+  return lines.join("\n")
+}
