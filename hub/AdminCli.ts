@@ -6,6 +6,7 @@ import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Console, Effect, Layer, Option } from "effect"
+import type { DomainError } from "../core/DomainError.ts"
 import { EventLogError } from "../core/EventLog.ts"
 import * as Table from "../core/Table.ts"
 import * as Admin from "./Admin.ts"
@@ -36,15 +37,12 @@ const dataDir = Options.text("data-dir").pipe(
 const json = Options.boolean("json").pipe(Options.withDescription("Print JSON instead of a table."))
 
 /** Runs an admin effect on the hub's database; a refused command reads as `connect: <why>` with exit code 1. */
-const run = <A, E, R extends Layer.Layer.Success<ReturnType<typeof adminLayer>>>(
+const run = <A, E extends { readonly message: string }, R extends Layer.Layer.Success<ReturnType<typeof adminLayer>>>(
   flags: { readonly dataDir: Option.Option<string> },
-  effect: Effect.Effect<A, E, R>
+  effect: Effect.Effect<A, E | DomainError, R>
 ) =>
   effect.pipe(
-    Effect.catchIf(
-      (e): e is Extract<E, { _tag: "DomainError" }> => (e as { _tag?: string })?._tag === "DomainError",
-      (e) => Effect.fail(new EventLogError({ reason: "Rejected", message: (e as unknown as Error).message }))
-    ),
+    Effect.catchTag("DomainError", (e) => Effect.fail(new EventLogError({ reason: "Rejected", message: e.message }))),
     Effect.provide(adminLayer(Option.getOrUndefined(flags.dataDir)))
   )
 
