@@ -11,7 +11,7 @@ import * as Command from "@effect/cli/Command"
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
-import { Effect, Fiber, Option, Redacted, Schema } from "effect"
+import { Clock, Effect, Fiber, Option, Redacted, Schema } from "effect"
 import { ServiceName } from "../core/Events.ts"
 import * as Table from "../core/Table.ts"
 import * as Agent from "./Agent.ts"
@@ -115,8 +115,8 @@ const detach = (home: string) =>
     child.unref()
     let exited: number | null | undefined
     child.once("exit", (code) => (exited = code))
-    const deadline = Date.now() + DETACH_WAIT_MS
-    while (Date.now() < deadline) {
+    const deadline = (yield* Clock.currentTimeMillis) + DETACH_WAIT_MS
+    while ((yield* Clock.currentTimeMillis) < deadline) {
       yield* Effect.sleep("200 millis")
       if (exited !== undefined) {
         const tail = Fs.readFileSync(files.log, "utf8").trim().split("\n").slice(-5).join("\n")

@@ -179,7 +179,8 @@ export const serve = (
       Effect.async<void>((resume) => {
         server.close(() => resume(Effect.void))
         Fs.rmSync(path, { force: true })
-        // Clients mid-request are not waited for: their agent is going away.
+        // Clients mid-request are not waited for: their agent is going away. A plain timer: this is a finalizer, where
+        // a race against Effect's clock would wait for the very close it is meant to cut short.
         setTimeout(() => resume(Effect.void), 200)
       })
   ).pipe(Effect.asVoid)
@@ -191,20 +192,14 @@ export const request = (
   timeout: Duration.DurationInput = REQUEST_TIMEOUT_MS
 ): Effect.Effect<unknown, ControlError> =>
   Effect.async<unknown, ControlError>((resume) => {
-    const timeoutMs = Duration.toMillis(timeout)
     const socket = Net.connect(path)
     let done = false
     const finish = (effect: Effect.Effect<unknown, ControlError>) => {
       if (done) return
       done = true
-      clearTimeout(timer)
       socket.destroy()
       resume(effect)
     }
-    const timer = setTimeout(
-      () => finish(Effect.fail(new ControlError({ reason: "Broken", message: `the agent did not answer within ${timeoutMs / 1000} s` }))),
-      timeoutMs
-    )
     socket.once("error", (error: NodeJS.ErrnoException) =>
       finish(
         Effect.fail(
@@ -233,4 +228,10 @@ export const request = (
     socket.once("close", () =>
       finish(Effect.fail(new ControlError({ reason: "Broken", message: "the agent closed the control socket without answering" }))))
     return Effect.sync(() => socket.destroy())
-  })
+  }).pipe(
+    Effect.timeoutFail({
+      duration: timeout,
+      onTimeout: () =>
+        new ControlError({ reason: "Broken", message: `the agent did not answer within ${Duration.toMillis(timeout) / 1000} s` })
+    })
+  )
