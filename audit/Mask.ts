@@ -1,0 +1,53 @@
+/**
+ * Masking of source addresses in `connect audit` output: an IPv4 address keeps its /24 (`203.0.113.x`), an IPv6
+ * address its /48 (`2001:db8:85a3::/48`); the log keeps full addresses, the CLI shows them only with --reveal-ips.
+ */
+import * as Net from "node:net"
+
+/** Shown for a recorded address that is not an IP address (the log records what the hub saw, unchecked). */
+export const NOT_AN_ADDRESS = "(not an address)"
+
+/** The eight 16-bit groups of an IPv6 address in text form (valid per `net.isIPv6`). */
+const groupsOf = (address: string): Array<number> => {
+  let text = address.split("%")[0]!
+  // A trailing dotted IPv4 (::ffff:1.2.3.4) is two groups.
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text)
+  if (dotted) {
+    const [a, b, c, d] = dotted.slice(1).map(Number) as [number, number, number, number]
+    text = text.slice(0, dotted.index) + `${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`
+  }
+  const [head, tail] = text.includes("::") ? text.split("::") as [string, string] : [text, undefined]
+  const parse = (part: string) => (part === "" ? [] : part.split(":").map((g) => parseInt(g, 16)))
+  const left = parse(head)
+  const right = tail === undefined ? [] : parse(tail)
+  return [...left, ...Array(8 - left.length - right.length).fill(0), ...right]
+}
+
+/** `address` masked: IPv4 to its /24, IPv4-mapped IPv6 likewise, IPv6 to its /48; anything else to {@link NOT_AN_ADDRESS}. */
+export const maskIp = (address: string): string => {
+  if (Net.isIPv4(address)) return address.replace(/\.\d+$/, ".x")
+  if (!Net.isIPv6(address)) return NOT_AN_ADDRESS
+  const mapped = /^::ffff:(\d+\.\d+\.\d+)\.\d+$/i.exec(address)
+  if (mapped) return `::ffff:${mapped[1]}.x`
+  const groups = groupsOf(address)
+  return `${groups.slice(0, 3).map((g) => g.toString(16)).join(":")}::/48`
+}
+
+/** The fields of an event's `data` and `meta` that hold an address. */
+const DATA_ADDRESS_FIELDS = ["ip", "previousIp", "newIp"] as const
+
+/** A copy of `data` with every address field masked (other fields as they are). */
+export const maskData = (data: unknown): unknown => {
+  if (typeof data !== "object" || data === null || Array.isArray(data)) return data
+  const fields = data as Record<string, unknown>
+  const out: Record<string, unknown> = { ...fields }
+  for (const key of DATA_ADDRESS_FIELDS) if (typeof fields[key] === "string") out[key] = maskIp(fields[key])
+  return out
+}
+
+/** A copy of `meta` with `sourceIp` masked. */
+export const maskMeta = (meta: unknown): unknown => {
+  if (typeof meta !== "object" || meta === null || Array.isArray(meta)) return meta
+  const fields = meta as Record<string, unknown>
+  return typeof fields.sourceIp === "string" ? { ...fields, sourceIp: maskIp(fields.sourceIp) } : meta
+}
