@@ -56,8 +56,16 @@ export interface AppendContext {
  */
 const STALE_CODES = new Set(["CN001", "CN002", "CN003", "CN004"])
 
-/** Whether an attempt failed because the writer's belief was stale (see `STALE_CODES`). */
-export const isStale = (error: unknown): boolean => Recovery.isServerError(error) && STALE_CODES.has(error.code!)
+/** Constraints whose violation by the writer's own insert means its belief was wrong, not that the request is bad. */
+const BELIEF_CONSTRAINTS = new Set(["events_pkey", "events_stream_version_key"])
+
+/**
+ * Whether an attempt from the writer's belief failed because the belief was stale (see `STALE_CODES`), or collided
+ * with a position or stream version it believed free: either way the batch is tried again from the head under the lock.
+ */
+export const isStale = (error: unknown): boolean =>
+  Recovery.isServerError(error) &&
+  (STALE_CODES.has(error.code!) || (error.code === "23505" && BELIEF_CONSTRAINTS.has(error.constraint ?? "")))
 
 const toBuffer = (b: unknown): Uint8Array => (b instanceof Uint8Array ? b : Buffer.from(String(b), "hex"))
 
@@ -88,11 +96,14 @@ interface Cursor extends AppendBatch.Cursor {
 }
 
 /**
- * Adds the transaction's begin. Its isolation level (read committed) and synchronous commit (on) are the writer
- * connection's session defaults, set when it opens (see `PgWriterConnection`), whatever the database's defaults.
+ * Adds the transaction's begin. The isolation level and synchronous commit are pinned in every transaction, whatever
+ * the database's and the session's defaults (a pooler or a `RESET ALL` could undo a session setting): under repeatable
+ * read the head would be read from a snapshot taken before the lock wait, and without a synchronous commit a subscriber
+ * could see a position that a crash then reuses. They go in the same message: no round trip.
  */
 const beginTransaction = (conn: WriterConnection) => {
-  conn.pipeline.addRaw("begin")
+  conn.pipeline.addRaw("begin isolation level read committed")
+  conn.pipeline.addRaw("set local synchronous_commit = on")
 }
 
 /**
@@ -131,10 +142,10 @@ const lockAndReadHead = (conn: WriterConnection, batch: ReadonlyArray<Pending>) 
 /**
  * The cursor of an append computed from what the writer believes, without a round trip: the head it last committed,
  * the versions it remembers, and for a stream it does not know, a guess (the version the first request expects, else
- * none) that `connect_append` checks. Its time is the writer's clock (never before the head's), which `connect_append`
- * checks against the database's.
+ * none) that `connect_append` checks. Its time is the database's clock as the writer estimates it (never before the
+ * head's), which `connect_append` checks.
  */
-const fromBelief = (head: Head, known: WriterHead, batch: ReadonlyArray<Pending>): Cursor => {
+const fromBelief = (head: Head, known: WriterHead, batch: ReadonlyArray<Pending>, clock: number): Cursor => {
   const versions = new Map<string, number>()
   const guesses = new Map<string, number>()
   for (const p of batch) {
@@ -148,7 +159,7 @@ const fromBelief = (head: Head, known: WriterHead, batch: ReadonlyArray<Pending>
       guesses.set(p.stream, guess)
     }
   }
-  const now = Math.floor(Date.now())
+  const now = Math.floor(clock)
   return {
     position: head.position,
     prevHash: head.hash,
@@ -234,16 +245,43 @@ const write = (
 export type Outcome = Either.Either<AppendResult, VersionConflict | EventLogError>
 
 
+/**
+ * The ids a batch writes, so that a request repeating ids written earlier in the same batch (a caller's retry that
+ * joined the batch its first attempt is in) is answered with what that one stores, not written twice.
+ */
+class BatchIds {
+  private readonly written = new Map<string, StoredEvent>()
+  /** The earlier result for `p`'s ids, a refusal if only some are written, or undefined if none is. */
+  settled(p: Pending): Outcome | undefined {
+    if (!p.callerIds) return undefined
+    const found = p.ids.filter((id) => this.written.has(id))
+    if (found.length === 0) return undefined
+    if (found.length < p.ids.length) {
+      return Either.left(new EventLogError({ reason: "Rejected", message: `append to ${p.stream}: some of its ids are written by another request of the same batch` }))
+    }
+    return Either.right(AppendBatch.resultOf(p.ids.map((id) => this.written.get(id)!)))
+  }
+  add(stored: ReadonlyArray<StoredEvent>): void {
+    for (const e of stored) this.written.set(e.id, e)
+  }
+}
+
 /** Settles each request against the cursor: already stored, a version conflict, or events to write. */
 const settle = (batch: ReadonlyArray<Pending>, cursor: Cursor) => {
   const outcomes: Array<Outcome> = []
   const writes: Array<{ p: Pending; stored: ReadonlyArray<StoredEvent> }> = []
+  const ids = new BatchIds()
   batch.forEach((p, i) => {
     // Already stored (an earlier COMMIT whose reply was lost): answered from the log, not written again.
     const already = cursor.stored[i]
     if (already) return void outcomes.push(Either.right(already))
+    const repeated = ids.settled(p)
+    if (repeated) return void outcomes.push(repeated)
     const prepared = AppendBatch.prepare(cursor, p)
-    if (Either.isRight(prepared)) writes.push({ p, stored: prepared.right })
+    if (Either.isRight(prepared)) {
+      writes.push({ p, stored: prepared.right })
+      ids.add(prepared.right)
+    }
     outcomes.push(Either.map(prepared, AppendBatch.resultOf))
   })
   return { outcomes, writes }
@@ -282,7 +320,7 @@ const commitBatch = (
 const fromHead = (ctx: AppendContext, head: Head, batch: ReadonlyArray<Pending>) => (conn: WriterConnection) =>
   Effect.sync(() => {
     beginTransaction(conn)
-    return fromBelief(head, ctx.head, batch)
+    return fromBelief(head, ctx.head, batch, conn.databaseNow())
   })
 
 /** Opens the transaction by taking the lock and reading the head: one round trip. */
@@ -298,11 +336,17 @@ const commitIsolated = (ctx: AppendContext, batch: ReadonlyArray<Pending>) =>
     Effect.gen(function* () {
       const cursor = yield* fromLock(ctx, batch)(conn)
       const outcomes: Array<Outcome> = []
+      const ids = new BatchIds()
       for (let i = 0; i < batch.length; i++) {
         const p = batch[i]!
         const already = cursor.stored[i]
         if (already) {
           outcomes.push(Either.right(already))
+          continue
+        }
+        const repeated = ids.settled(p)
+        if (repeated) {
+          outcomes.push(repeated)
           continue
         }
         const prepared = AppendBatch.prepare(cursor, p)
@@ -325,6 +369,7 @@ const commitIsolated = (ctx: AppendContext, batch: ReadonlyArray<Pending>) =>
           )
         )
         if (Either.isRight(written)) {
+          ids.add(stored)
           outcomes.push(Either.right(AppendBatch.resultOf(stored)))
         } else {
           yield* conn.pipeline.recover("rollback to savepoint append_request")

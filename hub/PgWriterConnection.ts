@@ -17,6 +17,11 @@ export interface WriterConnection {
   readonly pipeline: PgPipeline.Pipeline
   /** The same connection as inline projections see it: their writes join the pipeline and go with the commit. */
   readonly projectionSql: ProjectionSql["Type"]
+  /**
+   * The database server's clock as this process estimates it (milliseconds since the epoch): the local clock plus the
+   * offset measured when the connection opened, within half a round trip.
+   */
+  readonly databaseNow: () => number
 }
 
 /** Runs transactions on the writer's connection. */
@@ -51,10 +56,6 @@ const writerConfig = (config: PgClient.PgClientConfig, statementTimeout: number)
   keepAliveInitialDelayMillis: 10_000
 })
 
-/** The writer session's transaction defaults (see `make`). */
-const SESSION_SETTINGS =
-  "set session characteristics as transaction isolation level read committed; set synchronous_commit = on"
-
 /** Whether a failed transaction left its connection unusable: it failed, or the outcome of its COMMIT is unknown. */
 const connectionFailed = (cause: Cause.Cause<unknown>): boolean => {
   const failure = Cause.failureOption(cause)
@@ -86,7 +87,9 @@ export const make = (
     const open = Effect.async<WriterConnection, EventLogError>((resume) => {
       const client = new Pg.Client(writerConfig(config, statementTimeout))
       const pipeline = PgPipeline.make(client)
+      let offset = 0
       const conn: WriterConnection = {
+        databaseNow: () => Date.now() + offset,
         client,
         pipeline,
         projectionSql: ProjectionSql.of({
@@ -104,11 +107,13 @@ export const make = (
       }
       client.connect((error: Error | undefined) => {
         if (error) return fail(error)
-        // Pinned for every transaction of this session, whatever the database's defaults: under repeatable read the
-        // head would be read from a snapshot taken before the lock wait, and without a synchronous commit a
-        // subscriber could see a position that a crash then reuses. Set once here, not in each transaction's message.
-        client.query(SESSION_SETTINGS, (error: Error | null) => {
+        // The writer stamps appends with the database's time without asking for it (see PgAppendTransaction): it
+        // measures how far its clock is from the server's once, here.
+        const sent = Date.now()
+        client.query<{ at: Date }>("select clock_timestamp() as at", (error: Error | null, result) => {
           if (error) return fail(error)
+          const received = Date.now()
+          offset = new Date(result.rows[0]!.at).getTime() - (sent + received) / 2
           current = conn
           resume(Effect.succeed(conn))
         })

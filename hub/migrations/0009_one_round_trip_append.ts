@@ -13,8 +13,9 @@ export default Effect.gen(function*() {
       -- committed (core/AppendBatch); this function takes the append lock and checks that guess before inserting. When
       -- it is wrong the function raises a CN0xx error, the writer rolls back, reads the head under the lock
       -- (connect_append_head) and tries again: another hub appended (CN001), a stream the writer did not know already
-      -- has events (CN002), an id may be stored already (CN003: a caller's retry, answered from the log), or the hub's
-      -- clock is more than a minute off the database's (CN004: the slow path stamps the database's time).
+      -- has events (CN002), an id may be stored already (CN003: a caller's retry, answered from the log), or the time
+      -- it stamped is before the head's or more than 1 s off the database's clock (CN004: the slow path stamps the
+      -- database's time, never before the head's). So recorded_at never decreases along the chain.
       create function connect_append(
         lock_key bigint, head_position bigint, head_hash bytea, guess_streams text[], guess_versions integer[],
         stored_ids uuid[], positions bigint[], ids uuid[], streams text[], versions integer[], workspaces uuid[],
@@ -23,9 +24,11 @@ export default Effect.gen(function*() {
       declare
         stored_position bigint;
         stored_hash bytea;
+        stored_at timestamptz;
       begin
         perform pg_advisory_xact_lock(lock_key);
-        select e.position, e.hash into stored_position, stored_hash from events e order by e.position desc limit 1;
+        select e.position, e.hash, e.recorded_at into stored_position, stored_hash, stored_at
+          from events e order by e.position desc limit 1;
         if coalesce(stored_position, 0) <> head_position
             or coalesce(stored_hash, decode(repeat('00', 32), 'hex')) <> head_hash then
           raise exception 'connect_append: the head is at %, not %', coalesce(stored_position, 0), head_position
@@ -40,8 +43,8 @@ export default Effect.gen(function*() {
         if cardinality(stored_ids) > 0 and exists (select 1 from events e where e.id = any(stored_ids)) then
           raise exception 'connect_append: an id is stored already' using errcode = 'CN003';
         end if;
-        if abs(extract(epoch from recorded - clock_timestamp())) > 60 then
-          raise exception 'connect_append: the writer''s clock is more than 60 s off the database''s'
+        if recorded < stored_at or abs(extract(epoch from recorded - clock_timestamp())) > 1 then
+          raise exception 'connect_append: the time stamped is before the head''s or more than 1 s off the database''s'
             using errcode = 'CN004';
         end if;
         if cardinality(positions) = 0 then
@@ -60,8 +63,8 @@ export default Effect.gen(function*() {
 
       -- The chain check of migration 0006, once per statement over the rows it inserted instead of once per row: the
       -- same conditions (no gap after the stored head, each prev_hash the previous row's stored hash, each hash the
-      -- one verify computes from the stored values, with the same SQL expression), set-based. Per row, the plpgsql
-      -- trigger cost more than the insert itself.
+      -- one verify computes from the stored values, with the same SQL expression), set-based, and one more: no row is
+      -- recorded before its predecessor. Per row, the plpgsql trigger cost more than the insert itself.
       create function events_check_chain_rows() returns trigger language plpgsql as $$
       declare
         bad bigint;
@@ -73,6 +76,8 @@ export default Effect.gen(function*() {
                             else n.position <> 1 and p.position is null end)
                    then format('position %s does not follow the head (position %s is missing)', n.position,
                                n.position - 1)
+                 when n.recorded_at < (case when n.rn > 1 then n.batch_prev_at else p.recorded_at end)
+                   then format('recorded_at of position %s is before that of position %s', n.position, n.position - 1)
                  when n.prev_hash is distinct from (case when n.rn > 1 then n.batch_prev_hash
                                                          when n.position = 1 then decode(repeat('00', 32), 'hex')
                                                          else p.hash end)
@@ -82,11 +87,12 @@ export default Effect.gen(function*() {
                end
           into bad, why
           from (select i.*, lag(i.hash) over w as batch_prev_hash, lag(i.position) over w as batch_prev_position,
-                       row_number() over w as rn
+                       lag(i.recorded_at) over w as batch_prev_at, row_number() over w as rn
                   from inserted i window w as (order by i.position)) n
           left join events p on n.rn = 1 and p.position = n.position - 1
          where (case when n.rn > 1 then n.position <> n.batch_prev_position + 1
                      else n.position <> 1 and p.position is null end)
+            or n.recorded_at < (case when n.rn > 1 then n.batch_prev_at else p.recorded_at end)
             or n.prev_hash is distinct from (case when n.rn > 1 then n.batch_prev_hash
                                                   when n.position = 1 then decode(repeat('00', 32), 'hex')
                                                   else p.hash end)
@@ -105,5 +111,39 @@ export default Effect.gen(function*() {
       drop function events_check_chain();
       create trigger events_check_chain after insert on events referencing new table as inserted
         for each statement execute function events_check_chain_rows();
+
+      -- The head read under the lock for the slow path, now with the time an append is stamped at: the database's,
+      -- and never before the head's.
+      drop function connect_append_head(bigint, text[]);
+      create function connect_append_head(lock_key bigint, streams text[])
+        returns table (stream text, version bigint, hash bytea, now timestamptz)
+        language plpgsql volatile as $$
+      begin
+        perform pg_advisory_xact_lock(lock_key);
+        return query
+          select null::text, h.position, h.hash,
+                 greatest(date_trunc('milliseconds', clock_timestamp()), h.recorded_at)
+            from (select 1) one
+            left join lateral (select e.position, e.hash, e.recorded_at from events e order by e.position desc limit 1) h
+              on true
+          union all
+          select s, (select e.version from events e where e.stream = s order by e.version desc limit 1)::bigint, null, null
+            from unnest(streams) s;
+      end
+      $$;
+
+      -- These functions name events unqualified: a session could otherwise put a temporary table called events
+      -- first in its search path, and the chain check would compare new rows with its fake head. pg_temp goes last.
+      do $$
+      begin
+        execute format('alter function connect_append(bigint, bigint, bytea, text[], integer[], uuid[], bigint[], uuid[],'
+          ' text[], integer[], uuid[], text[], text, text, timestamptz, bytea[], bytea[])'
+          ' set search_path = pg_catalog, %I, pg_temp', current_schema());
+        execute format('alter function connect_append_head(bigint, text[]) set search_path = pg_catalog, %I, pg_temp',
+          current_schema());
+        execute format('alter function events_check_chain_rows() set search_path = pg_catalog, %I, pg_temp',
+          current_schema());
+      end
+      $$;
     `)
 })
