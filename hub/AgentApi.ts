@@ -1,79 +1,33 @@
 /**
- * The agent HTTP API (JSON, `Authorization: Bearer <secret>`): provisioning agents with an API key, rotating an
- * agent's token, and listing the caller's workspace's agents and services. Errors are `{"error":{"code","message"}}`
- * with 400/401/403/404/405/413/429/503 (429: too many failed credentials from the address). Bodies are at most `HttpLimits.maxBodyBytes`; malformed input (a label with U+0000
- * or a lone surrogate) is 400, while text recorded only for the audit (the user agent) is sanitised, never refused.
- *
- *   POST /v1/agents         (API key)  {"label"?}  → 201 {"agentId","workspaceId","token","expiresAt"}
- *   POST /v1/agents/rotate  (agent token)          → 200 {"token","expiresAt","oldValidUntil"}
- *   GET  /v1/agents         (API key)              → 200 {"agents":[{"agentId","label","online","lastIp",...}]}
- *   GET  /v1/services       (API key or agent)     → 200 {"services":[{"name","agentId","agentLabel","online"}]}
+ * The hub's side of the agent API declared in core/HubApi.ts: the bearer authentication its endpoints take (every
+ * refused credential recorded, failures limited per address: AuthFailures.ts), and the handlers of the `agents` and
+ * `services` groups. Malformed input (a label with U+0000 or a lone surrogate) is refused with 400, while text
+ * recorded only for the audit (the user agent) is sanitised, never refused.
  */
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
-import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { SqlClient } from "@effect/sql"
-import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
-import { Effect, Layer, Option } from "effect"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Context, Effect, Layer, Option } from "effect"
 import * as AgentDecider from "../core/AgentDecider.ts"
-import { EventLog } from "../core/EventLog.ts"
+import type { DomainError } from "../core/DomainError.ts"
+import type { EventLog, EventLogError, VersionConflict } from "../core/EventLog.ts"
 import { EventMeta, Sha256Hex } from "../core/Events.ts"
+import * as HubApi from "../core/HubApi.ts"
 import { AgentId, Streams, uuidv7 } from "../core/Ids.ts"
 import { generateAgentToken, sha256Hex } from "../core/Secrets.ts"
-import { Caps, isRecordable, sanitize } from "../core/Text.ts"
+import { Caps, sanitize } from "../core/Text.ts"
 import * as AgentAuth from "./AgentAuth.ts"
 import * as AuthFailures from "./AuthFailures.ts"
 import * as ClientAddress from "./ClientAddress.ts"
 import * as Command from "./Command.ts"
 import * as HttpEdge from "./HttpEdge.ts"
-import { errorResponse as error, HubRouter } from "./HttpApi.ts"
 import { DEFAULT_LIMITS, HubConfig } from "./HubConfig.ts"
 import * as Scoped from "./Scoped.ts"
 
-/** A request that is answered with an error response instead of going on. */
-class Refused {
-  constructor(readonly response: HttpServerResponse.HttpServerResponse) {}
-}
-
-const refuse = (status: number, code: string, message: string) => Effect.fail(new Refused(error(status, code, message)))
-
-/** Maps every failure of a handler to a JSON error: refusals as given, auth failures 401, anything else 503. */
-const respond = <R>(
-  effect: Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, R>
-): Effect.Effect<HttpServerResponse.HttpServerResponse, never, R> =>
-  effect.pipe(
-    Effect.catchAll((e) => {
-      if (e instanceof Refused) return Effect.succeed(e.response)
-      if (e instanceof AgentAuth.AuthFailed) {
-        return Effect.succeed(
-          e.reason === "rate_limited" ? error(429, "TooManyRequests", e.message) : error(401, "Unauthorized", e.message)
-        )
-      }
-      if (typeof e === "object" && e !== null && "_tag" in e && e._tag === "DomainError") {
-        const d = e as unknown as { reason: string; message: string }
-        const status = d.reason === "NotFound" ? 404 : d.reason === "Invalid" ? 400 : d.reason === "Revoked" ? 401 : 409
-        return Effect.succeed(error(status, d.reason, d.message))
-      }
-      return Effect.as(
-        Effect.logError("agent API: request failed", e),
-        error(503, "Unavailable", "the hub cannot reach its event log; try again")
-      )
-    }),
-    Effect.catchAllDefect((defect) =>
-      Effect.as(Effect.logError("agent API: defect", defect), error(500, "Internal", "internal error"))
-    )
-  )
-
-const bearer = Effect.gen(function*() {
-  const request = yield* HttpServerRequest.HttpServerRequest
-  const header = request.headers["authorization"] ?? ""
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(header)
-  if (!match) return yield* refuse(401, "Unauthorized", "missing Authorization: Bearer <API key or agent token>")
-  return match[1]!
-})
-
-/** The client's address (through trusted proxies) and its user agent, sanitised for the record. */
-const clientOf = (trusted: ClientAddress.TrustedProxies) =>
-  Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
+/** The caller's address (through trusted proxies) and its user agent, sanitised for the record. */
+const presenter = (trusted: ClientAddress.TrustedProxies) =>
+  Effect.map(HttpServerRequest.HttpServerRequest, (request): AgentAuth.Presenter => {
     const userAgent = request.headers["user-agent"]
     const peer = Option.getOrElse(request.remoteAddress, () => "unknown")
     return {
@@ -82,105 +36,163 @@ const clientOf = (trusted: ClientAddress.TrustedProxies) =>
     }
   })
 
-/** The request's API key, checked; a refusal is recorded (coalesced per address past its limit). */
-const apiKeyOnly = (client: AgentAuth.Presenter, failures: AuthFailures.AuthFailures) =>
-  Effect.gen(function*() {
-    const secret = yield* bearer
-    if (!secret.startsWith("pc_")) return yield* refuse(403, "Forbidden", "this endpoint needs an API key (pc_…)")
-    return yield* AgentAuth.authenticateApiKey(secret, client, failures)
-  })
+/** The meta of an event a request causes: who, from which address, with which user agent. */
+const metaOf = (actor: { readonly kind: "apikey" | "agent"; readonly id: string }, from: AgentAuth.Presenter) =>
+  new EventMeta({ actor, sourceIp: from.ip, ...(from.userAgent ? { userAgent: from.userAgent } : {}) })
 
-const tooLarge = (max: number) =>
-  Effect.fail(
-    new Refused(
-      error(413, "BodyTooLarge", `the request body is larger than ${max} bytes`, { headers: { connection: "close" } })
-    )
-  )
-
-/** The JSON object body, at most `max` bytes: a larger Content-Length is refused unread, a chunked body at the limit. */
-const readBody = (max: number) => Effect.gen(function*() {
-  const request = yield* HttpServerRequest.HttpServerRequest
-  if (Number(request.headers["content-length"] ?? 0) > max) return yield* tooLarge(max)
-  const text = yield* HttpEdge.readText(NodeHttpServerRequest.toIncomingMessage(request), max).pipe(
-    Effect.catchTag("BodyError", (e) =>
-      e.reason === "TooLarge" ? tooLarge(max) : refuse(400, "BadRequest", "unreadable request body"))
-  )
-  if (text.trim() === "") return {} as Record<string, unknown>
-  const parsed = yield* Effect.try(() => JSON.parse(text) as unknown).pipe(
-    Effect.orElse(() => refuse(400, "BadRequest", "the body is not JSON"))
-  )
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-    return yield* refuse(400, "BadRequest", "the body must be a JSON object")
-  }
-  return parsed as Record<string, unknown>
+/**
+ * The presented secret. `HttpApiSecurity.bearer` passes on whatever follows the header's first seven characters, so
+ * the scheme and the shape (one token) are checked here.
+ */
+const bearerSecret = Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(request.headers["authorization"] ?? "")
+  return match
+    ? Effect.succeed(match[1]!)
+    : new HubApi.Unauthorized({ message: "missing Authorization: Bearer <API key or agent token>" })
 })
 
-/** The agent API routes on `HubRouter`. */
-export const routes: Layer.Layer<
-  never,
+/** A failure of the database or the log: logged and answered 503 (the hub fails closed without its event log). */
+const unavailable = (error: unknown) =>
+  Effect.zipRight(
+    Effect.logError("agent API: request failed", error),
+    new HubApi.Unavailable({ message: "the hub cannot reach its event log; try again" })
+  )
+
+/** A refused credential as its answer: 429 once its address is over the limit, else 401. */
+const refused = (error: AgentAuth.AuthFailed) =>
+  error.reason === "rate_limited"
+    ? new HubApi.TooManyRequests({ message: error.message })
+    : new HubApi.Unauthorized({ message: error.message })
+
+/** A command the business rules refused, as the answer of its reason. */
+const refusal = (error: DomainError) => {
+  const message = error.message
+  switch (error.reason) {
+    case "NotFound":
+      return new HubApi.NotFound({ message })
+    case "Invalid":
+      return new HubApi.Invalid({ message })
+    case "Revoked":
+      return new HubApi.Revoked({ message })
+    case "AlreadyExists":
+      return new HubApi.AlreadyExists({ message })
+    case "Conflict":
+      return new HubApi.Conflict({ message })
+  }
+}
+
+/**
+ * The three bearer schemes of the API over one failure limiter: an API key, an agent token, or either (told apart by
+ * the `pc_` prefix). A credential of the wrong kind is refused before any look-up, and is not recorded.
+ */
+export const Authentication: Layer.Layer<
+  HubApi.ApiKeyAuth | HubApi.AgentTokenAuth | HubApi.WorkspaceAuth,
   never,
   EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings | HubConfig
-> = HubRouter.use(
-  (router) =>
-    Effect.gen(function*() {
-      const context = yield* Effect.context<EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings>()
-      const settings = yield* AgentAuth.TokenSettings
-      const sql = yield* SqlClient.SqlClient
-      const config = yield* HubConfig
-      const maxBody = (config.limits ?? DEFAULT_LIMITS).maxBodyBytes
-      const requestClient = clientOf(ClientAddress.make(config.trustProxy))
-      const authFailures = yield* AuthFailures.make()
-      const apiKey = Effect.flatMap(requestClient, (client) => apiKeyOnly(client, authFailures))
-      const handler = <R>(effect: Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, R>) =>
-        respond(effect).pipe(Effect.provide(context)) as Effect.Effect<
-          HttpServerResponse.HttpServerResponse,
-          never,
-          Exclude<R, EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings>
-        >
+> = Layer.scopedContext(
+  Effect.gen(function*() {
+    const context = yield* Effect.context<SqlClient.SqlClient | AgentAuth.TokenSettings>()
+    const config = yield* HubConfig
+    const failures = yield* AuthFailures.make()
+    const from = presenter(ClientAddress.make(config.trustProxy))
+    /** The presented secret and who presented it. */
+    const presented = Effect.all({ secret: bearerSecret, from })
+    /** A check's refusals and failures as the scheme's answers. */
+    const answered = <A>(
+      check: Effect.Effect<
+        A,
+        HubApi.Unauthorized | HubApi.Forbidden | AgentAuth.AuthFailed | EventLogError | VersionConflict | SqlError,
+        SqlClient.SqlClient | AgentAuth.TokenSettings | HttpServerRequest.HttpServerRequest
+      >
+    ) =>
+      check.pipe(
+        Effect.catchTags({
+          AuthFailed: refused,
+          EventLogError: unavailable,
+          VersionConflict: unavailable,
+          SqlError: unavailable
+        }),
+        Effect.provide(context)
+      )
+    const apiKey = (secret: string, presenter: AgentAuth.Presenter) =>
+      Effect.map(AgentAuth.authenticateApiKey(secret, presenter, failures), (k) => ({
+        apiKeyId: k.apiKeyId,
+        workspaceId: k.workspaceId
+      }))
+    const agent = (secret: string, presenter: AgentAuth.Presenter) =>
+      Effect.map(AgentAuth.authenticateAgent(secret, presenter, failures), (a) => ({
+        agentId: a.agentId,
+        workspaceId: a.workspaceId
+      }))
+    return Context.make(HubApi.ApiKeyAuth, {
+      bearer: () =>
+        answered(Effect.gen(function*() {
+          const { secret, from } = yield* presented
+          if (!secret.startsWith("pc_")) {
+            return yield* new HubApi.Forbidden({ message: "this endpoint needs an API key (pc_…)" })
+          }
+          return yield* apiKey(secret, from)
+        }))
+    }).pipe(
+      Context.add(HubApi.AgentTokenAuth, {
+        bearer: () =>
+          answered(Effect.gen(function*() {
+            const { secret, from } = yield* presented
+            if (secret.startsWith("pc_")) {
+              return yield* new HubApi.Forbidden({ message: "rotate with the agent's own token" })
+            }
+            return yield* agent(secret, from)
+          }))
+      }),
+      Context.add(HubApi.WorkspaceAuth, {
+        bearer: () =>
+          answered(Effect.gen(function*() {
+            const { secret, from } = yield* presented
+            return secret.startsWith("pc_") ? yield* apiKey(secret, from) : yield* agent(secret, from)
+          }))
+      })
+    )
+  })
+)
 
-      yield* router.post(
-        "/v1/agents",
-        handler(Effect.gen(function*() {
-          const key = yield* apiKey
-          const body = yield* readBody(maxBody)
-          const client = yield* requestClient
-          const label = body.label === undefined ? "agent" : body.label
-          if (typeof label !== "string" || label.trim() === "" || label.length > 200) {
-            return yield* refuse(400, "BadRequest", "label must be a non-empty string of at most 200 characters")
-          }
-          if (!isRecordable(label)) {
-            return yield* refuse(400, "BadRequest", "label must not contain U+0000 or an unpaired surrogate")
-          }
+/** `POST /v1/agents`, `POST /v1/agents/rotate`, `GET /v1/agents`. */
+export const Agents = HttpApiBuilder.group(HubApi.HubApi, "agents", (handlers) =>
+  Effect.gen(function*() {
+    const settings = yield* AgentAuth.TokenSettings
+    const sql = yield* SqlClient.SqlClient
+    const config = yield* HubConfig
+    const maxBody = (config.limits ?? DEFAULT_LIMITS).maxBodyBytes
+    const from = presenter(ClientAddress.make(config.trustProxy))
+    return handlers
+      // Raw: the body is read by HttpEdge.jsonBody (413 within the limit), then decoded with the declared schema.
+      .handleRaw("provision", () =>
+        Effect.gen(function*() {
+          const key = yield* HubApi.ApiKeyCaller
+          const body = yield* HttpEdge.jsonBody(HubApi.ProvisionRequest, maxBody)
+          const presented = yield* from
           const agentId = AgentId.make(uuidv7())
           const token = generateAgentToken()
           const expiresAt = AgentAuth.expiryFrom(settings, settings.now())
           yield* Command.handle(
             AgentDecider.decider,
             Streams.agent(agentId),
-            { _tag: "ProvisionAgent", agentId, label, tokenHash: Sha256Hex.make(sha256Hex(token)), expiresAt },
             {
-              workspaceId: key.workspaceId,
-              meta: new EventMeta({
-                actor: { kind: "apikey", id: key.apiKeyId },
-                sourceIp: client.ip,
-                ...(client.userAgent ? { userAgent: client.userAgent } : {})
-              })
-            }
+              _tag: "ProvisionAgent",
+              agentId,
+              label: body.label ?? "agent",
+              tokenHash: Sha256Hex.make(sha256Hex(token)),
+              expiresAt
+            },
+            { workspaceId: key.workspaceId, meta: metaOf({ kind: "apikey", id: key.apiKeyId }, presented) }
           )
-          return HttpServerResponse.unsafeJson(
-            { agentId, workspaceId: key.workspaceId, token, expiresAt: expiresAt.toISOString() },
-            { status: 201 }
-          )
-        }))
-      )
-
-      yield* router.post(
-        "/v1/agents/rotate",
-        handler(Effect.gen(function*() {
-          const secret = yield* bearer
-          const client = yield* requestClient
-          if (secret.startsWith("pc_")) return yield* refuse(403, "Forbidden", "rotate with the agent's own token")
-          const agent = yield* AgentAuth.authenticateAgent(secret, client, authFailures)
+          return { agentId, workspaceId: key.workspaceId, token, expiresAt: expiresAt.toISOString() }
+        }).pipe(
+          Effect.catchTags({ DomainError: refusal, EventLogError: unavailable, VersionConflict: unavailable })
+        ))
+      .handle("rotate", () =>
+        Effect.gen(function*() {
+          const agent = yield* HubApi.AgentCaller
+          const presented = yield* from
           const token = generateAgentToken()
           const now = settings.now()
           const expiresAt = AgentAuth.expiryFrom(settings, now)
@@ -194,29 +206,17 @@ export const routes: Layer.Layer<
               newExpiresAt: expiresAt,
               now
             },
-            {
-              workspaceId: agent.workspaceId,
-              meta: new EventMeta({
-                actor: { kind: "agent", id: agent.agentId },
-                sourceIp: client.ip,
-                ...(client.userAgent ? { userAgent: client.userAgent } : {})
-              })
-            }
+            { workspaceId: agent.workspaceId, meta: metaOf({ kind: "agent", id: agent.agentId }, presented) }
           )
           const rotated = events[0]
           const oldValidUntil = rotated?._tag === "AgentTokenRotated" ? rotated.oldValidUntil : now
-          return HttpServerResponse.unsafeJson({
-            token,
-            expiresAt: expiresAt.toISOString(),
-            oldValidUntil: oldValidUntil.toISOString()
-          })
-        }))
-      )
-
-      yield* router.get(
-        "/v1/agents",
-        handler(Effect.gen(function*() {
-          const key = yield* apiKey
+          return { token, expiresAt: expiresAt.toISOString(), oldValidUntil: oldValidUntil.toISOString() }
+        }).pipe(
+          Effect.catchTags({ DomainError: refusal, EventLogError: unavailable, VersionConflict: unavailable })
+        ))
+      .handle("list", () =>
+        Effect.gen(function*() {
+          const key = yield* HubApi.ApiKeyCaller
           const rows = yield* Scoped.withWorkspace(
             key.workspaceId,
             sql.unsafe<{
@@ -232,7 +232,7 @@ export const routes: Layer.Layer<
                  from agents order by created_at, id`
             )
           )
-          return HttpServerResponse.unsafeJson({
+          return {
             agents: rows.map((r) => ({
               agentId: r.id,
               label: r.label,
@@ -242,30 +242,27 @@ export const routes: Layer.Layer<
               revoked: r.revoked_at !== null,
               createdAt: new Date(r.created_at).toISOString()
             }))
-          })
-        }))
-      )
+          }
+        }).pipe(Effect.catchTag("SqlError", unavailable)))
+  }))
 
-      yield* router.get(
-        "/v1/services",
-        handler(Effect.gen(function*() {
-          const secret = yield* bearer
-          const client = yield* requestClient
-          const workspaceId = secret.startsWith("pc_")
-            ? (yield* AgentAuth.authenticateApiKey(secret, client, authFailures)).workspaceId
-            : (yield* AgentAuth.authenticateAgent(secret, client, authFailures)).workspaceId
-          const rows = yield* Scoped.withWorkspace(
-            workspaceId,
-            sql.unsafe<{ name: string; agent_id: string; label: string; online: boolean }>(
-              `select s.name, s.agent_id, a.label, (a.connected and a.revoked_at is null) as online
-                 from services s join agents a on a.id = s.agent_id
-                where s.exposed order by s.name`
-            )
+/** `GET /v1/services`. */
+export const Services = HttpApiBuilder.group(HubApi.HubApi, "services", (handlers) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    return handlers.handle("list", () =>
+      Effect.gen(function*() {
+        const caller = yield* HubApi.WorkspaceCaller
+        const rows = yield* Scoped.withWorkspace(
+          caller.workspaceId,
+          sql.unsafe<{ name: string; agent_id: string; label: string; online: boolean }>(
+            `select s.name, s.agent_id, a.label, (a.connected and a.revoked_at is null) as online
+               from services s join agents a on a.id = s.agent_id
+              where s.exposed order by s.name`
           )
-          return HttpServerResponse.unsafeJson({
-            services: rows.map((r) => ({ name: r.name, agentId: r.agent_id, agentLabel: r.label, online: r.online }))
-          })
-        }))
-      )
-    })
-)
+        )
+        return {
+          services: rows.map((r) => ({ name: r.name, agentId: r.agent_id, agentLabel: r.label, online: r.online }))
+        }
+      }).pipe(Effect.catchTag("SqlError", unavailable)))
+  }))

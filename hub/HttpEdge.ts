@@ -7,8 +7,13 @@ import * as Http from "node:http"
 import type * as Https from "node:https"
 import type * as Net from "node:net"
 import type { Duplex } from "node:stream"
+import * as HttpApp from "@effect/platform/HttpApp"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import { BadRequest, BodyTooLarge, describeIssues } from "../core/HubApi.ts"
 import * as ClientAddress from "./ClientAddress.ts"
 import type { HttpLimits, TlsFiles } from "./HubConfig.ts"
 
@@ -205,4 +210,41 @@ export const readText = (request: Http.IncomingMessage, max: number): Effect.Eff
     if (request.readableEnded) return resume(new BodyError({ reason: "Read", message: "the body was already read" }))
     request.on("data", onData).on("end", onEnd).on("error", onError)
     return Effect.sync(stop)
+  })
+
+/**
+ * The request's body as JSON decoded with `schema`, read within `max` bytes: a larger Content-Length is refused
+ * unread, a chunked body as it passes the limit (413; the answer closes the connection); a body
+ * that is not a JSON object, or breaks `schema`, is 400. An empty body is `{}`. Endpoints with a body are served with
+ * `handleRaw` and read it with this: the platform's own reader would cut the connection at its limit instead of
+ * answering 413, and answers malformed JSON with a 500.
+ */
+export const jsonBody = <A, I>(
+  schema: Schema.Schema<A, I>,
+  max: number
+): Effect.Effect<A, BadRequest | BodyTooLarge, HttpServerRequest.HttpServerRequest> =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    // The rest of the body stays unread: the answer closes the connection instead of node reading it to the end.
+    const tooLarge = Effect.zipRight(
+      HttpApp.appendPreResponseHandler((_, response) =>
+        Effect.succeed(HttpServerResponse.setHeader(response, "connection", "close"))
+      ),
+      Effect.fail(new BodyTooLarge({ message: `the request body is larger than ${max} bytes` }))
+    )
+    if (Number(request.headers["content-length"] ?? 0) > max) return yield* tooLarge
+    const text = yield* readText(NodeHttpServerRequest.toIncomingMessage(request), max).pipe(
+      Effect.catchTag("BodyError", (e): Effect.Effect<never, BadRequest | BodyTooLarge> =>
+        e.reason === "TooLarge" ? tooLarge : Effect.fail(new BadRequest({ message: "unreadable request body" })))
+    )
+    const parsed = text.trim() === "" ? {} : yield* Effect.try({
+      try: () => JSON.parse(text) as unknown,
+      catch: () => new BadRequest({ message: "the body is not JSON" })
+    })
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+      return yield* new BadRequest({ message: "the body must be a JSON object" })
+    }
+    return yield* Schema.decodeUnknown(schema)(parsed).pipe(
+      Effect.mapError((error) => new BadRequest({ message: describeIssues(error) }))
+    )
   })

@@ -3,6 +3,8 @@
  * to the server (routes, gateway) → the "listening" line. Scopes close in reverse: the server stops accepting before
  * the services stop, and Postgres stops last.
  */
+import type { Api } from "@effect/platform/HttpApi"
+import type * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
 import type { ServeError } from "@effect/platform/HttpServerError"
 import type * as PgClient from "@effect/sql-pg/PgClient"
@@ -14,7 +16,6 @@ import type { MigrationError } from "@effect/sql/Migrator"
 import type { SqlError } from "@effect/sql/SqlError"
 import { EventLog } from "../core/EventLog.ts"
 import type { EventLogError } from "../core/EventLog.ts"
-import * as AgentApi from "./AgentApi.ts"
 import * as AgentAuth from "./AgentAuth.ts"
 import * as Bootstrap from "./Bootstrap.ts"
 import * as Database from "./Database.ts"
@@ -70,19 +71,19 @@ export type HubContext =
   | HttpServer.HttpServer
 
 /**
- * Stage 4 — everything that attaches to the server: route layers (`HubRouter.use(...)`: health, the agent API) and the
- * agent gateway (`HubUpgrades.register("/v1/agent", handler)`). Append yours to the list.
+ * Stage 4 — everything that attaches to the server: the HTTP API and the routes beside it (HttpApi.ts) and the agent
+ * gateway (`HubUpgrades.register("/v1/agent", handler)`). Append yours to the list.
  */
-export const RoutesLive: Layer.Layer<never, never, HubContext> = Layer.mergeAll(
-  HttpApi.HealthRoutes,
-  AgentApi.routes,
-  Gateway.layer()
-)
+export const RoutesLive: Layer.Layer<Api, never, HubContext> = Layer.mergeAll(HttpApi.layer, Gateway.layer())
 
-/** Serves `HubRouter`, prints where the hub listens, and on shutdown closes idle keep-alive connections first. */
+/** Serves the HTTP API, prints where the hub listens, and on shutdown closes idle keep-alive connections first. */
 const ServeLive = (
   config: HubConfigShape
-): Layer.Layer<never, never, HttpServer.HttpServer | HubServer.HubHttpServer> =>
+): Layer.Layer<
+  never,
+  never,
+  Api | HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices | HubServer.HubHttpServer
+> =>
   Layer.scopedDiscard(
     Effect.gen(function*() {
       const address = yield* HttpServer.HttpServer.pipe(Effect.map((server) => server.address))

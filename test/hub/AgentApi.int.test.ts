@@ -1,8 +1,10 @@
 import * as Crypto from "node:crypto"
 import * as Net from "node:net"
+import * as HttpApi from "@effect/platform/HttpApi"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import Pg from "pg"
+import * as HubApi from "../../core/HubApi.ts"
 import { isRecordable } from "../../core/Text.ts"
 import * as Admin from "../../hub/Admin.ts"
 import { DEFAULT_WORKSPACE_ID } from "../../hub/Bootstrap.ts"
@@ -83,6 +85,28 @@ describe("agent API", () => {
       const failures = (yield* hub.events).filter((e) => e.event._tag === "AgentAuthFailed")
       expect(failures.map((e) => e.event)).toEqual([expect.objectContaining({ reason: "unknown_token", ip: "127.0.0.1" })])
       expect(JSON.stringify(failures[0]!.event)).not.toContain("not-a-token")
+    }), 60_000)
+
+  it.scopedLive("serves every endpoint the API declares behind its bearer check; another method of its path is a 405 naming the declared ones", () =>
+    Effect.gen(function*() {
+      const hub = yield* Hub.start()
+      const declared: Array<{ readonly method: string; readonly path: string }> = []
+      HttpApi.reflect(HubApi.HubApi, {
+        onGroup: () => {},
+        onEndpoint: ({ endpoint }) => declared.push({ method: endpoint.method, path: endpoint.path })
+      })
+      expect(declared.map((e) => `${e.method} ${e.path}`).sort()).toEqual(
+        ["GET /v1/agents", "GET /v1/services", "POST /v1/agents", "POST /v1/agents/rotate"]
+      )
+      for (const { method, path } of declared) {
+        // Reached its handler's authentication: not shadowed by another route, not answered 404.
+        expect(yield* hub.http(method, path)).toEqual(unauthorized("missing Authorization: Bearer <API key or agent token>"))
+        const methods = declared.filter((e) => e.path === path).map((e) => e.method).sort()
+        const other = yield* Effect.promise(() => fetch(`${hub.httpUrl}${path}`, { method: "PATCH" }))
+        expect(other.status).toBe(405)
+        expect(other.headers.get("allow")).toBe(methods.join(", "))
+        expect(yield* Effect.promise(() => other.json())).toMatchObject({ error: { code: "MethodNotAllowed" } })
+      }
     }), 60_000)
 
   it.scopedLive("300 bad API keys from one address are refused, recorded aggregated, and grow the log by kilobytes", () =>

@@ -28,7 +28,7 @@ const upgrade = (port: number, path: string) =>
   )
 
 describe("HubLive", () => {
-  it.live("serves /health on DATABASE_URL and dispatches registered upgrade paths before HubRouter", () =>
+  it.live("serves /health on DATABASE_URL; a registered upgrade path gets its upgrades, any other is answered by the app", () =>
     Effect.gen(function*() {
       const url = yield* TestDatabase.makeTestDatabaseUrl
       const context = yield* Layer.build(

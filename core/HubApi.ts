@@ -1,0 +1,238 @@
+/**
+ * The hub's HTTP API, declared once and schema only: the hub serves it (hub/AgentApi.ts) and the agent calls it
+ * (agent/HubApi.ts). Requests carry `Authorization: Bearer <secret>` (an API key `pc_…` or an agent token); every
+ * error answer is `{"error":{"code","message"}}` with the status its code has here.
+ *
+ *   POST /v1/agents         (API key)  {"label"?}  → 201 {"agentId","workspaceId","token","expiresAt"}
+ *   POST /v1/agents/rotate  (agent token)          → 200 {"token","expiresAt","oldValidUntil"}
+ *   GET  /v1/agents         (API key)              → 200 {"agents":[{"agentId","label","online","lastIp",...}]}
+ *   GET  /v1/services       (API key or agent)     → 200 {"services":[{"name","agentId","agentLabel","online"}]}
+ *
+ * To add endpoints, declare a group below and `.add` it to `HubApi`; the hub serves it with `HttpApiBuilder.group`.
+ */
+import * as HttpApi from "@effect/platform/HttpApi"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
+import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
+import { Context, ParseResult, Schema } from "effect"
+import type { AgentId } from "./Ids.ts"
+import { isRecordable } from "./Text.ts"
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Error answers: one tagged error per code, sent as {"error":{"code":<its tag>,"message"}}
+
+/** 400: the request is malformed (its body is not a JSON object, a field breaks its rule). */
+export class BadRequest extends Schema.TaggedError<BadRequest>()("BadRequest", { message: Schema.String }) {}
+
+/** 400: the business rules refuse the command as invalid. */
+export class Invalid extends Schema.TaggedError<Invalid>()("Invalid", { message: Schema.String }) {}
+
+/** 401: no credential, or one that is unknown, expired or revoked. */
+export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", { message: Schema.String }) {}
+
+/** 401: the agent the command is about has been revoked. */
+export class Revoked extends Schema.TaggedError<Revoked>()("Revoked", { message: Schema.String }) {}
+
+/** 403: a credential of the wrong kind (an agent token where an API key is needed, or the reverse). */
+export class Forbidden extends Schema.TaggedError<Forbidden>()("Forbidden", { message: Schema.String }) {}
+
+/** 404: what the command names does not exist. */
+export class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { message: Schema.String }) {}
+
+/** 409: what the command creates exists already. */
+export class AlreadyExists extends Schema.TaggedError<AlreadyExists>()("AlreadyExists", { message: Schema.String }) {}
+
+/** 409: the command conflicts with the current state. */
+export class Conflict extends Schema.TaggedError<Conflict>()("Conflict", { message: Schema.String }) {}
+
+/** 413: the request body is larger than the hub takes (64 KiB by default); the hub closes the connection. */
+export class BodyTooLarge extends Schema.TaggedError<BodyTooLarge>()("BodyTooLarge", { message: Schema.String }) {}
+
+/** 429: too many refused credentials from the caller's address; refused without a look-up until its window ends. */
+export class TooManyRequests extends Schema.TaggedError<TooManyRequests>()("TooManyRequests", {
+  message: Schema.String
+}) {}
+
+/** 503: the hub cannot reach its event log, and fails closed; try again. */
+export class Unavailable extends Schema.TaggedError<Unavailable>()("Unavailable", { message: Schema.String }) {}
+
+const statuses: Record<string, number> = {}
+
+/** `error` as the API sends it: `status`, with the body `{"error":{"code":<its tag>,"message"}}`. */
+const answer = <Tag extends string, A extends { readonly _tag: Tag; readonly message: string }>(
+  error: Schema.Schema<A, { readonly _tag: Tag; readonly message: string }> & { readonly _tag: Tag },
+  status: number
+) => {
+  statuses[error._tag] = status
+  return Schema.transform(
+    Schema.Struct({ error: Schema.Struct({ code: Schema.Literal(error._tag), message: Schema.String }) }),
+    error,
+    {
+      strict: true,
+      decode: ({ error }) => ({ _tag: error.code, message: error.message }),
+      encode: ({ _tag, message }) => ({ error: { code: _tag, message } })
+    }
+  ).annotations(HttpApiSchema.annotations({ status }))
+}
+
+/** Every error answer of the API, by code. */
+export const Errors = {
+  BadRequest: answer(BadRequest, 400),
+  Invalid: answer(Invalid, 400),
+  Unauthorized: answer(Unauthorized, 401),
+  Revoked: answer(Revoked, 401),
+  Forbidden: answer(Forbidden, 403),
+  NotFound: answer(NotFound, 404),
+  AlreadyExists: answer(AlreadyExists, 409),
+  Conflict: answer(Conflict, 409),
+  BodyTooLarge: answer(BodyTooLarge, 413),
+  TooManyRequests: answer(TooManyRequests, 429),
+  Unavailable: answer(Unavailable, 503)
+}
+
+/** The status an error answer is sent with, by its code (undefined for a code this API does not declare). */
+export const statusOf = (code: string): number | undefined => statuses[code]
+
+/**
+ * What is wrong with a body that breaks its schema, in one line: the message of each issue (the rules below carry
+ * messages that name their field).
+ */
+export const describeIssues = (error: ParseResult.ParseError): string =>
+  ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => issue.message).join("; ")
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Authentication: `Authorization: Bearer <API key or agent token>`, by what an endpoint takes
+
+/** The caller of an endpoint that takes an API key. */
+export class ApiKeyCaller extends Context.Tag("connect/HubApi/ApiKeyCaller")<ApiKeyCaller, {
+  readonly apiKeyId: string
+  readonly workspaceId: string
+}>() {}
+
+/** The caller of an endpoint that takes an agent token. */
+export class AgentCaller extends Context.Tag("connect/HubApi/AgentCaller")<AgentCaller, {
+  readonly agentId: AgentId
+  readonly workspaceId: string
+}>() {}
+
+/** The caller of an endpoint that takes either credential: the workspace it acts in. */
+export class WorkspaceCaller extends Context.Tag("connect/HubApi/WorkspaceCaller")<WorkspaceCaller, {
+  readonly workspaceId: string
+}>() {}
+
+/** How a credential is refused: missing or bad (401), of the wrong kind (403), too many from the address (429). */
+const AuthFailure = Schema.Union(Errors.Unauthorized, Errors.Forbidden, Errors.TooManyRequests, Errors.Unavailable)
+
+/** An API key (`pc_…`); an agent token is refused (403) without a look-up. Every refused key is recorded. */
+export class ApiKeyAuth extends HttpApiMiddleware.Tag<ApiKeyAuth>()("connect/HubApi/ApiKeyAuth", {
+  security: { bearer: HttpApiSecurity.bearer },
+  provides: ApiKeyCaller,
+  failure: AuthFailure
+}) {}
+
+/** An agent token (current, or previous within its rotation grace); an API key is refused (403) without a look-up. */
+export class AgentTokenAuth extends HttpApiMiddleware.Tag<AgentTokenAuth>()("connect/HubApi/AgentTokenAuth", {
+  security: { bearer: HttpApiSecurity.bearer },
+  provides: AgentCaller,
+  failure: AuthFailure
+}) {}
+
+/** An API key or an agent token, told apart by the `pc_` prefix. */
+export class WorkspaceAuth extends HttpApiMiddleware.Tag<WorkspaceAuth>()("connect/HubApi/WorkspaceAuth", {
+  security: { bearer: HttpApiSecurity.bearer },
+  provides: WorkspaceCaller,
+  failure: AuthFailure
+}) {}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Bodies
+
+/** A timestamp as ISO 8601 text in UTC (`2026-05-01T12:00:00.000Z`). */
+const Timestamp = Schema.String.annotations({ description: "ISO 8601, UTC" })
+
+const labelRule = "label must be a non-empty string of at most 200 characters"
+
+/** An agent's label (a host name, say): 1–200 characters, not blank, without U+0000 or a lone surrogate (logged). */
+export const Label = Schema.String.annotations({ message: () => labelRule }).pipe(
+  Schema.filter((label) => label.trim() !== "" && label.length <= 200, { message: () => labelRule }),
+  Schema.filter(isRecordable, { message: () => "label must not contain U+0000 or an unpaired surrogate" })
+)
+
+/** `POST /v1/agents`: the new agent's label (the hub's default: "agent"). */
+export const ProvisionRequest = Schema.Struct({ label: Schema.optionalWith(Label, { exact: true }) })
+
+/** A provisioned agent; its token is shown this once. */
+export const Provisioned = Schema.Struct({
+  agentId: Schema.String,
+  workspaceId: Schema.String,
+  token: Schema.String,
+  expiresAt: Timestamp
+})
+
+/** A rotated token; the previous one stays valid until `oldValidUntil`. */
+export const Rotated = Schema.Struct({ token: Schema.String, expiresAt: Timestamp, oldValidUntil: Timestamp })
+
+/** One agent of the workspace. */
+export const AgentInfo = Schema.Struct({
+  agentId: Schema.String,
+  label: Schema.String,
+  online: Schema.Boolean,
+  lastIp: Schema.NullOr(Schema.String),
+  tokenExpiresAt: Timestamp,
+  revoked: Schema.Boolean,
+  createdAt: Timestamp
+})
+
+/** One exposed service of the workspace. */
+export const ServiceInfo = Schema.Struct({
+  name: Schema.String,
+  agentId: Schema.String,
+  agentLabel: Schema.String,
+  online: Schema.Boolean
+})
+
+/** One exposed service of the workspace. */
+export type ServiceInfo = typeof ServiceInfo.Type
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Groups
+
+/** Agents: provisioned with an API key, rotating their own token, listed for an API key. */
+export class Agents extends HttpApiGroup.make("agents")
+  .add(
+    HttpApiEndpoint.post("provision", "/v1/agents")
+      .setPayload(ProvisionRequest)
+      .addSuccess(Provisioned, { status: 201 })
+      .middleware(ApiKeyAuth)
+  )
+  .add(HttpApiEndpoint.post("rotate", "/v1/agents/rotate").addSuccess(Rotated).middleware(AgentTokenAuth))
+  .add(
+    HttpApiEndpoint.get("list", "/v1/agents")
+      .addSuccess(Schema.Struct({ agents: Schema.Array(AgentInfo) }))
+      .middleware(ApiKeyAuth)
+  )
+  // The refusals of the agent decider (core/DomainError.ts), by reason.
+  .addError(Errors.Invalid)
+  .addError(Errors.Revoked)
+  .addError(Errors.NotFound)
+  .addError(Errors.AlreadyExists)
+  .addError(Errors.Conflict)
+{}
+
+/** Services: what the workspace exposes, for its API keys and its agents. */
+export class Services extends HttpApiGroup.make("services").add(
+  HttpApiEndpoint.get("list", "/v1/services")
+    .addSuccess(Schema.Struct({ services: Schema.Array(ServiceInfo) }))
+    .middleware(WorkspaceAuth)
+) {}
+
+/** The hub's API. Any endpoint may answer a malformed request (400, 413) and an unavailable event log (503). */
+export class HubApi extends HttpApi.make("connect-hub")
+  .add(Agents)
+  .add(Services)
+  .addError(Errors.BadRequest)
+  .addError(Errors.BodyTooLarge)
+  .addError(Errors.Unavailable)
+{}
