@@ -181,6 +181,9 @@ export const parseFilters = (raw: RawFilters, now: Date): Either.Either<Filters,
     } satisfies Filters
   })
 
+/** Most ids an agent label or service name may stand for: beyond, the statement would grow without bound. */
+export const MAX_RESOLVED = 100
+
 /** The ids an agent label or a service name stands for, looked up once before querying (see PgQuery.resolve). */
 export interface Resolved {
   readonly agentIds: ReadonlyArray<string>

@@ -19,14 +19,14 @@ import * as HashSet from "effect/HashSet"
 import * as Option from "effect/Option"
 import * as AgentCli from "../agent/Cli.ts"
 import * as AuditCli from "../audit/Cli.ts"
+import * as AuditQueryCli from "../audit/QueryCli.ts"
 import * as HubCli from "../hub/Cli.ts"
 import { messageOf } from "../core/ErrorMessage.ts"
 
-/** The subcommands of `connect`; add `audit`, `up`, `expose`, `reach`, ... here. */
-const audit: Command.Command<"audit", never, ValidationError.ValidationError, {}> = Command.make("audit", {}, () => Effect.fail(ValidationError.helpRequested(auditCommand.descriptor))).pipe(
-  Command.withDescription("Investigate the event log: verify its hash chain (more to come: queries, --stats, exports).")
+// `connect audit [filters]` lists the log, `connect audit verify` checks its chain; both on the hub's log and database.
+const auditCommand = AuditQueryCli.command(HubCli.logLayer).pipe(
+  Command.withSubcommands([AuditCli.verifyCommand("verify", HubCli.logLayer)])
 )
-const auditCommand = audit.pipe(Command.withSubcommands([AuditCli.verifyCommand("verify", HubCli.logLayer)]))
 
 // `connect hub verify-log` is audit's verify command on the hub's log, built here: hub/ and audit/ never import each other.
 const hubCommand = HubCli.command(AuditCli.verifyCommand("verify-log", HubCli.logLayer))
@@ -77,6 +77,7 @@ const main = (argv: ReadonlyArray<string>) =>
       MigrationError: (error) => explain(`connect: database migration failed: ${error.message}`, 1),
       SqlError: (error) => explain(`connect: database error: ${error.message}`, 1),
       ChainBroken: () => Effect.fail(new ExitCode({ code: AuditCli.EXIT_BROKEN })),
+      AuditQueryError: (error) => explain(`connect audit: ${error.message}`, 2),
       ServeError: (error) =>
         explain(`connect: cannot listen: ${messageOf(error.cause)}`, 1),
       ConfigError: (error) => explain(`connect: bad environment: ${String(error)}`, 1),

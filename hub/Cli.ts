@@ -76,8 +76,9 @@ const maxStreams = Options.integer("max-streams").pipe(
 )
 
 /**
- * The event log of the hub whose data directory is `dataDir` (or of `DATABASE_URL`), for offline commands such as
- * verify: the same database selection as `connect hub`, migrations applied, no HTTP server.
+ * The event log and the database (SqlClient) of the hub whose data directory is `dataDir` (or of `DATABASE_URL`), for
+ * offline commands such as verify and audit: the same database selection as `connect hub`, migrations applied, no HTTP
+ * server.
  */
 export const logLayer = (flags: { readonly dataDir: string | undefined }) =>
   Layer.unwrapEffect(
@@ -85,7 +86,7 @@ export const logLayer = (flags: { readonly dataDir: string | undefined }) =>
       PgEventLog.layer().pipe(
         Layer.provideMerge(Migrations.layer),
         // Next to a running hub, read through its Postgres rather than starting (or stopping) one.
-        Layer.provide(Database.layer({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, attach: true }))
+        Layer.provideMerge(Database.layer({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, attach: true }))
       )
     )
   )

@@ -16,6 +16,7 @@ import chainCheck from "./migrations/0006_chain_check.ts"
 import writerRole from "./migrations/0007_writer_role.ts"
 import shadowRebuild from "./migrations/0008_shadow_rebuild.ts"
 import oneRoundTripAppend from "./migrations/0009_one_round_trip_append.ts"
+import auditIndexes from "./migrations/0010_audit_indexes.ts"
 
 // The keys are the ids and names every migrated database has recorded in connect_migrations, and the SQL a database
 // ran is what a new one must run: a released migration is never renamed or edited, a change is a new one.
@@ -28,7 +29,8 @@ const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClien
   "0006_chain_check": chainCheck,
   "0007_writer_role": writerRole,
   "0008_shadow_rebuild": shadowRebuild,
-  "0009_one_round_trip_append": oneRoundTripAppend
+  "0009_one_round_trip_append": oneRoundTripAppend,
+  "0010_audit_indexes": auditIndexes
 }
 
 /** The number of the newest migration: a database whose `connect_migrations` holds it needs nothing from this build. */

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Either } from "effect"
-import { type Filters, matches, parseFilters, type RawFilters } from "../../audit/Query.ts"
+import { type Filters, matches, parseFilters, type RawFilters, type Resolved } from "../../audit/Query.ts"
 
 const now = new Date("2026-11-30T12:00:00Z")
 const parse = (raw: RawFilters) => parseFilters(raw, now)
@@ -94,7 +94,7 @@ describe("matches", () => {
     data: { serviceId, serviceName: "prod-db", fromAgentId: agentId, toAgentId: "x" },
     meta: { actor: { kind: "agent", id: agentId }, sourceIp: "203.0.113.7" }
   }
-  const resolved = { agentIds: [], serviceIds: [] }
+  const resolved: Resolved = { agentIds: [], serviceIds: [] }
   const m = (raw: RawFilters, r = resolved) => matches(ok(raw), r, event)
 
   it("applies each filter as the query does", () => {
