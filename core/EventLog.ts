@@ -1,6 +1,6 @@
 /**
  * The event log contract: an append-only, gap-free, hash-chained sequence of events with per-stream versions.
- * Postgres is one implementation (hub/PgEventLog.ts); everything else in the system is a projection of it.
+ * Postgres is one implementation (hub/eventlog/PgEventLog.ts); everything else in the system is a projection of it.
  */
 import { Context, Data, Effect, Option, Schema, Stream } from "effect"
 import type { Event, EventMeta } from "./Events.ts"

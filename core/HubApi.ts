@@ -1,5 +1,5 @@
 /**
- * The hub's HTTP API, declared once and schema only: the hub serves it (hub/AgentApi.ts) and the agent calls it
+ * The hub's HTTP API, declared once and schema only: the hub serves it (hub/http/AgentApi.ts) and the agent calls it
  * (agent/HubApi.ts). Requests carry `Authorization: Bearer <secret>` (an API key `pc_…` or an agent token); every
  * error answer is `{"error":{"code","message"}}` with the status its code has here.
  *

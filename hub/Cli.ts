@@ -10,12 +10,12 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as HubConfig from "./HubConfig.ts"
-import * as AdminCli from "./AdminCli.ts"
-import * as ClientAddress from "./ClientAddress.ts"
-import * as Database from "./Database.ts"
+import * as AdminCli from "./commands/AdminCli.ts"
+import * as ClientAddress from "./http/ClientAddress.ts"
+import * as Database from "./db/Database.ts"
 import * as Main from "./Main.ts"
-import * as Migrations from "./Migrations.ts"
-import * as PgEventLog from "./PgEventLog.ts"
+import * as Migrations from "./db/Migrations.ts"
+import * as PgEventLog from "./eventlog/PgEventLog.ts"
 
 const port = Options.integer("port").pipe(
   Options.filterMap(

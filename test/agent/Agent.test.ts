@@ -15,7 +15,7 @@ import * as Control from "../../agent/Control.ts"
 import * as State from "../../agent/State.ts"
 import { makeMemoryRelayPolicy } from "../../core/MemoryRelayPolicy.ts"
 import type { RelayPolicyService } from "../../core/RelayPolicy.ts"
-import * as Relay from "../../hub/Relay.ts"
+import * as Relay from "../../hub/relay/Relay.ts"
 
 const agents = [
   { token: "a".repeat(64), agentId: "agent-a", workspaceId: "w1" },

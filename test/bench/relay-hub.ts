@@ -6,7 +6,7 @@
 import * as Readline from "node:readline"
 import { Effect } from "effect"
 import { makeMemoryRelayPolicy } from "../../core/MemoryRelayPolicy.ts"
-import * as Relay from "../../hub/Relay.ts"
+import * as Relay from "../../hub/relay/Relay.ts"
 
 /** Tokens of the two bench agents (exposer A, reacher B). */
 export const benchAgents = [

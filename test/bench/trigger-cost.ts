@@ -8,7 +8,7 @@ import * as PgClient from "@effect/sql-pg/PgClient"
 import Pg from "pg"
 import { hashEnvelope, jsonbText, type Envelope } from "../../core/HashChain.ts"
 import { uuidv7 } from "../../core/Ids.ts"
-import * as Migrations from "../../hub/Migrations.ts"
+import * as Migrations from "../../hub/db/Migrations.ts"
 
 const admin = process.argv[2] ?? "postgres://postgres@127.0.0.1:5432/postgres"
 const total = Number(process.argv[3] ?? 20_000)

@@ -12,7 +12,7 @@ import { AgentId, Streams, uuidv7 } from "../../core/Ids.ts"
 import { sha256Hex } from "../../core/Secrets.ts"
 import { serviceIdFor } from "../../core/ServiceDecider.ts"
 import * as Main from "../../hub/Main.ts"
-import * as PgEventLog from "../../hub/PgEventLog.ts"
+import * as PgEventLog from "../../hub/eventlog/PgEventLog.ts"
 import { killTracked, spawn } from "../support/processes.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
 

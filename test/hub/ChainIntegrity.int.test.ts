@@ -10,7 +10,7 @@ import * as Verify from "../../audit/Verify.ts"
 import { EventLog } from "../../core/EventLog.ts"
 import { hashEnvelope } from "../../core/HashChain.ts"
 import { uuidv7 } from "../../core/Ids.ts"
-import * as Admin from "../../hub/Admin.ts"
+import * as Admin from "../../hub/commands/Admin.ts"
 import * as HubLog from "../support/HubLog.ts"
 
 describe("the hash chain holds whatever the input", () => {

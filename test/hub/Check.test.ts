@@ -11,7 +11,7 @@ import * as HubClient from "../../agent/HubClient.ts"
 import { makeMemoryRelayPolicy } from "../../core/MemoryRelayPolicy.ts"
 import * as Protocol from "../../core/Protocol.ts"
 import type { Transport } from "../../core/Transport.ts"
-import * as Relay from "../../hub/Relay.ts"
+import * as Relay from "../../hub/relay/Relay.ts"
 import * as Msgpack from "../../transports/Msgpack.ts"
 import * as Ws from "../../transports/Ws.ts"
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit } from "effect"
-import * as ClientAddress from "../../hub/ClientAddress.ts"
+import * as ClientAddress from "../../hub/http/ClientAddress.ts"
 import * as HubConfig from "../../hub/HubConfig.ts"
 
 describe("ClientAddress", () => {

@@ -11,7 +11,7 @@ import * as E from "../../core/Events.ts"
 import { AgentId, Streams, uuidv7, WorkspaceId } from "../../core/Ids.ts"
 import * as MemoryEventLog from "../../core/MemoryEventLog.ts"
 import * as WorkspaceDecider from "../../core/WorkspaceDecider.ts"
-import * as Command from "../../hub/Command.ts"
+import * as Command from "../../hub/commands/Command.ts"
 
 const meta = new E.EventMeta({ actor: { kind: "admin", id: "tester" } })
 const workspaceId = WorkspaceId.make(uuidv7())

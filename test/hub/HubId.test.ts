@@ -4,7 +4,7 @@ import * as Path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { EventMeta } from "../../core/Events.ts"
-import * as HubId from "../../hub/HubId.ts"
+import * as HubId from "../../hub/eventlog/HubId.ts"
 
 const tempDir = Effect.acquireRelease(
   Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "connect-hubid-"))),

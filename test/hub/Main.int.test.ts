@@ -4,7 +4,7 @@ import * as HttpServer from "@effect/platform/HttpServer"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as HubServer from "../../hub/HubServer.ts"
+import * as HubServer from "../../hub/http/HubServer.ts"
 import * as Main from "../../hub/Main.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
 

@@ -5,7 +5,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import Pg from "pg"
-import * as PgPipeline from "../../hub/PgPipeline.ts"
+import * as PgPipeline from "../../hub/eventlog/PgPipeline.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
 
 const client = (url: string) =>

@@ -12,9 +12,9 @@ import { verify } from "../../audit/Verify.ts"
 import { type AppendOptions, EventLog } from "../../core/EventLog.ts"
 import { EventMeta, WorkspaceCreated } from "../../core/Events.ts"
 import { uuidv7 } from "../../core/Ids.ts"
-import * as Migrations from "../../hub/Migrations.ts"
-import * as PgEventLog from "../../hub/PgEventLog.ts"
-import * as StreamHeads from "../../hub/StreamHeads.ts"
+import * as Migrations from "../../hub/db/Migrations.ts"
+import * as PgEventLog from "../../hub/eventlog/PgEventLog.ts"
+import * as StreamHeads from "../../hub/readmodels/StreamHeads.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
 
 const meta = new EventMeta({ actor: { kind: "system" } })

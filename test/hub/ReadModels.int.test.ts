@@ -6,9 +6,9 @@ import * as E from "../../core/Events.ts"
 import { AgentId, ApiKeyId, Streams, uuidv7, WorkspaceId } from "../../core/Ids.ts"
 import { sha256Hex } from "../../core/Secrets.ts"
 import { serviceIdFor } from "../../core/ServiceDecider.ts"
-import * as ProjectionRunner from "../../hub/ProjectionRunner.ts"
-import * as ReadModels from "../../hub/ReadModels.ts"
-import * as Scoped from "../../hub/Scoped.ts"
+import * as ProjectionRunner from "../../hub/eventlog/ProjectionRunner.ts"
+import * as ReadModels from "../../hub/readmodels/ReadModels.ts"
+import * as Scoped from "../../hub/db/Scoped.ts"
 import * as HubLog from "../support/HubLog.ts"
 
 const meta = new E.EventMeta({ actor: { kind: "system" } })

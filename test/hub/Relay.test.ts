@@ -13,7 +13,7 @@ import type { RelayPolicyService } from "../../core/RelayPolicy.ts"
 import { CloseCodes } from "../../core/Transport.ts"
 import type { Transport } from "../../core/Transport.ts"
 import * as HubClient from "../../agent/HubClient.ts"
-import * as Relay from "../../hub/Relay.ts"
+import * as Relay from "../../hub/relay/Relay.ts"
 import * as Msgpack from "../../transports/Msgpack.ts"
 import * as Ws from "../../transports/Ws.ts"
 

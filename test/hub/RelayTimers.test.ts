@@ -10,7 +10,7 @@ import * as Protocol from "../../core/Protocol.ts"
 import type { Message } from "../../core/Protocol.ts"
 import { CloseCodes } from "../../core/Transport.ts"
 import type { CloseInfo } from "../../core/Transport.ts"
-import * as Relay from "../../hub/Relay.ts"
+import * as Relay from "../../hub/relay/Relay.ts"
 import * as Memory from "../../transports/Memory.ts"
 
 const agents = [

@@ -13,9 +13,9 @@ import { EventLog } from "../../core/EventLog.ts"
 import { Streams } from "../../core/Ids.ts"
 import { Hello } from "../../core/Protocol.ts"
 import { serviceIdFor } from "../../core/ServiceDecider.ts"
-import * as Admin from "../../hub/Admin.ts"
-import * as PgRelayPolicy from "../../hub/PgRelayPolicy.ts"
-import * as Spool from "../../hub/Spool.ts"
+import * as Admin from "../../hub/commands/Admin.ts"
+import * as PgRelayPolicy from "../../hub/relay/PgRelayPolicy.ts"
+import * as Spool from "../../hub/eventlog/Spool.ts"
 import * as HubLog from "../support/HubLog.ts"
 
 const settings = HubLog.tokenSettings

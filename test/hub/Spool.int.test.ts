@@ -6,7 +6,7 @@ import { Effect, FiberRef, HashSet, Logger, TestClock } from "effect"
 import { EventLog } from "../../core/EventLog.ts"
 import { EventMeta, TunnelClosed, TunnelOpened } from "../../core/Events.ts"
 import { AgentId, ServiceId, Streams, TunnelId, uuidv7 } from "../../core/Ids.ts"
-import * as Spool from "../../hub/Spool.ts"
+import * as Spool from "../../hub/eventlog/Spool.ts"
 import * as HubLog from "../support/HubLog.ts"
 
 const meta = new EventMeta({ actor: { kind: "system" } })

@@ -10,7 +10,7 @@ import { Effect, Either, Fiber, Layer } from "effect"
 import Pg from "pg"
 import { inject } from "vitest"
 import { verify } from "../../audit/Verify.ts"
-import * as PgEventLog from "../../hub/PgEventLog.ts"
+import * as PgEventLog from "../../hub/eventlog/PgEventLog.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
 import { append, logOn, opts, rows, session } from "../support/WriterAttack.ts"
 

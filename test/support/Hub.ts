@@ -10,7 +10,7 @@ import type { SqlClient } from "@effect/sql"
 import { Context, Effect, Layer } from "effect"
 import type { Scope } from "effect"
 import { EventLog, type StoredEvent } from "../../core/EventLog.ts"
-import * as Admin from "../../hub/Admin.ts"
+import * as Admin from "../../hub/commands/Admin.ts"
 import * as Main from "../../hub/Main.ts"
 import * as TestDatabase from "./TestDatabase.ts"
 

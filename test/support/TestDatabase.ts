@@ -10,7 +10,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import Pg from "pg"
 import { inject } from "vitest"
-import * as Database from "../../hub/Database.ts"
+import * as Database from "../../hub/db/Database.ts"
 
 const adminQuery = (adminUrl: string, statement: string) =>
   Effect.promise(async () => {

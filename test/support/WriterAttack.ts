@@ -12,10 +12,10 @@ import { inject } from "vitest"
 import { type AppendOptions, EventLog } from "../../core/EventLog.ts"
 import { EventMeta, WorkspaceCreated } from "../../core/Events.ts"
 import { uuidv7 } from "../../core/Ids.ts"
-import * as Database from "../../hub/Database.ts"
-import * as Migrations from "../../hub/Migrations.ts"
-import * as PgEventLog from "../../hub/PgEventLog.ts"
-import * as StreamHeads from "../../hub/StreamHeads.ts"
+import * as Database from "../../hub/db/Database.ts"
+import * as Migrations from "../../hub/db/Migrations.ts"
+import * as PgEventLog from "../../hub/eventlog/PgEventLog.ts"
+import * as StreamHeads from "../../hub/readmodels/StreamHeads.ts"
 
 export const meta = new EventMeta({ actor: { kind: "system" } })
 

@@ -5,7 +5,7 @@
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import * as EmbeddedPostgres from "../../hub/EmbeddedPostgres.ts"
+import * as EmbeddedPostgres from "../../hub/db/EmbeddedPostgres.ts"
 
 /** The repository root (where package.json lives). */
 export const repoRoot = Path.resolve(import.meta.dirname, "..", "..")

@@ -1,0 +1,235 @@
+/**
+ * Admin operations of the hub, run by `connect hub workspace|apikey|agent|service ...` on the hub's database:
+ * workspaces with their first API key, API keys (shown once, kept as prefix + SHA-256), agent revocation (which
+ * releases the agent's service names), agents' allow lists, service name releases, and listings. Every change is a
+ * command through a decider; listings read the read models.
+ */
+import { SqlClient } from "@effect/sql"
+import { Effect, Schema } from "effect"
+import * as AgentDecider from "../../core/AgentDecider.ts"
+import * as AllowListDecider from "../../core/AllowListDecider.ts"
+import * as ApiKeyDecider from "../../core/ApiKeyDecider.ts"
+import { DomainError } from "../../core/DomainError.ts"
+import { EventMeta } from "../../core/Events.ts"
+import { AgentId, ApiKeyId, Streams, uuidv7, WorkspaceId } from "../../core/Ids.ts"
+import { apiKeyPrefix, generateApiKey, sha256Hex } from "../../core/Secrets.ts"
+import * as ServiceDecider from "../../core/ServiceDecider.ts"
+import * as WorkspaceDecider from "../../core/WorkspaceDecider.ts"
+import * as Command from "./Command.ts"
+import * as Scoped from "../db/Scoped.ts"
+
+const meta = new EventMeta({ actor: { kind: "admin" } })
+
+const isUuid = Schema.is(Schema.UUID)
+
+/**
+ * An id as typed, in the form Postgres stores it: lower-case. The uuid columns lower-case what they store while the
+ * chain hashes the event as built, so an upper-case id appended as typed would never verify; anything but a UUID in
+ * the canonical 8-4-4-4-12 form is refused.
+ */
+export const normaliseId = (what: string, id: string): Effect.Effect<string, DomainError> =>
+  isUuid(id)
+    ? Effect.succeed(id.toLowerCase())
+    : Effect.fail(new DomainError({ reason: "Invalid", message: `${what} must be a UUID, got ${JSON.stringify(id)}` }))
+
+/** A new API key: its id, prefix and the key itself (shown once, never stored). */
+export interface IssuedApiKey {
+  readonly apiKeyId: string
+  readonly prefix: string
+  readonly key: string
+}
+
+/** Issues an API key for an existing workspace. */
+export const createApiKey = Effect.fn("Admin.createApiKey")(function*(workspaceId: string, name = "admin") {
+  workspaceId = yield* normaliseId("the workspace id", workspaceId)
+  const sql = yield* SqlClient.SqlClient
+  const exists = yield* sql.unsafe(`select 1 from workspaces where id = $1`, [workspaceId])
+  if (exists.length === 0) return yield* new DomainError({ reason: "NotFound", message: `workspace ${workspaceId} not found` })
+  const apiKeyId = ApiKeyId.make(uuidv7())
+  const key = generateApiKey()
+  const prefix = apiKeyPrefix(key)
+  yield* Command.handle(
+    ApiKeyDecider.decider,
+    Streams.apiKey(apiKeyId),
+    { _tag: "CreateApiKey", apiKeyId, workspaceId: WorkspaceId.make(workspaceId), name, prefix, keyHash: sha256Hex(key) },
+    { workspaceId, meta }
+  )
+  return { apiKeyId, prefix, key } satisfies IssuedApiKey
+})
+
+/** Creates a workspace and its first admin API key. */
+export const createWorkspace = Effect.fn("Admin.createWorkspace")(function*(name: string) {
+  const workspaceId = WorkspaceId.make(uuidv7())
+  yield* Command.handle(WorkspaceDecider.decider, Streams.workspace(workspaceId), {
+    _tag: "CreateWorkspace",
+    workspaceId,
+    name
+  }, { workspaceId, meta })
+  const apiKey = yield* createApiKey(workspaceId, "admin")
+  return { workspaceId, apiKey }
+})
+
+/** An API key as listed: never the key or its hash. */
+export interface ApiKeyListing {
+  readonly apiKeyId: string
+  readonly name: string
+  readonly prefix: string
+  readonly createdAt: string
+  readonly revokedAt: string | null
+}
+
+/** The API keys of a workspace, oldest first (read under the workspace's row-level security). */
+export const listApiKeys = Effect.fn("Admin.listApiKeys")(function*(workspaceId: string) {
+  workspaceId = yield* normaliseId("the workspace id", workspaceId)
+  const sql = yield* SqlClient.SqlClient
+  const rows = yield* Scoped.withWorkspace(
+    workspaceId,
+    sql.unsafe<{ id: string; name: string; prefix: string; created_at: Date; revoked_at: Date | null }>(
+      `select id, name, prefix, created_at, revoked_at from api_keys order by created_at, id`
+    )
+  )
+  return rows.map((r): ApiKeyListing => ({
+    apiKeyId: r.id,
+    name: r.name,
+    prefix: r.prefix,
+    createdAt: new Date(r.created_at).toISOString(),
+    revokedAt: r.revoked_at ? new Date(r.revoked_at).toISOString() : null
+  }))
+})
+
+/** Revokes an API key (revoking twice records nothing). */
+export const revokeApiKey = Effect.fn("Admin.revokeApiKey")(function*(apiKeyId: string) {
+  apiKeyId = yield* normaliseId("the API key id", apiKeyId)
+  const sql = yield* SqlClient.SqlClient
+  const [row] = yield* sql.unsafe<{ workspace_id: string; revoked_at: Date | null }>(
+    `select workspace_id, revoked_at from api_keys where id = $1`,
+    [apiKeyId]
+  )
+  if (!row) return yield* new DomainError({ reason: "NotFound", message: `API key ${apiKeyId} not found` })
+  // A workspace's first key is created in the workspace's own stream (see Bootstrap), so its own stream may be empty.
+  const { events } = yield* Command.handle(
+    ApiKeyDecider.decider,
+    Streams.apiKey(ApiKeyId.make(apiKeyId)),
+    { _tag: "RevokeApiKey", apiKeyId: ApiKeyId.make(apiKeyId) },
+    {
+      workspaceId: row.workspace_id,
+      meta,
+      initial: { status: row.revoked_at ? "revoked" : "active", workspaceId: row.workspace_id }
+    }
+  )
+  return { revoked: events.length > 0 }
+})
+
+/**
+ * Revokes an agent's tokens (every later connection or API call with them is refused and audited) and releases the
+ * service names it holds, one `ServiceReleased` each; run again, it releases whatever an exposure racing the
+ * revocation left behind.
+ */
+export const revokeAgent = Effect.fn("Admin.revokeAgent")(function*(agentId: string, reason?: string) {
+  agentId = yield* normaliseId("the agent id", agentId)
+  const sql = yield* SqlClient.SqlClient
+  const [row] = yield* sql.unsafe<{ workspace_id: string }>(`select workspace_id from agents where id = $1`, [agentId])
+  if (!row) return yield* new DomainError({ reason: "NotFound", message: `agent ${agentId} not found` })
+  const { events } = yield* Command.handle(
+    AgentDecider.decider,
+    Streams.agent(AgentId.make(agentId)),
+    { _tag: "RevokeAgentToken", agentId: AgentId.make(agentId), ...(reason ? { reason } : {}) },
+    { workspaceId: row.workspace_id, meta }
+  )
+  const held = yield* sql.unsafe<{ id: string; name: string }>(
+    `select id, name from services where agent_id = $1 and exposed order by name`,
+    [agentId]
+  )
+  const released: Array<string> = []
+  for (const service of held) {
+    const release = yield* Command.handle(
+      ServiceDecider.decider,
+      Streams.service(ServiceDecider.serviceIdFor(row.workspace_id, service.name)),
+      {
+        _tag: "ReleaseService",
+        serviceId: ServiceDecider.serviceIdFor(row.workspace_id, service.name),
+        name: service.name,
+        reason: "agent_revoked",
+        heldBy: AgentId.make(agentId)
+      },
+      { workspaceId: row.workspace_id, meta }
+    )
+    if (release.events.length > 0) released.push(service.name)
+  }
+  return { revoked: events.length > 0, released }
+})
+
+/** Frees a service name in a workspace whichever agent holds it, online or not; recorded as `ServiceReleased`. */
+export const releaseService = Effect.fn("Admin.releaseService")(function*(workspaceId: string, name: string) {
+  workspaceId = yield* normaliseId("the workspace id", workspaceId)
+  const serviceId = ServiceDecider.serviceIdFor(workspaceId, name)
+  const { events } = yield* Command.handle(
+    ServiceDecider.decider,
+    Streams.service(serviceId),
+    { _tag: "ReleaseService", serviceId, name, reason: "admin" },
+    { workspaceId, meta }
+  )
+  return { releasedFrom: (events[0] as { readonly agentId: string }).agentId }
+})
+
+/**
+ * Sets the targets an agent may expose (addresses, CIDR ranges, host names, `*.domain`), enforced by the hub on each
+ * expose; `undefined` clears the list (anything but cloud metadata addresses). Setting the same list records nothing.
+ */
+export const setAllowList = Effect.fn("Admin.setAllowList")(function*(
+  agentId: string,
+  allow: ReadonlyArray<string> | undefined
+) {
+  agentId = yield* normaliseId("the agent id", agentId)
+  const sql = yield* SqlClient.SqlClient
+  const [row] = yield* sql.unsafe<{ workspace_id: string }>(`select workspace_id from agents where id = $1`, [agentId])
+  if (!row) return yield* new DomainError({ reason: "NotFound", message: `agent ${agentId} not found` })
+  const { events } = yield* Command.handle(
+    AllowListDecider.decider,
+    Streams.agent(AgentId.make(agentId)),
+    { _tag: "SetAllowList", agentId: AgentId.make(agentId), ...(allow ? { allow } : {}) },
+    { workspaceId: row.workspace_id, meta }
+  )
+  return { changed: events.length > 0 }
+})
+
+/** An agent as listed by the admin. */
+export interface AgentListing {
+  readonly agentId: string
+  readonly workspaceId: string
+  readonly label: string
+  readonly online: boolean
+  readonly lastIp: string | null
+  readonly tokenExpiresAt: string
+  readonly revokedAt: string | null
+  /** The targets it may expose; null: anything but cloud metadata addresses. */
+  readonly exposeAllow: ReadonlyArray<string> | null
+}
+
+/** Every agent of every workspace (the hub admin sees all). */
+export const listAgents = Effect.fn("Admin.listAgents")(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const rows = yield* sql.unsafe<{
+    id: string
+    workspace_id: string
+    label: string
+    connected: boolean
+    last_ip: string | null
+    token_expires_at: Date
+    revoked_at: Date | null
+    expose_allow: Array<string> | null
+  }>(
+    `select id, workspace_id, label, connected, last_ip, token_expires_at, revoked_at, expose_allow
+       from agents order by created_at, id`
+  )
+  return rows.map((r): AgentListing => ({
+    agentId: r.id,
+    workspaceId: r.workspace_id,
+    label: r.label,
+    online: r.connected && r.revoked_at === null,
+    lastIp: r.last_ip,
+    tokenExpiresAt: new Date(r.token_expires_at).toISOString(),
+    revokedAt: r.revoked_at ? new Date(r.revoked_at).toISOString() : null,
+    exposeAllow: r.expose_allow
+  }))
+})

@@ -1,0 +1,170 @@
+/**
+ * Runs projections over the Postgres event log: async ones follow the log from their checkpoint, moved by
+ * compare-and-set in the same transaction as the batch's writes (exactly once, whatever else follows), and any
+ * projection can be rebuilt from position 0 into shadow tables that are swapped in (see `PgShadowTables`).
+ */
+import { SqlClient } from "@effect/sql"
+import { Context, Effect, Schema, Stream } from "effect"
+import { messageOf } from "../../core/ErrorMessage.ts"
+import { EventLog, EventLogError, pagesAhead, type StoredEvent } from "../../core/EventLog.ts"
+import type { Projection } from "../../core/Projection.ts"
+import { APPEND_LOCK_KEY } from "./PgEventLog.ts"
+import * as PgShadowTables from "./PgShadowTables.ts"
+import { type ProjectionSql, provideFromSqlClient } from "../../core/ProjectionSql.ts"
+
+/** Another runner moved the projection's checkpoint since this one read it: the batch was not applied. */
+export class CheckpointConflict extends Schema.TaggedError<CheckpointConflict>()("CheckpointConflict", {
+  name: Schema.String,
+  expected: Schema.Number,
+  attempted: Schema.Number
+}) {
+  override get message() {
+    return `checkpoint of ${this.name} is no longer at ${this.expected}: batch up to ${this.attempted} not applied`
+  }
+}
+
+const projectionError = (name: string) => (cause: unknown) =>
+  cause instanceof EventLogError
+    ? cause
+    : new EventLogError({
+        reason: "Projection",
+        message: `projection ${name} failed: ${messageOf(cause)}`,
+        cause
+      })
+
+/** The stored checkpoint of a projection (0 when it never ran). */
+export const checkpoint = (name: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.unsafe<{ position: number }>(`select position from projection_checkpoints where name = $1`, [name])
+  ).pipe(
+    Effect.map((rows) => (rows.length === 0 ? 0 : Number(rows[0]!.position))),
+    Effect.mapError(projectionError(name))
+  )
+
+/**
+ * Moves a checkpoint from `expected` to `position` if it is still at `expected` (no row counts as 0), and says whether
+ * it did. The row lock taken here is held to commit, so of two runners applying the same batch the second waits, then
+ * finds the checkpoint moved and applies nothing.
+ */
+export const storeCheckpoint = (name: string, expected: number, position: number) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.unsafe<{ n: number }>(
+      `with moved as (
+         update projection_checkpoints set position = $3 where name = $1 and position = $2 returning 1
+       ), created as (
+         insert into projection_checkpoints (name, position) select $1, $3
+          where $2 = 0 and not exists (select from moved)
+         on conflict (name) do nothing returning 1
+       )
+       select (select count(*) from moved) + (select count(*) from created) as n`,
+      [name, expected, position]
+    )
+  ).pipe(Effect.map((rows) => Number(rows[0]!.n) === 1))
+
+/** Applies a batch and moves the checkpoint from `expected`, in one transaction; nothing at all on a conflict. */
+const applyBatch = (projection: Projection<ProjectionSql>, expected: number, events: ReadonlyArray<StoredEvent>) => {
+  const last = events[events.length - 1]!.position
+  return Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.withTransaction(
+      Effect.gen(function* () {
+        // The checkpoint first: its row lock is what keeps a second runner from applying the batch as well.
+        if (!(yield* storeCheckpoint(projection.name, expected, last))) {
+          return yield* new CheckpointConflict({ name: projection.name, expected, attempted: last })
+        }
+        yield* provideFromSqlClient(projection.apply(events))
+      })
+    )
+  ).pipe(Effect.mapError((e) => (e instanceof CheckpointConflict ? e : projectionError(projection.name)(e))))
+}
+
+/**
+ * Follows the log from the projection's checkpoint forever, applying batches of up to `batchSize` events. When another
+ * runner (a second hub, a rebuild) moved the checkpoint, it starts again from wherever that is.
+ */
+export const follow = Effect.fn("ProjectionRunner.follow")(function* (
+  projection: Projection<ProjectionSql>,
+  batchSize = 1000
+) {
+  const log = yield* EventLog
+  const fromCheckpoint: Effect.Effect<never, EventLogError, SqlClient.SqlClient> = Effect.gen(function* () {
+    let cursor = yield* checkpoint(projection.name)
+    return yield* log.subscribe(cursor).pipe(
+      Stream.groupedWithin(batchSize, "20 millis"),
+      Stream.runForEach((chunk) => {
+        const events = [...chunk]
+        return Effect.map(applyBatch(projection, cursor, events), () => {
+          cursor = events[events.length - 1]!.position
+        })
+      }),
+      Effect.zipRight(Effect.die("event log subscription ended")),
+      Effect.catchTag("CheckpointConflict", (conflict) =>
+        Effect.zipRight(Effect.logDebug(conflict.message), Effect.suspend(() => fromCheckpoint))
+      )
+    )
+  })
+  return yield* fromCheckpoint
+})
+
+/** Options of a rebuild. */
+export interface RebuildOptions {
+  /** Events read and applied at a time (default 20,000). */
+  readonly pageSize?: number
+  /** Called after each page is applied, with the position reached. */
+  readonly onProgress?: (position: number) => Effect.Effect<void>
+}
+
+/**
+ * Rebuilds a projection from position 0 into shadow copies of its tables, then swaps them in, in one transaction: the
+ * replay runs without the append lock (appends go on, into the live tables), the lock is taken only to replay the
+ * tail and swap, so a reader sees the old tables or the complete new ones, never a half-built one. Needs the owner
+ * role (it creates, drops and renames tables). Returns the number of events replayed.
+ */
+export const rebuild = Effect.fn("ProjectionRunner.rebuild")(function* (
+  projection: Projection<ProjectionSql>,
+  options: RebuildOptions = {}
+) {
+  const sql = yield* SqlClient.SqlClient
+  const log = yield* EventLog
+  const tables = projection.tables ?? [projection.name]
+  const pageSize = options.pageSize ?? 20_000
+  // Pages are read through the pool, outside this transaction, so the next page is read and decoded while this one
+  // is applied: the two cost about the same.
+  const read = (after: number, limit: number) =>
+    log.readAll(after, limit).pipe(
+      Effect.mapInputContext((context: Context.Context<never>) => Context.omit(SqlClient.TransactionConnection)(context))
+    )
+  return yield* sql
+    .withTransaction(
+      Effect.gen(function* () {
+        const shadows = yield* PgShadowTables.create(projection.name, tables)
+        let cursor = 0
+        let count = 0
+        const replay = (after: number) =>
+          pagesAhead(read, pageSize, after).pipe(
+            Stream.runForEach((page) =>
+              Effect.gen(function* () {
+                yield* shadows.writing(provideFromSqlClient(projection.apply(page)))
+                cursor = page[page.length - 1]!.position
+                count += page.length
+                if (options.onProgress) yield* options.onProgress(cursor)
+              })
+            )
+          )
+        yield* replay(0)
+        // The tail: under the lock no append commits, so once read to the end the shadows hold the whole log, and the
+        // next append's inline projections write into the swapped-in tables.
+        yield* sql.unsafe(`select pg_advisory_xact_lock(${APPEND_LOCK_KEY})`)
+        // Appends wait from here on: a reader holding a live table must not make the swap (and them) wait for long.
+        yield* sql.unsafe(`set local lock_timeout = '5s'`)
+        yield* replay(cursor)
+        yield* shadows.swap
+        yield* sql.unsafe(
+          `insert into projection_checkpoints (name, position) values ($1, $2)
+             on conflict (name) do update set position = excluded.position`,
+          [projection.name, cursor]
+        )
+        return count
+      })
+    )
+    .pipe(Effect.mapError(projectionError(projection.name)))
+})

@@ -1,0 +1,268 @@
+/**
+ * The hub's side of the agent API declared in core/HubApi.ts: the bearer authentication its endpoints take (every
+ * refused credential recorded, failures limited per address: AuthFailures.ts), and the handlers of the `agents` and
+ * `services` groups. Malformed input (a label with U+0000 or a lone surrogate) is refused with 400, while text
+ * recorded only for the audit (the user agent) is sanitised, never refused.
+ */
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import { SqlClient } from "@effect/sql"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Context, Effect, Layer, Option } from "effect"
+import * as AgentDecider from "../../core/AgentDecider.ts"
+import type { DomainError } from "../../core/DomainError.ts"
+import type { EventLog, EventLogError, VersionConflict } from "../../core/EventLog.ts"
+import { EventMeta, Sha256Hex } from "../../core/Events.ts"
+import * as HubApi from "../../core/HubApi.ts"
+import { AgentId, Streams, uuidv7 } from "../../core/Ids.ts"
+import { generateAgentToken, sha256Hex } from "../../core/Secrets.ts"
+import { Caps, sanitize } from "../../core/Text.ts"
+import * as AgentAuth from "../commands/AgentAuth.ts"
+import * as AuthFailures from "./AuthFailures.ts"
+import * as ClientAddress from "./ClientAddress.ts"
+import * as Command from "../commands/Command.ts"
+import * as HttpEdge from "./HttpEdge.ts"
+import { DEFAULT_LIMITS, HubConfig } from "../HubConfig.ts"
+import * as Scoped from "../db/Scoped.ts"
+
+/** The caller's address (through trusted proxies) and its user agent, sanitised for the record. */
+const presenter = (trusted: ClientAddress.TrustedProxies) =>
+  Effect.map(HttpServerRequest.HttpServerRequest, (request): AgentAuth.Presenter => {
+    const userAgent = request.headers["user-agent"]
+    const peer = Option.getOrElse(request.remoteAddress, () => "unknown")
+    return {
+      ip: AgentAuth.ipOf(ClientAddress.resolve(trusted, peer, request.headers["x-forwarded-for"])),
+      userAgent: userAgent === undefined ? undefined : sanitize(userAgent, Caps.label)
+    }
+  })
+
+/** The meta of an event a request causes: who, from which address, with which user agent. */
+const metaOf = (actor: { readonly kind: "apikey" | "agent"; readonly id: string }, from: AgentAuth.Presenter) =>
+  new EventMeta({ actor, sourceIp: from.ip, ...(from.userAgent ? { userAgent: from.userAgent } : {}) })
+
+/**
+ * The presented secret. `HttpApiSecurity.bearer` passes on whatever follows the header's first seven characters, so
+ * the scheme and the shape (one token) are checked here.
+ */
+const bearerSecret = Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(request.headers["authorization"] ?? "")
+  return match
+    ? Effect.succeed(match[1]!)
+    : new HubApi.Unauthorized({ message: "missing Authorization: Bearer <API key or agent token>" })
+})
+
+/** A failure of the database or the log: logged and answered 503 (the hub fails closed without its event log). */
+const unavailable = (error: unknown) =>
+  Effect.zipRight(
+    Effect.logError("agent API: request failed", error),
+    new HubApi.Unavailable({ message: "the hub cannot reach its event log; try again" })
+  )
+
+/** A refused credential as its answer: 429 once its address is over the limit, else 401. */
+const refused = (error: AgentAuth.AuthFailed) =>
+  error.reason === "rate_limited"
+    ? new HubApi.TooManyRequests({ message: error.message })
+    : new HubApi.Unauthorized({ message: error.message })
+
+/** A command the business rules refused, as the answer of its reason. */
+const refusal = (error: DomainError) => {
+  const message = error.message
+  switch (error.reason) {
+    case "NotFound":
+      return new HubApi.NotFound({ message })
+    case "Invalid":
+      return new HubApi.Invalid({ message })
+    case "Revoked":
+      return new HubApi.Revoked({ message })
+    case "AlreadyExists":
+      return new HubApi.AlreadyExists({ message })
+    case "Conflict":
+      return new HubApi.Conflict({ message })
+  }
+}
+
+/**
+ * The three bearer schemes of the API over one failure limiter: an API key, an agent token, or either (told apart by
+ * the `pc_` prefix). A credential of the wrong kind is refused before any look-up, and is not recorded.
+ */
+export const Authentication: Layer.Layer<
+  HubApi.ApiKeyAuth | HubApi.AgentTokenAuth | HubApi.WorkspaceAuth,
+  never,
+  EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings | HubConfig
+> = Layer.scopedContext(
+  Effect.gen(function*() {
+    const context = yield* Effect.context<SqlClient.SqlClient | AgentAuth.TokenSettings>()
+    const config = yield* HubConfig
+    const failures = yield* AuthFailures.make()
+    const from = presenter(ClientAddress.make(config.trustProxy))
+    /** The presented secret and who presented it. */
+    const presented = Effect.all({ secret: bearerSecret, from })
+    /** A check's refusals and failures as the scheme's answers. */
+    const answered = <A>(
+      check: Effect.Effect<
+        A,
+        HubApi.Unauthorized | HubApi.Forbidden | AgentAuth.AuthFailed | EventLogError | VersionConflict | SqlError,
+        SqlClient.SqlClient | AgentAuth.TokenSettings | HttpServerRequest.HttpServerRequest
+      >
+    ) =>
+      check.pipe(
+        Effect.catchTags({
+          AuthFailed: refused,
+          EventLogError: unavailable,
+          VersionConflict: unavailable,
+          SqlError: unavailable
+        }),
+        Effect.provide(context)
+      )
+    const apiKey = (secret: string, presenter: AgentAuth.Presenter) =>
+      Effect.map(AgentAuth.authenticateApiKey(secret, presenter, failures), (k) => ({
+        apiKeyId: k.apiKeyId,
+        workspaceId: k.workspaceId
+      }))
+    const agent = (secret: string, presenter: AgentAuth.Presenter) =>
+      Effect.map(AgentAuth.authenticateAgent(secret, presenter, failures), (a) => ({
+        agentId: a.agentId,
+        workspaceId: a.workspaceId
+      }))
+    return Context.make(HubApi.ApiKeyAuth, {
+      bearer: () =>
+        answered(Effect.gen(function*() {
+          const { secret, from } = yield* presented
+          if (!secret.startsWith("pc_")) {
+            return yield* new HubApi.Forbidden({ message: "this endpoint needs an API key (pc_…)" })
+          }
+          return yield* apiKey(secret, from)
+        }))
+    }).pipe(
+      Context.add(HubApi.AgentTokenAuth, {
+        bearer: () =>
+          answered(Effect.gen(function*() {
+            const { secret, from } = yield* presented
+            if (secret.startsWith("pc_")) {
+              return yield* new HubApi.Forbidden({ message: "rotate with the agent's own token" })
+            }
+            return yield* agent(secret, from)
+          }))
+      }),
+      Context.add(HubApi.WorkspaceAuth, {
+        bearer: () =>
+          answered(Effect.gen(function*() {
+            const { secret, from } = yield* presented
+            return secret.startsWith("pc_") ? yield* apiKey(secret, from) : yield* agent(secret, from)
+          }))
+      })
+    )
+  })
+)
+
+/** `POST /v1/agents`, `POST /v1/agents/rotate`, `GET /v1/agents`. */
+export const Agents = HttpApiBuilder.group(HubApi.HubApi, "agents", (handlers) =>
+  Effect.gen(function*() {
+    const settings = yield* AgentAuth.TokenSettings
+    const sql = yield* SqlClient.SqlClient
+    const config = yield* HubConfig
+    const maxBody = (config.limits ?? DEFAULT_LIMITS).maxBodyBytes
+    const from = presenter(ClientAddress.make(config.trustProxy))
+    return handlers
+      // Raw: the body is read by HttpEdge.jsonBody (413 within the limit), then decoded with the declared schema.
+      .handleRaw("provision", () =>
+        Effect.gen(function*() {
+          const key = yield* HubApi.ApiKeyCaller
+          const body = yield* HttpEdge.jsonBody(HubApi.ProvisionRequest, maxBody)
+          const presented = yield* from
+          const agentId = AgentId.make(uuidv7())
+          const token = generateAgentToken()
+          const expiresAt = AgentAuth.expiryFrom(settings, settings.now())
+          yield* Command.handle(
+            AgentDecider.decider,
+            Streams.agent(agentId),
+            {
+              _tag: "ProvisionAgent",
+              agentId,
+              label: body.label ?? "agent",
+              tokenHash: Sha256Hex.make(sha256Hex(token)),
+              expiresAt
+            },
+            { workspaceId: key.workspaceId, meta: metaOf({ kind: "apikey", id: key.apiKeyId }, presented) }
+          )
+          return { agentId, workspaceId: key.workspaceId, token, expiresAt: expiresAt.toISOString() }
+        }).pipe(
+          Effect.catchTags({ DomainError: refusal, EventLogError: unavailable, VersionConflict: unavailable })
+        ))
+      .handle("rotate", () =>
+        Effect.gen(function*() {
+          const agent = yield* HubApi.AgentCaller
+          const presented = yield* from
+          const token = generateAgentToken()
+          const now = settings.now()
+          const expiresAt = AgentAuth.expiryFrom(settings, now)
+          const { events } = yield* Command.handle(
+            AgentDecider.decider,
+            Streams.agent(agent.agentId),
+            {
+              _tag: "RotateAgentToken",
+              agentId: agent.agentId,
+              newTokenHash: sha256Hex(token),
+              newExpiresAt: expiresAt,
+              now
+            },
+            { workspaceId: agent.workspaceId, meta: metaOf({ kind: "agent", id: agent.agentId }, presented) }
+          )
+          const rotated = events[0]
+          const oldValidUntil = rotated?._tag === "AgentTokenRotated" ? rotated.oldValidUntil : now
+          return { token, expiresAt: expiresAt.toISOString(), oldValidUntil: oldValidUntil.toISOString() }
+        }).pipe(
+          Effect.catchTags({ DomainError: refusal, EventLogError: unavailable, VersionConflict: unavailable })
+        ))
+      .handle("list", () =>
+        Effect.gen(function*() {
+          const key = yield* HubApi.ApiKeyCaller
+          const rows = yield* Scoped.withWorkspace(
+            key.workspaceId,
+            sql.unsafe<{
+              id: string
+              label: string
+              connected: boolean
+              last_ip: string | null
+              token_expires_at: Date
+              revoked_at: Date | null
+              created_at: Date
+            }>(
+              `select id, label, connected, last_ip, token_expires_at, revoked_at, created_at
+                 from agents order by created_at, id`
+            )
+          )
+          return {
+            agents: rows.map((r) => ({
+              agentId: r.id,
+              label: r.label,
+              online: r.connected && r.revoked_at === null,
+              lastIp: r.last_ip,
+              tokenExpiresAt: new Date(r.token_expires_at).toISOString(),
+              revoked: r.revoked_at !== null,
+              createdAt: new Date(r.created_at).toISOString()
+            }))
+          }
+        }).pipe(Effect.catchTag("SqlError", unavailable)))
+  }))
+
+/** `GET /v1/services`. */
+export const Services = HttpApiBuilder.group(HubApi.HubApi, "services", (handlers) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    return handlers.handle("list", () =>
+      Effect.gen(function*() {
+        const caller = yield* HubApi.WorkspaceCaller
+        const rows = yield* Scoped.withWorkspace(
+          caller.workspaceId,
+          sql.unsafe<{ name: string; agent_id: string; label: string; online: boolean }>(
+            `select s.name, s.agent_id, a.label, (a.connected and a.revoked_at is null) as online
+               from services s join agents a on a.id = s.agent_id
+              where s.exposed order by s.name`
+          )
+        )
+        return {
+          services: rows.map((r) => ({ name: r.name, agentId: r.agent_id, agentLabel: r.label, online: r.online }))
+        }
+      }).pipe(Effect.catchTag("SqlError", unavailable)))
+  }))

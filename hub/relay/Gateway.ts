@@ -1,0 +1,116 @@
+/**
+ * The agent gateway: the relay with the Postgres policy, served over every WebSocket transport at `/v1/agent` on the
+ * hub's own port, plus the spool replayer that brings what was recorded during an outage into the log. Every event it
+ * appends names the hub (HubId.ts), and before it accepts anyone it closes in the log what this hub left open when it
+ * last died (PgLeftOpen.ts).
+ */
+import type * as Http from "node:http"
+import * as Path from "node:path"
+import { SqlClient } from "@effect/sql"
+import { Effect, Layer, Schedule, Stream } from "effect"
+import { EventLog } from "../../core/EventLog.ts"
+import { CloseCodes } from "../../core/Transport.ts"
+import { codec as msgpackCodec } from "../../transports/Msgpack.ts"
+import * as WebSocket from "../../transports/WebSocket.ts"
+import { codec as wsCodec } from "../../transports/Ws.ts"
+import * as AgentAuth from "../commands/AgentAuth.ts"
+import * as ClientAddress from "../http/ClientAddress.ts"
+import { HubConfig } from "../HubConfig.ts"
+import * as HubId from "../eventlog/HubId.ts"
+import { HubUpgrades } from "../http/HubServer.ts"
+import * as PgLeftOpen from "./PgLeftOpen.ts"
+import * as PgRelayPolicy from "./PgRelayPolicy.ts"
+import * as Relay from "./Relay.ts"
+import * as Spool from "../eventlog/Spool.ts"
+
+/** Path of the agent WebSocket endpoint. */
+export const PATH = "/v1/agent"
+
+/** Options of the gateway. */
+export interface GatewayOptions {
+  /** Relay options (heartbeat, hello timeout, window). */
+  readonly relay?: Relay.RelayOptions
+}
+
+/** Serves the relay at `/v1/agent` over every WebSocket transport, through `HubUpgrades`. */
+export const layer = (options: GatewayOptions = {}): Layer.Layer<
+  never,
+  never,
+  HubConfig | HubUpgrades | EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings
+> =>
+  Layer.scopedDiscard(
+    Effect.gen(function*() {
+      const config = yield* HubConfig
+      const hubId = yield* Effect.orDie(HubId.load(config.dataDir))
+      const log = yield* EventLog
+      yield* Effect.provideService(serve(hubId, options), EventLog, HubId.stamp(log, hubId))
+    })
+  )
+
+/** The gateway of hub `hubId`, over the context's (stamped) event log. */
+const serve = (hubId: string, options: GatewayOptions) =>
+  Effect.gen(function*() {
+    const config = yield* HubConfig
+    const upgrades = yield* HubUpgrades
+    const spool = yield* Spool.make(Path.join(config.dataDir, "spool"))
+    yield* recoverAtStart(spool, hubId)
+    yield* Spool.runReplayer(spool)
+    const policy = yield* PgRelayPolicy.make({ spool })
+    const relay = yield* Relay.make(policy, {
+      ...(config.maxStreams === undefined ? {} : { maxStreams: config.maxStreams }),
+      ...options.relay
+    })
+    const trusted = ClientAddress.make(config.trustProxy)
+    const accepted = yield* WebSocket.upgrades({
+      codecs: [wsCodec, msgpackCodec],
+      // Behind a trusted proxy the agent's address is the one X-Forwarded-For names, with the proxy's port as the
+      // connection's own (ip:port, as for a direct connection).
+      ...(config.trustProxy?.length ? { remoteAddress: (req: Http.IncomingMessage) => agentAddress(trusted, req) } : {})
+    }, relay.accept)
+    yield* kickRevoked((agentId) => void relay.disconnect(agentId, CloseCodes.Unauthorized, "token revoked"))
+    yield* upgrades.register(PATH, accepted.handle)
+  })
+
+/**
+ * What this hub spooled before it last stopped goes into the log first (its closes carry the real byte counts), then
+ * the tunnels and connections it left open without a record are closed in the log.
+ */
+const recoverAtStart = (spool: Spool.Spool, hubId: string) =>
+  Effect.gen(function*() {
+    if (spool.pending() > 0) {
+      yield* spool.replay.pipe(Effect.catchAll((e) => Effect.logError(`gateway: the spool did not replay at start: ${e.message}`)))
+    }
+    const closed = yield* PgLeftOpen.closeLeftOpen(hubId, spool.pendingStreams())
+    if (closed.tunnels + closed.agents > 0) {
+      yield* Effect.logWarning(
+        `gateway: closed in the log ${closed.tunnels} tunnel(s) and ${closed.agents} agent connection(s) that this hub ` +
+          `(${hubId}) left open when it last stopped`
+      )
+    }
+  }).pipe(Effect.catchAll((e) => Effect.logError("gateway: could not close what this hub left open", e)))
+
+const agentAddress = (trusted: ClientAddress.TrustedProxies, req: Http.IncomingMessage): string =>
+  ClientAddress.withPort(
+    ClientAddress.resolve(trusted, req.socket.remoteAddress, req.headers["x-forwarded-for"]),
+    req.socket.remotePort
+  )
+
+/**
+ * Follows the log from its head and calls `kick` with the agent of every `AgentTokenRevoked`, wherever it was
+ * appended (e.g. by `connect hub agent revoke` in another process), so a revoked agent's live connection ends.
+ */
+const kickRevoked = (kick: (agentId: string) => void) =>
+  Effect.gen(function*() {
+    const log = yield* EventLog
+    let cursor = (yield* log.head).position
+    yield* Effect.suspend(() =>
+      log.subscribe(cursor).pipe(
+        Stream.runForEach((e) =>
+          Effect.sync(() => {
+            cursor = e.position
+            if (e.event._tag === "AgentTokenRevoked") kick(e.event.agentId)
+          })
+        )
+      )
+    ).pipe(Effect.retry(Schedule.spaced("1 second")), Effect.ignore, Effect.forkScoped)
+  }).pipe(Effect.catchAll((e) => Effect.logWarning("gateway: cannot follow revocations", e)))

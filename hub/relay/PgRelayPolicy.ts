@@ -1,0 +1,328 @@
+/**
+ * The hub's `RelayPolicy` over the event log and the read models: agents authenticate with their token (audited
+ * when refused), every connection, exposure, tunnel and refusal is appended as an event, reach resolves only within
+ * the agent's own workspace, and what already happened (`TunnelClosed`, `AgentDisconnected`, refusals) is never lost
+ * (retried, then spooled while Postgres is unreachable or when the append is interrupted: FactRecorder.ts).
+ */
+import { SqlClient } from "@effect/sql"
+import { Effect, type Schedule } from "effect"
+import * as AgentDecider from "../../core/AgentDecider.ts"
+import type { DomainError } from "../../core/DomainError.ts"
+import { EventLog } from "../../core/EventLog.ts"
+import {
+  AgentDisconnected,
+  type DisconnectReason,
+  EventMeta,
+  type ReachDeniedReason,
+  TunnelClosed,
+  type TunnelCloseReason,
+  TunnelOpened
+} from "../../core/Events.ts"
+import { AgentId, Streams, TunnelId } from "../../core/Ids.ts"
+import { RelayDenied } from "../../core/RelayPolicy.ts"
+import type { RelayPolicyService, Session } from "../../core/RelayPolicy.ts"
+import * as ServiceDecider from "../../core/ServiceDecider.ts"
+import { Caps, isRecordable, sanitize } from "../../core/Text.ts"
+import { type CloseInfo, CloseCodes } from "../../core/Transport.ts"
+import * as AgentAuth from "../commands/AgentAuth.ts"
+import * as AuthFailures from "../http/AuthFailures.ts"
+import * as Command from "../commands/Command.ts"
+import * as FactRecorder from "../eventlog/FactRecorder.ts"
+import * as ReachDenials from "./ReachDenials.ts"
+import * as Scoped from "../db/Scoped.ts"
+import type { Spool } from "../eventlog/Spool.ts"
+
+/** The hub's answer to a reach it refuses, whether the name does not exist or belongs to another workspace. */
+export const SERVICE_NOT_FOUND = "Service not found"
+
+/** The code a carrier reports when the connection vanished without a close frame (never sent; see `CloseInfo`). */
+const Vanished = 1006
+
+/** Maps how a relay connection closed to the catalog's disconnect reason. */
+export const disconnectReason = ({ code, reason }: CloseInfo): typeof DisconnectReason.Type => {
+  if (code === CloseCodes.Replaced) return "replaced"
+  // Unauthorized closes a live connection only when its token is revoked (a refused Hello is never recorded here).
+  if (code === CloseCodes.Unauthorized && /revoked/.test(reason)) return "token_revoked"
+  if (code === CloseCodes.Timeout) return "heartbeat_timeout"
+  if (code === CloseCodes.Protocol || code === CloseCodes.FrameTooLarge) return "protocol_error"
+  if (code === Vanished || code === CloseCodes.Internal) return "transport_error"
+  // The relay's own stop ("relay stopped") and the carrier's ("hub shutting down").
+  if (/relay stopped|shutting down/.test(reason)) return "hub_shutdown"
+  return "closed"
+}
+
+/** Maps the relay's tunnel end reason (a `Reset` reason or an error code) to the catalog's close reason. */
+export const tunnelCloseReason = (reason: string): typeof TunnelCloseReason.Type => {
+  if (reason === "closed") return "end"
+  if (reason === "AgentDisconnected" || reason === "AgentOffline" || reason === "HubDisconnected") return "agent_disconnected"
+  if (/^(ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|NoTarget)$/.test(reason)) return "connect_failed"
+  if (reason === "Protocol" || reason === "Unavailable" || reason === "Internal") return "error"
+  return "reset"
+}
+
+const agentMeta = (session: Session, ip?: string, userAgent?: string) =>
+  new EventMeta({
+    actor: { kind: "agent", id: session.agentId },
+    ...(ip ? { sourceIp: ip } : {}),
+    ...(userAgent ? { userAgent } : {})
+  })
+
+const unavailable = (what: string) => (cause: unknown) =>
+  Effect.zipRight(
+    Effect.logWarning(`relay policy: ${what} failed`, cause),
+    Effect.fail(new RelayDenied({ code: "Unavailable", message: `the hub cannot record ${what} right now; try again` }))
+  )
+
+const isDomain = (e: unknown): e is DomainError =>
+  typeof e === "object" && e !== null && (e as { _tag?: string })._tag === "DomainError"
+
+/** Options of the policy. */
+export interface PgRelayPolicyOptions {
+  /** Where what already happened goes while the log is unreachable. */
+  readonly spool: Spool
+  /** How long a fact is retried before it is spooled (default 3 tries, 200 ms apart). */
+  readonly retry?: Schedule.Schedule<unknown>
+  /** How refusals are coalesced (default: one window of 10 s per agent and reason). */
+  readonly denials?: ReachDenials.ReachDenialsOptions
+  /** How failed Hellos are limited per address and coalesced (default: see AuthFailures.ts). */
+  readonly authFailures?: AuthFailures.AuthFailuresOptions
+}
+
+/** Makes the policy over the `EventLog`, `SqlClient` and `TokenSettings` of the context. */
+export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPolicyOptions) {
+  const context = yield* Effect.context<EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings>()
+  const sql = yield* SqlClient.SqlClient
+  const log = yield* EventLog
+  const settings = yield* AgentAuth.TokenSettings
+  const facts = yield* FactRecorder.make(options.spool, options.retry)
+  const run = <A, E>(effect: Effect.Effect<A, E, EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings>) =>
+    Effect.provide(effect, context)
+  /** Addresses of live connections by agent, for `AgentConnected`/`ReachDenied` metadata. */
+  const addresses = new Map<string, string>()
+
+  const denials = yield* ReachDenials.make({ ...options.denials, record: facts.record })
+  const authFailures = yield* AuthFailures.make({ ...options.authFailures, record: facts.record })
+  const denyReach = (session: Session, name: string, reason: typeof ReachDeniedReason.Type) =>
+    denials.deny(session, name, reason, addresses.get(session.agentId))
+
+  const reacherRevoked = (session: Session) =>
+    Effect.map(
+      sql.unsafe(`select 1 from agents where id = $1 and revoked_at is not null`, [session.agentId]),
+      (rows) => rows.length > 0
+    )
+
+  const policy: RelayPolicyService = {
+    authenticate: (hello, remoteAddress) =>
+      run(
+        AgentAuth.authenticateAgent(
+          hello.token,
+          { ip: AgentAuth.ipOf(remoteAddress), userAgent: AgentAuth.agentUserAgent(hello.agentVersion) },
+          authFailures
+        )
+      ).pipe(
+        Effect.map((agent): Session => {
+          const warn = AgentDecider.expiresSoon(agent.expiresAt, settings.now())
+          return {
+            agentId: agent.agentId,
+            workspaceId: agent.workspaceId,
+            label: agent.label,
+            ...(warn ? { tokenExpiresAt: agent.expiresAt.toISOString() } : {})
+          }
+        }),
+        Effect.catchAll((e) =>
+          e instanceof AgentAuth.AuthFailed
+            ? Effect.fail(
+              new RelayDenied({
+                code: e.reason === "expired_token" ? "TokenExpired" : e.reason === "revoked_token" ? "TokenRevoked" : "Unauthorized",
+                message: e.message
+              })
+            )
+            : unavailable("this connection")(e)
+        )
+      ),
+
+    agentConnected: (session, info) => {
+      const ip = AgentAuth.ipOf(info.remoteAddress)
+      const userAgent = AgentAuth.agentUserAgent(info.agentVersion)
+      const transport = sanitize(info.transport, Caps.version) || "unknown"
+      return run(
+        Command.handle(
+          AgentDecider.decider,
+          Streams.agent(AgentId.make(session.agentId)),
+          { _tag: "ConnectAgent", agentId: AgentId.make(session.agentId), ip, userAgent, transport },
+          { workspaceId: session.workspaceId, meta: agentMeta(session, ip, userAgent) }
+        )
+      ).pipe(
+        Effect.tap(() => Effect.sync(() => addresses.set(session.agentId, ip))),
+        Effect.asVoid,
+        Effect.catchAll((e) =>
+          isDomain(e)
+            ? Effect.fail(new RelayDenied({ code: "TokenRevoked", message: e.message }))
+            : unavailable("this connection")(e)
+        )
+      )
+    },
+
+    agentDisconnected: (session, info) =>
+      Effect.suspend(() => {
+        const agentId = AgentId.make(session.agentId)
+        // It happened whatever the stream holds: built without reading the stream, so that it can be spooled.
+        const event = new AgentDisconnected({
+          agentId,
+          reason: disconnectReason(info.close),
+          durationMs: Math.max(0, Math.round(info.durationMs))
+        })
+        return facts.record(Streams.agent(agentId), event, {
+          expectedVersion: "any",
+          workspaceId: session.workspaceId,
+          meta: agentMeta(session, addresses.get(session.agentId))
+        })
+      }).pipe(Effect.catchAll(unavailable("the disconnection")), Effect.withSpan("PgRelayPolicy.agentDisconnected")),
+
+    expose: (session, target) =>
+      Effect.gen(function*() {
+        const serviceId = ServiceDecider.serviceIdFor(session.workspaceId, target.name)
+        // Who holds the name is the service stream's to say (the decider folds it), whether its agent is online or not.
+        const [agent] = yield* Scoped.withWorkspace(
+          session.workspaceId,
+          sql.unsafe<{ revoked: boolean; expose_allow: Array<string> | null }>(
+            `select revoked_at is not null as revoked, expose_allow from agents where id = $1`,
+            [session.agentId]
+          )
+        )
+        // A revoked agent's live connection may outlast its revocation; it exposes nothing from then on.
+        if (!agent || agent.revoked) return yield* new RelayDenied({ code: "TokenRevoked", message: "agent token revoked" })
+        yield* Command.handle(
+          ServiceDecider.decider,
+          Streams.service(serviceId),
+          {
+            _tag: "ExposeService",
+            serviceId,
+            workspaceId: session.workspaceId,
+            agentId: AgentId.make(session.agentId),
+            name: target.name,
+            host: target.host,
+            port: target.port,
+            ...(agent.expose_allow ? { allow: agent.expose_allow } : {})
+          },
+          { workspaceId: session.workspaceId, meta: agentMeta(session, addresses.get(session.agentId)) }
+        )
+      }).pipe(
+        (effect) => run(effect),
+        Effect.catchAll((e) =>
+          e instanceof RelayDenied
+            ? Effect.fail(e)
+            : isDomain(e)
+            ? Effect.fail(new RelayDenied({ code: e.reason === "Conflict" ? "Conflict" : "Forbidden", message: e.message }))
+            : unavailable("the exposure")(e)
+        )
+      ),
+
+    unexpose: (session, name) =>
+      run(
+        Command.handle(
+          ServiceDecider.decider,
+          Streams.service(ServiceDecider.serviceIdFor(session.workspaceId, name)),
+          {
+            _tag: "UnexposeService",
+            serviceId: ServiceDecider.serviceIdFor(session.workspaceId, name),
+            agentId: AgentId.make(session.agentId),
+            name
+          },
+          { workspaceId: session.workspaceId, meta: agentMeta(session, addresses.get(session.agentId)) }
+        )
+      ).pipe(
+        Effect.asVoid,
+        Effect.catchAll((e) =>
+          isDomain(e)
+            ? Effect.fail(new RelayDenied({ code: "ServiceNotFound", message: SERVICE_NOT_FOUND }))
+            : unavailable("the unexposure")(e)
+        )
+      ),
+
+    resolveReach: (session, name) =>
+      Effect.gen(function*() {
+        // A name no service can have (U+0000 or a lone surrogate, which Postgres refuses as a parameter, or longer
+        // than any name) is refused without a lookup, and recorded sanitised like any other unknown name.
+        if (!isRecordable(name) || name.length > Caps.name) {
+          yield* denyReach(session, name, "not_found")
+          return yield* new RelayDenied({ code: "ServiceNotFound", message: SERVICE_NOT_FOUND })
+        }
+        // The lookup runs as connect_app scoped to the reacher's workspace: another workspace's rows do not exist here.
+        const found = yield* Scoped.withWorkspace(
+          session.workspaceId,
+          sql.unsafe<{ agent_id: string; connected: boolean; reacher_revoked: boolean }>(
+            `select s.agent_id, (a.connected and a.revoked_at is null) as connected,
+                    exists (select 1 from agents r where r.id = $2 and r.revoked_at is not null) as reacher_revoked
+               from services s join agents a on a.id = s.agent_id where s.name = $1 and s.exposed`,
+            [name, session.agentId]
+          )
+        )
+        const row = found[0]
+        // A revoked agent's live connection may outlast its revocation; it reaches nothing from then on.
+        if (row?.reacher_revoked || found.length === 0 && (yield* reacherRevoked(session))) {
+          return yield* new RelayDenied({ code: "TokenRevoked", message: "agent token revoked" })
+        }
+        if (row) {
+          if (!row.connected) {
+            yield* denyReach(session, name, "agent_offline")
+            return yield* new RelayDenied({ code: "AgentOffline", message: `the agent exposing ${name} is offline` })
+          }
+          return { agentId: row.agent_id, workspaceId: session.workspaceId, service: name }
+        }
+        // Only to tell the two apart in the audit log; the agent gets the same answer either way.
+        const elsewhere = yield* sql.unsafe(
+          `select 1 from services where name = $1 and workspace_id <> $2 limit 1`,
+          [name, session.workspaceId]
+        )
+        yield* denyReach(session, name, elsewhere.length > 0 ? "cross_workspace" : "not_found")
+        return yield* new RelayDenied({ code: "ServiceNotFound", message: SERVICE_NOT_FOUND })
+      }).pipe(
+        (effect) => run(effect),
+        Effect.catchAll((e) => (e instanceof RelayDenied ? Effect.fail(e) : unavailable("the reach")(e)))
+      ),
+
+    tunnelOpened: (tunnel) =>
+      log.append(
+        Streams.tunnel(TunnelId.make(tunnel.tunnelId)),
+        [
+          new TunnelOpened({
+            tunnelId: TunnelId.make(tunnel.tunnelId),
+            serviceId: ServiceDecider.serviceIdFor(tunnel.to.workspaceId, tunnel.to.service),
+            serviceName: tunnel.to.service,
+            fromAgentId: AgentId.make(tunnel.from.agentId),
+            toAgentId: AgentId.make(tunnel.to.agentId)
+          })
+        ],
+        {
+          expectedVersion: "no_stream",
+          workspaceId: tunnel.to.workspaceId,
+          meta: agentMeta(tunnel.from, AgentAuth.ipOf(tunnel.remoteAddress))
+        }
+      ).pipe(Effect.asVoid, Effect.catchAll(unavailable("the tunnel")), Effect.withSpan("PgRelayPolicy.tunnelOpened")),
+
+    tunnelClosed: (tunnel, totals) => {
+      const stream = Streams.tunnel(TunnelId.make(tunnel.tunnelId))
+      const event = new TunnelClosed({
+        tunnelId: TunnelId.make(tunnel.tunnelId),
+        serviceId: ServiceDecider.serviceIdFor(tunnel.to.workspaceId, tunnel.to.service),
+        bytesUp: totals.bytesUp,
+        bytesDown: totals.bytesDown,
+        durationMs: Math.max(0, Math.round(totals.durationMs)),
+        reason: tunnelCloseReason(totals.reason)
+      })
+      // Version 1 is the TunnelOpened: a second TunnelClosed (a replay after a lost ack) conflicts and is skipped.
+      return facts.record(stream, event, {
+        expectedVersion: 1,
+        workspaceId: tunnel.to.workspaceId,
+        meta: agentMeta(tunnel.from, AgentAuth.ipOf(tunnel.remoteAddress))
+      }).pipe(
+        Effect.mapError((e) => new RelayDenied({ code: "Unavailable", message: e.message })),
+        Effect.withSpan("PgRelayPolicy.tunnelClosed")
+      )
+    },
+
+    refused: (session, name, reason) => denials.note(session, name, reason, addresses.get(session.agentId))
+  }
+  return policy
+})
