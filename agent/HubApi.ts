@@ -1,15 +1,25 @@
 /**
- * The agent's HTTP client for the hub's API (JSON, `Authorization: Bearer`): provisioning with an API key, token
- * rotation and the service list; plus the hub URL rules (TLS unless loopback, the gateway address).
+ * The agent's client of the hub's API (declared in core/HubApi.ts, called with `HttpApiClient`): provisioning with an
+ * API key, token rotation and the service list; plus the hub URL rules (TLS unless loopback, the gateway address).
  */
 import * as Dns from "node:dns"
 import * as Net from "node:net"
-import { Effect, Schema } from "effect"
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as HttpApiClient from "@effect/platform/HttpApiClient"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientError from "@effect/platform/HttpClientError"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import { Effect, ParseResult, Schema } from "effect"
+import * as HubApi from "../core/HubApi.ts"
 
 /** Why a hub API call failed. */
 export class HubApiError extends Schema.TaggedError<HubApiError>()("HubApiError", {
-  /** "Unreachable": no HTTP answer; "Refused": an error answer (see `code`); "BadResponse": not the expected JSON. */
-  reason: Schema.Literal("Unreachable", "Refused", "BadResponse"),
+  /**
+   * "Unreachable": no HTTP answer; "Refused": an error answer (see `code`); "BadResponse": not the expected JSON;
+   * "Invalid": not sent, the request breaks the API's rules.
+   */
+  reason: Schema.Literal("Unreachable", "Refused", "BadResponse", "Invalid"),
   message: Schema.String,
   status: Schema.optional(Schema.Number),
   /** The hub's error code (`Unauthorized`, `Revoked`, ...). */
@@ -20,34 +30,6 @@ export class HubApiError extends Schema.TaggedError<HubApiError>()("HubApiError"
 export class HubUrlError extends Schema.TaggedError<HubUrlError>()("HubUrlError", {
   message: Schema.String
 }) {}
-
-/** A provisioned agent (`POST /v1/agents`). */
-export const Provisioned = Schema.Struct({
-  agentId: Schema.String,
-  workspaceId: Schema.String,
-  token: Schema.String,
-  expiresAt: Schema.optional(Schema.String)
-})
-
-/** A rotated token (`POST /v1/agents/rotate`). */
-export const Rotated = Schema.Struct({
-  token: Schema.String,
-  expiresAt: Schema.optional(Schema.String),
-  oldValidUntil: Schema.optional(Schema.String)
-})
-
-/** One service of the workspace (`GET /v1/services`). */
-export const ServiceInfo = Schema.Struct({
-  name: Schema.String,
-  agentId: Schema.String,
-  agentLabel: Schema.optional(Schema.NullOr(Schema.String)),
-  online: Schema.Boolean
-})
-
-/** One service of the workspace. */
-export type ServiceInfo = typeof ServiceInfo.Type
-
-const Services = Schema.Struct({ services: Schema.Array(ServiceInfo) })
 
 /** Resolves a host name to every address it has (IP literals resolve to themselves). */
 export type Resolve = (host: string) => Effect.Effect<ReadonlyArray<string>, HubUrlError>
@@ -119,71 +101,114 @@ export const gatewayUrl = (hubUrl: string): string => {
   return url.toString()
 }
 
-const call = <A, I>(
-  hubUrl: string,
-  method: "GET" | "POST",
-  path: string,
-  secret: string,
-  schema: Schema.Schema<A, I>,
-  body?: unknown
-): Effect.Effect<A, HubApiError> =>
-  Effect.gen(function*() {
-    const target = `${hubUrl}${path}`
-    const response = yield* Effect.tryPromise({
-      try: (signal) =>
-        fetch(target, {
-          method,
-          signal: AbortSignal.any([signal, AbortSignal.timeout(15_000)]),
-          headers: {
-            authorization: `Bearer ${secret}`,
-            accept: "application/json",
-            ...(body === undefined ? {} : { "content-type": "application/json" })
-          },
-          ...(body === undefined ? {} : { body: JSON.stringify(body) })
-        }),
-      catch: (error) => {
-        const cause = (error as { cause?: { code?: string; message?: string } }).cause
-        return new HubApiError({
-          reason: "Unreachable",
-          message: `cannot reach the hub at ${hubUrl}: ${cause?.code ?? cause?.message ?? (error as Error).message}`
-        })
-      }
-    })
-    const text = yield* Effect.tryPromise({
-      try: () => response.text(),
-      catch: () => new HubApiError({ reason: "Unreachable", message: `the hub at ${hubUrl} closed the response early` })
-    })
-    let json: unknown
-    try {
-      json = JSON.parse(text)
-    } catch {
-      json = undefined
-    }
-    if (!response.ok) {
-      const error = (json as { error?: { code?: unknown; message?: unknown } } | undefined)?.error
-      const code = typeof error?.code === "string" ? error.code : undefined
-      const message = typeof error?.message === "string" ? error.message : `HTTP ${response.status}`
-      return yield* new HubApiError({
-        reason: "Refused",
-        status: response.status,
-        message: `${method} ${path}: ${message}`,
-        ...(code === undefined ? {} : { code })
-      })
-    }
-    return yield* Schema.decodeUnknown(schema)(json).pipe(
-      Effect.mapError(() =>
-        new HubApiError({ reason: "BadResponse", status: response.status, message: `${method} ${path}: unexpected answer from the hub` })
-      )
+/** A client of the hub's API at `hubUrl` presenting `secret` as its bearer credential. */
+const clientOf = (hubUrl: string, secret: string) =>
+  HttpApiClient.make(HubApi.HubApi, {
+    baseUrl: hubUrl,
+    transformClient: HttpClient.mapRequest((request) =>
+      HttpClientRequest.acceptJson(HttpClientRequest.bearerToken(request, secret))
     )
   })
 
-/** `POST /v1/agents` with an API key: a new agent and its token (returned once). */
+/** A client of the hub's API. */
+type Client = Effect.Effect.Success<ReturnType<typeof clientOf>>
+
+/** An error answer the API declares (core/HubApi.ts): its tag is the answer's code. */
+interface Answer {
+  readonly _tag: string
+  readonly message: string
+}
+
+/** `METHOD /path` of an endpoint, naming it in messages. */
+const route = (endpoint: { readonly method: string; readonly path: string }) => `${endpoint.method} ${endpoint.path}`
+
+/** An answer with a status the declaration does not list (405, a proxy's 502, an older hub's 404), read as JSON. */
+const undeclaredAnswer = (what: string, response: HttpClientResponse.HttpClientResponse) =>
+  Effect.flatMap(Effect.orElseSucceed(response.json, () => undefined), (json) => {
+    if (response.status < 400) {
+      const message = `${what}: unexpected answer from the hub`
+      return new HubApiError({ reason: "BadResponse", status: response.status, message })
+    }
+    const error = (json as { error?: { code?: unknown; message?: unknown } } | undefined)?.error
+    const code = typeof error?.code === "string" ? error.code : undefined
+    const message = typeof error?.message === "string" ? error.message : `HTTP ${response.status}`
+    return new HubApiError({
+      reason: "Refused",
+      status: response.status,
+      message: `${what}: ${message}`,
+      ...(code === undefined ? {} : { code })
+    })
+  })
+
+/** Why a call failed, as the agent reports it. */
+const failure = (hubUrl: string, what: string) =>
+(
+  error: Answer | HttpClientError.HttpClientError | ParseResult.ParseError
+): Effect.Effect<never, HubApiError> => {
+  if (error instanceof HttpClientError.RequestError) {
+    // fetch fails with "fetch failed" and the reason (ECONNREFUSED, ENOTFOUND, ...) as its cause.
+    const failed = error.cause as { message?: string; cause?: { code?: string; message?: string } } | undefined
+    const detail = failed?.cause?.code ?? failed?.cause?.message ?? failed?.message ?? error.message
+    return new HubApiError({ reason: "Unreachable", message: `cannot reach the hub at ${hubUrl}: ${detail}` })
+  }
+  if (error instanceof HttpClientError.ResponseError) return undeclaredAnswer(what, error.response)
+  if (ParseResult.isParseError(error)) {
+    return new HubApiError({ reason: "BadResponse", message: `${what}: unexpected answer from the hub` })
+  }
+  const status = HubApi.statusOf(error._tag)
+  return new HubApiError({
+    reason: "Refused",
+    message: `${what}: ${error.message}`,
+    code: error._tag,
+    ...(status === undefined ? {} : { status })
+  })
+}
+
+/** Calls `endpoint` of the hub at `hubUrl` with `secret`; every failure is a `HubApiError`, no answer in 15 s too. */
+const call = <A>(
+  hubUrl: string,
+  secret: string,
+  endpoint: { readonly method: string; readonly path: string },
+  request: (client: Client) => Effect.Effect<A, Answer | HttpClientError.HttpClientError | ParseResult.ParseError>
+): Effect.Effect<A, HubApiError> =>
+  Effect.flatMap(clientOf(hubUrl, secret), request).pipe(
+    Effect.catchAll(failure(hubUrl, route(endpoint))),
+    Effect.timeoutFail({
+      duration: "15 seconds",
+      onTimeout: () =>
+        new HubApiError({ reason: "Unreachable", message: `cannot reach the hub at ${hubUrl}: no answer in 15 s` })
+    }),
+    Effect.provide(FetchHttpClient.layer)
+  )
+
+/** The endpoints this client calls (their method and path name them in messages). */
+const endpoints = {
+  provision: HubApi.Agents.endpoints.provision,
+  rotate: HubApi.Agents.endpoints.rotate,
+  services: HubApi.Services.endpoints.list
+}
+
+/**
+ * `POST /v1/agents` with an API key: a new agent and its token (returned once). A label that breaks the API's rule is
+ * refused here, without asking the hub.
+ */
 export const provision = (hubUrl: string, apiKey: string, label?: string) =>
-  call(hubUrl, "POST", "/v1/agents", apiKey, Provisioned, label === undefined ? {} : { label })
+  Effect.gen(function*() {
+    const payload = yield* Schema.validate(HubApi.ProvisionRequest)(label === undefined ? {} : { label }).pipe(
+      Effect.mapError((error) =>
+        new HubApiError({
+          reason: "Invalid",
+          message: `${route(endpoints.provision)}: ${HubApi.describeIssues(error)}`
+        })
+      )
+    )
+    return yield* call(hubUrl, apiKey, endpoints.provision, (client) => client.agents.provision({ payload }))
+  })
 
 /** `POST /v1/agents/rotate` with the agent token: a new token; the old one stays valid until `oldValidUntil`. */
-export const rotate = (hubUrl: string, token: string) => call(hubUrl, "POST", "/v1/agents/rotate", token, Rotated, {})
+export const rotate = (hubUrl: string, token: string) =>
+  call(hubUrl, token, endpoints.rotate, (client) => client.agents.rotate())
 
 /** `GET /v1/services` with the agent token: the services of the agent's workspace. */
 export const services = (hubUrl: string, token: string) =>
-  Effect.map(call(hubUrl, "GET", "/v1/services", token, Services), (r) => r.services)
+  call(hubUrl, token, endpoints.services, (client) => Effect.map(client.services.list(), (r) => r.services))
