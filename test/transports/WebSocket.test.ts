@@ -1,0 +1,75 @@
+/**
+ * The WebSocket carrier's upgrade handler on its own, as a server that dispatches upgrades by path uses it: only the
+ * upgrades handed to it are taken, a client asking for no known subprotocol is refused, and closing its scope closes
+ * what it accepted.
+ */
+import * as Http from "node:http"
+import type { AddressInfo } from "node:net"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Exit, Scope } from "effect"
+import { WebSocket } from "ws"
+import { CloseCodes } from "../../core/Transport.ts"
+import type { Connection } from "../../core/Transport.ts"
+import * as Msgpack from "../../transports/Msgpack.ts"
+import * as WebSocketCarrier from "../../transports/WebSocket.ts"
+import * as Ws from "../../transports/Ws.ts"
+
+/** A server handing the upgrades of `/in` to `handle` and refusing every other one with 404. */
+const dispatching = (handle: WebSocketCarrier.UpgradeHandler) =>
+  Effect.acquireRelease(
+    Effect.async<Http.Server>((resume) => {
+      const server = Http.createServer()
+      server.on("upgrade", (request: Http.IncomingMessage, socket, head) => {
+        if (request.url === "/in") return handle(request, socket, head)
+        socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+      })
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+    }),
+    (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+  ).pipe(Effect.map((server) => `ws://127.0.0.1:${(server.address() as AddressInfo).port}`))
+
+/** Opens a client; resolves with it once open, or with the HTTP status the server refused it with. */
+const open = (url: string, protocols: Array<string>) =>
+  Effect.async<{ readonly ws?: WebSocket; readonly status?: number }>((resume) => {
+    const ws = new WebSocket(url, protocols, { perMessageDeflate: false })
+    ws.once("open", () => resume(Effect.succeed({ ws })))
+    ws.once("unexpected-response", (_req, res) => {
+      ws.terminate()
+      resume(Effect.succeed({ status: res.statusCode! }))
+    })
+    ws.once("error", () => {})
+  })
+
+const closeOf = (ws: WebSocket) =>
+  Effect.async<{ readonly code: number; readonly reason: string }>((resume) => {
+    ws.once("close", (code, reason) => resume(Effect.succeed({ code, reason: reason.toString() })))
+  })
+
+describe("WebSocket.upgrades", () => {
+  it.live("takes the upgrades handed to it for a known subprotocol, refuses the rest, and closes what it accepted with its scope", () =>
+    Effect.gen(function*() {
+      const accepted: Array<Connection> = []
+      const scope = yield* Scope.make()
+      const upgrades = yield* WebSocketCarrier.upgrades({ codecs: [Ws.codec, Msgpack.codec] }, (c) => accepted.push(c)).pipe(
+        Scope.extend(scope)
+      )
+      const url = yield* dispatching(upgrades.handle)
+
+      const json = yield* open(`${url}/in`, [Ws.codec.subprotocol])
+      const binary = yield* open(`${url}/in`, ["nonsense", Msgpack.codec.subprotocol])
+      expect(json.ws?.protocol).toBe(Ws.codec.subprotocol)
+      expect(binary.ws?.protocol).toBe(Msgpack.codec.subprotocol)
+      expect(accepted.map((c) => c.transport)).toEqual([Ws.codec.name, Msgpack.codec.name])
+
+      expect(yield* open(`${url}/in`, ["nonsense"])).toEqual({ status: 400 })
+      expect(yield* open(`${url}/elsewhere`, [Ws.codec.subprotocol])).toEqual({ status: 404 })
+      expect(accepted).toHaveLength(2)
+
+      const closed = Effect.all([closeOf(json.ws!), closeOf(binary.ws!)], { concurrency: 2 })
+      yield* Scope.close(scope, Exit.void)
+      expect(yield* closed).toEqual([
+        { code: CloseCodes.GoingAway, reason: "hub shutting down" },
+        { code: CloseCodes.GoingAway, reason: "hub shutting down" }
+      ])
+    }).pipe(Effect.scoped), 20_000)
+})
