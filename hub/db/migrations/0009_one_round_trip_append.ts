@@ -43,7 +43,8 @@ export default Effect.gen(function*() {
         if cardinality(stored_ids) > 0 and exists (select 1 from events e where e.id = any(stored_ids)) then
           raise exception 'connect_append: an id is stored already' using errcode = 'CN003';
         end if;
-        if recorded < stored_at or abs(extract(epoch from recorded - clock_timestamp())) > 1 then
+        -- statement_timestamp(): when the message arrived, so that a wait for the lock does not count against it.
+        if recorded < stored_at or abs(extract(epoch from recorded - statement_timestamp())) > 1 then
           raise exception 'connect_append: the time stamped is before the head''s or more than 1 s off the database''s'
             using errcode = 'CN004';
         end if;
