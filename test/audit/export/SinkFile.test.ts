@@ -1,6 +1,7 @@
 /**
  * The line sinks: a file is appended to, never truncated, one record per line, batches never interleave, and a
- * record counts as accepted only once it is on disk; standard output reports a closed pipe as an error.
+ * record counts as accepted only once it is on disk; the stdout sink, over a real pipe, reports a closed pipe as an
+ * error.
  */
 import { NodeFileSystem } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
@@ -9,7 +10,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { makeFile } from "../../../audit/export/SinkFile.ts"
+import { makeFile, makeStdout } from "../../../audit/export/SinkFile.ts"
 
 const tempDir = () => Fs.mkdtempSync(Path.join(Os.tmpdir(), "connect-sink-"))
 
@@ -62,44 +63,47 @@ describe("file sink", () => {
     }).pipe(Effect.provide(NodeFileSystem.layer)))
 })
 
-const child = Path.join(import.meta.dirname, "StdoutSinkChild.ts")
-
-/** Runs the child with stdout piped; `readStdout: false` closes our end of the pipe at once. */
-const runChild = (args: ReadonlyArray<string>, readStdout: boolean) =>
-  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const proc = ChildProcess.spawn(process.execPath, ["--import", "tsx", child, ...args], {
-      cwd: Path.resolve(import.meta.dirname, "..", "..", ".."),
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    let stdout = ""
-    let stderr = ""
-    if (readStdout) proc.stdout.on("data", (c: Buffer) => (stdout += c.toString()))
-    else proc.stdout.destroy()
-    proc.stderr.on("data", (c: Buffer) => (stderr += c.toString()))
-    const timer = setTimeout(() => {
-      proc.kill("SIGKILL")
-      reject(new Error(`child did not exit within 30 s: ${stderr}`))
-    }, 30_000)
-    proc.on("exit", (code) => {
+/** Spawns `command` with its stdin a pipe from us (what stdout is when the export is piped into a command). */
+const piped = (command: string, args: ReadonlyArray<string> = []) => {
+  const proc = ChildProcess.spawn(command, args, { stdio: ["pipe", "pipe", "ignore"] })
+  let out = ""
+  proc.stdout.on("data", (c: Buffer) => (out += c.toString()))
+  const exited = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${command} did not exit within 30 s`)), 30_000)
+    proc.on("exit", () => {
       clearTimeout(timer)
-      resolve({ code, stdout, stderr })
+      resolve()
     })
   })
+  return { proc, output: () => out, exited }
+}
 
-describe("stdout sink", () => {
-  it.live("writes the batch to the pipe and then reports it accepted", () =>
-    Effect.promise(async () => {
-      const result = await runChild(["3", "5"], true)
-      assert.strictEqual(result.stderr.trim(), "accepted")
-      assert.strictEqual(result.stdout, "0:xxx\n1:xxx\n2:xxx\n")
-      assert.strictEqual(result.code, 0)
+describe("stdout sink (the standard-output sink over a pipe)", () => {
+  it.live("writes each batch into the pipe before it reports it accepted", () =>
+    Effect.gen(function*() {
+      const cat = piped("cat")
+      const sink = yield* makeStdout(cat.proc.stdin, "pipe")
+      yield* sink.write(["0:xxx", "1:xxx"])
+      yield* sink.write(["2:xxx"])
+      yield* sink.confirm
+      cat.proc.stdin.end()
+      yield* Effect.promise(() => cat.exited)
+      assert.strictEqual(cat.output(), "0:xxx\n1:xxx\n2:xxx\n")
     }))
 
-  it.live("a closed pipe fails the write instead of counting the records as accepted", () =>
-    Effect.promise(async () => {
+  it.live("a pipe whose reader is gone fails the write, and every later one, instead of counting them as accepted", () =>
+    Effect.gen(function*() {
+      // `head -c 1` reads one byte and exits, like `connect audit export | head -1`.
+      const head = piped("head", ["-c", "1"])
+      const sink = yield* makeStdout(head.proc.stdin, "pipe")
       // 4 MB is far past a pipe's buffer, so the writes meet the closed reader.
-      const result = await runChild(["4096", "1024"], false)
-      assert.match(result.stderr, /failed Write: cannot write to stdout: .*EPIPE/)
-      assert.strictEqual(result.code, 3)
+      const batch = Array.from({ length: 4096 }, (_, i) => `${i}:`.padEnd(1024, "x"))
+      const error = yield* Effect.flip(sink.write(batch))
+      assert.strictEqual(error.reason, "Write")
+      assert.match(error.message, /^cannot write to pipe: /)
+      yield* Effect.promise(() => head.exited)
+      assert.strictEqual(head.output(), "0")
+      const again = yield* Effect.flip(sink.write(["more"]))
+      assert.strictEqual(again.reason, "Write")
     }))
 })
