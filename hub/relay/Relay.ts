@@ -268,7 +268,6 @@ const dispatch = (state: State, link: Link, message: Message) => {
     if (link.state === "hello" && message._tag === "Hello") return hello(state, link, message)
     return violation(link, `${message._tag} before Welcome`)
   }
-  const { policy, decisions } = state
   switch (message._tag) {
     case "Data":
     case "Credit":
@@ -282,16 +281,11 @@ const dispatch = (state: State, link: Link, message: Message) => {
     case "Open":
       return RelayTunnel.open(state.tunnels, link, message)
     case "Expose":
-      return request(state, link, message.request, policy.expose(link.session!, message))
+      return request(state, link, message.request, state.policy.expose(link.session!, message))
     case "Unexpose":
-      return request(state, link, message.request, policy.unexpose(link.session!, message.name))
-    case "Reach": {
-      if (!decisions.admitRequest(link, message.request, message.name)) return
-      const reach = Effect.asVoid(policy.resolveReach(link.session!, message.name)).pipe(
-        Effect.onExit((exit) => Effect.sync(() => decisions.charge(link, exit)))
-      )
-      return request(state, link, message.request, reach)
-    }
+      return request(state, link, message.request, state.policy.unexpose(link.session!, message.name))
+    case "Reach":
+      return reach(state, link, message)
     case "Check":
       return RelayProbes.check(state.probes, link, message)
     case "ProbeResult":
@@ -303,6 +297,16 @@ const dispatch = (state: State, link: Link, message: Message) => {
     default:
       return violation(link, `unexpected ${message._tag}`)
   }
+}
+
+/** A `Reach`: rate-limited, then resolved (and audited) by the policy; a refusal costs the agent more than a grant. */
+const reach = (state: State, link: Link, message: Protocol.Reach) => {
+  const { policy, decisions } = state
+  if (!decisions.admitRequest(link, message.request, message.name)) return
+  const resolved = Effect.asVoid(policy.resolveReach(link.session!, message.name)).pipe(
+    Effect.onExit((exit) => Effect.sync(() => decisions.charge(link, exit)))
+  )
+  request(state, link, message.request, resolved)
 }
 
 /** A request (`Expose`, `Unexpose`, `Reach`) decided by the policy and answered with `Ack` or `Error`. */
