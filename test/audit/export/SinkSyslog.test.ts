@@ -169,7 +169,7 @@ describe("syslog sink over TCP", () => {
       assert.strictEqual(error.target, `tcp://127.0.0.1:${port}`)
       assert.include(error.message, `syslog tcp://127.0.0.1:${port}: cannot connect: connection refused`)
       assert.include(error.message, "ECONNREFUSED")
-      assert.isBelow(Date.now() - started, 5_000)
+      assert.isBelow(Date.now() - started, 10_000, "three quick attempts, not the default backoff")
     }))
 
   it.scopedLive("a dropped connection is reopened and every unconfirmed record sent again before the new ones", () =>
@@ -273,6 +273,6 @@ describe("syslog sink over TLS", () => {
       assert.strictEqual(error.reason, "Tls")
       assert.include(error.message, "TLS handshake failed")
       assert.strictEqual(s.connections.length <= 1, true, "no retry")
-      assert.isBelow(Date.now() - started, 2_000)
+      assert.isBelow(Date.now() - started, 10_000)
     }))
 })
