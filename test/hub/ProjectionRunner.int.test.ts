@@ -21,7 +21,7 @@ import * as Migrations from "../../hub/db/Migrations.ts"
 import * as PgEventLog from "../../hub/eventlog/PgEventLog.ts"
 import * as ProjectionRunner from "../../hub/eventlog/ProjectionRunner.ts"
 import { ProjectionSql } from "../../core/ProjectionSql.ts"
-import * as ReadModels from "../../hub/readmodels/ReadModels.ts"
+import * as Agents from "../../hub/readmodels/Agents.ts"
 import * as Scoped from "../../hub/db/Scoped.ts"
 import * as StreamHeads from "../../hub/readmodels/StreamHeads.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
@@ -184,9 +184,9 @@ describe("ProjectionRunner", () => {
         )).pipe(Effect.provide(owner))
       const before = yield* structure
 
-      const refused = yield* Effect.either(ProjectionRunner.rebuild(ReadModels.agents)).pipe(Effect.provide(hub))
+      const refused = yield* Effect.either(ProjectionRunner.rebuild(Agents.projection)).pipe(Effect.provide(hub))
       expect(Either.isLeft(refused) && refused.left.message).toContain("database owner")
-      expect(yield* ProjectionRunner.rebuild(ReadModels.agents).pipe(Effect.provide(owner))).toBe(2)
+      expect(yield* ProjectionRunner.rebuild(Agents.projection).pipe(Effect.provide(owner))).toBe(2)
       expect(yield* structure).toEqual(before)
 
       yield* Effect.gen(function*() {
