@@ -4,7 +4,6 @@
  * releases the agent's service names), agents' allow lists, service name releases, and listings. Every change is a
  * command through a decider; listings read the read models.
  */
-import { SqlClient } from "@effect/sql"
 import { Effect, Schema } from "effect"
 import * as AgentDecider from "../../core/AgentDecider.ts"
 import * as AllowListDecider from "../../core/AllowListDecider.ts"
@@ -16,7 +15,10 @@ import { apiKeyPrefix, generateApiKey, sha256Hex } from "../../core/Secrets.ts"
 import * as ServiceDecider from "../../core/ServiceDecider.ts"
 import * as WorkspaceDecider from "../../core/WorkspaceDecider.ts"
 import * as Command from "./Command.ts"
-import * as Scoped from "../db/Scoped.ts"
+import * as Agents from "../readmodels/Agents.ts"
+import * as ApiKeys from "../readmodels/ApiKeys.ts"
+import * as Services from "../readmodels/Services.ts"
+import * as Workspaces from "../readmodels/Workspaces.ts"
 
 const meta = new EventMeta({ actor: { kind: "admin" } })
 
@@ -42,9 +44,9 @@ export interface IssuedApiKey {
 /** Issues an API key for an existing workspace. */
 export const createApiKey = Effect.fn("Admin.createApiKey")(function*(workspaceId: string, name = "admin") {
   workspaceId = yield* normaliseId("the workspace id", workspaceId)
-  const sql = yield* SqlClient.SqlClient
-  const exists = yield* sql.unsafe(`select 1 from workspaces where id = $1`, [workspaceId])
-  if (exists.length === 0) return yield* new DomainError({ reason: "NotFound", message: `workspace ${workspaceId} not found` })
+  if (!(yield* Workspaces.exists(workspaceId))) {
+    return yield* new DomainError({ reason: "NotFound", message: `workspace ${workspaceId} not found` })
+  }
   const apiKeyId = ApiKeyId.make(uuidv7())
   const key = generateApiKey()
   const prefix = apiKeyPrefix(key)
@@ -81,13 +83,7 @@ export interface ApiKeyListing {
 /** The API keys of a workspace, oldest first (read under the workspace's row-level security). */
 export const listApiKeys = Effect.fn("Admin.listApiKeys")(function*(workspaceId: string) {
   workspaceId = yield* normaliseId("the workspace id", workspaceId)
-  const sql = yield* SqlClient.SqlClient
-  const rows = yield* Scoped.withWorkspace(
-    workspaceId,
-    sql.unsafe<{ id: string; name: string; prefix: string; created_at: Date; revoked_at: Date | null }>(
-      `select id, name, prefix, created_at, revoked_at from api_keys order by created_at, id`
-    )
-  )
+  const rows = yield* ApiKeys.listInWorkspace(workspaceId)
   return rows.map((r): ApiKeyListing => ({
     apiKeyId: r.id,
     name: r.name,
@@ -100,11 +96,7 @@ export const listApiKeys = Effect.fn("Admin.listApiKeys")(function*(workspaceId:
 /** Revokes an API key (revoking twice records nothing). */
 export const revokeApiKey = Effect.fn("Admin.revokeApiKey")(function*(apiKeyId: string) {
   apiKeyId = yield* normaliseId("the API key id", apiKeyId)
-  const sql = yield* SqlClient.SqlClient
-  const [row] = yield* sql.unsafe<{ workspace_id: string; revoked_at: Date | null }>(
-    `select workspace_id, revoked_at from api_keys where id = $1`,
-    [apiKeyId]
-  )
+  const row = yield* ApiKeys.byId(apiKeyId)
   if (!row) return yield* new DomainError({ reason: "NotFound", message: `API key ${apiKeyId} not found` })
   // A workspace's first key is created in the workspace's own stream (see Bootstrap), so its own stream may be empty.
   const { events } = yield* Command.handle(
@@ -127,32 +119,28 @@ export const revokeApiKey = Effect.fn("Admin.revokeApiKey")(function*(apiKeyId: 
  */
 export const revokeAgent = Effect.fn("Admin.revokeAgent")(function*(agentId: string, reason?: string) {
   agentId = yield* normaliseId("the agent id", agentId)
-  const sql = yield* SqlClient.SqlClient
-  const [row] = yield* sql.unsafe<{ workspace_id: string }>(`select workspace_id from agents where id = $1`, [agentId])
-  if (!row) return yield* new DomainError({ reason: "NotFound", message: `agent ${agentId} not found` })
+  const workspaceId = yield* Agents.workspaceOf(agentId)
+  if (!workspaceId) return yield* new DomainError({ reason: "NotFound", message: `agent ${agentId} not found` })
   const { events } = yield* Command.handle(
     AgentDecider.decider,
     Streams.agent(AgentId.make(agentId)),
     { _tag: "RevokeAgentToken", agentId: AgentId.make(agentId), ...(reason ? { reason } : {}) },
-    { workspaceId: row.workspace_id, meta }
+    { workspaceId, meta }
   )
-  const held = yield* sql.unsafe<{ id: string; name: string }>(
-    `select id, name from services where agent_id = $1 and exposed order by name`,
-    [agentId]
-  )
+  const held = yield* Services.heldBy(agentId)
   const released: Array<string> = []
   for (const service of held) {
     const release = yield* Command.handle(
       ServiceDecider.decider,
-      Streams.service(ServiceDecider.serviceIdFor(row.workspace_id, service.name)),
+      Streams.service(ServiceDecider.serviceIdFor(workspaceId, service.name)),
       {
         _tag: "ReleaseService",
-        serviceId: ServiceDecider.serviceIdFor(row.workspace_id, service.name),
+        serviceId: ServiceDecider.serviceIdFor(workspaceId, service.name),
         name: service.name,
         reason: "agent_revoked",
         heldBy: AgentId.make(agentId)
       },
-      { workspaceId: row.workspace_id, meta }
+      { workspaceId, meta }
     )
     if (release.events.length > 0) released.push(service.name)
   }
@@ -181,14 +169,13 @@ export const setAllowList = Effect.fn("Admin.setAllowList")(function*(
   allow: ReadonlyArray<string> | undefined
 ) {
   agentId = yield* normaliseId("the agent id", agentId)
-  const sql = yield* SqlClient.SqlClient
-  const [row] = yield* sql.unsafe<{ workspace_id: string }>(`select workspace_id from agents where id = $1`, [agentId])
-  if (!row) return yield* new DomainError({ reason: "NotFound", message: `agent ${agentId} not found` })
+  const workspaceId = yield* Agents.workspaceOf(agentId)
+  if (!workspaceId) return yield* new DomainError({ reason: "NotFound", message: `agent ${agentId} not found` })
   const { events } = yield* Command.handle(
     AllowListDecider.decider,
     Streams.agent(AgentId.make(agentId)),
     { _tag: "SetAllowList", agentId: AgentId.make(agentId), ...(allow ? { allow } : {}) },
-    { workspaceId: row.workspace_id, meta }
+    { workspaceId, meta }
   )
   return { changed: events.length > 0 }
 })
@@ -208,20 +195,7 @@ export interface AgentListing {
 
 /** Every agent of every workspace (the hub admin sees all). */
 export const listAgents = Effect.fn("Admin.listAgents")(function*() {
-  const sql = yield* SqlClient.SqlClient
-  const rows = yield* sql.unsafe<{
-    id: string
-    workspace_id: string
-    label: string
-    connected: boolean
-    last_ip: string | null
-    token_expires_at: Date
-    revoked_at: Date | null
-    expose_allow: Array<string> | null
-  }>(
-    `select id, workspace_id, label, connected, last_ip, token_expires_at, revoked_at, expose_allow
-       from agents order by created_at, id`
-  )
+  const rows = yield* Agents.listAll()
   return rows.map((r): AgentListing => ({
     agentId: r.id,
     workspaceId: r.workspace_id,

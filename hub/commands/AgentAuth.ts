@@ -4,7 +4,7 @@
  * is audited as `AgentAuthFailed`, a refused API key as `ApiKeyAuthFailed` (reason, ip, at most an 8-character
  * prefix; coalesced per address past its limit, see AuthFailures.ts); nothing else of a secret is kept.
  */
-import { SqlClient } from "@effect/sql"
+import type { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Config, Context, Effect, Either, Layer, Schema } from "effect"
 import * as AgentDecider from "../../core/AgentDecider.ts"
@@ -14,7 +14,8 @@ import { AgentId } from "../../core/Ids.ts"
 import { looksLikeApiKey, sha256Hex } from "../../core/Secrets.ts"
 import { Caps, sanitize } from "../../core/Text.ts"
 import * as AuthFailures from "../http/AuthFailures.ts"
-import * as Scoped from "../db/Scoped.ts"
+import * as Agents from "../readmodels/Agents.ts"
+import * as ApiKeys from "../readmodels/ApiKeys.ts"
 
 /** Token lifetime and the hub's notion of now (tests move it). */
 export interface TokenSettingsShape {
@@ -84,18 +85,7 @@ const messages: Record<typeof AuthFailureReason.Type, string> = {
   rate_limited: "too many failed attempts from this address; try later"
 }
 
-interface AgentRow {
-  id: string
-  workspace_id: string
-  label: string
-  token_hash: string
-  token_expires_at: Date
-  prev_token_hash: string | null
-  prev_token_valid_until: Date | null
-  revoked_at: Date | null
-}
-
-const stateOf = (row: AgentRow): AgentDecider.AgentState => ({
+const stateOf = (row: Agents.Credential): AgentDecider.AgentState => ({
   status: row.revoked_at ? "revoked" : "active",
   label: row.label,
   tokenHash: row.token_hash,
@@ -116,10 +106,8 @@ const tooMany = (kind: string) =>
 
 const lookUpAgent = (token: string) =>
   Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
     const hash = sha256Hex(token)
-    const rows = yield* Scoped.asApp(sql.unsafe<AgentRow>(`select * from connect_agent_by_token($1)`, [hash]))
-    return { row: rows[0], hash }
+    return { row: yield* Agents.byTokenHash(hash), hash }
   })
 
 /**
@@ -176,17 +164,8 @@ export const authenticateApiKey = Effect.fn("AgentAuth.authenticateApiKey")(func
   failures: AuthFailures.AuthFailures
 ) {
   if (failures.limited("apikey", from.ip, from.userAgent)) return yield* tooMany("API key")
-  const sql = yield* SqlClient.SqlClient
   const wellFormed = looksLikeApiKey(key)
-  const rows = wellFormed
-    ? yield* Scoped.asApp(
-      sql.unsafe<{ id: string; workspace_id: string; revoked_at: Date | null }>(
-        `select id, workspace_id, revoked_at from connect_api_key_by_hash($1)`,
-        [sha256Hex(key)]
-      )
-    )
-    : []
-  const row = rows[0]
+  const row = wellFormed ? yield* ApiKeys.byHash(sha256Hex(key)) : undefined
   if (row && !row.revoked_at) return { apiKeyId: row.id, workspaceId: row.workspace_id } satisfies ApiKeyPrincipal
   const reason = row ? "revoked_api_key" : "unknown_api_key"
   yield* failures.record({
