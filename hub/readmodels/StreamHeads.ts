@@ -2,6 +2,7 @@
  * The `stream_heads` read model: one row per stream with its version, last position and type, and event count.
  * An inline projection; it is what `connect audit` lists streams from and the model rebuild tests compare.
  */
+import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import type { StoredEvent } from "../../core/EventLog.ts"
 import type { Projection } from "../../core/Projection.ts"
@@ -71,3 +72,17 @@ export const projection: Projection<ProjectionSql> = {
     }),
   reset: Effect.flatMap(ProjectionSql, (sql) => sql.execute(`delete from stream_heads`))
 }
+
+/**
+ * Tunnel streams whose last event is a `TunnelOpened` recorded by hub `hubId` (or by no hub), with that event: the
+ * tunnels it left open (one row per stream, so one per tunnel).
+ */
+export const tunnelsLeftOpen = Effect.fn("StreamHeads.tunnelsLeftOpen")(function*(hubId: string) {
+  const sql = yield* SqlClient.SqlClient
+  return yield* sql.unsafe<{ stream: string; workspace_id: string | null; data: unknown; recorded_at: Date }>(
+    `select h.stream, h.workspace_id, e.data, e.recorded_at
+         from stream_heads h join events e on e.position = h.last_position
+        where h.last_type = 'TunnelOpened' and coalesce(e.meta->>'hubId', $1) = $1`,
+    [hubId]
+  )
+})

@@ -5,13 +5,14 @@
  * event names its hub in `meta.hubId` (HubId.ts). Events written before hubs had ids name none; they are treated as
  * this hub's, since one hub per database was the rule then.
  */
-import { SqlClient } from "@effect/sql"
 import { Clock, Effect, Either } from "effect"
 import * as AgentDecider from "../../core/AgentDecider.ts"
 import { EventLog, VersionConflict } from "../../core/EventLog.ts"
 import { decodeEventEither, EventMeta, TunnelClosed } from "../../core/Events.ts"
 import { AgentId, Streams } from "../../core/Ids.ts"
 import * as Command from "../commands/Command.ts"
+import * as Agents from "../readmodels/Agents.ts"
+import * as StreamHeads from "../readmodels/StreamHeads.ts"
 
 /** How many tunnels and agent connections were closed. */
 export interface Closed {
@@ -24,34 +25,12 @@ const meta = (hubId: string) => new EventMeta({ actor: { kind: "system", id: "hu
 const durationSince = (now: number, since: Date | string | null) =>
   since === null ? 0 : Math.max(0, Math.round(now - new Date(since).getTime()))
 
-/** Tunnel streams whose last event is a `TunnelOpened` of this hub (`stream_heads` has one row per stream). */
-const openTunnels = (hubId: string) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql.unsafe<{ stream: string; workspace_id: string | null; data: unknown; recorded_at: Date }>(
-      `select h.stream, h.workspace_id, e.data, e.recorded_at
-         from stream_heads h join events e on e.position = h.last_position
-        where h.last_type = 'TunnelOpened' and coalesce(e.meta->>'hubId', $1) = $1`,
-      [hubId]
-    ))
-
-/** Agents the read model shows connected whose last `AgentConnected` was recorded by this hub. */
-const connectedAgents = (hubId: string) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql.unsafe<{ id: string; workspace_id: string; connected_at: Date | null }>(
-      `select a.id, a.workspace_id, a.connected_at from agents a
-        where a.connected
-          and coalesce((select e.meta->>'hubId' from events e
-                         where e.stream = 'agent-' || a.id and e.type = 'AgentConnected'
-                         order by e.version desc limit 1), $1) = $1`,
-      [hubId]
-    ))
-
 const closeTunnels = (hubId: string, skip: ReadonlySet<string>) =>
   Effect.gen(function*() {
     const log = yield* EventLog
     const now = yield* Clock.currentTimeMillis
     let closed = 0
-    for (const row of yield* openTunnels(hubId)) {
+    for (const row of yield* StreamHeads.tunnelsLeftOpen(hubId)) {
       if (skip.has(row.stream)) continue
       const opened = decodeEventEither("TunnelOpened", row.data)
       if (Either.isLeft(opened) || opened.right._tag !== "TunnelOpened") {
@@ -79,7 +58,7 @@ const closeTunnels = (hubId: string, skip: ReadonlySet<string>) =>
 const closeAgents = (hubId: string) =>
   Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis
-    const stale = yield* connectedAgents(hubId)
+    const stale = yield* Agents.connectedVia(hubId)
     for (const row of stale) {
       const agentId = AgentId.make(row.id)
       yield* Command.handle(

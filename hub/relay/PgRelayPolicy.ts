@@ -29,8 +29,9 @@ import * as AuthFailures from "../http/AuthFailures.ts"
 import * as Command from "../commands/Command.ts"
 import * as FactRecorder from "../eventlog/FactRecorder.ts"
 import * as ReachDenials from "./ReachDenials.ts"
-import * as Scoped from "../db/Scoped.ts"
 import type { Spool } from "../eventlog/Spool.ts"
+import * as Agents from "../readmodels/Agents.ts"
+import * as Services from "../readmodels/Services.ts"
 
 /** The hub's answer to a reach it refuses, whether the name does not exist or belongs to another workspace. */
 export const SERVICE_NOT_FOUND = "Service not found"
@@ -91,7 +92,6 @@ export interface PgRelayPolicyOptions {
 /** Makes the policy over the `EventLog`, `SqlClient` and `TokenSettings` of the context. */
 export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPolicyOptions) {
   const context = yield* Effect.context<EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings>()
-  const sql = yield* SqlClient.SqlClient
   const log = yield* EventLog
   const settings = yield* AgentAuth.TokenSettings
   const facts = yield* FactRecorder.make(options.spool, options.retry)
@@ -104,12 +104,6 @@ export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPo
   const authFailures = yield* AuthFailures.make({ ...options.authFailures, record: facts.record })
   const denyReach = (session: Session, name: string, reason: typeof ReachDeniedReason.Type) =>
     denials.deny(session, name, reason, addresses.get(session.agentId))
-
-  const reacherRevoked = (session: Session) =>
-    Effect.map(
-      sql.unsafe(`select 1 from agents where id = $1 and revoked_at is not null`, [session.agentId]),
-      (rows) => rows.length > 0
-    )
 
   const policy: RelayPolicyService = {
     authenticate: (hello, remoteAddress) =>
@@ -183,13 +177,7 @@ export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPo
       Effect.gen(function*() {
         const serviceId = ServiceDecider.serviceIdFor(session.workspaceId, target.name)
         // Who holds the name is the service stream's to say (the decider folds it), whether its agent is online or not.
-        const [agent] = yield* Scoped.withWorkspace(
-          session.workspaceId,
-          sql.unsafe<{ revoked: boolean; expose_allow: Array<string> | null }>(
-            `select revoked_at is not null as revoked, expose_allow from agents where id = $1`,
-            [session.agentId]
-          )
-        )
+        const agent = yield* Agents.exposeRights(session.workspaceId, session.agentId)
         // A revoked agent's live connection may outlast its revocation; it exposes nothing from then on.
         if (!agent || agent.revoked) return yield* new RelayDenied({ code: "TokenRevoked", message: "agent token revoked" })
         yield* Command.handle(
@@ -249,18 +237,9 @@ export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPo
           return yield* new RelayDenied({ code: "ServiceNotFound", message: SERVICE_NOT_FOUND })
         }
         // The lookup runs as connect_app scoped to the reacher's workspace: another workspace's rows do not exist here.
-        const found = yield* Scoped.withWorkspace(
-          session.workspaceId,
-          sql.unsafe<{ agent_id: string; connected: boolean; reacher_revoked: boolean }>(
-            `select s.agent_id, (a.connected and a.revoked_at is null) as connected,
-                    exists (select 1 from agents r where r.id = $2 and r.revoked_at is not null) as reacher_revoked
-               from services s join agents a on a.id = s.agent_id where s.name = $1 and s.exposed`,
-            [name, session.agentId]
-          )
-        )
-        const row = found[0]
+        const row = yield* Services.byName(session.workspaceId, name, session.agentId)
         // A revoked agent's live connection may outlast its revocation; it reaches nothing from then on.
-        if (row?.reacher_revoked || found.length === 0 && (yield* reacherRevoked(session))) {
+        if (row?.reacher_revoked || !row && (yield* Agents.isRevoked(session.agentId))) {
           return yield* new RelayDenied({ code: "TokenRevoked", message: "agent token revoked" })
         }
         if (row) {
@@ -271,11 +250,8 @@ export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPo
           return { agentId: row.agent_id, workspaceId: session.workspaceId, service: name }
         }
         // Only to tell the two apart in the audit log; the agent gets the same answer either way.
-        const elsewhere = yield* sql.unsafe(
-          `select 1 from services where name = $1 and workspace_id <> $2 limit 1`,
-          [name, session.workspaceId]
-        )
-        yield* denyReach(session, name, elsewhere.length > 0 ? "cross_workspace" : "not_found")
+        const elsewhere = yield* Services.existsElsewhere(name, session.workspaceId)
+        yield* denyReach(session, name, elsewhere ? "cross_workspace" : "not_found")
         return yield* new RelayDenied({ code: "ServiceNotFound", message: SERVICE_NOT_FOUND })
       }).pipe(
         (effect) => run(effect),
