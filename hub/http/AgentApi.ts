@@ -6,7 +6,7 @@
  */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
-import { SqlClient } from "@effect/sql"
+import type { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Effect, Layer, Option } from "effect"
 import * as AgentDecider from "../../core/AgentDecider.ts"
@@ -23,7 +23,8 @@ import * as ClientAddress from "./ClientAddress.ts"
 import * as Command from "../commands/Command.ts"
 import * as HttpEdge from "./HttpEdge.ts"
 import { DEFAULT_LIMITS, HubConfig } from "../HubConfig.ts"
-import * as Scoped from "../db/Scoped.ts"
+import * as AgentsTable from "../readmodels/Agents.ts"
+import * as ServicesTable from "../readmodels/Services.ts"
 
 /** The caller's address (through trusted proxies) and its user agent, sanitised for the record. */
 const presenter = (trusted: ClientAddress.TrustedProxies) =>
@@ -159,7 +160,6 @@ export const Authentication: Layer.Layer<
 export const Agents = HttpApiBuilder.group(HubApi.HubApi, "agents", (handlers) =>
   Effect.gen(function*() {
     const settings = yield* AgentAuth.TokenSettings
-    const sql = yield* SqlClient.SqlClient
     const config = yield* HubConfig
     const maxBody = (config.limits ?? DEFAULT_LIMITS).maxBodyBytes
     const from = presenter(ClientAddress.make(config.trustProxy))
@@ -217,21 +217,7 @@ export const Agents = HttpApiBuilder.group(HubApi.HubApi, "agents", (handlers) =
       .handle("list", () =>
         Effect.gen(function*() {
           const key = yield* HubApi.ApiKeyCaller
-          const rows = yield* Scoped.withWorkspace(
-            key.workspaceId,
-            sql.unsafe<{
-              id: string
-              label: string
-              connected: boolean
-              last_ip: string | null
-              token_expires_at: Date
-              revoked_at: Date | null
-              created_at: Date
-            }>(
-              `select id, label, connected, last_ip, token_expires_at, revoked_at, created_at
-                 from agents order by created_at, id`
-            )
-          )
+          const rows = yield* AgentsTable.listInWorkspace(key.workspaceId)
           return {
             agents: rows.map((r) => ({
               agentId: r.id,
@@ -249,18 +235,10 @@ export const Agents = HttpApiBuilder.group(HubApi.HubApi, "agents", (handlers) =
 /** `GET /v1/services`. */
 export const Services = HttpApiBuilder.group(HubApi.HubApi, "services", (handlers) =>
   Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
     return handlers.handle("list", () =>
       Effect.gen(function*() {
         const caller = yield* HubApi.WorkspaceCaller
-        const rows = yield* Scoped.withWorkspace(
-          caller.workspaceId,
-          sql.unsafe<{ name: string; agent_id: string; label: string; online: boolean }>(
-            `select s.name, s.agent_id, a.label, (a.connected and a.revoked_at is null) as online
-               from services s join agents a on a.id = s.agent_id
-              where s.exposed order by s.name`
-          )
-        )
+        const rows = yield* ServicesTable.listInWorkspace(caller.workspaceId)
         return {
           services: rows.map((r) => ({ name: r.name, agentId: r.agent_id, agentLabel: r.label, online: r.online }))
         }
