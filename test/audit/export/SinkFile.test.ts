@@ -12,12 +12,16 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { makeFile, makeStdout } from "../../../audit/export/SinkFile.ts"
 
-const tempDir = () => Fs.mkdtempSync(Path.join(Os.tmpdir(), "connect-sink-"))
+/** A temporary directory removed when the test's scope closes. */
+const tempDir = () => {
+  const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "connect-sink-"))
+  return Effect.as(Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))), dir)
+}
 
 describe("file sink", () => {
   it.scoped("appends batches in order after what the file held, one record per line, created 0600", () =>
     Effect.gen(function*() {
-      const dir = tempDir()
+      const dir = yield* tempDir()
       const path = Path.join(dir, "export.jsonl")
       const sink = yield* makeFile(path)
       yield* sink.write(["a", "b"])
@@ -35,7 +39,7 @@ describe("file sink", () => {
 
   it.scoped("concurrent writes never interleave their batches", () =>
     Effect.gen(function*() {
-      const path = Path.join(tempDir(), "export.log")
+      const path = Path.join(yield* tempDir(), "export.log")
       const sink = yield* makeFile(path)
       const batch = (name: string) => Array.from({ length: 2000 }, (_, i) => `${name}-${i}`.padEnd(200, "."))
       yield* Effect.all([sink.write(batch("a")), sink.write(batch("b")), sink.write(batch("c"))], { concurrency: "unbounded" })
@@ -47,7 +51,7 @@ describe("file sink", () => {
 
   it.scoped("a file that cannot be opened is an Open error naming it", () =>
     Effect.gen(function*() {
-      const path = Path.join(tempDir(), "missing-dir", "export.jsonl")
+      const path = Path.join(yield* tempDir(), "missing-dir", "export.jsonl")
       const error = yield* Effect.flip(makeFile(path))
       assert.strictEqual(error.reason, "Open")
       assert.include(error.message, path)
@@ -55,7 +59,7 @@ describe("file sink", () => {
 
   it.scoped("a record with a raw newline is a bug and writes nothing", () =>
     Effect.gen(function*() {
-      const path = Path.join(tempDir(), "export.jsonl")
+      const path = Path.join(yield* tempDir(), "export.jsonl")
       const sink = yield* makeFile(path)
       const exit = yield* Effect.exit(sink.write(["ok", "split\nrecord"]))
       assert.isTrue(Exit.isFailure(exit) && Cause.isDie(exit.cause))

@@ -242,7 +242,9 @@ const certificate = () => {
     "-subj", "/CN=connect test syslog", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
     "-keyout", Path.join(dir, "key.pem"), "-out", Path.join(dir, "cert.pem")
   ], { stdio: "ignore", timeout: 20_000 })
-  return { key: Fs.readFileSync(Path.join(dir, "key.pem")), cert: Fs.readFileSync(Path.join(dir, "cert.pem")) }
+  const pair = { key: Fs.readFileSync(Path.join(dir, "key.pem")), cert: Fs.readFileSync(Path.join(dir, "cert.pem")) }
+  Fs.rmSync(dir, { recursive: true, force: true })
+  return pair
 }
 
 describe("syslog sink over TLS", () => {
