@@ -93,6 +93,8 @@ interface Cursor extends AppendBatch.Cursor {
   readonly guesses: Map<string, number>
   /** Ids that may be stored already and were not looked up: `connect_append` checks that none is. */
   readonly unchecked: ReadonlyArray<string>
+  /** Computed from the writer's belief, its time estimated (not read under the lock). */
+  readonly fromBelief: boolean
 }
 
 /**
@@ -135,7 +137,8 @@ const lockAndReadHead = (conn: WriterConnection, batch: ReadonlyArray<Pending>) 
       recordedAt: head.now,
       stored: j < 0 ? [] : Recovery.storedResults(batch, results[j]!),
       guesses: new Map(),
-      unchecked: []
+      unchecked: [],
+      fromBelief: false
     } satisfies Cursor
   })
 
@@ -167,7 +170,8 @@ const fromBelief = (head: Head, known: WriterHead, batch: ReadonlyArray<Pending>
     recordedAt: new Date(Math.max(now, head.recordedAt.getTime())),
     stored: [],
     guesses,
-    unchecked: Recovery.idsToLookUp(batch)
+    unchecked: Recovery.idsToLookUp(batch),
+    fromBelief: true
   }
 }
 
@@ -177,14 +181,23 @@ interface Check {
   readonly hash: Uint8Array
   readonly guesses: ReadonlyMap<string, number>
   readonly unchecked: ReadonlyArray<string>
+  /** How far the time stamped may be from the database's clock; null when it is the database's (the slow path). */
+  readonly maxSkew: string | null
 }
 
 const checkOf = (cursor: Cursor): Check => ({
   position: cursor.position,
   hash: cursor.prevHash,
   guesses: cursor.guesses,
-  unchecked: cursor.unchecked
+  unchecked: cursor.unchecked,
+  maxSkew: cursor.fromBelief ? MAX_SKEW : null
 })
+
+/**
+ * How far the writer's estimate of the database's clock may be off when it arrives: seconds, so that only a clock
+ * that jumped (or a process stalled that long) sends the writer to the slow path.
+ */
+const MAX_SKEW = "5 seconds"
 
 /**
  * Adds the append of prepared events after the head `check` (one `connect_append` call: lock, check, multi-row insert,
@@ -201,7 +214,8 @@ const write = (
     yield* addStatement(
       conn,
       `select connect_append($1, $2, $3, $4::text[], $5::int[], $6::uuid[], $7::bigint[], $8::uuid[], $9::text[],
-         $10::int[], $11::uuid[], $12::text[], $13::text, $14::text, $15::timestamptz, $16::bytea[], $17::bytea[])`,
+         $10::int[], $11::uuid[], $12::text[], $13::text, $14::text, $15::timestamptz, $16::bytea[], $17::bytea[],
+         $18::interval)`,
       [
         APPEND_LOCK_KEY,
         check.position,
@@ -219,7 +233,8 @@ const write = (
         stored.map((e) => e.metaJson).join("\n"),
         stored[0]?.recordedAt ?? new Date(),
         stored.map((e) => Buffer.from(e.prevHash)),
-        stored.map((e) => e.hash)
+        stored.map((e) => e.hash),
+        check.maxSkew
       ]
     )
     if (stored.length === 0) return
@@ -355,7 +370,13 @@ const commitIsolated = (ctx: AppendContext, batch: ReadonlyArray<Pending>) =>
           continue
         }
         const stored = prepared.right
-        const check: Check = { position: stored[0]!.position - 1, hash: stored[0]!.prevHash, guesses: new Map(), unchecked: [] }
+        const check: Check = {
+          position: stored[0]!.position - 1,
+          hash: stored[0]!.prevHash,
+          guesses: new Map(),
+          unchecked: [],
+          maxSkew: null
+        }
         // The savepoint goes alone, so that it surely exists when the request's statements fail wherever they fail.
         conn.pipeline.addRaw("savepoint append_request")
         yield* conn.pipeline.send

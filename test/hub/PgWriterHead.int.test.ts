@@ -92,7 +92,7 @@ describe("the writer's belief about the head", () => {
       const call = (position: number, hash: Uint8Array, guess: [string, number] | undefined, ids: Array<string>, at: Date) =>
         Effect.flatMap(SqlClient.SqlClient, (sql) =>
           sql.unsafe(
-            `select connect_append($1, $2, $3, $4::text[], $5::int[], $6::uuid[], '{}', '{}', '{}', '{}', '{}', '{}', '', '', $7, '{}', '{}')`,
+            `select connect_append($1, $2, $3, $4::text[], $5::int[], $6::uuid[], '{}', '{}', '{}', '{}', '{}', '{}', '', '', $7, '{}', '{}', '5 seconds')`,
             [PgEventLog.APPEND_LOCK_KEY, position, Buffer.from(hash), guess ? [guess[0]] : [], guess ? [guess[1]] : [], ids, at]
           )
         ).pipe(

@@ -14,12 +14,12 @@ export default Effect.gen(function*() {
       -- it is wrong the function raises a CN0xx error, the writer rolls back, reads the head under the lock
       -- (connect_append_head) and tries again: another hub appended (CN001), a stream the writer did not know already
       -- has events (CN002), an id may be stored already (CN003: a caller's retry, answered from the log), or the time
-      -- it stamped is before the head's or more than 1 s off the database's clock (CN004: the slow path stamps the
-      -- database's time, never before the head's). So recorded_at never decreases along the chain.
+      -- it stamped is before the head's or more than max_skew off the database's clock (CN004: the slow path stamps
+      -- the database's time, never before the head's). So recorded_at never decreases along the chain.
       create function connect_append(
         lock_key bigint, head_position bigint, head_hash bytea, guess_streams text[], guess_versions integer[],
         stored_ids uuid[], positions bigint[], ids uuid[], streams text[], versions integer[], workspaces uuid[],
-        types text[], data text, meta text, recorded timestamptz, prev_hashes bytea[], hashes bytea[]
+        types text[], data text, meta text, recorded timestamptz, prev_hashes bytea[], hashes bytea[], max_skew interval
       ) returns void language plpgsql volatile as $$
       declare
         stored_position bigint;
@@ -43,9 +43,11 @@ export default Effect.gen(function*() {
         if cardinality(stored_ids) > 0 and exists (select 1 from events e where e.id = any(stored_ids)) then
           raise exception 'connect_append: an id is stored already' using errcode = 'CN003';
         end if;
-        -- statement_timestamp(): when the message arrived, so that a wait for the lock does not count against it.
-        if recorded < stored_at or abs(extract(epoch from recorded - statement_timestamp())) > 1 then
-          raise exception 'connect_append: the time stamped is before the head''s or more than 1 s off the database''s'
+        -- max_skew is null when the time comes from the database (the slow path); statement_timestamp() is when the
+        -- message arrived, so that a wait for the lock does not count against the writer.
+        if recorded < stored_at or (max_skew is not null and (recorded > statement_timestamp() + max_skew
+                                                              or recorded < statement_timestamp() - max_skew)) then
+          raise exception 'connect_append: the time stamped is before the head''s or too far off the database''s clock'
             using errcode = 'CN004';
         end if;
         if cardinality(positions) = 0 then
@@ -138,7 +140,7 @@ export default Effect.gen(function*() {
       do $$
       begin
         execute format('alter function connect_append(bigint, bigint, bytea, text[], integer[], uuid[], bigint[], uuid[],'
-          ' text[], integer[], uuid[], text[], text, text, timestamptz, bytea[], bytea[])'
+          ' text[], integer[], uuid[], text[], text, text, timestamptz, bytea[], bytea[], interval)'
           ' set search_path = pg_catalog, %I, pg_temp', current_schema());
         execute format('alter function connect_append_head(bigint, text[]) set search_path = pg_catalog, %I, pg_temp',
           current_schema());
