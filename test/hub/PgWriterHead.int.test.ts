@@ -5,37 +5,13 @@
  * in a refusal, a duplicate or a broken chain.
  */
 import { SqlClient } from "@effect/sql"
-import { PgClient } from "@effect/sql-pg"
 import { describe, expect, it } from "@effect/vitest"
-import { type Context, Effect, Either, Layer, Redacted } from "effect"
+import { Effect, Either, Layer } from "effect"
 import { verify } from "../../audit/Verify.ts"
-import { type AppendOptions, EventLog } from "../../core/EventLog.ts"
-import { EventMeta, WorkspaceCreated } from "../../core/Events.ts"
 import { uuidv7 } from "../../core/Ids.ts"
-import * as Migrations from "../../hub/db/Migrations.ts"
 import * as PgEventLog from "../../hub/eventlog/PgEventLog.ts"
-import * as StreamHeads from "../../hub/readmodels/StreamHeads.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
-
-const meta = new EventMeta({ actor: { kind: "system" } })
-const opts = (expectedVersion: AppendOptions["expectedVersion"], ids?: ReadonlyArray<string>): AppendOptions => ({
-  expectedVersion,
-  workspaceId: null,
-  meta,
-  ...(ids ? { ids } : {})
-})
-const created = (name: string) => new WorkspaceCreated({ workspaceId: uuidv7() as never, name })
-
-const logOn = (url: string) =>
-  PgEventLog.layer({ inline: [StreamHeads.projection] }).pipe(
-    Layer.provideMerge(Layer.effectDiscard(Migrations.run)),
-    Layer.provideMerge(PgClient.layer({ url: Redacted.make(url) }))
-  )
-
-type Log = Context.Context<EventLog | SqlClient.SqlClient | PgClient.PgClient>
-
-const append = (ctx: Log, stream: string, name: string, o: AppendOptions) =>
-  Effect.flatMap(EventLog, (log) => log.append(stream, [created(name)], o)).pipe(Effect.provide(ctx))
+import { append, logOn, opts } from "../support/WriterAttack.ts"
 
 describe("the writer's belief about the head", () => {
   it.scopedLive("a stream another writer filled, unknown to this one, is appended at its real version", () =>
