@@ -5,7 +5,7 @@
 import type { EventType } from "../core/Events.ts"
 
 /** The groups `--type` accepts besides a type name. */
-export const GROUPS = ["agent", "service", "tunnel", "share", "link", "auth", "admin"] as const
+export const GROUPS = ["agent", "service", "tunnel", "share", "link", "auth", "admin", "audit"] as const
 
 /** A group of event types. */
 export type Group = (typeof GROUPS)[number]
@@ -37,6 +37,9 @@ export const GROUP_OF: { readonly [T in EventType]: Group } = {
   ShareCreated: "share",
   ShareRevoked: "share",
   ShareAccessed: "share",
+  CheckpointSigned: "audit",
+  SigningKeyRotated: "audit",
+  AuditRead: "audit",
   LinkCreated: "link",
   LinkRevoked: "link",
   LinkAccessed: "link"

@@ -18,6 +18,7 @@ import {
   AgentTokenRevoked,
   AgentTokenRotated
 } from "./events/AgentEvents.ts"
+import { AuditRead, CheckpointSigned, SigningKeyRotated } from "./events/AuditEvents.ts"
 import { LinkAccessed, LinkCreated, LinkRevoked } from "./events/LinkEvents.ts"
 import { ServiceExposed, ServiceReleased, ServiceUnexposed } from "./events/ServiceEvents.ts"
 import { ShareAccessed, ShareCreated, ShareRevoked } from "./events/ShareEvents.ts"
@@ -25,6 +26,7 @@ import { ReachDenied, TunnelClosed, TunnelOpened } from "./events/TunnelEvents.t
 import { ApiKeyAuthFailed, ApiKeyCreated, ApiKeyRevoked, WorkspaceCreated } from "./events/WorkspaceEvents.ts"
 
 export * from "./events/AgentEvents.ts"
+export * from "./events/AuditEvents.ts"
 export * from "./events/EventMeta.ts"
 export {
   AccessOutcome,
@@ -69,7 +71,10 @@ const classes = [
   LinkAccessed,
   AgentAllowListSet,
   ServiceReleased,
-  ApiKeyAuthFailed
+  ApiKeyAuthFailed,
+  CheckpointSigned,
+  SigningKeyRotated,
+  AuditRead
 ] as const
 
 /** Any event of the catalog. */

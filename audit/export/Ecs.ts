@@ -13,7 +13,7 @@ import { type Principal, type Severity, summarize } from "./Summary.ts"
 /** The ECS version the documents follow. */
 export const EcsVersion = "8.17.0"
 
-type Category = "authentication" | "configuration" | "iam" | "network" | "session" | "web"
+type Category = "api" | "authentication" | "configuration" | "iam" | "network" | "session" | "web"
 type Kind = "access" | "change" | "connection" | "creation" | "deletion" | "denied" | "end" | "error" | "info" |
   "start" | "user"
 
@@ -48,6 +48,9 @@ const categorization: {
   ShareCreated: () => [["configuration"], ["creation"]],
   ShareRevoked: () => [["configuration"], ["change"]],
   ShareAccessed: () => [["authentication"], ["start"]],
+  CheckpointSigned: () => [["configuration"], ["info"]],
+  SigningKeyRotated: () => [["configuration"], ["change"]],
+  AuditRead: () => [["api"], ["access"]],
   LinkCreated: () => [["configuration"], ["creation"]],
   LinkRevoked: () => [["configuration"], ["change"]],
   LinkAccessed: (e) =>

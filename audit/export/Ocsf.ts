@@ -36,8 +36,9 @@
  * |                   |                                    | (2), Access Error (4)           | Error when the upstream or the log failed  |
  * | (unknown type)    | Base Event (0)                     | Other (99), activity_name = type| never guessed: exported raw in `unmapped`  |
  *
- * API Activity (6003) is kept for the audit-read events (one per API query or export run) that DESIGN.md adds next;
- * no event of today's catalog is an API call of its own.
+ * | CheckpointSigned  | Entity Management (3004)           | Update (3)                      | the checkpoint is an entity of the log     |
+ * | SigningKeyRotated | Entity Management (3004)           | Create (1)                      | a new key; the old one still verifies      |
+ * | AuditRead         | API Activity (6003)                | Read (2)                        | one per API query or export run            |
  */
 import type { StoredEvent } from "../../core/EventLog.ts"
 import type { Actor, Event, EventType } from "../../core/Events.ts"
@@ -70,6 +71,7 @@ export const Classes = {
     categoryUid: 6,
     categoryName: "Application Activity"
   },
+  ApiActivity: { uid: 6003, name: "API Activity", categoryUid: 6, categoryName: "Application Activity" },
   BaseEvent: { uid: 0, name: "Base Event", categoryUid: 0, categoryName: "Uncategorized" }
 } as const satisfies Record<string, OcsfClass>
 
@@ -117,7 +119,7 @@ const mapping = (cls: OcsfClass, activityId: number, activityName: string, attri
   attributes
 })
 
-const { AccountChange, Authentication, EntityManagement, TunnelActivity, WebResourceAccessActivity } = Classes
+const { AccountChange, ApiActivity, Authentication, EntityManagement, TunnelActivity, WebResourceAccessActivity } = Classes
 
 /** An Authentication event about `s.subject`, logging on to `service`. */
 const authentication = (s: Summary, activityId: number, activityName: string, service: Record<string, unknown>) =>
@@ -167,6 +169,18 @@ const map: Map = {
   ShareCreated: (e) => entity(1, "Create", other("Share", e.shareId)),
   ShareRevoked: (e) => entity(9, "Disable", other("Share", e.shareId)),
   LinkCreated: (e) => entity(1, "Create", other("Link", e.linkId)),
+  CheckpointSigned: (e) =>
+    entity(3, "Update", { ...other("Checkpoint", String(e.position)), name: e.origin, data: { head_hash: e.headHash, key_id: e.keyId } }),
+  SigningKeyRotated: (e) =>
+    entity(1, "Create", { ...other("Signing Key", e.keyId), name: e.origin }, e.previousKeyId === undefined ? undefined : `replaces ${e.previousKeyId}`),
+  AuditRead: (e, s) =>
+    mapping(ApiActivity, 2, "Read", {
+      actor: { user: user(s.subject) },
+      api: { operation: `audit ${e.kind}` },
+      src_endpoint: s.sourceIp === undefined ? undefined : { ip: s.sourceIp },
+      resources: [{ type: "event log", data: e.filters }],
+      count: e.count
+    }),
   LinkRevoked: (e) => entity(9, "Disable", other("Link", e.linkId)),
   TunnelOpened: (e, s) =>
     mapping(TunnelActivity, 1, "Open", {

@@ -8,7 +8,7 @@ import type { StoredEvent } from "../../core/EventLog.ts"
 import type { Event, EventType } from "../../core/Events.ts"
 
 /** The family of an event; `unknown` for a type this build's catalog does not know. */
-export type Group = "workspace" | "apikey" | "agent" | "service" | "tunnel" | "share" | "link" | "unknown"
+export type Group = "workspace" | "apikey" | "agent" | "service" | "tunnel" | "share" | "link" | "audit" | "unknown"
 
 /** Whether what the event records succeeded, from the hub's point of view. */
 export type Outcome = "success" | "failure" | "unknown"
@@ -234,6 +234,22 @@ const describe: Describe = {
     message: `link ${e.linkId} to service ${e.serviceId} created, valid until ${when(e.expiresAt)}`
   }),
   LinkRevoked: (e) => ({ group: "link", message: `link ${e.linkId} revoked` }),
+  CheckpointSigned: (e) => ({
+    group: "audit",
+    message: `checkpoint signed by key ${e.keyId} at position ${e.position} (head ${e.headHash.slice(0, 16)}…)`
+  }),
+  SigningKeyRotated: (e) => ({
+    group: "audit",
+    message: e.previousKeyId === undefined
+      ? `checkpoint signing key ${e.keyId} created`
+      : `checkpoint signing key rotated from ${e.previousKeyId} to ${e.keyId}`
+  }),
+  AuditRead: (e) => ({
+    group: "audit",
+    message: `audit ${e.kind} read ${e.count} event${e.count === 1 ? "" : "s"}` +
+      (e.fromPosition === undefined ? "" : ` (positions ${e.fromPosition}–${e.toPosition ?? e.fromPosition})`),
+    subject: e.apiKeyId === undefined ? undefined : apiKey(e.apiKeyId)
+  }),
   LinkAccessed: (e) => ({
     group: "link",
     outcome: e.outcome === "allowed" ? "success" : "failure",

@@ -12,13 +12,24 @@ export class WorkspaceCreated extends Schema.TaggedClass<WorkspaceCreated>()("Wo
   name: Schema.NonEmptyTrimmedString
 }) {}
 
+/**
+ * What an API key may read and manage: `workspace` (its own workspace, enforced by row-level security) or `operator`
+ * (every workspace). Keys created before scopes existed decode without one; `ApiKeys` reads them as `workspace`,
+ * except the bootstrap key, which is the operator's.
+ */
+export const ApiKeyScope = Schema.Literal("workspace", "operator")
+/** What an API key may read and manage. */
+export type ApiKeyScope = typeof ApiKeyScope.Type
+
 /** An API key was issued for a workspace; only its prefix and SHA-256 are kept, the key is shown once. */
 export class ApiKeyCreated extends Schema.TaggedClass<ApiKeyCreated>()("ApiKeyCreated", {
   apiKeyId: ApiKeyId,
   workspaceId: WorkspaceId,
   name: Schema.NonEmptyTrimmedString,
   prefix: ApiKeyPrefix,
-  keyHash: Sha256Hex
+  keyHash: Sha256Hex,
+  /** Absent on keys created before scopes: see {@link ApiKeyScope}. */
+  scope: optional(ApiKeyScope)
 }) {}
 
 /** An API key was revoked and is refused from then on. */

@@ -34,7 +34,8 @@ const samples: ReadonlyArray<Events.Event> = [
     workspaceId,
     name: "ci",
     prefix: "pc_AbC123",
-    keyHash: sha256("pc_AbC123xxxxxxxxxxxxxxxxxxxxxxxxxxxx")
+    keyHash: sha256("pc_AbC123xxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
+    scope: "operator"
   }),
   new Events.ApiKeyRevoked({ apiKeyId }),
   new Events.AgentProvisioned({ agentId, label: "laptop", tokenHash: sha256("t1"), expiresAt: at }),
@@ -107,6 +108,21 @@ const samples: ReadonlyArray<Events.Event> = [
     reason: "method_not_allowed",
     bytes: 0,
     durationMs: 3
+  }),
+  new Events.CheckpointSigned({ origin: "hub.example/connect", position: 41, headHash: sha256("head"), keyId: "0a1b2c3d" }),
+  new Events.SigningKeyRotated({
+    origin: "hub.example/connect",
+    previousKeyId: "0a1b2c3d",
+    keyId: "4e5f6a7b",
+    publicKey: Buffer.alloc(32, 7).toString("base64")
+  }),
+  new Events.AuditRead({
+    kind: "query",
+    apiKeyId,
+    filters: { since: "2h", type: "tunnel" },
+    count: 12,
+    fromPosition: 3,
+    toPosition: 40
   })
 ]
 

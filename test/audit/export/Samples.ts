@@ -225,6 +225,31 @@ export const samples: { readonly [T in EventType]: Sample } = {
       durationMs: 3
     },
     meta: { actor: { kind: "public" }, sourceIp: "192.0.2.44", userAgent: "curl/8.5.0", hubId: Ids.hub }
+  },
+  SigningKeyRotated: {
+    stream: "hub-checkpoints",
+    workspace: null,
+    data: { origin: "hub.example.com/connect", previousKeyId: "0a1b2c3d", keyId: "4e5f6a7b", publicKey: "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=" },
+    meta: admin
+  },
+  CheckpointSigned: {
+    stream: "hub-checkpoints",
+    workspace: null,
+    data: { origin: "hub.example.com/connect", position: 24, headHash: sha("head-24"), keyId: "4e5f6a7b" },
+    meta: system
+  },
+  AuditRead: {
+    stream: `apikey-${Ids.apiKey}`,
+    workspace: Ids.workspace,
+    data: {
+      kind: "export",
+      apiKeyId: Ids.apiKey,
+      filters: { format: "cef", since: "2h", note: "a|b=c\\d]\n" },
+      count: 26,
+      fromPosition: 1,
+      toPosition: 26
+    },
+    meta: { actor: { kind: "apikey", id: Ids.apiKey }, sourceIp: "198.51.100.10", userAgent: "connect-cli/0.1.0", hubId: Ids.hub }
   }
 }
 
