@@ -190,7 +190,13 @@ describe("Events", () => {
     for (const event of samples) {
       const { data } = Events.encodeEvent(event)
       for (const [field, value] of Object.entries(data)) {
-        if (field.endsWith("Hash")) {
+        if (field === "keyId" || field === "previousKeyId") {
+          // A signed-note key id: 4 bytes of a hash of the public key, public by design.
+          assert.match(String(value), /^[0-9a-f]{8}$/, `${event._tag}.${field}`)
+        } else if (field === "publicKey") {
+          // An Ed25519 public key (32 bytes): what verifies checkpoints, published on purpose.
+          assert.strictEqual(Buffer.from(String(value), "base64").length, 32, `${event._tag}.${field}`)
+        } else if (field.endsWith("Hash")) {
           assert.match(String(value), /^[0-9a-f]{64}$/, `${event._tag}.${field}`)
         } else if (field.endsWith("Id")) {
           assert.isTrue(Schema.is(Schema.UUID)(value), `${event._tag}.${field}`)
