@@ -7,7 +7,6 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, type Schedule } from "effect"
 import * as AgentDecider from "../../core/AgentDecider.ts"
-import type { DomainError } from "../../core/DomainError.ts"
 import { EventLog } from "../../core/EventLog.ts"
 import {
   AgentDisconnected,
@@ -74,8 +73,231 @@ const unavailable = (what: string) => (cause: unknown) =>
     Effect.fail(new RelayDenied({ code: "Unavailable", message: `the hub cannot record ${what} right now; try again` }))
   )
 
-const isDomain = (e: unknown): e is DomainError =>
-  typeof e === "object" && e !== null && (e as { _tag?: string })._tag === "DomainError"
+type Needs = EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings
+
+/** What the parts of the policy share. */
+interface Shared {
+  /** Runs a query or a command in the policy's context. */
+  readonly run: <A, E>(effect: Effect.Effect<A, E, Needs>) => Effect.Effect<A, E>
+  readonly facts: FactRecorder.FactRecorder
+  /** Addresses of live connections by agent, for `AgentConnected`/`ReachDenied` metadata. */
+  readonly addresses: Map<string, string>
+  /** The metadata of an event caused by the agent of `session`, with the address it is connected from. */
+  readonly metaOf: (session: Session) => EventMeta
+}
+
+/** Connections: the Hello's token checked (refusals audited), the connection and its end recorded. */
+const connections = (
+  { addresses, facts, metaOf, run }: Shared,
+  settings: AgentAuth.TokenSettingsShape,
+  authFailures: AuthFailures.AuthFailures
+): Pick<RelayPolicyService, "authenticate" | "agentConnected" | "agentDisconnected"> => ({
+  authenticate: (hello, remoteAddress) =>
+    run(
+      AgentAuth.authenticateAgent(
+        hello.token,
+        { ip: AgentAuth.ipOf(remoteAddress), userAgent: AgentAuth.agentUserAgent(hello.agentVersion) },
+        authFailures
+      )
+    ).pipe(
+      Effect.map((agent): Session => {
+        const warn = AgentDecider.expiresSoon(agent.expiresAt, settings.now())
+        return {
+          agentId: agent.agentId,
+          workspaceId: agent.workspaceId,
+          label: agent.label,
+          ...(warn ? { tokenExpiresAt: agent.expiresAt.toISOString() } : {})
+        }
+      }),
+      Effect.catchTags({
+        AuthFailed: (e) =>
+          Effect.fail(
+            new RelayDenied({
+              code: e.reason === "expired_token" ? "TokenExpired" : e.reason === "revoked_token" ? "TokenRevoked" : "Unauthorized",
+              message: e.message
+            })
+          ),
+        EventLogError: unavailable("this connection"),
+        VersionConflict: unavailable("this connection"),
+        SqlError: unavailable("this connection")
+      })
+    ),
+
+  agentConnected: (session, info) => {
+    const ip = AgentAuth.ipOf(info.remoteAddress)
+    const userAgent = AgentAuth.agentUserAgent(info.agentVersion)
+    const transport = sanitize(info.transport, Caps.version) || "unknown"
+    return run(
+      Command.handle(
+        AgentDecider.decider,
+        Streams.agent(AgentId.make(session.agentId)),
+        { _tag: "ConnectAgent", agentId: AgentId.make(session.agentId), ip, userAgent, transport },
+        { workspaceId: session.workspaceId, meta: agentMeta(session, ip, userAgent) }
+      )
+    ).pipe(
+      Effect.tap(() => Effect.sync(() => addresses.set(session.agentId, ip))),
+      Effect.asVoid,
+      Effect.catchTags({
+        DomainError: (e) => Effect.fail(new RelayDenied({ code: "TokenRevoked", message: e.message })),
+        EventLogError: unavailable("this connection"),
+        VersionConflict: unavailable("this connection")
+      })
+    )
+  },
+
+  agentDisconnected: (session, info) =>
+    Effect.suspend(() => {
+      const agentId = AgentId.make(session.agentId)
+      // It happened whatever the stream holds: built without reading the stream, so that it can be spooled.
+      const event = new AgentDisconnected({
+        agentId,
+        reason: disconnectReason(info.close),
+        durationMs: Math.max(0, Math.round(info.durationMs))
+      })
+      return facts.record(Streams.agent(agentId), event, {
+        expectedVersion: "any",
+        workspaceId: session.workspaceId,
+        meta: metaOf(session)
+      })
+    }).pipe(Effect.catchTag("EventLogError", unavailable("the disconnection")), Effect.withSpan("PgRelayPolicy.agentDisconnected"))
+})
+
+/** Exposure: the agent's rights read from its row, the service stream's decider says who holds the name. */
+const exposure = ({ metaOf, run }: Shared): Pick<RelayPolicyService, "expose" | "unexpose"> => ({
+  expose: (session, target) =>
+    Effect.gen(function*() {
+      const serviceId = ServiceDecider.serviceIdFor(session.workspaceId, target.name)
+      // Who holds the name is the service stream's to say (the decider folds it), whether its agent is online or not.
+      const agent = yield* Agents.exposeRights(session.workspaceId, session.agentId)
+      // A revoked agent's live connection may outlast its revocation; it exposes nothing from then on.
+      if (!agent || agent.revoked) return yield* new RelayDenied({ code: "TokenRevoked", message: "agent token revoked" })
+      yield* Command.handle(
+        ServiceDecider.decider,
+        Streams.service(serviceId),
+        {
+          _tag: "ExposeService",
+          serviceId,
+          workspaceId: session.workspaceId,
+          agentId: AgentId.make(session.agentId),
+          name: target.name,
+          host: target.host,
+          port: target.port,
+          ...(agent.expose_allow ? { allow: agent.expose_allow } : {})
+        },
+        { workspaceId: session.workspaceId, meta: metaOf(session) }
+      )
+    }).pipe(
+      (effect) => run(effect),
+      Effect.catchTags({
+        DomainError: (e) =>
+          Effect.fail(new RelayDenied({ code: e.reason === "Conflict" ? "Conflict" : "Forbidden", message: e.message })),
+        EventLogError: unavailable("the exposure"),
+        VersionConflict: unavailable("the exposure"),
+        SqlError: unavailable("the exposure")
+      })
+    ),
+
+  unexpose: (session, name) => {
+    const serviceId = ServiceDecider.serviceIdFor(session.workspaceId, name)
+    return run(
+      Command.handle(
+        ServiceDecider.decider,
+        Streams.service(serviceId),
+        { _tag: "UnexposeService", serviceId, agentId: AgentId.make(session.agentId), name },
+        { workspaceId: session.workspaceId, meta: metaOf(session) }
+      )
+    ).pipe(
+      Effect.asVoid,
+      Effect.catchTags({
+        DomainError: () => Effect.fail(new RelayDenied({ code: "ServiceNotFound", message: SERVICE_NOT_FOUND })),
+        EventLogError: unavailable("the unexposure"),
+        VersionConflict: unavailable("the unexposure")
+      })
+    )
+  }
+})
+
+/** Reach: resolved within the reacher's workspace only; every refusal is recorded (coalesced: ReachDenials.ts). */
+const reach = (
+  { addresses, run }: Shared,
+  denials: ReachDenials.ReachDenials
+): Pick<RelayPolicyService, "resolveReach" | "refused"> => {
+  const deny = (session: Session, name: string, reason: typeof ReachDeniedReason.Type) =>
+    denials.deny(session, name, reason, addresses.get(session.agentId))
+  return {
+    resolveReach: (session, name) =>
+      Effect.gen(function*() {
+        // A name no service can have (U+0000 or a lone surrogate, which Postgres refuses as a parameter, or longer
+        // than any name) is refused without a lookup, and recorded sanitised like any other unknown name.
+        if (!isRecordable(name) || name.length > Caps.name) {
+          yield* deny(session, name, "not_found")
+          return yield* new RelayDenied({ code: "ServiceNotFound", message: SERVICE_NOT_FOUND })
+        }
+        // The lookup runs as connect_app scoped to the reacher's workspace: another workspace's rows do not exist here.
+        const row = yield* Services.byName(session.workspaceId, name, session.agentId)
+        // A revoked agent's live connection may outlast its revocation; it reaches nothing from then on.
+        if (row?.reacher_revoked || !row && (yield* Agents.isRevoked(session.agentId))) {
+          return yield* new RelayDenied({ code: "TokenRevoked", message: "agent token revoked" })
+        }
+        if (row) {
+          if (!row.connected) {
+            yield* deny(session, name, "agent_offline")
+            return yield* new RelayDenied({ code: "AgentOffline", message: `the agent exposing ${name} is offline` })
+          }
+          return { agentId: row.agent_id, workspaceId: session.workspaceId, service: name }
+        }
+        // Only to tell the two apart in the audit log; the agent gets the same answer either way.
+        const elsewhere = yield* Services.existsElsewhere(name, session.workspaceId)
+        yield* deny(session, name, elsewhere ? "cross_workspace" : "not_found")
+        return yield* new RelayDenied({ code: "ServiceNotFound", message: SERVICE_NOT_FOUND })
+      }).pipe((effect) => run(effect), Effect.catchTag("SqlError", unavailable("the reach"))),
+
+    refused: (session, name, reason) => denials.note(session, name, reason, addresses.get(session.agentId))
+  }
+}
+
+/** Tunnels: opened before any byte flows (fail closed), closed as a fact that is never lost. */
+const tunnels = ({ facts }: Shared, log: EventLog["Type"]): Pick<RelayPolicyService, "tunnelOpened" | "tunnelClosed"> => ({
+  tunnelOpened: (tunnel) =>
+    log.append(
+      Streams.tunnel(TunnelId.make(tunnel.tunnelId)),
+      [
+        new TunnelOpened({
+          tunnelId: TunnelId.make(tunnel.tunnelId),
+          serviceId: ServiceDecider.serviceIdFor(tunnel.to.workspaceId, tunnel.to.service),
+          serviceName: tunnel.to.service,
+          fromAgentId: AgentId.make(tunnel.from.agentId),
+          toAgentId: AgentId.make(tunnel.to.agentId)
+        })
+      ],
+      {
+        expectedVersion: "no_stream",
+        workspaceId: tunnel.to.workspaceId,
+        meta: agentMeta(tunnel.from, AgentAuth.ipOf(tunnel.remoteAddress))
+      }
+    ).pipe(Effect.asVoid, Effect.catchAll(unavailable("the tunnel")), Effect.withSpan("PgRelayPolicy.tunnelOpened")),
+
+  tunnelClosed: (tunnel, totals) => {
+    const stream = Streams.tunnel(TunnelId.make(tunnel.tunnelId))
+    const event = new TunnelClosed({
+      tunnelId: TunnelId.make(tunnel.tunnelId),
+      serviceId: ServiceDecider.serviceIdFor(tunnel.to.workspaceId, tunnel.to.service),
+      bytesUp: totals.bytesUp,
+      bytesDown: totals.bytesDown,
+      durationMs: Math.max(0, Math.round(totals.durationMs)),
+      reason: tunnelCloseReason(totals.reason)
+    })
+    // Version 1 is the TunnelOpened: a second TunnelClosed (a replay after a lost ack) conflicts and is skipped.
+    return facts.record(stream, event, {
+      expectedVersion: 1,
+      workspaceId: tunnel.to.workspaceId,
+      meta: agentMeta(tunnel.from, AgentAuth.ipOf(tunnel.remoteAddress))
+    }).pipe(
+      Effect.mapError((e) => new RelayDenied({ code: "Unavailable", message: e.message })),
+      Effect.withSpan("PgRelayPolicy.tunnelClosed")
+    )
+  }
+})
 
 /** Options of the policy. */
 export interface PgRelayPolicyOptions {
@@ -91,214 +313,24 @@ export interface PgRelayPolicyOptions {
 
 /** Makes the policy over the `EventLog`, `SqlClient` and `TokenSettings` of the context. */
 export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPolicyOptions) {
-  const context = yield* Effect.context<EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings>()
+  const context = yield* Effect.context<Needs>()
   const log = yield* EventLog
   const settings = yield* AgentAuth.TokenSettings
   const facts = yield* FactRecorder.make(options.spool, options.retry)
-  const run = <A, E>(effect: Effect.Effect<A, E, EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings>) =>
-    Effect.provide(effect, context)
-  /** Addresses of live connections by agent, for `AgentConnected`/`ReachDenied` metadata. */
   const addresses = new Map<string, string>()
-
+  const shared: Shared = {
+    run: (effect) => Effect.provide(effect, context),
+    facts,
+    addresses,
+    metaOf: (session) => agentMeta(session, addresses.get(session.agentId))
+  }
   const denials = yield* ReachDenials.make({ ...options.denials, record: facts.record })
   const authFailures = yield* AuthFailures.make({ ...options.authFailures, record: facts.record })
-  const denyReach = (session: Session, name: string, reason: typeof ReachDeniedReason.Type) =>
-    denials.deny(session, name, reason, addresses.get(session.agentId))
-
   const policy: RelayPolicyService = {
-    authenticate: (hello, remoteAddress) =>
-      run(
-        AgentAuth.authenticateAgent(
-          hello.token,
-          { ip: AgentAuth.ipOf(remoteAddress), userAgent: AgentAuth.agentUserAgent(hello.agentVersion) },
-          authFailures
-        )
-      ).pipe(
-        Effect.map((agent): Session => {
-          const warn = AgentDecider.expiresSoon(agent.expiresAt, settings.now())
-          return {
-            agentId: agent.agentId,
-            workspaceId: agent.workspaceId,
-            label: agent.label,
-            ...(warn ? { tokenExpiresAt: agent.expiresAt.toISOString() } : {})
-          }
-        }),
-        Effect.catchAll((e) =>
-          e instanceof AgentAuth.AuthFailed
-            ? Effect.fail(
-              new RelayDenied({
-                code: e.reason === "expired_token" ? "TokenExpired" : e.reason === "revoked_token" ? "TokenRevoked" : "Unauthorized",
-                message: e.message
-              })
-            )
-            : unavailable("this connection")(e)
-        )
-      ),
-
-    agentConnected: (session, info) => {
-      const ip = AgentAuth.ipOf(info.remoteAddress)
-      const userAgent = AgentAuth.agentUserAgent(info.agentVersion)
-      const transport = sanitize(info.transport, Caps.version) || "unknown"
-      return run(
-        Command.handle(
-          AgentDecider.decider,
-          Streams.agent(AgentId.make(session.agentId)),
-          { _tag: "ConnectAgent", agentId: AgentId.make(session.agentId), ip, userAgent, transport },
-          { workspaceId: session.workspaceId, meta: agentMeta(session, ip, userAgent) }
-        )
-      ).pipe(
-        Effect.tap(() => Effect.sync(() => addresses.set(session.agentId, ip))),
-        Effect.asVoid,
-        Effect.catchAll((e) =>
-          isDomain(e)
-            ? Effect.fail(new RelayDenied({ code: "TokenRevoked", message: e.message }))
-            : unavailable("this connection")(e)
-        )
-      )
-    },
-
-    agentDisconnected: (session, info) =>
-      Effect.suspend(() => {
-        const agentId = AgentId.make(session.agentId)
-        // It happened whatever the stream holds: built without reading the stream, so that it can be spooled.
-        const event = new AgentDisconnected({
-          agentId,
-          reason: disconnectReason(info.close),
-          durationMs: Math.max(0, Math.round(info.durationMs))
-        })
-        return facts.record(Streams.agent(agentId), event, {
-          expectedVersion: "any",
-          workspaceId: session.workspaceId,
-          meta: agentMeta(session, addresses.get(session.agentId))
-        })
-      }).pipe(Effect.catchAll(unavailable("the disconnection")), Effect.withSpan("PgRelayPolicy.agentDisconnected")),
-
-    expose: (session, target) =>
-      Effect.gen(function*() {
-        const serviceId = ServiceDecider.serviceIdFor(session.workspaceId, target.name)
-        // Who holds the name is the service stream's to say (the decider folds it), whether its agent is online or not.
-        const agent = yield* Agents.exposeRights(session.workspaceId, session.agentId)
-        // A revoked agent's live connection may outlast its revocation; it exposes nothing from then on.
-        if (!agent || agent.revoked) return yield* new RelayDenied({ code: "TokenRevoked", message: "agent token revoked" })
-        yield* Command.handle(
-          ServiceDecider.decider,
-          Streams.service(serviceId),
-          {
-            _tag: "ExposeService",
-            serviceId,
-            workspaceId: session.workspaceId,
-            agentId: AgentId.make(session.agentId),
-            name: target.name,
-            host: target.host,
-            port: target.port,
-            ...(agent.expose_allow ? { allow: agent.expose_allow } : {})
-          },
-          { workspaceId: session.workspaceId, meta: agentMeta(session, addresses.get(session.agentId)) }
-        )
-      }).pipe(
-        (effect) => run(effect),
-        Effect.catchAll((e) =>
-          e instanceof RelayDenied
-            ? Effect.fail(e)
-            : isDomain(e)
-            ? Effect.fail(new RelayDenied({ code: e.reason === "Conflict" ? "Conflict" : "Forbidden", message: e.message }))
-            : unavailable("the exposure")(e)
-        )
-      ),
-
-    unexpose: (session, name) =>
-      run(
-        Command.handle(
-          ServiceDecider.decider,
-          Streams.service(ServiceDecider.serviceIdFor(session.workspaceId, name)),
-          {
-            _tag: "UnexposeService",
-            serviceId: ServiceDecider.serviceIdFor(session.workspaceId, name),
-            agentId: AgentId.make(session.agentId),
-            name
-          },
-          { workspaceId: session.workspaceId, meta: agentMeta(session, addresses.get(session.agentId)) }
-        )
-      ).pipe(
-        Effect.asVoid,
-        Effect.catchAll((e) =>
-          isDomain(e)
-            ? Effect.fail(new RelayDenied({ code: "ServiceNotFound", message: SERVICE_NOT_FOUND }))
-            : unavailable("the unexposure")(e)
-        )
-      ),
-
-    resolveReach: (session, name) =>
-      Effect.gen(function*() {
-        // A name no service can have (U+0000 or a lone surrogate, which Postgres refuses as a parameter, or longer
-        // than any name) is refused without a lookup, and recorded sanitised like any other unknown name.
-        if (!isRecordable(name) || name.length > Caps.name) {
-          yield* denyReach(session, name, "not_found")
-          return yield* new RelayDenied({ code: "ServiceNotFound", message: SERVICE_NOT_FOUND })
-        }
-        // The lookup runs as connect_app scoped to the reacher's workspace: another workspace's rows do not exist here.
-        const row = yield* Services.byName(session.workspaceId, name, session.agentId)
-        // A revoked agent's live connection may outlast its revocation; it reaches nothing from then on.
-        if (row?.reacher_revoked || !row && (yield* Agents.isRevoked(session.agentId))) {
-          return yield* new RelayDenied({ code: "TokenRevoked", message: "agent token revoked" })
-        }
-        if (row) {
-          if (!row.connected) {
-            yield* denyReach(session, name, "agent_offline")
-            return yield* new RelayDenied({ code: "AgentOffline", message: `the agent exposing ${name} is offline` })
-          }
-          return { agentId: row.agent_id, workspaceId: session.workspaceId, service: name }
-        }
-        // Only to tell the two apart in the audit log; the agent gets the same answer either way.
-        const elsewhere = yield* Services.existsElsewhere(name, session.workspaceId)
-        yield* denyReach(session, name, elsewhere ? "cross_workspace" : "not_found")
-        return yield* new RelayDenied({ code: "ServiceNotFound", message: SERVICE_NOT_FOUND })
-      }).pipe(
-        (effect) => run(effect),
-        Effect.catchAll((e) => (e instanceof RelayDenied ? Effect.fail(e) : unavailable("the reach")(e)))
-      ),
-
-    tunnelOpened: (tunnel) =>
-      log.append(
-        Streams.tunnel(TunnelId.make(tunnel.tunnelId)),
-        [
-          new TunnelOpened({
-            tunnelId: TunnelId.make(tunnel.tunnelId),
-            serviceId: ServiceDecider.serviceIdFor(tunnel.to.workspaceId, tunnel.to.service),
-            serviceName: tunnel.to.service,
-            fromAgentId: AgentId.make(tunnel.from.agentId),
-            toAgentId: AgentId.make(tunnel.to.agentId)
-          })
-        ],
-        {
-          expectedVersion: "no_stream",
-          workspaceId: tunnel.to.workspaceId,
-          meta: agentMeta(tunnel.from, AgentAuth.ipOf(tunnel.remoteAddress))
-        }
-      ).pipe(Effect.asVoid, Effect.catchAll(unavailable("the tunnel")), Effect.withSpan("PgRelayPolicy.tunnelOpened")),
-
-    tunnelClosed: (tunnel, totals) => {
-      const stream = Streams.tunnel(TunnelId.make(tunnel.tunnelId))
-      const event = new TunnelClosed({
-        tunnelId: TunnelId.make(tunnel.tunnelId),
-        serviceId: ServiceDecider.serviceIdFor(tunnel.to.workspaceId, tunnel.to.service),
-        bytesUp: totals.bytesUp,
-        bytesDown: totals.bytesDown,
-        durationMs: Math.max(0, Math.round(totals.durationMs)),
-        reason: tunnelCloseReason(totals.reason)
-      })
-      // Version 1 is the TunnelOpened: a second TunnelClosed (a replay after a lost ack) conflicts and is skipped.
-      return facts.record(stream, event, {
-        expectedVersion: 1,
-        workspaceId: tunnel.to.workspaceId,
-        meta: agentMeta(tunnel.from, AgentAuth.ipOf(tunnel.remoteAddress))
-      }).pipe(
-        Effect.mapError((e) => new RelayDenied({ code: "Unavailable", message: e.message })),
-        Effect.withSpan("PgRelayPolicy.tunnelClosed")
-      )
-    },
-
-    refused: (session, name, reason) => denials.note(session, name, reason, addresses.get(session.agentId))
+    ...connections(shared, settings, authFailures),
+    ...exposure(shared),
+    ...reach(shared, denials),
+    ...tunnels(shared, log)
   }
   return policy
 })
