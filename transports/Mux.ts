@@ -73,21 +73,53 @@ export interface Mux {
   readonly bufferedBytes: () => number
 }
 
-/** Builds the stream engine for `connection`; stream ids it opens are odd. */
-export const make = (connection: Connection, options: MuxOptions = {}): Mux => {
-  const window = options.window ?? StreamWindow
-  // Credit goes back once a sixteenth of the window has reached the kernel: the sender still holds ≥ 15/16 of its
-  // window, so it never idles on a grant, while a 64 B ping-pong sends no Credit frames at all (one per 256 KiB of a
-  // 4 MiB window instead of one per chunk).
-  const threshold = Math.max(1, Math.floor(window / 16))
-  const streams = new Map<number, Stream>()
-  const congestedPaused = new Set<Stream>()
-  // Connection-level credit: bytes the hub has not yet passed on, over every stream; the hub's `Window` gives them back.
-  // Streams that hold a chunk for want of it wait here, in arrival order, for the next Window.
-  const connectionWindow = options.connectionWindow ?? ConnectionWindow
-  let connectionCredit = connectionWindow
-  const starved = new Set<Stream>()
-  let nextId = 1
+/** The streams of one connection and the connection-level state their accounting shares. */
+interface Table {
+  readonly connection: Connection
+  readonly options: MuxOptions
+  /** Stream window in bytes. */
+  readonly window: number
+  /** Bytes written to a socket before they are credited back (see `make`). */
+  readonly threshold: number
+  readonly streams: Map<number, Stream>
+  /** Streams paused because the connection is congested, resumed on `drain`. */
+  readonly congestedPaused: Set<Stream>
+  /** Connection-level credit: bytes the hub has not yet passed on, over every stream; its `Window` gives them back. */
+  readonly connectionWindow: number
+  connectionCredit: number
+  /** Streams holding a chunk for want of connection credit, in arrival order, waiting for the next `Window`. */
+  readonly starved: Set<Stream>
+}
+
+/** How a stream ends: once, reported to `onStreamClosed`, dropped from the table. */
+const lifecycle = (table: Table) => {
+  const finish = (s: Stream, reason: string) => {
+    if (s.done) return
+    s.done = true
+    table.streams.delete(s.id)
+    table.congestedPaused.delete(s)
+    table.starved.delete(s)
+    table.options.onStreamClosed?.({ stream: s.id, reason, bytesIn: s.bytesIn, bytesOut: s.bytesOut })
+  }
+  return {
+    finish,
+    maybeDone: (s: Stream) => {
+      // The socket's "close" finishes the stream; nothing to do until both directions ended.
+      if (s.localEnded && s.remoteEnded && s.socket.destroyed) finish(s, "closed")
+    },
+    reset: (s: Stream, reason: string) => {
+      if (s.done) return
+      finish(s, reason)
+      s.socket.resetAndDestroy()
+    }
+  }
+}
+
+type Lifecycle = ReturnType<typeof lifecycle>
+
+/** The send side: a socket is read only while its stream and the connection have credit and nothing is held. */
+const sending = (table: Table, { maybeDone }: Lifecycle) => {
+  const { connection } = table
 
   const updateFlow = (s: Stream) => {
     const read = !s.done && !s.eof && s.held === undefined && s.sendCredit > 0 && !connection.congested
@@ -98,7 +130,7 @@ export const make = (connection: Connection, options: MuxOptions = {}): Mux => {
       s.paused = true
       s.socket.pause()
     }
-    if (!read && connection.congested) congestedPaused.add(s)
+    if (!read && connection.congested) table.congestedPaused.add(s)
   }
 
   const sendEnd = (s: Stream) => {
@@ -110,38 +142,19 @@ export const make = (connection: Connection, options: MuxOptions = {}): Mux => {
 
   const push = (s: Stream, chunk: Buffer) => {
     while (chunk.byteLength > 0) {
-      const n = Math.min(chunk.byteLength, s.sendCredit, MaxChunk, connectionCredit)
+      const n = Math.min(chunk.byteLength, s.sendCredit, MaxChunk, table.connectionCredit)
       if (n === 0) {
         s.held = chunk
-        if (s.sendCredit > 0) starved.add(s)
+        if (s.sendCredit > 0) table.starved.add(s)
         break
       }
       connection.sendData(s.id, n === chunk.byteLength ? chunk : chunk.subarray(0, n))
       s.sendCredit -= n
-      connectionCredit -= n
+      table.connectionCredit -= n
       s.bytesOut += n
       chunk = chunk.subarray(n)
     }
     updateFlow(s)
-  }
-
-  /** Credits the bytes the socket handed to the kernel since the last grant, once they reach the threshold. */
-  const grant = (s: Stream) => {
-    if (s.done) return
-    const n = s.written - s.socket.writableLength - s.credited
-    if (n < threshold) return
-    s.credited += n
-    s.recvWindow += n
-    connection.send(trusted(Credit, { stream: s.id, bytes: n }))
-  }
-
-  /** Gives held chunks a turn after connection credit came back, oldest waiter first. */
-  const feedStarved = () => {
-    for (const s of starved) {
-      if (connectionCredit === 0) return
-      starved.delete(s)
-      resume(s)
-    }
   }
 
   /** Sends what the stream holds (if it can now) and resumes reading its socket. */
@@ -156,66 +169,48 @@ export const make = (connection: Connection, options: MuxOptions = {}): Mux => {
     }
   }
 
-  const finish = (s: Stream, reason: string) => {
-    if (s.done) return
-    s.done = true
-    streams.delete(s.id)
-    congestedPaused.delete(s)
-    starved.delete(s)
-    options.onStreamClosed?.({ stream: s.id, reason, bytesIn: s.bytesIn, bytesOut: s.bytesOut })
-  }
-
-  const maybeDone = (s: Stream) => {
-    // The socket's "close" finishes the stream; nothing to do until both directions ended.
-    if (s.localEnded && s.remoteEnded && s.socket.destroyed) finish(s, "closed")
-  }
-
-  const reset = (s: Stream, reason: string) => {
-    if (s.done) return
-    finish(s, reason)
-    s.socket.resetAndDestroy()
-  }
-
-  const attach = (id: number, socket: Net.Socket) => {
-    const s: Stream = {
-      id,
-      socket,
-      sendCredit: window,
-      recvWindow: window,
-      written: 0,
-      credited: 0,
-      onWritten: () => grant(s),
-      held: undefined,
-      eof: false,
-      localEnded: false,
-      remoteEnded: false,
-      paused: false,
-      done: false,
-      error: undefined,
-      bytesIn: 0,
-      bytesOut: 0
+  return {
+    updateFlow,
+    sendEnd,
+    push,
+    resume,
+    /** The peer granted `bytes` more of the stream's window. */
+    credit: (s: Stream, bytes: number) => {
+      // Never more than was sent: a credit beyond it would switch the window off.
+      s.sendCredit += Math.min(bytes, table.window - s.sendCredit)
+      // Without connection credit, resume() holds the chunk again and queues the stream for the next Window.
+      table.starved.delete(s)
+      resume(s)
+    },
+    /** The hub passed `bytes` on: held chunks get a turn, oldest waiter first. */
+    window: (bytes: number) => {
+      table.connectionCredit = Math.min(table.connectionWindow, table.connectionCredit + bytes)
+      for (const s of table.starved) {
+        if (table.connectionCredit === 0) return
+        table.starved.delete(s)
+        resume(s)
+      }
     }
-    streams.set(id, s)
-    socket.setNoDelay(true)
-    socket.on("data", (chunk: Buffer) => push(s, chunk))
-    socket.on("end", () => {
-      s.eof = true
-      if (s.held === undefined) sendEnd(s)
-    })
-    socket.on("error", (error: NodeJS.ErrnoException) => {
-      s.error ??= error.code ?? "Error"
-    })
-    socket.on("close", () => {
-      if (s.done) return
-      if (s.localEnded && s.remoteEnded && s.error === undefined) return finish(s, "closed")
-      const reason = s.error ?? "Closed"
-      connection.send(trusted(Reset, { stream: id, reason }))
-      finish(s, reason)
-    })
-    updateFlow(s)
+  }
+}
+
+type Sending = ReturnType<typeof sending>
+
+/** The receive side: the peer's bytes checked against its window, credited back once the socket accepted them. */
+const receiving = (table: Table, { reset }: Lifecycle) => {
+  const { connection } = table
+
+  /** Credits the bytes the socket handed to the kernel since the last grant, once they reach the threshold. */
+  const grant = (s: Stream) => {
+    if (s.done) return
+    const n = s.written - s.socket.writableLength - s.credited
+    if (n < table.threshold) return
+    s.credited += n
+    s.recvWindow += n
+    connection.send(trusted(Credit, { stream: s.id, bytes: n }))
   }
 
-  const onData = (s: Stream, payload: Uint8Array) => {
+  const data = (s: Stream, payload: Uint8Array) => {
     const n = payload.byteLength
     if (n > s.recvWindow) {
       connection.send(trusted(Reset, { stream: s.id, reason: "FlowControl" }))
@@ -230,26 +225,89 @@ export const make = (connection: Connection, options: MuxOptions = {}): Mux => {
     grant(s)
   }
 
+  return { grant, data }
+}
+
+/** Puts a socket in the table as stream `id` and wires its events to the send side and the lifecycle. */
+const attacher = (table: Table, { finish }: Lifecycle, { push, sendEnd, updateFlow }: Sending, grant: (s: Stream) => void) =>
+(id: number, socket: Net.Socket) => {
+  const s: Stream = {
+    id,
+    socket,
+    sendCredit: table.window,
+    recvWindow: table.window,
+    written: 0,
+    credited: 0,
+    onWritten: () => grant(s),
+    held: undefined,
+    eof: false,
+    localEnded: false,
+    remoteEnded: false,
+    paused: false,
+    done: false,
+    error: undefined,
+    bytesIn: 0,
+    bytesOut: 0
+  }
+  table.streams.set(id, s)
+  socket.setNoDelay(true)
+  socket.on("data", (chunk: Buffer) => push(s, chunk))
+  socket.on("end", () => {
+    s.eof = true
+    if (s.held === undefined) sendEnd(s)
+  })
+  socket.on("error", (error: NodeJS.ErrnoException) => {
+    s.error ??= error.code ?? "Error"
+  })
+  socket.on("close", () => {
+    if (s.done) return
+    if (s.localEnded && s.remoteEnded && s.error === undefined) return finish(s, "closed")
+    const reason = s.error ?? "Closed"
+    table.connection.send(trusted(Reset, { stream: id, reason }))
+    finish(s, reason)
+  })
+  updateFlow(s)
+}
+
+/** Builds the stream engine for `connection`; stream ids it opens are odd. */
+export const make = (connection: Connection, options: MuxOptions = {}): Mux => {
+  const window = options.window ?? StreamWindow
+  const connectionWindow = options.connectionWindow ?? ConnectionWindow
+  const table: Table = {
+    connection,
+    options,
+    window,
+    // Credit goes back once a sixteenth of the window has reached the kernel: the sender still holds ≥ 15/16 of its
+    // window, so it never idles on a grant, while a 64 B ping-pong sends no Credit frames at all (one per 256 KiB of a
+    // 4 MiB window instead of one per chunk).
+    threshold: Math.max(1, Math.floor(window / 16)),
+    streams: new Map(),
+    congestedPaused: new Set(),
+    connectionWindow,
+    connectionCredit: connectionWindow,
+    starved: new Set()
+  }
+  const { streams } = table
+  const ends = lifecycle(table)
+  const send = sending(table, ends)
+  const receive = receiving(table, ends)
+  const attach = attacher(table, ends, send, receive.grant)
+  let nextId = 1
+
   const handle = (message: Message): boolean => {
     switch (message._tag) {
       case "Data": {
         const s = streams.get(message.stream)
-        if (s) onData(s, message.payload)
+        if (s) receive.data(s, message.payload)
         return true
       }
       case "Credit": {
         const s = streams.get(message.stream)
-        if (!s) return true
-        // Never more than was sent: a credit beyond it would switch the window off.
-        s.sendCredit += Math.min(message.bytes, window - s.sendCredit)
-        // Without connection credit, resume() holds the chunk again and queues the stream for the next Window.
-        starved.delete(s)
-        resume(s)
+        if (s) send.credit(s, message.bytes)
         return true
       }
       case "Window": {
-        connectionCredit = Math.min(connectionWindow, connectionCredit + message.bytes)
-        feedStarved()
+        send.window(message.bytes)
         return true
       }
       case "End": {
@@ -257,12 +315,12 @@ export const make = (connection: Connection, options: MuxOptions = {}): Mux => {
         if (!s || s.remoteEnded) return true
         s.remoteEnded = true
         s.socket.end()
-        maybeDone(s)
+        ends.maybeDone(s)
         return true
       }
       case "Reset": {
         const s = streams.get(message.stream)
-        if (s) reset(s, message.reason)
+        if (s) ends.reset(s, message.reason)
         return true
       }
       case "Opened": {
@@ -272,7 +330,7 @@ export const make = (connection: Connection, options: MuxOptions = {}): Mux => {
       case "Error": {
         if (message.stream === undefined) return false
         const s = streams.get(message.stream)
-        if (s) reset(s, message.code)
+        if (s) ends.reset(s, message.code)
         return true
       }
       default:
@@ -291,12 +349,12 @@ export const make = (connection: Connection, options: MuxOptions = {}): Mux => {
     attach,
     handle,
     drain: () => {
-      const paused = [...congestedPaused]
-      congestedPaused.clear()
-      for (const s of paused) updateFlow(s)
+      const paused = [...table.congestedPaused]
+      table.congestedPaused.clear()
+      for (const s of paused) send.updateFlow(s)
     },
     closeAll: (reason) => {
-      for (const s of [...streams.values()]) reset(s, reason)
+      for (const s of [...streams.values()]) ends.reset(s, reason)
     },
     size: () => streams.size,
     bufferedBytes: () => {
