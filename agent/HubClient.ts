@@ -7,7 +7,7 @@ import { Context, Deferred, Duration, Effect, FiberId } from "effect"
 import type { Scope } from "effect"
 import * as Protocol from "../core/Protocol.ts"
 import { RelayDenied } from "../core/RelayPolicy.ts"
-import { CloseCodes, TransportError } from "../core/Transport.ts"
+import { CLOSE_CODES, TransportError } from "../core/Transport.ts"
 import type { CloseInfo, Connection, Transport } from "../core/Transport.ts"
 import * as Heartbeat from "../transports/Heartbeat.ts"
 import * as Mux from "../transports/Mux.ts"
@@ -30,7 +30,7 @@ export interface ConnectOptions {
   readonly heartbeat?: Heartbeat.HeartbeatOptions
   /** Time to wait for `Welcome` (default 10 s). */
   readonly helloTimeout?: Duration.DurationInput
-  /** Stream window (default `StreamWindow`; must match the hub's). */
+  /** Stream window (default `STREAM_WINDOW`; must match the hub's). */
   readonly window?: number
 }
 
@@ -223,7 +223,7 @@ export const connect = Effect.fn("HubClient.connect")(function*(options: Connect
         case "Pong":
           return
         default:
-          return connection.close(CloseCodes.Protocol, `unexpected ${message._tag}`)
+          return connection.close(CLOSE_CODES.Protocol, `unexpected ${message._tag}`)
       }
     },
     drain: () => mux.drain(),
@@ -238,7 +238,7 @@ export const connect = Effect.fn("HubClient.connect")(function*(options: Connect
 
   connection.send(
     new Protocol.Hello({
-      protocol: Protocol.ProtocolVersion,
+      protocol: Protocol.PROTOCOL_VERSION,
       token: options.token,
       transport: options.transport.name,
       agentVersion: options.agentVersion ?? "dev",

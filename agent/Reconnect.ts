@@ -6,7 +6,7 @@
 import * as Net from "node:net"
 import { Clock, Deferred, Effect } from "effect"
 import type { Scope } from "effect"
-import { CloseCodes, type TransportError } from "../core/Transport.ts"
+import { CLOSE_CODES, type TransportError } from "../core/Transport.ts"
 import { AgentError, requireState } from "./AgentError.ts"
 import * as Backoff from "./Backoff.ts"
 import * as Dial from "./Dial.ts"
@@ -124,7 +124,7 @@ export const run = (options: ReconnectOptions): Effect.Effect<never, AgentError 
             if (now - since >= Backoff.STABLE_AFTER_MS) backoff.reset()
             err(`disconnected from the hub (${info.code}${info.reason === "" ? "" : ` ${info.reason}`})`)
             // Vanished, going away or silent: the hub is probably restarting. Any other close is its decision.
-            return info.code === 1006 || info.code === CloseCodes.GoingAway || info.code === CloseCodes.Timeout
+            return info.code === 1006 || info.code === CLOSE_CODES.GoingAway || info.code === CLOSE_CODES.Timeout
           })
         ),
         Effect.catchTags({

@@ -8,7 +8,7 @@
 import { Schema } from "effect"
 
 /** Version of this protocol; a hub refuses a `Hello` with another major version. */
-export const ProtocolVersion = 1
+export const PROTOCOL_VERSION = 1
 
 /**
  * Bytes a sender may have in flight on one stream before it must wait for `Credit`.
@@ -19,27 +19,27 @@ export const ProtocolVersion = 1
  * 2–4 MiB; with 512 KiB the sender moved in lock-step at ~30–60 MB/s. The hub holds at most this much per busy
  * stream (only when the far reader is slower than the sender), and an idle stream costs nothing.
  */
-export const StreamWindow = 4 * 1024 * 1024
+export const STREAM_WINDOW = 4 * 1024 * 1024
 
 /**
  * Bytes of `Data` an agent may have handed to the hub, over all its streams, that the hub has not yet passed on (as
  * HTTP/2's connection window, but between agent and hub only): without it an agent with 1,024 streams could make the
- * hub hold 1,024 × `StreamWindow` = 4 GiB for readers that do not read. The hub gives it back with `Window` once it
+ * hub hold 1,024 × `STREAM_WINDOW` = 4 GiB for readers that do not read. The hub gives it back with `Window` once it
  * has written the bytes towards their receiver (or dropped them), not when the far reader credits them, so streams
  * whose readers never credit (which hold only their own stream window, at the reader) cannot starve the connection.
  * Four stream windows: one saturated stream runs at full speed with room to spare. The hub closes a connection that
  * exceeds it with a protocol error.
  */
-export const ConnectionWindow = 4 * StreamWindow
+export const CONNECTION_WINDOW = 4 * STREAM_WINDOW
 
-/** Bytes the hub gives back with one `Window` (a sixteenth of `ConnectionWindow`). */
-export const WindowGrant = ConnectionWindow / 16
+/** Bytes the hub gives back with one `Window` (a sixteenth of `CONNECTION_WINDOW`). */
+export const WINDOW_GRANT = CONNECTION_WINDOW / 16
 
 /** Largest `Data` payload a sender puts in one frame (Node reads TCP in 64 KiB chunks, so one read is one frame). */
-export const MaxChunk = 64 * 1024
+export const MAX_CHUNK = 64 * 1024
 
 /** Largest encoded frame any transport accepts; bigger frames close the connection with a protocol error. */
-export const MaxFrame = 1024 * 1024
+export const MAX_FRAME = 1024 * 1024
 
 /** A stream id on one connection (u32; odd when opened by an agent, even when opened by the hub). */
 export const StreamId = Schema.Number.pipe(Schema.int(), Schema.between(1, 0xffff_ffff))
@@ -49,7 +49,7 @@ export const RequestId = Schema.Number.pipe(Schema.int(), Schema.nonNegative())
 
 /** First message of an agent: who it is (token), which protocol and transport it speaks. */
 export class Hello extends Schema.TaggedClass<Hello>()("Hello", {
-  /** Protocol version the agent speaks (see `ProtocolVersion`). */
+  /** Protocol version the agent speaks (see `PROTOCOL_VERSION`). */
   protocol: Schema.Number,
   /** Agent token (64 hex chars); the hub stores only its SHA-256. */
   token: Schema.String,
@@ -155,7 +155,7 @@ export class Ack extends Schema.TaggedClass<Ack>()("Ack", {
 
 /**
  * Open a stream: agent → hub asks for a tunnel to `service`; hub → exposing agent asks it to connect its target.
- * The opener may send `Data` right after `Open` (within `StreamWindow`), so a client that speaks first loses nothing.
+ * The opener may send `Data` right after `Open` (within `STREAM_WINDOW`), so a client that speaks first loses nothing.
  */
 export class Open extends Schema.TaggedClass<Open>()("Open", {
   stream: StreamId,
@@ -167,7 +167,7 @@ export class Opened extends Schema.TaggedClass<Opened>()("Opened", {
   stream: StreamId
 }) {}
 
-/** Stream bytes; never larger than `MaxChunk`, never more than the sender's credit. */
+/** Stream bytes; never larger than `MAX_CHUNK`, never more than the sender's credit. */
 export class Data extends Schema.TaggedClass<Data>()("Data", {
   stream: StreamId,
   payload: Schema.Uint8ArrayFromSelf
@@ -175,21 +175,21 @@ export class Data extends Schema.TaggedClass<Data>()("Data", {
 
 /**
  * The receiver's TCP socket accepted `bytes` more bytes of this stream: the sender may send that many more. Valid
- * only in 1..`StreamWindow` and only up to the bytes actually outstanding on the stream; the hub treats anything
+ * only in 1..`STREAM_WINDOW` and only up to the bytes actually outstanding on the stream; the hub treats anything
  * else as a protocol violation, since a credit beyond what was sent would switch the window off.
  */
 export class Credit extends Schema.TaggedClass<Credit>()("Credit", {
   stream: StreamId,
-  bytes: Schema.Number.pipe(Schema.int(), Schema.between(1, StreamWindow))
+  bytes: Schema.Number.pipe(Schema.int(), Schema.between(1, STREAM_WINDOW))
 }) {}
 
 /**
  * Hub → agent: the hub passed on (or dropped) `bytes` more of this connection's `Data`, so the agent may hand it that
- * many more (see `ConnectionWindow`). Sent once `WindowGrant` bytes are owed: one frame per MiB moved, none on a
+ * many more (see `CONNECTION_WINDOW`). Sent once `WINDOW_GRANT` bytes are owed: one frame per MiB moved, none on a
  * small-message connection until it has moved a MiB (its 16 MiB window never runs dry before that).
  */
 export class Window extends Schema.TaggedClass<Window>()("Window", {
-  bytes: Schema.Number.pipe(Schema.int(), Schema.between(1, ConnectionWindow))
+  bytes: Schema.Number.pipe(Schema.int(), Schema.between(1, CONNECTION_WINDOW))
 }) {}
 
 /** The sender's side of the stream reached EOF (TCP shutdown(WR)); the other direction stays open. */

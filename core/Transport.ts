@@ -14,14 +14,14 @@ export class TransportError extends Schema.TaggedError<TransportError>()("Transp
 }) {}
 
 /** WebSocket-compatible close codes used by every transport (4xxx are ours). */
-export const CloseCodes = {
+export const CLOSE_CODES = {
   /** Orderly close. */
   Normal: 1000,
   /** The peer is shutting down. */
   GoingAway: 1001,
   /** A frame could not be decoded or broke the protocol. */
   Protocol: 1002,
-  /** A frame exceeded `MaxFrame`. */
+  /** A frame exceeded `MAX_FRAME`. */
   FrameTooLarge: 1009,
   /** An unexpected failure inside the peer. */
   Internal: 1011,
@@ -39,7 +39,7 @@ export const CloseCodes = {
 
 /** How a connection ended. */
 export interface CloseInfo {
-  /** Close code (see `CloseCodes`; 1006 when the carrier vanished without one). */
+  /** Close code (see `CLOSE_CODES`; 1006 when the carrier vanished without one). */
   readonly code: number
   /** Close reason text. */
   readonly reason: string

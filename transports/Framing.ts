@@ -3,7 +3,7 @@
  * protocol errors a bad frame turns into.
  */
 import { Either, ParseResult, Schema } from "effect"
-import { ConnectionWindow, End, MaxFrame, Message, Open, Opened, Ping, Pong, Reset, Window } from "../core/Protocol.ts"
+import { CONNECTION_WINDOW, End, MAX_FRAME, Message, Open, Opened, Ping, Pong, Reset, Window } from "../core/Protocol.ts"
 import { TransportError } from "../core/Transport.ts"
 
 const decodeMessage = Schema.decodeUnknownEither(Message)
@@ -12,10 +12,10 @@ const decodeMessage = Schema.decodeUnknownEither(Message)
 export const protocolError = (message: string, cause?: unknown): TransportError =>
   new TransportError({ reason: "Protocol", message, ...(cause === undefined ? {} : { cause }) })
 
-/** Throws "FrameTooLarge" when a frame of `length` bytes exceeds `MaxFrame`. */
+/** Throws "FrameTooLarge" when a frame of `length` bytes exceeds `MAX_FRAME`. */
 export const checkFrameSize = (length: number): void => {
-  if (length > MaxFrame) {
-    throw new TransportError({ reason: "FrameTooLarge", message: `frame of ${length} bytes exceeds ${MaxFrame}` })
+  if (length > MAX_FRAME) {
+    throw new TransportError({ reason: "FrameTooLarge", message: `frame of ${length} bytes exceeds ${MAX_FRAME}` })
   }
 }
 
@@ -51,7 +51,7 @@ const fastMessage = (value: Record<string, unknown>): Message | undefined => {
         : undefined
     case "Window": {
       const bytes = value.bytes
-      return typeof bytes === "number" && Number.isInteger(bytes) && bytes >= 1 && bytes <= ConnectionWindow
+      return typeof bytes === "number" && Number.isInteger(bytes) && bytes >= 1 && bytes <= CONNECTION_WINDOW
         ? trusted(Window, { bytes })
         : undefined
     }

@@ -5,11 +5,11 @@
 import { Effect } from "effect"
 import type { Scope } from "effect"
 import type { Message } from "../core/Protocol.ts"
-import { CloseCodes, TransportError } from "../core/Transport.ts"
+import { CLOSE_CODES, TransportError } from "../core/Transport.ts"
 import type { CloseInfo, Codec, Connection, ConnectionHandler, Transport } from "../core/Transport.ts"
 import { deliverGuarded, reportInternal } from "./Framing.ts"
 import { codec as msgpack } from "./Msgpack.ts"
-import { HighWaterMark, LowWaterMark } from "./WebSocket.ts"
+import { HIGH_WATER_MARK, LOW_WATER_MARK } from "./WebSocket.ts"
 
 /** One end of a memory pair, with a hook to write raw frames (for fuzzing). */
 export interface MemoryConnection extends Connection {
@@ -65,7 +65,7 @@ export const makePair = (codec: Codec = msgpack): readonly [MemoryConnection, Me
 
   const failed = (error: unknown) => {
     reportInternal("memory", "memory", error)
-    closeBoth(CloseCodes.Internal, "internal error")
+    closeBoth(CLOSE_CODES.Internal, "internal error")
   }
 
   const flush = (from: End, to: End) => {
@@ -81,14 +81,14 @@ export const makePair = (codec: Codec = msgpack): readonly [MemoryConnection, Me
         message = codec.decode(frame)
       } catch (error) {
         const code = error instanceof TransportError && error.reason === "FrameTooLarge"
-          ? CloseCodes.FrameTooLarge
-          : CloseCodes.Protocol
+          ? CLOSE_CODES.FrameTooLarge
+          : CLOSE_CODES.Protocol
         return closeBoth(code, error instanceof TransportError ? error.message : "undecodable frame")
       }
       if (to.handler) deliverGuarded(to.handler.message, message, failed)
       else to.early.push(message)
     }
-    if (from.congested && from.queuedBytes <= LowWaterMark) {
+    if (from.congested && from.queuedBytes <= LOW_WATER_MARK) {
       from.congested = false
       from.handler?.drain?.()
     }
@@ -100,7 +100,7 @@ export const makePair = (codec: Codec = msgpack): readonly [MemoryConnection, Me
       // The encoder may hand back a view of a buffer the caller reuses; a copy models the kernel taking the bytes.
       self.queued.push(typeof frame === "string" ? frame : Buffer.from(frame))
       self.queuedBytes += frameLength(frame)
-      if (self.queuedBytes > HighWaterMark) self.congested = true
+      if (self.queuedBytes > HIGH_WATER_MARK) self.congested = true
       if (!self.scheduled) {
         self.scheduled = true
         queueMicrotask(() => flush(self, peer))
@@ -165,6 +165,6 @@ export const makeTransport = (accept: (connection: Connection) => void, codec: C
         accept(server)
         return client as Connection
       }),
-      (connection) => Effect.sync(() => connection.close(CloseCodes.Normal, "client closed"))
+      (connection) => Effect.sync(() => connection.close(CLOSE_CODES.Normal, "client closed"))
     )
 })

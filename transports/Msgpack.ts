@@ -7,16 +7,16 @@
  *   other   [0x00][msgpack map]
  */
 import { Packr } from "msgpackr"
-import { Credit, Data, MaxChunk, StreamWindow } from "../core/Protocol.ts"
+import { Credit, Data, MAX_CHUNK, STREAM_WINDOW } from "../core/Protocol.ts"
 import type { Message } from "../core/Protocol.ts"
 import type { Codec, Transport } from "../core/Transport.ts"
 import { checkFrameSize, isStreamId, protocolError, toMessage, trusted } from "./Framing.ts"
 import { dial } from "./WebSocket.ts"
 
-const TypeControl = 0x00
-const TypeData = 0x01
-const TypeCredit = 0x02
-const DataHeader = 5
+const TYPE_CONTROL = 0x00
+const TYPE_DATA = 0x01
+const TYPE_CREDIT = 0x02
+const DATA_HEADER = 5
 
 // Records would make frames depend on earlier frames; plain maps keep every frame self-contained.
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false, int64AsType: "number" })
@@ -32,16 +32,16 @@ let framed: Uint8Array | undefined
 const encodeData = (stream: number, payload: Uint8Array): Uint8Array => {
   if (payload === framed) {
     framed = undefined
-    const frame = Buffer.from(payload.buffer, payload.byteOffset - DataHeader, payload.byteLength + DataHeader)
-    frame[0] = TypeData
+    const frame = Buffer.from(payload.buffer, payload.byteOffset - DATA_HEADER, payload.byteLength + DATA_HEADER)
+    frame[0] = TYPE_DATA
     frame.writeUInt32BE(stream, 1)
     return frame
   }
-  const size = payload.byteLength + DataHeader
-  const frame = size <= PooledFrame ? (pool.pop() ?? newPooled()).subarray(0, size) : Buffer.allocUnsafe(size)
-  frame[0] = TypeData
+  const size = payload.byteLength + DATA_HEADER
+  const frame = size <= POOLED_FRAME ? (pool.pop() ?? newPooled()).subarray(0, size) : Buffer.allocUnsafe(size)
+  frame[0] = TYPE_DATA
   frame.writeUInt32BE(stream, 1)
-  frame.set(payload, DataHeader)
+  frame.set(payload, DATA_HEADER)
   return frame
 }
 
@@ -50,19 +50,19 @@ const encodeData = (stream: number, payload: Uint8Array): Uint8Array => {
  * once written: a fresh 64 KiB buffer per chunk cost more than the copy into it (page faults and GC). 64 frames
  * (4 MiB, one stream window) is what one saturated stream keeps in flight in user space at most.
  */
-const PooledFrame = MaxChunk + DataHeader
-const PoolSize = 64
+const POOLED_FRAME = MAX_CHUNK + DATA_HEADER
+const POOL_SIZE = 64
 const pool: Array<Buffer> = []
 const pooled = new WeakSet<ArrayBufferLike>()
 const newPooled = () => {
-  const frame = Buffer.allocUnsafeSlow(PooledFrame)
+  const frame = Buffer.allocUnsafeSlow(POOLED_FRAME)
   pooled.add(frame.buffer)
   return frame
 }
 
 const recycle = (frame: Uint8Array): void => {
-  if (pool.length < PoolSize && frame.byteOffset === 0 && pooled.has(frame.buffer)) {
-    pool.push(Buffer.from(frame.buffer, 0, PooledFrame))
+  if (pool.length < POOL_SIZE && frame.byteOffset === 0 && pooled.has(frame.buffer)) {
+    pool.push(Buffer.from(frame.buffer, 0, POOLED_FRAME))
   }
 }
 
@@ -72,7 +72,7 @@ const encode = (message: Message): Uint8Array => {
       return encodeData(message.stream, message.payload)
     case "Credit": {
       const frame = Buffer.allocUnsafe(9)
-      frame[0] = TypeCredit
+      frame[0] = TYPE_CREDIT
       frame.writeUInt32BE(message.stream, 1)
       frame.writeUInt32BE(message.bytes, 5)
       return frame
@@ -80,7 +80,7 @@ const encode = (message: Message): Uint8Array => {
     default: {
       const body = packr.pack({ ...message })
       const frame = Buffer.allocUnsafe(body.byteLength + 1)
-      frame[0] = TypeControl
+      frame[0] = TYPE_CONTROL
       frame.set(body, 1)
       return frame
     }
@@ -93,22 +93,22 @@ const decode = (input: Uint8Array | string): Message => {
   const frame = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength)
   if (frame.byteLength === 0) throw protocolError("empty frame")
   switch (frame[0]) {
-    case TypeData: {
-      if (frame.byteLength < DataHeader) throw protocolError("short Data frame")
+    case TYPE_DATA: {
+      if (frame.byteLength < DATA_HEADER) throw protocolError("short Data frame")
       const stream = frame.readUInt32BE(1)
       if (!isStreamId(stream)) throw protocolError("invalid stream id")
-      const payload = frame.subarray(DataHeader)
+      const payload = frame.subarray(DATA_HEADER)
       framed = payload
       return trusted(Data, { stream, payload })
     }
-    case TypeCredit: {
+    case TYPE_CREDIT: {
       if (frame.byteLength !== 9) throw protocolError("bad Credit frame")
       const stream = frame.readUInt32BE(1)
       const bytes = frame.readUInt32BE(5)
-      if (!isStreamId(stream) || bytes === 0 || bytes > StreamWindow) throw protocolError("invalid Credit frame")
+      if (!isStreamId(stream) || bytes === 0 || bytes > STREAM_WINDOW) throw protocolError("invalid Credit frame")
       return trusted(Credit, { stream, bytes })
     }
-    case TypeControl: {
+    case TYPE_CONTROL: {
       let value: unknown
       try {
         value = packr.unpack(frame.subarray(1))

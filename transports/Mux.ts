@@ -4,7 +4,7 @@
  * bytes are credited back only once the socket accepted them, so a slow reader throttles its sender end to end.
  */
 import type * as Net from "node:net"
-import { ConnectionWindow, Credit, End, MaxChunk, Open, Opened, Reset, StreamWindow } from "../core/Protocol.ts"
+import { CONNECTION_WINDOW, Credit, End, MAX_CHUNK, Open, Opened, Reset, STREAM_WINDOW } from "../core/Protocol.ts"
 import type { Message } from "../core/Protocol.ts"
 import type { Connection } from "../core/Transport.ts"
 import { trusted } from "./Framing.ts"
@@ -20,9 +20,9 @@ export interface StreamClosed {
 
 /** Options of `make`. */
 export interface MuxOptions {
-  /** Stream window in bytes (default `StreamWindow`; both ends must agree). */
+  /** Stream window in bytes (default `STREAM_WINDOW`; both ends must agree). */
   readonly window?: number
-  /** Bytes handed to the hub and not yet given back by its `Window` (default `ConnectionWindow`; the hub enforces it). */
+  /** Bytes handed to the hub and not yet given back by its `Window` (default `CONNECTION_WINDOW`; the hub enforces it). */
   readonly connectionWindow?: number
   /** Called once per stream when it ends. */
   readonly onStreamClosed?: (closed: StreamClosed) => void
@@ -142,7 +142,7 @@ const sending = (table: Table, { maybeDone }: Lifecycle) => {
 
   const push = (s: Stream, chunk: Buffer) => {
     while (chunk.byteLength > 0) {
-      const n = Math.min(chunk.byteLength, s.sendCredit, MaxChunk, table.connectionCredit)
+      const n = Math.min(chunk.byteLength, s.sendCredit, MAX_CHUNK, table.connectionCredit)
       if (n === 0) {
         s.held = chunk
         if (s.sendCredit > 0) table.starved.add(s)
@@ -271,8 +271,8 @@ const attacher = (table: Table, { finish }: Lifecycle, { push, sendEnd, updateFl
 
 /** Builds the stream engine for `connection`; stream ids it opens are odd. */
 export const make = (connection: Connection, options: MuxOptions = {}): Mux => {
-  const window = options.window ?? StreamWindow
-  const connectionWindow = options.connectionWindow ?? ConnectionWindow
+  const window = options.window ?? STREAM_WINDOW
+  const connectionWindow = options.connectionWindow ?? CONNECTION_WINDOW
   const table: Table = {
     connection,
     options,

@@ -7,12 +7,12 @@ import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import type * as Net from "node:net"
 import type { Duplex } from "node:stream"
-import { Effect } from "effect"
+import { Duration, Effect } from "effect"
 import type { Scope } from "effect"
 import { WebSocket, WebSocketServer } from "ws"
-import { MaxFrame } from "../core/Protocol.ts"
+import { MAX_FRAME } from "../core/Protocol.ts"
 import type { Message } from "../core/Protocol.ts"
-import { CloseCodes, TransportError } from "../core/Transport.ts"
+import { CLOSE_CODES, TransportError } from "../core/Transport.ts"
 import type { CloseInfo, Codec, Connection, ConnectionHandler } from "../core/Transport.ts"
 import { deliverGuarded, reportInternal } from "./Framing.ts"
 
@@ -20,16 +20,16 @@ import { deliverGuarded, reportInternal } from "./Framing.ts"
  * Connection-level flow control: above 2 MiB queued in user space the owner pauses its sources, and resumes under
  * 512 KiB. At ~1 GB/s that is ~2 ms of data: enough to keep the kernel buffer fed, small next to the stream windows.
  */
-export const HighWaterMark = 2 * 1024 * 1024
+export const HIGH_WATER_MARK = 2 * 1024 * 1024
 
-/** See `HighWaterMark`. */
-export const LowWaterMark = 512 * 1024
+/** See `HIGH_WATER_MARK`. */
+export const LOW_WATER_MARK = 512 * 1024
 
 /** Time a closing connection waits for the peer's close frame before it cuts the TCP connection. */
-export const CloseTimeoutMs = 2_000
+export const CLOSE_TIMEOUT: Duration.DurationInput = "2 seconds"
 
 const closeCodeOf = (error: unknown): number =>
-  error instanceof TransportError && error.reason === "FrameTooLarge" ? CloseCodes.FrameTooLarge : CloseCodes.Protocol
+  error instanceof TransportError && error.reason === "FrameTooLarge" ? CLOSE_CODES.FrameTooLarge : CLOSE_CODES.Protocol
 
 // ws accepts only these codes in close(); anything else (e.g. 1006 reported for a vanished peer) is sent as 1000.
 const sendable = (code: number): number =>
@@ -52,7 +52,7 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
   const options = { binary: codec.binary, compress: false }
 
   const onSent = () => {
-    if (congested && ws.bufferedAmount <= LowWaterMark) {
+    if (congested && ws.bufferedAmount <= LOW_WATER_MARK) {
       congested = false
       handler?.drain?.()
     }
@@ -75,12 +75,12 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
       process.nextTick(uncork)
     }
     ws.send(frame, options, sent)
-    if (!congested && ws.bufferedAmount > HighWaterMark) congested = true
+    if (!congested && ws.bufferedAmount > HIGH_WATER_MARK) congested = true
   }
   const close = (code: number, reason: string) => {
     if (closing) return
     closing = true
-    if (code === CloseCodes.Timeout || code === CloseCodes.SlowConsumer) {
+    if (code === CLOSE_CODES.Timeout || code === CLOSE_CODES.SlowConsumer) {
       // The peer is silent or does not read: waiting for its close frame would hold the connection, and the hub's
       // buffer towards it, for ws's 30 s.
       localClose = { code, reason }
@@ -88,12 +88,12 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
       return
     }
     ws.close(sendable(code), reason.slice(0, 120))
-    // A peer that does not answer the close frame is cut after CloseTimeoutMs instead of ws's 30 s.
-    setTimeout(() => ws.terminate(), CloseTimeoutMs).unref()
+    // A peer that does not answer the close frame is cut after CLOSE_TIMEOUT instead of ws's 30 s.
+    setTimeout(() => ws.terminate(), Duration.toMillis(CLOSE_TIMEOUT)).unref()
   }
   const failed = (error: unknown) => {
     reportInternal(codec.name, remoteAddress, error)
-    close(CloseCodes.Internal, "internal error")
+    close(CLOSE_CODES.Internal, "internal error")
   }
   const deliver = (message: Message) => {
     if (handler) deliverGuarded(handler.message, message, failed)
@@ -103,7 +103,7 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
   ws.on("message", (data: Buffer | ArrayBuffer | Array<Buffer>, isBinary: boolean) => {
     if (closing) return
     received++
-    if (isBinary !== codec.binary) return close(CloseCodes.Protocol, `expected ${codec.binary ? "binary" : "text"} frames`)
+    if (isBinary !== codec.binary) return close(CLOSE_CODES.Protocol, `expected ${codec.binary ? "binary" : "text"} frames`)
     const frame = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data
     let message: Message
     try {
@@ -172,7 +172,7 @@ export const dial = (codec: Codec) => (url: string): Effect.Effect<Connection, T
       const ws = new WebSocket(url, [codec.subprotocol], {
         // Compression costs 10–40× on binary payloads and would hide the stream windows behind a zlib buffer.
         perMessageDeflate: false,
-        maxPayload: MaxFrame,
+        maxPayload: MAX_FRAME,
         handshakeTimeout: 10_000,
         // Client frames must carry a mask key, but masking only shields browser-facing proxies from scripted
         // payloads; an all-zero key makes ws skip the XOR pass (and its in-place write over our payload) entirely.
@@ -193,7 +193,7 @@ export const dial = (codec: Codec) => (url: string): Effect.Effect<Connection, T
       })
       return Effect.sync(() => ws.terminate())
     }),
-    (connection) => Effect.sync(() => connection.close(CloseCodes.Normal, "client closed"))
+    (connection) => Effect.sync(() => connection.close(CLOSE_CODES.Normal, "client closed"))
   )
 
 /** Options of `upgrades`. */
@@ -230,7 +230,7 @@ export const upgrades = (
     const wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
-      maxPayload: MaxFrame,
+      maxPayload: MAX_FRAME,
       clientTracking: false,
       handleProtocols: (protocols) => [...protocols].find((p) => bySubprotocol.has(p)) ?? false
     })
@@ -252,7 +252,7 @@ export const upgrades = (
     }
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
-        for (const ws of live) ws.close(CloseCodes.GoingAway, "hub shutting down")
+        for (const ws of live) ws.close(CLOSE_CODES.GoingAway, "hub shutting down")
       })
     )
     return {

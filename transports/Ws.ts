@@ -2,7 +2,7 @@
  * The `ws` transport plugin: WebSocket text frames carrying one JSON message each, stream payloads in base64 —
  * the debuggable wire shape (readable in any WebSocket inspector), at the cost of ~33% more bytes and two passes.
  */
-import { Data, MaxFrame } from "../core/Protocol.ts"
+import { Data, MAX_FRAME } from "../core/Protocol.ts"
 import type { Message } from "../core/Protocol.ts"
 import type { Codec, Transport } from "../core/Transport.ts"
 import { checkFrameSize, isStreamId, protocolError, toMessage, trusted } from "./Framing.ts"
@@ -24,10 +24,10 @@ const fromBase64 = (text: string): Buffer | undefined => {
   return bytes.byteLength === (text.length / 4) * 3 - padding ? bytes : undefined
 }
 
-const DataPrefix = Buffer.from(`{"_tag":"Data","stream":`)
-const PayloadKey = Buffer.from(`,"payload":"`)
-const Quote = 0x22
-const CloseBrace = 0x7d
+const DATA_PREFIX = Buffer.from(`{"_tag":"Data","stream":`)
+const PAYLOAD_KEY = Buffer.from(`,"payload":"`)
+const QUOTE = 0x22
+const CLOSE_BRACE = 0x7d
 
 /**
  * The shape `encodeData` writes, read straight from the frame's bytes: JSON.parse of an 87 KB string and a regex
@@ -35,18 +35,18 @@ const CloseBrace = 0x7d
  */
 const decodeDataFast = (frame: Buffer): Message | undefined => {
   const n = frame.byteLength
-  if (n < DataPrefix.byteLength + PayloadKey.byteLength + 3 || frame[n - 1] !== CloseBrace || frame[n - 2] !== Quote) {
+  if (n < DATA_PREFIX.byteLength + PAYLOAD_KEY.byteLength + 3 || frame[n - 1] !== CLOSE_BRACE || frame[n - 2] !== QUOTE) {
     return undefined
   }
-  if (frame.compare(DataPrefix, 0, DataPrefix.byteLength, 0, DataPrefix.byteLength) !== 0) return undefined
-  let i = DataPrefix.byteLength
+  if (frame.compare(DATA_PREFIX, 0, DATA_PREFIX.byteLength, 0, DATA_PREFIX.byteLength) !== 0) return undefined
+  let i = DATA_PREFIX.byteLength
   let stream = 0
   const digits = i
   while (i < n && frame[i]! >= 0x30 && frame[i]! <= 0x39 && i - digits < 11) stream = stream * 10 + frame[i++]! - 0x30
   if (i === digits || (frame[digits] === 0x30 && i - digits > 1)) return undefined
-  if (frame.compare(PayloadKey, 0, PayloadKey.byteLength, i, i + PayloadKey.byteLength) !== 0) return undefined
+  if (frame.compare(PAYLOAD_KEY, 0, PAYLOAD_KEY.byteLength, i, i + PAYLOAD_KEY.byteLength) !== 0) return undefined
   if (!isStreamId(stream)) throw protocolError("invalid Data frame")
-  const payload = fromBase64(frame.toString("latin1", i + PayloadKey.byteLength, n - 2))
+  const payload = fromBase64(frame.toString("latin1", i + PAYLOAD_KEY.byteLength, n - 2))
   if (!payload) throw protocolError("invalid Data frame")
   return trusted(Data, { stream, payload })
 }
@@ -58,7 +58,7 @@ const decode = (frame: Uint8Array | string): Message => {
     const data = decodeDataFast(bytes)
     if (data) return data
     frame = bytes.toString("utf8")
-  } else if (frame.length > MaxFrame) {
+  } else if (frame.length > MAX_FRAME) {
     checkFrameSize(frame.length)
   }
   let value: unknown

@@ -9,7 +9,7 @@ import * as Path from "node:path"
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer, Schedule, Stream } from "effect"
 import { EventLog } from "../../core/EventLog.ts"
-import { CloseCodes } from "../../core/Transport.ts"
+import { CLOSE_CODES } from "../../core/Transport.ts"
 import { codec as msgpackCodec } from "../../transports/Msgpack.ts"
 import * as WebSocket from "../../transports/WebSocket.ts"
 import { codec as wsCodec } from "../../transports/Ws.ts"
@@ -67,7 +67,7 @@ const serve = (hubId: string, options: GatewayOptions) =>
       // connection's own (ip:port, as for a direct connection).
       ...(config.trustProxy?.length ? { remoteAddress: (req: Http.IncomingMessage) => agentAddress(trusted, req) } : {})
     }, relay.accept)
-    yield* kickRevoked((agentId) => void relay.disconnect(agentId, CloseCodes.Unauthorized, "token revoked"))
+    yield* kickRevoked((agentId) => void relay.disconnect(agentId, CLOSE_CODES.Unauthorized, "token revoked"))
     yield* upgrades.register(PATH, accepted.handle)
   })
 

@@ -22,7 +22,7 @@ import { RelayDenied } from "../../core/RelayPolicy.ts"
 import type { RelayPolicyService, Session } from "../../core/RelayPolicy.ts"
 import * as ServiceDecider from "../../core/ServiceDecider.ts"
 import { Caps, isRecordable, sanitize } from "../../core/Text.ts"
-import { type CloseInfo, CloseCodes } from "../../core/Transport.ts"
+import { type CloseInfo, CLOSE_CODES } from "../../core/Transport.ts"
 import * as AgentAuth from "../commands/AgentAuth.ts"
 import * as AuthFailures from "../http/AuthFailures.ts"
 import * as Command from "../commands/Command.ts"
@@ -36,16 +36,16 @@ import * as Services from "../readmodels/Services.ts"
 export const SERVICE_NOT_FOUND = "Service not found"
 
 /** The code a carrier reports when the connection vanished without a close frame (never sent; see `CloseInfo`). */
-const Vanished = 1006
+const VANISHED = 1006
 
 /** Maps how a relay connection closed to the catalog's disconnect reason. */
 export const disconnectReason = ({ code, reason }: CloseInfo): typeof DisconnectReason.Type => {
-  if (code === CloseCodes.Replaced) return "replaced"
+  if (code === CLOSE_CODES.Replaced) return "replaced"
   // Unauthorized closes a live connection only when its token is revoked (a refused Hello is never recorded here).
-  if (code === CloseCodes.Unauthorized && /revoked/.test(reason)) return "token_revoked"
-  if (code === CloseCodes.Timeout) return "heartbeat_timeout"
-  if (code === CloseCodes.Protocol || code === CloseCodes.FrameTooLarge) return "protocol_error"
-  if (code === Vanished || code === CloseCodes.Internal) return "transport_error"
+  if (code === CLOSE_CODES.Unauthorized && /revoked/.test(reason)) return "token_revoked"
+  if (code === CLOSE_CODES.Timeout) return "heartbeat_timeout"
+  if (code === CLOSE_CODES.Protocol || code === CLOSE_CODES.FrameTooLarge) return "protocol_error"
+  if (code === VANISHED || code === CLOSE_CODES.Internal) return "transport_error"
   // The relay's own stop ("relay stopped") and the carrier's ("hub shutting down").
   if (/relay stopped|shutting down/.test(reason)) return "hub_shutdown"
   return "closed"

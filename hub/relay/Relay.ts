@@ -2,11 +2,11 @@
  * The hub's relay router: authenticates agent connections through the `RelayPolicy`, then joins the streams of a
  * reaching agent to the exposing agent, rewriting stream ids and forwarding frames without buffering them.
  *
- * Nothing an agent sends is trusted. Memory is bounded by design: a stream carries at most `StreamWindow` bytes in
- * flight end to end, and the hub holds at most `ConnectionWindow` bytes of each connection (given back with `Window`
+ * Nothing an agent sends is trusted. Memory is bounded by design: a stream carries at most `STREAM_WINDOW` bytes in
+ * flight end to end, and the hub holds at most `CONNECTION_WINDOW` bytes of each connection (given back with `Window`
  * once written on; a sender that exceeds either, or credits bytes that are not outstanding, is closed with a protocol
  * error). A connection reaches through at most `maxStreams` streams, serves at most as many, and at most half of an
- * exposer's go to one reacher. A connection whose outgoing buffer stalls for `stallMs`, or passes
+ * exposer's go to one reacher. A connection whose outgoing buffer stalls for `stallTimeout`, or passes
  * `maxLinkBufferedBytes`, is not reading and is closed, and so is the largest one while the hub's total passes
  * `maxBufferedBytes`. Frames without bytes (End, Opened) are accepted once per stream. Policy work is bounded too: at
  * most `maxDecisions` decisions run per connection (the rest wait in line), and `Open`/`Reach`/`Check` are
@@ -17,13 +17,13 @@
  * RelayTunnel.ts, checks RelayProbes.ts, what is kept per connection and how the policy runs for it RelayLink.ts, and
  * connection windows RelayWindow.ts.
  */
-import { Context, Effect, Exit, FiberSet, Layer, Schedule } from "effect"
+import { Context, Duration, Effect, Exit, FiberSet, Layer, Schedule } from "effect"
 import type { Scope } from "effect"
 import * as Protocol from "../../core/Protocol.ts"
 import type { Message } from "../../core/Protocol.ts"
 import { RelayPolicy } from "../../core/RelayPolicy.ts"
 import type { RelayDenied, RelayPolicyService, Session } from "../../core/RelayPolicy.ts"
-import { CloseCodes } from "../../core/Transport.ts"
+import { CLOSE_CODES } from "../../core/Transport.ts"
 import type { CloseInfo, Codec, Connection, TransportError } from "../../core/Transport.ts"
 import * as Heartbeat from "../../transports/Heartbeat.ts"
 import { codec as msgpackCodec } from "../../transports/Msgpack.ts"
@@ -37,13 +37,13 @@ import * as RelayTunnel from "./RelayTunnel.ts"
 export interface RelayOptions {
   /** Heartbeat timing (default `Heartbeat.defaults`). */
   readonly heartbeat?: Heartbeat.HeartbeatOptions
-  /** Time an accepted connection has to send `Hello`, in ms (default 10 s). */
-  readonly helloTimeoutMs?: number
-  /** Time the exposing agent has to answer a `Probe` before the check fails, in ms (default 10 s). */
-  readonly checkTimeoutMs?: number
-  /** Stream window the agents use (default `StreamWindow`); frames beyond it are a protocol violation. */
+  /** Time an accepted connection has to send `Hello` (default 10 s). */
+  readonly helloTimeout?: Duration.DurationInput
+  /** Time the exposing agent has to answer a `Probe` before the check fails (default 10 s). */
+  readonly checkTimeout?: Duration.DurationInput
+  /** Stream window the agents use (default `STREAM_WINDOW`); frames beyond it are a protocol violation. */
   readonly window?: number
-  /** Bytes one connection may have in flight over all its streams (default `ConnectionWindow`). */
+  /** Bytes one connection may have in flight over all its streams (default `CONNECTION_WINDOW`). */
   readonly connectionWindow?: number
   /** Streams one connection may carry at once, opened by it or towards it (default 1,024). */
   readonly maxStreams?: number
@@ -66,7 +66,7 @@ export interface RelayOptions {
    * A connection whose outgoing buffer stays above 512 KiB without writing anything for this long is not reading and
    * is closed (default 10 s): the bytes others queued towards it hold their connection windows.
    */
-  readonly stallMs?: number
+  readonly stallTimeout?: Duration.DurationInput
   /** A connection whose outgoing buffer passes this is closed, reading or not (default 256 MiB). */
   readonly maxLinkBufferedBytes?: number
   /** Above this many buffered bytes in the whole hub, the connection holding most is closed (default 512 MiB). */
@@ -92,7 +92,7 @@ export interface RelayService {
   /** Current load. */
   readonly stats: () => RelayStats
   /**
-   * Closes the live connection of `agentId` with `code` and `reason` (e.g. `CloseCodes.Unauthorized` when its token is
+   * Closes the live connection of `agentId` with `code` and `reason` (e.g. `CLOSE_CODES.Unauthorized` when its token is
    * revoked), recorded like any disconnection; false when the agent has none.
    */
   readonly disconnect: (agentId: string, code: number, reason: string) => boolean
@@ -102,7 +102,7 @@ export interface RelayService {
 export class Relay extends Context.Tag("connect/hub/Relay")<Relay, RelayService>() {}
 
 /** How often the hub-wide buffer cap is checked; between checks senders stay within their windows. */
-const SampleEvery = "100 millis"
+const SAMPLE_EVERY = "100 millis"
 
 /** One relay: its parts, its connections, and the limits this module applies. */
 interface State {
@@ -144,12 +144,12 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       decisions,
       agents,
       now,
-      window: options.window ?? Protocol.StreamWindow,
+      window: options.window ?? Protocol.STREAM_WINDOW,
       maxStreams: options.maxStreams ?? 1_024,
       maxLinkBuffered: options.maxLinkBufferedBytes ?? 256 * 1024 * 1024
     }),
     probes: RelayProbes.make(policy, decisions, agents, {
-      checkTimeoutMs: options.checkTimeoutMs ?? 10_000,
+      checkTimeoutMs: Duration.toMillis(options.checkTimeout ?? "10 seconds"),
       checkRate: options.checkRate ?? { perSecond: 2, burst: 20 },
       now
     }),
@@ -157,20 +157,20 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
     agents,
     now,
     heartbeat: options.heartbeat ?? Heartbeat.defaults,
-    helloTimeoutMs: options.helloTimeoutMs ?? 10_000,
-    connectionWindow: options.connectionWindow ?? Protocol.ConnectionWindow,
-    stallMs: options.stallMs ?? 10_000,
+    helloTimeoutMs: Duration.toMillis(options.helloTimeout ?? "10 seconds"),
+    connectionWindow: options.connectionWindow ?? Protocol.CONNECTION_WINDOW,
+    stallMs: Duration.toMillis(options.stallTimeout ?? "10 seconds"),
     maxBuffered: options.maxBufferedBytes ?? 512 * 1024 * 1024
   }
 
-  yield* Effect.repeat(Effect.sync(() => sample(state)), Schedule.spaced(SampleEvery)).pipe(Effect.forkScoped)
+  yield* Effect.repeat(Effect.sync(() => sample(state)), Schedule.spaced(SAMPLE_EVERY)).pipe(Effect.forkScoped)
 
   yield* Effect.addFinalizer(() =>
     Effect.gen(function*() {
       RelayProbes.stopAll(state.probes)
       // How each connection and tunnel ended is recorded now, while the fibers that record it can still run: the
       // carrier's close events would arrive only after this scope, and the FiberSet with it, is gone.
-      const stopped: CloseInfo = { code: CloseCodes.GoingAway, reason: "relay stopped" }
+      const stopped: CloseInfo = { code: CLOSE_CODES.GoingAway, reason: "relay stopped" }
       for (const link of [...state.links]) {
         closed(state, link, stopped)
         link.connection.close(stopped.code, stopped.reason)
@@ -192,12 +192,12 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
   })
 })
 
-/** Takes over `connection`: it has `helloTimeoutMs` to be welcomed. */
+/** Takes over `connection`: it has `helloTimeout` to be welcomed. */
 const accept = (state: State, connection: Connection) => {
   const link = makeLink(connection, state.connectionWindow, state.now())
   state.links.add(link)
   link.timer = state.decisions.after(state.helloTimeoutMs, () => {
-    if (link.state === "hello" || link.state === "auth") connection.close(CloseCodes.Timeout, "no Hello in time")
+    if (link.state === "hello" || link.state === "auth") connection.close(CLOSE_CODES.Timeout, "no Hello in time")
   })
   const { guard } = state.decisions
   connection.setHandler({
@@ -208,11 +208,11 @@ const accept = (state: State, connection: Connection) => {
 
 /** A `Hello`: the version is checked, then the policy authenticates the agent and records its connection. */
 const hello = (state: State, link: Link, message: Protocol.Hello) => {
-  if (message.protocol !== Protocol.ProtocolVersion) {
+  if (message.protocol !== Protocol.PROTOCOL_VERSION) {
     link.connection.send(
-      new Protocol.Error({ code: "UnsupportedVersion", message: `hub speaks protocol ${Protocol.ProtocolVersion}` })
+      new Protocol.Error({ code: "UnsupportedVersion", message: `hub speaks protocol ${Protocol.PROTOCOL_VERSION}` })
     )
-    return link.connection.close(CloseCodes.UnsupportedVersion, "unsupported protocol version")
+    return link.connection.close(CLOSE_CODES.UnsupportedVersion, "unsupported protocol version")
   }
   link.state = "auth"
   const { policy, decisions } = state
@@ -228,7 +228,7 @@ const hello = (state: State, link: Link, message: Protocol.Hello) => {
   decisions.decide(link, connected, (exit) => {
     if (link.state === "closed") {
       if (Exit.isSuccess(exit)) {
-        const close = { code: CloseCodes.Normal, reason: "closed during hello" }
+        const close = { code: CLOSE_CODES.Normal, reason: "closed during hello" }
         decisions.record("AgentDisconnected", policy.agentDisconnected(exit.value, { close, durationMs: 0 }))
       }
       return
@@ -236,7 +236,7 @@ const hello = (state: State, link: Link, message: Protocol.Hello) => {
     if (Exit.isFailure(exit)) {
       const { code, message: text } = denial(exit)
       link.connection.send(new Protocol.Error({ code, message: text }))
-      return link.connection.close(CloseCodes.Unauthorized, code)
+      return link.connection.close(CLOSE_CODES.Unauthorized, code)
     }
     welcome(state, link, exit.value)
   })
@@ -249,13 +249,13 @@ const welcome = (state: State, link: Link, session: Session) => {
   link.state = "ready"
   const previous = state.agents.get(session.agentId)
   state.agents.set(session.agentId, link)
-  if (previous && previous !== link) previous.connection.close(CloseCodes.Replaced, "replaced by a new connection")
+  if (previous && previous !== link) previous.connection.close(CLOSE_CODES.Replaced, "replaced by a new connection")
   link.connection.send(
     new Protocol.Welcome({
       agentId: session.agentId,
       workspaceId: session.workspaceId,
-      protocol: Protocol.ProtocolVersion,
-      heartbeatMs: state.heartbeat.intervalMs,
+      protocol: Protocol.PROTOCOL_VERSION,
+      heartbeatMs: Duration.toMillis(state.heartbeat.interval),
       ...(session.tokenExpiresAt === undefined ? {} : { tokenExpiresAt: session.tokenExpiresAt })
     })
   )
@@ -343,7 +343,7 @@ const closed = (state: State, link: Link, close: CloseInfo) => {
 }
 
 /**
- * Every `SampleEvery`: each connection is checked for a buffer over its cap or stalled, and while the hub buffers more
+ * Every `SAMPLE_EVERY`: each connection is checked for a buffer over its cap or stalled, and while the hub buffers more
  * than `maxBuffered` in all, the connections holding most are closed.
  */
 const sample = (state: State) => {
@@ -359,25 +359,25 @@ const sample = (state: State) => {
   for (const link of largest) {
     if (total <= state.maxBuffered) break
     total -= link.connection.bufferedAmount
-    link.connection.close(CloseCodes.SlowConsumer, "not reading: the hub's buffers are full")
+    link.connection.close(CLOSE_CODES.SlowConsumer, "not reading: the hub's buffers are full")
   }
 }
 
 /**
- * A connection whose outgoing buffer holds more than the low-water mark and writes nothing for `stallMs` is not
+ * A connection whose outgoing buffer holds more than the low-water mark and writes nothing for `stallTimeout` is not
  * reading: what others queued towards it holds their connection windows, so it is closed and they get them back.
  */
 const checkStalled = (state: State, link: Link, now: number) => {
   const buffered = link.connection.bufferedAmount
   const progressed = link.ledger.progressed() || buffered < link.lastBuffered
   link.lastBuffered = buffered
-  if (buffered <= WebSocket.LowWaterMark || progressed) {
+  if (buffered <= WebSocket.LOW_WATER_MARK || progressed) {
     link.stalledSince = undefined
     return
   }
   link.stalledSince ??= now
   if (now - link.stalledSince >= state.stallMs && link.state !== "closed") {
-    link.connection.close(CloseCodes.SlowConsumer, "not reading: outgoing buffer stalled")
+    link.connection.close(CLOSE_CODES.SlowConsumer, "not reading: outgoing buffer stalled")
   }
 }
 

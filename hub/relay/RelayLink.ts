@@ -10,7 +10,7 @@ import * as Protocol from "../../core/Protocol.ts"
 import type { Message } from "../../core/Protocol.ts"
 import type { RelayDenied, RelayPolicyService, RelayRefusal, Session, TunnelInfo } from "../../core/RelayPolicy.ts"
 import * as TokenBucket from "../../core/TokenBucket.ts"
-import { CloseCodes } from "../../core/Transport.ts"
+import { CLOSE_CODES } from "../../core/Transport.ts"
 import type { Connection } from "../../core/Transport.ts"
 import * as RelayWindow from "./RelayWindow.ts"
 
@@ -30,7 +30,7 @@ export interface Link {
   serving: number
   /** Tunnels it reaches through, by exposing link (capped at half of `maxStreams`, so one reacher cannot take all). */
   readonly pairs: Map<Link, number>
-  /** When its outgoing buffer stopped draining (see `stallMs`), and its size at the last sample. */
+  /** When its outgoing buffer stopped draining (see `stallTimeout`), and its size at the last sample. */
   stalledSince: number | undefined
   lastBuffered: number
   /** Policy decisions running for this connection, and those waiting for one of its `maxDecisions` slots. */
@@ -51,7 +51,7 @@ export interface Tunnel {
   reserved: Link | undefined
   toStream: number
   state: "pending" | "open" | "closed"
-  /** Frames from the reacher that arrived while the policy decided (bounded by the window and `MaxPending`). */
+  /** Frames from the reacher that arrived while the policy decided (bounded by the window and `MAX_PENDING`). */
   pending: Array<Message>
   pendingBytes: number
   bytesUp: number
@@ -88,7 +88,7 @@ export const makeLink = (connection: Connection, window: number, connectedAt: nu
 /** `link` broke the protocol: it is told why and closed (1002). */
 export const violation = (link: Link, message: string) => {
   link.connection.send(new Protocol.Error({ code: "Protocol", message }))
-  link.connection.close(CloseCodes.Protocol, message)
+  link.connection.close(CLOSE_CODES.Protocol, message)
 }
 
 /** Stops one of the relay's timer fibers without waiting for it. */
@@ -105,7 +105,7 @@ export const denial = (exit: Exit.Exit<unknown, RelayDenied>): { readonly code: 
 }
 
 /** Tokens a refused `Open`, `Reach` or `Check` costs its agent (see `charge`). */
-const RefusalCost = 10
+const REFUSAL_COST = 10
 
 /** The outcome of a policy decision. */
 export type Decided<A> = Exit.Exit<A, RelayDenied>
@@ -145,7 +145,7 @@ export interface Decisions {
   /** Like `admit` for a `Reach` or `Check`, answering `request` with `RateLimited` when refused; true when admitted. */
   readonly admitRequest: (link: Link, request: number, name: string) => boolean
   /**
-   * A refused `Open`/`Reach`/`Check` costs its agent `RefusalCost` tokens instead of one: honest agents are rarely
+   * A refused `Open`/`Reach`/`Check` costs its agent `REFUSAL_COST` tokens instead of one: honest agents are rarely
    * refused, while one asking for names that do not exist (each refusal a database lookup) slows to a tenth of the
    * rate after its burst.
    */
@@ -165,7 +165,7 @@ export const makeDecisions = (policy: RelayPolicyService, runFork: RunFork, opti
       body()
     } catch (error) {
       runFork(Effect.logError(`relay: internal error on a connection from ${link.connection.remoteAddress}`, error))
-      link.connection.close(CloseCodes.Internal, "internal error")
+      link.connection.close(CLOSE_CODES.Internal, "internal error")
     }
   }
   const decide = <A>(link: Link, effect: Effect.Effect<A, RelayDenied>, done: (exit: Decided<A>) => void) => {
@@ -201,7 +201,7 @@ export const makeDecisions = (policy: RelayPolicyService, runFork: RunFork, opti
       return false
     },
     charge: (link, exit) => {
-      if (Exit.isFailure(exit) && link.session) opens.take(link.session.agentId, RefusalCost - 1)
+      if (Exit.isFailure(exit) && link.session) opens.take(link.session.agentId, REFUSAL_COST - 1)
     },
     record: (name, effect) => {
       runFork(effect.pipe(Effect.catchAllCause((cause) => Effect.logError(`relay: ${name} was not recorded`, cause))))

@@ -2,7 +2,7 @@
  * Tunnels, the relay's hot path: a reaching agent's `Open` is decided by the policy and joined to a fresh stream of
  * the exposing agent; from then on every frame of the stream is accounted against the stream window (`window` bytes in
  * flight per direction) and both connections' windows, and forwarded with its stream id rewritten, without buffering.
- * Only what the reacher sends while the policy decides is held, bounded by the window and `MaxPending`. Frames are
+ * Only what the reacher sends while the policy decides is held, bounded by the window and `MAX_PENDING`. Frames are
  * plain synchronous calls, no Effect per frame: the policy runs once per tunnel, at its open and its close.
  */
 import * as Crypto from "node:crypto"
@@ -11,7 +11,7 @@ import * as Protocol from "../../core/Protocol.ts"
 import type { Message } from "../../core/Protocol.ts"
 import { RelayDenied } from "../../core/RelayPolicy.ts"
 import type { RelayPolicyService, TunnelInfo } from "../../core/RelayPolicy.ts"
-import { CloseCodes } from "../../core/Transport.ts"
+import { CLOSE_CODES } from "../../core/Transport.ts"
 import { trusted } from "../../transports/Framing.ts"
 import { type Decided, type Decisions, denial, type Link, type Tunnel, violation } from "./RelayLink.ts"
 
@@ -19,7 +19,7 @@ import { type Decided, type Decisions, denial, type Link, type Tunnel, violation
  * Frames a reacher may send on a stream before the policy has decided. Window-bounded in bytes, but frames without
  * bytes (End, Opened) would otherwise pile up without bound; an honest agent sends a handful.
  */
-const MaxPending = 1_024
+const MAX_PENDING = 1_024
 
 /** The tunnels of one relay: what they are decided and bounded by, and how many there are. */
 export interface Tunnels {
@@ -62,7 +62,7 @@ export const frame = (tunnels: Tunnels, link: Link, stream: number, message: Mes
     if (!(message._tag === "Data" || message._tag === "End") || afterEnd) {
       return violation(link, `${message._tag} before the stream opened`)
     }
-    if (t.pending.length >= MaxPending) return violation(link, "too many frames before the stream opened")
+    if (t.pending.length >= MAX_PENDING) return violation(link, "too many frames before the stream opened")
     if (message._tag === "Data") t.pendingBytes += message.payload.byteLength
     t.pending.push(message)
     return
@@ -136,7 +136,7 @@ const forward = (tunnels: Tunnels, t: Tunnel, up: boolean, message: Message) => 
 /** A connection that lets its outgoing buffer grow past the cap is not reading: it is closed, not fed. */
 export const checkBuffered = (tunnels: Tunnels, link: Link) => {
   if (link.state !== "closed" && link.connection.bufferedAmount > tunnels.maxLinkBuffered) {
-    link.connection.close(CloseCodes.SlowConsumer, "not reading: outgoing buffer over its cap")
+    link.connection.close(CLOSE_CODES.SlowConsumer, "not reading: outgoing buffer over its cap")
   }
 }
 

@@ -1,10 +1,10 @@
 /**
- * The hub's side of each agent connection's `ConnectionWindow`: how many bytes of `Data` the agent has handed to the
+ * The hub's side of each agent connection's `CONNECTION_WINDOW`: how many bytes of `Data` the agent has handed to the
  * hub that the hub has not passed on yet, given back with `Window` frames once they are written towards their
  * receiver (or dropped). It bounds what one agent can make the hub hold to one window, whatever its streams' readers
  * do, without letting streams whose readers never credit starve the rest: only bytes the hub itself still holds count.
  */
-import { ConnectionWindow, Window, WindowGrant } from "../../core/Protocol.ts"
+import { CONNECTION_WINDOW, Window, WINDOW_GRANT } from "../../core/Protocol.ts"
 import type { Connection } from "../../core/Transport.ts"
 import { trusted } from "../../transports/Framing.ts"
 
@@ -12,7 +12,7 @@ import { trusted } from "../../transports/Framing.ts"
 export interface Ledger {
   /** Counts `n` bytes of `Data` received from this connection; false when they exceed its window. */
   readonly receive: (n: number) => boolean
-  /** Gives back `n` counted bytes (passed on or dropped); a `Window` goes out once `WindowGrant` bytes are owed. */
+  /** Gives back `n` counted bytes (passed on or dropped); a `Window` goes out once `WINDOW_GRANT` bytes are owed. */
   readonly giveBack: (n: number) => void
   /** Gives back `n` bytes that were never counted (`Data` of a stream the hub had already closed). */
   readonly owe: (n: number) => void
@@ -27,8 +27,8 @@ export interface Ledger {
 }
 
 /** Makes the ledger of `connection` with a window of `window` bytes. */
-export const make = (connection: Connection, window: number = ConnectionWindow): Ledger => {
-  const grant = Math.max(1, Math.min(WindowGrant, Math.floor(window / 16)))
+export const make = (connection: Connection, window: number = CONNECTION_WINDOW): Ledger => {
+  const grant = Math.max(1, Math.min(WINDOW_GRANT, Math.floor(window / 16)))
   let held = 0
   let owed = 0
   let closed = false

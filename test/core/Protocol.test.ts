@@ -18,8 +18,8 @@ const sampleReport: P.CheckReport = {
 
 /** One instance of every message of the protocol. */
 export const everyMessage: ReadonlyArray<P.Message> = [
-  new P.Hello({ protocol: P.ProtocolVersion, token: "ab".repeat(32), transport: "msgpack", agentVersion: "1.0.0", label: "db-host" }),
-  new P.Hello({ protocol: P.ProtocolVersion, token: "t", transport: "ws", agentVersion: "dev" }),
+  new P.Hello({ protocol: P.PROTOCOL_VERSION, token: "ab".repeat(32), transport: "msgpack", agentVersion: "1.0.0", label: "db-host" }),
+  new P.Hello({ protocol: P.PROTOCOL_VERSION, token: "t", transport: "ws", agentVersion: "dev" }),
   new P.Welcome({ agentId: "a1", workspaceId: "w1", protocol: 1, heartbeatMs: 15_000, tokenExpiresAt: "2026-01-01T00:00:00.000Z" }),
   new P.Welcome({ agentId: "a1", workspaceId: "w1", protocol: 1, heartbeatMs: 15_000 }),
   new P.Expose({ request: 1, name: "prod-db", host: "localhost", port: 5432 }),
@@ -33,8 +33,8 @@ export const everyMessage: ReadonlyArray<P.Message> = [
   new P.Open({ stream: 1, service: "prod-db" }),
   new P.Opened({ stream: 2 }),
   new P.Data({ stream: 0xffff_ffff, payload: new Uint8Array([0, 1, 2, 255]) }),
-  new P.Credit({ stream: 7, bytes: P.StreamWindow }),
-  new P.Window({ bytes: P.WindowGrant }),
+  new P.Credit({ stream: 7, bytes: P.STREAM_WINDOW }),
+  new P.Window({ bytes: P.WINDOW_GRANT }),
   new P.End({ stream: 7 }),
   new P.Reset({ stream: 7, reason: "ECONNRESET" }),
   new P.Ping({ nonce: 42 }),
@@ -65,7 +65,7 @@ describe("Protocol", () => {
     expect(Either.isLeft(decode({ _tag: "Data", stream: 2 ** 32, payload: new Uint8Array(1) }))).toBe(true)
     expect(Either.isLeft(decode({ _tag: "Credit", stream: 1, bytes: 0 }))).toBe(true)
     expect(Either.isLeft(decode({ _tag: "Credit", stream: 1, bytes: 1.5 }))).toBe(true)
-    expect(Either.isLeft(decode({ _tag: "Credit", stream: 1, bytes: P.StreamWindow + 1 }))).toBe(true)
+    expect(Either.isLeft(decode({ _tag: "Credit", stream: 1, bytes: P.STREAM_WINDOW + 1 }))).toBe(true)
     expect(Either.isLeft(decode({ _tag: "Credit", stream: 1, bytes: 2 ** 32 }))).toBe(true)
     expect(Either.isLeft(decode({ _tag: "Expose", request: 1, name: "x", host: "h", port: 70_000 }))).toBe(true)
     expect(Either.isLeft(decode({ _tag: "Nope" }))).toBe(true)

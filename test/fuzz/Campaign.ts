@@ -9,26 +9,26 @@ import * as Net from "node:net"
 import { WebSocket } from "ws"
 import * as Protocol from "../../core/Protocol.ts"
 import type { Message } from "../../core/Protocol.ts"
-import { CloseCodes } from "../../core/Transport.ts"
+import { CLOSE_CODES } from "../../core/Transport.ts"
 import * as Fuzzer from "./Fuzzer.ts"
 import type { Frame, HttpKeys, Rng } from "./Fuzzer.ts"
 
 /**
- * Close codes the hub may end a connection with (`CloseCodes` less 1011), and 1007, which `ws` itself sends for a
+ * Close codes the hub may end a connection with (`CLOSE_CODES` less 1011), and 1007, which `ws` itself sends for a
  * text frame that is not UTF-8. 1006 (cut without a close frame) is allowed only for a client that stopped reading:
  * the hub terminates those (4010) rather than wait for a close frame they will not read.
  */
 export const AllowedCloseCodes: ReadonlySet<number> = new Set([
-  CloseCodes.Normal,
-  CloseCodes.GoingAway,
-  CloseCodes.Protocol,
+  CLOSE_CODES.Normal,
+  CLOSE_CODES.GoingAway,
+  CLOSE_CODES.Protocol,
   1007,
-  CloseCodes.FrameTooLarge,
-  CloseCodes.Unauthorized,
-  CloseCodes.UnsupportedVersion,
-  CloseCodes.Timeout,
-  CloseCodes.Replaced,
-  CloseCodes.SlowConsumer
+  CLOSE_CODES.FrameTooLarge,
+  CLOSE_CODES.Unauthorized,
+  CLOSE_CODES.UnsupportedVersion,
+  CLOSE_CODES.Timeout,
+  CLOSE_CODES.Replaced,
+  CLOSE_CODES.SlowConsumer
 ])
 
 /** What a campaign saw. */
@@ -298,14 +298,14 @@ export const colludingPair = async (
         } else if (roll < 44) {
           // Bursts: one chunk, a handful, a whole stream window, or past it.
           const stream = someStream()
-          const size = rng.pick([1, 100, 4096, Protocol.MaxChunk, Protocol.MaxChunk])
-          const burst = rng.pick([1, 1, 4, 16, Protocol.StreamWindow / Protocol.MaxChunk, Protocol.StreamWindow / Protocol.MaxChunk + 2])
+          const size = rng.pick([1, 100, 4096, Protocol.MAX_CHUNK, Protocol.MAX_CHUNK])
+          const burst = rng.pick([1, 1, 4, 16, Protocol.STREAM_WINDOW / Protocol.MAX_CHUNK, Protocol.STREAM_WINDOW / Protocol.MAX_CHUNK + 2])
           const payload = Buffer.alloc(size, 0x61 + (steps % 26))
           const state = streams.get(stream)
           for (let i = 0; i < burst && !client.isClosed(); i++) {
             if (!reckless) {
               // Exactly up to the windows: what an agent at full speed towards a stalled reader does.
-              const room = Math.min(Protocol.StreamWindow - (state?.sent ?? Infinity), Protocol.ConnectionWindow - sentTotal)
+              const room = Math.min(Protocol.STREAM_WINDOW - (state?.sent ?? Infinity), Protocol.CONNECTION_WINDOW - sentTotal)
               if (!state || room <= 0) break
               const n = Math.min(room, size)
               state.sent += n
@@ -326,7 +326,7 @@ export const colludingPair = async (
           const state = streams.get(stream)
           const honest = state !== undefined && state.received > 0 && (!reckless || rng.chance(0.7))
           if (honest || reckless) {
-            const bytes = honest ? Math.min(state!.received, Protocol.StreamWindow) : 1 + rng.int(Protocol.StreamWindow)
+            const bytes = honest ? Math.min(state!.received, Protocol.STREAM_WINDOW) : 1 + rng.int(Protocol.STREAM_WINDOW)
             if (honest) state!.received -= bytes
             send(Protocol.Credit.make({ stream, bytes }))
           }

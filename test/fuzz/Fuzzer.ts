@@ -79,11 +79,11 @@ export const durationFromEnv = (fallback: number): number => {
 /** Numbers a schema or a `writeUInt32BE` might not expect. */
 export const hostileNumbers: ReadonlyArray<number> = [
   0, -1, 1, 0.5, -0, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 53, -(2 ** 53), Number.MAX_SAFE_INTEGER + 2,
-  1e308, -1e308, Number.EPSILON, NaN, Infinity, -Infinity, Protocol.StreamWindow, Protocol.StreamWindow + 1,
-  Protocol.ConnectionWindow, Protocol.MaxChunk, Protocol.MaxFrame, 65535, 65536, 70000
+  1e308, -1e308, Number.EPSILON, NaN, Infinity, -Infinity, Protocol.STREAM_WINDOW, Protocol.STREAM_WINDOW + 1,
+  Protocol.CONNECTION_WINDOW, Protocol.MAX_CHUNK, Protocol.MAX_FRAME, 65535, 65536, 70000
 ]
 
-/** One megabyte of text: big enough to matter, under `MaxFrame` once framed (the ws codec counts UTF-16 units). */
+/** One megabyte of text: big enough to matter, under `MAX_FRAME` once framed (the ws codec counts UTF-16 units). */
 const Megabyte = "m".repeat(1_000_000)
 
 /** Strings a validator or a log line might not expect. */
@@ -152,7 +152,7 @@ const fieldsOf = (rng: Rng, tag: string, stream: () => number, token: string | u
   switch (tag) {
     case "Hello":
       return {
-        protocol: rng.chance(0.8) ? Protocol.ProtocolVersion : rng.pick(hostileNumbers),
+        protocol: rng.chance(0.8) ? Protocol.PROTOCOL_VERSION : rng.pick(hostileNumbers),
         token: token !== undefined && rng.chance(0.7) ? token : rng.chance(0.5) ? rng.bytes(32).toString("hex") : randomString(rng),
         transport: rng.pick(["ws", "msgpack", "memory", randomString(rng, false)]),
         agentVersion: randomString(rng),
@@ -189,7 +189,7 @@ const fieldsOf = (rng: Rng, tag: string, stream: () => number, token: string | u
     case "Data":
       return { stream: stream(), payload: new Uint8Array(rng.bytes(rng.int(256))) }
     case "Credit":
-      return { stream: stream(), bytes: rng.chance(0.5) ? 1 + rng.int(Protocol.StreamWindow) : rng.pick(hostileNumbers) }
+      return { stream: stream(), bytes: rng.chance(0.5) ? 1 + rng.int(Protocol.STREAM_WINDOW) : rng.pick(hostileNumbers) }
     case "Reset":
       return { stream: stream(), reason: randomString(rng) }
     case "Ping":
@@ -316,7 +316,7 @@ export const msgpackFrame = (rng: Rng, message: Record<string, unknown>): Frame 
   switch (rng.int(10)) {
     case 0: {
       // Data: [0x01][u32 stream][payload], with a short header now and then.
-      const frame = Buffer.alloc(5 + rng.pick([0, 1, 100, Protocol.MaxChunk]))
+      const frame = Buffer.alloc(5 + rng.pick([0, 1, 100, Protocol.MAX_CHUNK]))
       frame[0] = 0x01
       frame.writeUInt32BE(u32(), 1)
       return rng.chance(0.1) ? frame.subarray(0, rng.int(5)) : frame
@@ -326,7 +326,7 @@ export const msgpackFrame = (rng: Rng, message: Record<string, unknown>): Frame 
       const frame = Buffer.alloc(rng.chance(0.8) ? 9 : rng.int(14))
       if (frame.length > 0) frame[0] = 0x02
       if (frame.length >= 5) frame.writeUInt32BE(u32(), 1)
-      if (frame.length >= 9) frame.writeUInt32BE(rng.pick([0, 1, Protocol.StreamWindow, Protocol.StreamWindow + 1, 0xffff_ffff]), 5)
+      if (frame.length >= 9) frame.writeUInt32BE(rng.pick([0, 1, Protocol.STREAM_WINDOW, Protocol.STREAM_WINDOW + 1, 0xffff_ffff]), 5)
       return frame
     }
     case 2:

@@ -12,7 +12,7 @@ import * as HubClient from "../../agent/HubClient.ts"
 import { makeMemoryRelayPolicy } from "../../core/MemoryRelayPolicy.ts"
 import * as Protocol from "../../core/Protocol.ts"
 import type { Connection } from "../../core/Transport.ts"
-import { CloseCodes } from "../../core/Transport.ts"
+import { CLOSE_CODES } from "../../core/Transport.ts"
 import * as Relay from "../../hub/relay/Relay.ts"
 import * as Msgpack from "../../transports/Msgpack.ts"
 import * as Ws from "../../transports/Ws.ts"
@@ -30,11 +30,11 @@ const agents = [
 ]
 
 /**
- * What the relay may hold for one colluding pair: each of the pair's two connections may have `ConnectionWindow` in
+ * What the relay may hold for one colluding pair: each of the pair's two connections may have `CONNECTION_WINDOW` in
  * flight towards a reader that does not read, and a few MiB more of frames without bytes (Open, Reset, Pong, Error)
  * and of a connection still closing while its agent's next one starts.
  */
-const BoundPerPair = 2 * Protocol.ConnectionWindow + 4 * 1024 * 1024
+const BoundPerPair = 2 * Protocol.CONNECTION_WINDOW + 4 * 1024 * 1024
 
 /** Growth of the heap allowed over the campaign: the relay's routes and pending frames are bounded; a leak is not. */
 const HeapGrowth = 256 * 1024 * 1024
@@ -131,14 +131,14 @@ describe("relay fuzzing (in process)", () => {
           `heap +${((maxHeap - heapBefore) / 2 ** 20).toFixed(1)} MiB, arrayBuffers max ${(maxArrayBuffers / 2 ** 20).toFixed(1)} MiB`
       )
       expect(findings.problems, `FUZZ_SEED=${seed}`).toEqual([])
-      expect(hubCloses.get(CloseCodes.Internal) ?? 0, `FUZZ_SEED=${seed}: the hub closed a connection with 1011`).toBe(0)
+      expect(hubCloses.get(CLOSE_CODES.Internal) ?? 0, `FUZZ_SEED=${seed}: the hub closed a connection with 1011`).toBe(0)
       expect([...hubCloses.keys()].filter((c) => !Campaign.AllowedCloseCodes.has(c))).toEqual([])
       expect(released, `FUZZ_SEED=${seed}: left ${JSON.stringify(relay.stats())}`).toBe(true)
       expect(maxBuffered).toBeLessThanOrEqual(Pairs * BoundPerPair)
       expect(maxHeap - heapBefore).toBeLessThanOrEqual(HeapGrowth)
       // The campaign did reach the streams: violations were met with protocol closes.
       expect(findings.frames).toBeGreaterThan(100)
-      expect(hubCloses.get(CloseCodes.Protocol) ?? 0).toBeGreaterThan(0)
+      expect(hubCloses.get(CLOSE_CODES.Protocol) ?? 0).toBeGreaterThan(0)
 
       // And the relay still carries an honest tunnel.
       const exposer = yield* HubClient.connect({ url: served.url, transport: Msgpack.transport, token: "h".repeat(64) })

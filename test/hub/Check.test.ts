@@ -118,7 +118,7 @@ describe.each([Ws.transport, Msgpack.transport])("reach --check over $name", (tr
 
   it("fails a check the exposing agent never answers within the hub's timeout, and stays usable", () =>
     run(Effect.gen(function*() {
-      const { b, url } = yield* setup(transport, { checkTimeoutMs: 300 })
+      const { b, url } = yield* setup(transport, { checkTimeout: "300 millis" })
       // A third agent of workspace 1 that exposes a service but ignores every Probe.
       const mute = yield* transport.dial(url)
       const acked = yield* Effect.async<void>((resume) => {
@@ -129,7 +129,7 @@ describe.each([Ws.transport, Msgpack.transport])("reach --check over $name", (tr
           },
           close: () => {}
         })
-        mute.send(new Protocol.Hello({ protocol: Protocol.ProtocolVersion, token: agents[0]!.token, transport: transport.name, agentVersion: "test" }))
+        mute.send(new Protocol.Hello({ protocol: Protocol.PROTOCOL_VERSION, token: agents[0]!.token, transport: transport.name, agentVersion: "test" }))
       }).pipe(Effect.timeout("5 seconds"), Effect.exit)
       expect(Exit.isSuccess(acked)).toBe(true)
       const started = Date.now()

@@ -9,7 +9,7 @@ import { EventLog, EventLogError } from "../../core/EventLog.ts"
 import { EventMeta, TunnelClosed, TunnelOpened } from "../../core/Events.ts"
 import { AgentId, ServiceId, Streams, TunnelId, uuidv7 } from "../../core/Ids.ts"
 import { Hello } from "../../core/Protocol.ts"
-import { CloseCodes } from "../../core/Transport.ts"
+import { CLOSE_CODES } from "../../core/Transport.ts"
 import * as Admin from "../../hub/commands/Admin.ts"
 import * as Command from "../../hub/commands/Command.ts"
 import * as PgLeftOpen from "../../hub/relay/PgLeftOpen.ts"
@@ -49,7 +49,7 @@ describe("PgRelayPolicy", () => {
         yield* policy.agentConnected(session, info("10.0.0.1:5000"))
         yield* policy.agentConnected(session, info("[::ffff:10.0.0.2]:6000"))
         expect(yield* connected()).toEqual({ connected: true, last_ip: "10.0.0.2" })
-        yield* policy.agentDisconnected(session, { close: { code: CloseCodes.Replaced, reason: "replaced by a new connection" }, durationMs: 10 })
+        yield* policy.agentDisconnected(session, { close: { code: CLOSE_CODES.Replaced, reason: "replaced by a new connection" }, durationMs: 10 })
         expect((yield* connected()).connected).toBe(true)
         yield* policy.agentDisconnected(session, { close: { code: 1006, reason: "" }, durationMs: 12.4 })
         expect((yield* connected()).connected).toBe(false)
@@ -92,7 +92,7 @@ describe("PgRelayPolicy", () => {
         yield* policy.expose(sessionB, { name: "other", host: "127.0.0.1", port: 10 })
         yield* policy.unexpose(sessionB, "other")
         expect((yield* Effect.flip(policy.resolveReach(session, "other"))).message).toBe("Service not found")
-        yield* policy.agentDisconnected(session, { close: { code: CloseCodes.Normal, reason: "bye" }, durationMs: 1 })
+        yield* policy.agentDisconnected(session, { close: { code: CLOSE_CODES.Normal, reason: "bye" }, durationMs: 1 })
         expect((yield* Effect.flip(policy.resolveReach(sessionB, "svc"))).code).toBe("AgentOffline")
         expect(yield* Effect.flip(policy.expose(sessionB, { name: "svc", host: "127.0.0.1", port: 10 }))).toMatchObject({ code: "Conflict" })
         yield* policy.agentConnected(session, info("10.0.0.2:1"))
@@ -204,7 +204,7 @@ describe("PgRelayPolicy", () => {
         // Shutdown interrupts an append in flight: what it recorded is spooled, not lost, and (the append had in fact
         // committed) its replay is recognised by its id and stores nothing twice.
         mode = "hang"
-        const fiber = yield* Effect.fork(policy.agentDisconnected(session, { close: { code: CloseCodes.GoingAway, reason: "relay stopped" }, durationMs: 9 }))
+        const fiber = yield* Effect.fork(policy.agentDisconnected(session, { close: { code: CLOSE_CODES.GoingAway, reason: "relay stopped" }, durationMs: 9 }))
         yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 300)))
         yield* Fiber.interrupt(fiber)
         expect(spool.pending()).toBe(1)
@@ -222,17 +222,17 @@ describe("PgRelayPolicy", () => {
 
   it("maps relay reasons to the catalog's", () => {
     const reason = (code: number, reason: string) => PgRelayPolicy.disconnectReason({ code, reason })
-    expect(reason(CloseCodes.Normal, "client closed")).toBe("closed")
-    expect(reason(CloseCodes.Timeout, "heartbeat timeout")).toBe("heartbeat_timeout")
-    expect(reason(CloseCodes.GoingAway, "relay stopped")).toBe("hub_shutdown")
-    expect(reason(CloseCodes.Normal, "closed during hello")).toBe("closed")
-    expect(reason(CloseCodes.Replaced, "replaced by a new connection")).toBe("replaced")
-    expect(reason(CloseCodes.Unauthorized, "token revoked")).toBe("token_revoked")
-    expect(reason(CloseCodes.Protocol, "Data after End")).toBe("protocol_error")
-    expect(reason(CloseCodes.FrameTooLarge, "")).toBe("protocol_error")
+    expect(reason(CLOSE_CODES.Normal, "client closed")).toBe("closed")
+    expect(reason(CLOSE_CODES.Timeout, "heartbeat timeout")).toBe("heartbeat_timeout")
+    expect(reason(CLOSE_CODES.GoingAway, "relay stopped")).toBe("hub_shutdown")
+    expect(reason(CLOSE_CODES.Normal, "closed during hello")).toBe("closed")
+    expect(reason(CLOSE_CODES.Replaced, "replaced by a new connection")).toBe("replaced")
+    expect(reason(CLOSE_CODES.Unauthorized, "token revoked")).toBe("token_revoked")
+    expect(reason(CLOSE_CODES.Protocol, "Data after End")).toBe("protocol_error")
+    expect(reason(CLOSE_CODES.FrameTooLarge, "")).toBe("protocol_error")
     expect(reason(1006, "")).toBe("transport_error")
     // The reason is text for people: one that starts with another code's number is not read as that code.
-    expect(reason(CloseCodes.Normal, "4009 bye")).toBe("closed")
+    expect(reason(CLOSE_CODES.Normal, "4009 bye")).toBe("closed")
     expect(PgRelayPolicy.tunnelCloseReason("closed")).toBe("end")
     expect(PgRelayPolicy.tunnelCloseReason("AgentDisconnected")).toBe("agent_disconnected")
     expect(PgRelayPolicy.tunnelCloseReason("ECONNREFUSED")).toBe("connect_failed")

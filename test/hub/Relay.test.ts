@@ -7,10 +7,10 @@ import * as Net from "node:net"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
 import { makeMemoryRelayPolicy } from "../../core/MemoryRelayPolicy.ts"
-import { StreamWindow, MaxChunk } from "../../core/Protocol.ts"
+import { STREAM_WINDOW, MAX_CHUNK } from "../../core/Protocol.ts"
 import { RelayDenied } from "../../core/RelayPolicy.ts"
 import type { RelayPolicyService } from "../../core/RelayPolicy.ts"
-import { CloseCodes } from "../../core/Transport.ts"
+import { CLOSE_CODES } from "../../core/Transport.ts"
 import type { Transport } from "../../core/Transport.ts"
 import * as HubClient from "../../agent/HubClient.ts"
 import * as Relay from "../../hub/relay/Relay.ts"
@@ -333,8 +333,8 @@ describe.each(transports)("Relay over %s", (_name, transport) => {
       expect(received).toBeGreaterThan(1_000_000)
       expect(received).toBeLessThan(5_000_000)
       // The hub holds no more than one window (plus a chunk in flight) for the stream; B's socket one window.
-      expect(hubMax).toBeLessThanOrEqual(StreamWindow + 2 * MaxChunk)
-      expect(agentMax).toBeLessThanOrEqual(StreamWindow + 2 * MaxChunk)
+      expect(hubMax).toBeLessThanOrEqual(STREAM_WINDOW + 2 * MAX_CHUNK)
+      expect(agentMax).toBeLessThanOrEqual(STREAM_WINDOW + 2 * MAX_CHUNK)
     }), 20_000)
 })
 
@@ -392,19 +392,19 @@ describe.each(transports)("HubClient.open over %s", (_name, transport) => {
 describe("Relay.disconnect", () => {
   it("closes the agent's live connection with the code and reason given, records it, and leaves the others", () =>
     withEnv(Msgpack.transport, async (env) => {
-      expect(env.relay.disconnect("agent-b", CloseCodes.Unauthorized, "token revoked")).toBe(true)
+      expect(env.relay.disconnect("agent-b", CLOSE_CODES.Unauthorized, "token revoked")).toBe(true)
       const info = await env.run(env.b.closed.pipe(Effect.timeout(3_000)))
-      expect(info).toEqual({ code: CloseCodes.Unauthorized, reason: "token revoked" })
+      expect(info).toEqual({ code: CLOSE_CODES.Unauthorized, reason: "token revoked" })
       await eventually(() =>
         env.memory.events.some((e) =>
-          e._tag === "AgentDisconnected" && e.agentId === "agent-b" && e.close.code === CloseCodes.Unauthorized
+          e._tag === "AgentDisconnected" && e.agentId === "agent-b" && e.close.code === CLOSE_CODES.Unauthorized
         )
       )
       expect(env.relay.stats().agents).toBe(1)
       expect(env.a.connection.closed).toBe(false)
       // An agent without a live connection: nothing to close.
-      expect(env.relay.disconnect("agent-b", CloseCodes.Unauthorized, "token revoked")).toBe(false)
-      expect(env.relay.disconnect("agent-c", CloseCodes.Unauthorized, "token revoked")).toBe(false)
+      expect(env.relay.disconnect("agent-b", CLOSE_CODES.Unauthorized, "token revoked")).toBe(false)
+      expect(env.relay.disconnect("agent-c", CLOSE_CODES.Unauthorized, "token revoked")).toBe(false)
     }))
 })
 
@@ -448,7 +448,7 @@ const proxy = async (port: number) => {
 }
 
 describe("HubClient liveness", () => {
-  const heartbeat = { intervalMs: 100, timeoutMs: 300 }
+  const heartbeat = { interval: "100 millis", timeout: "300 millis" } as const
   const hubBehindProxy = <A>(body: (url: string, p: Awaited<ReturnType<typeof proxy>>) => Effect.Effect<A, unknown, Scope.Scope>) =>
     Effect.gen(function*() {
       const relay = yield* Relay.make(makeMemoryRelayPolicy(agents).policy, { heartbeat })
@@ -465,7 +465,7 @@ describe("HubClient liveness", () => {
         p.silence()
         const info = yield* client.closed.pipe(Effect.timeout(3_000))
         expect(info.code).toBe(4008)
-        expect(Date.now() - started).toBeLessThan(heartbeat.timeoutMs + 2 * heartbeat.intervalMs + 200)
+        expect(Date.now() - started).toBeLessThan(300 + 2 * 100 + 200)
         expect(client.connection.closed).toBe(true)
       })
     ))

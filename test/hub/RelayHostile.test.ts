@@ -12,7 +12,7 @@ import { makeMemoryRelayPolicy } from "../../core/MemoryRelayPolicy.ts"
 import * as Protocol from "../../core/Protocol.ts"
 import type { Message } from "../../core/Protocol.ts"
 import type { RelayPolicyService } from "../../core/RelayPolicy.ts"
-import { CloseCodes } from "../../core/Transport.ts"
+import { CLOSE_CODES } from "../../core/Transport.ts"
 import type { CloseInfo, Codec, Connection } from "../../core/Transport.ts"
 import * as Relay from "../../hub/relay/Relay.ts"
 import * as Msgpack from "../../transports/Msgpack.ts"
@@ -135,7 +135,7 @@ describe("Relay against hostile agents", () => {
         yield* Effect.promise(() => b.next((m) => m._tag === "Data"))
         // What the attacker sent, as raw JSON: the schema accepted any safe integer.
         ;(b.connection as unknown as { send: (m: unknown) => void }).send({ _tag: "Credit", stream: 1, bytes: 4294967296 })
-        expect((yield* Effect.promise(() => b.closed)).code).toBe(CloseCodes.Protocol)
+        expect((yield* Effect.promise(() => b.closed)).code).toBe(CLOSE_CODES.Protocol)
         expect(a.connection.closed).toBe(false)
         expect(yield* honestTunnelWorks(url, "after-attack", a)).toBe("still alive")
         yield* Effect.promise(() => until(() => relay.stats().streams === 0))
@@ -152,9 +152,9 @@ describe("Relay against hostile agents", () => {
         b.connection.send(Protocol.Open.make({ stream: 1, service: "victim" }))
         yield* Effect.promise(() => b.next((m) => m._tag === "Data"))
         // 5 bytes outstanding; a 4 MiB credit would let the exposer push 4 MiB more than its window.
-        b.connection.send(Protocol.Credit.make({ stream: 1, bytes: Protocol.StreamWindow }))
+        b.connection.send(Protocol.Credit.make({ stream: 1, bytes: Protocol.STREAM_WINDOW }))
         const info = yield* Effect.promise(() => b.closed)
-        expect(info.code).toBe(CloseCodes.Protocol)
+        expect(info.code).toBe(CLOSE_CODES.Protocol)
         expect(info.reason).toContain("Credit beyond the bytes outstanding")
         expect(a.connection.closed).toBe(false)
       })
@@ -168,11 +168,11 @@ describe("Relay against hostile agents", () => {
         const b = yield* hostile(url, Msgpack.codec, agents[1]!.token)
         let maxBuffered = 0
         const sampler = setInterval(() => (maxBuffered = Math.max(maxBuffered, relay.stats().bufferedBytes)), 5)
-        const chunk = Buffer.alloc(Protocol.MaxChunk, 7)
+        const chunk = Buffer.alloc(Protocol.MAX_CHUNK, 7)
         let sent = 0
         for (let stream = 1; stream < 200 && !b.connection.closed; stream += 2) {
           b.connection.send(Protocol.Open.make({ stream, service: "sink" }))
-          for (let i = 0; i < Protocol.StreamWindow / Protocol.MaxChunk && !b.connection.closed; i++) {
+          for (let i = 0; i < Protocol.STREAM_WINDOW / Protocol.MAX_CHUNK && !b.connection.closed; i++) {
             b.connection.sendData(stream, chunk)
             sent += chunk.byteLength
           }
@@ -181,11 +181,11 @@ describe("Relay against hostile agents", () => {
         }
         const info = yield* Effect.promise(() => b.closed)
         clearInterval(sampler)
-        expect(info.code).toBe(CloseCodes.Protocol)
+        expect(info.code).toBe(CLOSE_CODES.Protocol)
         expect(info.reason).toContain("connection window exceeded")
-        expect(sent).toBeLessThan(100 * Protocol.StreamWindow)
+        expect(sent).toBeLessThan(100 * Protocol.STREAM_WINDOW)
         // Everything the hub held was within the attacker's connection window (plus one frame in flight).
-        expect(maxBuffered).toBeLessThanOrEqual(Protocol.ConnectionWindow + 2 * Protocol.MaxChunk)
+        expect(maxBuffered).toBeLessThanOrEqual(Protocol.CONNECTION_WINDOW + 2 * Protocol.MAX_CHUNK)
         exposer.terminate()
         yield* Effect.promise(() => until(() => relay.stats().bufferedBytes === 0 && relay.stats().streams === 0))
       })
@@ -197,18 +197,18 @@ describe("Relay against hostile agents", () => {
         Effect.gen(function*() {
           const exposer = yield* Effect.promise(() => silentExposer(url, agents[0]!.token, "sink"))
           const senders = [yield* hostile(url, Msgpack.codec, agents[1]!.token), yield* hostile(url, Msgpack.codec, agents[3]!.token)]
-          const chunk = Buffer.alloc(Protocol.MaxChunk, 7)
+          const chunk = Buffer.alloc(Protocol.MAX_CHUNK, 7)
           for (const sender of senders) {
             for (let stream = 1; stream <= 7; stream += 2) {
               sender.connection.send(Protocol.Open.make({ stream, service: "sink" }))
-              for (let i = 0; i < Protocol.StreamWindow / Protocol.MaxChunk; i++) sender.connection.sendData(stream, chunk)
+              for (let i = 0; i < Protocol.STREAM_WINDOW / Protocol.MAX_CHUNK; i++) sender.connection.sendData(stream, chunk)
             }
           }
           // The exposer reads nothing, so it never sees the close: the hub's record says how it ended.
           yield* Effect.promise(() =>
             until(() =>
               memory.events.some((e) =>
-                e._tag === "AgentDisconnected" && e.agentId === "agent-a" && e.close.code === CloseCodes.SlowConsumer
+                e._tag === "AgentDisconnected" && e.agentId === "agent-a" && e.close.code === CLOSE_CODES.SlowConsumer
               )
             )
           )
@@ -224,7 +224,7 @@ describe("Relay against hostile agents", () => {
     withHub(({ url }) =>
       Effect.gen(function*() {
         const a = yield* HubClient.connect({ url, transport: Msgpack.transport, token: agents[0]!.token })
-        const chunk = Buffer.alloc(Protocol.MaxChunk, 3)
+        const chunk = Buffer.alloc(Protocol.MAX_CHUNK, 3)
         const firehose = (socket: Net.Socket) => {
           const pump = () => {
             while (!socket.destroyed && socket.write(chunk)) {}
@@ -240,7 +240,7 @@ describe("Relay against hostile agents", () => {
           until(() => {
             let got = 0
             for (const m of b.received) if (m._tag === "Data") got += m.payload.byteLength
-            return got === 6 * Protocol.StreamWindow
+            return got === 6 * Protocol.STREAM_WINDOW
           }, 10_000)
         )
         const d = yield* HubClient.connect({ url, transport: Msgpack.transport, token: agents[3]!.token })
@@ -259,14 +259,14 @@ describe("Relay against hostile agents", () => {
       ({ url, relay, memory }) =>
         Effect.gen(function*() {
           const { exposer, b } = yield* flood(url)
-          yield* Effect.promise(() => until(() => closedFor(memory, "agent-a", CloseCodes.SlowConsumer), 10_000))
+          yield* Effect.promise(() => until(() => closedFor(memory, "agent-a", CLOSE_CODES.SlowConsumer), 10_000))
           exposer.terminate()
           yield* Effect.promise(() => until(() => relay.stats().bufferedBytes === 0 && relay.stats().streams === 0))
           // B's bytes came back to it with the stream's Reset: it can send a full window again.
           expect(b.received.some((m) => m._tag === "Window")).toBe(true)
           expect(b.connection.closed).toBe(false)
         }),
-      { stallMs: 500 }
+      { stallTimeout: "500 millis" }
     ), 30_000)
 
   it("frames without bytes are accepted once: a second End, an Opened from the opener, a Credit before data, data after End", () =>
@@ -284,7 +284,7 @@ describe("Relay against hostile agents", () => {
           const b = yield* hostile(url, Msgpack.codec, agents[1]!.token)
           b.connection.send(Protocol.Open.make({ stream: 1, service: "echo" }))
           for (const frame of frames) b.connection.send(frame)
-          expect((yield* Effect.promise(() => b.closed)).code).toBe(CloseCodes.Protocol)
+          expect((yield* Effect.promise(() => b.closed)).code).toBe(CLOSE_CODES.Protocol)
         }
         // And after the stream opened: End twice.
         const b = yield* hostile(url, Msgpack.codec, agents[1]!.token)
@@ -293,7 +293,7 @@ describe("Relay against hostile agents", () => {
         b.connection.send(Protocol.End.make({ stream: 1 }))
         b.connection.send(Protocol.End.make({ stream: 1 }))
         const info = yield* Effect.promise(() => b.closed)
-        expect(info.code).toBe(CloseCodes.Protocol)
+        expect(info.code).toBe(CLOSE_CODES.Protocol)
         expect(info.reason).toContain("End sent twice")
         expect(a.connection.closed).toBe(false)
       })
@@ -304,13 +304,13 @@ describe("Relay against hostile agents", () => {
       ({ url, relay, memory }) =>
         Effect.gen(function*() {
           const { exposer, b } = yield* flood(url)
-          yield* Effect.promise(() => until(() => closedFor(memory, "agent-a", CloseCodes.SlowConsumer, "hub's buffers are full"), 10_000))
+          yield* Effect.promise(() => until(() => closedFor(memory, "agent-a", CLOSE_CODES.SlowConsumer, "hub's buffers are full"), 10_000))
           exposer.terminate()
           yield* Effect.promise(() => until(() => relay.stats().bufferedBytes === 0))
           expect(b.connection.closed).toBe(false)
         }),
       // Neither the per-connection cap nor the stall rule may fire first: only the hub-wide cap is in play.
-      { maxBufferedBytes: 2 * 1024 * 1024, maxLinkBufferedBytes: 1024 * 1024 * 1024, stallMs: 60_000 }
+      { maxBufferedBytes: 2 * 1024 * 1024, maxLinkBufferedBytes: 1024 * 1024 * 1024, stallTimeout: "60 seconds" }
     ), 30_000)
 
   it("caps streams: per reaching connection, per exposer, and per pair, so one reacher cannot take an exposer's slots", () =>
@@ -395,7 +395,7 @@ describe("Relay against hostile agents", () => {
           const a = yield* HubClient.connect({ url, transport: Msgpack.transport, token: agents[0]!.token })
           const b = yield* hostile(url, Msgpack.codec, agents[1]!.token)
           b.connection.send(Protocol.Expose.make({ request: 1, name: "boom", host: "127.0.0.1", port: 9 }))
-          expect((yield* Effect.promise(() => b.closed)).code).toBe(CloseCodes.Internal)
+          expect((yield* Effect.promise(() => b.closed)).code).toBe(CLOSE_CODES.Internal)
           expect(yield* honestTunnelWorks(url, "after-bug", a)).toBe("still alive")
         }),
       {},
@@ -425,10 +425,10 @@ const flood = (url: string) =>
   Effect.gen(function*() {
     const exposer = yield* Effect.promise(() => silentExposer(url, agents[0]!.token, "sink"))
     const b = yield* hostile(url, Msgpack.codec, agents[1]!.token)
-    const chunk = Buffer.alloc(Protocol.MaxChunk, 7)
+    const chunk = Buffer.alloc(Protocol.MAX_CHUNK, 7)
     for (const stream of [1, 3, 5]) {
       b.connection.send(Protocol.Open.make({ stream, service: "sink" }))
-      for (let i = 0; i < Protocol.StreamWindow / Protocol.MaxChunk; i++) b.connection.sendData(stream, chunk)
+      for (let i = 0; i < Protocol.STREAM_WINDOW / Protocol.MAX_CHUNK; i++) b.connection.sendData(stream, chunk)
     }
     return { exposer, b }
   })

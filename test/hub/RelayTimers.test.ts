@@ -8,7 +8,7 @@ import { Effect, TestClock } from "effect"
 import { makeMemoryRelayPolicy } from "../../core/MemoryRelayPolicy.ts"
 import * as Protocol from "../../core/Protocol.ts"
 import type { Message } from "../../core/Protocol.ts"
-import { CloseCodes } from "../../core/Transport.ts"
+import { CLOSE_CODES } from "../../core/Transport.ts"
 import type { CloseInfo } from "../../core/Transport.ts"
 import * as Relay from "../../hub/relay/Relay.ts"
 import * as Memory from "../../transports/Memory.ts"
@@ -48,7 +48,7 @@ const welcomed = (relay: Relay.RelayService, token: string) =>
   Effect.gen(function*() {
     const agent = accepted(relay)
     agent.connection.send(
-      new Protocol.Hello({ protocol: Protocol.ProtocolVersion, token, transport: "memory", agentVersion: "test" })
+      new Protocol.Hello({ protocol: Protocol.PROTOCOL_VERSION, token, transport: "memory", agentVersion: "test" })
     )
     yield* until(() => agent.find("Welcome") !== undefined)
     return agent
@@ -67,9 +67,9 @@ const pair = (options: Relay.RelayOptions) =>
   })
 
 describe("Relay timers on the Effect clock", () => {
-  it.scoped("closes a connection without Hello at helloTimeoutMs (4008) and not before; a welcomed one stays", () =>
+  it.scoped("closes a connection without Hello at helloTimeout (4008) and not before; a welcomed one stays", () =>
     Effect.gen(function*() {
-      const relay = yield* Relay.make(makeMemoryRelayPolicy(agents).policy, { helloTimeoutMs: 10_000 })
+      const relay = yield* Relay.make(makeMemoryRelayPolicy(agents).policy, { helloTimeout: "10 seconds" })
       const silent = accepted(relay)
       const agent = yield* welcomed(relay, agents[0]!.token)
       yield* TestClock.adjust("9999 millis")
@@ -77,14 +77,14 @@ describe("Relay timers on the Effect clock", () => {
       expect(silent.ended.info).toBeUndefined()
       yield* TestClock.adjust("1 millis")
       yield* until(() => silent.ended.info !== undefined)
-      expect(silent.ended.info).toEqual({ code: CloseCodes.Timeout, reason: "no Hello in time" })
+      expect(silent.ended.info).toEqual({ code: CLOSE_CODES.Timeout, reason: "no Hello in time" })
       yield* settle
       expect(agent.ended.info).toBeUndefined()
     }))
 
-  it.scoped("fails a Check the exposer does not answer at checkTimeoutMs, and not before", () =>
+  it.scoped("fails a Check the exposer does not answer at checkTimeout, and not before", () =>
     Effect.gen(function*() {
-      const { a, b } = yield* pair({ checkTimeoutMs: 10_000 })
+      const { a, b } = yield* pair({ checkTimeout: "10 seconds" })
       b.connection.send(new Protocol.Check({ request: 7, name: "svc" }))
       yield* until(() => a.find("Probe") !== undefined)
       yield* TestClock.adjust("9999 millis")

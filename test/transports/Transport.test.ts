@@ -8,7 +8,7 @@ import { Effect, Exit, Fiber, TestClock } from "effect"
 import type { Scope } from "effect"
 import { WebSocket } from "ws"
 import * as P from "../../core/Protocol.ts"
-import { CloseCodes, TransportError } from "../../core/Transport.ts"
+import { CLOSE_CODES, TransportError } from "../../core/Transport.ts"
 import type { CloseInfo, Codec, Connection } from "../../core/Transport.ts"
 import * as Heartbeat from "../../transports/Heartbeat.ts"
 import * as Memory from "../../transports/Memory.ts"
@@ -46,7 +46,7 @@ const echo = (serverCloses: Array<CloseInfo>) => (connection: Connection) => {
         return
       }
       if (message._tag === "Hello" && message.token === "deny") {
-        return connection.close(CloseCodes.Unauthorized, "Unauthorized")
+        return connection.close(CLOSE_CODES.Unauthorized, "Unauthorized")
       }
       if (message._tag === "Hello" && message.token === "throw") throw new Error("handler bug")
       if (message._tag === "Data") return connection.sendData(message.stream, message.payload)
@@ -204,10 +204,10 @@ describe.each(harnesses)("Transport contract: %s", (_name, harness) => {
       const h = yield* harness
       const connection = yield* h.client
       const box = inbox(connection)
-      for (const size of [1, 1000, P.MaxChunk, 8 * 1024 * 1024]) {
+      for (const size of [1, 1000, P.MAX_CHUNK, 8 * 1024 * 1024]) {
         const payload = Crypto.randomBytes(size)
-        const chunks = Math.ceil(size / P.MaxChunk)
-        for (let i = 0; i < chunks; i++) connection.sendData(3, payload.subarray(i * P.MaxChunk, (i + 1) * P.MaxChunk))
+        const chunks = Math.ceil(size / P.MAX_CHUNK)
+        for (let i = 0; i < chunks; i++) connection.sendData(3, payload.subarray(i * P.MAX_CHUNK, (i + 1) * P.MAX_CHUNK))
         const got: Array<Buffer> = []
         for (let i = 0; i < chunks; i++) {
           const m = yield* Effect.promise(() => box.next())
@@ -225,8 +225,8 @@ describe.each(harnesses)("Transport contract: %s", (_name, harness) => {
     Effect.gen(function*() {
       const h = yield* harness
       const raw = yield* h.raw
-      const big = h.codec.binary ? Buffer.alloc(P.MaxFrame + 1, 1) : "x".repeat(P.MaxFrame + 1)
-      expect(yield* Effect.promise(() => raw.send(big))).toBe(CloseCodes.FrameTooLarge)
+      const big = h.codec.binary ? Buffer.alloc(P.MAX_FRAME + 1, 1) : "x".repeat(P.MAX_FRAME + 1)
+      expect(yield* Effect.promise(() => raw.send(big))).toBe(CLOSE_CODES.FrameTooLarge)
       const connection = yield* h.client
       const box = inbox(connection)
       connection.send(new P.Ping({ nonce: 1 }))
@@ -253,8 +253,8 @@ describe.each(harnesses)("Transport contract: %s", (_name, harness) => {
         const outcome = yield* Effect.promise(() => raw.send(garble(valid, i, h.codec.binary)))
         outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1)
       }
-      expect([...outcomes.keys()].every((k) => k === "echo" || k === CloseCodes.Protocol)).toBe(true)
-      expect(outcomes.get(CloseCodes.Protocol) ?? 0).toBeGreaterThan(100)
+      expect([...outcomes.keys()].every((k) => k === "echo" || k === CLOSE_CODES.Protocol)).toBe(true)
+      expect(outcomes.get(CLOSE_CODES.Protocol) ?? 0).toBeGreaterThan(100)
       const connection = yield* h.client
       const box = inbox(connection)
       connection.send(new P.Ping({ nonce: 2 }))
@@ -269,7 +269,7 @@ describe.each(harnesses)("Transport contract: %s", (_name, harness) => {
       const bystander = yield* h.client
       const bystanderBox = inbox(bystander)
       victim.send(new P.Hello({ protocol: 1, token: "throw", transport: h.codec.name, agentVersion: "t" }))
-      expect((yield* Effect.promise(() => victimBox.closedInfo())).code).toBe(CloseCodes.Internal)
+      expect((yield* Effect.promise(() => victimBox.closedInfo())).code).toBe(CLOSE_CODES.Internal)
       bystander.send(new P.Ping({ nonce: 3 }))
       expect(yield* Effect.promise(() => bystanderBox.next())).toEqual(new P.Ping({ nonce: 3 }))
     }))
@@ -280,24 +280,24 @@ describe.each(harnesses)("Transport contract: %s", (_name, harness) => {
       const denied = yield* h.client
       const box = inbox(denied)
       denied.send(new P.Hello({ protocol: 1, token: "deny", transport: h.codec.name, agentVersion: "t" }))
-      expect(yield* Effect.promise(() => box.closedInfo())).toEqual({ code: CloseCodes.Unauthorized, reason: "Unauthorized" })
+      expect(yield* Effect.promise(() => box.closedInfo())).toEqual({ code: CLOSE_CODES.Unauthorized, reason: "Unauthorized" })
 
       const before = h.serverCloses.length
       const polite = yield* h.client
       const politeBox = inbox(polite)
-      polite.close(CloseCodes.Normal, "bye")
-      expect((yield* Effect.promise(() => politeBox.closedInfo())).code).toBe(CloseCodes.Normal)
+      polite.close(CLOSE_CODES.Normal, "bye")
+      expect((yield* Effect.promise(() => politeBox.closedInfo())).code).toBe(CLOSE_CODES.Normal)
       yield* Effect.promise(async () => {
         const until = Date.now() + 2_000
         while (h.serverCloses.length === before && Date.now() < until) await new Promise((r) => setTimeout(r, 10))
       })
-      expect(h.serverCloses.at(-1)?.code).toBe(CloseCodes.Normal)
+      expect(h.serverCloses.at(-1)?.code).toBe(CLOSE_CODES.Normal)
     }))
 })
 
 describe.each(harnesses)("Heartbeat over %s", (_name, harness) => {
-  const options = { intervalMs: 1_000, timeoutMs: 3_000 }
-  const tick = Effect.zipRight(TestClock.adjust(options.intervalMs), Effect.promise(() => new Promise((r) => setTimeout(r, 20))))
+  const options = { interval: "1 second", timeout: "3 seconds" } as const
+  const tick = Effect.zipRight(TestClock.adjust(options.interval), Effect.promise(() => new Promise((r) => setTimeout(r, 20))))
 
   it.scoped("stays up while the peer answers", () =>
     Effect.gen(function*() {
@@ -321,7 +321,7 @@ describe.each(harnesses)("Heartbeat over %s", (_name, harness) => {
       for (let i = 0; i < 4; i++) yield* tick
       const exit = yield* Fiber.await(fiber)
       expect(Exit.isFailure(exit) && JSON.stringify(exit.cause)).toContain("Timeout")
-      expect((yield* Effect.promise(() => box.closedInfo())).code).toBe(CloseCodes.Timeout)
+      expect((yield* Effect.promise(() => box.closedInfo())).code).toBe(CLOSE_CODES.Timeout)
     }))
 })
 
@@ -349,10 +349,10 @@ describe("Credit frames", () => {
       frame.writeUInt32BE(bytes, 5)
       return frame
     }
-    expect(Msgpack.codec.decode(creditFrame(P.StreamWindow))).toEqual(new P.Credit({ stream: 1, bytes: P.StreamWindow }))
-    expect(() => Msgpack.codec.decode(creditFrame(P.StreamWindow + 1))).toThrow(TransportError)
+    expect(Msgpack.codec.decode(creditFrame(P.STREAM_WINDOW))).toEqual(new P.Credit({ stream: 1, bytes: P.STREAM_WINDOW }))
+    expect(() => Msgpack.codec.decode(creditFrame(P.STREAM_WINDOW + 1))).toThrow(TransportError)
     expect(() => Msgpack.codec.decode(creditFrame(0xffff_ffff))).toThrow(TransportError)
-    for (const bytes of [0, P.StreamWindow + 1, 4_294_967_296, 4_294_967_295]) {
+    for (const bytes of [0, P.STREAM_WINDOW + 1, 4_294_967_296, 4_294_967_295]) {
       expect(() => Ws.codec.decode(`{"_tag":"Credit","stream":1,"bytes":${bytes}}`)).toThrow(TransportError)
     }
   })

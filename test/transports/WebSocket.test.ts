@@ -8,7 +8,7 @@ import type { AddressInfo } from "node:net"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
 import { WebSocket } from "ws"
-import { CloseCodes } from "../../core/Transport.ts"
+import { CLOSE_CODES } from "../../core/Transport.ts"
 import type { Connection } from "../../core/Transport.ts"
 import * as Msgpack from "../../transports/Msgpack.ts"
 import * as WebSocketCarrier from "../../transports/WebSocket.ts"
@@ -68,8 +68,8 @@ describe("WebSocket.upgrades", () => {
       const closed = Effect.all([closeOf(json.ws!), closeOf(binary.ws!)], { concurrency: 2 })
       yield* Scope.close(scope, Exit.void)
       expect(yield* closed).toEqual([
-        { code: CloseCodes.GoingAway, reason: "hub shutting down" },
-        { code: CloseCodes.GoingAway, reason: "hub shutting down" }
+        { code: CLOSE_CODES.GoingAway, reason: "hub shutting down" },
+        { code: CLOSE_CODES.GoingAway, reason: "hub shutting down" }
       ])
     }).pipe(Effect.scoped), 20_000)
 })
