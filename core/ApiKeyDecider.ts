@@ -4,7 +4,7 @@
 import { Either } from "effect"
 import { DomainError } from "./DomainError.ts"
 import type { Decider } from "./Decider.ts"
-import { ApiKeyCreated, ApiKeyRevoked, type Event, Sha256Hex } from "./Events.ts"
+import { ApiKeyCreated, ApiKeyRevoked, type ApiKeyScope, type Event, Sha256Hex } from "./Events.ts"
 import type { ApiKeyId, WorkspaceId } from "./Ids.ts"
 
 /** What the log says about one API key. */
@@ -22,6 +22,8 @@ export type ApiKeyCommand =
     readonly name: string
     readonly prefix: string
     readonly keyHash: string
+    /** What the key may read: its workspace (the default) or every workspace. */
+    readonly scope?: ApiKeyScope
   }
   | { readonly _tag: "RevokeApiKey"; readonly apiKeyId: ApiKeyId }
 
@@ -52,7 +54,8 @@ const decide = (command: ApiKeyCommand, state: ApiKeyState): Either.Either<Reado
           workspaceId: command.workspaceId,
           name,
           prefix: command.prefix,
-          keyHash: Sha256Hex.make(command.keyHash)
+          keyHash: Sha256Hex.make(command.keyHash),
+          scope: command.scope ?? "workspace"
         })
       ])
     }

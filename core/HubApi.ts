@@ -109,6 +109,8 @@ export const describeIssues = (error: ParseResult.ParseError): string =>
 export class ApiKeyCaller extends Context.Tag("connect/HubApi/ApiKeyCaller")<ApiKeyCaller, {
   readonly apiKeyId: string
   readonly workspaceId: string
+  /** `workspace`: reads its own workspace only; `operator`: reads every workspace. */
+  readonly scope: "workspace" | "operator"
 }>() {}
 
 /** The caller of an endpoint that takes an agent token. */

@@ -9,7 +9,7 @@ import * as AgentDecider from "../../core/AgentDecider.ts"
 import * as AllowListDecider from "../../core/AllowListDecider.ts"
 import * as ApiKeyDecider from "../../core/ApiKeyDecider.ts"
 import { DomainError } from "../../core/DomainError.ts"
-import { EventMeta } from "../../core/Events.ts"
+import { type ApiKeyScope, EventMeta } from "../../core/Events.ts"
 import { AgentId, ApiKeyId, Streams, uuidv7, WorkspaceId } from "../../core/Ids.ts"
 import { apiKeyPrefix, generateApiKey, sha256Hex } from "../../core/Secrets.ts"
 import * as ServiceDecider from "../../core/ServiceDecider.ts"
@@ -39,10 +39,18 @@ export interface IssuedApiKey {
   readonly apiKeyId: string
   readonly prefix: string
   readonly key: string
+  readonly scope: ApiKeyScope
 }
 
-/** Issues an API key for an existing workspace. */
-export const createApiKey = Effect.fn("Admin.createApiKey")(function*(workspaceId: string, name = "admin") {
+/**
+ * Issues an API key for an existing workspace: a `workspace` key (the default) reads and manages that workspace only,
+ * an `operator` key reads every workspace's log.
+ */
+export const createApiKey = Effect.fn("Admin.createApiKey")(function*(
+  workspaceId: string,
+  name = "admin",
+  scope: ApiKeyScope = "workspace"
+) {
   workspaceId = yield* normaliseId("the workspace id", workspaceId)
   if (!(yield* Workspaces.exists(workspaceId))) {
     return yield* new DomainError({ reason: "NotFound", message: `workspace ${workspaceId} not found` })
@@ -53,10 +61,10 @@ export const createApiKey = Effect.fn("Admin.createApiKey")(function*(workspaceI
   yield* Command.handle(
     ApiKeyDecider.decider,
     Streams.apiKey(apiKeyId),
-    { _tag: "CreateApiKey", apiKeyId, workspaceId: WorkspaceId.make(workspaceId), name, prefix, keyHash: sha256Hex(key) },
+    { _tag: "CreateApiKey", apiKeyId, workspaceId: WorkspaceId.make(workspaceId), name, prefix, keyHash: sha256Hex(key), scope },
     { workspaceId, meta }
   )
-  return { apiKeyId, prefix, key } satisfies IssuedApiKey
+  return { apiKeyId, prefix, key, scope } satisfies IssuedApiKey
 })
 
 /** Creates a workspace and its first admin API key. */
@@ -76,6 +84,7 @@ export interface ApiKeyListing {
   readonly apiKeyId: string
   readonly name: string
   readonly prefix: string
+  readonly scope: ApiKeyScope
   readonly createdAt: string
   readonly revokedAt: string | null
 }
@@ -88,6 +97,7 @@ export const listApiKeys = Effect.fn("Admin.listApiKeys")(function*(workspaceId:
     apiKeyId: r.id,
     name: r.name,
     prefix: r.prefix,
+    scope: r.scope,
     createdAt: new Date(r.created_at).toISOString(),
     revokedAt: r.revoked_at ? new Date(r.revoked_at).toISOString() : null
   }))

@@ -73,11 +73,20 @@ const apikeyCreate = Command.make(
   {
     workspace: workspaceId,
     name: Options.text("name").pipe(Options.withDefault("admin"), Options.withDescription("Name of the key (default admin).")),
+    scope: Options.choice("scope", ["workspace", "operator"]).pipe(
+      Options.withDefault("workspace" as const),
+      Options.withDescription(
+        "workspace (default): the key reads and manages its own workspace only (the log through row-level security); " +
+          "operator: the key reads every workspace's log, hub-level events included."
+      )
+    ),
     dataDir
   },
   (flags) =>
-    run(flags, Admin.createApiKey(flags.workspace, flags.name)).pipe(
-      Effect.flatMap((k) => Console.log(`created API key ${k.apiKeyId} (${k.prefix}…) — shown once, store it now:\n\n    ${k.key}\n`))
+    run(flags, Admin.createApiKey(flags.workspace, flags.name, flags.scope)).pipe(
+      Effect.flatMap((k) =>
+        Console.log(`created ${k.scope} API key ${k.apiKeyId} (${k.prefix}…) — shown once, store it now:\n\n    ${k.key}\n`)
+      )
     )
 ).pipe(Command.withDescription("Issue an API key for a workspace; prints the key once (the hub keeps only its SHA-256)."))
 
@@ -90,12 +99,12 @@ const apikeyList = Command.make("list", { workspace: workspaceId, json, dataDir 
           keys.length === 0
             ? "no API keys"
             : Table.format([
-              ["ID", "PREFIX", "NAME", "CREATED", "REVOKED"],
-              ...keys.map((k) => [k.apiKeyId, `${k.prefix}…`, k.name, k.createdAt, k.revokedAt ?? "-"])
+              ["ID", "PREFIX", "NAME", "SCOPE", "CREATED", "REVOKED"],
+              ...keys.map((k) => [k.apiKeyId, `${k.prefix}…`, k.name, k.scope, k.createdAt, k.revokedAt ?? "-"])
             ])
         )
     )
-  )).pipe(Command.withDescription("List a workspace's API keys: id, prefix, name, created, revoked (never the key)."))
+  )).pipe(Command.withDescription("List a workspace's API keys: id, prefix, name, scope, created, revoked (never the key)."))
 
 const apikeyRevoke = Command.make(
   "revoke",

@@ -63,6 +63,8 @@ export interface AgentPrincipal {
 export interface ApiKeyPrincipal {
   readonly apiKeyId: string
   readonly workspaceId: string
+  /** What it may read: its workspace, or every workspace. */
+  readonly scope: "workspace" | "operator"
 }
 
 /** Stream of refusals of tokens that match no agent (there is no agent stream to put them on). */
@@ -166,7 +168,9 @@ export const authenticateApiKey = Effect.fn("AgentAuth.authenticateApiKey")(func
   if (failures.limited("apikey", from.ip, from.userAgent)) return yield* tooMany("API key")
   const wellFormed = looksLikeApiKey(key)
   const row = wellFormed ? yield* ApiKeys.byHash(sha256Hex(key)) : undefined
-  if (row && !row.revoked_at) return { apiKeyId: row.id, workspaceId: row.workspace_id } satisfies ApiKeyPrincipal
+  if (row && !row.revoked_at) {
+    return { apiKeyId: row.id, workspaceId: row.workspace_id, scope: row.scope } satisfies ApiKeyPrincipal
+  }
   const reason = row ? "revoked_api_key" : "unknown_api_key"
   yield* failures.record({
     kind: "apikey",

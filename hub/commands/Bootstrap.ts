@@ -20,7 +20,7 @@ export type BootstrapResult =
   | { readonly created: true; readonly workspaceId: string; readonly apiKey: string }
   | { readonly created: false; readonly workspaceId: string }
 
-/** Creates the default workspace and an admin API key unless the hub was bootstrapped before. */
+/** Creates the default workspace and an operator API key unless the hub was bootstrapped before. */
 export const run = Effect.fn("Bootstrap.run")(function* () {
   const log = yield* EventLog
   const apiKey = generateApiKey()
@@ -34,7 +34,9 @@ export const run = Effect.fn("Bootstrap.run")(function* () {
           workspaceId: DEFAULT_WORKSPACE_ID,
           name: "bootstrap admin",
           prefix: apiKeyPrefix(apiKey),
-          keyHash: Sha256Hex.make(sha256Hex(apiKey))
+          keyHash: Sha256Hex.make(sha256Hex(apiKey)),
+          // The operator's key: it reads every workspace's log.
+          scope: "operator"
         })
       ],
       {

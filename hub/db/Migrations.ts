@@ -17,6 +17,7 @@ import writerRole from "./migrations/0007_writer_role.ts"
 import shadowRebuild from "./migrations/0008_shadow_rebuild.ts"
 import oneRoundTripAppend from "./migrations/0009_one_round_trip_append.ts"
 import auditIndexes from "./migrations/0010_audit_indexes.ts"
+import apiKeyScope from "./migrations/0012_api_key_scope.ts"
 
 // The keys are the ids and names every migrated database has recorded in connect_migrations, and the SQL a database
 // ran is what a new one must run: a released migration is never renamed or edited, a change is a new one.
@@ -30,7 +31,8 @@ const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClien
   "0007_writer_role": writerRole,
   "0008_shadow_rebuild": shadowRebuild,
   "0009_one_round_trip_append": oneRoundTripAppend,
-  "0010_audit_indexes": auditIndexes
+  "0010_audit_indexes": auditIndexes,
+  "0012_api_key_scope": apiKeyScope
 }
 
 /** The number of the newest migration: a database whose `connect_migrations` holds it needs nothing from this build. */

@@ -118,7 +118,8 @@ export const Authentication: Layer.Layer<
     const apiKey = (secret: string, presenter: AgentAuth.Presenter) =>
       Effect.map(AgentAuth.authenticateApiKey(secret, presenter, failures), (k) => ({
         apiKeyId: k.apiKeyId,
-        workspaceId: k.workspaceId
+        workspaceId: k.workspaceId,
+        scope: k.scope
       }))
     const agent = (secret: string, presenter: AgentAuth.Presenter) =>
       Effect.map(AgentAuth.authenticateAgent(secret, presenter, failures), (a) => ({

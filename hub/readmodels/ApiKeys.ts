@@ -3,16 +3,34 @@
  */
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
+import type { StoredEvent } from "../../core/EventLog.ts"
+import type { ApiKeyCreated, ApiKeyScope } from "../../core/Events.ts"
+import { Streams, WorkspaceId } from "../../core/Ids.ts"
 import * as Scoped from "../db/Scoped.ts"
 import * as StatementProjection from "./StatementProjection.ts"
 
-/** The projection: a row per `ApiKeyCreated`, stamped by its `ApiKeyRevoked`. */
+/**
+ * The scope of a created key: the one its event names, else (a key created before scopes) `operator` for the key the
+ * hub's first start created — by the `system/bootstrap` actor, in its workspace's own stream, which only the
+ * bootstrap's `no_stream` append writes keys to — and `workspace` for every other. Migration 0012 applies the same
+ * rule to the rows it finds.
+ */
+export const scopeOf = (e: StoredEvent, created: ApiKeyCreated): ApiKeyScope => {
+  if (created.scope !== undefined) return created.scope
+  const actor = e.meta.actor
+  const bootstrap = actor.kind === "system" && actor.id === "bootstrap" &&
+    e.stream === Streams.workspace(WorkspaceId.make(created.workspaceId))
+  return bootstrap ? "operator" : "workspace"
+}
+
+/** The projection: a row per `ApiKeyCreated` with its scope, stamped by its `ApiKeyRevoked`. */
 export const projection = StatementProjection.make("api_keys", "api_keys", (e) => {
   switch (e.event._tag) {
     case "ApiKeyCreated":
       return [[
-        `insert into api_keys (id, workspace_id, name, prefix, key_hash, created_at) values ($1, $2, $3, $4, $5, $6)`,
-        [e.event.apiKeyId, e.event.workspaceId, e.event.name, e.event.prefix, e.event.keyHash, e.recordedAt]
+        `insert into api_keys (id, workspace_id, name, prefix, key_hash, created_at, scope)
+         values ($1, $2, $3, $4, $5, $6, $7)`,
+        [e.event.apiKeyId, e.event.workspaceId, e.event.name, e.event.prefix, e.event.keyHash, e.recordedAt, scopeOf(e, e.event)]
       ]]
     case "ApiKeyRevoked":
       return [[`update api_keys set revoked_at = $2 where id = $1 and revoked_at is null`, [e.event.apiKeyId, e.recordedAt]]]
@@ -25,6 +43,7 @@ export const projection = StatementProjection.make("api_keys", "api_keys", (e) =
 export interface Credential {
   readonly id: string
   readonly workspace_id: string
+  readonly scope: ApiKeyScope
   readonly revoked_at: Date | null
 }
 
@@ -35,7 +54,7 @@ export interface Credential {
 export const byHash = Effect.fn("ApiKeys.byHash")(function*(keyHash: string) {
   const sql = yield* SqlClient.SqlClient
   const rows = yield* Scoped.asApp(
-    sql.unsafe<Credential>(`select id, workspace_id, revoked_at from connect_api_key_by_hash($1)`, [keyHash])
+    sql.unsafe<Credential>(`select id, workspace_id, scope, revoked_at from connect_api_key_by_hash($1)`, [keyHash])
   )
   return rows[0]
 })
@@ -45,6 +64,7 @@ export interface Listed {
   readonly id: string
   readonly name: string
   readonly prefix: string
+  readonly scope: ApiKeyScope
   readonly created_at: Date
   readonly revoked_at: Date | null
 }
@@ -54,7 +74,7 @@ export const listInWorkspace = Effect.fn("ApiKeys.listInWorkspace")(function*(wo
   const sql = yield* SqlClient.SqlClient
   return yield* Scoped.withWorkspace(
     workspaceId,
-    sql.unsafe<Listed>(`select id, name, prefix, created_at, revoked_at from api_keys order by created_at, id`)
+    sql.unsafe<Listed>(`select id, name, prefix, scope, created_at, revoked_at from api_keys order by created_at, id`)
   )
 })
 

@@ -9,7 +9,7 @@ const workspaceId = WorkspaceId.make(uuidv7())
 const apiKeyId = ApiKeyId.make(uuidv7())
 const keyHash = E.Sha256Hex.make(sha256Hex("pc_x"))
 const create = (name: string) => ({ _tag: "CreateApiKey", apiKeyId, workspaceId, name, prefix: "pc_AbC123", keyHash }) as const
-const created = new E.ApiKeyCreated({ apiKeyId, workspaceId, name: "ci", prefix: "pc_AbC123", keyHash })
+const created = new E.ApiKeyCreated({ apiKeyId, workspaceId, name: "ci", prefix: "pc_AbC123", keyHash, scope: "workspace" })
 const revoked = new E.ApiKeyRevoked({ apiKeyId })
 const { given } = spec(ApiKeyDecider.decider)
 
@@ -18,6 +18,12 @@ describe("ApiKeyDecider", () => {
     given([]).when(create("ci")).then([created])
     given([]).when(create("  ci ")).then([created])
     given([]).when(create(" ")).thenFails("Invalid")
+  })
+
+  it("creates a workspace key unless told to make an operator key", () => {
+    given([]).when({ ...create("ops"), scope: "operator" }).then([
+      new E.ApiKeyCreated({ apiKeyId, workspaceId, name: "ops", prefix: "pc_AbC123", keyHash, scope: "operator" })
+    ])
   })
 
   it("creates a key once, also after it was revoked", () => {

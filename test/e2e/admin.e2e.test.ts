@@ -64,14 +64,15 @@ describe("connect hub admin commands", () => {
 
     const second = await connect("apikey", "create", "--workspace", workspaceId, "--name", "ci")
     expect(second.code).toBe(0)
+    expect(second.stdout).toContain("created workspace API key")
     const ciKey = /^\s+(pc_[0-9A-Za-z]{40})$/m.exec(second.stdout)![1]!
 
     const listed = await connect("apikey", "list", "--workspace", workspaceId, "--json")
     expect(listed.code).toBe(0)
-    const keys = JSON.parse(listed.stdout) as Array<{ apiKeyId: string; name: string; prefix: string; revokedAt: string | null }>
-    expect(keys.map((k) => [k.name, k.prefix, k.revokedAt])).toEqual([
-      ["admin", adminKey.slice(0, 9), null],
-      ["ci", ciKey.slice(0, 9), null]
+    const keys = JSON.parse(listed.stdout) as Array<{ apiKeyId: string; name: string; prefix: string; scope: string; revokedAt: string | null }>
+    expect(keys.map((k) => [k.name, k.prefix, k.scope, k.revokedAt])).toEqual([
+      ["admin", adminKey.slice(0, 9), "workspace", null],
+      ["ci", ciKey.slice(0, 9), "workspace", null]
     ])
     expect(listed.stdout).not.toContain(adminKey)
     // Stored as SHA-256 only: neither key appears anywhere in the database.
@@ -84,7 +85,11 @@ describe("connect hub admin commands", () => {
     const revoked = await connect("apikey", "revoke", keys[1]!.apiKeyId)
     expect(revoked).toMatchObject({ code: 0, stdout: expect.stringContaining(`revoked API key ${keys[1]!.apiKeyId}`) })
     const table = await connect("apikey", "list", "--workspace", workspaceId)
-    expect(table.stdout).toMatch(/^ID\s+PREFIX\s+NAME\s+CREATED\s+REVOKED$/m)
+    expect(table.stdout).toMatch(/^ID\s+PREFIX\s+NAME\s+SCOPE\s+CREATED\s+REVOKED$/m)
+    const operator = await connect("apikey", "create", "--workspace", workspaceId, "--name", "ops", "--scope", "operator")
+    expect(operator.stdout).toContain("created operator API key")
+    const badScope = await connect("apikey", "create", "--workspace", workspaceId, "--scope", "root")
+    expect(badScope.code).toBe(2)
     expect(table.stdout).toMatch(new RegExp(`${keys[1]!.apiKeyId}.*ci.*\\d{4}-.*\\d{4}-`))
 
     const missing = await connect("apikey", "create", "--workspace", "00000000-0000-7000-8000-0000000000ff")
