@@ -7,10 +7,14 @@ import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as HubConfig from "./HubConfig.ts"
 import * as AdminCli from "./commands/AdminCli.ts"
+import * as Checkpointer from "./checkpoints/Checkpointer.ts"
+import * as KeyFile from "./checkpoints/KeyFile.ts"
+import * as CheckpointNote from "../core/CheckpointNote.ts"
 import * as ClientAddress from "./http/ClientAddress.ts"
 import * as Database from "./db/Database.ts"
 import * as Main from "./Main.ts"
@@ -75,6 +79,35 @@ const maxStreams = Options.integer("max-streams").pipe(
   )
 )
 
+const checkpointEvery = Options.integer("checkpoint-every").pipe(
+  Options.filterMap((n) => (n >= 1 && n <= 1_000_000_000 ? Option.some(n) : Option.none()), "--checkpoint-every must be from 1 to 1000000000"),
+  Options.withDefault(Checkpointer.DEFAULT_EVERY),
+  Options.withDescription(`Sign a checkpoint of the log once this many events were appended since the last (default ${Checkpointer.DEFAULT_EVERY}).`)
+)
+
+const checkpointInterval = Options.text("checkpoint-interval").pipe(
+  Options.mapEffect((text) => Either.match(Checkpointer.parseInterval(text), {
+    onLeft: (message) => Effect.fail(ValidationError.invalidValue(HelpDoc.p(message))),
+    onRight: Effect.succeed
+  })),
+  Options.withDefault(Checkpointer.DEFAULT_INTERVAL_MS),
+  Options.withDescription("Sign a checkpoint once this long passed since the last, if anything was appended (default 5m; 30s, 5m, 1h).")
+)
+
+const checkpointCommand = Options.text("checkpoint-command").pipe(
+  Options.optional,
+  Options.withDescription(
+    "Shell command run with each signed checkpoint note on stdin and its path in CONNECT_CHECKPOINT_FILE, to copy it " +
+      "off this machine (e.g. 'aws s3 cp - s3://bucket/$(basename $CONNECT_CHECKPOINT_FILE)'). A failure is logged; the hub goes on."
+  )
+)
+
+const checkpointOrigin = Options.text("checkpoint-origin").pipe(
+  Options.filterMap((o) => (CheckpointNote.isOrigin(o) ? Option.some(o) : Option.none()), "--checkpoint-origin must be non-empty, with no space and no '+'"),
+  Options.optional,
+  Options.withDescription("First line of every checkpoint note and the name of a new signing key (default <this machine's name>/connect).")
+)
+
 /**
  * The event log and the database (SqlClient) of the hub whose data directory is `dataDir` (or of `DATABASE_URL`), for
  * offline commands such as verify and audit: the same database selection as `connect hub`, migrations applied, no HTTP
@@ -91,7 +124,16 @@ export const logLayer = (flags: { readonly dataDir: string | undefined }) =>
     )
   )
 
-const hub = Command.make("hub", { port, host, dataDir, tlsCert, tlsKey, trustProxy, maxStreams }, (flags) =>
+/**
+ * The checkpoint signing key store of the hub whose data directory is `dataDir` (`$CONNECT_HOME/hub` by default), for
+ * `connect audit pubkey`, `rotate-key` and `verify --checkpoint`.
+ */
+export const keyStoreLayer = (flags: { readonly dataDir: string | undefined }) =>
+  Layer.unwrapEffect(Effect.map(HubConfig.make({ dataDir: flags.dataDir }), (config) => KeyFile.layer(config.dataDir)))
+
+const hub = Command.make("hub", {
+  port, host, dataDir, tlsCert, tlsKey, trustProxy, maxStreams, checkpointEvery, checkpointInterval, checkpointCommand, checkpointOrigin
+}, (flags) =>
   Effect.gen(function*() {
     const tls = yield* HubConfig.readTls(Option.getOrUndefined(flags.tlsCert), Option.getOrUndefined(flags.tlsKey))
     const config = yield* HubConfig.make({
@@ -102,7 +144,18 @@ const hub = Command.make("hub", { port, host, dataDir, tlsCert, tlsKey, trustPro
     const warning = HubConfig.insecureWarning({ host: config.host, tls })
     if (warning !== undefined) yield* Console.error(warning)
     return yield* Layer.launch(
-      Main.HubLive({ ...config, tls, trustProxy: Option.getOrUndefined(flags.trustProxy), maxStreams: flags.maxStreams })
+      Main.HubLive({
+        ...config,
+        tls,
+        trustProxy: Option.getOrUndefined(flags.trustProxy),
+        maxStreams: flags.maxStreams,
+        checkpoints: {
+          every: flags.checkpointEvery,
+          intervalMs: flags.checkpointInterval,
+          command: Option.getOrUndefined(flags.checkpointCommand),
+          origin: Option.getOrElse(flags.checkpointOrigin, Checkpointer.defaultOrigin)
+        }
+      })
     )
   })).pipe(
     Command.withDescription(

@@ -13,6 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { messageOf } from "../core/ErrorMessage.ts"
+import type { CheckpointSettings } from "./checkpoints/Checkpointer.ts"
 
 /** Everything `connect hub` needs to start. */
 export interface HubConfigShape {
@@ -32,6 +33,8 @@ export interface HubConfigShape {
   readonly limits?: HttpLimits | undefined
   /** Streams one agent connection may carry at once (`--max-streams`; default `DEFAULT_MAX_STREAMS`). */
   readonly maxStreams?: number | undefined
+  /** Signed checkpoints of the log (`--checkpoint-*`); none when absent. */
+  readonly checkpoints?: CheckpointSettings | undefined
 }
 
 /**

@@ -16,8 +16,10 @@ import type { MigrationError } from "@effect/sql/Migrator"
 import type { SqlError } from "@effect/sql/SqlError"
 import { EventLog } from "../core/EventLog.ts"
 import type { EventLogError } from "../core/EventLog.ts"
+import type { SigningKeyError } from "../core/SigningKeys.ts"
 import * as AgentAuth from "./commands/AgentAuth.ts"
 import * as Bootstrap from "./commands/Bootstrap.ts"
+import * as Checkpointer from "./checkpoints/Checkpointer.ts"
 import * as Database from "./db/Database.ts"
 import * as Migrations from "./db/Migrations.ts"
 import * as PgEventLog from "./eventlog/PgEventLog.ts"
@@ -40,8 +42,10 @@ export const DatabaseLive = (config: HubConfigShape): Layer.Layer<PgClient.PgCli
  */
 export const ServicesLive = (
   _config: HubConfigShape
-): Layer.Layer<EventLog, SqlError | MigrationError | EventLogError, HubConfig | PgClient.PgClient | SqlClient.SqlClient> =>
-  Bootstrap.layer.pipe(
+): Layer.Layer<EventLog, SqlError | MigrationError | EventLogError | SigningKeyError, HubConfig | PgClient.PgClient | SqlClient.SqlClient> =>
+  // The checkpointer after the bootstrap; its last checkpoint is signed at shutdown, after the server stopped.
+  Checkpointer.layerConfig.pipe(
+    Layer.provideMerge(Bootstrap.layer),
     Layer.provideMerge(StampedLog.pipe(Layer.provide(PgEventLog.layer({ inline: InlineProjections })))),
     Layer.provideMerge(Migrations.layer)
   )
@@ -106,7 +110,7 @@ export interface HubOptions {
 export const HubLive = (
   config: HubConfigShape,
   options: HubOptions = {}
-): Layer.Layer<HubContext, Database.DatabaseError | ServeError | SqlError | MigrationError | EventLogError> =>
+): Layer.Layer<HubContext, Database.DatabaseError | ServeError | SqlError | MigrationError | EventLogError | SigningKeyError> =>
   ServeLive(config).pipe(
     Layer.provide(RoutesLive),
     // Stage 3 — the hub's port listening on host:port (the node server, upgrades by path).

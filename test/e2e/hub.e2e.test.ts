@@ -130,8 +130,9 @@ describe("connect hub (real processes, embedded Postgres)", () => {
     const running = await startHub()
     const verify = spawn(process.execPath, ["bin/connect.js", "audit", "verify"], { env })
     expect(await verify.exited(60_000)).toEqual({ code: 0, signal: null })
-    // The bootstrap wrote the default workspace and its admin key on the first start of this data directory.
-    expect(verify.stdout()).toMatch(/^OK: 2 events, hash chain intact/m)
+    // The bootstrap wrote the default workspace and its admin key on the first start of this data directory, the
+    // checkpointer its signing key, and a checkpoint when that hub stopped.
+    expect(verify.stdout()).toMatch(/^OK: 4 events, hash chain intact/m)
     // An id typed in upper case is stored and hashed lower-case: the chain still verifies.
     const [{ id }] = await query(`select id::text from workspaces limit 1`)
     const created = spawn(process.execPath, ["bin/connect.js", "hub", "apikey", "create", "--workspace", id.toUpperCase()], { env })
@@ -141,7 +142,7 @@ describe("connect hub (real processes, embedded Postgres)", () => {
     expect(notUuid.stderr()).toContain(`the workspace id must be a UUID, got "ws-1"`)
     const again = spawn(process.execPath, ["bin/connect.js", "audit", "verify"], { env })
     expect(await again.exited(60_000)).toEqual({ code: 0, signal: null })
-    expect(again.stdout()).toMatch(/^OK: 3 events, hash chain intact/m)
+    expect(again.stdout()).toMatch(/^OK: 5 events, hash chain intact/m)
     const second = spawn(process.execPath, ["bin/connect.js", "hub", "--port", "0"], { env })
     expect((await second.exited(60_000)).code).toBe(1)
     expect(second.stderr()).toContain(`another connect hub (pid ${running.hub.pid}) is running with the data directory`)
@@ -204,7 +205,8 @@ describe("connect hub (real processes, embedded Postgres)", () => {
       // The offline commands need only DATABASE_URL, the hub's role.
       const verify = spawn(process.execPath, ["bin/connect.js", "audit", "verify"], { env: { ...env, DATABASE_URL: hubUrl } })
       expect(await verify.exited(60_000)).toEqual({ code: 0, signal: null })
-      expect(verify.stdout()).toMatch(/^OK: 2 events, hash chain intact/m)
+      // The bootstrap's two events and the signing key's.
+      expect(verify.stdout()).toMatch(/^OK: 3 events, hash chain intact/m)
       for (const statement of rewrites) {
         const refused = await adminQuery(statement, hubUrl).then(() => "done", (e: Error) => e.message)
         expect([statement, refused]).not.toEqual([statement, "done"])
