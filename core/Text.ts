@@ -9,7 +9,7 @@
 export const REPLACEMENT = "\uFFFD"
 
 /** Caps for text a peer supplies only for the record, in code points. */
-export const Caps = {
+export const CAPS = {
   /** Agent software version, transport names and other short tokens. */
   version: 64,
   /** Agent label (a host name) and user agents. */

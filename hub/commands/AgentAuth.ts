@@ -12,7 +12,7 @@ import type { EventLogError, VersionConflict } from "../../core/EventLog.ts"
 import { ApiKeyAuthFailureReason, AuthFailureReason } from "../../core/Events.ts"
 import { AgentId } from "../../core/Ids.ts"
 import { looksLikeApiKey, sha256Hex } from "../../core/Secrets.ts"
-import { Caps, sanitize } from "../../core/Text.ts"
+import { CAPS, sanitize } from "../../core/Text.ts"
 import * as AuthFailures from "../http/AuthFailures.ts"
 import * as Agents from "../readmodels/Agents.ts"
 import * as ApiKeys from "../readmodels/ApiKeys.ts"
@@ -186,4 +186,4 @@ export const authenticateApiKey = Effect.fn("AgentAuth.authenticateApiKey")(func
 
 /** The user agent recorded for an agent of `agentVersion` (whatever the agent sent), sanitised and capped. */
 export const agentUserAgent = (agentVersion: unknown): string =>
-  `connect-agent/${sanitize(agentVersion, Caps.version)}`
+  `connect-agent/${sanitize(agentVersion, CAPS.version)}`

@@ -16,7 +16,7 @@ import { EventMeta, Sha256Hex } from "../../core/Events.ts"
 import * as HubApi from "../../core/HubApi.ts"
 import { AgentId, Streams, uuidv7 } from "../../core/Ids.ts"
 import { generateAgentToken, sha256Hex } from "../../core/Secrets.ts"
-import { Caps, sanitize } from "../../core/Text.ts"
+import { CAPS, sanitize } from "../../core/Text.ts"
 import * as AgentAuth from "../commands/AgentAuth.ts"
 import * as AuthFailures from "./AuthFailures.ts"
 import * as ClientAddress from "./ClientAddress.ts"
@@ -33,7 +33,7 @@ const presenter = (trusted: ClientAddress.TrustedProxies) =>
     const peer = Option.getOrElse(request.remoteAddress, () => "unknown")
     return {
       ip: AgentAuth.ipOf(ClientAddress.resolve(trusted, peer, request.headers["x-forwarded-for"])),
-      userAgent: userAgent === undefined ? undefined : sanitize(userAgent, Caps.label)
+      userAgent: userAgent === undefined ? undefined : sanitize(userAgent, CAPS.label)
     }
   })
 

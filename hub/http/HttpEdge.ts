@@ -28,7 +28,7 @@ export const serverOptions = (limits: HttpLimits): Http.ServerOptions => ({
  * Mozilla's "intermediate" TLS 1.2 suites without the DHE ones: ECDHE key exchange (forward secrecy) with AEAD
  * ciphers only, so no CBC, SHA-1 MAC or RSA key exchange; TLS 1.3 keeps its (all AEAD) defaults.
  */
-export const TlsCiphers = [
+export const TLS_CIPHERS = [
   "TLS_AES_128_GCM_SHA256",
   "TLS_AES_256_GCM_SHA384",
   "TLS_CHACHA20_POLY1305_SHA256",
@@ -40,12 +40,12 @@ export const TlsCiphers = [
   "ECDHE-RSA-CHACHA20-POLY1305"
 ].join(":")
 
-/** HTTPS server options: the certificate, TLS 1.2 or later with `TlsCiphers`, and the handshake within the headers timeout. */
+/** HTTPS server options: the certificate, TLS 1.2 or later with `TLS_CIPHERS`, and the handshake within the headers timeout. */
 export const tlsOptions = (tls: TlsFiles, limits: HttpLimits): Https.ServerOptions => ({
   cert: tls.cert,
   key: tls.key,
   minVersion: "TLSv1.2",
-  ciphers: TlsCiphers,
+  ciphers: TLS_CIPHERS,
   // Mozilla intermediate: every suite offered is strong, so the client may pick the one its hardware does fastest.
   honorCipherOrder: false,
   handshakeTimeout: limits.headersTimeoutMs
@@ -57,7 +57,7 @@ export const isApiPath = (url: string | undefined): boolean => {
   return path === "/health" || path === "/v1" || path.startsWith("/v1/")
 }
 
-const StatusCodes: Record<string, readonly [number, string, string]> = {
+const STATUS_CODES: Record<string, readonly [number, string, string]> = {
   HPE_HEADER_OVERFLOW: [431, "HeadersTooLarge", "the request's headers are too large"],
   ERR_HTTP_REQUEST_TIMEOUT: [408, "RequestTimeout", "the request's headers did not arrive in time"],
   HPE_CHUNK_EXTENSIONS_OVERFLOW: [413, "BodyTooLarge", "the request's chunk extensions are too large"]
@@ -74,7 +74,7 @@ export const rawErrorResponse = (status: number, code: string, message: string):
 const answerClientError = (error: NodeJS.ErrnoException, socket: Duplex) => {
   const net = socket as Net.Socket
   if (error.code === "ECONNRESET" || !socket.writable || net.bytesWritten > 0) return socket.destroy()
-  const [status, code, message] = StatusCodes[error.code ?? ""] ?? [400, "BadRequest", "malformed HTTP request"]
+  const [status, code, message] = STATUS_CODES[error.code ?? ""] ?? [400, "BadRequest", "malformed HTTP request"]
   socket.end(rawErrorResponse(status, code, message))
   // A client that does not read its answer must not keep the socket.
   setTimeout(() => socket.destroy(), 1_000).unref()

@@ -21,7 +21,7 @@ import { AgentId, Streams, TunnelId } from "../../core/Ids.ts"
 import { RelayDenied } from "../../core/RelayPolicy.ts"
 import type { RelayPolicyService, Session } from "../../core/RelayPolicy.ts"
 import * as ServiceDecider from "../../core/ServiceDecider.ts"
-import { Caps, isRecordable, sanitize } from "../../core/Text.ts"
+import { CAPS, isRecordable, sanitize } from "../../core/Text.ts"
 import { type CloseInfo, CLOSE_CODES } from "../../core/Transport.ts"
 import * as AgentAuth from "../commands/AgentAuth.ts"
 import * as AuthFailures from "../http/AuthFailures.ts"
@@ -126,7 +126,7 @@ const connections = (
   agentConnected: (session, info) => {
     const ip = AgentAuth.ipOf(info.remoteAddress)
     const userAgent = AgentAuth.agentUserAgent(info.agentVersion)
-    const transport = sanitize(info.transport, Caps.version) || "unknown"
+    const transport = sanitize(info.transport, CAPS.version) || "unknown"
     return run(
       Command.handle(
         AgentDecider.decider,
@@ -229,7 +229,7 @@ const reach = (
       Effect.gen(function*() {
         // A name no service can have (U+0000 or a lone surrogate, which Postgres refuses as a parameter, or longer
         // than any name) is refused without a lookup, and recorded sanitised like any other unknown name.
-        if (!isRecordable(name) || name.length > Caps.name) {
+        if (!isRecordable(name) || name.length > CAPS.name) {
           yield* deny(session, name, "not_found")
           return yield* new RelayDenied({ code: "ServiceNotFound", message: SERVICE_NOT_FOUND })
         }

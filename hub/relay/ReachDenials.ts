@@ -12,7 +12,7 @@ import { type AppendOptions, EventLog } from "../../core/EventLog.ts"
 import { type Event, EventMeta, ReachDenied, type ReachDeniedReason, ReachDeniedSample } from "../../core/Events.ts"
 import { AgentId, Streams } from "../../core/Ids.ts"
 import type { Session } from "../../core/RelayPolicy.ts"
-import { Caps, sanitize } from "../../core/Text.ts"
+import { CAPS, sanitize } from "../../core/Text.ts"
 import * as Windows from "../../core/Windows.ts"
 
 type Reason = typeof ReachDeniedReason.Type
@@ -93,7 +93,7 @@ export const make = (
 
     /** Counts a refusal into its window; returns the window's first event when this refusal opens one. */
     const count = (session: Session, rawName: string, reason: Reason, ip: string | undefined) => {
-      const name = sanitize(rawName, Caps.name)
+      const name = sanitize(rawName, CAPS.name)
       const { window: w, fresh } = windows.at(
         `${session.agentId}\0${reason}`,
         (t) => ({ session, reason, startedAt: t, ip, count: 0, firstAt: t, lastAt: t, sample: [] })

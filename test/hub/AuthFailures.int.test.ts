@@ -13,7 +13,7 @@ import { Effect, Layer } from "effect"
 import { EventLog } from "../../core/EventLog.ts"
 import { type Event } from "../../core/Events.ts"
 import { Hello } from "../../core/Protocol.ts"
-import { Caps, isRecordable } from "../../core/Text.ts"
+import { CAPS, isRecordable } from "../../core/Text.ts"
 import * as Admin from "../../hub/commands/Admin.ts"
 import * as AuthFailures from "../../hub/http/AuthFailures.ts"
 import * as PgRelayPolicy from "../../hub/relay/PgRelayPolicy.ts"
@@ -31,8 +31,8 @@ export const hostile: Record<string, string> = {
   loneHigh: "a\uD800b",
   loneLow: "a\uDC00b",
   megabyte: "x".repeat(1 << 20),
-  splitAtVersionCap: pairSplitAt(Caps.version),
-  splitAtLabelCap: pairSplitAt(Caps.label),
+  splitAtVersionCap: pairSplitAt(CAPS.version),
+  splitAtLabelCap: pairSplitAt(CAPS.label),
   splitAt200: pairSplitAt(200)
 }
 
@@ -112,7 +112,7 @@ describe("auth failures and hostile strings", () => {
             const last = after[after.length - 1]!
             expect(last.event).toMatchObject({ reason: "unknown_token", ip: `10.9.${i}.1` })
             expectRecordable(last.meta)
-            expect(Array.from(last.meta.userAgent ?? "").length).toBeLessThanOrEqual(Caps.label)
+            expect(Array.from(last.meta.userAgent ?? "").length).toBeLessThanOrEqual(CAPS.label)
           }
         }))
     }
@@ -155,7 +155,7 @@ describe("auth failures and hostile strings", () => {
           expect({ name, recorded: after.length - before }).toEqual({ name, recorded: 1 })
           const event = after[after.length - 1]!.event
           expectRecordable(event)
-          if (event._tag === "ReachDenied") expect(Array.from(event.requestedName).length).toBeLessThanOrEqual(Caps.name)
+          if (event._tag === "ReachDenied") expect(Array.from(event.requestedName).length).toBeLessThanOrEqual(CAPS.name)
         }))
     }
 
