@@ -8,10 +8,12 @@ import * as Options from "@effect/cli/Options"
 import { SqlClient } from "@effect/sql"
 import { Console, Effect, Either, Layer, Option, Stream } from "effect"
 import { EventLog, type RawEvent } from "../core/EventLog.ts"
+import type { ProjectionCatchUp } from "../core/Projection.ts"
 import * as Table from "../core/Table.ts"
 import { GROUPS, groupOf, outcomeOf } from "./Groups.ts"
 import { maskData, maskIp, maskMeta } from "./Mask.ts"
 import * as PgQuery from "./PgQuery.ts"
+import * as Stats from "./Stats.ts"
 import { AuditQueryError, DEFAULT_LIMIT, type Filters, matches, MAX_LIMIT, MAX_RESOLVED, parseFilters, type Resolved, sourceIpOf } from "./Query.ts"
 
 /** One event as `--json` and `--jsonl` print it. */
@@ -114,7 +116,16 @@ const options = {
   revealIps: Options.boolean("reveal-ips").pipe(
     Options.withDescription("Print source addresses in full (masked to /24 or /48 by default).")
   ),
-  dataDir: text("data-dir", "The hub's data directory (default $CONNECT_HOME/hub); ignored when DATABASE_URL is set.")
+  dataDir: text("data-dir", "The hub's data directory (default $CONNECT_HOME/hub); ignored when DATABASE_URL is set."),
+  stats: Options.boolean("stats").pipe(
+    Options.withDescription(
+      "Print aggregates instead of events, from hourly rollups (caught up to the head first): events by type and outcome, " +
+        "denials by reason, services and agents by tunnels and bytes, busiest source addresses, token rotations and " +
+        "address changes, first and last event, activity per day. Takes --since, --until (rounded to whole UTC hours), " +
+        "--workspace, --by, --limit, --json and --reveal-ips."
+    )
+  ),
+  by: text("by", `With --stats: only this breakdown, at --limit rows (${Stats.BY.join(", ")}); every one at 10 rows without it.`)
 }
 
 type Flags = Command.Command.ParseConfig<typeof options>
@@ -144,8 +155,28 @@ const follow = (filters: Filters, resolved: Resolved, after: number, print: (r: 
     )
   })
 
+/** `--stats` with the filters it takes; any other filter is refused (exit 2). */
+const runStats = (flags: Flags) => {
+  const other = (["type", "agent", "service", "outcome", "ip"] as const).find((k) => Option.isSome(flags[k]))
+  if (other !== undefined || flags.jsonl || flags.follow) {
+    const option = other ?? (flags.jsonl ? "jsonl" : "follow")
+    return Effect.fail(new AuditQueryError({ option: `--${option}`, message: `--${option} does not go with --stats` }))
+  }
+  return Stats.run({
+    since: Option.getOrUndefined(flags.since),
+    until: Option.getOrUndefined(flags.until),
+    workspace: Option.getOrUndefined(flags.workspace),
+    by: Option.getOrUndefined(flags.by),
+    limit: flags.limit,
+    reveal: flags.revealIps,
+    json: flags.json
+  })
+}
+
 const run = (flags: Flags) =>
   Effect.gen(function*() {
+    if (flags.stats) return yield* runStats(flags)
+    if (Option.isSome(flags.by)) return yield* new AuditQueryError({ option: "--by", message: "--by goes with --stats" })
     const raw = (o: Option.Option<string>) => Option.getOrUndefined(o)
     const parsed = parseFilters({
       since: raw(flags.since),
@@ -184,7 +215,7 @@ const run = (flags: Flags) =>
  * and event log: audit/ does not know how they are built).
  */
 export const command = <E, R>(
-  logLayer: (flags: { dataDir: string | undefined }) => Layer.Layer<EventLog | SqlClient.SqlClient, E, R>
+  logLayer: (flags: { dataDir: string | undefined }) => Layer.Layer<EventLog | SqlClient.SqlClient | ProjectionCatchUp, E, R>
 ) =>
   Command.make("audit", options, (flags) =>
     run(flags).pipe(Effect.provide(logLayer({ dataDir: Option.getOrUndefined(flags.dataDir) })))).pipe(

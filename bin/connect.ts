@@ -20,6 +20,7 @@ import * as Option from "effect/Option"
 import * as AgentCli from "../agent/Cli.ts"
 import * as AuditCli from "../audit/Cli.ts"
 import * as AuditQueryCli from "../audit/QueryCli.ts"
+import * as StatsProjection from "../audit/StatsProjection.ts"
 import * as HubCli from "../hub/Cli.ts"
 import { messageOf } from "../core/ErrorMessage.ts"
 
@@ -29,7 +30,8 @@ const auditCommand = AuditQueryCli.command(HubCli.logLayer).pipe(
 )
 
 // `connect hub verify-log` is audit's verify command on the hub's log, built here: hub/ and audit/ never import each other.
-const hubCommand = HubCli.command(AuditCli.verifyCommand("verify-log", HubCli.logLayer))
+// The hub follows audit's rollups (`connect audit --stats`) while it runs.
+const hubCommand = HubCli.command(AuditCli.verifyCommand("verify-log", HubCli.logLayer), [StatsProjection.projection])
 
 const subcommands = [hubCommand, auditCommand, ...AgentCli.commands] as const
 

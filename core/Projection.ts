@@ -2,8 +2,9 @@
  * The projection contract: a named read model built from the event log, applied batch by batch in position order,
  * whose checkpoint is stored in the same transaction as its writes.
  */
-import type { Effect } from "effect"
-import type { StoredEvent } from "./EventLog.ts"
+import { Context, type Effect } from "effect"
+import type { EventLogError, StoredEvent } from "./EventLog.ts"
+import type { ProjectionSql } from "./ProjectionSql.ts"
 
 /**
  * A projection. `inline` ones run inside the append transaction (the API reads its own writes); `async` ones follow
@@ -27,3 +28,25 @@ export interface Projection<R = never> {
   /** Removes everything the projection wrote (a rebuild does without: it fills empty shadow tables). */
   readonly reset: Effect.Effect<void, unknown, R>
 }
+
+/** Options of a catch-up. */
+export interface CatchUpOptions {
+  /** Called after each batch with the position reached and the head the catch-up runs to. */
+  readonly onProgress?: (position: number, head: number) => Effect.Effect<void>
+}
+
+/**
+ * Brings an async projection up to the head of the log now, from its checkpoint, batch by batch with the same
+ * compare-and-set as a follower: for a reader whose answer must be complete when no hub follows the log (the audit
+ * CLI next to a stopped hub). The hub's `ProjectionRunner` implements it; `run` returns the position reached.
+ */
+export class ProjectionCatchUp extends Context.Tag("connect/core/ProjectionCatchUp")<
+  ProjectionCatchUp,
+  {
+    /** Applies every event after the projection's checkpoint up to (at least) the head as it is now. */
+    readonly run: (
+      projection: Projection<ProjectionSql>,
+      options?: CatchUpOptions
+    ) => Effect.Effect<number, EventLogError>
+  }
+>() {}

@@ -20,6 +20,9 @@ import * as Database from "./db/Database.ts"
 import * as Main from "./Main.ts"
 import * as Migrations from "./db/Migrations.ts"
 import * as PgEventLog from "./eventlog/PgEventLog.ts"
+import * as ProjectionRunner from "./eventlog/ProjectionRunner.ts"
+import type { Projection } from "../core/Projection.ts"
+import type { ProjectionSql } from "../core/ProjectionSql.ts"
 
 const port = Options.integer("port").pipe(
   Options.filterMap(
@@ -116,7 +119,9 @@ const checkpointOrigin = Options.text("checkpoint-origin").pipe(
 export const logLayer = (flags: { readonly dataDir: string | undefined }) =>
   Layer.unwrapEffect(
     Effect.map(HubConfig.make({ dataDir: flags.dataDir }), (config) =>
-      PgEventLog.layer().pipe(
+      // The catch-up lets a reader bring an async projection (audit's rollups) up to the head first.
+      ProjectionRunner.layerCatchUp.pipe(
+        Layer.provideMerge(PgEventLog.layer()),
         Layer.provideMerge(Migrations.layer),
         // Next to a running hub, read through its Postgres rather than starting (or stopping) one.
         Layer.provideMerge(Database.layer({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, attach: true }))
@@ -131,7 +136,8 @@ export const logLayer = (flags: { readonly dataDir: string | undefined }) =>
 export const keyStoreLayer = (flags: { readonly dataDir: string | undefined }) =>
   Layer.unwrapEffect(Effect.map(HubConfig.make({ dataDir: flags.dataDir }), (config) => KeyFile.layer(config.dataDir)))
 
-const hub = Command.make("hub", {
+/** `connect hub`, following `asyncProjections` (audit's rollups, passed in by bin/connect.ts) while it runs. */
+const hub = (asyncProjections: ReadonlyArray<Projection<ProjectionSql>>) => Command.make("hub", {
   port, host, dataDir, tlsCert, tlsKey, trustProxy, maxStreams, checkpointEvery, checkpointInterval, checkpointCommand, checkpointOrigin
 }, (flags) =>
   Effect.gen(function*() {
@@ -155,7 +161,7 @@ const hub = Command.make("hub", {
           command: Option.getOrUndefined(flags.checkpointCommand),
           origin: Option.getOrElse(flags.checkpointOrigin, Checkpointer.defaultOrigin)
         }
-      })
+      }, { asyncProjections })
     )
   })).pipe(
     Command.withDescription(
@@ -169,5 +175,7 @@ const hub = Command.make("hub", {
  * The `hub` subcommand with `verifyLog` and the admin commands (`workspace`, `apikey`, `agent`, `service`) under it.
  * `verifyLog` is audit's verify command on `logLayer`, built by bin/connect.ts: hub/ does not import audit/.
  */
-export const command = <Name extends string, R, E, A>(verifyLog: Command.Command<Name, R, E, A>) =>
-  hub.pipe(Command.withSubcommands([verifyLog, ...AdminCli.commands]))
+export const command = <Name extends string, R, E, A>(
+  verifyLog: Command.Command<Name, R, E, A>,
+  asyncProjections: ReadonlyArray<Projection<ProjectionSql>> = []
+) => hub(asyncProjections).pipe(Command.withSubcommands([verifyLog, ...AdminCli.commands]))

@@ -23,6 +23,9 @@ import * as Checkpointer from "./checkpoints/Checkpointer.ts"
 import * as Database from "./db/Database.ts"
 import * as Migrations from "./db/Migrations.ts"
 import * as PgEventLog from "./eventlog/PgEventLog.ts"
+import * as ProjectionRunner from "./eventlog/ProjectionRunner.ts"
+import type { Projection } from "../core/Projection.ts"
+import type { ProjectionSql } from "../core/ProjectionSql.ts"
 import * as ReadModels from "./readmodels/ReadModels.ts"
 import * as StreamHeads from "./readmodels/StreamHeads.ts"
 import * as Gateway from "./relay/Gateway.ts"
@@ -104,6 +107,8 @@ const ServeLive = (
 export interface HubOptions {
   /** Token lifetime and clock (default: `CONNECT_TOKEN_TTL_DAYS` and the system clock). */
   readonly tokenSettings?: AgentAuth.TokenSettingsShape
+  /** Async projections to follow while the hub runs (audit's rollups, passed in by bin/connect.ts). */
+  readonly asyncProjections?: ReadonlyArray<Projection<ProjectionSql>>
 }
 
 /** The whole hub for `config`; `Layer.launch(HubLive(config))` runs it until interrupted. */
@@ -115,6 +120,7 @@ export const HubLive = (
     Layer.provide(RoutesLive),
     // Stage 3 — the hub's port listening on host:port (the node server, upgrades by path).
     Layer.provideMerge(HubServer.layer(config)),
+    Layer.merge(ProjectionRunner.layerFollow(options.asyncProjections ?? [])),
     Layer.provideMerge(ServicesLive(config)),
     Layer.provideMerge(DatabaseLive(config)),
     Layer.provideMerge(

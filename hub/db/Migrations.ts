@@ -17,6 +17,7 @@ import writerRole from "./migrations/0007_writer_role.ts"
 import shadowRebuild from "./migrations/0008_shadow_rebuild.ts"
 import oneRoundTripAppend from "./migrations/0009_one_round_trip_append.ts"
 import auditIndexes from "./migrations/0010_audit_indexes.ts"
+import auditRollups from "./migrations/0011_audit_rollups.ts"
 import apiKeyScope from "./migrations/0012_api_key_scope.ts"
 
 // The keys are the ids and names every migrated database has recorded in connect_migrations, and the SQL a database
@@ -32,6 +33,7 @@ const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClien
   "0008_shadow_rebuild": shadowRebuild,
   "0009_one_round_trip_append": oneRoundTripAppend,
   "0010_audit_indexes": auditIndexes,
+  "0011_audit_rollups": auditRollups,
   "0012_api_key_scope": apiKeyScope
 }
 

@@ -4,10 +4,10 @@
  * projection can be rebuilt from position 0 into shadow tables that are swapped in (see `PgShadowTables`).
  */
 import { SqlClient } from "@effect/sql"
-import { Context, Effect, Schema, Stream } from "effect"
+import { Context, Effect, Layer, Schedule, Schema, Stream } from "effect"
 import { messageOf } from "../../core/ErrorMessage.ts"
 import { EventLog, EventLogError, pagesAhead, type StoredEvent } from "../../core/EventLog.ts"
-import type { Projection } from "../../core/Projection.ts"
+import { type CatchUpOptions, type Projection, ProjectionCatchUp } from "../../core/Projection.ts"
 import { APPEND_LOCK_KEY } from "./PgEventLog.ts"
 import * as PgShadowTables from "./PgShadowTables.ts"
 import { type ProjectionSql, provideFromSqlClient } from "../../core/ProjectionSql.ts"
@@ -104,6 +104,64 @@ export const follow = Effect.fn("ProjectionRunner.follow")(function* (
   })
   return yield* fromCheckpoint
 })
+
+/**
+ * Applies every event after the projection's checkpoint up to the head as it is when called, in batches of `batchSize`,
+ * each with its checkpoint moved by compare-and-set in the same transaction (a follower running beside it is no harm:
+ * on a conflict it starts again from wherever the checkpoint is). Returns the position reached.
+ */
+export const catchUp = Effect.fn("ProjectionRunner.catchUp")(function*(
+  projection: Projection<ProjectionSql>,
+  options: CatchUpOptions & { readonly batchSize?: number } = {}
+) {
+  const log = yield* EventLog
+  const head = (yield* log.head).position
+  const batchSize = options.batchSize ?? 5_000
+  let cursor = yield* checkpoint(projection.name)
+  while (cursor < head) {
+    const events = yield* log.readAll(cursor, batchSize)
+    if (events.length === 0) break
+    const applied = yield* Effect.either(applyBatch(projection, cursor, events))
+    if (applied._tag === "Left") {
+      if (applied.left._tag !== "CheckpointConflict") return yield* applied.left
+      cursor = yield* checkpoint(projection.name)
+      continue
+    }
+    cursor = events[events.length - 1]!.position
+    if (options.onProgress) yield* options.onProgress(cursor, head)
+  }
+  return cursor
+})
+
+/** `ProjectionCatchUp` over this runner, on the context's `EventLog` and `SqlClient`. */
+export const layerCatchUp: Layer.Layer<ProjectionCatchUp, never, EventLog | SqlClient.SqlClient> = Layer.effect(
+  ProjectionCatchUp,
+  Effect.map(Effect.context<EventLog | SqlClient.SqlClient>(), (context) =>
+    ProjectionCatchUp.of({
+      run: (projection, options) => Effect.provide(catchUp(projection, options), context)
+    }))
+)
+
+/**
+ * Follows each async projection for as long as the layer lives: a failure (the database gone, a batch refused) is
+ * logged and the follower starts again from its checkpoint after a backoff (1 s doubling to 30 s); closing the scope
+ * interrupts the followers, and a batch cut short rolls back with its checkpoint.
+ */
+export const layerFollow = (
+  projections: ReadonlyArray<Projection<ProjectionSql>>
+): Layer.Layer<never, never, EventLog | SqlClient.SqlClient> =>
+  Layer.scopedDiscard(
+    Effect.forEach(
+      projections,
+      (projection) =>
+        follow(projection).pipe(
+          Effect.tapError((e) => Effect.logWarning(`projection ${projection.name} stopped: ${e.message}; restarting`)),
+          Effect.retry(Schedule.exponential("1 second").pipe(Schedule.union(Schedule.spaced("30 seconds")))),
+          Effect.forkScoped
+        ),
+      { discard: true }
+    )
+  )
 
 /** Options of a rebuild. */
 export interface RebuildOptions {
