@@ -9,6 +9,7 @@ import * as Path from "node:path"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -49,10 +50,10 @@ export const DEFAULT_MAX_STREAMS = 1_024
  * (public links) sets its own.
  */
 export interface HttpLimits {
-  /** Time a client has to send a request's headers before its connection is cut (ms). */
-  readonly headersTimeoutMs: number
-  /** Time an API request has, from its headers, to arrive whole (ms). */
-  readonly requestTimeoutMs: number
+  /** Time a client has to send a request's headers before its connection is cut. */
+  readonly headersTimeout: Duration.DurationInput
+  /** Time an API request has, from its headers, to arrive whole. */
+  readonly requestTimeout: Duration.DurationInput
   /** Connections one client address may hold open at once; further ones are closed on accept. */
   readonly maxConnectionsPerAddress: number
   /** Largest API request body (bytes); larger is 413. */
@@ -66,8 +67,8 @@ export interface HttpLimits {
  * leaves room for any label or future field.
  */
 export const DEFAULT_LIMITS: HttpLimits = {
-  headersTimeoutMs: 10_000,
-  requestTimeoutMs: 10_000,
+  headersTimeout: "10 seconds",
+  requestTimeout: "10 seconds",
   maxConnectionsPerAddress: 256,
   maxBodyBytes: 64 * 1024
 }

@@ -11,6 +11,7 @@ import * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { BadRequest, BodyTooLarge, describeIssues } from "../../core/HubApi.ts"
@@ -18,11 +19,14 @@ import * as ClientAddress from "./ClientAddress.ts"
 import type { HttpLimits, TlsFiles } from "../HubConfig.ts"
 
 /** Node server options for `limits`: headers must arrive within the timeout, checked often enough to honour it. */
-export const serverOptions = (limits: HttpLimits): Http.ServerOptions => ({
-  headersTimeout: limits.headersTimeoutMs,
-  // Node checks the timeouts on this interval (default 30 s, which would let a slowloris client live 40 s).
-  connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4)))
-})
+export const serverOptions = (limits: HttpLimits): Http.ServerOptions => {
+  const headersTimeout = Duration.toMillis(limits.headersTimeout)
+  return {
+    headersTimeout,
+    // Node checks the timeouts on this interval (default 30 s, which would let a slowloris client live 40 s).
+    connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(headersTimeout / 4)))
+  }
+}
 
 /**
  * Mozilla's "intermediate" TLS 1.2 suites without the DHE ones: ECDHE key exchange (forward secrecy) with AEAD
@@ -48,7 +52,7 @@ export const tlsOptions = (tls: TlsFiles, limits: HttpLimits): Https.ServerOptio
   ciphers: TLS_CIPHERS,
   // Mozilla intermediate: every suite offered is strong, so the client may pick the one its hardware does fastest.
   honorCipherOrder: false,
-  handshakeTimeout: limits.headersTimeoutMs
+  handshakeTimeout: Duration.toMillis(limits.headersTimeout)
 })
 
 /** `true` for a request to the `/v1` API or `/health`, the routes these limits are for. */
@@ -141,9 +145,9 @@ export const guard = (
 ): void => {
   track(server)
   capConnections(server, limits.maxConnectionsPerAddress, trusted)
-  firstRequestDeadline(server, limits.headersTimeoutMs, tls)
+  firstRequestDeadline(server, Duration.toMillis(limits.headersTimeout), tls)
   server.on("clientError", answerClientError)
-  apiDeadline(server, limits.requestTimeoutMs)
+  apiDeadline(server, Duration.toMillis(limits.requestTimeout))
 }
 
 /** Every socket of a guarded server, from before it listens, and whether it is shutting down. */

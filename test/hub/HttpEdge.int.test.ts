@@ -122,7 +122,7 @@ const jsonError = (status: number, code: string) => ({ status, body: { error: { 
 describe("the hub's HTTP edge", () => {
   it.scopedLive("cuts a client that sends its headers a byte a second, one that trickles its body, and one that sends nothing, within the timeout", () =>
     Effect.gen(function*() {
-      const hub = yield* startHub({ limits: { ...HubConfig.DEFAULT_LIMITS, headersTimeoutMs: 1_000, requestTimeoutMs: 1_000 } })
+      const hub = yield* startHub({ limits: { ...HubConfig.DEFAULT_LIMITS, headersTimeout: "1 second", requestTimeout: "1 second" } })
       const headers = [..."GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + "a".repeat(40)]
       const slowHeaders = yield* raw(hub.port, headers, 1_000, 10_000)
       expect(slowHeaders.closedAfterMs).toBeLessThan(3_000)
