@@ -49,7 +49,7 @@ export const ServicesLive = (
   // The checkpointer after the bootstrap; its last checkpoint is signed at shutdown, after the server stopped.
   Checkpointer.layerConfig.pipe(
     Layer.provideMerge(Bootstrap.layer),
-    Layer.provideMerge(StampedLog.pipe(Layer.provide(PgEventLog.layer({ inline: InlineProjections })))),
+    Layer.provideMerge(StampedLog.pipe(Layer.provide(PgEventLog.layer({ inline: INLINE_PROJECTIONS })))),
     Layer.provideMerge(Migrations.layer)
   )
 
@@ -64,7 +64,7 @@ const StampedLog: Layer.Layer<EventLog, never, EventLog | HubConfig> = Layer.eff
 )
 
 /** The read models kept inside the append transaction, so the API reads its own writes. */
-export const InlineProjections = [StreamHeads.projection, ...ReadModels.projections]
+export const INLINE_PROJECTIONS = [StreamHeads.projection, ...ReadModels.projections]
 
 /** What stage-4 layers may require (and what `HubLive` provides): config, database, services, HTTP server. */
 export type HubContext =

@@ -23,7 +23,7 @@ import * as PgEventLog from "../eventlog/PgEventLog.ts"
 export const adminLayer = (dataDir: string | undefined) =>
   Layer.unwrapEffect(
     Effect.map(HubConfig.make({ dataDir }), (config) =>
-      PgEventLog.layer({ inline: Main.InlineProjections }).pipe(
+      PgEventLog.layer({ inline: Main.INLINE_PROJECTIONS }).pipe(
         Layer.provideMerge(Migrations.layer),
         Layer.provideMerge(Database.layer({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, attach: true }))
       )

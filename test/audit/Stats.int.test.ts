@@ -147,7 +147,7 @@ const snapshot = Effect.gen(function*() {
 const setup = Effect.gen(function*() {
   const url = yield* TestDatabase.makeTestDatabaseUrl
   const hub = yield* Layer.build(
-    PgEventLog.layer({ inline: Main.InlineProjections }).pipe(
+    PgEventLog.layer({ inline: Main.INLINE_PROJECTIONS }).pipe(
       Layer.provideMerge(Layer.effectDiscard(Migrations.run)),
       Layer.provideMerge(PgClient.layer(Database.pgClientConfig(url, { maxConnections: 6 })))
     )

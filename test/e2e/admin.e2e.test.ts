@@ -43,7 +43,7 @@ const append = (stream: string, events: ReadonlyArray<AgentProvisioned | Service
     Effect.flatMap(EventLog, (log) =>
       log.append(stream, events, { expectedVersion: "no_stream", workspaceId, meta: new EventMeta({ actor: { kind: "admin" } }) })).pipe(
         Effect.provide(
-          PgEventLog.layer({ inline: Main.InlineProjections }).pipe(Layer.provide(Layer.orDie(PgClient.layer({ url: Redacted.make(url) }))))
+          PgEventLog.layer({ inline: Main.INLINE_PROJECTIONS }).pipe(Layer.provide(Layer.orDie(PgClient.layer({ url: Redacted.make(url) }))))
         ),
         Effect.scoped
       )
@@ -108,7 +108,7 @@ describe("connect hub admin commands", () => {
           { expectedVersion: "no_stream", workspaceId, meta: new EventMeta({ actor: { kind: "admin" } }) }
         )).pipe(
           Effect.provide(
-            PgEventLog.layer({ inline: Main.InlineProjections }).pipe(Layer.provide(Layer.orDie(PgClient.layer({ url: Redacted.make(url) }))))
+            PgEventLog.layer({ inline: Main.INLINE_PROJECTIONS }).pipe(Layer.provide(Layer.orDie(PgClient.layer({ url: Redacted.make(url) }))))
           ),
           Effect.scoped
         )

@@ -99,7 +99,7 @@ describe("API key scopes", () => {
     "0009_one_round_trip_append": oneRoundTripAppend,
     "0010_audit_indexes": auditIndexes
   }
-  const oldLog = PgEventLog.layer({ inline: Main.InlineProjections.filter((p) => p.name !== "api_keys") }).pipe(
+  const oldLog = PgEventLog.layer({ inline: Main.INLINE_PROJECTIONS.filter((p) => p.name !== "api_keys") }).pipe(
     Layer.provideMerge(Layer.effectDiscard(Migrator.make({})({ loader: Migrator.fromRecord(before), table: "connect_migrations" }))),
     // A database of its own: it.layer memoizes a layer shared by reference across the file.
     Layer.provideMerge(TestDatabase.layerWith()),

@@ -62,7 +62,7 @@ const twoRoles = Effect.gen(function*() {
 
 /** The hub's stack over `Database.layer`, as Main builds it: migrations, then the event log with inline projections. */
 const hubStack = (options: Database.Options) =>
-  PgEventLog.layer({ inline: Main.InlineProjections }).pipe(
+  PgEventLog.layer({ inline: Main.INLINE_PROJECTIONS }).pipe(
     Layer.provideMerge(Migrations.layer),
     Layer.provideMerge(Database.layer(options))
   )

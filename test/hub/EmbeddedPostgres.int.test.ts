@@ -29,7 +29,7 @@ const root = process.getuid?.() === 0
 const meta = new EventMeta({ actor: { kind: "admin", id: "test" } })
 
 const hubStack = (dataDir: string) =>
-  PgEventLog.layer({ inline: Main.InlineProjections }).pipe(
+  PgEventLog.layer({ inline: Main.INLINE_PROJECTIONS }).pipe(
     Layer.provideMerge(Migrations.layer),
     Layer.provideMerge(Database.layer({ dataDir }))
   )
@@ -144,7 +144,7 @@ describe("embedded Postgres", () => {
         }
         await new Promise((r) => setTimeout(r, 300))
       })
-      const old = PgEventLog.layer({ inline: Main.InlineProjections }).pipe(
+      const old = PgEventLog.layer({ inline: Main.INLINE_PROJECTIONS }).pipe(
         Layer.provideMerge(Migrations.layer),
         Layer.provideMerge(
           Database.layerChecked({ host: cluster, port: 5432, username: "postgres", database: "postgres", types: Database.types }, "old")

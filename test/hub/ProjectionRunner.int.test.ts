@@ -33,7 +33,7 @@ const hash = (s: string) => E.Sha256Hex.make(sha256Hex(s))
 
 /** The hub's event log (inline read models) on `url`, migrated by whoever `url` connects as. */
 const hubOn = (url: string, migrate = true) =>
-  PgEventLog.layer({ inline: Main.InlineProjections }).pipe(
+  PgEventLog.layer({ inline: Main.INLINE_PROJECTIONS }).pipe(
     Layer.provideMerge(migrate ? Layer.effectDiscard(Migrations.run) : Layer.empty),
     Layer.provideMerge(PgClient.layer(Database.pgClientConfig(url, { maxConnections: 6 })))
   )

@@ -16,7 +16,7 @@ import * as PgEventLog from "../../hub/eventlog/PgEventLog.ts"
 import * as TestDatabase from "./TestDatabase.ts"
 
 /** EventLog + SqlClient + PgClient on a fresh migrated database with the hub's inline projections. */
-export const layer = PgEventLog.layer({ inline: Main.InlineProjections }).pipe(
+export const layer = PgEventLog.layer({ inline: Main.INLINE_PROJECTIONS }).pipe(
   Layer.provideMerge(Migrations.layer),
   Layer.provideMerge(TestDatabase.layer),
   Layer.orDie
