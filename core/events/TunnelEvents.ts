@@ -67,9 +67,9 @@ export class ReachDenied extends Schema.TaggedClass<ReachDenied>()("ReachDenied"
   /** First and last refusal of a coalesced window. */
   firstAt: optional(Timestamp),
   lastAt: optional(Timestamp),
-  /** Up to `ReachDeniedSample` distinct names of the window, `requestedName` first. */
+  /** Up to `REACH_DENIED_SAMPLE` distinct names of the window, `requestedName` first. */
   sample: optional(Schema.Array(Schema.String))
 }) {}
 
 /** Most names a coalesced `ReachDenied` keeps as its sample. */
-export const ReachDeniedSample = 8
+export const REACH_DENIED_SAMPLE = 8

@@ -6,7 +6,7 @@
  * the count and the window's first and last refusal. While an address is over its limit, its attempts are refused
  * at once without being looked up (`limited`): a flood costs the database nothing until the window ends.
  */
-import { Effect } from "effect"
+import { Duration, Effect } from "effect"
 import type { Scope } from "effect"
 import { type AppendOptions, EventLog, type EventLogError, type VersionConflict } from "../../core/EventLog.ts"
 import {
@@ -63,8 +63,8 @@ export interface AuthFailuresOptions {
   readonly burst?: number
   /** How fast that allowance comes back, per second (default 0.1: one every 10 s). */
   readonly perSecond?: number
-  /** Length of a coalescing window, and of a limited address's lock-out, in ms (default 10 s). */
-  readonly windowMs?: number
+  /** Length of a coalescing window, and of a limited address's lock-out (default 10 s). */
+  readonly window?: Duration.DurationInput
   /** The clock in ms (default `Date.now`). */
   readonly now?: () => number
   /**
@@ -137,7 +137,7 @@ export const make = (
 ): Effect.Effect<AuthFailures, never, EventLog | Scope.Scope> =>
   Effect.gen(function*() {
     const log = yield* EventLog
-    const windowMs = options.windowMs ?? 10_000
+    const windowMs = Duration.toMillis(options.window ?? "10 seconds")
     const now = options.now ?? Date.now
     const buckets = TokenBucket.make({ burst: options.burst ?? 10, perSecond: options.perSecond ?? 0.1, now })
     /** When each limited address (by kind) was last found over its limit. */

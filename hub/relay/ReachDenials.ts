@@ -6,10 +6,10 @@
  * Postgres: names are sanitised and capped before an event is built; while the log is unavailable the events are
  * spooled (the `record` option, FactRecorder.ts), never only logged.
  */
-import { Effect } from "effect"
+import { Duration, Effect } from "effect"
 import type { Scope } from "effect"
 import { type AppendOptions, EventLog } from "../../core/EventLog.ts"
-import { type Event, EventMeta, ReachDenied, type ReachDeniedReason, ReachDeniedSample } from "../../core/Events.ts"
+import { type Event, EventMeta, ReachDenied, type ReachDeniedReason, REACH_DENIED_SAMPLE } from "../../core/Events.ts"
 import { AgentId, Streams } from "../../core/Ids.ts"
 import type { Session } from "../../core/RelayPolicy.ts"
 import { CAPS, sanitize } from "../../core/Text.ts"
@@ -19,8 +19,8 @@ type Reason = typeof ReachDeniedReason.Type
 
 /** Options of `make`. */
 export interface ReachDenialsOptions {
-  /** Length of a coalescing window in ms (default 10 s). */
-  readonly windowMs?: number
+  /** Length of a coalescing window (default 10 s). */
+  readonly window?: Duration.DurationInput
   /** The clock in ms (default `Date.now`). */
   readonly now?: () => number
   /** How an event is recorded (default: appended to the log; the hub spools it when the log is unavailable). */
@@ -59,7 +59,7 @@ export const make = (
   Effect.gen(function*() {
     const log = yield* EventLog
     const record = options.record ?? ((stream, event, opts) => log.append(stream, [event], opts))
-    const windowMs = options.windowMs ?? 10_000
+    const windowMs = Duration.toMillis(options.window ?? "10 seconds")
     const now = options.now ?? Date.now
 
     const append = (session: Session, event: ReachDenied, ip: string | undefined) =>
@@ -104,7 +104,7 @@ export const make = (
       w.lastAt = t
       w.ip = ip ?? w.ip
       if (w.count === 1) w.firstAt = t
-      if (w.sample.length < ReachDeniedSample && !w.sample.includes(name)) w.sample.push(name)
+      if (w.sample.length < REACH_DENIED_SAMPLE && !w.sample.includes(name)) w.sample.push(name)
       return undefined
     }
 

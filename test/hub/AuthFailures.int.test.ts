@@ -79,7 +79,7 @@ describe("auth failures and hostile strings", () => {
         yield* Effect.scoped(Effect.gen(function*() {
           const failures = yield* AuthFailures.make({
             burst: 1,
-            windowMs: 60_000,
+            window: "60 seconds",
             record: (_stream, event) => Effect.sync(() => void recorded.push(event))
           })
           for (let i = 0; i < 5; i++) yield* failures.record({ kind: "agent", ip: "198.51.100.7", reason: "unknown_token" })
@@ -141,7 +141,7 @@ describe("auth failures and hostile strings", () => {
       it.scoped(`records a refused Reach for a name with ${name}`, () =>
         Effect.gen(function*() {
           // A window of 0 ms: every refusal is appended at once, so each name has its own event.
-          const policy = yield* makePolicy({ denials: { windowMs: 0 } })
+          const policy = yield* makePolicy({ denials: { window: 0 } })
           const { workspaceId } = yield* Admin.createWorkspace(`w-${name}`)
           const agent = yield* provision(workspaceId, "reacher")
           const session = yield* policy.authenticate(
