@@ -15,6 +15,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import Pg from "pg"
+import { describeCause } from "../../core/ErrorMessage.ts"
 import * as EmbeddedPostgres from "./EmbeddedPostgres.ts"
 import * as Migrations from "./Migrations.ts"
 
@@ -76,30 +77,6 @@ export const redactUrl = (url: string): string => {
   } catch {
     return "<unparseable DATABASE_URL>"
   }
-}
-
-/** One line naming what went wrong under a pg / node error, which is often an AggregateError with no message. */
-export const describeCause = (cause: unknown): string => {
-  const seen = new Set<unknown>()
-  const walk = (u: unknown): string | undefined => {
-    if (u === null || u === undefined || seen.has(u)) return undefined
-    seen.add(u)
-    if (u instanceof AggregateError) {
-      const inner = u.errors.map(walk).filter((s): s is string => !!s)
-      if (inner.length > 0) return [...new Set(inner)].join("; ")
-    }
-    if (u instanceof Error) {
-      const message = u.message.trim()
-      const nested = "cause" in u ? walk(u.cause) : undefined
-      if (message && nested && !message.includes(nested)) return `${message}: ${nested}`
-      if (message) return message
-      if (nested) return nested
-      const code = (u as { code?: unknown }).code
-      return typeof code === "string" ? code : u.name
-    }
-    return typeof u === "string" ? u : undefined
-  }
-  return (walk(cause) ?? "unknown error").replace(/\s+/g, " ")
 }
 
 // SQLSTATEs that retrying cannot fix: bad password / no such role (28xxx), no such database (3D000).

@@ -10,6 +10,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
+import { messageOf } from "../../core/ErrorMessage.ts"
 import { type EmbeddedPostgresError, fail } from "./EmbeddedPostgresError.ts"
 
 /** `<dataDir>/pg`, where the hub's cluster lives (possibly as a symlink). */
@@ -49,7 +50,7 @@ const shortHash = (s: string): string => Crypto.createHash("sha256").update(s).d
 export const ensureDataDir = (dataDir: string): Effect.Effect<void, EmbeddedPostgresError> =>
   Effect.try({
     try: () => Fs.mkdirSync(dataDir, { recursive: true, mode: 0o755 }),
-    catch: (cause) => fail("DataDir", `Cannot create the data directory ${dataDir}: ${String(cause)}`, cause)
+    catch: (cause) => fail("DataDir", `Cannot create the data directory ${dataDir}: ${messageOf(cause)}`, cause)
   })
 
 /** Postgres refuses to run as root: when we are root, it runs as its own OS user, created if missing. */
@@ -109,7 +110,7 @@ export const locateCluster = (dataDir: string, user: OsUser | undefined) =>
     return { clusterDir, relocated: true }
   }).pipe(
     Effect.catchAllDefect((cause) =>
-      Effect.fail(fail("DataDir", `Cannot prepare the Postgres directory under ${dataDir}: ${String(cause)}`, cause))
+      Effect.fail(fail("DataDir", `Cannot prepare the Postgres directory under ${dataDir}: ${messageOf(cause)}`, cause))
     )
   )
 
@@ -156,7 +157,7 @@ export const adopt = (clusterDir: string, socketDir: string, user: OsUser | unde
       if (socketDir !== clusterDir && Fs.statSync(socketDir).uid !== user.uid) Fs.chownSync(socketDir, user.uid, user.gid)
       Fs.chmodSync(socketDir, 0o700)
     },
-    catch: (cause) => fail("DataDir", `Cannot hand ${clusterDir} to the ${OS_USER} OS user: ${String(cause)}`, cause)
+    catch: (cause) => fail("DataDir", `Cannot hand ${clusterDir} to the ${OS_USER} OS user: ${messageOf(cause)}`, cause)
   })
 
 /** The lines of the cluster's `postmaster.pid` (pid first, "ready" on the 8th once it accepts connections), if any. */

@@ -7,6 +7,7 @@ import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Effect from "effect/Effect"
+import { messageOf } from "../../core/ErrorMessage.ts"
 import { type EmbeddedPostgresError, fail } from "./EmbeddedPostgresError.ts"
 import type { OsUser } from "./EmbeddedPostgresFiles.ts"
 import { type Binaries, exitCode, spawnLogged, tail } from "./EmbeddedPostgresProcess.ts"
@@ -48,7 +49,7 @@ export const readSecrets = (dataDir: string): Effect.Effect<Secrets, EmbeddedPos
       return secrets
     },
     catch: (cause) =>
-      fail("DataDir", `Cannot read or create ${secretsPath(dataDir)} (the embedded Postgres passwords): ${String(cause)}`, cause)
+      fail("DataDir", `Cannot read or create ${secretsPath(dataDir)} (the embedded Postgres passwords): ${messageOf(cause)}`, cause)
   })
 
 /**
@@ -90,6 +91,6 @@ export const requirePasswords = (
         if (user) Fs.chownSync(`${hba}.new`, user.uid, user.gid)
         Fs.renameSync(`${hba}.new`, hba)
       },
-      catch: (cause) => fail("DataDir", `Cannot write ${hba}: ${String(cause)}`, cause)
+      catch: (cause) => fail("DataDir", `Cannot write ${hba}: ${messageOf(cause)}`, cause)
     })
   })
