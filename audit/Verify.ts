@@ -1,7 +1,8 @@
 /**
- * Verification of the event log's hash chain: recomputes every hash from position 1, checks that positions have no
- * gaps and that each event links to its predecessor's stored hash, and names every position where the chain breaks.
- * Links are checked against stored hashes, so one altered event is one break, not a break from there on.
+ * Verification of the event log's hash chain: recomputes every hash from position 1 (or over a range, the stored hash
+ * before it taken as given), checks that positions have no gaps and that each event links to its predecessor's stored
+ * hash, and names every position where the chain breaks. Links are checked against stored hashes, so one altered
+ * event is one break, not a break from there on.
  */
 import { createHash } from "node:crypto"
 import { Effect, Stream } from "effect"
@@ -20,7 +21,15 @@ export interface Break {
 
 /** The outcome of a verification. */
 export type VerifyResult =
-  | { readonly ok: true; readonly count: number; readonly headHash: string }
+  | {
+      readonly ok: true
+      readonly count: number
+      /** The stored hash at the last position verified. */
+      readonly headHash: string
+      /** The positions verified (1 and the head for the whole log). */
+      readonly from: number
+      readonly to: number
+    }
   | {
       readonly ok: false
       /** Events verified before the first break. */
@@ -33,6 +42,8 @@ export type VerifyResult =
       readonly breaks: ReadonlyArray<Break>
       /** Whether verification stopped at {@link MAX_BREAKS} breaks. */
       readonly truncated: boolean
+      readonly from: number
+      readonly to: number
     }
 
 /** Verification stops after this many breaks: a log rewritten wholesale need not be listed row by row. */
@@ -86,18 +97,20 @@ const merge = (breaks: ReadonlyArray<Break>): Array<Break> => {
   return out
 }
 
-const result = (breaks: ReadonlyArray<Break>, count: number, headHash: string): VerifyResult => {
-  if (breaks.length === 0) return { ok: true, count, headHash }
+const result = (breaks: ReadonlyArray<Break>, from: number, to: number, headHash: string): VerifyResult => {
+  if (breaks.length === 0) return { ok: true, count: Math.max(0, to - from + 1), headHash, from, to }
   const listed = merge(breaks).slice(0, MAX_BREAKS)
   const first = listed[0]!
   return {
     ok: false,
-    count: first.position - 1,
+    count: Math.max(0, first.position - from),
     position: first.position,
     reason: first.reason,
     message: first.message,
     breaks: listed,
-    truncated: breaks.length >= MAX_BREAKS
+    truncated: breaks.length >= MAX_BREAKS,
+    from,
+    to
   }
 }
 
@@ -105,8 +118,12 @@ const result = (breaks: ReadonlyArray<Break>, count: number, headHash: string): 
 export interface VerifyOptions {
   /** Events per page (default 10,000 in this process, 100,000 in the database). */
   readonly pageSize?: number
-  /** Called after each page with the number of events verified so far. */
-  readonly onProgress?: (count: number) => Effect.Effect<void>
+  /** Called after each page with the number of events verified so far and the number to verify. */
+  readonly onProgress?: (count: number, total: number) => Effect.Effect<void>
+  /** First position to verify (default 1); the stored hash before it is taken as given. */
+  readonly from?: number
+  /** Last position to verify (default: the head). Past the head, the positions missing up to it are a gap. */
+  readonly to?: number
   /**
    * Recompute every hash in this process from the rows as read, rather than have the database recompute them. 3-5x
    * slower (measured); it trusts nothing of the server but the rows it returns.
@@ -114,7 +131,7 @@ export interface VerifyOptions {
   readonly independent?: boolean
 }
 
-/** Verifies the whole chain; by default the database recomputes it, two ranges at a time (see `checkChain`). */
+/** Verifies the chain (or a range); by default the database recomputes it, two ranges at a time (see `checkChain`). */
 export const verify = (options: VerifyOptions = {}): Effect.Effect<VerifyResult, EventLogError, EventLog> =>
   (options.independent ? verifyHere(options) : verifyInDatabase(options)).pipe(
     Effect.withSpan("Audit.verify", { attributes: { independent: options.independent === true } })
@@ -170,13 +187,32 @@ const lastStoredBefore = (log: EventLog["Type"], position: number) =>
     return hi
   })
 
+/** The positions to verify: `from..to` of the options, `to` cut at the head (what lies past it is a gap). */
+const bounds = (log: EventLog["Type"], options: VerifyOptions) =>
+  Effect.map(log.head, (head) => {
+    const from = Math.max(1, options.from ?? 1)
+    const to = options.to ?? head.position
+    return { from, to, stored: Math.min(to, head.position), head }
+  })
+
+/** The stored hash at `position` (the genesis hash before position 1, empty when the row is missing). */
+const storedHash = (log: EventLog["Type"], position: number) =>
+  position === 0
+    ? Effect.succeed(hex(GENESIS_HASH))
+    : Effect.map(log.readLinks(position - 1, 1), (links) => (links[0]?.position === position ? links[0].hash : ""))
+
+/** The missing tail between the head and a `to` past it. */
+const missingTail = (stored: number, to: number, from: number): Array<Break> =>
+  to > stored ? [gap(Math.max(stored + 1, from), to, `the log ends at position ${stored}`)] : []
+
 const verifyInDatabase = (options: VerifyOptions) =>
   Effect.gen(function* () {
     const log = yield* EventLog
     const pageSize = options.pageSize ?? 100_000
-    const head = yield* log.head
+    const { from, to, stored } = yield* bounds(log, options)
+    const total = Math.max(0, to - from + 1)
     const ranges: Array<readonly [number, number]> = []
-    for (let after = 0; after < head.position; after += pageSize) ranges.push([after, Math.min(after + pageSize, head.position)])
+    for (let after = from - 1; after < stored; after += pageSize) ranges.push([after, Math.min(after + pageSize, stored)])
     const breaks: Array<Break> = []
     // Two ranges in flight, each one server process's work; results come in order, so breaks are listed in order.
     yield* Stream.fromIterable(ranges).pipe(
@@ -186,24 +222,34 @@ const verifyInDatabase = (options: VerifyOptions) =>
       Stream.runForEachWhile(([upTo, found]) => {
         breaks.push(...found)
         if (breaks.length >= MAX_BREAKS) return Effect.succeed(false)
-        return options.onProgress ? Effect.as(options.onProgress(upTo), true) : Effect.succeed(true)
+        return options.onProgress ? Effect.as(options.onProgress(upTo - from + 1, total), true) : Effect.succeed(true)
       })
     )
-    return result(breaks, head.position, hex(head.hash))
+    breaks.push(...missingTail(stored, to, from))
+    return result(breaks, from, to, yield* storedHash(log, to))
   })
 
 const verifyHere = (options: VerifyOptions) =>
   Effect.gen(function* () {
     const log = yield* EventLog
-    // The previous row's stored hash, as bytes and hex; the bytes are the recomputed hash whenever it matched.
-    let prevHash: Uint8Array = GENESIS_HASH
-    let prevHashHex = hex(GENESIS_HASH)
-    let expected = 1
+    const { from, to, stored } = yield* bounds(log, options)
+    const total = Math.max(0, to - from + 1)
+    // The previous row's stored hash, as bytes and hex; the bytes are the recomputed hash whenever it matched. Before
+    // a range, the stored hash is taken as given.
+    let prevHashHex = yield* storedHash(log, from - 1)
+    let prevHash: Uint8Array = Buffer.from(prevHashHex, "hex")
+    let expected = from
     const breaks: Array<Break> = []
-    yield* pagesAhead(log.readLinks, options.pageSize ?? 10_000).pipe(
+    yield* pagesAhead(log.readLinks, options.pageSize ?? 10_000, from - 1).pipe(
       Stream.runForEachWhile((page) =>
         Effect.suspend(() => {
           for (const link of page) {
+            if (link.position > to) return Effect.succeed(false)
+            if (prevHashHex === "") {
+              // The row before the range is missing: the first row's own stored prev_hash is taken as given.
+              prevHashHex = link.prevHash
+              prevHash = Buffer.from(link.prevHash, "hex")
+            }
             let linked = true
             if (link.position !== expected) {
               breaks.push(gap(expected, link.position - 1, `next stored position is ${link.position}`))
@@ -227,9 +273,10 @@ const verifyHere = (options: VerifyOptions) =>
             expected = link.position + 1
             if (breaks.length >= MAX_BREAKS) return Effect.succeed(false)
           }
-          return options.onProgress ? Effect.as(options.onProgress(expected - 1), true) : Effect.succeed(true)
+          return options.onProgress ? Effect.as(options.onProgress(expected - from, total), true) : Effect.succeed(true)
         })
       )
     )
-    return result(breaks, expected - 1, prevHashHex)
+    breaks.push(...missingTail(Math.min(stored, expected - 1), to, from))
+    return result(breaks, from, to, prevHashHex)
   })

@@ -19,6 +19,7 @@ import * as HashSet from "effect/HashSet"
 import * as Option from "effect/Option"
 import * as AgentCli from "../agent/Cli.ts"
 import * as AuditCli from "../audit/Cli.ts"
+import * as AuditCheckpointCli from "../audit/CheckpointCli.ts"
 import * as AuditQueryCli from "../audit/QueryCli.ts"
 import * as StatsProjection from "../audit/StatsProjection.ts"
 import * as HubCli from "../hub/Cli.ts"
@@ -26,12 +27,14 @@ import { messageOf } from "../core/ErrorMessage.ts"
 
 // `connect audit [filters]` lists the log, `connect audit verify` checks its chain; both on the hub's log and database.
 const auditCommand = AuditQueryCli.command(HubCli.logLayer).pipe(
-  Command.withSubcommands([AuditCli.verifyCommand("verify", HubCli.logLayer)])
+  Command.withSubcommands([AuditCli.verifyCommand("verify", HubCli.logLayer, HubCli.keyStoreLayer),
+    AuditCheckpointCli.pubkeyCommand(HubCli.keyStoreLayer),
+    AuditCheckpointCli.rotateKeyCommand(HubCli.logLayer, HubCli.keyStoreLayer)])
 )
 
 // `connect hub verify-log` is audit's verify command on the hub's log, built here: hub/ and audit/ never import each other.
 // The hub follows audit's rollups (`connect audit --stats`) while it runs.
-const hubCommand = HubCli.command(AuditCli.verifyCommand("verify-log", HubCli.logLayer), [StatsProjection.projection])
+const hubCommand = HubCli.command(AuditCli.verifyCommand("verify-log", HubCli.logLayer, HubCli.keyStoreLayer), [StatsProjection.projection])
 
 const subcommands = [hubCommand, auditCommand, ...AgentCli.commands] as const
 
@@ -80,6 +83,8 @@ const main = (argv: ReadonlyArray<string>) =>
       SqlError: (error) => explain(`connect: database error: ${error.message}`, 1),
       ChainBroken: () => Effect.fail(new ExitCode({ code: AuditCli.EXIT_BROKEN })),
       AuditQueryError: (error) => explain(`connect audit: ${error.message}`, 2),
+      CheckpointFileError: (error) => explain(`connect audit: ${error.message}`, 1),
+      SigningKeyError: (error) => explain(`connect: ${error.message}`, 1),
       ServeError: (error) =>
         explain(`connect: cannot listen: ${messageOf(error.cause)}`, 1),
       ConfigError: (error) => explain(`connect: bad environment: ${String(error)}`, 1),
