@@ -1,7 +1,8 @@
 /**
  * The audit query in Postgres: the checked filters as one parameterized statement over `events`, newest first, the
  * limit applied after every filter, each filter backed by an index of migration 0010 (the bench `npm run bench --
- * audit` times them over 1,000,000 events). An agent label or a service name is first resolved to ids.
+ * audit` times them over 1,000,000 events). An agent label or a service name is first resolved to ids. A workspace
+ * key's reads run under the log's row-level security (`inWorkspace`).
  */
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -9,6 +10,29 @@ import { Effect } from "effect"
 import type { RawEvent } from "../core/EventLog.ts"
 import { type Filters, isUuid, MAX_RESOLVED, type Resolved, SERVICE_NAME_TYPES } from "./Query.ts"
 
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+/**
+ * Runs `effect` in a transaction as `connect_app` with `app.workspace_id = workspaceId` (both reverting at commit):
+ * every statement it makes, the label look-ups included, sees only that workspace's events — Postgres's row-level
+ * security on `events` (migration 0012), whatever the filters say. The twin of the hub's `Scoped.withWorkspace`
+ * (audit/ does not import hub/). A malformed id is a defect.
+ */
+export const inWorkspace = <A, E, R>(
+  workspaceId: string,
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | SqlError, R | SqlClient.SqlClient> =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) => {
+    if (!UUID.test(workspaceId)) return Effect.dieMessage(`inWorkspace: not a workspace id: ${workspaceId}`)
+    return sql.withTransaction(
+      Effect.gen(function*() {
+        yield* sql.unsafe(`set local role connect_app`)
+        yield* sql.unsafe(`select set_config('app.workspace_id', $1, true)`, [workspaceId])
+        return yield* effect
+      })
+    )
+  })
 
 /** A statement and its parameters. */
 export interface Statement {

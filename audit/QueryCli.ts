@@ -8,6 +8,7 @@ import * as Options from "@effect/cli/Options"
 import { SqlClient } from "@effect/sql"
 import { Console, Effect, Either, Layer, Option, Stream } from "effect"
 import { EventLog, type RawEvent } from "../core/EventLog.ts"
+import type { AuditEvent } from "../core/HubApi.ts"
 import type { ProjectionCatchUp } from "../core/Projection.ts"
 import * as Table from "../core/Table.ts"
 import { GROUPS, groupOf, outcomeOf } from "./Groups.ts"
@@ -33,26 +34,40 @@ export interface AuditRecord {
   readonly meta: unknown
 }
 
+/** A stored event as the API sends it (core/HubApi.ts `AuditEvent`): chain fields as hex, data and meta parsed. */
+export const eventOf = (event: RawEvent): AuditEvent => ({
+  position: event.position,
+  id: event.id,
+  stream: event.stream,
+  version: event.version,
+  workspaceId: event.workspaceId,
+  type: event.type,
+  recordedAt: event.recordedAt.toISOString(),
+  data: JSON.parse(event.dataJson),
+  meta: JSON.parse(event.metaJson),
+  prevHash: Buffer.from(event.prevHash).toString("hex"),
+  hash: Buffer.from(event.hash).toString("hex")
+})
+
+/** The record of an event, read locally or through the API; addresses masked unless `reveal`. */
+export const recordOf = (event: AuditEvent, reveal: boolean): AuditRecord => ({
+  position: event.position,
+  id: event.id,
+  prevHash: event.prevHash,
+  hash: event.hash,
+  type: event.type,
+  group: groupOf(event.type) ?? null,
+  outcome: outcomeOf(event.type, event.data),
+  stream: event.stream,
+  version: event.version,
+  workspace: event.workspaceId,
+  recordedAt: event.recordedAt,
+  data: reveal ? event.data : maskData(event.data),
+  meta: reveal ? event.meta : maskMeta(event.meta)
+})
+
 /** The record of a stored event; addresses masked unless `reveal`. */
-export const toRecord = (event: RawEvent, reveal: boolean): AuditRecord => {
-  const data: unknown = JSON.parse(event.dataJson)
-  const meta: unknown = JSON.parse(event.metaJson)
-  return {
-    position: event.position,
-    id: event.id,
-    prevHash: Buffer.from(event.prevHash).toString("hex"),
-    hash: Buffer.from(event.hash).toString("hex"),
-    type: event.type,
-    group: groupOf(event.type) ?? null,
-    outcome: outcomeOf(event.type, data),
-    stream: event.stream,
-    version: event.version,
-    workspace: event.workspaceId,
-    recordedAt: event.recordedAt.toISOString(),
-    data: reveal ? data : maskData(data),
-    meta: reveal ? meta : maskMeta(meta)
-  }
-}
+export const toRecord = (event: RawEvent, reveal: boolean): AuditRecord => recordOf(eventOf(event), reveal)
 
 const short = (id: unknown): string => (typeof id === "string" ? (id.length > 13 ? `${id.slice(0, 8)}…` : id) : "")
 

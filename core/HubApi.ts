@@ -7,6 +7,8 @@
  *   POST /v1/agents/rotate  (agent token)          → 200 {"token","expiresAt","oldValidUntil"}
  *   GET  /v1/agents         (API key)              → 200 {"agents":[{"agentId","label","online","lastIp",...}]}
  *   GET  /v1/services       (API key or agent)     → 200 {"services":[{"name","agentId","agentLabel","online"}]}
+ *   GET  /v1/audit/events   (API key)  ?since&until&type&workspace&agent&service&outcome&ip&limit&before
+ *                                                  → 200 {"events":[{"position","id","type","data","meta",...}],"next"}
  *
  * To add endpoints, declare a group below and `.add` it to `HubApi`; the hub serves it with `HttpApiBuilder.group`.
  */
@@ -111,6 +113,8 @@ export class ApiKeyCaller extends Context.Tag("connect/HubApi/ApiKeyCaller")<Api
   readonly workspaceId: string
   /** `workspace`: reads its own workspace only; `operator`: reads every workspace. */
   readonly scope: "workspace" | "operator"
+  /** Where the request came from (through the hub's trusted proxies) and its user agent, sanitised, for the record. */
+  readonly from: { readonly ip: string; readonly userAgent?: string | undefined }
 }>() {}
 
 /** The caller of an endpoint that takes an agent token. */
@@ -198,6 +202,48 @@ export const ServiceInfo = Schema.Struct({
 /** One exposed service of the workspace. */
 export type ServiceInfo = typeof ServiceInfo.Type
 
+/** Most events one `GET /v1/audit/events` answers; a client pages further back with `before`. */
+export const AUDIT_PAGE_LIMIT = 1000
+
+/**
+ * `GET /v1/audit/events`: the filters of `connect audit`, as typed there (checked by the hub: a bad one is a 400 naming
+ * it), `limit` (1–1000, default 50) and `before` (a position: only events before it, for the next page).
+ */
+export const AuditEventsQuery = Schema.Struct({
+  since: Schema.optional(Schema.String),
+  until: Schema.optional(Schema.String),
+  type: Schema.optional(Schema.String),
+  workspace: Schema.optional(Schema.String),
+  agent: Schema.optional(Schema.String),
+  service: Schema.optional(Schema.String),
+  outcome: Schema.optional(Schema.String),
+  ip: Schema.optional(Schema.String),
+  limit: Schema.optional(Schema.NumberFromString),
+  before: Schema.optional(Schema.NumberFromString)
+})
+
+/** One event of the log as stored: its chain fields, and its data and meta as JSON. */
+export const AuditEvent = Schema.Struct({
+  position: Schema.Number,
+  id: Schema.String,
+  stream: Schema.String,
+  version: Schema.Number,
+  workspaceId: Schema.NullOr(Schema.String),
+  type: Schema.String,
+  recordedAt: Timestamp,
+  data: Schema.Unknown,
+  meta: Schema.Unknown,
+  /** Hex SHA-256 of the previous event, and of this one. */
+  prevHash: Schema.String,
+  hash: Schema.String
+})
+
+/** One event of the log as stored. */
+export type AuditEvent = typeof AuditEvent.Type
+
+/** A page of events, newest first; `next` is the `before` of the page after it (null on the last page). */
+export const AuditEventsPage = Schema.Struct({ events: Schema.Array(AuditEvent), next: Schema.NullOr(Schema.Number) })
+
 // ---------------------------------------------------------------------------------------------------------------------
 // Groups
 
@@ -230,10 +276,26 @@ export class Services extends HttpApiGroup.make("services").add(
     .middleware(WorkspaceAuth)
 ) {}
 
+/**
+ * Audit: reading the log with an API key — a workspace key sees its own workspace's events (row-level security), an
+ * operator key every event. Each answered query is itself recorded (`AuditRead`). A hub started without audit's
+ * routes answers 404.
+ */
+export class Audit extends HttpApiGroup.make("audit")
+  .add(
+    HttpApiEndpoint.get("events", "/v1/audit/events")
+      .setUrlParams(AuditEventsQuery)
+      .addSuccess(AuditEventsPage)
+      .middleware(ApiKeyAuth)
+  )
+  .addError(Errors.NotFound)
+{}
+
 /** The hub's API. Any endpoint may answer a malformed request (400, 413) and an unavailable event log (503). */
 export class HubApi extends HttpApi.make("connect-hub")
   .add(Agents)
   .add(Services)
+  .add(Audit)
   .addError(Errors.BadRequest)
   .addError(Errors.BodyTooLarge)
   .addError(Errors.Unavailable)

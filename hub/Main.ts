@@ -81,7 +81,8 @@ export type HubContext =
  * Stage 4 — everything that attaches to the server: the HTTP API and the routes beside it (HttpApi.ts) and the agent
  * gateway (`HubUpgrades.register("/v1/agent", handler)`). Append yours to the list.
  */
-export const RoutesLive: Layer.Layer<Api, never, HubContext> = Layer.mergeAll(HttpApi.layer, Gateway.layer())
+export const RoutesLive = (audit: HttpApi.AuditRoutes = HttpApi.AuditNotServed): Layer.Layer<Api, never, HubContext> =>
+  Layer.mergeAll(HttpApi.layerWith(audit), Gateway.layer())
 
 /** Serves the HTTP API, prints where the hub listens, and on shutdown closes idle keep-alive connections first. */
 const ServeLive = (
@@ -109,6 +110,8 @@ export interface HubOptions {
   readonly tokenSettings?: AgentAuth.TokenSettingsShape
   /** Async projections to follow while the hub runs (audit's rollups, passed in by bin/connect.ts). */
   readonly asyncProjections?: ReadonlyArray<Projection<ProjectionSql>>
+  /** The handlers of the API's `audit` group (audit/AuditApi.ts, passed in by bin/connect.ts); default: 404s. */
+  readonly auditRoutes?: HttpApi.AuditRoutes
 }
 
 /** The whole hub for `config`; `Layer.launch(HubLive(config))` runs it until interrupted. */
@@ -117,7 +120,7 @@ export const HubLive = (
   options: HubOptions = {}
 ): Layer.Layer<HubContext, Database.DatabaseError | ServeError | SqlError | MigrationError | EventLogError | SigningKeyError> =>
   ServeLive(config).pipe(
-    Layer.provide(RoutesLive),
+    Layer.provide(RoutesLive(options.auditRoutes)),
     // Stage 3 — the hub's port listening on host:port (the node server, upgrades by path).
     Layer.provideMerge(HubServer.layer(config)),
     Layer.merge(ProjectionRunner.layerFollow(options.asyncProjections ?? [])),

@@ -119,7 +119,8 @@ export const Authentication: Layer.Layer<
       Effect.map(AgentAuth.authenticateApiKey(secret, presenter, failures), (k) => ({
         apiKeyId: k.apiKeyId,
         workspaceId: k.workspaceId,
-        scope: k.scope
+        scope: k.scope,
+        from: presenter
       }))
     const agent = (secret: string, presenter: AgentAuth.Presenter) =>
       Effect.map(AgentAuth.authenticateAgent(secret, presenter, failures), (a) => ({

@@ -2,11 +2,12 @@
  * The hub's HTTP surface on HubServer's port: the declared API (core/HubApi.ts; its handlers in AgentApi.ts) and the
  * routes outside the declaration (`GET /health`) on one router, with the hub's JSON error body,
  * `{"error":{"code","message"}}`, for what no handler answers: 404 for a path no route has, 405 (with `Allow`) for a
- * method a known path does not take, 500 for a defect. (A future endpoint that decodes path or query parameters
- * should answer their `HttpApiDecodeError` in that shape too, e.g. with `HttpApiBuilder.middleware`.)
+ * method a known path does not take, 400 for a path or query parameter the declaration refuses, 500 for a defect.
  */
 import type { Api } from "@effect/platform/HttpApi"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpApiError from "@effect/platform/HttpApiError"
+import type * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import type * as HttpApp from "@effect/platform/HttpApp"
 import type * as HttpRouter from "@effect/platform/HttpRouter"
 import type * as HttpServer from "@effect/platform/HttpServer"
@@ -45,20 +46,38 @@ export const HealthRoutes: Layer.Layer<never, never, SqlClient.SqlClient> = Http
 )
 
 /**
- * Everything the hub answers over HTTP: the declared API with its handlers and authentication, and the routes
- * outside it. A new group of the declaration gets its handlers' layer added here.
+ * The handlers of the declared `audit` group. They are audit's (audit/AuditApi.ts), handed to the hub by
+ * bin/connect.ts: hub/ never imports audit/. They run on the hub's database and log, behind its API key check.
  */
-export const layer: Layer.Layer<
+export type AuditRoutes = Layer.Layer<
+  HttpApiGroup.ApiGroup<"connect-hub", "audit">,
+  never,
+  EventLog | SqlClient.SqlClient | HubApi.ApiKeyAuth
+>
+
+/** The `audit` group of a hub started without audit's routes: every endpoint answers 404. */
+export const AuditNotServed: AuditRoutes = HttpApiBuilder.group(HubApi.HubApi, "audit", (handlers) =>
+  Effect.succeed(handlers.handle("events", () => new HubApi.NotFound({ message: "this hub does not serve the audit API" }))))
+
+/**
+ * Everything the hub answers over HTTP: the declared API with its handlers (`audit`'s passed in) and authentication,
+ * and the routes outside it. A new group of the declaration gets its handlers' layer added here.
+ */
+export const layerWith = (audit: AuditRoutes): Layer.Layer<
   Api,
   never,
   EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings | HubConfig
-> = Layer.mergeAll(
-  HttpApiBuilder.api(HubApi.HubApi).pipe(
-    Layer.provide([AgentApi.Agents, AgentApi.Services]),
-    Layer.provide(AgentApi.Authentication)
-  ),
-  HealthRoutes
-)
+> =>
+  Layer.mergeAll(
+    HttpApiBuilder.api(HubApi.HubApi).pipe(
+      Layer.provide([AgentApi.Agents, AgentApi.Services, audit]),
+      Layer.provide(AgentApi.Authentication)
+    ),
+    HealthRoutes
+  )
+
+/** Everything the hub answers over HTTP, without audit's routes. */
+export const layer = layerWith(AuditNotServed)
 
 /** A JSON error answer, `{"error":{"code","message"}}`, the shape of every 4xx and 5xx the hub sends. */
 export const errorResponse = (
@@ -71,6 +90,12 @@ export const errorResponse = (
 
 const patternOf = (path: string): RegExp =>
   new RegExp(`^${path.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/:[^/]+/g, "[^/]+").replace(/\*/g, ".*")}$`)
+
+/** A refused request parameter in one short line: each issue's path and message, at most 500 characters. */
+const describeDecodeError = (error: HttpApiError.HttpApiDecodeError): string => {
+  const text = error.issues.map((issue) => `${issue.path.join(".") || "request"}: ${issue.message}`).join("; ")
+  return `bad request parameter: ${text.length > 500 ? `${text.slice(0, 500)}…` : text}`
+}
 
 /** 405 with `Allow` when another method of `request`'s path has a route, else 404. */
 const notFound = (
@@ -97,6 +122,10 @@ const answerTheRest = HttpApiBuilder.middleware(
       if (Option.isSome(failure) && failure.value instanceof HttpServerError.RouteNotFound) {
         const request = failure.value.request
         return Effect.map(router.router, (current) => notFound(current.routes, request))
+      }
+      // A query parameter the declaration refuses (a repeated one, a limit that is not a number): 400 in our shape.
+      if (Option.isSome(failure) && failure.value instanceof HttpApiError.HttpApiDecodeError) {
+        return Effect.succeed(errorResponse(400, "BadRequest", describeDecodeError(failure.value)))
       }
       if (Cause.isDie(cause)) {
         return Effect.as(Effect.logError("HTTP API: defect", cause), errorResponse(500, "Internal", "internal error"))

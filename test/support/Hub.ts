@@ -38,8 +38,15 @@ export interface TestHub {
   ) => Effect.Effect<{ readonly status: number; readonly body: any }>
 }
 
-/** Starts a hub for the scope. `databaseUrl` defaults to a fresh test database. */
-export const start = (options: { readonly databaseUrl?: string; readonly start?: Date } = {}): Effect.Effect<
+/**
+ * Starts a hub for the scope. `databaseUrl` defaults to a fresh test database; `auditRoutes` serve the API's audit
+ * group (audit/AuditApi.ts; default: 404s).
+ */
+export const start = (options: {
+  readonly databaseUrl?: string
+  readonly start?: Date
+  readonly auditRoutes?: Main.HubOptions["auditRoutes"]
+} = {}): Effect.Effect<
   TestHub,
   never,
   Scope.Scope
@@ -54,7 +61,10 @@ export const start = (options: { readonly databaseUrl?: string; readonly start?:
     const context = yield* Layer.build(
       Main.HubLive(
         { host: "127.0.0.1", port: 0, dataDir, databaseUrl },
-        { tokenSettings: { ttlDays: 30, now: () => new Date(now) } }
+        {
+          tokenSettings: { ttlDays: 30, now: () => new Date(now) },
+          ...(options.auditRoutes ? { auditRoutes: options.auditRoutes } : {})
+        }
       )
     ).pipe(Effect.orDie)
     const address = Context.get(context, HttpServer.HttpServer).address

@@ -1,0 +1,96 @@
+/**
+ * The handlers of the API's `audit` group (declared in core/HubApi.ts), served by the hub, which gets this layer from
+ * bin/connect.ts. `GET /v1/audit/events` takes the filters of `connect audit` (checked by the same rules, a bad one a
+ * 400 naming it), reads under the caller's scope — a workspace key through the log's row-level security, so no filter
+ * can show it another workspace's events or a hub-level one; an operator key everything — and records the reading as
+ * one `AuditRead` in the caller's workspace before answering (a read that cannot be recorded is not answered: 503).
+ */
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import { Effect, Either } from "effect"
+import { EventLog } from "../core/EventLog.ts"
+import { AuditRead, EventMeta } from "../core/Events.ts"
+import * as HubApi from "../core/HubApi.ts"
+import { ApiKeyId } from "../core/Ids.ts"
+import * as PgQuery from "./PgQuery.ts"
+import { parseFilters, type RawFilters } from "./Query.ts"
+import { eventOf } from "./QueryCli.ts"
+
+/** The stream of the reads made with one API key. */
+export const readStream = (apiKeyId: string): string => `auditread-${apiKeyId}`
+
+/** `limit` when the request gives none. */
+export const DEFAULT_PAGE = 50
+
+type Query = typeof HubApi.AuditEventsQuery.Type
+
+const FILTERS = ["since", "until", "type", "workspace", "agent", "service", "outcome", "ip"] as const
+
+const badRequest = (message: string) => new HubApi.BadRequest({ message })
+
+/** `limit` and `before` checked: whole numbers, `limit` 1–1000, `before` a position (≥ 1). */
+const paging = (query: Query): Either.Either<{ limit: number; before: number | undefined }, HubApi.BadRequest> => {
+  const limit = query.limit ?? DEFAULT_PAGE
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > HubApi.AUDIT_PAGE_LIMIT) {
+    return Either.left(badRequest(`limit must be a whole number from 1 to ${HubApi.AUDIT_PAGE_LIMIT}`))
+  }
+  const before = query.before
+  if (before !== undefined && (!Number.isSafeInteger(before) || before < 1)) {
+    return Either.left(badRequest("before must be a position: a whole number from 1"))
+  }
+  return Either.right({ limit, before })
+}
+
+/**
+ * The filters as the request gave them, for the `AuditRead` (checked already: bounded, no control character, no lone
+ * surrogate), `limit` and `before` included.
+ */
+const given = (query: Query): Record<string, string> => {
+  const out: Record<string, string> = {}
+  for (const key of [...FILTERS, "limit", "before"] as const) if (query[key] !== undefined) out[key] = String(query[key])
+  return out
+}
+
+/** `GET /v1/audit/events`. */
+const events = (query: Query) =>
+  Effect.gen(function*() {
+    const caller = yield* HubApi.ApiKeyCaller
+    const { before, limit } = yield* paging(query)
+    const raw: RawFilters = { ...Object.fromEntries(FILTERS.map((k) => [k, query[k]])), limit }
+    // The CLI's rules and messages, the option named as the query parameter (`since: …`, not `--since: …`).
+    const filters = yield* Effect.mapError(parseFilters(raw, new Date()), (e) => badRequest(e.message.replace(/^--/, "")))
+    const read = Effect.flatMap(PgQuery.resolve(filters), (resolved) => PgQuery.query(filters, resolved, before))
+    const rows = caller.scope === "operator" ? yield* read : yield* PgQuery.inWorkspace(caller.workspaceId, read)
+    const log = yield* EventLog
+    yield* log.append(
+      readStream(caller.apiKeyId),
+      [new AuditRead({ kind: "query", apiKeyId: ApiKeyId.make(caller.apiKeyId), filters: given(query), count: rows.length })],
+      {
+        expectedVersion: "any",
+        workspaceId: caller.workspaceId,
+        meta: new EventMeta({
+          actor: { kind: "apikey", id: caller.apiKeyId },
+          sourceIp: caller.from.ip,
+          ...(caller.from.userAgent === undefined ? {} : { userAgent: caller.from.userAgent })
+        })
+      }
+    )
+    return { events: rows.map(eventOf), next: rows.length === limit ? rows[rows.length - 1]!.position : null }
+  }).pipe(
+    Effect.catchTags({
+      SqlError: (error) => unavailable(error),
+      EventLogError: (error) => unavailable(error),
+      VersionConflict: (error) => unavailable(error)
+    })
+  )
+
+/** A failure of the database or the log: logged, answered 503 (the hub fails closed without its event log). */
+const unavailable = (error: unknown) =>
+  Effect.zipRight(
+    Effect.logError("audit API: request failed", error),
+    new HubApi.Unavailable({ message: "the hub cannot reach its event log; try again" })
+  )
+
+/** The `audit` group's handlers, on the hub's database and log. */
+export const layer = HttpApiBuilder.group(HubApi.HubApi, "audit", (handlers) =>
+  Effect.succeed(handlers.handle("events", ({ urlParams }) => events(urlParams))))
+
