@@ -17,11 +17,11 @@ import {
 } from "../../core/EventLog.ts"
 import { decodeEventEither, EventMeta, UnknownEventType } from "../../core/Events.ts"
 import { canonicalText, GENESIS_HASH } from "../../core/HashChain.ts"
-import { NOTIFY_CHANNEL } from "./PgAppendTransaction.ts"
+import { NOTIFY_CHANNEL } from "./PgAppendStatements.ts"
 import * as PgWriter from "./PgWriter.ts"
 import { messageOf } from "./PgWriterRecovery.ts"
 
-export { APPEND_LOCK_KEY, NOTIFY_CHANNEL } from "./PgAppendTransaction.ts"
+export { APPEND_LOCK_KEY, NOTIFY_CHANNEL } from "./PgAppendStatements.ts"
 
 /** Options of the Postgres event log: its writer's, and how often a subscriber polls. */
 export interface PgEventLogOptions extends PgWriter.PgWriterOptions {
