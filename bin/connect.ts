@@ -20,16 +20,19 @@ import * as Option from "effect/Option"
 import * as AgentCli from "../agent/Cli.ts"
 import * as AuditCli from "../audit/Cli.ts"
 import * as AuditCheckpointCli from "../audit/CheckpointCli.ts"
+import * as AuditExportCli from "../audit/ExportCli.ts"
 import * as AuditQueryCli from "../audit/QueryCli.ts"
 import * as StatsProjection from "../audit/StatsProjection.ts"
 import * as HubCli from "../hub/Cli.ts"
 import { messageOf } from "../core/ErrorMessage.ts"
 
-// `connect audit [filters]` lists the log, `connect audit verify` checks its chain; both on the hub's log and database.
+// `connect audit [filters]` lists the log, `connect audit verify` checks its chain, `connect audit export` ships it;
+// all on the hub's log and database.
 const auditCommand = AuditQueryCli.command(HubCli.logLayer).pipe(
   Command.withSubcommands([AuditCli.verifyCommand("verify", HubCli.logLayer, HubCli.keyStoreLayer),
     AuditCheckpointCli.pubkeyCommand(HubCli.keyStoreLayer),
-    AuditCheckpointCli.rotateKeyCommand(HubCli.logLayer, HubCli.keyStoreLayer)])
+    AuditCheckpointCli.rotateKeyCommand(HubCli.logLayer, HubCli.keyStoreLayer),
+    AuditExportCli.command(HubCli.logLayer)])
 )
 
 // `connect hub verify-log` is audit's verify command on the hub's log, built here: hub/ and audit/ never import each other.
@@ -85,6 +88,9 @@ const main = (argv: ReadonlyArray<string>) =>
       AuditQueryError: (error) => explain(`connect audit: ${error.message}`, 2),
       CheckpointFileError: (error) => explain(`connect audit: ${error.message}`, 1),
       SigningKeyError: (error) => explain(`connect: ${error.message}`, 1),
+      CursorError: (error) => explain(`connect audit export: ${error.message}`, 1),
+      ExportError: (error) => explain(`connect audit export: ${error.message}`, 1),
+      SinkError: (error) => explain(`connect audit export: ${error.message}`, 1),
       ServeError: (error) =>
         explain(`connect: cannot listen: ${messageOf(error.cause)}`, 1),
       ConfigError: (error) => explain(`connect: bad environment: ${String(error)}`, 1),
