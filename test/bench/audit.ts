@@ -2,8 +2,11 @@
  * `npm run bench -- audit`: `connect audit`'s filtered query (audit/PgQuery.ts, the statement the CLI runs) over a
  * log of --events events (default 1,000,000), p50/p99 per filter; the target is 100 ms.
  *
- * Options: --json [FILE]  --events N  --runs N (timed queries per filter, default 30)  --database-url URL (default:
- * embedded Postgres in a temporary directory, as the hub).
+ * Then `--stats` from its rollups against the same answer by GROUP BY over events (test/bench/AuditStats.ts).
+ *
+ * Options: --json [FILE]  --events N  --runs N (timed queries per filter, default 30; --stats at most 20)
+ * --baseline-runs N (timed GROUP BY answers per case, default 3)  --database-url URL (default: embedded Postgres in a
+ * temporary directory, as the hub).
  */
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -19,6 +22,8 @@ import { AgentId, LinkId, ServiceId, TunnelId, uuidv7, WorkspaceId } from "../..
 import * as Database from "../../hub/db/Database.ts"
 import * as Migrations from "../../hub/db/Migrations.ts"
 import * as PgEventLog from "../../hub/eventlog/PgEventLog.ts"
+import * as AuditStats from "./AuditStats.ts"
+import * as AuditVerify from "./AuditVerify.ts"
 import { percentile, printTable, writeJson } from "./Report.ts"
 
 const flag = (args: ReadonlyArray<string>, name: string, fallback: number) => {
@@ -148,12 +153,14 @@ export const main = async (args: ReadonlyArray<string>) => {
         rows.push({ filter: label, rows: found, "p50 ms": percentile(times, 50), "p99 ms": percentile(times, 99), "max ms": Math.max(...times) })
       }
       printTable(`connect audit query over ${head} events, --limit 50, ${runs} runs each (target: 100 ms)`, Object.keys(rows[0]!), rows)
-      return { events: head, runs, filters: rows }
+      const stats = yield* AuditStats.run({ runs: Math.min(runs, 20), baselineRuns: flag(args, "--baseline-runs", 3), workspace: a.workspace })
+      const verify = yield* AuditVerify.run({ runs: flag(args, "--verify-runs", 3), checks: 50 })
+      return { events: head, runs, filters: rows, stats, verify }
     }).pipe(Effect.provide(PgEventLog.layer().pipe(Layer.provideMerge(PgClient.layer(benchConfig)))))
   })
 
   const result = await Effect.runPromise(
     Effect.scoped(program).pipe(Effect.provide(Database.layerOwner({ dataDir, databaseUrl: databaseUrl || undefined })))
   ).finally(() => Fs.rmSync(dataDir, { recursive: true, force: true }))
-  writeJson(args, "audit", { ...result, targets: { p99Ms: 100 } })
+  writeJson(args, "audit", { ...result, targets: { p99Ms: 100, statsMs: 1000, statsSpeedup: 20 } })
 }

@@ -1,12 +1,14 @@
 /**
  * The rollups of `connect audit --stats` computed the slow way: views named like the rollup tables (and the checkpoint
  * table) in a schema of their own, each a GROUP BY over `events` written from the rule of audit/StatsProjection.ts in
- * SQL. A connection whose search path starts with that schema runs the very statements of audit/PgStats.ts over
+ * SQL. A transaction whose search path starts with that schema runs the very statements of audit/PgStats.ts over
  * `events` instead of the rollups: the equality tests compare both answers, the bench times both.
  */
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import { eventTypes } from "../../core/Events.ts"
+import * as PgStats from "../../audit/PgStats.ts"
+import type { StatsOptions } from "../../audit/Stats.ts"
 import { COALESCED, NAME } from "../../audit/StatsProjection.ts"
 
 /** The schema of the baseline views. */
@@ -75,9 +77,18 @@ export const create = Effect.gen(function*() {
       select '${NAME}'::text as name, coalesce(max(position), 0)::bigint as position from public.events`)
 })
 
-/** `url` with the baseline schema first on its search path: PgStats.query on it reads the views. */
-export const urlOf = (url: string): string => {
-  const u = new URL(url)
-  u.searchParams.set("options", `-c search_path=${SCHEMA},public`)
-  return u.toString()
-}
+/**
+ * Runs `effect` in one repeatable-read transaction whose search path starts with the baseline schema: the unqualified
+ * rollup names it uses are the views over `events`.
+ */
+export const within = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.withTransaction(
+      sql.unsafe(`set transaction isolation level repeatable read, read only`).pipe(
+        Effect.zipRight(sql.unsafe(`select set_config('search_path', $1, true)`, [`${SCHEMA}, public`])),
+        Effect.zipRight(effect)
+      )
+    ))
+
+/** The stats of `options` computed by PgStats' own statements over the baseline views: GROUP BYs over `events`. */
+export const query = (options: StatsOptions) => within(PgStats.read(options))
