@@ -190,30 +190,7 @@ export const setAllowList = Effect.fn("Admin.setAllowList")(function*(
   return { changed: events.length > 0 }
 })
 
-/** An agent as listed by the admin. */
-export interface AgentListing {
-  readonly agentId: string
-  readonly workspaceId: string
-  readonly label: string
-  readonly online: boolean
-  readonly lastIp: string | null
-  readonly tokenExpiresAt: string
-  readonly revokedAt: string | null
-  /** The targets it may expose; null: anything but cloud metadata addresses. */
-  readonly exposeAllow: ReadonlyArray<string> | null
-}
-
 /** Every agent of every workspace (the hub admin sees all). */
 export const listAgents = Effect.fn("Admin.listAgents")(function*() {
-  const rows = yield* Agents.listAll()
-  return rows.map((r): AgentListing => ({
-    agentId: r.id,
-    workspaceId: r.workspace_id,
-    label: r.label,
-    online: r.connected && r.revoked_at === null,
-    lastIp: r.last_ip,
-    tokenExpiresAt: new Date(r.token_expires_at).toISOString(),
-    revokedAt: r.revoked_at ? new Date(r.revoked_at).toISOString() : null,
-    exposeAllow: r.expose_allow
-  }))
+  return yield* Agents.listAll()
 })

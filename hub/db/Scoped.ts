@@ -31,3 +31,11 @@ export const withWorkspace = <A, E, R>(
 export const asApp = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R | SqlClient.SqlClient> =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     sql.withTransaction(Effect.zipRight(sql.unsafe(`set local role connect_app`), effect)))
+
+/** The rows of one `statement` (with `params`) as workspace `workspaceId` sees them (`withWorkspace` around it). */
+export const select = <Row extends object>(
+  workspaceId: string,
+  statement: string,
+  params?: ReadonlyArray<unknown>
+): Effect.Effect<ReadonlyArray<Row>, SqlError, SqlClient.SqlClient> =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) => withWorkspace(workspaceId, sql.unsafe<Row>(statement, params)))

@@ -83,13 +83,10 @@ export const isRevoked = Effect.fn("Agents.isRevoked")(function*(agentId: string
  * cloud metadata addresses), read under the workspace's row-level security; undefined when it is not there.
  */
 export const exposeRights = Effect.fn("Agents.exposeRights")(function*(workspaceId: string, agentId: string) {
-  const sql = yield* SqlClient.SqlClient
-  const [row] = yield* Scoped.withWorkspace(
+  const [row] = yield* Scoped.select<{ revoked: boolean; expose_allow: Array<string> | null }>(
     workspaceId,
-    sql.unsafe<{ revoked: boolean; expose_allow: Array<string> | null }>(
-      `select revoked_at is not null as revoked, expose_allow from agents where id = $1`,
-      [agentId]
-    )
+    `select revoked_at is not null as revoked, expose_allow from agents where id = $1`,
+    [agentId]
   )
   return row
 })
@@ -107,35 +104,52 @@ export interface InWorkspace {
 
 /** The agents of a workspace, oldest first (read under the workspace's row-level security). */
 export const listInWorkspace = Effect.fn("Agents.listInWorkspace")(function*(workspaceId: string) {
-  const sql = yield* SqlClient.SqlClient
-  return yield* Scoped.withWorkspace(
+  return yield* Scoped.select<InWorkspace>(
     workspaceId,
-    sql.unsafe<InWorkspace>(
-      `select id, label, connected, last_ip, token_expires_at, revoked_at, created_at
-                 from agents order by created_at, id`
-    )
+    `select id, label, connected, last_ip, token_expires_at, revoked_at, created_at
+       from agents order by created_at, id`
   )
 })
 
 /** An agent as the hub admin lists it. */
 export interface Listed {
-  readonly id: string
-  readonly workspace_id: string
+  readonly agentId: string
+  readonly workspaceId: string
   readonly label: string
-  readonly connected: boolean
-  readonly last_ip: string | null
-  readonly token_expires_at: Date
-  readonly revoked_at: Date | null
-  readonly expose_allow: Array<string> | null
+  readonly online: boolean
+  readonly lastIp: string | null
+  readonly tokenExpiresAt: string
+  readonly revokedAt: string | null
+  /** The targets it may expose; null: anything but cloud metadata addresses. */
+  readonly exposeAllow: ReadonlyArray<string> | null
 }
 
 /** Every agent of every workspace, oldest first (read as the hub). */
 export const listAll = Effect.fn("Agents.listAll")(function*() {
   const sql = yield* SqlClient.SqlClient
-  return yield* sql.unsafe<Listed>(
+  const rows = yield* sql.unsafe<{
+    id: string
+    workspace_id: string
+    label: string
+    connected: boolean
+    last_ip: string | null
+    token_expires_at: Date
+    revoked_at: Date | null
+    expose_allow: Array<string> | null
+  }>(
     `select id, workspace_id, label, connected, last_ip, token_expires_at, revoked_at, expose_allow
        from agents order by created_at, id`
   )
+  return rows.map((r): Listed => ({
+    agentId: r.id,
+    workspaceId: r.workspace_id,
+    label: r.label,
+    online: r.connected && r.revoked_at === null,
+    lastIp: r.last_ip,
+    tokenExpiresAt: new Date(r.token_expires_at).toISOString(),
+    revokedAt: r.revoked_at ? new Date(r.revoked_at).toISOString() : null,
+    exposeAllow: r.expose_allow
+  }))
 })
 
 /** Agents the read model shows connected whose last `AgentConnected` was recorded by hub `hubId` (or by no hub). */

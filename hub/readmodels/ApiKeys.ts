@@ -71,10 +71,9 @@ export interface Listed {
 
 /** The API keys of a workspace, oldest first (read under the workspace's row-level security). */
 export const listInWorkspace = Effect.fn("ApiKeys.listInWorkspace")(function*(workspaceId: string) {
-  const sql = yield* SqlClient.SqlClient
-  return yield* Scoped.withWorkspace(
+  return yield* Scoped.select<Listed>(
     workspaceId,
-    sql.unsafe<Listed>(`select id, name, prefix, scope, created_at, revoked_at from api_keys order by created_at, id`)
+    `select id, name, prefix, scope, created_at, revoked_at from api_keys order by created_at, id`
   )
 })
 

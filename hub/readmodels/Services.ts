@@ -33,15 +33,12 @@ export const projection = StatementProjection.make("services", "services", (e) =
  * workspace's services do not exist here. Undefined when no such service is exposed.
  */
 export const byName = Effect.fn("Services.byName")(function*(workspaceId: string, name: string, reacherId: string) {
-  const sql = yield* SqlClient.SqlClient
-  const [row] = yield* Scoped.withWorkspace(
+  const [row] = yield* Scoped.select<{ agent_id: string; connected: boolean; reacher_revoked: boolean }>(
     workspaceId,
-    sql.unsafe<{ agent_id: string; connected: boolean; reacher_revoked: boolean }>(
-      `select s.agent_id, (a.connected and a.revoked_at is null) as connected,
-                    exists (select 1 from agents r where r.id = $2 and r.revoked_at is not null) as reacher_revoked
-               from services s join agents a on a.id = s.agent_id where s.name = $1 and s.exposed`,
-      [name, reacherId]
-    )
+    `select s.agent_id, (a.connected and a.revoked_at is null) as connected,
+            exists (select 1 from agents r where r.id = $2 and r.revoked_at is not null) as reacher_revoked
+       from services s join agents a on a.id = s.agent_id where s.name = $1 and s.exposed`,
+    [name, reacherId]
   )
   return row
 })
@@ -75,13 +72,10 @@ export interface InWorkspace {
 
 /** The exposed services of a workspace with their agents, by name (read under the workspace's row-level security). */
 export const listInWorkspace = Effect.fn("Services.listInWorkspace")(function*(workspaceId: string) {
-  const sql = yield* SqlClient.SqlClient
-  return yield* Scoped.withWorkspace(
+  return yield* Scoped.select<InWorkspace>(
     workspaceId,
-    sql.unsafe<InWorkspace>(
-      `select s.name, s.agent_id, a.label, (a.connected and a.revoked_at is null) as online
-               from services s join agents a on a.id = s.agent_id
-              where s.exposed order by s.name`
-    )
+    `select s.name, s.agent_id, a.label, (a.connected and a.revoked_at is null) as online
+       from services s join agents a on a.id = s.agent_id
+      where s.exposed order by s.name`
   )
 })
