@@ -15,7 +15,24 @@ const lines = (records: ReadonlyArray<string>): Buffer => {
   return Buffer.from(records.length === 0 ? "" : records.join("\n") + "\n", "utf8")
 }
 
-/** A sink appending to `path` (created with mode 0600 when missing); closed with the scope. */
+/** Whether the file is not empty and its last byte is not a newline. */
+const endsTorn = async (path: string): Promise<boolean> => {
+  const handle = await Fs.promises.open(path, "r")
+  try {
+    const { size } = await handle.stat()
+    if (size === 0) return false
+    const last = Buffer.alloc(1)
+    await handle.read(last, 0, 1, size - 1)
+    return last[0] !== 0x0a
+  } finally {
+    await handle.close()
+  }
+}
+
+/**
+ * A sink appending to `path` (created with mode 0600 when missing; a torn last line left by a crash is ended first);
+ * closed with the scope.
+ */
 export const makeFile = Effect.fn("SinkFile.makeFile")(function*(path: string) {
   const fs = yield* FileSystem.FileSystem
   const file = yield* fs.open(path, { flag: "a", mode: 0o600 }).pipe(
@@ -23,6 +40,15 @@ export const makeFile = Effect.fn("SinkFile.makeFile")(function*(path: string) {
       new SinkError({ reason: "Open", target: path, message: `cannot open ${path} for appending: ${cause.message}`, cause })
     )
   )
+  // A crash mid-write can leave a torn last record: end its line, or the next record would be glued to it and lost.
+  const torn = yield* Effect.tryPromise(() => endsTorn(path)).pipe(Effect.orElseSucceed(() => false))
+  if (torn) {
+    yield* file.writeAll(Buffer.from("\n")).pipe(
+      Effect.mapError((cause) =>
+        new SinkError({ reason: "Write", target: path, message: `cannot write to ${path}: ${cause.message}`, cause })
+      )
+    )
+  }
   const lock = yield* Effect.makeSemaphore(1)
   const failed = (cause: { readonly message: string }) =>
     new SinkError({ reason: "Write", target: path, message: `cannot write to ${path}: ${cause.message}`, cause })

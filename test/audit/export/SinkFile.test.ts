@@ -49,6 +49,15 @@ describe("file sink", () => {
       assert.strictEqual(runs.length, 3, "each batch is one contiguous run")
     }).pipe(Effect.provide(NodeFileSystem.layer)))
 
+  it.scoped("a record torn by a crash stays alone on its line: the next record is not glued to it", () =>
+    Effect.gen(function*() {
+      const path = Path.join(yield* tempDir(), "export.jsonl")
+      Fs.writeFileSync(path, '{"position":1}\n{"posit')
+      const sink = yield* makeFile(path)
+      yield* sink.write(['{"position":2}'])
+      assert.strictEqual(Fs.readFileSync(path, "utf8"), '{"position":1}\n{"posit\n{"position":2}\n')
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
+
   it.scoped("a file that cannot be opened is an Open error naming it", () =>
     Effect.gen(function*() {
       const path = Path.join(yield* tempDir(), "missing-dir", "export.jsonl")
