@@ -1,10 +1,14 @@
 /**
  * `connect audit --stats` as a real process on a real log with no hub following it: the first run rolls the whole
  * log up and answers as of the head, a later run catches up only what was appended since, and a filter that does not
- * go with --stats exits 2 with one line.
+ * go with --stats exits 2 with one line. A running `connect hub` follows the log into the rollups itself.
  */
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Exit, Layer, Scope } from "effect"
+import Pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { EventLog } from "../../core/EventLog.ts"
 import * as E from "../../core/Events.ts"
@@ -82,6 +86,37 @@ describe("connect audit --stats", () => {
     expect(text).toMatch(/^As of position 72: 72 events, all workspaces, the first event to now/)
     expect(text).toMatch(/prod-db\s+35\s+51\.3 KiB\s+0\s+70/)
     expect(text).not.toContain("Events by type")
+  }, 300_000)
+
+  it("a running hub follows the log into the rollups, and stops cleanly on SIGTERM", async () => {
+    const dataDir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "connect-stats-hub-"))
+    const hub = spawn("node", ["bin/connect.js", "hub", "--port", "0", "--data-dir", dataDir], {
+      env: { ...process.env, DATABASE_URL: url, CONNECT_HOME: dataDir }
+    })
+    try {
+      await hub.waitFor(/connect hub listening on/, 120_000)
+      await fill(3)
+      const client = new Pg.Client({ connectionString: url })
+      await client.connect()
+      const positions = async () => {
+        const { rows } = await client.query(
+          `select (select max(position) from events)::int as head,
+                  (select position from projection_checkpoints where name = 'audit_rollups')::int as rollups`
+        )
+        return rows[0] as { head: number; rollups: number | null }
+      }
+      let now = await positions()
+      for (const deadline = Date.now() + 30_000; now.rollups !== now.head && Date.now() < deadline;) {
+        await new Promise((r) => setTimeout(r, 100))
+        now = await positions()
+      }
+      await client.end()
+      expect(now.rollups).toBe(now.head)
+      hub.child.kill("SIGTERM")
+      expect((await hub.exited(60_000)).code, hub.stderr()).toBe(0)
+    } finally {
+      Fs.rmSync(dataDir, { recursive: true, force: true })
+    }
   }, 300_000)
 
   it("exits 2 with one line for what does not go with --stats", async () => {
