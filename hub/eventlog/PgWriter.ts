@@ -49,6 +49,52 @@ const queueFull = new EventLogError({ reason: "Unavailable", message: "audit log
 
 const closedError = new EventLogError({ reason: "Unavailable", message: "event log closed" })
 
+/** Answers a caller with its outcome. */
+const complete = (p: Pending, outcome: Outcome) =>
+  Either.match(outcome, {
+    onLeft: (error) => p.resume(Effect.fail(error)),
+    onRight: (result) => p.resume(Effect.succeed(result))
+  })
+
+/**
+ * Commits a batch and answers its callers. A batch whose COMMIT reply was lost is never run blind again: the next
+ * attempts look its event ids up under the append lock and answer each caller with what really happened.
+ */
+const writeBatch = (
+  ctx: Transaction.AppendContext,
+  committed: PubSub.PubSub<number>,
+  batch: ReadonlyArray<Pending>
+): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    for (let n = 0;; n++) {
+      const result = yield* Effect.either(Transaction.attempt(ctx, batch))
+      if (Either.isRight(result)) {
+        batch.forEach((p, i) => complete(p, result.right.outcomes[i]!))
+        return yield* PubSub.publish(committed, result.right.head)
+      }
+      const error = result.left
+      // Whatever went wrong, the head may have moved: the next attempt reads it under the lock.
+      ctx.head.forget()
+      if (Recovery.classify(error) === "unknown") for (const p of batch) p.unknown = true
+      if (n < Recovery.RECOVERY_DELAYS.length && batch.some((p) => p.unknown)) {
+        yield* Effect.sleep(Recovery.RECOVERY_DELAYS[n]!)
+        continue
+      }
+      for (const p of batch) p.resume(Effect.fail(p.unknown ? Recovery.outcomeUnknown(error) : Transaction.failureOf(error)))
+      return
+    }
+  }).pipe(
+    // A defect (a bug) fails the batch's callers rather than the writer.
+    Effect.catchAllDefect((defect) =>
+      Effect.sync(() => {
+        ctx.head.forget()
+        for (const p of batch) p.resume(Effect.fail(p.unknown ? Recovery.outcomeUnknown(defect) : Transaction.unavailable(defect)))
+      })
+    ),
+    // No stack trace: capturing one cost ~70 µs per batch under tsx (source maps), as much as the rest of the client side.
+    Effect.withSpan("EventLog.writeBatch", { attributes: { requests: batch.length }, captureStackTrace: false })
+  )
+
 /** Starts the writer; its fiber and connection live as long as the scope. */
 export const make = (options: PgWriterOptions, config: PgClient.PgClientConfig): Effect.Effect<PgWriter, never, Scope.Scope> =>
   Effect.gen(function* () {
@@ -104,52 +150,11 @@ export const make = (options: PgWriterOptions, config: PgClient.PgClientConfig):
     // Wakes subscribers in this process the moment the writer commits, without a round trip through Postgres.
     const committed = yield* Effect.acquireRelease(PubSub.sliding<number>(1), PubSub.shutdown)
 
-    const complete = (p: Pending, outcome: Outcome) =>
-      Either.match(outcome, {
-        onLeft: (error) => p.resume(Effect.fail(error)),
-        onRight: (result) => p.resume(Effect.succeed(result))
-      })
-
-    /**
-     * Commits a batch and answers its callers. A batch whose COMMIT reply was lost is never run blind again: the next
-     * attempts look its event ids up under the append lock and answer each caller with what really happened.
-     */
-    const writeBatch = (batch: ReadonlyArray<Pending>): Effect.Effect<void> =>
-      Effect.gen(function* () {
-        for (let n = 0;; n++) {
-          const result = yield* Effect.either(Transaction.attempt(ctx, batch))
-          if (Either.isRight(result)) {
-            batch.forEach((p, i) => complete(p, result.right.outcomes[i]!))
-            return yield* PubSub.publish(committed, result.right.head)
-          }
-          const error = result.left
-          // Whatever went wrong, the head may have moved: the next attempt reads it under the lock.
-          ctx.head.forget()
-          if (Recovery.classify(error) === "unknown") for (const p of batch) p.unknown = true
-          if (n < Recovery.RECOVERY_DELAYS.length && batch.some((p) => p.unknown)) {
-            yield* Effect.sleep(Recovery.RECOVERY_DELAYS[n]!)
-            continue
-          }
-          for (const p of batch) p.resume(Effect.fail(p.unknown ? Recovery.outcomeUnknown(error) : Transaction.failureOf(error)))
-          return
-        }
-      }).pipe(
-        // A defect (a bug) fails the batch's callers rather than the writer.
-        Effect.catchAllDefect((defect) =>
-          Effect.sync(() => {
-            ctx.head.forget()
-            for (const p of batch) p.resume(Effect.fail(p.unknown ? Recovery.outcomeUnknown(defect) : Transaction.unavailable(defect)))
-          })
-        ),
-        // No stack trace: capturing one cost ~70 µs per batch under tsx (source maps), as much as the rest of the client side.
-        Effect.withSpan("EventLog.writeBatch", { attributes: { requests: batch.length }, captureStackTrace: false })
-      )
-
     yield* Effect.gen(function* () {
       const batch = yield* nextBatch
       // A batch is never cut short: once its commit is sent its outcome is only known from the reply, and a caller told
       // "failed" for an event that committed would append it again. Shutdown waits for it; queued requests fail as closed.
-      yield* Effect.uninterruptible(writeBatch(batch))
+      yield* Effect.uninterruptible(writeBatch(ctx, committed, batch))
     }).pipe(Effect.forever, Effect.interruptible, Effect.forkScoped)
 
     // No span per append: an `Effect.fn` span costs ~20 µs per call (measured), as much as the rest of an append's
