@@ -8,7 +8,7 @@ import type { StoredEvent } from "../../core/EventLog.ts"
 import type { Event, EventType } from "../../core/Events.ts"
 import type { FormatContext } from "./FormatContext.ts"
 import { storedJson, stringify } from "./Json.ts"
-import { type Principal, type Severity, summarize } from "./Summary.ts"
+import { logRecord, type Principal, type Severity, summarize } from "./Summary.ts"
 
 /** The ECS version the documents follow. */
 export const EcsVersion = "8.17.0"
@@ -123,14 +123,7 @@ export const format = (stored: StoredEvent, context: FormatContext): string => {
     },
     observer: { vendor: "connect", product: "connect", version: context.productVersion },
     connect: {
-      position: stored.position,
-      id: stored.id,
-      prev_hash: s.prevHash,
-      hash: s.hash,
-      stream: stored.stream,
-      version: stored.version,
-      workspace_id: stored.workspaceId,
-      type: stored.type,
+      ...logRecord(stored, s),
       actor: { kind: actor.kind, id: actor.id },
       hub_id: stored.meta.hubId,
       correlation_id: stored.meta.correlationId,

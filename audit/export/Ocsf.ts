@@ -44,7 +44,7 @@ import type { StoredEvent } from "../../core/EventLog.ts"
 import type { Actor, Event, EventType } from "../../core/Events.ts"
 import type { FormatContext } from "./FormatContext.ts"
 import { storedJson, stringify } from "./Json.ts"
-import { type Outcome, type Principal, type Severity, summarize, type Summary } from "./Summary.ts"
+import { logRecord, type Outcome, type Principal, type Severity, summarize, type Summary } from "./Summary.ts"
 
 /** The OCSF schema version of the records. */
 export const OcsfVersion = "1.3.0"
@@ -261,14 +261,7 @@ export const format = (stored: StoredEvent, context: FormatContext): string => {
     ...attributes,
     unmapped: {
       connect: {
-        position: stored.position,
-        id: stored.id,
-        prev_hash: s.prevHash,
-        hash: s.hash,
-        stream: stored.stream,
-        version: stored.version,
-        workspace_id: stored.workspaceId,
-        type: stored.type,
+        ...logRecord(stored, s),
         hub_id: stored.meta.hubId,
         data: storedJson(stored.dataJson),
         meta: storedJson(stored.metaJson)

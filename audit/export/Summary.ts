@@ -59,6 +59,21 @@ export const hex = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, byte
 export const iso = (date: Date | undefined): string | undefined =>
   date === undefined || Number.isNaN(date.getTime()) ? undefined : date.toISOString()
 
+/**
+ * The log's own record of `stored` in snake_case, chain hashes in hex: what ECS's `connect` and OCSF's
+ * `unmapped.connect` begin with.
+ */
+export const logRecord = (stored: StoredEvent, s: Summary) => ({
+  position: stored.position,
+  id: stored.id,
+  prev_hash: s.prevHash,
+  hash: s.hash,
+  stream: stored.stream,
+  version: stored.version,
+  workspace_id: stored.workspaceId,
+  type: stored.type
+})
+
 /** The address when it is a plain IPv4 or IPv6 address (no zone index, no port), else undefined. */
 export const validIp = (ip: unknown): string | undefined =>
   typeof ip === "string" && isIP(ip) !== 0 && !ip.includes("%") ? ip : undefined
