@@ -106,9 +106,9 @@ export const follow = Effect.fn("ProjectionRunner.follow")(function* (
 })
 
 /**
- * Applies every event after the projection's checkpoint up to the head as it is when called, in batches of `batchSize`,
- * each with its checkpoint moved by compare-and-set in the same transaction (a follower running beside it is no harm:
- * on a conflict it starts again from wherever the checkpoint is). Returns the position reached.
+ * Applies every event after the projection's checkpoint up to the head as it is when called, in batches of `batchSize`
+ * read one page ahead, each with its checkpoint moved by compare-and-set in the same transaction (a follower running
+ * beside it is no harm: on a conflict it starts again from wherever the checkpoint is). Returns the position reached.
  */
 export const catchUp = Effect.fn("ProjectionRunner.catchUp")(function*(
   projection: Projection<ProjectionSql>,
@@ -117,20 +117,26 @@ export const catchUp = Effect.fn("ProjectionRunner.catchUp")(function*(
   const log = yield* EventLog
   const head = (yield* log.head).position
   const batchSize = options.batchSize ?? 5_000
-  let cursor = yield* checkpoint(projection.name)
-  while (cursor < head) {
-    const events = yield* log.readAll(cursor, batchSize)
-    if (events.length === 0) break
-    const applied = yield* Effect.either(applyBatch(projection, cursor, events))
-    if (applied._tag === "Left") {
-      if (applied.left._tag !== "CheckpointConflict") return yield* applied.left
-      cursor = yield* checkpoint(projection.name)
-      continue
-    }
-    cursor = events[events.length - 1]!.position
-    if (options.onProgress) yield* options.onProgress(cursor, head)
-  }
-  return cursor
+  const fromCheckpoint: Effect.Effect<number, EventLogError, SqlClient.SqlClient> = Effect.gen(function*() {
+    let cursor = yield* checkpoint(projection.name)
+    if (cursor >= head) return cursor
+    yield* pagesAhead(log.readAll, batchSize, cursor).pipe(
+      Stream.takeUntil((page) => page[page.length - 1]!.position >= head),
+      Stream.runForEach((page) =>
+        Effect.gen(function*() {
+          yield* applyBatch(projection, cursor, page)
+          cursor = page[page.length - 1]!.position
+          if (options.onProgress) yield* options.onProgress(cursor, head)
+        })
+      )
+    )
+    return cursor
+  }).pipe(
+    Effect.catchTag("CheckpointConflict", (conflict) =>
+      Effect.zipRight(Effect.logDebug(conflict.message), Effect.suspend(() => fromCheckpoint))
+    )
+  )
+  return yield* fromCheckpoint
 })
 
 /** `ProjectionCatchUp` over this runner, on the context's `EventLog` and `SqlClient`. */
