@@ -50,8 +50,7 @@ export const isStale = (error: unknown): boolean =>
 const toBuffer = (b: unknown): Uint8Array => (b instanceof Uint8Array ? b : Buffer.from(String(b), "hex"))
 
 /** The log is unavailable: Postgres or the connection failed, not the request. */
-export const unavailable = (cause: unknown) =>
-  new EventLogError({ reason: "Unavailable", message: `event log unavailable: ${Recovery.messageOf(cause)}`, cause })
+export const unavailable = Recovery.unavailable
 
 /** Refused by Postgres: the request's own fault. */
 export const rejected = (cause: unknown) =>

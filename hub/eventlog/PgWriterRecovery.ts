@@ -113,3 +113,7 @@ export const messageOf = (cause: unknown): string => {
   if (cause instanceof Error) return cause.message
   return String(cause)
 }
+
+/** The log is unavailable: Postgres or the connection failed, not the request. */
+export const unavailable = (cause: unknown) =>
+  new EventLogError({ reason: "Unavailable", message: `event log unavailable: ${messageOf(cause)}`, cause })
