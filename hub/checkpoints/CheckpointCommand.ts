@@ -20,12 +20,16 @@ export const TIMEOUT = Duration.seconds(60)
 /** What the command's stderr contributes to a failure message: its last bytes, one line. */
 const tail = (text: string) => text.trim().split("\n").slice(-1)[0]?.slice(-300) ?? ""
 
+/** The environment without the database URLs (they may carry passwords): a command that copies a note needs neither. */
+const withoutDatabaseUrls = (env: NodeJS.ProcessEnv): NodeJS.ProcessEnv =>
+  Object.fromEntries(Object.entries(env).filter(([name]) => !/^DATABASE_.*URL$/.test(name)))
+
 /** Runs `command` with `note` on stdin; succeeds when it exits 0. */
 export const run = (command: string, note: string, path: string, position: number) =>
   Effect.async<void, CheckpointCommandError>((resume) => {
     const child = spawn("/bin/sh", ["-c", command], {
       stdio: ["pipe", "ignore", "pipe"],
-      env: { ...process.env, CONNECT_CHECKPOINT_FILE: path, CONNECT_CHECKPOINT_POSITION: String(position) }
+      env: { ...withoutDatabaseUrls(process.env), CONNECT_CHECKPOINT_FILE: path, CONNECT_CHECKPOINT_POSITION: String(position) }
     })
     let stderr = ""
     child.stderr.on("data", (chunk: Buffer) => {

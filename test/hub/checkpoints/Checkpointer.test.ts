@@ -126,7 +126,16 @@ describe("Checkpointer", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       const copy = Path.join(dir, "copy")
-      const command = `if [ -e ${dir}/fail ]; then echo nope >&2; exit 7; fi; cat > ${copy}.$CONNECT_CHECKPOINT_POSITION; echo "$CONNECT_CHECKPOINT_FILE" > ${copy}.path`
+      const command = `if [ -e ${dir}/fail ]; then echo nope >&2; exit 7; fi; cat > ${copy}.$CONNECT_CHECKPOINT_POSITION; echo "$CONNECT_CHECKPOINT_FILE" > ${copy}.path; echo "[$DATABASE_URL]" > ${copy}.db`
+      // The command copies a note: it is not given the database's credentials.
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          const old = process.env.DATABASE_URL
+          process.env.DATABASE_URL = "postgres://secret@127.0.0.1/db"
+          return old
+        }),
+        (old) => Effect.sync(() => (old === undefined ? delete process.env.DATABASE_URL : (process.env.DATABASE_URL = old)))
+      )
       yield* start(dir, { ...settings, command })
       Fs.writeFileSync(Path.join(dir, "fail"), "")
       yield* append(3)
@@ -140,5 +149,6 @@ describe("Checkpointer", () => {
       expect(Fs.readFileSync(`${copy}.path`, "utf8").trim()).toBe(path)
       expect(Fs.readFileSync(`${copy}.8`, "utf8")).toBe(Fs.readFileSync(path, "utf8"))
       expect(Fs.existsSync(`${copy}.4`)).toBe(false)
+      expect(Fs.readFileSync(`${copy}.db`, "utf8")).toBe("[]\n")
     }).pipe(Effect.provide(MemoryEventLog.layer)))
 })
