@@ -152,7 +152,7 @@ export const parse = (
   note: Uint8Array | string
 ): Either.Either<{ readonly text: string; readonly signatures: ReadonlyArray<NoteSignature> }, NoteError> => {
   const bytes = typeof note === "string" ? Buffer.from(note, "utf8") : note
-  if (bytes.length > MAX_NOTE_BYTES) return fail("TooLarge", `the note is ${bytes.length} bytes, over the ${MAX_NOTE_BYTES} accepted`)
+  if (bytes.length > MAX_NOTE_BYTES) return fail("TooLarge", `the note is larger than the ${MAX_NOTE_BYTES} bytes accepted`)
   const message = decodeUtf8(bytes)
   if (message === undefined) return fail("Malformed", "the note is not valid UTF-8")
   if (message.includes("\r")) return fail("Malformed", "the note has CR line endings; a note's lines end with LF alone")
