@@ -61,11 +61,11 @@ export interface IpRow {
 export interface SpanRow {
   readonly hour: string
   readonly workspace_id: string | null
-  events: number
-  first_position: number
-  first_at: string
-  last_position: number
-  last_at: string
+  readonly events: number
+  readonly first_position: number
+  readonly first_at: string
+  readonly last_position: number
+  readonly last_at: string
 }
 
 /** A row of `audit_rollup_names`: the latest name of an agent (its label) or a service. */
@@ -98,7 +98,11 @@ export interface Facts {
   readonly ip: string | null
 }
 
-const str = (v: unknown, cap: number): string | null => (typeof v === "string" && v !== "" ? sanitize(v, cap) : null)
+// Ids, addresses and reasons are short printable ASCII: they skip the sanitizer's regular expressions (a rebuild
+// folds millions of events).
+const PLAIN = /^[\x20-\x7e]*$/
+const str = (v: unknown, cap: number): string | null =>
+  typeof v !== "string" || v === "" ? null : v.length <= cap && PLAIN.test(v) ? v : sanitize(v, cap)
 const num = (v: unknown): number => (typeof v === "number" && Number.isFinite(v) && v > 0 ? Math.floor(v) : 0)
 
 /**
@@ -107,7 +111,7 @@ const num = (v: unknown): number => (typeof v === "number" && Number.isFinite(v)
  * `fromAgentId`, else an agent actor), service, occurrences and bytes (tunnels closed and link requests).
  */
 export const factsOf = (stored: StoredEvent): Facts => {
-  const type = sanitize(stored.type, TYPE_CAP)
+  const type = str(stored.type, TYPE_CAP) ?? ""
   const metaIp = str(stored.meta.sourceIp, IP_CAP)
   if (stored.event._tag === "UnknownEvent") {
     return { type, outcome: "allowed", reason: null, agentId: null, serviceId: null, count: 1, bytes: 0, ip: metaIp }
@@ -155,18 +159,27 @@ const nameOf = (stored: StoredEvent): Omit<NameRow, "workspace_id" | "position">
 /** The UTC hour of an instant, as an ISO string. */
 export const hourOf = (at: Date): string => new Date(Math.floor(at.getTime() / HOUR_MS) * HOUR_MS).toISOString()
 
+// The parts of a key never hold U+0000 (sanitized) and are never empty but for a null: joined, they cannot collide.
+const keyOf = (...parts: ReadonlyArray<string | null>): string => parts.map((p) => p ?? "").join("\u0000")
+
 /** Folds a batch into one row per key of each table (pure): what `apply` adds to the tables. */
 export const rollup = (events: ReadonlyArray<StoredEvent>): Rollup => {
   const hourly = new Map<string, HourlyRow>()
   const ips = new Map<string, IpRow>()
-  const spans = new Map<string, SpanRow>()
+  const spans = new Map<string, { hour: string; workspace_id: string | null; events: number; first: StoredEvent; last: StoredEvent }>()
   const names = new Map<string, NameRow>()
+  let hourMs = Number.NaN
+  let hour = ""
   for (const stored of events) {
-    const hour = hourOf(stored.recordedAt)
+    // Consecutive events mostly share their hour: its text is made once per hour, not per event.
+    const ms = Math.floor(stored.recordedAt.getTime() / HOUR_MS) * HOUR_MS
+    if (ms !== hourMs) {
+      hourMs = ms
+      hour = new Date(ms).toISOString()
+    }
     const ws = stored.workspaceId
     const f = factsOf(stored)
-    // JSON keys: the parts may hold any character, so no separator could be trusted.
-    const hk = JSON.stringify([hour, ws, f.type, f.outcome, f.reason, f.agentId, f.serviceId])
+    const hk = keyOf(hour, ws, f.type, f.outcome, f.reason, f.agentId, f.serviceId)
     const h = hourly.get(hk) ?? hourly.set(hk, {
       hour, workspace_id: ws, type: f.type, outcome: f.outcome, reason: f.reason, agent_id: f.agentId,
       service_id: f.serviceId, events: 0, count: 0, bytes: 0
@@ -175,28 +188,37 @@ export const rollup = (events: ReadonlyArray<StoredEvent>): Rollup => {
     h.count += f.count
     h.bytes += f.bytes
     if (f.ip !== null) {
-      const ik = JSON.stringify([hour, ws, f.ip])
+      const ik = keyOf(hour, ws, f.ip)
       const i = ips.get(ik) ??
         ips.set(ik, { hour, workspace_id: ws, ip: f.ip, masked: maskIp(f.ip), events: 0, count: 0, denied: 0 }).get(ik)!
       i.events += 1
       i.count += f.count
       if (f.outcome === "denied") i.denied += f.count
     }
-    const at = stored.recordedAt.toISOString()
-    const sk = JSON.stringify([hour, ws])
+    const sk = keyOf(hour, ws)
     const s = spans.get(sk)
     // Events come in position order: the first one seen is the hour's first in the batch, the last its last.
     if (s === undefined) {
-      spans.set(sk, { hour, workspace_id: ws, events: 1, first_position: stored.position, first_at: at, last_position: stored.position, last_at: at })
+      spans.set(sk, { hour, workspace_id: ws, events: 1, first: stored, last: stored })
     } else {
       s.events += 1
-      s.last_position = stored.position
-      s.last_at = at
+      s.last = stored
     }
     const named = nameOf(stored)
-    if (named) names.set(JSON.stringify([named.kind, named.id]), { ...named, workspace_id: ws, position: stored.position })
+    if (named) names.set(keyOf(named.kind, named.id), { ...named, workspace_id: ws, position: stored.position })
   }
-  return { hourly: [...hourly.values()], ips: [...ips.values()], spans: [...spans.values()], names: [...names.values()] }
+  return {
+    hourly: [...hourly.values()],
+    ips: [...ips.values()],
+    spans: [...spans.values()].map(({ first, last, ...s }): SpanRow => ({
+      ...s,
+      first_position: first.position,
+      first_at: first.recordedAt.toISOString(),
+      last_position: last.position,
+      last_at: last.recordedAt.toISOString()
+    })),
+    names: [...names.values()]
+  }
 }
 
 // One statement per table and batch: the rows travel as one jsonb parameter and meet the table's key on conflict.
