@@ -12,12 +12,10 @@ import { describe, expect, it } from "vitest"
 import * as AgentWorld from "../support/AgentWorld.ts"
 import { isAlive, track, waitUntil } from "../support/processes.ts"
 
-const LISTENING = /connect hub listening on (http:\/\/127\.0\.0\.1:(\d+))/
-const API_KEY = /^\s+(pc_[0-9A-Za-z]{32,})\s*$/m
 const CONNECTED = /connected to (\S+) as (\S+) \(workspace (\S+)\)/
 
 const world = AgentWorld.make("agent")
-const { command, connect, detachedPids, dir, startHub } = world
+const { command, connect, detachedPids, dir, firstHub, startHub } = world
 
 /** Sends `data` through 127.0.0.1:`port`, half-closes, resolves the sha256 and length of what came back. */
 const roundTrip = (port: number, data: Buffer, timeoutMs: number) =>
@@ -54,11 +52,9 @@ describe("connect agent (real hub, real agents, real TCP)", () => {
     const homeB = dir("agent-b")
 
     // The hub, first start on a fresh database: it prints the admin API key once.
-    let hub = startHub(hubHome, 0)
-    const listening = await hub.waitFor(LISTENING, 90_000)
-    const hubUrl = listening[1]!
-    const hubPort = Number(listening[2])
-    const apiKey = (await hub.waitFor(API_KEY, 5_000))[1]!
+    const first = await firstHub(hubHome)
+    let hub = first.hub
+    const { apiKey, port: hubPort, url: hubUrl } = first
 
     // Agent A in the background, then an exposure through its control socket.
     const upA = await command(homeA, ["up", "--hub", hubUrl, "--api-key", apiKey, "--label", "agent-a", "--detach"])
@@ -148,7 +144,7 @@ describe("connect agent (real hub, real agents, real TCP)", () => {
 
     // Back on the same database and port: B reconnects with the rotated token, A re-exposes, bytes flow again.
     hub = startHub(hubHome, hubPort)
-    await hub.waitFor(LISTENING, 90_000)
+    await hub.waitFor(AgentWorld.LISTENING, 90_000)
     const back = Date.now()
     let worked: number | undefined
     while (worked === undefined && Date.now() - back < 30_000) {

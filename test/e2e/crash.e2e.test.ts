@@ -13,12 +13,10 @@ import { describe, expect, it } from "vitest"
 import * as AgentWorld from "../support/AgentWorld.ts"
 import { isAlive, track, waitUntil } from "../support/processes.ts"
 
-const LISTENING = /connect hub listening on (http:\/\/127\.0\.0\.1:(\d+))/
-const API_KEY = /^\s+(pc_[0-9A-Za-z]{32,})\s*$/m
 const CONNECTED = /connected to (\S+) as (\S+) \(workspace (\S+)\)/
 
 const world = AgentWorld.make("crash")
-const { command, connect, detachedPids, dir, sockets, startHub } = world
+const { command, connect, detachedPids, dir, firstHub, sockets, startHub } = world
 
 const query = async <A>(statement: string): Promise<Array<A>> => {
   const client = new Pg.Client({ connectionString: world.databaseUrl() })
@@ -53,11 +51,9 @@ describe("a hub SIGKILLed with tunnels open (real processes)", () => {
     const homeA = dir("agent-a")
     const homeB = dir("agent-b")
 
-    let hub = startHub(hubHome, 0)
-    const listening = await hub.waitFor(LISTENING, 90_000)
-    const hubUrl = listening[1]!
-    const hubPort = Number(listening[2])
-    const apiKey = (await hub.waitFor(API_KEY, 5_000))[1]!
+    const first = await firstHub(hubHome)
+    let hub = first.hub
+    const { apiKey, port: hubPort, url: hubUrl } = first
 
     const upA = await command(homeA, ["up", "--hub", hubUrl, "--api-key", apiKey, "--label", "agent-a", "--detach"])
     expect(upA.code).toBe(0)
@@ -83,7 +79,7 @@ describe("a hub SIGKILLed with tunnels open (real processes)", () => {
     expect(await waitUntil(() => !isAlive(pidA), 5_000)).toBe(true)
 
     hub = startHub(hubHome, hubPort)
-    await hub.waitFor(LISTENING, 90_000)
+    await hub.waitFor(AgentWorld.LISTENING, 90_000)
 
     const events = await query<Row>(`select stream, type, data, meta from events order by position`)
     const closedReasons = new Map(

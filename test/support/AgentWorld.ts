@@ -13,6 +13,20 @@ import { afterAll, beforeAll } from "vitest"
 import { makeTestDatabaseUrl } from "./TestDatabase.ts"
 import { isAlive, killTracked, spawn, type Spawned } from "./processes.ts"
 
+/** The hub's line saying where it listens: its URL (1) and port (2). */
+export const LISTENING = /connect hub listening on (http:\/\/127\.0\.0\.1:(\d+))/
+
+/** The admin API key a hub prints once, on its first start on a fresh database (1). */
+export const API_KEY = /^\s+(pc_[0-9A-Za-z]{32,})\s*$/m
+
+/** A hub started for the first time on a fresh database: where it listens and the admin API key it printed. */
+export interface FirstHub {
+  readonly hub: Spawned
+  readonly url: string
+  readonly port: number
+  readonly apiKey: string
+}
+
 /** What a test uses; the values are there once its beforeAll ran. */
 export interface AgentWorld {
   readonly databaseUrl: () => string
@@ -29,6 +43,8 @@ export interface AgentWorld {
   ) => Promise<{ code: number | null; stdout: string; stderr: string }>
   /** `connect hub --port PORT` on the world's database. */
   readonly startHub: (home: string, port: number) => Spawned
+  /** The hub's first start on the world's database, on a free port, once it listens and printed its API key. */
+  readonly firstHub: (home: string) => Promise<FirstHub>
   /** Pids of detached agents, SIGKILLed at the end. */
   readonly detachedPids: Array<number>
   /** Sockets the test holds open, destroyed at the end. */
@@ -76,6 +92,8 @@ export const make = (name: string): AgentWorld => {
   }
   const connect = (home: string, args: ReadonlyArray<string>, extra: NodeJS.ProcessEnv = {}): Spawned =>
     spawn(process.execPath, ["bin/connect.js", ...args], { env: { ...baseEnv(), CONNECT_HOME: home, ...extra } })
+  const startHub = (home: string, port: number): Spawned =>
+    connect(home, ["hub", "--port", String(port)], { DATABASE_URL: databaseUrl })
 
   return {
     databaseUrl: () => databaseUrl,
@@ -92,7 +110,13 @@ export const make = (name: string): AgentWorld => {
       const exit = await cli.exited(60_000)
       return { code: exit.code, stdout: cli.stdout(), stderr: cli.stderr() }
     },
-    startHub: (home, port) => connect(home, ["hub", "--port", String(port)], { DATABASE_URL: databaseUrl }),
+    startHub,
+    firstHub: async (home) => {
+      const hub = startHub(home, 0)
+      const listening = await hub.waitFor(LISTENING, 90_000)
+      const apiKey = (await hub.waitFor(API_KEY, 5_000))[1]!
+      return { hub, url: listening[1]!, port: Number(listening[2]), apiKey }
+    },
     detachedPids,
     sockets
   }
