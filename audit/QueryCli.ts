@@ -6,16 +6,18 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { SqlClient } from "@effect/sql"
-import { Console, Effect, Either, Layer, Option, Stream } from "effect"
-import { EventLog, type RawEvent } from "../core/EventLog.ts"
+import { Config, Console, Effect, Either, Layer, Option, Stream } from "effect"
+import { EventLog, type EventLogError, type RawEvent } from "../core/EventLog.ts"
+import type { SqlError } from "@effect/sql/SqlError"
 import type { AuditEvent } from "../core/HubApi.ts"
 import type { ProjectionCatchUp } from "../core/Projection.ts"
 import * as Table from "../core/Table.ts"
 import { GROUPS, groupOf, outcomeOf } from "./Groups.ts"
 import { maskData, maskIp, maskMeta } from "./Mask.ts"
 import * as PgQuery from "./PgQuery.ts"
+import * as RemoteQuery from "./RemoteQuery.ts"
 import * as Stats from "./Stats.ts"
-import { AuditQueryError, DEFAULT_LIMIT, type Filters, matches, MAX_LIMIT, MAX_RESOLVED, parseFilters, type Resolved, sourceIpOf } from "./Query.ts"
+import { AuditQueryError, DEFAULT_LIMIT, type Filters, matches, MAX_LIMIT, MAX_RESOLVED, parseFilters, type RawFilters, type Resolved, sourceIpOf } from "./Query.ts"
 
 /** One event as `--json` and `--jsonl` print it. */
 export interface AuditRecord {
@@ -140,7 +142,20 @@ const options = {
         "--workspace, --by, --limit, --json and --reveal-ips."
     )
   ),
-  by: text("by", `With --stats: only this breakdown, at --limit rows (${Stats.BY.join(", ")}); every one at 10 rows without it.`)
+  by: text("by", `With --stats: only this breakdown, at --limit rows (${Stats.BY.join(", ")}); every one at 10 rows without it.`),
+  hub: text(
+    "hub",
+    "Read through this hub's API (https://host[:port]) instead of its database: what --api-key may see (a workspace " +
+      "key its own workspace, an operator key every one), each query recorded by the hub. Not with --follow or --stats."
+  ),
+  apiKey: Options.text("api-key").pipe(
+    Options.withFallbackConfig(Config.string("CONNECT_API_KEY")),
+    Options.optional,
+    Options.withDescription(
+      "The API key for --hub (pc_…). Prefer the CONNECT_API_KEY environment variable: a key given here is visible to " +
+        "every user of this machine in the process list (ps)."
+    )
+  )
 }
 
 type Flags = Command.Command.ParseConfig<typeof options>
@@ -188,28 +203,52 @@ const runStats = (flags: Flags) => {
   })
 }
 
-const run = (flags: Flags) =>
+/** The raw filters as typed, for the hub to check by the same rules. */
+const rawFilters = (flags: Flags): RawFilters => ({
+  since: Option.getOrUndefined(flags.since),
+  until: Option.getOrUndefined(flags.until),
+  type: Option.getOrUndefined(flags.type),
+  workspace: Option.getOrUndefined(flags.workspace),
+  agent: Option.getOrUndefined(flags.agent),
+  service: Option.getOrUndefined(flags.service),
+  outcome: Option.getOrUndefined(flags.outcome),
+  ip: Option.getOrUndefined(flags.ip)
+})
+
+/** `--hub URL`: the same listing through the hub's API, with `--api-key` or `CONNECT_API_KEY`. */
+const runRemote = (flags: Flags, hub: string) =>
   Effect.gen(function*() {
-    if (flags.stats) return yield* runStats(flags)
+    if (flags.stats) return yield* new AuditQueryError({ option: "--stats", message: "--stats reads the hub's database; not with --hub" })
+    yield* checked(flags)
+    if (flags.follow) return yield* new AuditQueryError({ option: "--follow", message: "--follow reads the hub's database; not with --hub" })
+    if (Option.isNone(flags.apiKey)) {
+      return yield* new AuditQueryError({ option: "--api-key", message: "--hub needs an API key: set CONNECT_API_KEY (or --api-key)" })
+    }
+    const hubUrl = yield* RemoteQuery.checkHubUrl(hub)
+    const events = yield* RemoteQuery.query(hubUrl, flags.apiKey.value, rawFilters(flags), flags.limit)
+    const records = events.map((e) => recordOf(e, flags.revealIps))
+    if (flags.json) return yield* Console.log(JSON.stringify(records, null, 2))
+    if (flags.jsonl) return yield* Effect.forEach(records, (r) => Console.log(JSON.stringify(r)), { discard: true })
+    return yield* Console.log(formatTable(records))
+  })
+
+/** The filters and output flags checked (exit 2 on a bad one), before anything is read. */
+const checked = (flags: Flags) =>
+  Effect.gen(function*() {
     if (Option.isSome(flags.by)) return yield* new AuditQueryError({ option: "--by", message: "--by goes with --stats" })
-    const raw = (o: Option.Option<string>) => Option.getOrUndefined(o)
-    const parsed = parseFilters({
-      since: raw(flags.since),
-      until: raw(flags.until),
-      type: raw(flags.type),
-      workspace: raw(flags.workspace),
-      agent: raw(flags.agent),
-      service: raw(flags.service),
-      outcome: raw(flags.outcome),
-      ip: raw(flags.ip),
-      limit: flags.limit
-    }, new Date())
+    const parsed = parseFilters({ ...rawFilters(flags), limit: flags.limit }, new Date())
     if (Either.isLeft(parsed)) return yield* parsed.left
-    const filters = parsed.right
     if (flags.json && flags.jsonl) return yield* new AuditQueryError({ option: "--json", message: "--json and --jsonl: choose one" })
     if (flags.json && flags.follow) {
       return yield* new AuditQueryError({ option: "--follow", message: "--follow prints a table or --jsonl, not one --json array" })
     }
+    return parsed.right
+  })
+
+const run = (flags: Flags) =>
+  Effect.gen(function*() {
+    if (flags.stats) return yield* runStats(flags)
+    const filters = yield* checked(flags)
     const log = yield* EventLog
     // The head first, then the events up to it, then the log after it: each event printed once.
     const head = yield* log.head
@@ -232,11 +271,19 @@ const run = (flags: Flags) =>
 export const command = <E, R>(
   logLayer: (flags: { dataDir: string | undefined }) => Layer.Layer<EventLog | SqlClient.SqlClient | ProjectionCatchUp, E, R>
 ) =>
-  Command.make("audit", options, (flags) =>
-    run(flags).pipe(Effect.provide(logLayer({ dataDir: Option.getOrUndefined(flags.dataDir) })))).pipe(
+  Command.make("audit", options, (flags): Effect.Effect<
+    void,
+    AuditQueryError | RemoteQuery.AuditRemoteError | EventLogError | SqlError | E,
+    R
+  > =>
+    Option.isSome(flags.hub)
+      // Through the hub's API: no database here, so none is opened.
+      ? runRemote(flags, flags.hub.value)
+      : run(flags).pipe(Effect.provide(logLayer({ dataDir: Option.getOrUndefined(flags.dataDir) })))).pipe(
       Command.withDescription(
         "Investigate the event log: the newest events that pass every filter (applied in the database before " +
           "--limit), as a table with source addresses masked, or --json / --jsonl records with position, id, " +
-          "prevHash and hash; --follow goes on with new events. A bad filter value exits with code 2."
+          "prevHash and hash; --follow goes on with new events. With --hub URL and an API key (CONNECT_API_KEY), " +
+          "the same through the hub's API, limited to what the key may read. A bad filter value exits with code 2."
       )
     )

@@ -18,6 +18,7 @@ import * as Exit from "effect/Exit"
 import * as HashSet from "effect/HashSet"
 import * as Option from "effect/Option"
 import * as AgentCli from "../agent/Cli.ts"
+import * as AuditApi from "../audit/AuditApi.ts"
 import * as AuditCli from "../audit/Cli.ts"
 import * as AuditCheckpointCli from "../audit/CheckpointCli.ts"
 import * as AuditExportCli from "../audit/ExportCli.ts"
@@ -37,7 +38,12 @@ const auditCommand = AuditQueryCli.command(HubCli.logLayer).pipe(
 
 // `connect hub verify-log` is audit's verify command on the hub's log, built here: hub/ and audit/ never import each other.
 // The hub follows audit's rollups (`connect audit --stats`) while it runs.
-const hubCommand = HubCli.command(AuditCli.verifyCommand("verify-log", HubCli.logLayer, HubCli.keyStoreLayer), [StatsProjection.projection])
+const hubCommand = HubCli.command(
+  AuditCli.verifyCommand("verify-log", HubCli.logLayer, HubCli.keyStoreLayer),
+  [StatsProjection.projection],
+  // The hub serves audit's API handlers (GET /v1/audit/events).
+  AuditApi.layer
+)
 
 const subcommands = [hubCommand, auditCommand, ...AgentCli.commands] as const
 
@@ -86,6 +92,8 @@ const main = (argv: ReadonlyArray<string>) =>
       SqlError: (error) => explain(`connect: database error: ${error.message}`, 1),
       ChainBroken: () => Effect.fail(new ExitCode({ code: AuditCli.EXIT_BROKEN })),
       AuditQueryError: (error) => explain(`connect audit: ${error.message}`, 2),
+      // A filter the hub refuses is bad usage, as it is locally; every other failure is the hub's or the network's.
+      AuditRemoteError: (error) => explain(`connect audit: ${error.message}`, error.status === 400 || error.reason === "Invalid" ? 2 : 1),
       CheckpointFileError: (error) => explain(`connect audit: ${error.message}`, 1),
       SigningKeyError: (error) => explain(`connect: ${error.message}`, 1),
       CursorError: (error) => explain(`connect audit export: ${error.message}`, 1),

@@ -220,7 +220,8 @@ export const AuditEventsQuery = Schema.Struct({
   ip: Schema.optional(Schema.String),
   limit: Schema.optional(Schema.NumberFromString),
   before: Schema.optional(Schema.NumberFromString)
-})
+  // A misspelt filter (`outcom=denied`) must be refused, not ignored: it would widen the answer unnoticed.
+}).annotations({ parseOptions: { onExcessProperty: "error" } })
 
 /** One event of the log as stored: its chain fields, and its data and meta as JSON. */
 export const AuditEvent = Schema.Struct({

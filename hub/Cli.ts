@@ -16,6 +16,7 @@ import * as Checkpointer from "./checkpoints/Checkpointer.ts"
 import * as KeyFile from "./checkpoints/KeyFile.ts"
 import * as CheckpointNote from "../core/CheckpointNote.ts"
 import * as ClientAddress from "./http/ClientAddress.ts"
+import type * as HttpApi from "./http/HttpApi.ts"
 import * as Database from "./db/Database.ts"
 import * as Main from "./Main.ts"
 import * as Migrations from "./db/Migrations.ts"
@@ -136,8 +137,14 @@ export const logLayer = (flags: { readonly dataDir: string | undefined }) =>
 export const keyStoreLayer = (flags: { readonly dataDir: string | undefined }) =>
   Layer.unwrapEffect(Effect.map(HubConfig.make({ dataDir: flags.dataDir }), (config) => KeyFile.layer(config.dataDir)))
 
-/** `connect hub`, following `asyncProjections` (audit's rollups, passed in by bin/connect.ts) while it runs. */
-const hub = (asyncProjections: ReadonlyArray<Projection<ProjectionSql>>) => Command.make("hub", {
+/**
+ * `connect hub`, following `asyncProjections` (audit's rollups) while it runs and serving `auditRoutes` (audit's API
+ * handlers), both passed in by bin/connect.ts.
+ */
+const hub = (
+  asyncProjections: ReadonlyArray<Projection<ProjectionSql>>,
+  auditRoutes: HttpApi.AuditRoutes | undefined
+) => Command.make("hub", {
   port, host, dataDir, tlsCert, tlsKey, trustProxy, maxStreams, checkpointEvery, checkpointInterval, checkpointCommand, checkpointOrigin
 }, (flags) =>
   Effect.gen(function*() {
@@ -161,7 +168,7 @@ const hub = (asyncProjections: ReadonlyArray<Projection<ProjectionSql>>) => Comm
           command: Option.getOrUndefined(flags.checkpointCommand),
           origin: Option.getOrElse(flags.checkpointOrigin, Checkpointer.defaultOrigin)
         }
-      }, { asyncProjections })
+      }, { asyncProjections, ...(auditRoutes ? { auditRoutes } : {}) })
     )
   })).pipe(
     Command.withDescription(
@@ -177,5 +184,6 @@ const hub = (asyncProjections: ReadonlyArray<Projection<ProjectionSql>>) => Comm
  */
 export const command = <Name extends string, R, E, A>(
   verifyLog: Command.Command<Name, R, E, A>,
-  asyncProjections: ReadonlyArray<Projection<ProjectionSql>> = []
-) => hub(asyncProjections).pipe(Command.withSubcommands([verifyLog, ...AdminCli.commands]))
+  asyncProjections: ReadonlyArray<Projection<ProjectionSql>> = [],
+  auditRoutes?: HttpApi.AuditRoutes
+) => hub(asyncProjections, auditRoutes).pipe(Command.withSubcommands([verifyLog, ...AdminCli.commands]))

@@ -60,7 +60,8 @@ export const layer = Layer.effectDiscard(
   Effect.flatMap(run(), (result) =>
     result.created
       ? Console.log(
-          `first start: created workspace "default" (${result.workspaceId}) and its admin API key — shown once, store it now:\n\n    ${result.apiKey}\n`
+          `first start: created workspace "default" (${result.workspaceId}) and its admin API key (scope operator: it ` +
+            `reads every workspace's log) — shown once, store it now:\n\n    ${result.apiKey}\n`
         )
       : Effect.void
   )

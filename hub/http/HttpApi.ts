@@ -93,7 +93,13 @@ const patternOf = (path: string): RegExp =>
 
 /** A refused request parameter in one short line: each issue's path and message, at most 500 characters. */
 const describeDecodeError = (error: HttpApiError.HttpApiDecodeError): string => {
-  const text = error.issues.map((issue) => `${issue.path.join(".") || "request"}: ${issue.message}`).join("; ")
+  // The first issue of each parameter: an optional one also fails its "undefined" member, which says nothing.
+  const first = new Map<string, string>()
+  for (const issue of error.issues) {
+    const path = issue.path.join(".") || "request"
+    if (!first.has(path)) first.set(path, issue.message)
+  }
+  const text = [...first].map(([path, message]) => `${path}: ${message}`).join("; ")
   return `bad request parameter: ${text.length > 500 ? `${text.slice(0, 500)}…` : text}`
 }
 
