@@ -2,8 +2,10 @@
  * `connect audit --stats` on a real log: the rollup tables equal a GROUP BY over `events` (unknown types, coalesced
  * refusals, bytes, several days and workspaces), so do the answers read from them; a rebuild from 0 gives identical
  * tables; a batch that fails or is interrupted after its writes counts nothing, so running again never counts twice;
- * a follower keeps up with the log and stops with its scope; hostile text stops neither the projection nor rendering.
+ * a follower keeps up with the log and stops with its scope; the hub's role may roll up and read, a workspace sees its
+ * own rows; hostile text stops neither the projection nor rendering.
  */
+import * as Crypto from "node:crypto"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { describe, expect, it } from "@effect/vitest"
@@ -22,6 +24,7 @@ import * as Main from "../../hub/Main.ts"
 import * as Migrations from "../../hub/db/Migrations.ts"
 import * as PgEventLog from "../../hub/eventlog/PgEventLog.ts"
 import * as ProjectionRunner from "../../hub/eventlog/ProjectionRunner.ts"
+import * as Scoped from "../../hub/db/Scoped.ts"
 import * as StatsBaseline from "../support/StatsBaseline.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
 
@@ -153,7 +156,7 @@ const setup = Effect.gen(function*() {
     )
   )
   yield* StatsBaseline.create.pipe(Effect.provide(hub))
-  return { hub }
+  return { hub, url }
 })
 
 const catchUp = (projection: Projection<ProjectionSql> = StatsProjection.projection, batchSize = 37) =>
@@ -286,6 +289,33 @@ describe("audit --stats", () => {
         expect(yield* ProjectionRunner.checkpoint(StatsProjection.NAME)).toBe(20)
       }).pipe(Effect.provide(hub))
     }), { timeout: 60_000 })
+
+  it.scopedLive("the hub's role (connect_writer) rolls up and reads; a workspace's connect_app sees its own rows only", () =>
+    Effect.gen(function*() {
+      const { hub, url } = yield* setup
+      const role = `connect_t_stats_${Crypto.randomBytes(4).toString("hex")}`
+      const password = Crypto.randomBytes(12).toString("hex")
+      const owner = (statement: string) => Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(statement)).pipe(Effect.provide(hub))
+      yield* Effect.acquireRelease(
+        owner(`create role ${role} login password '${password}' in role connect_writer`),
+        () => owner(`drop role if exists ${role}`).pipe(Effect.ignore)
+      )
+      yield* generate(200, 9).pipe(Effect.provide(hub))
+      const asHub = new URL(url)
+      asHub.username = role
+      asHub.password = password
+      const writer = yield* Layer.build(
+        PgEventLog.layer().pipe(Layer.provideMerge(PgClient.layer(Database.pgClientConfig(asHub.toString(), { maxConnections: 3 }))))
+      )
+      const stats = yield* Effect.zipRight(catchUp(), PgStats.query({ limit: 50, reveal: false })).pipe(Effect.provide(writer))
+      expect(stats).toEqual(yield* StatsBaseline.query({ limit: 50, reveal: false }).pipe(Effect.provide(hub)))
+      const seen = yield* Scoped.select<{ workspace_id: string | null }>(W[0]!, `select distinct workspace_id from audit_rollup_hourly`)
+        .pipe(Effect.provide(writer))
+      expect(seen).toEqual([{ workspace_id: W[0] }])
+      // The owner-only part stays the owner's: the hub's role may not rebuild.
+      const refused = yield* Effect.either(ProjectionRunner.rebuild(StatsProjection.projection)).pipe(Effect.provide(writer))
+      expect(Either.isLeft(refused)).toBe(true)
+    }), { timeout: 120_000 })
 
   it.scopedLive("hostile text (1 MB names, types and addresses) neither stops the projection nor breaks the tables", () =>
     Effect.gen(function*() {
