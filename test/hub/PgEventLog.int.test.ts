@@ -18,6 +18,7 @@ import * as PgEventLog from "../../hub/eventlog/PgEventLog.ts"
 import * as ProjectionRunner from "../../hub/eventlog/ProjectionRunner.ts"
 import { ProjectionSql } from "../../core/ProjectionSql.ts"
 import * as StreamHeads from "../../hub/readmodels/StreamHeads.ts"
+import { appendForeign } from "../support/ForeignEvent.ts"
 import * as TcpProxy from "../support/TcpProxy.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
 
@@ -39,30 +40,6 @@ const saboteur: Projection<ProjectionSql> = {
       : Effect.void,
   reset: Effect.void
 }
-
-/**
- * Stores an event of a type this build does not know, as a newer build would: under the append lock, chained by
- * Postgres itself (`connect_event_hash`, the expression the chain check trigger compares with).
- */
-const appendForeign = (stream: string, type: string, data: unknown) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql.withTransaction(
-      Effect.gen(function* () {
-        yield* sql.unsafe(`select pg_advisory_xact_lock($1)`, [PgEventLog.APPEND_LOCK_KEY])
-        yield* sql.unsafe(
-          `with head as (select position, hash from events order by position desc limit 1),
-           n as (select coalesce((select position from head), 0) + 1 as position,
-                        coalesce((select hash from head), decode(repeat('00', 32), 'hex')) as prev,
-                        date_trunc('milliseconds', clock_timestamp()) as at)
-           insert into events (position, id, stream, version, workspace_id, type, data, meta, recorded_at, prev_hash, hash)
-           select n.position, $1::uuid, $2, 1, null, $3, $4::jsonb, $5::jsonb, n.at, n.prev,
-                  connect_event_hash(n.prev, n.position, $1::uuid, $2, 1, null, $3, $4::jsonb, $5::jsonb, n.at)
-             from n`,
-          [uuidv7(), stream, type, JSON.stringify(data), JSON.stringify({ actor: { kind: "system" } })]
-        )
-      })
-    )
-  )
 
 /** An async projection counting events per stored type (table `type_counts`, created by the test). */
 const typeCounts: Projection<ProjectionSql> = {

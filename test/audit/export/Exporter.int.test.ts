@@ -5,7 +5,6 @@
  * frozen with SIGSTOP).
  */
 import { NodeFileSystem } from "@effect/platform-node"
-import { SqlClient } from "@effect/sql"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Duration, Effect, Fiber, Option, Ref, Schedule } from "effect"
 import * as Fs from "node:fs"
@@ -19,7 +18,7 @@ import * as SinkSyslog from "../../../audit/export/SinkSyslog.ts"
 import { EventLog } from "../../../core/EventLog.ts"
 import { EventMeta, WorkspaceCreated } from "../../../core/Events.ts"
 import { uuidv7, WorkspaceId } from "../../../core/Ids.ts"
-import * as PgEventLog from "../../../hub/eventlog/PgEventLog.ts"
+import { appendForeign } from "../../support/ForeignEvent.ts"
 import * as HubLog from "../../support/HubLog.ts"
 import { type Rsyslog, startRsyslog } from "../../support/Rsyslog.ts"
 
@@ -35,27 +34,6 @@ const appendMany = (n: number) =>
         workspaceId: null,
         meta
       }), { discard: true }))
-
-/** Stores an event of a type this build does not know, chained by Postgres itself, as a newer build would. */
-const appendForeign = (type: string, data: unknown) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql.withTransaction(
-      Effect.gen(function*() {
-        yield* sql.unsafe(`select pg_advisory_xact_lock($1)`, [PgEventLog.APPEND_LOCK_KEY])
-        yield* sql.unsafe(
-          `with head as (select position, hash from events order by position desc limit 1),
-           n as (select coalesce((select position from head), 0) + 1 as position,
-                        coalesce((select hash from head), decode(repeat('00', 32), 'hex')) as prev,
-                        date_trunc('milliseconds', clock_timestamp()) as at)
-           insert into events (position, id, stream, version, workspace_id, type, data, meta, recorded_at, prev_hash, hash)
-           select n.position, $1::uuid, $2, 1, null, $3, $4::jsonb, $5::jsonb, n.at, n.prev,
-                  connect_event_hash(n.prev, n.position, $1::uuid, $2, 1, null, $3, $4::jsonb, $5::jsonb, n.at)
-             from n`,
-          [uuidv7(), `future-${uuidv7()}`, type, JSON.stringify(data), JSON.stringify({ actor: { kind: "system" } })]
-        )
-      })
-    )
-  )
 
 const tempDir = () => {
   const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "connect-exporter-"))
@@ -93,7 +71,7 @@ describe("Exporter", () => {
         const out = Path.join(dir, "export.jsonl")
         const cursor = Path.join(dir, "cursor")
         yield* appendMany(240)
-        yield* appendForeign("ServiceTeleported", { to: "mars", "weird]|=\\": "x\ny" })
+        yield* appendForeign(`future-${uuidv7()}`, "ServiceTeleported", { to: "mars", "weird]|=\\": "x\ny" })
         yield* appendMany(10)
         const sink = yield* makeFile(out)
         const first = yield* exportOnce(sink, options(cursor))
