@@ -246,9 +246,11 @@ const reach = (
           }
           return { agentId: row.agent_id, workspaceId: session.workspaceId, service: name }
         }
-        // Only to tell the two apart in the audit log; the agent gets the same answer either way.
-        const elsewhere = yield* Services.existsElsewhere(name, session.workspaceId)
-        yield* deny(session, name, elsewhere ? "cross_workspace" : "not_found")
+        // The reacher's workspace records not_found either way: its API keys read its log, and a cross_workspace there
+        // would tell them another workspace has a service of that name. The detail goes to a hub-level event only the
+        // operator reads (ReachDenials records cross_workspace without a workspace).
+        yield* deny(session, name, "not_found")
+        if (yield* Services.existsElsewhere(name, session.workspaceId)) yield* deny(session, name, "cross_workspace")
         return yield* new RelayDenied({ code: "ServiceNotFound", message: SERVICE_NOT_FOUND })
       }).pipe((effect) => run(effect), Effect.catchTag("SqlError", unavailable("the reach"))),
 

@@ -65,7 +65,9 @@ export const make = (
     const append = (session: Session, event: ReachDenied, ip: string | undefined) =>
       record(Streams.agent(AgentId.make(session.agentId)), event, {
         expectedVersion: "any",
-        workspaceId: session.workspaceId,
+        // Another workspace has the name: hub-level, so that only the operator reads it (workspace keys read their
+        // workspace's events; the reacher's workspace gets a not_found of its own, PgRelayPolicy.reach).
+        workspaceId: event.reason === "cross_workspace" ? null : session.workspaceId,
         meta: meta(session, ip)
       }).pipe(
         Effect.asVoid,
