@@ -40,9 +40,11 @@ export interface SyslogSinkOptions {
 
 /** Parses a syslog target URL; anything but `tcp://` or `tls://` with a host and a port is refused with a hint. */
 export const parseTarget = (url: string): Either.Either<SyslogTarget, SinkError> => {
+  // A user name or password typed into the URL is never echoed.
+  const shown = url.replace(/\/\/[^@/]*@/, "//…@")
   const refuse = (why: string) =>
     Either.left(
-      new SinkError({ reason: "Open", target: url, message: `invalid syslog target ${url}: ${why} (expected tcp://HOST:PORT or tls://HOST:PORT)` })
+      new SinkError({ reason: "Open", target: shown, message: `invalid syslog target ${shown}: ${why} (expected tcp://HOST:PORT or tls://HOST:PORT)` })
     )
   let parsed: URL
   try {

@@ -196,6 +196,22 @@ describe("connect audit export --follow", () => {
     expect(exported).toEqual(Array.from({ length: before + 5 }, (_, i) => i + 1))
   }, 120_000)
 
+  it("flags that do not go together, or a target that is not one, are one line and exit 2", async () => {
+    const cases: ReadonlyArray<[ReadonlyArray<string>, RegExp]> = [
+      [["--output", Path.join(dir, "o"), "--syslog", "tcp://127.0.0.1:1"], /^connect audit: --output and --syslog: choose one$/],
+      [["--syslog", "tcp://127.0.0.1:1", "--ca-cert", "ca.pem"], /^connect audit: --ca-cert goes with --syslog tls:\/\/HOST:PORT$/],
+      [["--syslog", "udp://user:secret@127.0.0.1:514"], /^connect audit: invalid syslog target udp:\/\/…@127\.0\.0\.1:514: unsupported scheme udp:/],
+      [["--syslog", "tcp://user:secret@127.0.0.1:514"], /^connect audit: invalid syslog target tcp:\/\/…@127\.0\.0\.1:514: only a host and a port/]
+    ]
+    const runs = cases.map(([args]) => exporter(args))
+    for (const [i, [args, message]] of cases.entries()) {
+      const run = runs[i]!
+      expect([args[0], (await run.exited(120_000)).code], run.stderr()).toEqual([args[0], 2])
+      expect(run.stderr().trim()).toMatch(message)
+      expect(run.stderr()).not.toContain("secret")
+    }
+  }, 180_000)
+
   it("a hostile or foreign cursor file is one line and exit 1, nothing exported", async () => {
     const cases: ReadonlyArray<[string | Buffer, RegExp]> = [
       [Buffer.alloc(1024 * 1024), /^connect audit export: cursor file .*: it holds over 4096 bytes: not a cursor file/],
