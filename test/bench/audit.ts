@@ -2,11 +2,12 @@
  * `npm run bench -- audit`: `connect audit`'s filtered query (audit/PgQuery.ts, the statement the CLI runs) over a
  * log of --events events (default 1,000,000), p50/p99 per filter; the target is 100 ms.
  *
- * Then `--stats` from its rollups against the same answer by GROUP BY over events (test/bench/AuditStats.ts).
+ * Then `--stats` from its rollups against the same answer by GROUP BY over events (test/bench/AuditStats.ts), and
+ * `audit export` events/s per format against COPY … TO STDOUT of the same rows (test/bench/AuditExport.ts).
  *
  * Options: --json [FILE]  --events N  --runs N (timed queries per filter, default 30; --stats at most 20)
- * --baseline-runs N (timed GROUP BY answers per case, default 3)  --database-url URL (default: embedded Postgres in a
- * temporary directory, as the hub).
+ * --baseline-runs N (timed GROUP BY answers per case, default 3)  --export-runs N (timed exports per format, default 3)
+ * --database-url URL (default: embedded Postgres in a temporary directory, as the hub).
  */
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -22,6 +23,7 @@ import { AgentId, LinkId, ServiceId, TunnelId, uuidv7, WorkspaceId } from "../..
 import * as Database from "../../hub/db/Database.ts"
 import * as Migrations from "../../hub/db/Migrations.ts"
 import * as PgEventLog from "../../hub/eventlog/PgEventLog.ts"
+import * as AuditExport from "./AuditExport.ts"
 import * as AuditStats from "./AuditStats.ts"
 import * as AuditVerify from "./AuditVerify.ts"
 import { percentile, printTable, writeJson } from "./Report.ts"
@@ -155,7 +157,8 @@ export const main = async (args: ReadonlyArray<string>) => {
       printTable(`connect audit query over ${head} events, --limit 50, ${runs} runs each (target: 100 ms)`, Object.keys(rows[0]!), rows)
       const stats = yield* AuditStats.run({ runs: Math.min(runs, 20), baselineRuns: flag(args, "--baseline-runs", 3), workspace: a.workspace })
       const verify = yield* AuditVerify.run({ runs: flag(args, "--verify-runs", 3), checks: 50 })
-      return { events: head, runs, filters: rows, stats, verify }
+      const exports = yield* AuditExport.run({ runs: flag(args, "--export-runs", 3), batchSize: 1000 })
+      return { events: head, runs, filters: rows, stats, verify, exports }
     }).pipe(Effect.provide(PgEventLog.layer().pipe(Layer.provideMerge(PgClient.layer(benchConfig)))))
   })
 
