@@ -8,25 +8,17 @@
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
-import Pg from "pg"
 import { describe, expect, it } from "vitest"
 import * as AgentWorld from "../support/AgentWorld.ts"
 import { isAlive, track, waitUntil } from "../support/processes.ts"
+import { queryOnce } from "../support/TestDatabase.ts"
 
 const CONNECTED = /connected to (\S+) as (\S+) \(workspace (\S+)\)/
 
 const world = AgentWorld.make("crash")
 const { command, connect, detachedPids, dir, firstHub, sockets, startHub } = world
 
-const query = async <A>(statement: string): Promise<Array<A>> => {
-  const client = new Pg.Client({ connectionString: world.databaseUrl() })
-  await client.connect()
-  try {
-    return (await client.query(statement)).rows as Array<A>
-  } finally {
-    await client.end()
-  }
-}
+const query = <A>(statement: string): Promise<Array<A>> => queryOnce<A>(world.databaseUrl(), statement)
 
 /** Opens a connection through the reach port and waits for its first echo: the tunnel is open on the hub. */
 const holdOpen = (port: number) =>

@@ -10,6 +10,7 @@ import Pg from "pg"
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
 import { isAlive, killTracked, spawn, track, waitUntil } from "../support/processes.ts"
 import { rewrites } from "../support/Rewrites.ts"
+import { queryOnce } from "../support/TestDatabase.ts"
 
 const LISTENING = /connect hub listening on (http:\/\/127\.0\.0\.1:(\d+)) \(postgres: ([^)]*)\)/
 
@@ -50,15 +51,8 @@ const startHub = async () => {
 const secrets = () => JSON.parse(Fs.readFileSync(Path.join(home, "hub", "pg-secrets.json"), "utf8")) as { owner: string; hub: string }
 
 // Straight to the embedded cluster's unix socket as its owner, with the password from the data directory.
-const query = async (statement: string) => {
-  const client = new Pg.Client({ host: clusterDir(), port: 5432, user: "postgres", password: secrets().owner, database: "postgres" })
-  await client.connect()
-  try {
-    return (await client.query(statement)).rows
-  } finally {
-    await client.end()
-  }
-}
+const query = (statement: string) =>
+  queryOnce({ host: clusterDir(), port: 5432, user: "postgres", password: secrets().owner, database: "postgres" }, statement)
 
 describe("connect hub (real processes, embedded Postgres)", () => {
   it("`connect --help` lists the hub command", async () => {
@@ -176,15 +170,7 @@ describe("connect hub (real processes, embedded Postgres)", () => {
     const admin = inject("adminDatabaseUrl")
     const suffix = Crypto.randomBytes(4).toString("hex")
     const [database, role, password] = [`connect_e2e_${suffix}`, `connect_e2e_hub_${suffix}`, Crypto.randomBytes(12).toString("hex")]
-    const adminQuery = async (statement: string, url = admin) => {
-      const client = new Pg.Client({ connectionString: url })
-      await client.connect()
-      try {
-        return (await client.query(statement)).rows
-      } finally {
-        await client.end()
-      }
-    }
+    const adminQuery = (statement: string, url = admin) => queryOnce(url, statement)
     const withUser = (user: string, pass?: string) => {
       const url = new URL(admin)
       url.pathname = `/${database}`

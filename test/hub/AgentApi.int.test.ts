@@ -3,7 +3,6 @@ import * as Net from "node:net"
 import * as HttpApi from "@effect/platform/HttpApi"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import Pg from "pg"
 import * as HubApi from "../../core/HubApi.ts"
 import { isRecordable } from "../../core/Text.ts"
 import * as Admin from "../../hub/commands/Admin.ts"
@@ -166,16 +165,7 @@ describe("agent API", () => {
 
 const sizesSql = `select pg_total_relation_size('events')::float8 as rel, pg_database_size(current_database())::float8 as db`
 
-const query = (url: string, statement: string) =>
-  Effect.promise(async () => {
-    const client = new Pg.Client({ connectionString: url })
-    await client.connect()
-    try {
-      return (await client.query(statement)).rows as Array<any>
-    } finally {
-      await client.end()
-    }
-  })
+const query = (url: string, statement: string) => Effect.promise(() => TestDatabase.queryOnce(url, statement))
 
 /** Hostile strings as they can reach a header: sent as their UTF-8 bytes (a lone surrogate becomes EF BF BD). */
 const hostileHeader: Record<string, string> = {

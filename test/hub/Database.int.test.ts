@@ -5,7 +5,6 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
-import Pg from "pg"
 import { inject } from "vitest"
 import { EventLog } from "../../core/EventLog.ts"
 import { EventMeta, WorkspaceCreated } from "../../core/Events.ts"
@@ -19,16 +18,7 @@ import * as PgEventLog from "../../hub/eventlog/PgEventLog.ts"
 import { rewrites } from "../support/Rewrites.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
 
-const adminQuery = (url: string, statement: string) =>
-  Effect.promise(async () => {
-    const client = new Pg.Client({ connectionString: url })
-    await client.connect()
-    try {
-      return (await client.query(statement)).rows
-    } finally {
-      await client.end()
-    }
-  })
+const adminQuery = (url: string, statement: string) => Effect.promise(() => TestDatabase.queryOnce(url, statement))
 
 /**
  * A fresh database owned by the test server's superuser and a login role for the hub with nothing granted: the

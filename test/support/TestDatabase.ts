@@ -12,16 +12,18 @@ import Pg from "pg"
 import { inject } from "vitest"
 import * as Database from "../../hub/db/Database.ts"
 
-const adminQuery = (adminUrl: string, statement: string) =>
-  Effect.promise(async () => {
-    const client = new Pg.Client({ connectionString: adminUrl })
-    await client.connect()
-    try {
-      await client.query(statement)
-    } finally {
-      await client.end()
-    }
-  })
+/** The rows of one `statement` on a connection of its own (`connection`: a URL or pg's client options), closed after. */
+export const queryOnce = async <A = any>(connection: string | Pg.ClientConfig, statement: string): Promise<Array<A>> => {
+  const client = new Pg.Client(typeof connection === "string" ? { connectionString: connection } : connection)
+  await client.connect()
+  try {
+    return (await client.query(statement)).rows as Array<A>
+  } finally {
+    await client.end()
+  }
+}
+
+const adminQuery = (adminUrl: string, statement: string) => Effect.promise(() => queryOnce(adminUrl, statement))
 
 /** The URL of database `name` on the server of `adminUrl`. */
 export const databaseUrl = (adminUrl: string, name: string): string => {
