@@ -12,6 +12,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import type { AuditEvent } from "../core/HubApi.ts"
 import type { ProjectionCatchUp } from "../core/Projection.ts"
 import * as Table from "../core/Table.ts"
+import { cell } from "./StatsRender.ts"
 import { GROUPS, groupOf, outcomeOf } from "./Groups.ts"
 import { maskData, maskIp, maskMeta } from "./Mask.ts"
 import * as PgQuery from "./PgQuery.ts"
@@ -99,7 +100,9 @@ const WIDTHS = [20, 8, 17, 15, 17, 7, 15]
 /** The table row of a record (its addresses already masked or not). */
 const rowOf = (r: AuditRecord): ReadonlyArray<string> => {
   const ip = sourceIpOf(r.data, r.meta)
-  return [r.recordedAt.slice(0, 19).replace("T", " ") + "Z", String(r.position), r.type, actorOf(r.meta), targetOf(r.data), r.outcome, ip ?? ""]
+  const row = [r.recordedAt.slice(0, 19).replace("T", " ") + "Z", String(r.position), r.type, actorOf(r.meta), targetOf(r.data), r.outcome, ip ?? ""]
+  // Names an agent asked for, foreign types and actors are anyone's text: no control sequence reaches the terminal.
+  return row.map((text) => cell(text, 200))
 }
 
 /** The table of records, header first. */
