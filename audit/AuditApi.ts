@@ -3,7 +3,8 @@
  * bin/connect.ts. `GET /v1/audit/events` takes the filters of `connect audit` (checked by the same rules, a bad one a
  * 400 naming it), reads under the caller's scope — a workspace key through the log's row-level security, so no filter
  * can show it another workspace's events or a hub-level one; an operator key everything — and records the reading as
- * one `AuditRead` in the caller's workspace before answering (a read that cannot be recorded is not answered: 503).
+ * one `AuditRead` before answering (in a workspace key's workspace; an operator key's read, about every workspace, is
+ * hub-level) (a read that cannot be recorded is not answered: 503).
  */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { Effect, Either } from "effect"
@@ -66,7 +67,9 @@ const events = (query: Query) =>
       [new AuditRead({ kind: "query", apiKeyId: ApiKeyId.make(caller.apiKeyId), filters: given(query), count: rows.length })],
       {
         expectedVersion: "any",
-        workspaceId: caller.workspaceId,
+        // An operator's read is about every workspace (its filters name their ids, labels, addresses): hub-level, so
+        // that the workspace keys of the operator key's own workspace do not read it.
+        workspaceId: caller.scope === "operator" ? null : caller.workspaceId,
         meta: new EventMeta({
           actor: { kind: "apikey", id: caller.apiKeyId },
           sourceIp: caller.from.ip,

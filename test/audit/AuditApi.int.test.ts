@@ -92,7 +92,7 @@ describe("GET /v1/audit/events", () => {
       expect(labels.map((e: { data: { agentId: string } }) => e.data.agentId).sort()).toEqual([agentA.agentId, agentB.agentId].sort())
     }), 300_000)
 
-  it.scopedLive("records each answered query once, in the reader's workspace, with its filters and count", () =>
+  it.scopedLive("records each answered query once, in the reader's workspace (an operator's hub-level), with its filters and count", () =>
     Effect.gen(function*() {
       const { b, hub, operator } = yield* world
       const before = reads(yield* hub.events).length
@@ -108,7 +108,8 @@ describe("GET /v1/audit/events", () => {
       expect(q1!.meta.actor.kind).toBe("apikey")
       expect(q1!.meta.sourceIp).toBe("127.0.0.1")
       expect(q2!.event).toMatchObject({ kind: "query", filters: { limit: "1000" }, count: page.body.events.length })
-      expect(q2!.workspaceId).toBe(DEFAULT_WORKSPACE_ID)
+      // The operator's read is hub-level: workspace keys of its key's workspace do not read it.
+      expect(q2!.workspaceId).toBe(null)
       // Workspace B reads its own reads back.
       const own = (yield* events(hub, b.apiKey, { type: "AuditRead" })).body.events
       expect(own.map((e: { id: string }) => e.id)).toEqual([q1!.id])
