@@ -49,6 +49,8 @@ export const run = (command: string, note: string, path: string, position: numbe
       child.kill("SIGKILL")
     })
   }).pipe(
+    // The checkpoint around it is uninterruptible (it finishes during a shutdown); the command alone can be cut short.
+    Effect.interruptible,
     Effect.timeoutFail({
       duration: TIMEOUT,
       onTimeout: () => new CheckpointCommandError({ reason: "Timeout", message: `the checkpoint command ran over ${Duration.format(TIMEOUT)} and was killed` })

@@ -151,4 +151,29 @@ describe("Checkpointer", () => {
       expect(Fs.existsSync(`${copy}.4`)).toBe(false)
       expect(Fs.readFileSync(`${copy}.db`, "utf8")).toBe("[]\n")
     }).pipe(Effect.provide(MemoryEventLog.layer)))
+
+  it.scoped("a command that hangs is killed after a minute, and the next checkpoint comes as usual", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const ran = Path.join(dir, "ran")
+      yield* start(dir, { ...settings, command: `echo $$ > ${ran}.$CONNECT_CHECKPOINT_POSITION; exec sleep 30` })
+      yield* append(3)
+      yield* TestClock.adjust("1 second")
+      expect(yield* until(() => Fs.existsSync(`${ran}.4`) && Fs.readFileSync(`${ran}.4`, "utf8").endsWith("\n"))).toBe(true)
+      const pid = Number(Fs.readFileSync(`${ran}.4`, "utf8"))
+      const alive = () => {
+        try {
+          process.kill(pid, 0)
+          return true
+        } catch {
+          return false
+        }
+      }
+      expect(alive()).toBe(true)
+      yield* TestClock.adjust("61 seconds")
+      expect(yield* until(() => !alive(), 10_000)).toBe(true)
+      yield* append(3)
+      yield* TestClock.adjust("1 second")
+      expect(yield* until(() => notes(dir).length === 2, 10_000)).toBe(true)
+    }).pipe(Effect.provide(MemoryEventLog.layer)))
 })
