@@ -190,6 +190,9 @@ export interface Access {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
+/** Whether the query's `service` is a service id (the parsed query has it lowercase) rather than a name. */
+export const isServiceId = (service: string): boolean => UUID.test(service)
+
 /** Edit distance between two short names (names are at most 63 characters). */
 const distance = (a: string, b: string): number => {
   let row = Array.from({ length: b.length + 1 }, (_, j) => j)
@@ -225,7 +228,7 @@ export const notFound = (query: AccessQuery, asOf: AsOf, names: Iterable<string>
 
 /** The service the query names: by id or name, in its workspace if given; exactly one, or an error. */
 export const pickService = (state: AccessState, query: AccessQuery, asOf: AsOf): ServiceState | AccessError => {
-  const byId = UUID.test(query.service)
+  const byId = isServiceId(query.service)
   const found = [...state.services.values()].filter((s) =>
     (byId ? s.serviceId === query.service : s.name === query.service) &&
     (query.workspace === undefined || s.workspaceId === query.workspace)
