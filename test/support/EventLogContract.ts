@@ -1,7 +1,7 @@
 /**
  * The EventLog contract, one suite run against every implementation (the memory log in test/core, Postgres in
- * test/hub): expected versions and conflicts, gap-free ordered positions, the hash chain, caller ids answered once,
- * reads from a position, subscriptions, and refused appends. Each test works on streams of its own and positions
+ * test/hub/eventlog): expected versions and conflicts, gap-free ordered positions, the hash chain, caller ids answered
+ * once, reads from a position, subscriptions, and refused appends. Each test works on streams of its own and positions
  * relative to the head it found, so one log serves the whole suite.
  */
 import { describe, expect, layer as withLayer } from "@effect/vitest"

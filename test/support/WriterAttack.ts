@@ -1,5 +1,5 @@
 /**
- * Helpers of the writer attack tests (test/hub/WriterAttack*.int.test.ts): a hub's event log on a given database URL,
+ * Helpers of the writer attack tests (test/hub/eventlog/WriterAttack*.int.test.ts): a hub's event log on a given database URL,
  * raw sessions on it (as the owner, or as a login role that is only a member of the hub's role `connect_writer`), and
  * the stored rows as plain values.
  */
