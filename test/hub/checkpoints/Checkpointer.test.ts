@@ -66,6 +66,11 @@ describe("Checkpointer", () => {
     expect([at(10, 5000), at(12, 0), at(13, 0), at(11, 999), at(11, 1000)]).toEqual([false, false, true, false, true])
   })
 
+  it("reads --checkpoint-interval from 1s to 24h", () => {
+    expect(["30s", "5m", "1h", "1000ms", "24h"].map((t) => Either.getOrUndefined(Checkpointer.parseInterval(t)))).toEqual([30_000, 300_000, 3_600_000, 1_000, 86_400_000])
+    for (const bad of ["500ms", "25h", "5x", "", "-1m", "1.5m"]) expect(Either.isLeft(Checkpointer.parseInterval(bad)), bad).toBe(true)
+  })
+
   it.scoped("makes the key once (0600), records it once, and signs the head after N events", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
