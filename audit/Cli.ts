@@ -139,8 +139,12 @@ export const verifyCommand = <E, R, E2, R2>(
         const verifiers = notes.length === 0 ? [] : yield* verifiersOf(flags.key, flags.keyFile)
         const started = performance.now()
         const interactive = !flags.json && process.stderr.isTTY === true
+        // A note is the auditor's proof against the operator, who may control the server: its chain is recomputed
+        // here from the rows, never by Postgres (a database whose search_path puts an `=` on bytea that answers true
+        // ahead of pg_catalog's, or a replaced sha256, would report an altered row as intact).
+        const independent = flags.independent || notes.length > 0
         const result = yield* verify({
-          independent: flags.independent,
+          independent,
           ...(from !== undefined && { from }),
           ...(to !== undefined && { to }),
           onProgress: (count, total) =>
@@ -150,7 +154,7 @@ export const verifyCommand = <E, R, E2, R2>(
         })
         if (interactive) process.stderr.write("\r\x1b[K")
         const seconds = (performance.now() - started) / 1000
-        const chainUpTo = chainFrom(result, flags.independent)
+        const chainUpTo = chainFrom(result, independent)
         const checked = yield* Effect.forEach(notes, ({ file, note }) => Checkpoints.check(file, note, verifiers, chainUpTo))
         if (flags.json) {
           yield* Console.log(JSON.stringify({ ...result, seconds, ...(notes.length > 0 && { checkpoints: checked }) }))
@@ -168,7 +172,7 @@ export const verifyCommand = <E, R, E2, R2>(
     Command.withDescription(
       "Recompute the event log's SHA-256 hash chain from position 1 (or --from/--to) and print OK with the count, or " +
         "every position that was altered, unlinked or is missing (--json lists them under breaks). Postgres recomputes " +
-        "the hashes (two ranges at a time) unless --independent is given. With --checkpoint NOTE, also prove the log " +
+        "the hashes (two ranges at a time) unless --independent (or --checkpoint) is given. With --checkpoint NOTE, also prove the log " +
         "still holds the prefix a signed checkpoint covers. A progress bar on a terminal. Exit code 0 when intact, " +
         "3 when broken, 1 when it could not run."
     )
