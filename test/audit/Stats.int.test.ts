@@ -25,6 +25,7 @@ import * as Migrations from "../../hub/db/Migrations.ts"
 import * as PgEventLog from "../../hub/eventlog/PgEventLog.ts"
 import * as ProjectionRunner from "../../hub/eventlog/ProjectionRunner.ts"
 import * as Scoped from "../../hub/db/Scoped.ts"
+import { appendRaw } from "../support/ForeignEvent.ts"
 import * as StatsBaseline from "../support/StatsBaseline.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
 
@@ -35,24 +36,10 @@ const encodeMeta = Schema.encodeSync(E.EventMeta)
  * Appends one event recorded at `at` (a past time the writer would not stamp), chained as the writer chains: the
  * stats are about hours and days, and a test cannot wait for them to pass.
  */
-const appendAt = (at: Date, type: string, data: unknown, meta: E.EventMeta, workspaceId: string | null) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql.withTransaction(
-      Effect.gen(function*() {
-        yield* sql.unsafe(`select pg_advisory_xact_lock($1)`, [PgEventLog.APPEND_LOCK_KEY])
-        yield* sql.unsafe(
-          `with head as (select position, hash from events order by position desc limit 1),
-           n as (select coalesce((select position from head), 0) + 1 as position,
-                        coalesce((select hash from head), decode(repeat('00', 32), 'hex')) as prev)
-           insert into events (position, id, stream, version, workspace_id, type, data, meta, recorded_at, prev_hash, hash)
-           select n.position, $1::uuid, $1::text, 1, $2::uuid, $3, $4::jsonb, $5::jsonb, $6::timestamptz, n.prev,
-                  connect_event_hash(n.prev, n.position, $1::uuid, $1::text, 1, $2::uuid, $3, $4::jsonb, $5::jsonb,
-                                     $6::timestamptz)
-             from n`,
-          [uuidv7(), workspaceId, type, JSON.stringify(data), JSON.stringify(encodeMeta(meta)), at.toISOString()]
-        )
-      })
-    ))
+const appendAt = (at: Date, type: string, data: unknown, meta: E.EventMeta, workspaceId: string | null) => {
+  const id = uuidv7()
+  return appendRaw({ id, stream: id, type, data, meta: encodeMeta(meta), workspaceId, at })
+}
 
 const known = (at: Date, event: E.Event, meta: E.EventMeta, workspaceId: string | null) => {
   const { data, type } = E.encodeEvent(event)
