@@ -20,9 +20,12 @@ export const TIMEOUT = Duration.seconds(60)
 /** What the command's stderr contributes to a failure message: its last bytes, one line. */
 const tail = (text: string) => text.trim().split("\n").slice(-1)[0]?.slice(-300) ?? ""
 
-/** The environment without the database URLs (they may carry passwords): a command that copies a note needs neither. */
+/**
+ * The environment without the database credentials — the URLs, and libpq's PG* variables (PGPASSWORD, PGPASSFILE…),
+ * which the Postgres client reads when a URL has no password — nor an API key: a command that copies a note needs none.
+ */
 const withoutDatabaseUrls = (env: NodeJS.ProcessEnv): NodeJS.ProcessEnv =>
-  Object.fromEntries(Object.entries(env).filter(([name]) => !/^DATABASE_.*URL$/.test(name)))
+  Object.fromEntries(Object.entries(env).filter(([name]) => !/^DATABASE_.*URL$|^PG[A-Z]+$|^CONNECT_API_KEY$/.test(name)))
 
 /** Runs `command` with `note` on stdin; succeeds when it exits 0. */
 export const run = (command: string, note: string, path: string, position: number) =>
