@@ -5,10 +5,13 @@
  * confirmed and records its run once; a hostile cursor file is one line and exit 1.
  */
 import { PgClient } from "@effect/sql-pg"
+import * as ChildProcess from "node:child_process"
 import { Effect, Exit, Layer, Redacted, Scope } from "effect"
 import * as Fs from "node:fs"
+import type * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import * as Tls from "node:tls"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Cursor from "../../audit/export/Cursor.ts"
 import { EventLog, type StoredEvent } from "../../core/EventLog.ts"
@@ -162,6 +165,50 @@ describe("connect audit export, killed and restarted", () => {
     expect(torn).toBeLessThanOrEqual(KILLS)
     console.log(`file: ${lines.length} lines (${torn} torn) for ${wanted.length} events; kills at ${kills.join(", ")}`)
   }, 240_000)
+})
+
+describe("connect audit export over TLS", () => {
+  it("--syslog tls:// with --ca-cert delivers every event; without it the untrusted server is refused, exit 1", async () => {
+    // A self-signed certificate for 127.0.0.1, and a TLS syslog receiver that reads octet-counted frames.
+    ChildProcess.execFileSync("openssl", [
+      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+      "-subj", "/CN=connect e2e syslog", "-addext", "subjectAltName=IP:127.0.0.1",
+      "-keyout", Path.join(dir, "key.pem"), "-out", Path.join(dir, "cert.pem")
+    ], { stdio: "ignore", timeout: 20_000 })
+    let received = Buffer.alloc(0)
+    const sockets = new Set<Net.Socket>()
+    const server = Tls.createServer({ key: Fs.readFileSync(Path.join(dir, "key.pem")), cert: Fs.readFileSync(Path.join(dir, "cert.pem")) }, (socket) => {
+      sockets.add(socket)
+      socket.on("data", (chunk: Buffer) => (received = Buffer.concat([received, chunk])))
+      // A syslog server closes its side once the client has, after reading everything: the sink's confirmation.
+      socket.on("end", () => socket.end())
+      socket.on("error", () => {})
+      socket.on("close", () => sockets.delete(socket))
+    })
+    const port = await new Promise<number>((resolve) => server.listen(0, "127.0.0.1", () => resolve((server.address() as Net.AddressInfo).port)))
+    try {
+      const trusted = exporter(["--format", "ocsf", "--syslog", `tls://127.0.0.1:${port}`, "--ca-cert", Path.join(dir, "cert.pem")])
+      const untrusted = exporter(["--format", "ocsf", "--syslog", `tls://127.0.0.1:${port}`, "--cursor", Path.join(dir, "tls.cursor")])
+      expect((await trusted.exited(120_000)).code, trusted.stderr()).toBe(0)
+      expect((await untrusted.exited(120_000)).code, untrusted.stderr()).toBe(1)
+      expect(untrusted.stderr()).toMatch(/^connect audit export: syslog tls:\/\/127\.0\.0\.1:\d+: TLS handshake failed/)
+      expect(Fs.existsSync(Path.join(dir, "tls.cursor"))).toBe(false)
+      const count = Number(/^exported (\d+) events/.exec(trusted.stderr())![1])
+      const ids = new Set<string>()
+      for (let at = 0; at < received.length;) {
+        const space = received.indexOf(0x20, at)
+        const length = Number(received.subarray(at, space).toString("latin1"))
+        const message = received.subarray(space + 1, space + 1 + length).toString("utf8")
+        ids.add(/ id="([0-9a-f-]{36})"/.exec(message)![1]!)
+        at = space + 1 + length
+      }
+      expect(ids.size).toBe(count)
+      expect(count).toBeGreaterThanOrEqual(EVENTS)
+    } finally {
+      for (const socket of sockets) socket.destroy()
+      await new Promise((resolve) => server.close(resolve))
+    }
+  }, 180_000)
 })
 
 describe("connect audit export --follow", () => {
