@@ -13,8 +13,17 @@ export interface TableOptions {
   readonly minWidths?: ReadonlyArray<number>
 }
 
-/** `rows` (the header first) as lines of cells, each column as wide as its widest cell, two spaces apart. */
-export const format = (rows: ReadonlyArray<ReadonlyArray<string>>, options: TableOptions = {}): string => {
+// C0 and C1 controls, DEL, and the bidirectional overrides and isolates: cells hold text others chose (agent labels,
+// names asked for); as U+FFFD none of it can move the cursor, clear the screen, end a row or reorder what is shown.
+// eslint-disable-next-line no-control-regex
+const UNSHOWABLE = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g
+
+/**
+ * `rows` (the header first) as lines of cells, each column as wide as its widest cell, two spaces apart; control
+ * characters in a cell are shown as U+FFFD.
+ */
+export const format = (table: ReadonlyArray<ReadonlyArray<string>>, options: TableOptions = {}): string => {
+  const rows = table.map((row) => row.map((cell) => cell.replace(UNSHOWABLE, "\uFFFD")))
   const columns = Math.max(0, ...rows.map((r) => r.length))
   const widths = Array.from(
     { length: columns },
