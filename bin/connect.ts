@@ -18,6 +18,7 @@ import * as Exit from "effect/Exit"
 import * as HashSet from "effect/HashSet"
 import * as Option from "effect/Option"
 import * as AgentCli from "../agent/Cli.ts"
+import * as AuditAccessCli from "../audit/AccessCli.ts"
 import * as AuditApi from "../audit/AuditApi.ts"
 import * as AuditCli from "../audit/Cli.ts"
 import * as AuditCheckpointCli from "../audit/CheckpointCli.ts"
@@ -33,7 +34,8 @@ const auditCommand = AuditQueryCli.command(HubCli.logLayer).pipe(
   Command.withSubcommands([AuditCli.verifyCommand("verify", HubCli.logLayer, HubCli.keyStoreLayer),
     AuditCheckpointCli.pubkeyCommand(HubCli.keyStoreLayer),
     AuditCheckpointCli.rotateKeyCommand(HubCli.logLayer, HubCli.keyStoreLayer),
-    AuditExportCli.command(HubCli.logLayer)])
+    AuditExportCli.command(HubCli.logLayer),
+    AuditAccessCli.command(HubCli.logLayer)])
 )
 
 // `connect hub verify-log` is audit's verify command on the hub's log, built here: hub/ and audit/ never import each other.
@@ -92,6 +94,7 @@ const main = (argv: ReadonlyArray<string>) =>
       SqlError: (error) => explain(`connect: database error: ${error.message}`, 1),
       ChainBroken: () => Effect.fail(new ExitCode({ code: AuditCli.EXIT_BROKEN })),
       AuditQueryError: (error) => explain(`connect audit: ${error.message}`, 2),
+      AccessError: (error) => explain(`connect audit access: ${error.message}`, 1),
       // A filter the hub refuses is bad usage, as it is locally; every other failure is the hub's or the network's.
       AuditRemoteError: (error) => explain(`connect audit: ${error.message}`, error.status === 400 || error.reason === "Invalid" ? 2 : 1),
       CheckpointFileError: (error) => explain(`connect audit: ${error.message}`, 1),
