@@ -131,6 +131,17 @@ export const signHead = Effect.fn("Checkpoints.sign")(function*(settings: Checkp
   const checkpoint = { origin: settings.origin, position: head.position, headHash: Buffer.from(head.hash).toString("hex") }
   const note = Either.getOrThrow(SignedNote.sign(CheckpointNote.format(checkpoint), [SigningKeys.signerOf(key)]))
   const path = Path.join(notesDir(dataDir), `${head.position}.note`)
+  // A note already here for this position over another head is evidence of the history this hub signed before (its
+  // database restored or cut and grown again, or another database on this data directory): signing the new head with
+  // the same key and origin would fork, and replacing the file would destroy that evidence. (Line 3 is the head hash.)
+  const earlier = Fs.existsSync(path) ? Fs.readFileSync(path, "utf8").split("\n")[2] : undefined
+  if (earlier !== undefined && earlier !== checkpoint.headHash) {
+    return yield* new CheckpointError({
+      message: `${path} signs position ${head.position} with head ${earlier.slice(0, 16)}…, but the log now holds ` +
+        `${checkpoint.headHash.slice(0, 16)}… there: the log was rewritten or cut, or this data directory belongs to ` +
+        `another database (check with connect audit verify --checkpoint ${path}); the earlier note is kept, nothing signed`
+    })
+  }
   yield* Effect.try({
     try: () => {
       Fs.mkdirSync(notesDir(dataDir), { recursive: true, mode: 0o700 })
