@@ -2,7 +2,8 @@
  * The handlers of the API's `audit` group (declared in core/HubApi.ts), served by the hub, which gets this layer from
  * bin/connect.ts. `GET /v1/audit/events` takes the filters of `connect audit` (checked by the same rules, a bad one a
  * 400 naming it), reads under the caller's scope — a workspace key through the log's row-level security, so no filter
- * can show it another workspace's events or a hub-level one; an operator key everything — and records the reading as
+ * can show it another workspace's events or a hub-level one (naming another workspace is refused, 403, and recorded as
+ * a refused key); an operator key everything — and records the reading as
  * one `AuditRead` before answering (in a workspace key's workspace; an operator key's read, about every workspace, is
  * hub-level) (a read that cannot be recorded is not answered: 503).
  */
@@ -59,6 +60,10 @@ const events = (query: Query) =>
     const raw: RawFilters = { ...Object.fromEntries(FILTERS.map((k) => [k, query[k]])), limit }
     // The CLI's rules and messages, the option named as the query parameter (`since: …`, not `--since: …`).
     const filters = yield* Effect.mapError(parseFilters(raw, new Date()), (e) => badRequest(e.message.replace(/^--/, "")))
+    // Row-level security would answer nothing; the key is told, and the attempt recorded as a refused key is.
+    if (caller.scope === "workspace" && filters.workspace !== undefined && filters.workspace !== caller.workspaceId) {
+      return yield* caller.outOfScope(`this API key reads its own workspace (${caller.workspaceId}) only`)
+    }
     const read = Effect.flatMap(PgQuery.resolve(filters), (resolved) => PgQuery.query(filters, resolved, before))
     const rows = caller.scope === "operator" ? yield* read : yield* PgQuery.inWorkspace(caller.workspaceId, read)
     const log = yield* EventLog

@@ -1,7 +1,8 @@
 /**
  * `connect audit --hub URL`: the audit query through a hub's API (`GET /v1/audit/events`, core/HubApi.ts) with
  * `HttpApiClient`, paged with `before` up to the limit asked for. Every failure is one `AuditRemoteError` a user can act
- * on: the key refused (401), a credential of the wrong kind (403), a filter the hub refuses (400), a hub that does not
+ * on: the key refused (401), a credential of the wrong kind or beyond the key's scope (403), a filter the hub refuses
+ * (400), a hub that does not
  * answer or serves no audit API.
  */
 import * as Net from "node:net"
@@ -61,7 +62,7 @@ const refusal = (status: number, message: string): string => {
     case 401:
       return `the hub refused the API key (401: ${message}); check --api-key or CONNECT_API_KEY`
     case 403:
-      return `the hub refused the credential (403: ${message})`
+      return `the hub refused the request (403: ${message})`
     case 404:
       return `the hub serves no audit API at this address (404: ${message})`
     case 429:

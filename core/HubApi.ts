@@ -18,7 +18,7 @@ import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
-import { Context, ParseResult, Schema } from "effect"
+import { Context, type Effect, ParseResult, Schema } from "effect"
 import type { AgentId } from "./Ids.ts"
 import { isRecordable } from "./Text.ts"
 
@@ -115,6 +115,8 @@ export class ApiKeyCaller extends Context.Tag("connect/HubApi/ApiKeyCaller")<Api
   readonly scope: "workspace" | "operator"
   /** Where the request came from (through the hub's trusted proxies) and its user agent, sanitised, for the record. */
   readonly from: { readonly ip: string; readonly userAgent?: string | undefined }
+  /** Refuses the request as beyond the key's scope (403), recorded as every refused API key is (`wrong_scope`). */
+  readonly outOfScope: (message: string) => Effect.Effect<never, Forbidden | Unavailable>
 }>() {}
 
 /** The caller of an endpoint that takes an agent token. */
@@ -289,6 +291,8 @@ export class Audit extends HttpApiGroup.make("audit")
       .addSuccess(AuditEventsPage)
       .middleware(ApiKeyAuth)
   )
+  // A workspace key naming another workspace (403); a hub without audit's routes (404).
+  .addError(Errors.Forbidden)
   .addError(Errors.NotFound)
 {}
 

@@ -3,8 +3,11 @@ import { Schema } from "effect"
 import { ApiKeyId, WorkspaceId } from "../Ids.ts"
 import { ApiKeyPrefix, Ip, optional, SecretPrefix, Sha256Hex, Timestamp } from "./Fields.ts"
 
-/** Why a presented API key was refused (`rate_limited` as for agent tokens). */
-export const ApiKeyAuthFailureReason = Schema.Literal("unknown_api_key", "revoked_api_key", "rate_limited")
+/**
+ * Why a presented API key was refused (`rate_limited` as for agent tokens; `wrong_scope`: a valid key asked for what its
+ * scope does not cover, such as a workspace key naming another workspace).
+ */
+export const ApiKeyAuthFailureReason = Schema.Literal("unknown_api_key", "revoked_api_key", "rate_limited", "wrong_scope")
 
 /** A workspace was created, by an admin or at first start of the hub. */
 export class WorkspaceCreated extends Schema.TaggedClass<WorkspaceCreated>()("WorkspaceCreated", {

@@ -120,7 +120,20 @@ export const Authentication: Layer.Layer<
         apiKeyId: k.apiKeyId,
         workspaceId: k.workspaceId,
         scope: k.scope,
-        from: presenter
+        from: presenter,
+        outOfScope: (message: string) =>
+          failures.record({
+            kind: "apikey",
+            reason: "wrong_scope",
+            ip: presenter.ip,
+            userAgent: presenter.userAgent,
+            apiKeyId: k.apiKeyId,
+            workspaceId: k.workspaceId,
+            keyPrefix: secret.slice(0, 8)
+          }).pipe(
+            Effect.catchTags({ EventLogError: unavailable, VersionConflict: unavailable }),
+            Effect.zipRight(new HubApi.Forbidden({ message }))
+          )
       }))
     const agent = (secret: string, presenter: AgentAuth.Presenter) =>
       Effect.map(AgentAuth.authenticateAgent(secret, presenter, failures), (a) => ({

@@ -5,8 +5,10 @@
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import * as AuditApi from "../../audit/AuditApi.ts"
+import * as PgQuery from "../../audit/PgQuery.ts"
+import { parseFilters } from "../../audit/Query.ts"
 import type { StoredEvent } from "../../core/EventLog.ts"
 import * as Admin from "../../hub/commands/Admin.ts"
 import { DEFAULT_WORKSPACE_ID } from "../../hub/commands/Bootstrap.ts"
@@ -48,7 +50,6 @@ describe("GET /v1/audit/events", () => {
 
       const single: ReadonlyArray<Record<string, string>> = [
         {},
-        { workspace: a.workspaceId },
         { workspace: b.workspaceId },
         { agent: agentA.agentId },
         { agent: agentB.agentId },
@@ -79,6 +80,17 @@ describe("GET /v1/audit/events", () => {
         seenOwn += got.length
       }
       expect(seenOwn).toBeGreaterThan(0)
+      // Naming workspace A is refused before reading (403, next test); the row-level security alone answers nothing.
+      for (const params of single) {
+        const { before: _b, limit: _l, ...filters } = params
+        const parsed = parseFilters({ ...filters, workspace: a.workspaceId, limit: 1000 }, new Date())
+        if (Either.isLeft(parsed)) throw parsed.left
+        const read = Effect.flatMap(PgQuery.resolve(parsed.right), (resolved) => PgQuery.query(parsed.right, resolved))
+        expect(yield* hub.run(PgQuery.inWorkspace(b.workspaceId, read)).pipe(Effect.orDie), JSON.stringify(params)).toEqual([])
+      }
+      const asHub = Effect.flatMap(PgQuery.resolve({ workspace: a.workspaceId, limit: 1000 }), (r) =>
+        PgQuery.query({ workspace: a.workspaceId, limit: 1000 }, r))
+      expect((yield* hub.run(asHub).pipe(Effect.orDie)).length).toBe(ofA.length)
       const mine = yield* events(hub, b.apiKey, { agent: "shared", type: "AgentProvisioned" })
       expect(mine.body.events.map((e: { data: { agentId: string } }) => e.data.agentId)).toEqual([agentB.agentId])
 
@@ -94,7 +106,7 @@ describe("GET /v1/audit/events", () => {
 
   it.scopedLive("records each answered query once, in the reader's workspace (an operator's hub-level), with its filters and count", () =>
     Effect.gen(function*() {
-      const { b, hub, operator } = yield* world
+      const { a, b, hub, operator } = yield* world
       const before = reads(yield* hub.events).length
       const first = yield* events(hub, b.apiKey, { type: "agent", limit: "2" })
       expect(first.status).toBe(200)
@@ -120,6 +132,15 @@ describe("GET /v1/audit/events", () => {
       expect(p2.events[0].position).toBeLessThan(p1.events[2].position)
       expect(p1.next).toBe(p1.events[2].position)
 
+      // A workspace key naming another workspace is refused and recorded as refused keys are, not as a read.
+      const scoped = (yield* hub.events).filter((e) => e.event._tag === "ApiKeyAuthFailed").length
+      expect(yield* events(hub, b.apiKey, { workspace: a.workspaceId, type: "agent" })).toEqual({
+        status: 403,
+        body: { error: { code: "Forbidden", message: `this API key reads its own workspace (${b.workspaceId}) only` } }
+      })
+      const wrongScope = (yield* hub.events).filter((e) => e.event._tag === "ApiKeyAuthFailed").slice(scoped)
+      expect(wrongScope.map((e) => [e.event, e.workspaceId])).toMatchObject([[{ reason: "wrong_scope", ip: "127.0.0.1" }, b.workspaceId]])
+      expect(reads(yield* hub.events).length).toBe(before + 5)
       // A refused key reads nothing and is recorded as every refused key is; an agent token is the wrong kind.
       const answered = reads(yield* hub.events).length
       expect(answered).toBe(before + 5)

@@ -1,7 +1,8 @@
 /**
  * `connect audit --hub URL` as an investigator runs it: the real `connect` binary against a real hub (its first start
- * on a fresh database): a workspace key reads its own workspace's events only, an operator key prints exactly what the
- * local listing prints, each remote query is itself on the log, and every failure is one line.
+ * on a fresh database): a workspace key reads its own workspace's events only (naming another is refused), an operator
+ * key prints exactly what the local listing prints, each remote query is itself on the log, and every failure is one
+ * line.
  */
 import * as Net from "node:net"
 import { describe, expect, it } from "vitest"
@@ -53,10 +54,13 @@ describe("connect audit --hub", () => {
     expect(records.length).toBeGreaterThan(2)
     expect(records.filter((r) => r.workspace !== b.id)).toEqual([])
     expect(records.map((r) => r.data.agentId)).toContain(agentB.agentId)
-    const named = await world.command(home, ["audit", "--hub", url, "--agent", agentA.agentId, "--workspace", a.id, "--jsonl"], {
-      CONNECT_API_KEY: b.key
-    })
+    const [named, other] = await Promise.all([
+      world.command(home, ["audit", "--hub", url, "--agent", agentA.agentId, "--jsonl"], { CONNECT_API_KEY: b.key }),
+      world.command(home, ["audit", "--hub", url, "--workspace", a.id, "--jsonl"], { CONNECT_API_KEY: b.key })
+    ])
     expect(named).toMatchObject({ code: 0, stdout: "" })
+    expect(other).toMatchObject({ code: 1, stdout: "" })
+    expect(other.stderr).toBe(`connect audit: the hub refused the request (403: this API key reads its own workspace (${b.id}) only)\n`)
 
     // The operator (the first start's key, as --api-key): the same records and table as the local listing.
     for (const format of [["--jsonl"], []]) {
@@ -70,7 +74,7 @@ describe("connect audit --hub", () => {
     // Each query through the API is on the log: one AuditRead per query, with the filters as given.
     const reads = lines((await world.command(home, ["audit", "--type", "AuditRead", "--jsonl", "--reveal-ips"], db)).stdout)
     const byB = reads.filter((r) => r.data.apiKeyId !== undefined && r.workspace === b.id)
-    expect(byB.map((r) => r.data.filters)).toEqual([{ agent: agentA.agentId, workspace: a.id, limit: "50" }, { limit: "200" }])
+    expect(byB.map((r) => r.data.filters)).toEqual([{ agent: agentA.agentId, limit: "50" }, { limit: "200" }])
     expect(byB[0]!.meta).toMatchObject({ actor: { kind: "apikey" }, sourceIp: "127.0.0.1" })
 
     // One line for each failure: a refused key, an agent token, no hub, a bad filter (exit 2, nothing sent).
@@ -84,7 +88,7 @@ describe("connect audit --hub", () => {
     expect(badKey).toMatchObject({ code: 1, stdout: "" })
     expect(badKey.stderr).toBe("connect audit: the hub refused the API key (401: unknown API key); check --api-key or CONNECT_API_KEY\n")
     expect(token.code).toBe(1)
-    expect(token.stderr).toBe("connect audit: the hub refused the credential (403: this endpoint needs an API key (pc_…))\n")
+    expect(token.stderr).toBe("connect audit: the hub refused the request (403: this endpoint needs an API key (pc_…))\n")
     expect(down.code).toBe(1)
     expect(down.stderr).toBe(`connect audit: cannot reach the hub at ${nothing}: ECONNREFUSED\n`)
     expect(badFilter.code).toBe(2)
