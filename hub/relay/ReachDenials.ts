@@ -17,6 +17,9 @@ import * as Windows from "../../core/Windows.ts"
 
 type Reason = typeof ReachDeniedReason.Type
 
+/** The hub-level stream of the `cross_workspace` refusals, which only the operator reads. */
+export const CROSS_WORKSPACE_STREAM = "reach-cross-workspace"
+
 /** Options of `make`. */
 export interface ReachDenialsOptions {
   /** Length of a coalescing window (default 10 s). */
@@ -62,11 +65,13 @@ export const make = (
     const windowMs = Duration.toMillis(options.window ?? "10 seconds")
     const now = options.now ?? Date.now
 
+    // Another workspace has the name: hub-level, so that only the operator reads it (workspace keys read their
+    // workspace's events; the reacher's workspace gets a not_found of its own, PgRelayPolicy.reach). On a stream of
+    // its own: on the agent's stream it would leave a hole in the versions the workspace reads, right after its
+    // not_found, which would tell the same thing.
     const append = (session: Session, event: ReachDenied, ip: string | undefined) =>
-      record(Streams.agent(AgentId.make(session.agentId)), event, {
+      record(event.reason === "cross_workspace" ? CROSS_WORKSPACE_STREAM : Streams.agent(AgentId.make(session.agentId)), event, {
         expectedVersion: "any",
-        // Another workspace has the name: hub-level, so that only the operator reads it (workspace keys read their
-        // workspace's events; the reacher's workspace gets a not_found of its own, PgRelayPolicy.reach).
         workspaceId: event.reason === "cross_workspace" ? null : session.workspaceId,
         meta: meta(session, ip)
       }).pipe(
