@@ -6,6 +6,7 @@
  * the count and the window's first and last refusal. While an address is over its limit, its attempts are refused
  * at once without being looked up (`limited`): a flood costs the database nothing until the window ends.
  */
+import * as Net from "node:net"
 import { Duration, Effect } from "effect"
 import type { Scope } from "effect"
 import { type AppendOptions, EventLog, type EventLogError, type VersionConflict } from "../../core/EventLog.ts"
@@ -131,6 +132,19 @@ const toAppend = (failure: Failure, window?: { count: number; firstAt: number; l
   return { stream, event, meta, workspaceId: failure.workspaceId ?? null }
 }
 
+/**
+ * The address a refusal is counted under: an IPv6 address by its /64, which one host holds whole (SLAAC, privacy
+ * addresses) and can make a fresh address of for every request; an IPv4 address as it is.
+ */
+export const addressKey = (ip: string): string => {
+  if (!Net.isIPv6(ip) || ip.includes(".")) return ip
+  const [head = "", tail] = ip.split("::")
+  const left = head === "" ? [] : head.split(":")
+  const right = tail === undefined || tail === "" ? [] : tail.split(":")
+  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill("0"), ...right]
+  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(":")}::/64`
+}
+
 /** Makes the limiter; its scope appends every open window when it closes. */
 export const make = (
   options: AuthFailuresOptions = {}
@@ -177,7 +191,7 @@ export const make = (
     /** Counts a refusal past its address's limit into the window of its address, kind and reason. */
     const count = (failure: Failure) => {
       const { window: open, fresh } = windows.at(
-        `${failure.kind}\0${failure.ip}\0${failure.reason}`,
+        `${failure.kind}\0${addressKey(failure.ip)}\0${failure.reason}`,
         (t) => ({ failure, startedAt: t, count: 1, lastAt: t })
       )
       if (fresh) return
@@ -190,14 +204,14 @@ export const make = (
 
     return {
       limited: (kind, ip, userAgent) => {
-        const since = limitedSince.get(`${kind}\0${ip}`)
+        const since = limitedSince.get(`${kind}\0${addressKey(ip)}`)
         if (since === undefined || now() - since >= windowMs) return false
         count({ kind, ip, reason: "rate_limited", ...(userAgent ? { userAgent } : {}) } as Failure)
         return true
       },
       record: (failure) =>
         Effect.suspend(() => {
-          const address = `${failure.kind}\0${failure.ip}`
+          const address = `${failure.kind}\0${addressKey(failure.ip)}`
           if (buckets.take(address)) return append(failure)
           limitedSince.set(address, now())
           count(failure)
