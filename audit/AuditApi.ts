@@ -3,22 +3,17 @@
  * bin/connect.ts. `GET /v1/audit/events` takes the filters of `connect audit` (checked by the same rules, a bad one a
  * 400 naming it), reads under the caller's scope — a workspace key through the log's row-level security, so no filter
  * can show it another workspace's events or a hub-level one (naming another workspace is refused, 403, and recorded as
- * a refused key); an operator key everything — and records the reading as
- * one `AuditRead` before answering (in a workspace key's workspace; an operator key's read, about every workspace, is
- * hub-level) (a read that cannot be recorded is not answered: 503).
+ * a refused key); an operator key everything — and records the reading as one `AuditRead` before answering
+ * (audit/ApiRead.ts; a read that cannot be recorded is not answered: 503). `GET /v1/audit/stats` is audit/StatsApi.ts.
  */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { Effect, Either } from "effect"
-import { EventLog } from "../core/EventLog.ts"
-import { AuditRead, EventMeta } from "../core/Events.ts"
 import * as HubApi from "../core/HubApi.ts"
-import { ApiKeyId } from "../core/Ids.ts"
+import * as ApiRead from "./ApiRead.ts"
 import * as PgQuery from "./PgQuery.ts"
 import { parseFilters, type RawFilters } from "./Query.ts"
 import { eventOf } from "./QueryCli.ts"
-
-/** The stream of the reads made with one API key. */
-export const readStream = (apiKeyId: string): string => `auditread-${apiKeyId}`
+import * as StatsApi from "./StatsApi.ts"
 
 /** `limit` when the request gives none. */
 export const DEFAULT_PAGE = 50
@@ -66,39 +61,21 @@ const events = (query: Query) =>
     }
     const read = Effect.flatMap(PgQuery.resolve(filters), (resolved) => PgQuery.query(filters, resolved, before))
     const rows = caller.scope === "operator" ? yield* read : yield* PgQuery.inWorkspace(caller.workspaceId, read)
-    const log = yield* EventLog
-    yield* log.append(
-      readStream(caller.apiKeyId),
-      [new AuditRead({ kind: "query", apiKeyId: ApiKeyId.make(caller.apiKeyId), filters: given(query), count: rows.length })],
-      {
-        expectedVersion: "any",
-        // An operator's read is about every workspace (its filters name their ids, labels, addresses): hub-level, so
-        // that the workspace keys of the operator key's own workspace do not read it.
-        workspaceId: caller.scope === "operator" ? null : caller.workspaceId,
-        meta: new EventMeta({
-          actor: { kind: "apikey", id: caller.apiKeyId },
-          sourceIp: caller.from.ip,
-          ...(caller.from.userAgent === undefined ? {} : { userAgent: caller.from.userAgent })
-        })
-      }
-    )
+    yield* ApiRead.record(caller, "query", given(query), rows.length)
     return { events: rows.map(eventOf), next: rows.length === limit ? rows[rows.length - 1]!.position : null }
   }).pipe(
     Effect.catchTags({
-      SqlError: (error) => unavailable(error),
-      EventLogError: (error) => unavailable(error),
-      VersionConflict: (error) => unavailable(error)
+      SqlError: ApiRead.unavailable,
+      EventLogError: ApiRead.unavailable,
+      VersionConflict: ApiRead.unavailable
     })
-  )
-
-/** A failure of the database or the log: logged, answered 503 (the hub fails closed without its event log). */
-const unavailable = (error: unknown) =>
-  Effect.zipRight(
-    Effect.logError("audit API: request failed", error),
-    new HubApi.Unavailable({ message: "the hub cannot reach its event log; try again" })
   )
 
 /** The `audit` group's handlers, on the hub's database and log. */
 export const layer = HttpApiBuilder.group(HubApi.HubApi, "audit", (handlers) =>
-  Effect.succeed(handlers.handle("events", ({ urlParams }) => events(urlParams))))
+  Effect.succeed(
+    handlers
+      .handle("events", ({ urlParams }) => events(urlParams))
+      .handle("stats", ({ urlParams }) => StatsApi.stats(urlParams))
+  ))
 

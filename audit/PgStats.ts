@@ -1,12 +1,14 @@
 /**
  * The `--stats` query in Postgres: a handful of small aggregates over the rollup tables of migration 0011 (never over
  * `events`, but for the two rows of the first and last event), all read in one repeatable-read transaction with the
- * projection's checkpoint, so the answer is exactly the log up to that position.
+ * projection's checkpoint, so the answer is exactly the log up to that position; for a workspace's API key under the
+ * row-level security of `connect_app`.
  */
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect } from "effect"
 import type { AddressRow, AgentRow, DayRow, DenialRow, EventRef, ServiceRow, Stats, StatsOptions, TypeRow } from "./Stats.ts"
+import { isUuid } from "./Query.ts"
 import { HOUR_MS, hourOf, NAME } from "./StatsProjection.ts"
 
 const DAY_MS = 86_400_000
@@ -43,8 +45,41 @@ export const query = (options: StatsOptions): Effect.Effect<Stats, SqlError, Sql
       Effect.zipRight(sql.unsafe(`set transaction isolation level repeatable read, read only`), read(options))
     )).pipe(Effect.withSpan("Audit.stats"))
 
+/**
+ * `query` for a workspace's API key: the checkpoint read as the hub's role (connect_app reads none), then every rollup
+ * and event as `connect_app` with `app.workspace_id` set, in the same snapshot — row-level security decides what is
+ * counted, whatever `options` say. Role and setting revert at commit. A malformed id is a defect.
+ */
+export const queryInWorkspace = (
+  workspaceId: string,
+  options: StatsOptions
+): Effect.Effect<Stats, SqlError, SqlClient.SqlClient> =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) => {
+    if (!isUuid(workspaceId)) return Effect.dieMessage(`queryInWorkspace: not a workspace id: ${workspaceId}`)
+    return sql.withTransaction(
+      Effect.gen(function*() {
+        yield* sql.unsafe(`set transaction isolation level repeatable read, read only`)
+        const asOf = yield* checkpoint
+        yield* sql.unsafe(`set local role connect_app`)
+        yield* sql.unsafe(`select set_config('app.workspace_id', $1, true)`, [workspaceId])
+        return yield* readAt(options, asOf)
+      })
+    )
+  }).pipe(Effect.withSpan("Audit.statsInWorkspace"))
+
+/** The position the rollups reflect (0 before the first batch). */
+const checkpoint: Effect.Effect<number, SqlError, SqlClient.SqlClient> = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  Effect.map(
+    sql.unsafe<{ position: number }>(`select position from projection_checkpoints where name = $1`, [NAME]),
+    ([row]) => (row ? Number(row.position) : 0)
+  ))
+
 /** The reads of `query`, in the caller's transaction (which should be one snapshot). */
 export const read = (options: StatsOptions): Effect.Effect<Stats, SqlError, SqlClient.SqlClient> =>
+  Effect.flatMap(checkpoint, (asOf) => readAt(options, asOf))
+
+/** The rollup reads for `options`, the checkpoint `asOf` read already in the same snapshot. */
+const readAt = (options: StatsOptions, asOf: number): Effect.Effect<Stats, SqlError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const { from, to } = windowOf(options)
@@ -55,10 +90,6 @@ export const read = (options: StatsOptions): Effect.Effect<Stats, SqlError, SqlC
       sql.unsafe<A>(text, [...params, ...extra])
     const limitOf = (section: StatsOptions["by"]) => (options.by === section ? options.limit : SECTION_ROWS)
 
-    const [checkpoint] = yield* sql.unsafe<{ position: number }>(
-      `select position from projection_checkpoints where name = $1`,
-      [NAME]
-    )
     const [span] = yield* rows<{ events: number | null; first: number | null; last: number | null }>(
       `select sum(events)::bigint as events, min(first_position) as first, max(last_position) as last
          from audit_rollup_span where ${where}`
@@ -128,7 +159,7 @@ export const read = (options: StatsOptions): Effect.Effect<Stats, SqlError, SqlC
     const last = refOf(span?.last)
     const toDay = to === null ? undefined : new Date(Date.parse(to) - 1).toISOString().slice(0, 10)
     return {
-      asOf: checkpoint ? Number(checkpoint.position) : 0,
+      asOf,
       from,
       to,
       workspace: options.workspace ?? null,

@@ -9,6 +9,8 @@
  *   GET  /v1/services       (API key or agent)     → 200 {"services":[{"name","agentId","agentLabel","online"}]}
  *   GET  /v1/audit/events   (API key)  ?since&until&type&workspace&agent&service&outcome&ip&limit&before
  *                                                  → 200 {"events":[{"position","id","type","data","meta",...}],"next"}
+ *   GET  /v1/audit/stats    (API key)  ?since&until&workspace&by&limit&reveal
+ *                                                  → 200 {"asOf","events","byType","denials","services","agents",...}
  *
  * To add endpoints, declare a group below and `.add` it to `HubApi`; the hub serves it with `HttpApiBuilder.group`.
  */
@@ -247,6 +249,73 @@ export type AuditEvent = typeof AuditEvent.Type
 /** A page of events, newest first; `next` is the `before` of the page after it (null on the last page). */
 export const AuditEventsPage = Schema.Struct({ events: Schema.Array(AuditEvent), next: Schema.NullOr(Schema.Number) })
 
+/**
+ * `GET /v1/audit/stats`: the options of `connect audit --stats`, as typed there (checked by the hub: a bad one is a 400
+ * naming it): `since`, `until`, `workspace` (an operator key's; a workspace key reads its own), `by` (type, agent,
+ * service, ip or day), `limit` (rows of the `by` breakdown, 1–10000, default 50) and `reveal` (`true`: source
+ * addresses in full rather than masked).
+ */
+export const AuditStatsQuery = Schema.Struct({
+  since: Schema.optional(Schema.String),
+  until: Schema.optional(Schema.String),
+  workspace: Schema.optional(Schema.String),
+  by: Schema.optional(Schema.String),
+  limit: Schema.optional(Schema.NumberFromString),
+  reveal: Schema.optional(Schema.Literal("true", "false"))
+  // As for events: a misspelt option must be refused, not ignored.
+}).annotations({ parseOptions: { onExcessProperty: "error" } })
+
+const Count = Schema.Number
+
+/** One event named by position, time and type. */
+const AuditEventRef = Schema.Struct({ position: Count, at: Timestamp, type: Schema.String })
+
+/**
+ * The answer of `connect audit --stats` (audit/Stats.ts `Stats`, fields in its order), read from the hourly rollups:
+ * exactly the log up to `asOf`, the position the rollups reflect (the hub follows the log into them; one it has not
+ * reached yet is not counted).
+ */
+export const AuditStats = Schema.Struct({
+  asOf: Count,
+  /** Start of the first hour counted (inclusive) and end of the last (exclusive); null: unbounded. */
+  from: Schema.NullOr(Timestamp),
+  to: Schema.NullOr(Timestamp),
+  workspace: Schema.NullOr(Schema.String),
+  events: Count,
+  first: Schema.NullOr(AuditEventRef),
+  last: Schema.NullOr(AuditEventRef),
+  byType: Schema.Array(Schema.Struct({ type: Schema.String, outcome: Schema.String, events: Count, count: Count })),
+  denials: Schema.Array(
+    Schema.Struct({ type: Schema.String, reason: Schema.NullOr(Schema.String), count: Count, events: Count })
+  ),
+  services: Schema.Array(Schema.Struct({
+    id: Schema.String,
+    name: Schema.NullOr(Schema.String),
+    tunnels: Count,
+    bytes: Count,
+    denied: Count,
+    events: Count
+  })),
+  agents: Schema.Array(Schema.Struct({
+    id: Schema.String,
+    label: Schema.NullOr(Schema.String),
+    events: Count,
+    tunnels: Count,
+    bytes: Count,
+    denied: Count,
+    rotations: Count,
+    ipChanges: Count
+  })),
+  addresses: Schema.Array(Schema.Struct({ address: Schema.String, count: Count, events: Count, denied: Count })),
+  masked: Schema.Boolean,
+  rotations: Count,
+  ipChanges: Count,
+  days: Schema.Array(Schema.Struct({ day: Schema.String, events: Count }))
+})
+
+/** The answer of `GET /v1/audit/stats`. */
+export type AuditStats = typeof AuditStats.Type
+
 // ---------------------------------------------------------------------------------------------------------------------
 // Groups
 
@@ -280,15 +349,21 @@ export class Services extends HttpApiGroup.make("services").add(
 ) {}
 
 /**
- * Audit: reading the log with an API key — a workspace key sees its own workspace's events (row-level security), an
- * operator key every event. Each answered query is itself recorded (`AuditRead`). A hub started without audit's
- * routes answers 404.
+ * Audit: reading the log with an API key — its events, or its statistics from the hourly rollups — a workspace key its
+ * own workspace's (row-level security), an operator key every one. Each answered query is itself recorded
+ * (`AuditRead`). A hub started without audit's routes answers 404.
  */
 export class Audit extends HttpApiGroup.make("audit")
   .add(
     HttpApiEndpoint.get("events", "/v1/audit/events")
       .setUrlParams(AuditEventsQuery)
       .addSuccess(AuditEventsPage)
+      .middleware(ApiKeyAuth)
+  )
+  .add(
+    HttpApiEndpoint.get("stats", "/v1/audit/stats")
+      .setUrlParams(AuditStatsQuery)
+      .addSuccess(AuditStats)
       .middleware(ApiKeyAuth)
   )
   // A workspace key naming another workspace (403); a hub without audit's routes (404).

@@ -56,8 +56,10 @@ export type AuditRoutes = Layer.Layer<
 >
 
 /** The `audit` group of a hub started without audit's routes: every endpoint answers 404. */
-export const AuditNotServed: AuditRoutes = HttpApiBuilder.group(HubApi.HubApi, "audit", (handlers) =>
-  Effect.succeed(handlers.handle("events", () => new HubApi.NotFound({ message: "this hub does not serve the audit API" }))))
+export const AuditNotServed: AuditRoutes = HttpApiBuilder.group(HubApi.HubApi, "audit", (handlers) => {
+  const notServed = () => new HubApi.NotFound({ message: "this hub does not serve the audit API" })
+  return Effect.succeed(handlers.handle("events", notServed).handle("stats", notServed))
+})
 
 /**
  * Everything the hub answers over HTTP: the declared API with its handlers (`audit`'s passed in) and authentication,
