@@ -107,7 +107,10 @@ export const write = Effect.fn("Cursor.write")(function*(path: string, cursor: C
   const temporary = `${path}.tmp`
   yield* Effect.tryPromise({
     try: async () => {
-      const file = await Fs.open(temporary, "w", 0o600)
+      // Removed, then created exclusively: O_EXCL never follows a link someone put at that name (a stale temporary
+      // of a crash goes the same way); losing that race fails this write, it never writes elsewhere.
+      await Fs.rm(temporary, { force: true })
+      const file = await Fs.open(temporary, "wx", 0o600)
       try {
         await file.writeFile(render(cursor), "utf8")
         await file.sync()
