@@ -95,7 +95,14 @@ describe("agent API", () => {
         onEndpoint: ({ endpoint }) => declared.push({ method: endpoint.method, path: endpoint.path })
       })
       expect(declared.map((e) => `${e.method} ${e.path}`).sort()).toEqual(
-        ["GET /v1/agents", "GET /v1/audit/events", "GET /v1/services", "POST /v1/agents", "POST /v1/agents/rotate"]
+        [
+          "GET /v1/agents",
+          "GET /v1/audit/events",
+          "GET /v1/audit/stats",
+          "GET /v1/services",
+          "POST /v1/agents",
+          "POST /v1/agents/rotate"
+        ]
       )
       for (const { method, path } of declared) {
         // Reached its handler's authentication: not shadowed by another route, not answered 404.
