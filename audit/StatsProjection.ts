@@ -130,11 +130,21 @@ export const factsOf = (stored: StoredEvent): Facts => {
     reason: outcome === "denied" ? str(e.reason, TYPE_CAP) : null,
     agentId: str(e.agentId, ID_CAP) ?? str(e.fromAgentId, ID_CAP) ?? (actor.kind === "agent" ? str(actor.id, ID_CAP) : null),
     serviceId: str(e.serviceId, ID_CAP),
-    count: COALESCED.includes(stored.type) && num(e.count) > 0 ? num(e.count) : 1,
+    count: isDetailOfRefusal(stored) ? 0 : COALESCED.includes(stored.type) && num(e.count) > 0 ? num(e.count) : 1,
     bytes,
     ip: metaIp ?? str(e.ip, IP_CAP) ?? str(e.newIp, IP_CAP)
   }
 }
+
+/**
+ * Whether the event is the operator's detail of a refusal already counted elsewhere: a `cross_workspace` ReachDenied
+ * without a workspace is the hub-level twin of the `not_found` recorded in the reacher's workspace (since the audit API
+ * lets workspace keys read their log), so it is an event but no second refusal. One recorded in a workspace is from a
+ * hub before that change, and the only record of its refusal.
+ */
+export const isDetailOfRefusal = (stored: StoredEvent): boolean =>
+  stored.type === "ReachDenied" && stored.workspaceId === null &&
+  (stored.event as unknown as { reason?: unknown }).reason === "cross_workspace"
 
 /** The name an event gives an agent or a service, if any. */
 const nameOf = (stored: StoredEvent): Omit<NameRow, "workspace_id" | "position"> | undefined => {

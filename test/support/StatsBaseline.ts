@@ -24,7 +24,8 @@ const FACTS = `
          case when known then coalesce(nullif(data->>'agentId', ''), nullif(data->>'fromAgentId', ''),
            case when meta->'actor'->>'kind' = 'agent' then nullif(meta->'actor'->>'id', '') end) end as agent_id,
          case when known then nullif(data->>'serviceId', '') end as service_id,
-         case when type in (${list(COALESCED)}) then coalesce((data->>'count')::bigint, 1) else 1 end as n,
+         case when type = 'ReachDenied' and workspace_id is null and data->>'reason' = 'cross_workspace' then 0
+              when type in (${list(COALESCED)}) then coalesce((data->>'count')::bigint, 1) else 1 end as n,
          case when type = 'TunnelClosed' then (data->>'bytesUp')::bigint + (data->>'bytesDown')::bigint
               when type = 'LinkAccessed' then (data->>'bytes')::bigint else 0 end as bytes,
          coalesce(nullif(meta->>'sourceIp', ''),
