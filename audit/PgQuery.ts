@@ -134,14 +134,8 @@ export const query = (
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const { params, text } = statement(filters, resolved, beforePosition)
-    // No parallel workers: connect_audit_source_ip (migration 0010) catches a bad address in a plpgsql exception block,
-    // which a parallel worker cannot run ("cannot start subtransactions during a parallel operation"), yet is declared
-    // parallel safe. Postgres plans a parallel scan that evaluates it whenever its index is not used — an --ip range
-    // too wide for the index, or any workspace key's read, whose row-level security keeps a function that is not
-    // leakproof out of the index condition.
-    const rows = yield* sql.withTransaction(
-      Effect.zipRight(sql.unsafe(`set local max_parallel_workers_per_gather = 0`), sql.unsafe<Row>(text, params))
-    )
+    // connect_audit_source_ip is parallel restricted (migration 0014): a parallel plan evaluates it in the leader.
+    const rows = yield* sql.unsafe<Row>(text, params)
     return rows.map((r): RawEvent => ({
       position: Number(r.position),
       id: r.id,
