@@ -12,7 +12,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import type { AuditEvent } from "../core/HubApi.ts"
 import type { ProjectionCatchUp } from "../core/Projection.ts"
 import * as Table from "../core/Table.ts"
-import { cell } from "./StatsRender.ts"
+import * as StatsRender from "./StatsRender.ts"
 import { GROUPS, groupOf, outcomeOf } from "./Groups.ts"
 import { maskData, maskIp, maskMeta } from "./Mask.ts"
 import * as PgQuery from "./PgQuery.ts"
@@ -102,7 +102,7 @@ const rowOf = (r: AuditRecord): ReadonlyArray<string> => {
   const ip = sourceIpOf(r.data, r.meta)
   const row = [r.recordedAt.slice(0, 19).replace("T", " ") + "Z", String(r.position), r.type, actorOf(r.meta), targetOf(r.data), r.outcome, ip ?? ""]
   // Names an agent asked for, foreign types and actors are anyone's text: no control sequence reaches the terminal.
-  return row.map((text) => cell(text, 200))
+  return row.map((text) => StatsRender.cell(text, 200))
 }
 
 /** The table of records, header first. */
@@ -149,7 +149,8 @@ const options = {
   hub: text(
     "hub",
     "Read through this hub's API (https://host[:port]) instead of its database: what --api-key may see (a workspace " +
-      "key its own workspace, an operator key every one), each query recorded by the hub. Not with --follow or --stats."
+      "key its own workspace, an operator key every one), each query recorded by the hub; --stats from the hub's " +
+      "rollups, as of the position it has followed. Not with --follow."
   ),
   apiKey: Options.text("api-key").pipe(
     Options.withFallbackConfig(Config.string("CONNECT_API_KEY")),
@@ -188,23 +189,38 @@ const follow = (filters: Filters, resolved: Resolved, after: number, print: (r: 
     )
   })
 
-/** `--stats` with the filters it takes; any other filter is refused (exit 2). */
-const runStats = (flags: Flags) => {
+/** The options of `--stats` as typed; any filter it does not take is refused (exit 2). */
+const statsOptions = (flags: Flags): Either.Either<Stats.RawStatsOptions, AuditQueryError> => {
   const other = (["type", "agent", "service", "outcome", "ip"] as const).find((k) => Option.isSome(flags[k]))
   if (other !== undefined || flags.jsonl || flags.follow) {
     const option = other ?? (flags.jsonl ? "jsonl" : "follow")
-    return Effect.fail(new AuditQueryError({ option: `--${option}`, message: `--${option} does not go with --stats` }))
+    return Either.left(new AuditQueryError({ option: `--${option}`, message: `--${option} does not go with --stats` }))
   }
-  return Stats.run({
+  return Either.right({
     since: Option.getOrUndefined(flags.since),
     until: Option.getOrUndefined(flags.until),
     workspace: Option.getOrUndefined(flags.workspace),
     by: Option.getOrUndefined(flags.by),
     limit: flags.limit,
-    reveal: flags.revealIps,
-    json: flags.json
+    reveal: flags.revealIps
   })
 }
+
+/** `--stats` on the local database. */
+const runStats = (flags: Flags) => Effect.flatMap(statsOptions(flags), (raw) => Stats.run({ ...raw, json: flags.json }))
+
+/**
+ * `--stats --hub URL`: the options checked here by the same rules (exit 2, nothing sent), the answer from the hub's
+ * rollups, printed as the local command prints it.
+ */
+const runRemoteStats = (flags: Flags, hubUrl: string, apiKey: string) =>
+  Effect.gen(function*() {
+    const raw = yield* statsOptions(flags)
+    const parsed = Stats.parseOptions(raw, new Date())
+    if (Either.isLeft(parsed)) return yield* parsed.left
+    const stats = yield* RemoteQuery.stats(hubUrl, apiKey, raw)
+    yield* Console.log(flags.json ? JSON.stringify(StatsRender.toJson(stats), null, 2) : StatsRender.render(stats, parsed.right.by))
+  })
 
 /** The raw filters as typed, for the hub to check by the same rules. */
 const rawFilters = (flags: Flags): RawFilters => ({
@@ -221,13 +237,13 @@ const rawFilters = (flags: Flags): RawFilters => ({
 /** `--hub URL`: the same listing through the hub's API, with `--api-key` or `CONNECT_API_KEY`. */
 const runRemote = (flags: Flags, hub: string) =>
   Effect.gen(function*() {
-    if (flags.stats) return yield* new AuditQueryError({ option: "--stats", message: "--stats reads the hub's database; not with --hub" })
-    yield* checked(flags)
+    if (!flags.stats) yield* checked(flags)
     if (flags.follow) return yield* new AuditQueryError({ option: "--follow", message: "--follow reads the hub's database; not with --hub" })
     if (Option.isNone(flags.apiKey)) {
       return yield* new AuditQueryError({ option: "--api-key", message: "--hub needs an API key: set CONNECT_API_KEY (or --api-key)" })
     }
     const hubUrl = yield* RemoteQuery.checkHubUrl(hub)
+    if (flags.stats) return yield* runRemoteStats(flags, hubUrl, flags.apiKey.value)
     const events = yield* RemoteQuery.query(hubUrl, flags.apiKey.value, rawFilters(flags), flags.limit)
     const records = events.map((e) => recordOf(e, flags.revealIps))
     if (flags.json) return yield* Console.log(JSON.stringify(records, null, 2))

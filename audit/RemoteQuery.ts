@@ -1,6 +1,6 @@
 /**
  * `connect audit --hub URL`: the audit query through a hub's API (`GET /v1/audit/events`, core/HubApi.ts) with
- * `HttpApiClient`, paged with `before` up to the limit asked for. Every failure is one `AuditRemoteError` a user can act
+ * `HttpApiClient`, paged with `before` up to the limit asked for, and `--stats` (`GET /v1/audit/stats`). Every failure is one `AuditRemoteError` a user can act
  * on: the key refused (401), a credential of the wrong kind or beyond the key's scope (403), a filter the hub refuses
  * (400), a hub that does not
  * answer or serves no audit API.
@@ -113,6 +113,35 @@ const paramsOf = (filters: RawFilters) => {
   return out
 }
 
+/** The API client for the hub at `hubUrl`, every request with `apiKey`. */
+const makeClient = (hubUrl: string, apiKey: string) =>
+  HttpApiClient.make(HubApi.HubApi, {
+    baseUrl: hubUrl,
+    transformClient: HttpClient.mapRequest((request) =>
+      HttpClientRequest.acceptJson(HttpClientRequest.bearerToken(request, apiKey))
+    )
+  })
+
+/** A call through the API client for the hub at `hubUrl` (checked) with `apiKey`; every failure an `AuditRemoteError`. */
+const call = <A, E extends Parameters<ReturnType<typeof failure>>[0] | AuditRemoteError>(
+  hubUrl: string,
+  apiKey: string,
+  use: (client: Effect.Effect.Success<ReturnType<typeof makeClient>>) => Effect.Effect<A, E, HttpClient.HttpClient>
+): Effect.Effect<A, AuditRemoteError> =>
+  Effect.flatMap(makeClient(hubUrl, apiKey), use).pipe(
+    Effect.catchAll((e) => (e instanceof AuditRemoteError ? Effect.fail(e) : failure(hubUrl)(e))),
+    Effect.provide(FetchHttpClient.layer)
+  )
+
+/** One request, given up after `TIMEOUT` as a hub that does not answer. */
+const timed = (hubUrl: string) => <A, E, R>(request: Effect.Effect<A, E, R>) =>
+  request.pipe(
+    Effect.timeoutFail({
+      duration: TIMEOUT,
+      onTimeout: () => new AuditRemoteError({ reason: "Unreachable", message: `cannot reach the hub at ${hubUrl}: no answer in 30 s` })
+    })
+  )
+
 /**
  * The newest `limit` events that pass `filters` on the hub at `hubUrl` (checked), read with `apiKey`: pages of at most
  * 1,000 (each page one query the hub records), newest first.
@@ -123,34 +152,48 @@ export const query = (
   filters: RawFilters,
   limit: number
 ): Effect.Effect<ReadonlyArray<HubApi.AuditEvent>, AuditRemoteError> =>
-  Effect.gen(function*() {
-    const client = yield* HttpApiClient.make(HubApi.HubApi, {
-      baseUrl: hubUrl,
-      transformClient: HttpClient.mapRequest((request) =>
-        HttpClientRequest.acceptJson(HttpClientRequest.bearerToken(request, apiKey))
-      )
-    })
-    const out: Array<HubApi.AuditEvent> = []
-    let before: number | undefined
-    while (out.length < limit) {
-      const page = yield* client.audit.events({
-        urlParams: {
-          ...paramsOf(filters),
-          limit: Math.min(limit - out.length, HubApi.AUDIT_PAGE_LIMIT),
-          ...(before === undefined ? {} : { before })
-        }
-      }).pipe(
-        Effect.timeoutFail({
-          duration: TIMEOUT,
-          onTimeout: () => new AuditRemoteError({ reason: "Unreachable", message: `cannot reach the hub at ${hubUrl}: no answer in 30 s` })
-        })
-      )
-      out.push(...page.events)
-      if (page.next === null) break
-      before = page.next
-    }
-    return out
-  }).pipe(
-    Effect.catchIf((e) => !(e instanceof AuditRemoteError), failure(hubUrl)),
-    Effect.provide(FetchHttpClient.layer)
-  )
+  call(hubUrl, apiKey, (client) =>
+    Effect.gen(function*() {
+      const out: Array<HubApi.AuditEvent> = []
+      let before: number | undefined
+      while (out.length < limit) {
+        const page = yield* timed(hubUrl)(client.audit.events({
+          urlParams: {
+            ...paramsOf(filters),
+            limit: Math.min(limit - out.length, HubApi.AUDIT_PAGE_LIMIT),
+            ...(before === undefined ? {} : { before })
+          }
+        }))
+        out.push(...page.events)
+        if (page.next === null) break
+        before = page.next
+      }
+      return out
+    }))
+
+/** The options of `connect audit --stats` as typed, for the hub to check by the same rules. */
+export interface RawStatsParams {
+  readonly since?: string | undefined
+  readonly until?: string | undefined
+  readonly workspace?: string | undefined
+  readonly by?: string | undefined
+  readonly limit: number
+  readonly reveal: boolean
+}
+
+/**
+ * The stats of the hub at `hubUrl` (checked) from its rollups, read with `apiKey` (`GET /v1/audit/stats`, one read the
+ * hub records): what the key may see, as of the position the hub's rollups reflect.
+ */
+export const stats = (hubUrl: string, apiKey: string, params: RawStatsParams): Effect.Effect<HubApi.AuditStats, AuditRemoteError> =>
+  call(hubUrl, apiKey, (client) =>
+    timed(hubUrl)(client.audit.stats({
+      urlParams: {
+        ...(params.since === undefined ? {} : { since: params.since }),
+        ...(params.until === undefined ? {} : { until: params.until }),
+        ...(params.workspace === undefined ? {} : { workspace: params.workspace }),
+        ...(params.by === undefined ? {} : { by: params.by }),
+        limit: params.limit,
+        ...(params.reveal ? { reveal: "true" as const } : {})
+      }
+    })))
