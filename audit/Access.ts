@@ -23,7 +23,7 @@ export interface AccessQuery {
   readonly at: Date
 }
 
-/** The event the answer is as of: the last one recorded at or before the instant asked about. */
+/** The event the answer is as of: the last one recorded at or before the instant asked about (by time, then position). */
 export interface AsOf {
   readonly position: number
   readonly recordedAt: Date
@@ -279,10 +279,18 @@ export const answer = (state: AccessState, service: ServiceState, at: Date, asOf
   }
 }
 
-/** The position the answer for `at` is as of: the last event recorded at or before it (`EmptyLog` when none is). */
+/**
+ * The position the answer for `at` is as of: the last event recorded at or before it, by time, then by position (a
+ * batch shares its time); `EmptyLog` when there is none. Positions are commit order and times agree with it but for
+ * the clock skew between hubs (seconds at most).
+ */
 export const asOfIn = (facts: ReadonlyArray<Pick<StoredEvent, "position" | "recordedAt">>, at: Date): AsOf | AccessError => {
   let last: AsOf | undefined
-  for (const f of facts) if (f.recordedAt <= at && (!last || f.position > last.position)) last = { position: f.position, recordedAt: f.recordedAt }
+  for (const f of facts) {
+    if (f.recordedAt > at) continue
+    const later = !last || f.recordedAt > last.recordedAt || (+f.recordedAt === +last.recordedAt && f.position > last.position)
+    if (later) last = { position: f.position, recordedAt: f.recordedAt }
+  }
   return last ?? new AccessError({ reason: "EmptyLog", message: `the log holds no event recorded at or before ${at.toISOString()}` })
 }
 

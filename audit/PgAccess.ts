@@ -1,7 +1,7 @@
 /**
  * `connect audit access` over Postgres: finds the position of the instant asked about, then reads only the events the
  * answer folds (the service's, the last of each kind per agent of its workspace, the shares and links naming it), each
- * through an index of migrations 0001/0010, and hands them to audit/Access.ts. Folding these gives the answer folding
+ * through an index of migrations 0001/0010/0013, and hands them to audit/Access.ts. Folding these gives the answer folding
  * the whole log would (test/audit/Access.int.test.ts compares both).
  */
 import { SqlClient } from "@effect/sql"
@@ -23,9 +23,9 @@ const COLUMNS = `position::text, workspace_id::text, type, data::text,
   (extract(epoch from recorded_at) * 1000)::bigint::text as recorded_ms`
 
 const SERVICE_TYPES = ["ServiceExposed", "ServiceUnexposed", "ServiceReleased"]
-const AGENT_TYPES = [
-  "AgentProvisioned", "AgentTokenRotated", "AgentTokenRevoked", "AgentConnected", "AgentDisconnected", "AgentAllowListSet"
-]
+// Constants in the text, not parameters: the planner proves the partial index's predicate from them.
+const AGENT_TYPES_SQL = "'AgentProvisioned', 'AgentTokenRotated', 'AgentTokenRevoked', 'AgentConnected', " +
+  "'AgentDisconnected', 'AgentAllowListSet'"
 
 const factOf = (row: Row): Either.Either<Access.AccessFact, EventLogError> =>
   Either.map(
@@ -40,20 +40,17 @@ const factOf = (row: Row): Either.Either<Access.AccessFact, EventLogError> =>
   )
 
 /**
- * The position of `at`: the last event recorded at or before it. Positions are commit order and `recorded_at` is
- * stamped at commit, so they agree but for clock skew between hubs; the highest position among the minute before the
- * latest such time absorbs that skew (it is bounded to seconds by connect_append) without scanning the log.
+ * The position of `at`: the last event recorded at or before it, by `recorded_at` (position breaks ties: a batch
+ * shares its time), one backward step in `events_recorded_at`. Instants are milliseconds here and microseconds in
+ * Postgres: `at` stands for its whole millisecond.
  */
 const asOf = (at: Date) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    // Instants are milliseconds here and microseconds in Postgres: `at` stands for its whole millisecond.
     const [row] = yield* sql.unsafe<{ position: string; recorded_ms: string }>(
       `select position::text, (extract(epoch from recorded_at) * 1000)::bigint::text as recorded_ms from events
        where recorded_at < $1::timestamptz + interval '1 millisecond'
-         and recorded_at >= (select max(recorded_at) from events
-                             where recorded_at < $1::timestamptz + interval '1 millisecond') - interval '1 minute'
-       order by events.position desc limit 1`,
+       order by recorded_at desc, events.position desc limit 1`,
       [at.toISOString()]
     )
     return row === undefined
@@ -82,17 +79,24 @@ const knownNames = (upTo: number) =>
     ))
 
 /**
- * Per agent of the workspace, the last event of each type up to the position (a replaced connection's end left out,
- * as the fold ignores it): the fold keeps the last of each, so these few rows fold to what all of them would.
+ * Per agent of the workspace, the last event of each type up to the position (a replaced connection's end skipped,
+ * as the fold ignores it): the fold keeps the last of each, so these few rows fold to what all of them would. Each is
+ * one backward step in `events_agent_state` (migration 0013), whose predicate this statement repeats word for word.
  */
 const agentEvents = (workspaceId: string, upTo: number) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     sql.unsafe<Row>(
-      `select distinct on (data->>'agentId', type) ${COLUMNS} from events
-       where workspace_id = $1::uuid and type = any($2::text[]) and position <= $3::bigint
-         and not (type = 'AgentDisconnected' and data->>'reason' = 'replaced')
-       order by data->>'agentId', type, events.position desc`,
-      [workspaceId, AGENT_TYPES, upTo]
+      `with agents as (
+         select distinct data->>'agentId' as agent_id from events
+         where type = 'AgentProvisioned' and workspace_id = $1::uuid and position <= $2::bigint)
+       select e.* from agents a cross join unnest(array[${AGENT_TYPES_SQL}]) as t(type)
+       cross join lateral (
+         select ${COLUMNS} from events
+         where data->>'agentId' = a.agent_id and events.type = t.type and events.type in (${AGENT_TYPES_SQL})
+           and position <= $2::bigint and workspace_id = $1::uuid
+           and not (events.type = 'AgentDisconnected' and data->>'reason' = 'replaced')
+         order by events.position desc limit 1) e`,
+      [workspaceId, upTo]
     ))
 
 /** The shares and links naming the service, and the revocations of any share or link, up to the position. */

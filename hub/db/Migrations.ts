@@ -19,6 +19,8 @@ import oneRoundTripAppend from "./migrations/0009_one_round_trip_append.ts"
 import auditIndexes from "./migrations/0010_audit_indexes.ts"
 import auditRollups from "./migrations/0011_audit_rollups.ts"
 import apiKeyScope from "./migrations/0012_api_key_scope.ts"
+import accessIndex from "./migrations/0013_access_index.ts"
+import sourceIpParallelRestricted from "./migrations/0014_source_ip_parallel_restricted.ts"
 
 // The keys are the ids and names every migrated database has recorded in connect_migrations, and the SQL a database
 // ran is what a new one must run: a released migration is never renamed or edited, a change is a new one.
@@ -34,7 +36,9 @@ const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClien
   "0009_one_round_trip_append": oneRoundTripAppend,
   "0010_audit_indexes": auditIndexes,
   "0011_audit_rollups": auditRollups,
-  "0012_api_key_scope": apiKeyScope
+  "0012_api_key_scope": apiKeyScope,
+  "0013_access_index": accessIndex,
+  "0014_source_ip_parallel_restricted": sourceIpParallelRestricted
 }
 
 /** The number of the newest migration: a database whose `connect_migrations` holds it needs nothing from this build. */
