@@ -2,7 +2,8 @@
  * `npm run bench -- audit`: `connect audit`'s filtered query (audit/PgQuery.ts, the statement the CLI runs) over a
  * log of --events events (default 1,000,000), p50/p99 per filter; the target is 100 ms.
  *
- * Then `--stats` from its rollups against the same answer by GROUP BY over events (test/bench/AuditStats.ts), and
+ * Then `audit access` for one service at three instants (test/bench/AuditAccess.ts), `--stats` from its rollups
+ * against the same answer by GROUP BY over events (test/bench/AuditStats.ts), and
  * `audit export` events/s per format against COPY … TO STDOUT of the same rows (test/bench/AuditExport.ts).
  *
  * Options: --json [FILE]  --events N  --runs N (timed queries per filter, default 30; --stats at most 20)
@@ -16,6 +17,7 @@ import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Either, Layer, Redacted } from "effect"
 import * as PgQuery from "../../audit/PgQuery.ts"
+import * as AuditAccess from "./AuditAccess.ts"
 import { parseFilters, type RawFilters } from "../../audit/Query.ts"
 import { EventLog } from "../../core/EventLog.ts"
 import * as E from "../../core/Events.ts"
@@ -155,10 +157,11 @@ export const main = async (args: ReadonlyArray<string>) => {
         rows.push({ filter: label, rows: found, "p50 ms": percentile(times, 50), "p99 ms": percentile(times, 99), "max ms": Math.max(...times) })
       }
       printTable(`connect audit query over ${head} events, --limit 50, ${runs} runs each (target: 100 ms)`, Object.keys(rows[0]!), rows)
+      const access = yield* AuditAccess.run({ runs, service: s.name, workspace: s.agent.workspace, at: [["a tenth in", tenth], ["half way", half], ["now", new Date().toISOString()]] })
       const stats = yield* AuditStats.run({ runs: Math.min(runs, 20), baselineRuns: flag(args, "--baseline-runs", 3), workspace: a.workspace })
       const verify = yield* AuditVerify.run({ runs: flag(args, "--verify-runs", 3), checks: 50 })
       const exports = yield* AuditExport.run({ runs: flag(args, "--export-runs", 3), batchSize: 1000 })
-      return { events: head, runs, filters: rows, stats, verify, exports }
+      return { events: head, runs, filters: rows, access, stats, verify, exports }
     }).pipe(Effect.provide(PgEventLog.layer().pipe(Layer.provideMerge(PgClient.layer(benchConfig)))))
   })
 
