@@ -14,6 +14,7 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { Effect, ParseResult, Schema } from "effect"
 import * as HubApi from "../core/HubApi.ts"
 import type { RawFilters } from "./Query.ts"
+import type { RawStatsOptions } from "./Stats.ts"
 
 /** Why reading through the hub failed. */
 export class AuditRemoteError extends Schema.TaggedError<AuditRemoteError>()("AuditRemoteError", {
@@ -171,21 +172,12 @@ export const query = (
       return out
     }))
 
-/** The options of `connect audit --stats` as typed, for the hub to check by the same rules. */
-export interface RawStatsParams {
-  readonly since?: string | undefined
-  readonly until?: string | undefined
-  readonly workspace?: string | undefined
-  readonly by?: string | undefined
-  readonly limit: number
-  readonly reveal: boolean
-}
-
 /**
- * The stats of the hub at `hubUrl` (checked) from its rollups, read with `apiKey` (`GET /v1/audit/stats`, one read the
- * hub records): what the key may see, as of the position the hub's rollups reflect.
+ * The stats for `params` (as typed: the hub checks them by the CLI's rules) of the hub at `hubUrl` (checked), read with
+ * `apiKey` (`GET /v1/audit/stats`, one read the hub records): what the key may see, from the hub's rollups as of the
+ * position they reflect.
  */
-export const stats = (hubUrl: string, apiKey: string, params: RawStatsParams): Effect.Effect<HubApi.AuditStats, AuditRemoteError> =>
+export const stats = (hubUrl: string, apiKey: string, params: RawStatsOptions): Effect.Effect<HubApi.AuditStats, AuditRemoteError> =>
   call(hubUrl, apiKey, (client) =>
     timed(hubUrl)(client.audit.stats({
       urlParams: {
