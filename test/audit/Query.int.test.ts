@@ -98,6 +98,26 @@ describe("audit query", () => {
         }
       }))
 
+    it.effect("--since and --until at each stored instant hold every event of that instant (a batch shares one)", () =>
+      Effect.gen(function*() {
+        const log = yield* EventLog
+        // Five events of one append share their recorded_at: the time bound's position bound must take all five.
+        yield* log.append(`audit-${uuidv7()}`, Array.from({ length: 5 }, (_, i) =>
+          new E.AgentConnected({ agentId: a2, ip: `192.0.2.${100 + i}`, userAgent: "t", transport: "ws" })), {
+          expectedVersion: "any",
+          workspaceId: w2,
+          meta: asAgent(a2, "192.0.2.100")
+        })
+        const all = yield* run({ limit: 10_000 })
+        for (const at of new Set(all.map((e) => e.recordedAt.toISOString()))) {
+          const t = new Date(at).getTime()
+          expect([at, yield* positions({ until: at, limit: 1000 })])
+            .toEqual([at, all.filter((e) => e.recordedAt.getTime() <= t).map((e) => e.position)])
+          expect([at, yield* positions({ since: at, limit: 1000 })])
+            .toEqual([at, all.filter((e) => e.recordedAt.getTime() >= t).map((e) => e.position)])
+        }
+      }))
+
     it.effect("decides outcomes in the database as outcomeOf does", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
