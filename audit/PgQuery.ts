@@ -63,7 +63,7 @@ export const resolve = (filters: Filters): Effect.Effect<Resolved, SqlError, Sql
  * The statement for `filters`: every value a parameter (never spliced into the text), newest first, `limit` last.
  * `beforePosition` pages further back. Each condition is written as its index is (see migration 0010).
  */
-export const statement = (filters: Filters, resolved: Resolved, beforePosition?: number): Statement => {
+export const statement = (filters: Filters, resolved: Resolved, beforePosition?: number, window?: number): Statement => {
   const params: Array<unknown> = []
   const p = (value: unknown, cast: string) => {
     params.push(value)
@@ -72,6 +72,10 @@ export const statement = (filters: Filters, resolved: Resolved, beforePosition?:
   const json = (value: unknown) => p(JSON.stringify(value), "jsonb")
   const where: Array<string> = []
   if (beforePosition !== undefined) where.push(`position < ${p(beforePosition, "bigint")}`)
+  if (window !== undefined) {
+    const end = beforePosition === undefined ? "(select max(e.position) + 1 from events e)" : p(beforePosition, "bigint")
+    where.push(`position >= ${end} - ${p(window, "bigint")}`)
+  }
   // A time bound is also a position bound: recorded_at never decreases along the chain (the chain check refuses a row
   // recorded before its predecessor, migration 0009), so the events up to T are the positions up to the last one
   // recorded at or before T, found in the recorded_at index. Without it a backward scan by position filtered every
@@ -137,6 +141,13 @@ interface Row {
   readonly hash: string
 }
 
+/** How many of the newest positions an address range is first looked for in (see `query`). */
+const RECENT_WINDOW = 20_000
+
+/** Whether `--ip` names a range rather than one address. */
+const isRange = (filters: Filters): boolean =>
+  filters.ip !== undefined && filters.ip.bits < (filters.ip.family === "ipv6" ? 128 : 32)
+
 /** The events before `beforePosition` (default: all) that pass `filters`, newest first, at most `filters.limit`. */
 export const query = (
   filters: Filters,
@@ -145,9 +156,15 @@ export const query = (
 ): Effect.Effect<ReadonlyArray<RawEvent>, SqlError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const { params, text } = statement(filters, resolved, beforePosition)
+    const run = ({ params, text }: Statement) => sql.unsafe<Row>(text, params)
     // connect_audit_source_ip is parallel restricted (migration 0014): a parallel plan evaluates it in the leader.
-    const rows = yield* sql.unsafe<Row>(text, params)
+    // An address range is read in two steps. Its index yields matches by address, so newest first means reading and
+    // sorting all of them (62,500 rows and 509 ms for a busy /24 over 1,000,000 events); the newest positions are
+    // searched first, and only when they hold fewer than the limit is the whole log.
+    const probe = isRange(filters) ? yield* run(statement(filters, resolved, beforePosition, RECENT_WINDOW)) : undefined
+    const rows = probe !== undefined && probe.length >= filters.limit
+      ? probe
+      : yield* run(statement(filters, resolved, beforePosition))
     return rows.map((r): RawEvent => ({
       position: Number(r.position),
       id: r.id,

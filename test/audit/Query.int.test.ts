@@ -72,6 +72,8 @@ describe("audit query", () => {
           [{ outcome: "denied", limit: 1 }, [8]],
           [{ ip: "203.0.113.7" }, [4, 3]],
           [{ ip: "203.0.113.x" }, [8, 7, 4, 3]],
+          // A range: the newest positions first (enough here), else the whole log (the case above).
+          [{ ip: "203.0.113.x", limit: 2 }, [8, 7]],
           [{ ip: "2001:db8:85a3::/48" }, [6]],
           [{ ip: "198.51.100.0/24", type: "auth" }, [5]],
           [{ since: "1h", type: "admin" }, [1]],
@@ -96,6 +98,19 @@ describe("audit query", () => {
           ).map((e) => e.position)
           expect([raw, matched.slice(0, filters.limit)]).toEqual([raw, expected])
         }
+      }))
+
+    it.effect("pages an address range back from a position, in the newest positions first or the whole log", () =>
+      Effect.gen(function*() {
+        const page = (ip: string, limit: number, before: number) =>
+          Effect.gen(function*() {
+            const filters = Either.getOrThrow(parseFilters({ ip, limit }, new Date()))
+            const events = yield* PgQuery.query(filters, yield* PgQuery.resolve(filters), before)
+            return events.map((e) => e.position)
+          })
+        expect(yield* page("203.0.113.x", 2, 8)).toEqual([7, 4])
+        expect(yield* page("203.0.113.x", 50, 8)).toEqual([7, 4, 3])
+        expect(yield* page("192.0.2.0/24", 3, 38)).toEqual([37, 36, 35])
       }))
 
     it.effect("--since and --until at each stored instant hold every event of that instant (a batch shares one)", () =>
