@@ -163,6 +163,27 @@ export const signHead = Effect.fn("Checkpoints.sign")(function*(settings: Checkp
   return Option.some({ position: head.position, eventPosition: appended.lastPosition, path })
 })
 
+/**
+ * Why the log no longer holds the last note in `dir` (its tail cut, or another event at its position: rewritten, or
+ * this data directory is another database's), or undefined when it does or there is none.
+ */
+export const lastNoteBroken = Effect.fn("Checkpoints.lastNoteBroken")(function*(dir: string) {
+  const log = yield* EventLog
+  const noted = lastNoted(dir)
+  if (noted === 0) return undefined
+  const path = Path.join(dir, `${noted}.note`)
+  const signed = Fs.readFileSync(path, "utf8").split("\n")[2] ?? ""
+  const [held] = yield* log.readAll(noted - 1, 1)
+  const why = held === undefined
+    ? `the log ends at position ${(yield* log.head).position}, but ${path} signs position ${noted}: its tail was cut`
+    : Buffer.from(held.hash).toString("hex") !== signed
+    ? `the log holds another event at position ${noted} than ${path} signs (head ${signed.slice(0, 16)}…): it was rewritten`
+    : undefined
+  return why === undefined ? undefined : `${why}, or this data directory belongs to another database. ` +
+    `No checkpoint is signed over this history (check with connect audit verify --checkpoint ${path}; to sign ` +
+    `a history you accept, move ${dir} aside and keep it: it is evidence)`
+})
+
 /** A failure of one checkpoint, as the one line the hub prints before going on. */
 const report = (e: { readonly message: string }) => Console.error(`connect hub: checkpoint not signed: ${e.message}`)
 
@@ -171,7 +192,12 @@ export const layer = (settings: CheckpointSettings, dataDir: string) =>
   Layer.scopedDiscard(
     Effect.gen(function*() {
       const log = yield* EventLog
+      // A log that no longer holds the last note signed is said once, loudly, and nothing is signed over it: signing
+      // another history with the same key and origin would fork what this hub has vouched for. Checked before the
+      // key is recorded, which appends.
+      const broken = yield* lastNoteBroken(notesDir(dataDir))
       yield* recordKey(settings.origin)
+      if (broken !== undefined) return yield* Console.error(`connect hub: WARNING: checkpoints stopped: ${broken}`)
       // Our last checkpoint event follows the last note signed (a restart counts from there); with no note yet, or
       // notes beyond the head (of another database), everything in the log is unsigned.
       const noted = lastNoted(notesDir(dataDir))

@@ -180,16 +180,20 @@ describe("connect hub (real processes, embedded Postgres)", () => {
     }
     await adminQuery(`create role ${role} login password '${password}'`)
     await adminQuery(`create database ${database}`)
+    // A data directory of its own: it belongs to one database (its checkpoint notes sign that database's log).
+    const dbHome = Fs.mkdtempSync(Path.join(Os.tmpdir(), "connect-e2e-db-"))
+    Fs.chmodSync(dbHome, 0o755)
+    const dbEnv = { ...env, CONNECT_HOME: dbHome }
     try {
       const ownerUrl = withUser(new URL(admin).username || "postgres", decodeURIComponent(new URL(admin).password) || undefined)
       const hubUrl = withUser(role, password)
       const hub = spawn(process.execPath, ["bin/connect.js", "hub", "--port", "0"], {
-        env: { ...env, DATABASE_URL: hubUrl, DATABASE_OWNER_URL: ownerUrl }
+        env: { ...dbEnv, DATABASE_URL: hubUrl, DATABASE_OWNER_URL: ownerUrl }
       })
       await hub.waitFor(LISTENING, 60_000)
       expect(hub.stderr()).not.toContain("WARNING")
       // The offline commands need only DATABASE_URL, the hub's role.
-      const verify = spawn(process.execPath, ["bin/connect.js", "audit", "verify"], { env: { ...env, DATABASE_URL: hubUrl } })
+      const verify = spawn(process.execPath, ["bin/connect.js", "audit", "verify"], { env: { ...dbEnv, DATABASE_URL: hubUrl } })
       expect(await verify.exited(60_000)).toEqual({ code: 0, signal: null })
       // The bootstrap's two events and the signing key's.
       expect(verify.stdout()).toMatch(/^OK: 3 events, hash chain intact/m)
@@ -201,7 +205,7 @@ describe("connect hub (real processes, embedded Postgres)", () => {
       expect(await hub.exited(10_000)).toEqual({ code: 0, signal: null })
 
       // The owner as DATABASE_URL: it runs, and says loudly that it could rewrite history.
-      const owning = spawn(process.execPath, ["bin/connect.js", "hub", "--port", "0"], { env: { ...env, DATABASE_URL: ownerUrl } })
+      const owning = spawn(process.execPath, ["bin/connect.js", "hub", "--port", "0"], { env: { ...dbEnv, DATABASE_URL: ownerUrl } })
       await owning.waitFor(LISTENING, 60_000)
       expect(owning.stderr()).toMatch(/WARNING: the hub's database role .* owns the events table/)
       owning.child.kill("SIGTERM")
@@ -209,6 +213,7 @@ describe("connect hub (real processes, embedded Postgres)", () => {
     } finally {
       await adminQuery(`drop database if exists ${database} with (force)`)
       await adminQuery(`drop role if exists ${role}`)
+      Fs.rmSync(dbHome, { recursive: true, force: true })
     }
   }, 120_000)
 

@@ -9,7 +9,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Layer, Option } from "effect"
+import { Console, Effect, Exit, Layer, Option, TestClock } from "effect"
 import { EventLog } from "../../../core/EventLog.ts"
 import { EventMeta, WorkspaceCreated } from "../../../core/Events.ts"
 import { uuidv7, WorkspaceId } from "../../../core/Ids.ts"
@@ -27,6 +27,14 @@ const append = (n: number, name: string) =>
       })))
 
 const settings = { every: 3, intervalMs: 60_000, origin: "test.example/connect" }
+
+/** A console that keeps what is printed (log and error) in `lines`. */
+const capturing = (lines: Array<string>) =>
+  Effect.map(Effect.console, (console): Console.Console => ({
+    ...console,
+    error: (...args: ReadonlyArray<unknown>) => Effect.sync(() => void lines.push(args.join(" "))),
+    log: (...args: ReadonlyArray<unknown>) => Effect.sync(() => void lines.push(args.join(" ")))
+  }))
 
 describe("checkpoint notes are never replaced by another history", () => {
   it.scoped("a second log reaching a signed position with another head is refused, the first note kept", () =>
@@ -55,5 +63,35 @@ describe("checkpoint notes are never replaced by another history", () => {
       expect(Fs.readFileSync(path, "utf8")).toBe(original)
       expect(Exit.isFailure(second)).toBe(true)
       expect(JSON.stringify(second)).toMatch(/position 3/)
+    }))
+
+  it.scoped("a hub whose log no longer holds its last note says so at start and signs nothing over that history", () =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.acquireRelease(
+        Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "connect-checkpoint-start-"))),
+        (d) => Effect.sync(() => Fs.rmSync(d, { recursive: true, force: true }))
+      )
+      const keys = KeyFile.layer(dir)
+      // The first history, signed at 3, then a log that holds another history (rewritten), or less of it (cut).
+      yield* Effect.gen(function*() {
+        yield* append(3, "first")
+        yield* Checkpointer.signHead(settings, dir)
+      }).pipe(Effect.provide(Layer.merge(MemoryEventLog.layer, keys)))
+      const notes = () => Fs.readdirSync(Path.join(dir, "checkpoints")).sort()
+      for (const [history, events] of [["rewritten", 7], ["cut", 2]] as const) {
+        const lines: Array<string> = []
+        const console = yield* capturing(lines)
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* append(events, history)
+          yield* Layer.build(Checkpointer.layer(settings, dir))
+          yield* append(6, history)
+          yield* TestClock.adjust("2 seconds")
+        })).pipe(
+          Effect.provide(Layer.merge(MemoryEventLog.layer, keys)),
+          Effect.withConsole(console)
+        )
+        expect(notes()).toEqual(["3.note"])
+        expect(lines.join("\n")).toMatch(history === "cut" ? /ends at position 2/ : /holds another event at position 3/)
+      }
     }))
 })
