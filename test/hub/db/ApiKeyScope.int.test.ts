@@ -1,6 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
-import * as Migrator from "@effect/sql/Migrator"
 import { Effect, Layer } from "effect"
 import { EventLog } from "../../../core/EventLog.ts"
 import * as E from "../../../core/Events.ts"
@@ -8,16 +7,6 @@ import { ApiKeyId, Streams, uuidv7, WorkspaceId } from "../../../core/Ids.ts"
 import { sha256Hex } from "../../../core/Secrets.ts"
 import * as Admin from "../../../hub/commands/Admin.ts"
 import * as Bootstrap from "../../../hub/commands/Bootstrap.ts"
-import events from "../../../hub/db/migrations/0001_events.ts"
-import streamHeads from "../../../hub/db/migrations/0002_stream_heads.ts"
-import appendHead from "../../../hub/db/migrations/0003_append_head.ts"
-import readModels from "../../../hub/db/migrations/0004_read_models.ts"
-import agentAllowList from "../../../hub/db/migrations/0005_agent_allow_list.ts"
-import chainCheck from "../../../hub/db/migrations/0006_chain_check.ts"
-import writerRole from "../../../hub/db/migrations/0007_writer_role.ts"
-import shadowRebuild from "../../../hub/db/migrations/0008_shadow_rebuild.ts"
-import oneRoundTripAppend from "../../../hub/db/migrations/0009_one_round_trip_append.ts"
-import auditIndexes from "../../../hub/db/migrations/0010_audit_indexes.ts"
 import * as Migrations from "../../../hub/db/Migrations.ts"
 import * as Main from "../../../hub/Main.ts"
 import * as PgEventLog from "../../../hub/eventlog/PgEventLog.ts"
@@ -87,20 +76,8 @@ describe("API key scopes", () => {
   })
 
   // A database migrated and written by a build without scopes, then migrated by this one.
-  const before = {
-    "0001_events": events,
-    "0002_stream_heads": streamHeads,
-    "0003_append_head": appendHead,
-    "0004_read_models": readModels,
-    "0005_agent_allow_list": agentAllowList,
-    "0006_chain_check": chainCheck,
-    "0007_writer_role": writerRole,
-    "0008_shadow_rebuild": shadowRebuild,
-    "0009_one_round_trip_append": oneRoundTripAppend,
-    "0010_audit_indexes": auditIndexes
-  }
   const oldLog = PgEventLog.layer({ inline: Main.INLINE_PROJECTIONS.filter((p) => p.name !== "api_keys") }).pipe(
-    Layer.provideMerge(Layer.effectDiscard(Migrator.make({})({ loader: Migrator.fromRecord(before), table: "connect_migrations" }))),
+    Layer.provideMerge(Layer.effectDiscard(Migrations.upTo(10))),
     // A database of its own: it.layer memoizes a layer shared by reference across the file.
     Layer.provideMerge(TestDatabase.layerWith()),
     Layer.orDie
