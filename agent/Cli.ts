@@ -22,6 +22,7 @@ import * as Control from "./Control.ts"
 import * as Daemon from "./Daemon.ts"
 import * as Dial from "./Dial.ts"
 import * as HubApi from "./HubApi.ts"
+import * as LinkCli from "./LinkCli.ts"
 import * as State from "./State.ts"
 
 /** The `connect` launcher (bin/connect), which runs this CLI under node with its malloc and V8 tuning. */
@@ -474,5 +475,6 @@ export const commands = [
   unreach,
   status,
   services,
-  daemonCommand
+  daemonCommand,
+  LinkCli.command
 ] as const

@@ -185,7 +185,10 @@ const call = <A>(
 const endpoints = {
   provision: HubApi.Agents.endpoints.provision,
   rotate: HubApi.Agents.endpoints.rotate,
-  services: HubApi.Services.endpoints.list
+  services: HubApi.Services.endpoints.list,
+  createLink: HubApi.Links.endpoints.create,
+  listLinks: HubApi.Links.endpoints.list,
+  revokeLink: HubApi.Links.endpoints.revoke
 }
 
 /**
@@ -212,3 +215,15 @@ export const rotate = (hubUrl: string, token: string) =>
 /** `GET /v1/services` with the agent token: the services of the agent's workspace. */
 export const services = (hubUrl: string, token: string) =>
   call(hubUrl, token, endpoints.services, (client) => Effect.map(client.services.list(), (r) => r.services))
+
+/** `POST /v1/links` with an API key: a public link onto a service; its token and URLs are in this answer only. */
+export const createLink = (hubUrl: string, apiKey: string, payload: typeof HubApi.LinkCreateRequest.Type) =>
+  call(hubUrl, apiKey, endpoints.createLink, (client) => client.links.create({ payload }))
+
+/** `GET /v1/links` with an API key: the workspace's links, never their tokens. */
+export const listLinks = (hubUrl: string, apiKey: string) =>
+  call(hubUrl, apiKey, endpoints.listLinks, (client) => Effect.map(client.links.list(), (r) => r.links))
+
+/** `POST /v1/links/:linkId/revoke` with an API key. */
+export const revokeLink = (hubUrl: string, apiKey: string, linkId: string) =>
+  call(hubUrl, apiKey, endpoints.revokeLink, (client) => client.links.revoke({ path: { linkId } }))

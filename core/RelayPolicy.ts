@@ -30,6 +30,11 @@ export interface Session {
   readonly label?: string
   /** ISO expiry of the token, set only when the agent should be warned (sent in `Welcome`). */
   readonly tokenExpiresAt?: string
+  /**
+   * Set when the hub itself reaches on behalf of a public link (hub/relay/RelayLocal.ts): `agentId` is then the link's
+   * id, a key for the relay's limits only, and the tunnels it opens name the link instead of an agent.
+   */
+  readonly link?: { readonly linkId: string }
 }
 
 /** A service an agent publishes. */

@@ -83,6 +83,36 @@ const maxStreams = Options.integer("max-streams").pipe(
   )
 )
 
+const publicUrl = Options.text("public-url").pipe(
+  Options.filterMap((text) => {
+    try {
+      const url = new URL(text)
+      return (url.protocol === "https:" || url.protocol === "http:") && url.search === "" && url.hash === ""
+        ? Option.some(url.toString().replace(/\/+$/, ""))
+        : Option.none()
+    } catch {
+      return Option.none()
+    }
+  }, "--public-url must be an http(s) URL without query, e.g. https://hub.example.com"),
+  Options.optional,
+  Options.withDescription(
+    "The hub's URL as the public reaches it (e.g. https://hub.example.com behind a proxy): public links are printed as " +
+      "<public-url>/l/TOKEN/. Default: the URL the hub listens on."
+  )
+)
+
+const linkDomain = Options.text("link-domain").pipe(
+  Options.filterMap(
+    (text) => (/^(?=.{1,200}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/i.test(text) ? Option.some(text.toLowerCase()) : Option.none()),
+    "--link-domain must be a domain name, e.g. links.example.com"
+  ),
+  Options.optional,
+  Options.withDescription(
+    "A domain whose subdomains point at this hub (a wildcard DNS record *.links.example.com): links are then also " +
+      "served as https://TOKEN.links.example.com/, routed by the Host header."
+  )
+)
+
 const checkpointEvery = Options.integer("checkpoint-every").pipe(
   Options.filterMap((n) => (n >= 1 && n <= 1_000_000_000 ? Option.some(n) : Option.none()), "--checkpoint-every must be from 1 to 1000000000"),
   Options.withDefault(Checkpointer.DEFAULT_EVERY),
@@ -145,7 +175,8 @@ const hub = (
   asyncProjections: ReadonlyArray<Projection<ProjectionSql>>,
   auditRoutes: HttpApi.AuditRoutes | undefined
 ) => Command.make("hub", {
-  port, host, dataDir, tlsCert, tlsKey, trustProxy, maxStreams, checkpointEvery, checkpointInterval, checkpointCommand, checkpointOrigin
+  port, host, dataDir, tlsCert, tlsKey, trustProxy, maxStreams, checkpointEvery, checkpointInterval, checkpointCommand, checkpointOrigin,
+  publicUrl, linkDomain
 }, (flags) =>
   Effect.gen(function*() {
     const tls = yield* HubConfig.readTls(Option.getOrUndefined(flags.tlsCert), Option.getOrUndefined(flags.tlsKey))
@@ -162,6 +193,8 @@ const hub = (
         tls,
         trustProxy: Option.getOrUndefined(flags.trustProxy),
         maxStreams: flags.maxStreams,
+        publicUrl: Option.getOrUndefined(flags.publicUrl),
+        linkDomain: Option.getOrUndefined(flags.linkDomain),
         checkpoints: {
           every: flags.checkpointEvery,
           intervalMs: flags.checkpointInterval,

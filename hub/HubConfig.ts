@@ -36,7 +36,16 @@ export interface HubConfigShape {
   readonly maxStreams?: number | undefined
   /** Signed checkpoints of the log (`--checkpoint-*`); none when absent. */
   readonly checkpoints?: CheckpointSettings | undefined
+  /** The hub's URL as the public sees it (`--public-url`), for link URLs; default its listen URL. */
+  readonly publicUrl?: string | undefined
+  /** Domain whose subdomains are links (`--link-domain links.example.com`: `https://TOKEN.links.example.com/`). */
+  readonly linkDomain?: string | undefined
 }
+
+/** The URL public links are printed under: `--public-url`, else the listen URL (`port` the bound one). */
+export const publicUrlOf = (config: HubConfigShape, port: number = config.port): string =>
+  (config.publicUrl ?? `${config.tls ? "https" : "http"}://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`)
+    .replace(/\/+$/, "")
 
 /**
  * Streams per agent connection: a pool of a few hundred database connections through one reach stays well inside,

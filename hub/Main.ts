@@ -75,6 +75,7 @@ export type HubContext =
   | AgentAuth.TokenSettings
   | HubServer.HubHttpServer
   | HubServer.HubUpgrades
+  | HubServer.HubRawRoutes
   | HttpServer.HttpServer
 
 /**

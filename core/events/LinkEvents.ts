@@ -1,7 +1,7 @@
 /** The events of a public HTTP link onto a service: created, revoked, and each request through it. */
 import { Schema } from "effect"
 import { LinkId, ServiceId } from "../Ids.ts"
-import { AccessOutcome, Count, HttpMethod, Ip, optional, Sha256Hex, Timestamp } from "./Fields.ts"
+import { AccessOutcome, Count, HttpMethod, Ip, optional, ServiceName, Sha256Hex, Timestamp } from "./Fields.ts"
 
 /** Why a public-link request was refused or failed. */
 export const LinkDeniedReason = Schema.Literal(
@@ -9,6 +9,7 @@ export const LinkDeniedReason = Schema.Literal(
   "revoked",
   "method_not_allowed",
   "path_not_allowed",
+  "bad_path",
   "rate_limited",
   "agent_offline",
   "upstream_error",
@@ -23,7 +24,9 @@ export class LinkCreated extends Schema.TaggedClass<LinkCreated>()("LinkCreated"
   expiresAt: Timestamp,
   methods: Schema.Array(HttpMethod).pipe(Schema.minItems(1)),
   pathPrefixes: Schema.Array(Schema.String.pipe(Schema.startsWith("/"))).pipe(Schema.minItems(1)),
-  rateLimitPerMinute: Schema.Int.pipe(Schema.positive())
+  rateLimitPerMinute: Schema.Int.pipe(Schema.positive()),
+  /** The service's name when the link was created (the id is derived from workspace and name). */
+  serviceName: optional(ServiceName)
 }) {}
 
 /** A public link was revoked; its URL answers as not found from then on. */
@@ -31,7 +34,13 @@ export class LinkRevoked extends Schema.TaggedClass<LinkRevoked>()("LinkRevoked"
   linkId: LinkId
 }) {}
 
-/** A request arrived through a public link and was answered with `status` after `durationMs`. */
+/**
+ * A request arrived through a public link and was answered with `status` after `durationMs`; `bytes` is both ways
+ * together, `bytesUp` the request body sent to the service and `bytesDown` the response body sent back. Denials a
+ * stranger can repeat (rate limited, expired, revoked, a path or method refused) are coalesced per address, link and
+ * reason and window: the first is recorded at once, the rest of the window as one event with `count`, the window's
+ * first and last refusal (its `method` and `path` the last one's). Without `count` the event stands for one request.
+ */
 export class LinkAccessed extends Schema.TaggedClass<LinkAccessed>()("LinkAccessed", {
   linkId: LinkId,
   ip: Ip,
@@ -41,5 +50,13 @@ export class LinkAccessed extends Schema.TaggedClass<LinkAccessed>()("LinkAccess
   outcome: AccessOutcome,
   reason: optional(LinkDeniedReason),
   bytes: Count,
-  durationMs: Count
+  durationMs: Count,
+  bytesUp: optional(Count),
+  bytesDown: optional(Count),
+  serviceId: optional(ServiceId),
+  /** Requests this event stands for (absent: 1). */
+  count: optional(Schema.Int.pipe(Schema.positive())),
+  /** First and last request of a coalesced window. */
+  firstAt: optional(Timestamp),
+  lastAt: optional(Timestamp)
 }) {}

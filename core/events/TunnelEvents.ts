@@ -1,6 +1,6 @@
 /** The events of a tunnel: opened, closed with its byte counts, or refused before it opened. */
 import { Schema } from "effect"
-import { AgentId, ServiceId, ShareId, TunnelId } from "../Ids.ts"
+import { AgentId, LinkId, ServiceId, ShareId, TunnelId } from "../Ids.ts"
 import { Count, optional, ServiceName, Timestamp } from "./Fields.ts"
 
 /**
@@ -39,7 +39,9 @@ export class TunnelOpened extends Schema.TaggedClass<TunnelOpened>()("TunnelOpen
   serviceName: ServiceName,
   fromAgentId: optional(AgentId),
   viaShareId: optional(ShareId),
-  toAgentId: AgentId
+  toAgentId: AgentId,
+  /** The public link whose pooled HTTP connection this tunnel is (the hub itself is the reaching side). */
+  viaLinkId: optional(LinkId)
 }) {}
 
 /** A tunnel ended; `bytesUp` flowed from the reaching side to the service, `bytesDown` back. */

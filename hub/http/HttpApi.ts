@@ -22,6 +22,7 @@ import * as Option from "effect/Option"
 import type { EventLog } from "../../core/EventLog.ts"
 import * as HubApi from "../../core/HubApi.ts"
 import * as AgentApi from "./AgentApi.ts"
+import * as LinkApi from "./LinkApi.ts"
 import type * as AgentAuth from "../commands/AgentAuth.ts"
 import type { HubConfig } from "../HubConfig.ts"
 
@@ -72,7 +73,7 @@ export const layerWith = (audit: AuditRoutes): Layer.Layer<
 > =>
   Layer.mergeAll(
     HttpApiBuilder.api(HubApi.HubApi).pipe(
-      Layer.provide([AgentApi.Agents, AgentApi.Services, audit]),
+      Layer.provide([AgentApi.Agents, AgentApi.Services, LinkApi.Handlers, audit]),
       Layer.provide(AgentApi.Authentication)
     ),
     HealthRoutes

@@ -43,6 +43,40 @@ export class HubUpgrades extends Context.Tag("connect/hub/HubUpgrades")<HubUpgra
   readonly match: (url: string | undefined) => UpgradeHandler | undefined
 }>() {}
 
+/**
+ * Requests the hub answers outside the platform's app, on the node objects themselves (public links: bodies of any
+ * size streamed both ways, upgrades passed through): a request or upgrade a registered route `matches` goes to it,
+ * before any registered upgrade path and before the app.
+ */
+export interface RawRoute {
+  /** Whether this route takes the request (by its URL or Host). */
+  readonly matches: (request: Http.IncomingMessage) => boolean
+  /** Answers a plain request. */
+  readonly request: (request: Http.IncomingMessage, response: Http.ServerResponse) => void
+  /** Takes over an upgrade request and its socket. */
+  readonly upgrade: UpgradeHandler
+}
+
+/** Routes answered on the node objects (see `RawRoute`). */
+export class HubRawRoutes extends Context.Tag("connect/hub/HubRawRoutes")<HubRawRoutes, {
+  /** Adds `route` until the scope closes. */
+  readonly register: (route: RawRoute) => Effect.Effect<void, never, Scope.Scope>
+  /** The route that takes `request`, if any. */
+  readonly match: (request: Http.IncomingMessage) => RawRoute | undefined
+}>() {}
+
+const makeRawRoutes = () => {
+  const routes = new Set<RawRoute>()
+  return HubRawRoutes.of({
+    register: (route) =>
+      Effect.acquireRelease(Effect.sync(() => void routes.add(route)), () => Effect.sync(() => void routes.delete(route))),
+    match: (request) => {
+      for (const route of routes) if (route.matches(request)) return route
+      return undefined
+    }
+  })
+}
+
 const makeUpgrades = () => {
   const handlers = new Map<string, UpgradeHandler>()
   return HubUpgrades.of({
@@ -94,6 +128,7 @@ const answerAsRequest = (
 const make = (
   server: Http.Server,
   upgrades: HubUpgrades["Type"],
+  raw: HubRawRoutes["Type"],
   listen: { readonly port: number; readonly host: string }
 ): Effect.Effect<HttpServer.HttpServer, ServeError, Scope.Scope> =>
   Effect.map(NodeHttpServer.make(() => server, listen), (node) =>
@@ -101,11 +136,18 @@ const make = (
       address: node.address,
       serve: (app, middleware) =>
         Effect.gen(function*() {
-          const handler = yield* NodeHttpServer.makeHandler(app, middleware!)
+          const app_ = yield* NodeHttpServer.makeHandler(app, middleware!)
+          const handler = (request: Http.IncomingMessage, response: Http.ServerResponse) => {
+            const route = raw.match(request)
+            if (route) return route.request(request, response)
+            app_(request, response)
+          }
           const onUpgrade: UpgradeHandler = (request, socket, head) => {
+            const route = raw.match(request)
+            if (route) return route.upgrade(request, socket, head)
             const registered = upgrades.match(request.url)
             if (registered) return registered(request, socket, head)
-            answerAsRequest(handler, request, socket)
+            answerAsRequest(app_, request, socket)
           }
           server.on("request", handler)
           server.on("upgrade", onUpgrade)
@@ -125,17 +167,25 @@ const make = (
 export const layer = (
   config: HubConfigShape
 ): Layer.Layer<
-  HubHttpServer | HubUpgrades | HttpServer.HttpServer | HttpPlatform.HttpPlatform | Etag.Generator | NodeContext.NodeContext,
+  | HubHttpServer
+  | HubUpgrades
+  | HubRawRoutes
+  | HttpServer.HttpServer
+  | HttpPlatform.HttpPlatform
+  | Etag.Generator
+  | NodeContext.NodeContext,
   ServeError
 > =>
   Layer.unwrapEffect(
     Effect.sync(() => {
       const server = createServer(config)
       const upgrades = makeUpgrades()
+      const raw = makeRawRoutes()
       return Layer.mergeAll(
         Layer.succeed(HubHttpServer, server),
         Layer.succeed(HubUpgrades, upgrades),
-        Layer.scoped(HttpServer.HttpServer, make(server, upgrades, { port: config.port, host: config.host })),
+        Layer.succeed(HubRawRoutes, raw),
+        Layer.scoped(HttpServer.HttpServer, make(server, upgrades, raw, { port: config.port, host: config.host })),
         NodeHttpServer.layerContext
       )
     })

@@ -8,6 +8,7 @@ import type { Projection } from "../../core/Projection.ts"
 import type { ProjectionSql } from "../../core/ProjectionSql.ts"
 import * as Agents from "./Agents.ts"
 import * as ApiKeys from "./ApiKeys.ts"
+import * as Links from "./Links.ts"
 import * as Services from "./Services.ts"
 import * as Workspaces from "./Workspaces.ts"
 
@@ -16,5 +17,6 @@ export const projections: ReadonlyArray<Projection<ProjectionSql>> = [
   Workspaces.projection,
   ApiKeys.projection,
   Agents.projection,
-  Services.projection
+  Services.projection,
+  Links.projection
 ]

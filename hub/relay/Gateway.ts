@@ -17,7 +17,8 @@ import * as AgentAuth from "../commands/AgentAuth.ts"
 import * as ClientAddress from "../http/ClientAddress.ts"
 import { HubConfig } from "../HubConfig.ts"
 import * as HubId from "../eventlog/HubId.ts"
-import { HubUpgrades } from "../http/HubServer.ts"
+import { HubRawRoutes, HubUpgrades } from "../http/HubServer.ts"
+import * as LinkProxy from "../http/LinkProxy.ts"
 import * as PgLeftOpen from "./PgLeftOpen.ts"
 import * as PgRelayPolicy from "./PgRelayPolicy.ts"
 import * as Relay from "./Relay.ts"
@@ -36,7 +37,7 @@ export interface GatewayOptions {
 export const layer = (options: GatewayOptions = {}): Layer.Layer<
   never,
   never,
-  HubConfig | HubUpgrades | EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings
+  HubConfig | HubUpgrades | HubRawRoutes | EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings
 > =>
   Layer.scopedDiscard(
     Effect.gen(function*() {
@@ -69,6 +70,8 @@ const serve = (hubId: string, options: GatewayOptions) =>
     }, relay.accept)
     yield* kickRevoked((agentId) => void relay.disconnect(agentId, CLOSE_CODES.Unauthorized, "token revoked"))
     yield* upgrades.register(PATH, accepted.handle)
+    // Public links reach services through this relay, recording through the same spool.
+    yield* LinkProxy.serve(relay, spool)
   })
 
 /**

@@ -17,9 +17,9 @@ import {
   type TunnelCloseReason,
   TunnelOpened
 } from "../../core/Events.ts"
-import { AgentId, Streams, TunnelId } from "../../core/Ids.ts"
+import { AgentId, LinkId, Streams, TunnelId } from "../../core/Ids.ts"
 import { RelayDenied } from "../../core/RelayPolicy.ts"
-import type { RelayPolicyService, Session } from "../../core/RelayPolicy.ts"
+import type { RelayPolicyService, Session, TunnelInfo } from "../../core/RelayPolicy.ts"
 import * as ServiceDecider from "../../core/ServiceDecider.ts"
 import { CAPS, isRecordable, sanitize } from "../../core/Text.ts"
 import { type CloseInfo, CLOSE_CODES } from "../../core/Transport.ts"
@@ -65,6 +65,26 @@ const agentMeta = (session: Session, ip?: string, userAgent?: string) =>
     actor: { kind: "agent", id: session.agentId },
     ...(ip ? { sourceIp: ip } : {}),
     ...(userAgent ? { userAgent } : {})
+  })
+
+/** The hub's public-link proxy as the actor of the tunnels it opens (a link's pooled connections). */
+const LINK_ACTOR = new EventMeta({ actor: { kind: "system", id: "link-proxy" } })
+
+/** The meta of a tunnel's events: the reaching agent from its address, or the link proxy. */
+const tunnelMeta = (tunnel: TunnelInfo) =>
+  tunnel.from.link ? LINK_ACTOR : agentMeta(tunnel.from, AgentAuth.ipOf(tunnel.remoteAddress))
+
+/** A link's reach: the exposed service of its workspace, no refusal recorded (the proxy records the request's). */
+const resolveForLink = (session: Session, name: string) =>
+  Effect.gen(function*() {
+    const row = isRecordable(name) && name.length <= CAPS.name
+      ? yield* Services.byName(session.workspaceId, name, "00000000-0000-0000-0000-000000000000")
+      : undefined
+    if (!row) return yield* new RelayDenied({ code: "ServiceNotFound", message: SERVICE_NOT_FOUND })
+    if (!row.connected) {
+      return yield* new RelayDenied({ code: "AgentOffline", message: `the agent exposing ${name} is offline` })
+    }
+    return { agentId: row.agent_id, workspaceId: session.workspaceId, service: name }
   })
 
 const unavailable = (what: string) => (cause: unknown) =>
@@ -226,6 +246,7 @@ const reach = (
     denials.deny(session, name, reason, addresses.get(session.agentId))
   return {
     resolveReach: (session, name) =>
+      session.link ? run(resolveForLink(session, name)).pipe(Effect.catchTag("SqlError", unavailable("the reach"))) :
       Effect.gen(function*() {
         // A name no service can have (U+0000 or a lone surrogate, which Postgres refuses as a parameter, or longer
         // than any name) is refused without a lookup, and recorded sanitised like any other unknown name.
@@ -254,7 +275,8 @@ const reach = (
         return yield* new RelayDenied({ code: "ServiceNotFound", message: SERVICE_NOT_FOUND })
       }).pipe((effect) => run(effect), Effect.catchTag("SqlError", unavailable("the reach"))),
 
-    refused: (session, name, reason) => denials.note(session, name, reason, addresses.get(session.agentId))
+    // A link's own refusals are recorded by the proxy as the request's (LinkAccessed).
+    refused: (session, name, reason) => session.link ? undefined : denials.note(session, name, reason, addresses.get(session.agentId))
   }
 }
 
@@ -268,14 +290,16 @@ const tunnels = ({ facts }: Shared, log: EventLog["Type"]): Pick<RelayPolicyServ
           tunnelId: TunnelId.make(tunnel.tunnelId),
           serviceId: ServiceDecider.serviceIdFor(tunnel.to.workspaceId, tunnel.to.service),
           serviceName: tunnel.to.service,
-          fromAgentId: AgentId.make(tunnel.from.agentId),
+          ...(tunnel.from.link
+            ? { viaLinkId: LinkId.make(tunnel.from.link.linkId) }
+            : { fromAgentId: AgentId.make(tunnel.from.agentId) }),
           toAgentId: AgentId.make(tunnel.to.agentId)
         })
       ],
       {
         expectedVersion: "no_stream",
         workspaceId: tunnel.to.workspaceId,
-        meta: agentMeta(tunnel.from, AgentAuth.ipOf(tunnel.remoteAddress))
+        meta: tunnelMeta(tunnel)
       }
     ).pipe(Effect.asVoid, Effect.catchAll(unavailable("the tunnel")), Effect.withSpan("PgRelayPolicy.tunnelOpened")),
 
@@ -293,7 +317,7 @@ const tunnels = ({ facts }: Shared, log: EventLog["Type"]): Pick<RelayPolicyServ
     return facts.record(stream, event, {
       expectedVersion: 1,
       workspaceId: tunnel.to.workspaceId,
-      meta: agentMeta(tunnel.from, AgentAuth.ipOf(tunnel.remoteAddress))
+      meta: tunnelMeta(tunnel)
     }).pipe(
       Effect.mapError((e) => new RelayDenied({ code: "Unavailable", message: e.message })),
       Effect.withSpan("PgRelayPolicy.tunnelClosed")

@@ -96,6 +96,12 @@ export interface RelayService {
    * revoked), recorded like any disconnection; false when the agent has none.
    */
   readonly disconnect: (agentId: string, code: number, reason: string) => boolean
+  /**
+   * Takes over a connection of the hub itself, already authenticated as `session` (a public link's, whose `link` is
+   * set): no Hello, no heartbeat, no connection events; its streams are tunnels like an agent's, decided and recorded
+   * by the policy (hub/relay/RelayLocal.ts).
+   */
+  readonly attach: (session: Session, connection: Connection) => void
 }
 
 /** The hub's relay router. */
@@ -188,7 +194,8 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       if (!link) return false
       link.connection.close(code, reason)
       return true
-    }
+    },
+    attach: (session, connection) => attach(state, session, connection)
   })
 })
 
@@ -199,6 +206,19 @@ const accept = (state: State, connection: Connection) => {
   link.timer = state.decisions.after(state.helloTimeoutMs, () => {
     if (link.state === "hello" || link.state === "auth") connection.close(CLOSE_CODES.Timeout, "no Hello in time")
   })
+  const { guard } = state.decisions
+  connection.setHandler({
+    message: (message) => guard(link, () => dispatch(state, link, message)),
+    close: (info) => guard(link, () => closed(state, link, info))
+  })
+}
+
+/** Takes over a connection of the hub itself as `session`: ready at once, never among the agents a reach can target. */
+const attach = (state: State, session: Session, connection: Connection) => {
+  const link = makeLink(connection, state.connectionWindow, state.now())
+  link.session = session
+  link.state = "ready"
+  state.links.add(link)
   const { guard } = state.decisions
   connection.setHandler({
     message: (message) => guard(link, () => dispatch(state, link, message)),
@@ -335,7 +355,7 @@ const closed = (state: State, link: Link, close: CloseInfo) => {
   stop(link.timer)
   RelayTunnel.closeAll(state.tunnels, link)
   RelayProbes.closed(state.probes, link)
-  if (was === "ready" && link.session) {
+  if (was === "ready" && link.session && !link.session.link) {
     if (state.agents.get(link.session.agentId) === link) state.agents.delete(link.session.agentId)
     const durationMs = state.now() - link.connectedAt
     state.decisions.record("AgentDisconnected", state.policy.agentDisconnected(link.session, { close, durationMs }))

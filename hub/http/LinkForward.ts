@@ -1,0 +1,225 @@
+/**
+ * Forwarding one checked public-link request to the link's service over a relay stream: node's HTTP client on a pooled
+ * connection (LinkPool.ts), the normalised path and the query, the end-to-end headers plus `X-Forwarded-*`, the body
+ * streamed through unchanged with backpressure both ways, the answer streamed back with its status, headers and
+ * trailers. A request is sent once and never retried (a POST must not run twice). An upgrade (WebSocket) gets a
+ * connection of its own and, once the service answers 101, the two sockets are joined. Each request is recorded once
+ * it is done (LinkRecorder.ts); a failure before the answer is 502 (target offline or unreachable) or 503 (its tunnel
+ * could not be recorded: fail closed).
+ */
+import * as Http from "node:http"
+import type * as Net from "node:net"
+import type { Duplex } from "node:stream"
+import type { LinkDeniedReason } from "../../core/Events.ts"
+import type { Checked } from "./LinkProxy.ts"
+import type * as LinkPool from "./LinkPool.ts"
+import type * as LinkRecorder from "./LinkRecorder.ts"
+import * as LinkTarget from "./LinkTarget.ts"
+
+/** What forwarding uses. */
+export interface ForwardDeps {
+  readonly pools: LinkPool.Pools
+  readonly recorder: LinkRecorder.LinkRecorder
+  readonly proto: "http" | "https"
+}
+
+/**
+ * No byte either way for this long ends an upstream exchange (60 s): a service that stalls mid-answer does not hold
+ * the pooled connection and the client forever, while a slow but moving download or upload is never cut.
+ */
+export const IDLE_TIMEOUT_MS = 60_000
+
+/** What a failure before the service answered means for the client: 503 when the tunnel could not be recorded. */
+const failureOf = (error: NodeJS.ErrnoException): {
+  readonly status: number
+  readonly code: string
+  readonly message: string
+  readonly reason: typeof LinkDeniedReason.Type
+} => {
+  switch (error.code) {
+    case "Unavailable":
+      return { status: 503, code: "Unavailable", message: "the hub cannot record this request right now; try again", reason: "log_unavailable" }
+    case "AgentOffline":
+    case "ServiceNotFound":
+    case "HubDisconnected":
+      return { status: 502, code: "AgentOffline", message: "the service behind this link is offline", reason: "agent_offline" }
+    default:
+      return { status: 502, code: "BadGateway", message: "the service behind this link did not answer", reason: "upstream_error" }
+  }
+}
+
+const pathOf = (checked: Checked) => checked.query === undefined ? checked.path : `${checked.path}?${checked.query}`
+
+/** Forwards a plain request and streams the answer back. */
+export const request = (
+  deps: ForwardDeps,
+  checked: Checked,
+  incoming: Http.IncomingMessage,
+  response: Http.ServerResponse,
+  started: number
+) => {
+  const pool = deps.pools.get({
+    linkId: checked.link.id,
+    workspaceId: checked.link.workspace_id,
+    service: checked.link.service_name ?? ""
+  })
+  let bytesUp = 0
+  let bytesDown = 0
+  let status = 0
+  let done = false
+  const finish = (failure?: ReturnType<typeof failureOf>) => {
+    if (done) return
+    done = true
+    const access = {
+      link: checked.ref,
+      ip: checked.ip,
+      userAgent: incoming.headers["user-agent"],
+      method: incoming.method ?? "",
+      path: checked.path,
+      status: failure?.status ?? (status || 499),
+      bytesUp,
+      bytesDown,
+      durationMs: Date.now() - started
+    }
+    if (failure) deps.recorder.denied(access, failure.reason)
+    else deps.recorder.allowed(access)
+  }
+  const upstream = Http.request({
+    agent: pool.agent,
+    method: incoming.method,
+    path: pathOf(checked),
+    headers: LinkTarget.flatten(LinkTarget.forwardHeaders(incoming, { ip: checked.ip, proto: deps.proto }, false)),
+    setHost: false
+  })
+  upstream.setTimeout(IDLE_TIMEOUT_MS, () => upstream.destroy(Object.assign(new Error("idle"), { code: "ETIMEDOUT" })))
+  upstream.on("error", (error: NodeJS.ErrnoException) => {
+    incoming.unpipe(upstream)
+    if (!response.headersSent) {
+      const failure = failureOf(error)
+      status = failure.status
+      finish(failure)
+      response.writeHead(failure.status, { "content-type": "application/json", connection: "close" })
+      response.end(JSON.stringify({ error: { code: failure.code, message: failure.message } }))
+    } else {
+      // The answer had begun: the client sees its connection cut, as it would from the service itself.
+      finish()
+      response.destroy()
+    }
+  })
+  upstream.on("response", (answer) => {
+    status = answer.statusCode ?? 502
+    const headers = LinkTarget.endToEnd(answer.rawHeaders, { keepTrailer: true })
+    response.writeHead(status, answer.statusMessage, LinkTarget.flatten(headers))
+    answer.on("data", (chunk: Buffer) => {
+      bytesDown += chunk.length
+      if (!response.write(chunk)) answer.pause()
+    })
+    response.on("drain", () => answer.resume())
+    answer.on("end", () => {
+      if (answer.rawTrailers.length > 0) response.addTrailers(LinkTarget.endToEnd(answer.rawTrailers).map(([n, v]) => [n, v] as [string, string]))
+      response.end()
+    })
+    answer.on("error", () => response.destroy())
+  })
+  response.on("close", () => {
+    finish()
+    // The client went away before the answer was whole: the exchange is dropped, and its connection with it.
+    if (!response.writableFinished) upstream.destroy()
+  })
+  incoming.on("data", (chunk: Buffer) => {
+    bytesUp += chunk.length
+  })
+  incoming.pipe(upstream)
+}
+
+/** Forwards an upgrade request on a connection of its own; once the service answers 101 the sockets are joined. */
+export const upgrade = (
+  deps: ForwardDeps,
+  checked: Checked,
+  incoming: Http.IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  started: number
+) => {
+  const pool = deps.pools.get({
+    linkId: checked.link.id,
+    workspaceId: checked.link.workspace_id,
+    service: checked.link.service_name ?? ""
+  })
+  let bytesUp = head.length
+  let bytesDown = 0
+  let status = 0
+  let recorded = false
+  const record = (failure?: ReturnType<typeof failureOf>) => {
+    if (recorded) return
+    recorded = true
+    const access = {
+      link: checked.ref,
+      ip: checked.ip,
+      userAgent: incoming.headers["user-agent"],
+      method: incoming.method ?? "",
+      path: checked.path,
+      status: failure?.status ?? (status || 499),
+      bytesUp,
+      bytesDown,
+      durationMs: Date.now() - started
+    }
+    if (failure) deps.recorder.denied(access, failure.reason)
+    else deps.recorder.allowed(access)
+  }
+  const upstream = Http.request({
+    createConnection: pool.open,
+    method: incoming.method,
+    path: pathOf(checked),
+    headers: LinkTarget.flatten(LinkTarget.forwardHeaders(incoming, { ip: checked.ip, proto: deps.proto }, true)),
+    setHost: false
+  } as Http.RequestOptions)
+  upstream.on("error", (error: NodeJS.ErrnoException) => {
+    const failure = failureOf(error)
+    status = failure.status
+    record(failure)
+    socket.end(
+      `HTTP/1.1 ${failure.status} ${Http.STATUS_CODES[failure.status]}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n` +
+        JSON.stringify({ error: { code: failure.code, message: failure.message } })
+    )
+  })
+  upstream.on("response", (answer) => {
+    // Not upgraded: the answer goes back as it is, and the connection ends with it.
+    status = answer.statusCode ?? 502
+    const lines = [`HTTP/1.1 ${status} ${answer.statusMessage ?? ""}`]
+    for (const [n, v] of LinkTarget.endToEnd(answer.rawHeaders)) lines.push(`${n}: ${v}`)
+    socket.write(lines.join("\r\n") + "\r\nConnection: close\r\n\r\n")
+    answer.on("data", (chunk: Buffer) => {
+      bytesDown += chunk.length
+      socket.write(chunk)
+    })
+    answer.on("end", () => {
+      socket.end()
+      record()
+    })
+  })
+  upstream.on("upgrade", (answer, service: Net.Socket, serviceHead: Buffer) => {
+    status = answer.statusCode ?? 101
+    const lines = [`HTTP/1.1 ${status} ${answer.statusMessage ?? "Switching Protocols"}`]
+    for (let i = 0; i < answer.rawHeaders.length; i += 2) lines.push(`${answer.rawHeaders[i]}: ${answer.rawHeaders[i + 1]}`)
+    socket.write(lines.join("\r\n") + "\r\n\r\n")
+    if (serviceHead.length > 0) {
+      bytesDown += serviceHead.length
+      socket.write(serviceHead)
+    }
+    if (head.length > 0) service.write(head)
+    service.on("data", (chunk: Buffer) => void (bytesDown += chunk.length))
+    socket.on("data", (chunk: Buffer) => void (bytesUp += chunk.length))
+    service.pipe(socket)
+    socket.pipe(service)
+    const end = () => {
+      record()
+      service.destroy()
+      socket.destroy()
+    }
+    service.on("close", end)
+    socket.on("close", end)
+    service.on("error", () => {})
+  })
+  upstream.end()
+}

@@ -1,0 +1,185 @@
+/**
+ * Public links on the hub's port: a request under `/l/TOKEN/` (or to `TOKEN.<--link-domain>`) is checked — the link
+ * exists (404), is neither revoked nor expired (410), its client address is within the link's rate (429 with
+ * `Retry-After`, `@effect/experimental`'s RateLimiter), its path normalises cleanly (400) to one under the link's
+ * prefixes (403) and its method is allowed (405) — and then forwarded to the exposing agent over a relay stream from
+ * the link's keep-alive pool (LinkPool.ts), body and answer streamed both ways unchanged (LinkForward.ts). Every
+ * request let through is a `LinkAccessed` once answered, every refusal one coalesced per address (LinkRecorder.ts),
+ * and while the log is unavailable (facts waiting in the spool, or the link lookup failing) the answer is 503.
+ */
+import type * as Http from "node:http"
+import type { Duplex } from "node:stream"
+import * as RateLimiter from "@effect/experimental/RateLimiter"
+import { SqlClient } from "@effect/sql"
+import { Duration, Effect, Either, Exit, FiberSet } from "effect"
+import type { LinkDeniedReason } from "../../core/Events.ts"
+import * as LinkRules from "../../core/LinkRules.ts"
+import { sha256Hex } from "../../core/Secrets.ts"
+import * as AgentAuth from "../commands/AgentAuth.ts"
+import type { Spool } from "../eventlog/Spool.ts"
+import * as FactRecorder from "../eventlog/FactRecorder.ts"
+import { HubConfig } from "../HubConfig.ts"
+import * as Links from "../readmodels/Links.ts"
+import type { RelayService } from "../relay/Relay.ts"
+import * as ClientAddress from "./ClientAddress.ts"
+import * as HttpEdge from "./HttpEdge.ts"
+import { HubRawRoutes } from "./HubServer.ts"
+import * as LinkForward from "./LinkForward.ts"
+import * as LinkPool from "./LinkPool.ts"
+import * as LinkRecorder from "./LinkRecorder.ts"
+import * as LinkTarget from "./LinkTarget.ts"
+
+/** A request's link, checked: where it goes and what is recorded of it. */
+export interface Checked {
+  readonly link: Links.Row
+  readonly ref: LinkRecorder.LinkRef
+  readonly ip: string
+  readonly path: string
+  readonly query: string | undefined
+}
+
+/** A refusal: its status, the reason recorded (none for a request no link can be named for), headers, message. */
+interface Refusal {
+  readonly status: number
+  readonly code: string
+  readonly message: string
+  readonly reason?: typeof LinkDeniedReason.Type
+  readonly headers?: Record<string, string>
+  readonly link?: Links.Row
+  readonly path?: string
+}
+
+const refuse = (refusal: Refusal) => Effect.fail(refusal)
+
+/** The checks of one request, in order; the first that fails answers. */
+const check = (
+  request: Http.IncomingMessage,
+  ip: string,
+  deps: {
+    readonly linkDomain: string | undefined
+    readonly now: () => Date
+    readonly spool: Spool
+    readonly limiter: RateLimiter.RateLimiter
+  }
+) =>
+  Effect.gen(function*() {
+    if (deps.spool.pending() > 0) {
+      return yield* refuse({ status: 503, code: "Unavailable", message: "the hub cannot reach its event log; try again" })
+    }
+    const target = LinkTarget.parse(request, deps.linkDomain)
+    const notFound: Refusal = { status: 404, code: "NotFound", message: "no such link" }
+    if (!LinkRules.looksLikeLinkToken(target.token)) return yield* refuse(notFound)
+    const link = yield* Links.byTokenHash(sha256Hex(target.token)).pipe(
+      Effect.catchAll(() => refuse({ status: 503, code: "Unavailable", message: "the hub cannot reach its event log; try again" }))
+    )
+    if (!link) return yield* refuse(notFound)
+    const denied = (status: number, code: string, reason: typeof LinkDeniedReason.Type, message: string, headers?: Record<string, string>) =>
+      refuse({ status, code, reason, message, link, path: target.path, ...(headers ? { headers } : {}) })
+    if (link.revoked_at !== null) return yield* denied(410, "Gone", "revoked", "this link was revoked")
+    if (new Date(link.expires_at).getTime() <= deps.now().getTime()) {
+      return yield* denied(410, "Gone", "expired", "this link has expired")
+    }
+    yield* deps.limiter.consume({
+      key: `${link.id}\0${ClientAddress.limitKey(ip)}`,
+      limit: link.rate_limit_per_minute,
+      window: "1 minute",
+      algorithm: "fixed-window",
+      onExceeded: "fail"
+    }).pipe(
+      Effect.catchAll((e) => {
+        const seconds = e.reason === "Exceeded" ? Math.max(1, Math.ceil(Duration.toSeconds(e.retryAfter))) : 60
+        return denied(429, "TooManyRequests", "rate_limited", "too many requests from your address; slow down", {
+          "retry-after": String(seconds)
+        })
+      })
+    )
+    const normal = LinkRules.normalisePath(target.path)
+    if (Either.isLeft(normal)) return yield* denied(400, "BadRequest", "bad_path", normal.left.message)
+    if (!LinkRules.allowedPath(normal.right, link.path_prefixes)) {
+      return yield* refuse({
+        status: 403,
+        code: "Forbidden",
+        reason: "path_not_allowed",
+        message: "this path is not shared by the link",
+        link,
+        path: normal.right
+      })
+    }
+    if (!link.methods.includes(request.method ?? "")) {
+      return yield* refuse({
+        status: 405,
+        code: "MethodNotAllowed",
+        reason: "method_not_allowed",
+        message: `${(request.method ?? "").slice(0, 16)} is not allowed by this link`,
+        link,
+        path: normal.right,
+        headers: { allow: link.methods.join(", ") }
+      })
+    }
+    const ref = { linkId: link.id, workspaceId: link.workspace_id, serviceId: link.service_id }
+    return { link, ref, ip, path: normal.right, query: target.query } satisfies Checked
+  })
+
+/** Serves public links on the hub's port through `relay` until the scope closes. */
+export const serve = (relay: RelayService, spool: Spool) =>
+  Effect.gen(function*() {
+    const config = yield* HubConfig
+    const settings = yield* AgentAuth.TokenSettings
+    const routes = yield* HubRawRoutes
+    const context = yield* Effect.context<SqlClient.SqlClient>()
+    const limiter = yield* RateLimiter.make.pipe(Effect.provide(RateLimiter.layerStoreMemory))
+    const facts = yield* FactRecorder.make(spool)
+    const recorder = yield* LinkRecorder.make(facts)
+    const pools = LinkPool.make(relay)
+    yield* Effect.addFinalizer(() => Effect.sync(pools.closeAll))
+    const fibers = yield* FiberSet.make()
+    const runFork = yield* FiberSet.runtime(fibers)<SqlClient.SqlClient>()
+    const trusted = ClientAddress.make(config.trustProxy)
+    const deps = { linkDomain: config.linkDomain, now: settings.now, spool, limiter }
+    const proto = config.tls || config.publicUrl?.startsWith("https:") ? "https" as const : "http" as const
+
+    const run = (
+      request: Http.IncomingMessage,
+      answer: (refusal: Refusal) => void,
+      forward: (checked: Checked, started: number) => void
+    ) => {
+      const started = Date.now()
+      const ip = ClientAddress.resolve(trusted, request.socket.remoteAddress, request.headers["x-forwarded-for"])
+      const fiber = runFork(Effect.provide(check(request, ip, deps), context))
+      fiber.addObserver((exit) => {
+        if (Exit.isSuccess(exit)) return forward(exit.value, started)
+        const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
+        const refusal = failure ?? { status: 500, code: "Internal", message: "internal error" }
+        if (refusal.reason && refusal.link) {
+          recorder.denied({
+            link: { linkId: refusal.link.id, workspaceId: refusal.link.workspace_id, serviceId: refusal.link.service_id },
+            ip,
+            userAgent: request.headers["user-agent"],
+            method: request.method ?? "",
+            path: refusal.path ?? "",
+            status: refusal.status,
+            bytesUp: 0,
+            bytesDown: 0,
+            durationMs: Date.now() - started
+          }, refusal.reason)
+        }
+        answer(refusal)
+      })
+    }
+
+    const forwardDeps = { pools, recorder, proto }
+    yield* routes.register({
+      matches: (request) => LinkTarget.isLinkRequest(request, config.linkDomain),
+      request: (request, response) =>
+        run(request, (refusal) => {
+          response.writeHead(refusal.status, { "content-type": "application/json", ...refusal.headers })
+          response.end(JSON.stringify({ error: { code: refusal.code, message: refusal.message } }))
+        }, (checked, started) => LinkForward.request(forwardDeps, checked, request, response, started)),
+      upgrade: (request, socket: Duplex, head: Buffer) => {
+        socket.on("error", () => {})
+        run(request, (refusal) => {
+          socket.end(HttpEdge.rawErrorResponse(refusal.status, refusal.code, refusal.message))
+        }, (checked, started) => LinkForward.upgrade(forwardDeps, checked, request, socket, head, started))
+      }
+    })
+  })

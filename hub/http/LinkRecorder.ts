@@ -1,0 +1,128 @@
+/**
+ * How public-link requests go on the log: every request let through is one `LinkAccessed` once its response is done;
+ * refusals a stranger can repeat (rate limited, expired, revoked, a bad path, a path or method refused, the target
+ * offline) are coalesced per link, address and reason: the first of a window is recorded at once, the rest as one
+ * event with the count at the window's end. Both go through the FactRecorder (retried, then spooled while the log is
+ * unavailable), like `TunnelClosed`: they record what already happened. Text from the request is sanitised and capped
+ * before an event is built, so no request can make its own record fail.
+ */
+import { Duration, Effect } from "effect"
+import type { Scope } from "effect"
+import { EventMeta, LinkAccessed, type LinkDeniedReason } from "../../core/Events.ts"
+import { LinkId, ServiceId, Streams } from "../../core/Ids.ts"
+import { CAPS, sanitize } from "../../core/Text.ts"
+import * as Windows from "../../core/Windows.ts"
+import type { FactRecorder } from "../eventlog/FactRecorder.ts"
+import { addressKey } from "./AuthFailures.ts"
+
+/** The link a request went through. */
+export interface LinkRef {
+  readonly linkId: string
+  readonly workspaceId: string
+  readonly serviceId: string
+}
+
+/** What is recorded of one request. */
+export interface Access {
+  readonly link: LinkRef
+  readonly ip: string
+  readonly userAgent: string | undefined
+  readonly method: string
+  readonly path: string
+  readonly status: number
+  readonly bytesUp: number
+  readonly bytesDown: number
+  readonly durationMs: number
+}
+
+/** The recorder. */
+export interface LinkRecorder {
+  /** Records a request that was let through, once its response is done (in the background). */
+  readonly allowed: (access: Access) => void
+  /** Counts a refused request into its window; the window's first is recorded at once (in the background). */
+  readonly denied: (access: Access, reason: typeof LinkDeniedReason.Type) => void
+}
+
+/** Longest path recorded (code points). */
+const PATH_CAP = 512
+
+interface Window {
+  readonly startedAt: number
+  readonly first: Access
+  readonly reason: typeof LinkDeniedReason.Type
+  last: Access
+  /** Refusals after the first (which was recorded on its own), and when the first and last of them came. */
+  count: number
+  firstAt: number
+  lastAt: number
+}
+
+const eventOf = (a: Access, outcome: "allowed" | "denied", reason?: typeof LinkDeniedReason.Type) =>
+  new LinkAccessed({
+    linkId: LinkId.make(a.link.linkId),
+    ip: sanitize(a.ip, CAPS.name),
+    method: sanitize(a.method, 16),
+    path: sanitize(a.path, PATH_CAP),
+    status: a.status,
+    outcome,
+    ...(reason ? { reason } : {}),
+    bytes: a.bytesUp + a.bytesDown,
+    durationMs: Math.max(0, Math.round(a.durationMs)),
+    bytesUp: a.bytesUp,
+    bytesDown: a.bytesDown,
+    serviceId: ServiceId.make(a.link.serviceId)
+  })
+
+/** Makes the recorder over `facts`; its scope records every open window when it closes. */
+export const make = (
+  facts: FactRecorder,
+  options: { readonly window?: Duration.DurationInput; readonly now?: () => number } = {}
+): Effect.Effect<LinkRecorder, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const now = options.now ?? Date.now
+    const record = (a: Access, event: LinkAccessed) =>
+      facts.record(Streams.link(LinkId.make(a.link.linkId)), event, {
+        expectedVersion: "any",
+        workspaceId: a.link.workspaceId,
+        meta: new EventMeta({
+          actor: { kind: "public" },
+          sourceIp: sanitize(a.ip, CAPS.name),
+          ...(a.userAgent ? { userAgent: sanitize(a.userAgent, CAPS.label) } : {})
+        })
+      }).pipe(Effect.catchAll((e) => Effect.logError("links: LinkAccessed was not recorded", e)))
+
+    const windows = yield* Windows.make<Window>({
+      windowMs: Duration.toMillis(options.window ?? "10 seconds"),
+      now,
+      write: (w) => {
+        if (w.count === 0) return Effect.void
+        const event = eventOf(w.last, "denied", w.reason)
+        return record(
+          w.last,
+          new LinkAccessed({ ...event, count: w.count, firstAt: new Date(w.firstAt), lastAt: new Date(w.lastAt) })
+        )
+      }
+    })
+
+    return {
+      allowed: (access) => windows.fork(record(access, eventOf(access, "allowed"))),
+      denied: (access, reason) => {
+        const key = `${access.link.linkId}\0${addressKey(access.ip)}\0${reason}`
+        const { window, fresh } = windows.at(key, (t) => ({
+          startedAt: t,
+          first: access,
+          reason,
+          last: access,
+          count: 0,
+          firstAt: t,
+          lastAt: t
+        }))
+        if (fresh) return windows.fork(record(access, eventOf(access, "denied", reason)))
+        const t = now()
+        window.count++
+        if (window.count === 1) window.firstAt = t
+        window.last = access
+        window.lastAt = t
+      }
+    }
+  })

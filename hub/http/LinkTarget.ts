@@ -1,0 +1,97 @@
+/**
+ * Where a public-link request goes, read from the request alone: the token (from `/l/TOKEN/...` or, with a link domain,
+ * from the Host `TOKEN.<domain>`), the path below it and the query; and the headers forwarded to the service
+ * (hop-by-hop ones dropped, `X-Forwarded-For`/`-Proto`/`-Host` set). Pure.
+ */
+import type * as Http from "node:http"
+
+/** The URL prefix of links on the hub's own host. */
+export const PREFIX = "/l/"
+
+/** A request's link token, the path below the link (not yet normalised) and its query (without `?`, may be empty). */
+export interface Target {
+  readonly token: string
+  readonly path: string
+  readonly query: string | undefined
+}
+
+/** The request's Host without its port, lowercased. */
+const hostOf = (request: Http.IncomingMessage): string =>
+  (request.headers.host ?? "").replace(/:\d*$/, "").toLowerCase()
+
+/** Whether `request` is a link request: under `/l/`, or to a subdomain of `linkDomain`. */
+export const isLinkRequest = (request: Http.IncomingMessage, linkDomain: string | undefined): boolean =>
+  (request.url ?? "").startsWith(PREFIX) || (linkDomain !== undefined && hostOf(request).endsWith(`.${linkDomain}`))
+
+/** The target of a link request (`isLinkRequest`). */
+export const parse = (request: Http.IncomingMessage, linkDomain: string | undefined): Target => {
+  const url = request.url ?? "/"
+  const host = hostOf(request)
+  let token: string
+  let rest: string
+  if (linkDomain !== undefined && host.endsWith(`.${linkDomain}`)) {
+    token = host.slice(0, -(linkDomain.length + 1))
+    rest = url
+  } else {
+    const after = url.slice(PREFIX.length)
+    const end = after.search(/[/?]/)
+    token = end === -1 ? after : after.slice(0, end)
+    rest = end === -1 ? "" : after.slice(end)
+  }
+  const q = rest.indexOf("?")
+  const path = q === -1 ? rest : rest.slice(0, q)
+  return { token, path: path === "" ? "/" : path, query: q === -1 ? undefined : rest.slice(q + 1) }
+}
+
+/** Headers that describe one hop and are never forwarded (RFC 9110 §7.6.1), besides those `Connection` names. */
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "x-forwarded-for",
+  "x-forwarded-proto",
+  "x-forwarded-host"
+])
+
+/** `headers` without the hop-by-hop ones (and those its `Connection` names), as a list of raw pairs. */
+export const endToEnd = (
+  rawHeaders: ReadonlyArray<string>,
+  options: { readonly keepUpgrade?: boolean; readonly keepTrailer?: boolean } = {}
+): Array<[string, string]> => {
+  const named = new Set<string>()
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]!.toLowerCase() === "connection") {
+      for (const token of rawHeaders[i + 1]!.split(",")) named.add(token.trim().toLowerCase())
+    }
+  }
+  const out: Array<[string, string]> = []
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!.toLowerCase()
+    const keep = (options.keepUpgrade && (name === "upgrade" || name === "connection")) ||
+      (options.keepTrailer && name === "trailer")
+    if (!keep && (HOP_BY_HOP.has(name) || named.has(name))) continue
+    out.push([rawHeaders[i]!, rawHeaders[i + 1]!])
+  }
+  return out
+}
+
+/** The headers forwarded to the service: the end-to-end ones, and the client's address, scheme and host. */
+export const forwardHeaders = (
+  request: Http.IncomingMessage,
+  client: { readonly ip: string; readonly proto: "http" | "https" },
+  upgrade: boolean
+): Array<[string, string]> => {
+  const headers = endToEnd(request.rawHeaders, { keepUpgrade: upgrade })
+  headers.push(["X-Forwarded-For", client.ip], ["X-Forwarded-Proto", client.proto])
+  if (request.headers.host) headers.push(["X-Forwarded-Host", request.headers.host])
+  return headers
+}
+
+/** Flattens header pairs for node's `headers` option (repeated names keep every value). */
+export const flatten = (pairs: ReadonlyArray<readonly [string, string]>): Array<string> => pairs.flatMap(([n, v]) => [n, v])
