@@ -14,10 +14,10 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Readline from "node:readline"
+import { ensureTools, freePort, have, socatForward, started, startSshForward, stop, stopAll, waitForPort } from "./Anchors.ts"
 import { median, percentile, printTable, writeJson } from "./Report.ts"
 
 const here = Path.dirname(new URL(import.meta.url).pathname)
-const started: Array<ChildProcess.ChildProcess> = []
 
 interface Proc {
   readonly child: ChildProcess.ChildProcess
@@ -84,15 +84,6 @@ const node = (
   env: NodeJS.ProcessEnv = process.env
 ) => spawn(process.execPath, [...nodeArgs, "--import", "tsx", Path.join(here, file), ...args], env)
 
-const stop = async (child: ChildProcess.ChildProcess) => {
-  if (child.exitCode !== null || child.signalCode !== null) return
-  const exited = new Promise((r) => child.once("exit", r))
-  child.stdin?.end()
-  child.kill("SIGTERM")
-  const timer = setTimeout(() => child.kill("SIGKILL"), 2_000)
-  await exited
-  clearTimeout(timer)
-}
 
 const connect = (port: number) =>
   new Promise<Net.Socket>((resolve, reject) => {
@@ -322,103 +313,6 @@ const idleStreams = async (port: number, hub: Proc, counts: ReadonlyArray<number
   return stages
 }
 
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = Net.createServer().listen(0, "127.0.0.1", () => {
-      const port = (s.address() as Net.AddressInfo).port
-      s.close(() => resolve(port))
-    })
-  })
-
-const waitForPort = async (port: number, ms: number) => {
-  const until = Date.now() + ms
-  while (Date.now() < until) {
-    const ok = await connect(port).then((s) => (s.destroy(), true), () => false)
-    if (ok) return
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  throw new Error(`nothing listens on ${port}`)
-}
-
-const have = (command: string) => ChildProcess.spawnSync("sh", ["-c", `command -v ${command}`]).status === 0
-
-/** Installs socat and openssh-server with apt-get when missing. */
-const ensureTools = () => {
-  const missing = [have("socat") ? undefined : "socat", Fs.existsSync("/usr/sbin/sshd") ? undefined : "openssh-server"]
-    .filter((p): p is string => p !== undefined)
-  if (missing.length === 0) return
-  console.log(`installing ${missing.join(" ")} ...`)
-  const install = () => ChildProcess.spawnSync("apt-get", ["install", "-y", ...missing], { stdio: "ignore" }).status
-  if (install() !== 0) {
-    ChildProcess.spawnSync("apt-get", ["update"], { stdio: "ignore" })
-    install()
-  }
-}
-
-/** Starts a throwaway sshd on 127.0.0.1 and an `ssh -L` to `target`; resolves the local forwarded port. */
-const startSshForward = async (target: number): Promise<number | undefined> => {
-  if (!Fs.existsSync("/usr/sbin/sshd") || !have("ssh")) return undefined
-  const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "connect-bench-ssh-"))
-  const keygen = (name: string) =>
-    ChildProcess.spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", Path.join(dir, name)])
-  keygen("host")
-  keygen("user")
-  Fs.copyFileSync(Path.join(dir, "user.pub"), Path.join(dir, "authorized_keys"))
-  Fs.mkdirSync("/run/sshd", { recursive: true })
-  const sshPort = await freePort()
-  const config = Path.join(dir, "sshd_config")
-  Fs.writeFileSync(
-    config,
-    [
-      `Port ${sshPort}`,
-      "ListenAddress 127.0.0.1",
-      `HostKey ${Path.join(dir, "host")}`,
-      `AuthorizedKeysFile ${Path.join(dir, "authorized_keys")}`,
-      "StrictModes no",
-      "PasswordAuthentication no",
-      "KbdInteractiveAuthentication no",
-      "UsePAM no",
-      "PermitRootLogin prohibit-password",
-      "AllowTcpForwarding yes",
-      "Ciphers aes128-gcm@openssh.com",
-      `PidFile ${Path.join(dir, "sshd.pid")}`
-    ].join("\n") + "\n"
-  )
-  const sshd = ChildProcess.spawn("/usr/sbin/sshd", ["-D", "-e", "-f", config], { stdio: "ignore" })
-  started.push(sshd)
-  await waitForPort(sshPort, 5_000)
-  const local = await freePort()
-  const ssh = ChildProcess.spawn(
-    "ssh",
-    [
-      "-N",
-      "-L",
-      `127.0.0.1:${local}:127.0.0.1:${target}`,
-      "-p",
-      String(sshPort),
-      "-i",
-      Path.join(dir, "user"),
-      "-o",
-      "StrictHostKeyChecking=no",
-      "-o",
-      "UserKnownHostsFile=/dev/null",
-      "-o",
-      "BatchMode=yes",
-      "-o",
-      "ExitOnForwardFailure=yes",
-      "-o",
-      "Ciphers=aes128-gcm@openssh.com",
-      "-o",
-      "LogLevel=ERROR",
-      `${Os.userInfo().username}@127.0.0.1`
-    ],
-    { stdio: "ignore" }
-  )
-  started.push(ssh)
-  await waitForPort(local, 10_000)
-  return local
-}
-
 interface Path_ {
   readonly name: string
   readonly port: number
@@ -426,18 +320,6 @@ interface Path_ {
   readonly relay?: boolean
   /** Measure B1 only (the extra anchors). */
   readonly throughputOnly?: boolean
-}
-
-const socatForward = async (to: number): Promise<number> => {
-  const port = await freePort()
-  const socat = ChildProcess.spawn(
-    "socat",
-    ["-b", "65536", `TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork,nodelay`, `TCP:127.0.0.1:${to},nodelay`],
-    { stdio: "ignore" }
-  )
-  started.push(socat)
-  await waitForPort(port, 5_000)
-  return port
 }
 
 const spread = (xs: ReadonlyArray<number>) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs) })
@@ -451,9 +333,7 @@ export const main = async (args: ReadonlyArray<string>) => {
   const bigBytes = quick ? 128 << 20 : 512 << 20
   const wsBytes = quick ? 32 << 20 : 128 << 20
   const results: Record<string, unknown> = {}
-  const cleanup = async () => {
-    for (const child of started.reverse()) await stop(child)
-  }
+  const cleanup = stopAll
   process.once("SIGINT", () => void cleanup().then(() => process.exit(130)))
   try {
     ensureTools()

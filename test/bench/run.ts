@@ -1,9 +1,9 @@
 /**
  * Entry point of `npm run bench -- NAME [--json [FILE]] [...]`: runs one benchmark module from this folder
- * (`eventlog`, `relay`, `audit`), which prints a table and, with --json, writes its figures.
+ * (`eventlog`, `relay`, `audit`, `clients`), which prints a table and, with --json, writes its figures.
  */
 const [name, ...args] = process.argv.slice(2)
-const known = ["eventlog", "relay", "audit"]
+const known = ["eventlog", "relay", "audit", "clients"]
 if (!name || !known.includes(name)) {
   console.error(`usage: npm run bench -- <${known.join("|")}> [--json [FILE]] [options]`)
   process.exit(2)
