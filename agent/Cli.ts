@@ -22,6 +22,7 @@ import * as Control from "./Control.ts"
 import * as Daemon from "./Daemon.ts"
 import * as Dial from "./Dial.ts"
 import * as HubApi from "./HubApi.ts"
+import * as ShareCli from "./ShareCli.ts"
 import * as LinkCli from "./LinkCli.ts"
 import * as State from "./State.ts"
 
@@ -423,18 +424,27 @@ const services = Command.make("services", { json }, (flags) =>
     const hubUrl = yield* HubApi.checkHubUrl(state.hubUrl)
     const list = yield* HubApi.services(hubUrl, state.token)
     if (flags.json) return yield* out(JSON.stringify({ services: list }))
-    if (list.length === 0) return yield* out("no services in this workspace")
+    if (list.length === 0) return yield* out("no services in this workspace, and none shared with it")
     return yield* out(
       Table.format(
         [
           ["NAME", "STATUS", "AGENT"],
-          ...list.map((s) => [s.name, s.online ? "online" : "offline", `${s.agentLabel ?? ""}${s.agentLabel ? " " : ""}(${s.agentId})`])
+          ...list.map((s) => [
+            s.name,
+            s.online ? "online" : "offline",
+            s.shared
+              ? `shared by ${s.shared.workspaceName} (share ${s.shared.shareId})`
+              : `${s.agentLabel ?? ""}${s.agentLabel ? " " : ""}(${s.agentId})`
+          ])
         ],
         // STATUS as wide as "offline" whether or not a service is.
         { minWidths: [0, "offline".length] }
       )
     )
-  })).pipe(Command.withDescription("List the services of this agent's workspace (asks the hub)."))
+  })).pipe(Command.withDescription(
+    "List the services of this agent's workspace and those other workspaces share with it (marked shared, with the " +
+      "owner's name); asks the hub."
+  ))
 
 const install = Command.make(
   "install",
@@ -475,6 +485,8 @@ export const commands = [
   unreach,
   status,
   services,
+  ShareCli.command,
+  ShareCli.join,
   daemonCommand,
   LinkCli.command
 ] as const

@@ -227,3 +227,27 @@ export const listLinks = (hubUrl: string, apiKey: string) =>
 /** `POST /v1/links/:linkId/revoke` with an API key. */
 export const revokeLink = (hubUrl: string, apiKey: string, linkId: string) =>
   call(hubUrl, apiKey, endpoints.revokeLink, (client) => client.links.revoke({ path: { linkId } }))
+
+/** The share endpoints this client calls. */
+const shareEndpoints = {
+  create: HubApi.Shares.endpoints.create,
+  list: HubApi.Shares.endpoints.list,
+  revoke: HubApi.Shares.endpoints.revoke,
+  join: HubApi.Shares.endpoints.join
+}
+
+/** `POST /v1/shares` with an API key: a share of services; its code is in this answer only. */
+export const createShare = (hubUrl: string, apiKey: string, payload: typeof HubApi.ShareCreateRequest.Type) =>
+  call(hubUrl, apiKey, shareEndpoints.create, (client) => client.shares.create({ payload }))
+
+/** `GET /v1/shares` with an API key: the workspace's shares, never their codes. */
+export const listShares = (hubUrl: string, apiKey: string) =>
+  call(hubUrl, apiKey, shareEndpoints.list, (client) => Effect.map(client.shares.list(), (r) => r.shares))
+
+/** `POST /v1/shares/:shareId/revoke` with an API key. */
+export const revokeShare = (hubUrl: string, apiKey: string, shareId: string) =>
+  call(hubUrl, apiKey, shareEndpoints.revoke, (client) => client.shares.revoke({ path: { shareId } }))
+
+/** `POST /v1/shares/join` with the agent token: the agent takes a grant of the share's services. */
+export const joinShare = (hubUrl: string, token: string, code: string) =>
+  call(hubUrl, token, shareEndpoints.join, (client) => client.shares.join({ payload: { code } }))

@@ -37,6 +37,7 @@ export const GROUP_OF: { readonly [T in EventType]: Group } = {
   ShareCreated: "share",
   ShareRevoked: "share",
   ShareAccessed: "share",
+  ShareJoined: "share",
   CheckpointSigned: "audit",
   SigningKeyRotated: "audit",
   AuditRead: "audit",

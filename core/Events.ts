@@ -21,7 +21,7 @@ import {
 import { AuditRead, CheckpointSigned, SigningKeyRotated } from "./events/AuditEvents.ts"
 import { LinkAccessed, LinkCreated, LinkRevoked } from "./events/LinkEvents.ts"
 import { ServiceExposed, ServiceReleased, ServiceUnexposed } from "./events/ServiceEvents.ts"
-import { ShareAccessed, ShareCreated, ShareRevoked } from "./events/ShareEvents.ts"
+import { ShareAccessed, ShareCreated, ShareJoined, ShareRevoked } from "./events/ShareEvents.ts"
 import { ReachDenied, TunnelClosed, TunnelOpened } from "./events/TunnelEvents.ts"
 import { ApiKeyAuthFailed, ApiKeyCreated, ApiKeyRevoked, WorkspaceCreated } from "./events/WorkspaceEvents.ts"
 
@@ -74,7 +74,8 @@ const classes = [
   ApiKeyAuthFailed,
   CheckpointSigned,
   SigningKeyRotated,
-  AuditRead
+  AuditRead,
+  ShareJoined
 ] as const
 
 /** Any event of the catalog. */

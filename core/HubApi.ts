@@ -16,6 +16,11 @@
  *   GET  /v1/links          (API key)              → 200 {"links":[{"linkId","service","status","expiresAt",...}]}
  *   POST /v1/links/:linkId/revoke (API key)        → 200 {"linkId","revokedAt"}
  *
+ *   POST /v1/shares         (API key)  {"services","expires"?,"name"?,"rateLimit"?} → 201 {"code","share"}
+ *   GET  /v1/shares         (API key)              → 200 {"shares":[{"shareId","services","status",...}]}
+ *   POST /v1/shares/:shareId/revoke (API key)      → 200 {"shareId","revoked"}
+ *   POST /v1/shares/join    (agent token) {"code"} → 200 {"share","owner","joined"}
+ *
  * To add endpoints, declare a group below and `.add` it to `HubApi`; the hub serves it with `HttpApiBuilder.group`.
  */
 import * as HttpApi from "@effect/platform/HttpApi"
@@ -134,6 +139,8 @@ export class AgentCaller extends Context.Tag("connect/HubApi/AgentCaller")<Agent
 /** The caller of an endpoint that takes either credential: the workspace it acts in. */
 export class WorkspaceCaller extends Context.Tag("connect/HubApi/WorkspaceCaller")<WorkspaceCaller, {
   readonly workspaceId: string
+  /** The agent, when the credential is an agent token. */
+  readonly agentId?: string
 }>() {}
 
 /** How a credential is refused: missing or bad (401), of the wrong kind (403), too many from the address (429). */
@@ -199,12 +206,17 @@ export const AgentInfo = Schema.Struct({
   createdAt: Timestamp
 })
 
-/** One exposed service of the workspace. */
+/** One exposed service of the workspace, or one another workspace shares with it (`shared`). */
 export const ServiceInfo = Schema.Struct({
   name: Schema.String,
   agentId: Schema.String,
   agentLabel: Schema.String,
-  online: Schema.Boolean
+  online: Schema.Boolean,
+  /** Shared by another workspace: the share and the owner workspace's id and name. */
+  shared: Schema.optionalWith(
+    Schema.Struct({ shareId: Schema.String, workspaceId: Schema.String, workspaceName: Schema.String }),
+    { exact: true }
+  )
 })
 
 /** One exposed service of the workspace. */
@@ -433,12 +445,166 @@ export class Links extends HttpApiGroup.make("links")
   .addError(Errors.NotFound)
 {}
 
+/**
+ * `POST /v1/shares`: a share of `services` (names of the key's workspace's exposed services) with the options of
+ * `connect share create` as typed there (checked by the hub: a bad one is a 400 naming it): `expires` (`7d`, default
+ * 7 days), `name` (`acme-contractor`), `rateLimit` (`60/min`, opens through the share).
+ */
+export const ShareCreateRequest = Schema.Struct({
+  services: Schema.Array(Schema.String.pipe(Schema.maxLength(200))).pipe(Schema.minItems(1), Schema.maxItems(64)),
+  expires: Schema.optionalWith(Schema.String.pipe(Schema.maxLength(40)), { exact: true }),
+  name: Schema.optionalWith(Label, { exact: true }),
+  rateLimit: Schema.optionalWith(Schema.String.pipe(Schema.maxLength(40)), { exact: true })
+}).annotations({ parseOptions: { onExcessProperty: "error" } })
+
+/** One share as listed: never its code, only its prefix. `status` is `active`, `expired` or `revoked`. */
+export const ShareInfo = Schema.Struct({
+  shareId: Schema.String,
+  name: Schema.NullOr(Schema.String),
+  codePrefix: Schema.NullOr(Schema.String),
+  services: Schema.Array(Schema.String),
+  expiresAt: Timestamp,
+  rateLimit: Schema.NullOr(Schema.String),
+  createdAt: Timestamp,
+  revokedAt: Schema.NullOr(Timestamp),
+  status: Schema.Literal("active", "expired", "revoked"),
+  /** Agents that joined it. */
+  joined: Schema.Number
+})
+
+/** `POST /v1/shares/join`: the code an agent was given (at most 200 characters; a share code is 35). */
+export const ShareJoinRequest = Schema.Struct({ code: Schema.String.pipe(Schema.maxLength(200)) })
+  .annotations({ parseOptions: { onExcessProperty: "error" } })
+
+/** Shares: created, listed and revoked by the owner's API key; joined by an agent of another workspace. */
+export class Shares extends HttpApiGroup.make("shares")
+  .add(
+    HttpApiEndpoint.post("create", "/v1/shares")
+      .setPayload(ShareCreateRequest)
+      .addSuccess(Schema.Struct({ code: Schema.String, share: ShareInfo }), { status: 201 })
+      .middleware(ApiKeyAuth)
+  )
+  .add(
+    HttpApiEndpoint.get("list", "/v1/shares")
+      .addSuccess(Schema.Struct({ shares: Schema.Array(ShareInfo) }))
+      .middleware(ApiKeyAuth)
+  )
+  .add(
+    HttpApiEndpoint.post("revoke", "/v1/shares/:shareId/revoke")
+      .setPath(Schema.Struct({ shareId: Schema.String }))
+      .addSuccess(Schema.Struct({ shareId: Schema.String, revoked: Schema.Boolean }))
+      .middleware(ApiKeyAuth)
+  )
+  .add(
+    HttpApiEndpoint.post("join", "/v1/shares/join")
+      .setPayload(ShareJoinRequest)
+      .addSuccess(Schema.Struct({ share: ShareInfo, owner: Schema.String, joined: Schema.Boolean }))
+      .middleware(AgentTokenAuth)
+  )
+  .addError(Errors.Invalid)
+  .addError(Errors.NotFound)
+  .addError(Errors.Revoked)
+{}
+
+/** `POST /v1/workspaces`: the new workspace's name (1–200 characters, as a label). */
+export const WorkspaceCreateRequest = Schema.Struct({ name: Label })
+  .annotations({ parseOptions: { onExcessProperty: "error" } })
+
+/** What an API key may manage: its own workspace, or (`operator`) every workspace and the hub. */
+export const ApiKeyScope = Schema.Literal("workspace", "operator")
+
+/** A new API key; the key itself is shown this once (the hub keeps its prefix and SHA-256). */
+export const IssuedApiKey = Schema.Struct({
+  apiKeyId: Schema.String,
+  workspaceId: Schema.String,
+  prefix: Schema.String,
+  key: Schema.String,
+  scope: ApiKeyScope
+})
+
+/** A created workspace and its first (workspace-scoped) API key. */
+export const WorkspaceCreated = Schema.Struct({ workspaceId: Schema.String, name: Schema.String, apiKey: IssuedApiKey })
+
+/** `POST /v1/workspaces/:workspaceId/apikeys`: the key's name (default "admin") and scope (default workspace). */
+export const ApiKeyCreateRequest = Schema.Struct({
+  name: Schema.optionalWith(Label, { exact: true }),
+  scope: Schema.optionalWith(ApiKeyScope, { exact: true })
+}).annotations({ parseOptions: { onExcessProperty: "error" } })
+
+/** An API key as listed: never the key or its hash. */
+export const ApiKeyInfo = Schema.Struct({
+  apiKeyId: Schema.String,
+  name: Schema.String,
+  prefix: Schema.String,
+  scope: ApiKeyScope,
+  createdAt: Timestamp,
+  revokedAt: Schema.NullOr(Timestamp)
+})
+
+/** `POST /v1/agents/:agentId/revoke`: why, for the audit log (at most 200 characters). */
+export const AgentRevokeRequest = Schema.Struct({ reason: Schema.optionalWith(Label, { exact: true }) })
+  .annotations({ parseOptions: { onExcessProperty: "error" } })
+
+const WorkspacePath = Schema.Struct({ workspaceId: Schema.String.pipe(Schema.maxLength(100)) })
+
+/**
+ * Administration with an API key, recorded with the same events as `connect hub workspace|apikey|agent` on the hub's
+ * host: an operator key creates workspaces and manages every workspace, a workspace key its own keys and agents only
+ * (anything else is a 403, recorded as a refused key with reason `wrong_scope`). Revocations take effect at once: a
+ * revoked key's next request is refused, a revoked agent's connection is closed.
+ */
+export class Admin extends HttpApiGroup.make("admin")
+  .add(
+    HttpApiEndpoint.post("createWorkspace", "/v1/workspaces")
+      .setPayload(WorkspaceCreateRequest)
+      .addSuccess(WorkspaceCreated, { status: 201 })
+      .middleware(ApiKeyAuth)
+  )
+  .add(
+    HttpApiEndpoint.post("createApiKey", "/v1/workspaces/:workspaceId/apikeys")
+      .setPath(WorkspacePath)
+      .setPayload(ApiKeyCreateRequest)
+      .addSuccess(IssuedApiKey, { status: 201 })
+      .middleware(ApiKeyAuth)
+  )
+  .add(
+    HttpApiEndpoint.get("listApiKeys", "/v1/workspaces/:workspaceId/apikeys")
+      .setPath(WorkspacePath)
+      .addSuccess(Schema.Struct({ apiKeys: Schema.Array(ApiKeyInfo) }))
+      .middleware(ApiKeyAuth)
+  )
+  .add(
+    HttpApiEndpoint.post("revokeApiKey", "/v1/apikeys/:apiKeyId/revoke")
+      .setPath(Schema.Struct({ apiKeyId: Schema.String.pipe(Schema.maxLength(100)) }))
+      .addSuccess(Schema.Struct({ apiKeyId: Schema.String, revoked: Schema.Boolean }))
+      .middleware(ApiKeyAuth)
+  )
+  .add(
+    HttpApiEndpoint.get("listAgents", "/v1/workspaces/:workspaceId/agents")
+      .setPath(WorkspacePath)
+      .addSuccess(Schema.Struct({ agents: Schema.Array(AgentInfo) }))
+      .middleware(ApiKeyAuth)
+  )
+  .add(
+    HttpApiEndpoint.post("revokeAgent", "/v1/agents/:agentId/revoke")
+      .setPath(Schema.Struct({ agentId: Schema.String.pipe(Schema.maxLength(100)) }))
+      .setPayload(AgentRevokeRequest)
+      .addSuccess(Schema.Struct({ agentId: Schema.String, revoked: Schema.Boolean, released: Schema.Array(Schema.String) }))
+      .middleware(ApiKeyAuth)
+  )
+  .addError(Errors.Invalid)
+  .addError(Errors.Forbidden)
+  .addError(Errors.NotFound)
+  .addError(Errors.Conflict)
+{}
+
 /** The hub's API. Any endpoint may answer a malformed request (400, 413) and an unavailable event log (503). */
 export class HubApi extends HttpApi.make("connect-hub")
   .add(Agents)
   .add(Services)
   .add(Audit)
   .add(Links)
+  .add(Shares)
   .addError(Errors.BadRequest)
   .addError(Errors.BodyTooLarge)
   .addError(Errors.Unavailable)

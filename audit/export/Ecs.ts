@@ -48,6 +48,7 @@ const categorization: {
   ShareCreated: () => [["configuration"], ["creation"]],
   ShareRevoked: () => [["configuration"], ["change"]],
   ShareAccessed: () => [["authentication"], ["start"]],
+  ShareJoined: () => [["iam"], ["access"]],
   CheckpointSigned: () => [["configuration"], ["info"]],
   SigningKeyRotated: () => [["configuration"], ["change"]],
   AuditRead: () => [["api"], ["access"]],

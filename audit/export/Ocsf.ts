@@ -152,6 +152,7 @@ const map: Map = {
   ApiKeyAuthFailed: (_, s, hub) => authentication(s, 1, "Logon", { name: "connect API", uid: hub }),
   AgentIpChanged: (_, s, hub) => authentication(s, 99, "IP Change", { name: "connect relay", uid: hub }),
   ShareAccessed: (e, s) => authentication(s, 1, "Logon", { name: "connect share", uid: e.shareId }),
+  ShareJoined: (e, s) => authentication(s, 1, "Logon", { name: "connect share", uid: e.shareId }),
   AgentProvisioned: (_, s) => accountChange(s, 1, "Create"),
   AgentTokenRotated: (_, s) => accountChange(s, 3, "Password Change"),
   AgentTokenRevoked: (_, s) => accountChange(s, 5, "Disable"),

@@ -244,6 +244,12 @@ const describe: Describe = {
     subject: { kind: "workspace", id: e.byWorkspaceId, name: undefined, credential: undefined },
     reason: e.reason
   }),
+  ShareJoined: (e) => ({
+    group: "share",
+    outcome: "success",
+    message: `agent ${e.agentId} of workspace ${e.peerWorkspaceId} joined share ${e.shareId}`,
+    subject: agent(e.agentId)
+  }),
   LinkCreated: (e) => ({
     group: "link",
     message: `link ${e.linkId} to service ${e.serviceId} created, valid until ${when(e.expiresAt)}`

@@ -1,11 +1,12 @@
 /** The events of a tunnel: opened, closed with its byte counts, or refused before it opened. */
 import { Schema } from "effect"
-import { AgentId, LinkId, ServiceId, ShareId, TunnelId } from "../Ids.ts"
+import { AgentId, LinkId, ServiceId, ShareId, TunnelId, WorkspaceId } from "../Ids.ts"
 import { Count, optional, ServiceName, Timestamp } from "./Fields.ts"
 
 /**
  * Why a tunnel ended: `end` after both sides shut down cleanly, `reset` when either side aborted, `hub_crashed` when
- * its hub died with it open and closed it in the log at its next start (its byte counts are then unknown, recorded 0).
+ * its hub died with it open and closed it in the log at its next start (its byte counts are then unknown, recorded 0),
+ * `share_revoked` when the share it was opened through was revoked.
  */
 export const TunnelCloseReason = Schema.Literal(
   "end",
@@ -16,7 +17,8 @@ export const TunnelCloseReason = Schema.Literal(
   "idle_timeout",
   "hub_shutdown",
   "hub_crashed",
-  "error"
+  "error",
+  "share_revoked"
 )
 
 /** Why a reach request was refused. */
@@ -41,7 +43,9 @@ export class TunnelOpened extends Schema.TaggedClass<TunnelOpened>()("TunnelOpen
   viaShareId: optional(ShareId),
   toAgentId: AgentId,
   /** The public link whose pooled HTTP connection this tunnel is (the hub itself is the reaching side). */
-  viaLinkId: optional(LinkId)
+  viaLinkId: optional(LinkId),
+  /** Through a share: the reacher's workspace, so that its API keys read the tunnel too (migration 0015). */
+  peerWorkspaceId: optional(WorkspaceId)
 }) {}
 
 /** A tunnel ended; `bytesUp` flowed from the reaching side to the service, `bytesDown` back. */
@@ -51,7 +55,10 @@ export class TunnelClosed extends Schema.TaggedClass<TunnelClosed>()("TunnelClos
   bytesUp: Count,
   bytesDown: Count,
   durationMs: Count,
-  reason: TunnelCloseReason
+  reason: TunnelCloseReason,
+  /** Through a share: the share, and the reacher's workspace (as in its `TunnelOpened`). */
+  viaShareId: optional(ShareId),
+  peerWorkspaceId: optional(WorkspaceId)
 }) {}
 
 /**

@@ -21,6 +21,7 @@ import auditRollups from "./migrations/0011_audit_rollups.ts"
 import apiKeyScope from "./migrations/0012_api_key_scope.ts"
 import accessIndex from "./migrations/0013_access_index.ts"
 import sourceIpParallelRestricted from "./migrations/0014_source_ip_parallel_restricted.ts"
+import shares from "./migrations/0015_shares.ts"
 import links from "./migrations/0016_links.ts"
 
 // The keys are the ids and names every migrated database has recorded in connect_migrations, and the SQL a database
@@ -40,6 +41,7 @@ const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClien
   "0012_api_key_scope": apiKeyScope,
   "0013_access_index": accessIndex,
   "0014_source_ip_parallel_restricted": sourceIpParallelRestricted,
+  "0015_shares": shares,
   "0016_links": links
 }
 

@@ -25,6 +25,7 @@ import * as HttpEdge from "./HttpEdge.ts"
 import { DEFAULT_LIMITS, HubConfig } from "../HubConfig.ts"
 import * as AgentsTable from "../readmodels/Agents.ts"
 import * as ServicesTable from "../readmodels/Services.ts"
+import * as SharesTable from "../readmodels/Shares.ts"
 
 /** The caller's address (through trusted proxies) and its user agent, sanitised for the record. */
 const presenter = (trusted: ClientAddress.TrustedProxies) =>
@@ -247,15 +248,29 @@ export const Agents = HttpApiBuilder.group(HubApi.HubApi, "agents", (handlers) =
         }).pipe(Effect.catchTag("SqlError", unavailable)))
   }))
 
-/** `GET /v1/services`. */
+/**
+ * `GET /v1/services`: the workspace's, then those live shares of other workspaces grant (to the calling agent, or to
+ * any agent of the workspace for an API key), marked `shared` with the owner workspace's name.
+ */
 export const Services = HttpApiBuilder.group(HubApi.HubApi, "services", (handlers) =>
   Effect.gen(function*() {
+    const settings = yield* AgentAuth.TokenSettings
     return handlers.handle("list", () =>
       Effect.gen(function*() {
         const caller = yield* HubApi.WorkspaceCaller
         const rows = yield* ServicesTable.listInWorkspace(caller.workspaceId)
+        const shared = yield* SharesTable.sharedWith(caller.workspaceId, caller.agentId, settings.now())
         return {
-          services: rows.map((r) => ({ name: r.name, agentId: r.agent_id, agentLabel: r.label, online: r.online }))
+          services: [
+            ...rows.map((r) => ({ name: r.name, agentId: r.agent_id, agentLabel: r.label, online: r.online })),
+            ...shared.map((s) => ({
+              name: s.name,
+              agentId: "",
+              agentLabel: "",
+              online: s.online,
+              shared: { shareId: s.share_id, workspaceId: s.owner_id, workspaceName: s.owner_name ?? s.owner_id }
+            }))
+          ]
         }
       }).pipe(Effect.catchTag("SqlError", unavailable)))
   }))

@@ -23,6 +23,7 @@ import type { EventLog } from "../../core/EventLog.ts"
 import * as HubApi from "../../core/HubApi.ts"
 import * as AgentApi from "./AgentApi.ts"
 import * as LinkApi from "./LinkApi.ts"
+import * as ShareApi from "./ShareApi.ts"
 import type * as AgentAuth from "../commands/AgentAuth.ts"
 import type { HubConfig } from "../HubConfig.ts"
 
@@ -73,7 +74,7 @@ export const layerWith = (audit: AuditRoutes): Layer.Layer<
 > =>
   Layer.mergeAll(
     HttpApiBuilder.api(HubApi.HubApi).pipe(
-      Layer.provide([AgentApi.Agents, AgentApi.Services, LinkApi.Handlers, audit]),
+      Layer.provide([AgentApi.Agents, AgentApi.Services, LinkApi.Handlers, ShareApi.Handlers, audit]),
       Layer.provide(AgentApi.Authentication)
     ),
     HealthRoutes

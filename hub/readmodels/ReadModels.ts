@@ -10,6 +10,7 @@ import * as Agents from "./Agents.ts"
 import * as ApiKeys from "./ApiKeys.ts"
 import * as Links from "./Links.ts"
 import * as Services from "./Services.ts"
+import * as Shares from "./Shares.ts"
 import * as Workspaces from "./Workspaces.ts"
 
 /** Every core read model, in the order they are applied. */
@@ -18,5 +19,6 @@ export const projections: ReadonlyArray<Projection<ProjectionSql>> = [
   ApiKeys.projection,
   Agents.projection,
   Services.projection,
+  Shares.projection,
   Links.projection
 ]

@@ -69,6 +69,7 @@ const serve = (hubId: string, options: GatewayOptions) =>
       ...(config.trustProxy?.length ? { remoteAddress: (req: Http.IncomingMessage) => agentAddress(trusted, req) } : {})
     }, relay.accept)
     yield* kickRevoked((agentId) => void relay.disconnect(agentId, CLOSE_CODES.Unauthorized, "token revoked"))
+    yield* followShareRevocations((shareId) => void relay.closeShare(shareId, PgRelayPolicy.SHARE_REVOKED))
     yield* upgrades.register(PATH, accepted.handle)
     // Public links reach services through this relay, recording through the same spool.
     yield* LinkProxy.serve(relay, spool)
@@ -91,6 +92,27 @@ const recoverAtStart = (spool: Spool.Spool, hubId: string) =>
       )
     }
   }).pipe(Effect.catchAll((e) => Effect.logError("gateway: could not close what this hub left open", e)))
+
+/**
+ * Follows the log from its head and calls `close` with every revoked share, wherever it was revoked (the API, another
+ * hub process), so the tunnels opened through it end at once, recorded with reason `share_revoked`. Opens after the
+ * revocation are refused by the policy, which reads the revocation from the read model.
+ */
+const followShareRevocations = (close: (shareId: string) => void) =>
+  Effect.gen(function*() {
+    const log = yield* EventLog
+    let cursor = (yield* log.head).position
+    yield* Effect.suspend(() =>
+      log.subscribe(cursor).pipe(
+        Stream.runForEach((e) =>
+          Effect.sync(() => {
+            cursor = e.position
+            if (e.event._tag === "ShareRevoked") close(e.event.shareId)
+          })
+        )
+      )
+    ).pipe(Effect.retry(Schedule.spaced("1 second")), Effect.ignore, Effect.forkScoped)
+  }).pipe(Effect.catchAll((e) => Effect.logWarning("gateway: cannot follow share revocations", e)))
 
 const agentAddress = (trusted: ClientAddress.TrustedProxies, req: Http.IncomingMessage): string =>
   ClientAddress.withPort(

@@ -19,6 +19,7 @@ import {
 } from "../../core/Events.ts"
 import { AgentId, LinkId, Streams, TunnelId } from "../../core/Ids.ts"
 import { RelayDenied } from "../../core/RelayPolicy.ts"
+import { ShareId, WorkspaceId } from "../../core/Ids.ts"
 import type { RelayPolicyService, Session, TunnelInfo } from "../../core/RelayPolicy.ts"
 import * as ServiceDecider from "../../core/ServiceDecider.ts"
 import { CAPS, isRecordable, sanitize } from "../../core/Text.ts"
@@ -28,6 +29,7 @@ import * as AuthFailures from "../http/AuthFailures.ts"
 import * as Command from "../commands/Command.ts"
 import * as FactRecorder from "../eventlog/FactRecorder.ts"
 import * as ReachDenials from "./ReachDenials.ts"
+import * as ShareReach from "./ShareReach.ts"
 import type { Spool } from "../eventlog/Spool.ts"
 import * as Agents from "../readmodels/Agents.ts"
 import * as Services from "../readmodels/Services.ts"
@@ -51,12 +53,16 @@ export const disconnectReason = ({ code, reason }: CloseInfo): typeof Disconnect
   return "closed"
 }
 
+/** The reason the relay ends a tunnel with when the share it was opened through is revoked (sent in its `Reset`). */
+export const SHARE_REVOKED = "ShareRevoked"
+
 /** Maps the relay's tunnel end reason (a `Reset` reason or an error code) to the catalog's close reason. */
 export const tunnelCloseReason = (reason: string): typeof TunnelCloseReason.Type => {
   if (reason === "closed") return "end"
   if (reason === "AgentDisconnected" || reason === "AgentOffline" || reason === "HubDisconnected") return "agent_disconnected"
   if (/^(ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|NoTarget)$/.test(reason)) return "connect_failed"
   if (reason === "Protocol" || reason === "Unavailable" || reason === "Internal") return "error"
+  if (reason === SHARE_REVOKED) return "share_revoked"
   return "reset"
 }
 
@@ -86,6 +92,12 @@ const resolveForLink = (session: Session, name: string) =>
     }
     return { agentId: row.agent_id, workspaceId: session.workspaceId, service: name }
   })
+
+/** Through a share: the share and the reacher's workspace on the tunnel's events (its API keys read them: 0015). */
+const viaShare = (tunnel: TunnelInfo) =>
+  tunnel.to.shareId === undefined
+    ? {}
+    : { viaShareId: ShareId.make(tunnel.to.shareId), peerWorkspaceId: WorkspaceId.make(tunnel.from.workspaceId) }
 
 const unavailable = (what: string) => (cause: unknown) =>
   Effect.zipRight(
@@ -240,7 +252,8 @@ const exposure = ({ metaOf, run }: Shared): Pick<RelayPolicyService, "expose" | 
 /** Reach: resolved within the reacher's workspace only; every refusal is recorded (coalesced: ReachDenials.ts). */
 const reach = (
   { addresses, run }: Shared,
-  denials: ReachDenials.ReachDenials
+  denials: ReachDenials.ReachDenials,
+  shares: ShareReach.ShareReach
 ): Pick<RelayPolicyService, "resolveReach" | "refused"> => {
   const deny = (session: Session, name: string, reason: typeof ReachDeniedReason.Type) =>
     denials.deny(session, name, reason, addresses.get(session.agentId))
@@ -267,6 +280,9 @@ const reach = (
           }
           return { agentId: row.agent_id, workspaceId: session.workspaceId, service: name }
         }
+        // Not its own: a service another workspace shares with this agent (checked and recorded: ShareReach.ts).
+        const shared = yield* shares.resolve(session, name, addresses.get(session.agentId))
+        if (shared) return shared
         // The reacher's workspace records not_found either way: its API keys read its log, and a cross_workspace there
         // would tell them another workspace has a service of that name. The detail goes to a hub-level event only the
         // operator reads (ReachDenials records cross_workspace without a workspace).
@@ -293,7 +309,8 @@ const tunnels = ({ facts }: Shared, log: EventLog["Type"]): Pick<RelayPolicyServ
           ...(tunnel.from.link
             ? { viaLinkId: LinkId.make(tunnel.from.link.linkId) }
             : { fromAgentId: AgentId.make(tunnel.from.agentId) }),
-          toAgentId: AgentId.make(tunnel.to.agentId)
+          toAgentId: AgentId.make(tunnel.to.agentId),
+          ...viaShare(tunnel)
         })
       ],
       {
@@ -311,7 +328,8 @@ const tunnels = ({ facts }: Shared, log: EventLog["Type"]): Pick<RelayPolicyServ
       bytesUp: totals.bytesUp,
       bytesDown: totals.bytesDown,
       durationMs: Math.max(0, Math.round(totals.durationMs)),
-      reason: tunnelCloseReason(totals.reason)
+      reason: tunnelCloseReason(totals.reason),
+      ...viaShare(tunnel)
     })
     // Version 1 is the TunnelOpened: a second TunnelClosed (a replay after a lost ack) conflicts and is skipped.
     return facts.record(stream, event, {
@@ -352,10 +370,11 @@ export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPo
   }
   const denials = yield* ReachDenials.make({ ...options.denials, record: facts.record })
   const authFailures = yield* AuthFailures.make({ ...options.authFailures, record: facts.record })
+  const shares = yield* ShareReach.make({ record: facts.record, now: settings.now })
   const policy: RelayPolicyService = {
     ...connections(shared, settings, authFailures),
     ...exposure(shared),
-    ...reach(shared, denials),
+    ...reach(shared, denials, shares),
     ...tunnels(shared, log)
   }
   return policy

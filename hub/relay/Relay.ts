@@ -97,6 +97,11 @@ export interface RelayService {
    */
   readonly disconnect: (agentId: string, code: number, reason: string) => boolean
   /**
+   * Ends every tunnel opened through share `shareId` (revoked): both ends get a `Reset` with `reason`, and each is
+   * recorded closed like any other; returns how many there were.
+   */
+  readonly closeShare: (shareId: string, reason: string) => number
+  /**
    * Takes over a connection of the hub itself, already authenticated as `session` (a public link's, whose `link` is
    * set): no Hello, no heartbeat, no connection events; its streams are tunnels like an agent's, decided and recorded
    * by the policy (hub/relay/RelayLocal.ts).
@@ -195,6 +200,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
       link.connection.close(code, reason)
       return true
     },
+    closeShare: (shareId, reason) => RelayTunnel.closeWhere(state.tunnels, state.links, (info) => info.to.shareId === shareId, reason),
     attach: (session, connection) => attach(state, session, connection)
   })
 })

@@ -171,6 +171,27 @@ export const closeAll = (tunnels: Tunnels, link: Link) => {
 }
 
 /**
+ * Ends every open tunnel of `links` whose record `matches` (a revoked share's): both ends get a `Reset` with `reason`,
+ * which is also the reason recorded. Returns how many were ended.
+ */
+export const closeWhere = (
+  tunnels: Tunnels,
+  links: Iterable<Link>,
+  matches: (info: TunnelInfo) => boolean,
+  reason: string
+): number => {
+  const ending = new Set<Tunnel>()
+  for (const link of links) {
+    for (const t of link.routes.values()) if (t.state === "open" && t.info && matches(t.info)) ending.add(t)
+  }
+  for (const t of ending) {
+    t.to?.connection.send(trusted(Protocol.Reset, { stream: t.toStream, reason }))
+    close(tunnels, t, reason, t.from)
+  }
+  return ending.size
+}
+
+/**
  * An `Open` from `link`: refused at once past its stream cap or rate limit; else a pending tunnel that holds what the
  * reacher sends until the policy has resolved the name, picked the exposer and recorded the tunnel (fail closed).
  */

@@ -195,6 +195,12 @@ export const samples: { readonly [T in EventType]: Sample } = {
     data: { shareId: Ids.share, byWorkspaceId: Ids.otherWorkspace, outcome: "denied", reason: "expired" },
     meta: { actor: { kind: "apikey", id: id(0xc2) }, sourceIp: "192.0.2.30", hubId: Ids.hub }
   },
+  ShareJoined: {
+    stream: `share-${Ids.share}`,
+    workspace: Ids.workspace,
+    data: { shareId: Ids.share, agentId: Ids.agent, peerWorkspaceId: Ids.otherWorkspace },
+    meta: { actor: { kind: "agent", id: Ids.agent }, sourceIp: "192.0.2.30", hubId: Ids.hub }
+  },
   LinkCreated: {
     stream: `link-${Ids.link}`,
     workspace: Ids.workspace,
