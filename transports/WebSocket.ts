@@ -60,7 +60,10 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
   const recycle = codec.recycle
   // Frames sent in one turn of the event loop (an Open with its first Data, the Credits and Data of one TCP read,
   // the replies to a burst of frames) leave in one writev: each syscall on loopback also runs the receiver's TCP
-  // stack, and was the hub's largest cost when opening streams. Uncorking on nextTick adds no latency.
+  // stack, and was the hub's largest cost when opening streams. The uncork waits for setImmediate, after every I/O
+  // callback of the turn, not for nextTick, which runs after each one: when several clients' requests (or several
+  // agents' frames) are readable together, each socket's callback sends its frame, and nextTick made one writev per
+  // callback. No timer is involved: the check phase follows the poll phase of the same turn.
   const socket = (ws as unknown as { _socket: Net.Socket })._socket
   let corked = false
   const uncork = () => {
@@ -72,7 +75,7 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
     if (!corked) {
       corked = true
       socket.cork()
-      process.nextTick(uncork)
+      setImmediate(uncork)
     }
     ws.send(frame, options, sent)
     if (!congested && ws.bufferedAmount > HIGH_WATER_MARK) congested = true
