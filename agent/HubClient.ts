@@ -32,6 +32,8 @@ export interface ConnectOptions {
   readonly helloTimeout?: Duration.DurationInput
   /** Stream window (default `STREAM_WINDOW`; must match the hub's). */
   readonly window?: number
+  /** Protocol revision to speak (default `PROTOCOL_REVISION`; 0 plays an agent from before revisions existed). */
+  readonly revision?: number
 }
 
 /** A live, authenticated connection to the hub. */
@@ -199,6 +201,7 @@ export const connect = Effect.fn("HubClient.connect")(function*(options: Connect
   let ready = false
 
   const mux = Mux.make(connection, options.window === undefined ? {} : { window: options.window })
+  const revision = options.revision ?? Protocol.PROTOCOL_REVISION
 
   connection.setHandler({
     message: (message) => {
@@ -206,6 +209,10 @@ export const connect = Effect.fn("HubClient.connect")(function*(options: Connect
       switch (message._tag) {
         case "Welcome":
           ready = true
+          // The hub reads batch frames only if it said so; an older hub sends no revision (0).
+          if (Protocol.negotiateRevision(revision, message.revision) >= Protocol.BATCH_REVISION) {
+            connection.enableBatching?.()
+          }
           return Deferred.unsafeDone(welcome, Effect.succeed(message))
         case "Ack":
         case "CheckResult":
@@ -242,7 +249,8 @@ export const connect = Effect.fn("HubClient.connect")(function*(options: Connect
       token: options.token,
       transport: options.transport.name,
       agentVersion: options.agentVersion ?? "dev",
-      ...(options.label === undefined ? {} : { label: options.label })
+      ...(options.label === undefined ? {} : { label: options.label }),
+      ...(revision === 0 ? {} : { revision })
     })
   )
   const welcomed = yield* Deferred.await(welcome).pipe(

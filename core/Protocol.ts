@@ -11,6 +11,20 @@ import { Schema } from "effect"
 export const PROTOCOL_VERSION = 1
 
 /**
+ * Revision of this protocol within `PROTOCOL_VERSION`: what a build adds that its peer may not know, negotiated in
+ * `Hello`/`Welcome` (each side uses the lower of the two, an absent field being revision 0), so that a hub and agents
+ * one build apart still work together. Revision 1 (`BATCH_REVISION`) adds batch frames.
+ */
+export const PROTOCOL_REVISION = 1
+
+/** The revision from which a peer reads batch frames (several frames in one WebSocket message; transports/Msgpack.ts). */
+export const BATCH_REVISION = 1
+
+/** The revision two peers speak together: the lower of theirs (a peer that sent none speaks revision 0). */
+export const negotiateRevision = (mine: number, theirs: number | undefined): number =>
+  Math.max(0, Math.min(mine, theirs ?? 0))
+
+/**
  * Bytes a sender may have in flight on one stream before it must wait for `Credit`.
  *
  * Window = bandwidth × credit round trip. The loop is agent → hub → agent → TCP write → Credit back through the
@@ -58,7 +72,9 @@ export class Hello extends Schema.TaggedClass<Hello>()("Hello", {
   /** Version of the agent software, for the audit log. */
   agentVersion: Schema.String,
   /** Human label of the agent (host name), for the audit log. */
-  label: Schema.optional(Schema.String)
+  label: Schema.optional(Schema.String),
+  /** Protocol revision the agent speaks (see `PROTOCOL_REVISION`; absent from agents before revision 1). */
+  revision: Schema.optional(Schema.Number.pipe(Schema.int(), Schema.nonNegative()))
 }) {}
 
 /** The hub's answer to an accepted `Hello`: the agent's identity and a warning when its token expires soon. */
@@ -72,7 +88,9 @@ export class Welcome extends Schema.TaggedClass<Welcome>()("Welcome", {
   /** Interval at which the hub expects traffic or a `Ping`, in milliseconds. */
   heartbeatMs: Schema.Number,
   /** ISO time at which the agent's token expires, sent when that is near (DESIGN: 7 days before). */
-  tokenExpiresAt: Schema.optional(Schema.String)
+  tokenExpiresAt: Schema.optional(Schema.String),
+  /** The protocol revision both sides speak from now on: the lower of the agent's and the hub's (absent: 0). */
+  revision: Schema.optional(Schema.Number.pipe(Schema.int(), Schema.nonNegative()))
 }) {}
 
 /** Agent → hub: publish a local target under a service name. */

@@ -86,6 +86,11 @@ export interface Connection {
   readonly setHandler: (handler: ConnectionHandler) => void
   /** Closes the connection with a code and reason; the handler's `close` fires once. */
   readonly close: (code: number, reason: string) => void
+  /**
+   * From now on, sends the small frames of one event-loop turn as one batch frame (see `Codec.batch`); called once the
+   * peer said in `Hello`/`Welcome` that it reads them (`BATCH_REVISION`). A no-op on a carrier or codec without batches.
+   */
+  readonly enableBatching?: () => void
 }
 
 /** A transport plugin, client side: dials a hub URL and yields a connection closed with the scope. */
@@ -118,4 +123,11 @@ export interface Codec {
    * memory is reused for the next frame instead of being allocated (and page-faulted) afresh.
    */
   readonly recycle?: (frame: Uint8Array) => void
+  /**
+   * Packs several encoded frames into one frame that `unbatch` splits again: one WebSocket message, one header to
+   * parse, instead of one per frame. Only sent to a peer that speaks `BATCH_REVISION`.
+   */
+  readonly batch?: (frames: ReadonlyArray<Uint8Array>) => Uint8Array
+  /** The frames packed in `frame` if it is a batch (throws a "Protocol" `TransportError` on a malformed one), else undefined. */
+  readonly unbatch?: (frame: Uint8Array) => ReadonlyArray<Uint8Array> | undefined
 }

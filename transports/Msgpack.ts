@@ -5,9 +5,10 @@
  *   Data    [0x01][stream u32 BE][payload …]
  *   Credit  [0x02][stream u32 BE][bytes u32 BE]
  *   other   [0x00][msgpack map]
+ *   Batch   [0x03]([length u32 BE][frame of one of the types above])…   (protocol revision ≥ `BATCH_REVISION`)
  */
 import { Packr } from "msgpackr"
-import { Credit, Data, MAX_CHUNK, STREAM_WINDOW } from "../core/Protocol.ts"
+import { Credit, Data, MAX_CHUNK, MAX_FRAME, STREAM_WINDOW } from "../core/Protocol.ts"
 import type { Message } from "../core/Protocol.ts"
 import type { Codec, Transport } from "../core/Transport.ts"
 import { checkFrameSize, isStreamId, protocolError, toMessage, trusted } from "./Framing.ts"
@@ -16,6 +17,7 @@ import { dial } from "./WebSocket.ts"
 const TYPE_CONTROL = 0x00
 const TYPE_DATA = 0x01
 const TYPE_CREDIT = 0x02
+const TYPE_BATCH = 0x03
 const DATA_HEADER = 5
 
 // Records would make frames depend on earlier frames; plain maps keep every frame self-contained.
@@ -122,6 +124,46 @@ const decode = (input: Uint8Array | string): Message => {
   }
 }
 
+/** Packs frames into one batch frame: a type byte, then each frame behind its length. */
+const batch = (frames: ReadonlyArray<Uint8Array>): Uint8Array => {
+  let size = 1
+  for (const frame of frames) size += 4 + frame.byteLength
+  const out = Buffer.allocUnsafe(size)
+  out[0] = TYPE_BATCH
+  let offset = 1
+  for (const frame of frames) {
+    out.writeUInt32BE(frame.byteLength, offset)
+    out.set(frame, offset + 4)
+    offset += 4 + frame.byteLength
+  }
+  return out
+}
+
+/**
+ * Splits a batch frame into its frames (views into it, not copies: a Data frame forwarded by the hub is rewritten in
+ * place as usual). Each part must be a non-empty frame that is not itself a batch, and the lengths must add up.
+ */
+const unbatch = (input: Uint8Array): ReadonlyArray<Uint8Array> | undefined => {
+  if (input.byteLength === 0 || input[0] !== TYPE_BATCH) return undefined
+  checkFrameSize(input.byteLength)
+  const frame = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength)
+  const parts: Array<Uint8Array> = []
+  let offset = 1
+  while (offset < frame.byteLength) {
+    if (offset + 4 > frame.byteLength) throw protocolError("truncated batch frame")
+    const length = frame.readUInt32BE(offset)
+    offset += 4
+    if (length === 0 || length > MAX_FRAME || offset + length > frame.byteLength) {
+      throw protocolError("bad frame length in a batch")
+    }
+    if (frame[offset] === TYPE_BATCH) throw protocolError("batch inside a batch")
+    parts.push(frame.subarray(offset, offset + length))
+    offset += length
+  }
+  if (parts.length === 0) throw protocolError("empty batch frame")
+  return parts
+}
+
 /** The binary codec of the `msgpack` plugin. */
 export const codec: Codec = {
   name: "msgpack",
@@ -130,7 +172,9 @@ export const codec: Codec = {
   encode,
   encodeData,
   decode,
-  recycle
+  recycle,
+  batch,
+  unbatch
 }
 
 /** The `msgpack` transport: dials a hub over WebSocket with the binary codec. */

@@ -25,6 +25,13 @@ export const HIGH_WATER_MARK = 2 * 1024 * 1024
 /** See `HIGH_WATER_MARK`. */
 export const LOW_WATER_MARK = 512 * 1024
 
+/**
+ * Frames up to this size go into a batch; larger ones are sent on their own. Copying a small frame into the batch
+ * costs less than the WebSocket message it saves (a header to build and parse, a write into the socket's queue, an
+ * event); a 64 KiB Data chunk is worth neither the copy nor the delay.
+ */
+export const MAX_BATCHED_FRAME = 4 * 1024
+
 /** Time a closing connection waits for the peer's close frame before it cuts the TCP connection. */
 export const CLOSE_TIMEOUT: Duration.DurationInput = "2 seconds"
 
@@ -66,7 +73,26 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
   // callback. No timer is involved: the check phase follows the poll phase of the same turn.
   const socket = (ws as unknown as { _socket: Net.Socket })._socket
   let corked = false
+  // Once the peer reads batch frames, the small frames of a turn wait here and leave as one WebSocket message.
+  const pack = codec.batch
+  let batching = false
+  let queue: Array<Uint8Array> = []
+  let queueSent: Array<(error?: Error) => void> = []
+  let queuedBytes = 0
+  const flush = () => {
+    if (queue.length === 0) return
+    const frames = queue
+    const sent = queueSent
+    queue = []
+    queueSent = []
+    queuedBytes = 0
+    if (frames.length === 1) return ws.send(frames[0]!, options, sent[0])
+    ws.send(pack!(frames), options, (error) => {
+      for (const callback of sent) callback(error)
+    })
+  }
   const uncork = () => {
+    flush()
     corked = false
     socket.uncork()
   }
@@ -77,8 +103,16 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
       socket.cork()
       setImmediate(uncork)
     }
-    ws.send(frame, options, sent)
-    if (!congested && ws.bufferedAmount > HIGH_WATER_MARK) congested = true
+    if (batching && typeof frame !== "string" && frame.byteLength <= MAX_BATCHED_FRAME) {
+      queue.push(frame)
+      queueSent.push(sent)
+      queuedBytes += frame.byteLength
+    } else {
+      // A large frame is not copied into a batch; the frames queued before it leave first, in order.
+      flush()
+      ws.send(frame, options, sent)
+    }
+    if (!congested && ws.bufferedAmount + queuedBytes > HIGH_WATER_MARK) congested = true
   }
   const close = (code: number, reason: string) => {
     if (closing) return
@@ -102,6 +136,14 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
     if (handler) deliverGuarded(handler.message, message, failed)
     else early?.push(message)
   }
+  const unpack = codec.unbatch
+  /** Decodes and delivers the frames of a batch in order; a bad one closes the connection (thrown to the caller). */
+  const deliverAll = (parts: ReadonlyArray<Uint8Array>) => {
+    for (const part of parts) {
+      if (closing) return
+      deliver(codec.decode(part))
+    }
+  }
 
   ws.on("message", (data: Buffer | ArrayBuffer | Array<Buffer>, isBinary: boolean) => {
     if (closing) return
@@ -110,6 +152,8 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
     const frame = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data
     let message: Message
     try {
+      const parts = unpack && typeof frame !== "string" ? unpack(frame) : undefined
+      if (parts) return deliverAll(parts)
       message = codec.decode(frame)
     } catch (error) {
       return close(closeCodeOf(error), error instanceof TransportError ? error.message : "undecodable frame")
@@ -139,7 +183,7 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
       })
     },
     get bufferedAmount() {
-      return ws.bufferedAmount
+      return ws.bufferedAmount + queuedBytes
     },
     get congested() {
       return congested
@@ -149,6 +193,9 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
     },
     get closed() {
       return closing
+    },
+    enableBatching: () => {
+      if (pack && codec.unbatch) batching = true
     },
     setHandler: (h) => {
       handler = h

@@ -71,6 +71,8 @@ export interface RelayOptions {
   readonly maxLinkBufferedBytes?: number
   /** Above this many buffered bytes in the whole hub, the connection holding most is closed (default 512 MiB). */
   readonly maxBufferedBytes?: number
+  /** Protocol revision to speak (default `PROTOCOL_REVISION`; 0 plays a hub from before revisions existed). */
+  readonly revision?: number
 }
 
 /** A snapshot of the relay's load. */
@@ -129,6 +131,8 @@ interface State {
   readonly now: () => number
   readonly heartbeat: Heartbeat.HeartbeatOptions
   readonly helloTimeoutMs: number
+  /** The protocol revision this hub speaks (see `RelayOptions.revision`). */
+  readonly revision: number
   readonly connectionWindow: number
   readonly stallMs: number
   readonly maxBuffered: number
@@ -169,6 +173,7 @@ export const make = Effect.fn("Relay.make")(function*(policy: RelayPolicyService
     now,
     heartbeat: options.heartbeat ?? Heartbeat.defaults,
     helloTimeoutMs: Duration.toMillis(options.helloTimeout ?? "10 seconds"),
+    revision: options.revision ?? Protocol.PROTOCOL_REVISION,
     connectionWindow: options.connectionWindow ?? Protocol.CONNECTION_WINDOW,
     stallMs: Duration.toMillis(options.stallTimeout ?? "10 seconds"),
     maxBuffered: options.maxBufferedBytes ?? 512 * 1024 * 1024
@@ -264,27 +269,34 @@ const hello = (state: State, link: Link, message: Protocol.Hello) => {
       link.connection.send(new Protocol.Error({ code, message: text }))
       return link.connection.close(CLOSE_CODES.Unauthorized, code)
     }
-    welcome(state, link, exit.value)
+    welcome(state, link, exit.value, message.revision)
   })
 }
 
-/** The agent is in: it replaces any older connection of the same agent, is welcomed, and its heartbeat starts. */
-const welcome = (state: State, link: Link, session: Session) => {
+/**
+ * The agent is in: it replaces any older connection of the same agent, is welcomed with the protocol revision both
+ * speak (batch frames from `BATCH_REVISION` on), and its heartbeat starts.
+ */
+const welcome = (state: State, link: Link, session: Session, agentRevision: number | undefined) => {
   stop(link.timer)
   link.session = session
   link.state = "ready"
   const previous = state.agents.get(session.agentId)
   state.agents.set(session.agentId, link)
   if (previous && previous !== link) previous.connection.close(CLOSE_CODES.Replaced, "replaced by a new connection")
+  const revision = Protocol.negotiateRevision(state.revision, agentRevision)
   link.connection.send(
     new Protocol.Welcome({
       agentId: session.agentId,
       workspaceId: session.workspaceId,
       protocol: Protocol.PROTOCOL_VERSION,
       heartbeatMs: Duration.toMillis(state.heartbeat.interval),
-      ...(session.tokenExpiresAt === undefined ? {} : { tokenExpiresAt: session.tokenExpiresAt })
+      ...(session.tokenExpiresAt === undefined ? {} : { tokenExpiresAt: session.tokenExpiresAt }),
+      ...(state.revision === 0 ? {} : { revision })
     })
   )
+  // After the Welcome, which the agent must read before it can read a batch.
+  if (revision >= Protocol.BATCH_REVISION) link.connection.enableBatching?.()
   link.timer = state.decisions.runFork(Effect.ignore(Heartbeat.run(link.connection, state.heartbeat)))
 }
 
