@@ -3,7 +3,9 @@
  * (0 ok or stopped by a signal, 1 runtime failure with a one-line reason, 2 bad usage).
  */
 import * as Fs from "node:fs"
+import * as CliConfig from "@effect/cli/CliConfig"
 import * as Command from "@effect/cli/Command"
+import * as Descriptor from "@effect/cli/CommandDescriptor"
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Usage from "@effect/cli/Usage"
 import * as ValidationError from "@effect/cli/ValidationError"
@@ -27,6 +29,7 @@ import * as AuditQueryCli from "../audit/QueryCli.ts"
 import * as StatsProjection from "../audit/StatsProjection.ts"
 import * as HubCli from "../hub/Cli.ts"
 import { messageOf } from "../core/ErrorMessage.ts"
+import * as Help from "./Help.ts"
 
 // `connect audit [filters]` lists the log, `connect audit verify` checks its chain, `connect audit export` ships it;
 // all on the hub's log and database.
@@ -68,23 +71,83 @@ const cli = Command.run(command, { name: "connect", version })
 /** A failure already explained to the user; only the exit code is left to apply. */
 class ExitCode extends Data.TaggedError("ExitCode")<{ readonly code: number }> {}
 
+/** The short help of `connect`: every command once, one line each. */
+const rootHelp = (): string =>
+  [
+    `connect ${version}: reach private TCP services through a self-hosted hub; every action on an append-only event log.`,
+    "",
+    "Usage: connect <command> [options]",
+    "       connect HOST:PORT [--name NAME]   expose a local service (named from its port: 5432 postgres, …)",
+    "",
+    "Commands:",
+    Help.format("connect", Help.entries(command.descriptor)),
+    "",
+    "Run 'connect <command> --help' for its options. CONNECT_HOME: agent state (~/.connect); CONNECT_HUB_URL: --hub."
+  ].join("\n")
+
+/**
+ * `connect … --help`: the command's usage behind its parents' names only (not their options), its description and
+ * options, then for a command with subcommands those one line each; undefined when `args` ask for no help or name no
+ * command (@effect/cli answers those).
+ */
+const shortHelp = (args: ReadonlyArray<string>): string | undefined => {
+  if (!args.includes("--help") && !args.includes("-h")) return undefined
+  const path: Array<string> = []
+  for (const arg of args) {
+    if (arg.startsWith("-")) break
+    path.push(arg)
+  }
+  if (path.length === 0) return rootHelp()
+  const node = Help.find(command.descriptor, path)
+  if (node === undefined) return undefined
+  const self = Help.parentOf(node)
+  const own = HelpDoc.toAnsiText(Descriptor.getHelp(self, { ...CliConfig.defaultConfig, showBuiltIns: false })).trimEnd()
+  // The usage of the command alone, behind the names of its parents (not their options, which it does not take).
+  const usage = HelpDoc.toAnsiText(Usage.getHelp(Descriptor.getUsage(self))).trim()
+  const line = `Usage: connect ${[...path.slice(0, -1), usage].join(" ")}`
+  if (!Help.hasSubcommands(node)) return `${line}\n\n${own}`
+  return [
+    `${line}\n       connect ${path.join(" ")} <command> …`,
+    "",
+    own,
+    "",
+    "COMMANDS",
+    "",
+    Help.format(`connect ${path.slice(0, -1).join(" ")}`.trimEnd(), Help.entries(node).map((e) => ({ ...e, path: `${path.at(-1)} ${e.path}` }))),
+    "",
+    `Run 'connect ${path.join(" ")} <command> --help' for its options.`
+  ].join("\n")
+}
+
 const usageOf = (args: ReadonlyArray<string>): string => {
   const name = args.find((a) => !a.startsWith("-"))
   // Commands are invariant in their types; only their names and usage are read here.
   const all = subcommands as ReadonlyArray<Command.Command<string, never, any, any>>
   const sub = all.find((c) => name !== undefined && HashSet.has(Command.getNames(c), name))
-  if (sub === undefined) {
-    const names = all.map((c) => [...Command.getNames(c)].join("|")).join("|")
-    return `Usage: connect <${names}> [options]\nRun 'connect --help' for details.`
-  }
+  if (sub === undefined) return rootHelp()
   const usage = HelpDoc.toAnsiText(Usage.getHelp(Command.getUsage(sub))).trim()
   return `Usage: connect ${usage}\nRun 'connect ${name} --help' for details.`
 }
 
 const explain = (message: string, code: number) => Console.error(message).pipe(Effect.zipRight(Effect.fail(new ExitCode({ code }))))
 
+const commandNames = new Set((subcommands as ReadonlyArray<Command.Command<string, never, any, any>>).flatMap((c) => [...Command.getNames(c)]))
+
+/** `connect HOST:PORT [--name NAME]` is `connect expose HOST:PORT …`: the reference docs' shortest way to expose. */
+const expandBareTarget = (argv: ReadonlyArray<string>): ReadonlyArray<string> => {
+  const first = argv[2]
+  return first !== undefined && !commandNames.has(first) && Option.isSome(AgentCli.parseTarget(first))
+    ? [...argv.slice(0, 2), "expose", ...argv.slice(2)]
+    : argv
+}
+
+const run = (argv: ReadonlyArray<string>) => {
+  const help = argv.length === 2 ? rootHelp() : shortHelp(argv.slice(2))
+  return help === undefined ? cli(expandBareTarget(argv)) : Console.log(help)
+}
+
 const main = (argv: ReadonlyArray<string>) =>
-  cli(argv).pipe(
+  run(argv).pipe(
     Effect.catchIf(ValidationError.isValidationError, () => explain(usageOf(argv.slice(2)), 2)),
     Effect.catchTags({
       DatabaseError: (error) => explain(`connect: ${error.message}`, 1),
@@ -109,6 +172,8 @@ const main = (argv: ReadonlyArray<string>) =>
       ControlError: (error) => explain(`connect: ${error.message}`, 1),
       DaemonError: (error) => explain(`connect: ${error.message}`, 1),
       HubApiError: (error) => explain(`connect: ${error.message}`, 1),
+      // A bad --hub URL or no key is bad usage (nothing was sent); a refusal or no answer is the hub's or the network's.
+      AdminRemoteError: (error) => explain(`connect: ${error.message}`, error.reason === "Invalid" ? 2 : 1),
       HubUrlError: (error) => explain(`connect: ${error.message}`, 2),
       StateError: (error) => explain(`connect: ${error.message}`, 1)
     }),
