@@ -20,7 +20,8 @@ import * as ApiKeys from "../readmodels/ApiKeys.ts"
 import * as Services from "../readmodels/Services.ts"
 import * as Workspaces from "../readmodels/Workspaces.ts"
 
-const meta = new EventMeta({ actor: { kind: "admin" } })
+/** The meta of a change made on the hub's host (`connect hub … --data-dir`); through the API, the key's is passed. */
+export const adminMeta = new EventMeta({ actor: { kind: "admin" } })
 
 const isUuid = Schema.is(Schema.UUID)
 
@@ -49,7 +50,8 @@ export interface IssuedApiKey {
 export const createApiKey = Effect.fn("Admin.createApiKey")(function*(
   workspaceId: string,
   name = "admin",
-  scope: ApiKeyScope = "workspace"
+  scope: ApiKeyScope = "workspace",
+  meta: EventMeta = adminMeta
 ) {
   workspaceId = yield* normaliseId("the workspace id", workspaceId)
   if (!(yield* Workspaces.exists(workspaceId))) {
@@ -68,14 +70,14 @@ export const createApiKey = Effect.fn("Admin.createApiKey")(function*(
 })
 
 /** Creates a workspace and its first admin API key. */
-export const createWorkspace = Effect.fn("Admin.createWorkspace")(function*(name: string) {
+export const createWorkspace = Effect.fn("Admin.createWorkspace")(function*(name: string, meta: EventMeta = adminMeta) {
   const workspaceId = WorkspaceId.make(uuidv7())
   yield* Command.handle(WorkspaceDecider.decider, Streams.workspace(workspaceId), {
     _tag: "CreateWorkspace",
     workspaceId,
     name
   }, { workspaceId, meta })
-  const apiKey = yield* createApiKey(workspaceId, "admin")
+  const apiKey = yield* createApiKey(workspaceId, "admin", "workspace", meta)
   return { workspaceId, apiKey }
 })
 
@@ -104,7 +106,7 @@ export const listApiKeys = Effect.fn("Admin.listApiKeys")(function*(workspaceId:
 })
 
 /** Revokes an API key (revoking twice records nothing). */
-export const revokeApiKey = Effect.fn("Admin.revokeApiKey")(function*(apiKeyId: string) {
+export const revokeApiKey = Effect.fn("Admin.revokeApiKey")(function*(apiKeyId: string, meta: EventMeta = adminMeta) {
   apiKeyId = yield* normaliseId("the API key id", apiKeyId)
   const row = yield* ApiKeys.byId(apiKeyId)
   if (!row) return yield* new DomainError({ reason: "NotFound", message: `API key ${apiKeyId} not found` })
@@ -127,7 +129,11 @@ export const revokeApiKey = Effect.fn("Admin.revokeApiKey")(function*(apiKeyId: 
  * service names it holds, one `ServiceReleased` each; run again, it releases whatever an exposure racing the
  * revocation left behind.
  */
-export const revokeAgent = Effect.fn("Admin.revokeAgent")(function*(agentId: string, reason?: string) {
+export const revokeAgent = Effect.fn("Admin.revokeAgent")(function*(
+  agentId: string,
+  reason?: string,
+  meta: EventMeta = adminMeta
+) {
   agentId = yield* normaliseId("the agent id", agentId)
   const workspaceId = yield* Agents.workspaceOf(agentId)
   if (!workspaceId) return yield* new DomainError({ reason: "NotFound", message: `agent ${agentId} not found` })
@@ -165,7 +171,7 @@ export const releaseService = Effect.fn("Admin.releaseService")(function*(worksp
     ServiceDecider.decider,
     Streams.service(serviceId),
     { _tag: "ReleaseService", serviceId, name, reason: "admin" },
-    { workspaceId, meta }
+    { workspaceId, meta: adminMeta }
   )
   return { releasedFrom: (events[0] as { readonly agentId: string }).agentId }
 })
@@ -185,10 +191,13 @@ export const setAllowList = Effect.fn("Admin.setAllowList")(function*(
     AllowListDecider.decider,
     Streams.agent(AgentId.make(agentId)),
     { _tag: "SetAllowList", agentId: AgentId.make(agentId), ...(allow ? { allow } : {}) },
-    { workspaceId, meta }
+    { workspaceId, meta: adminMeta }
   )
   return { changed: events.length > 0 }
 })
+
+/** An agent as `connect hub agent list` prints it; `exposeAllow` undefined when not known (listed through the API). */
+export type AgentListing = Omit<Agents.Listed, "exposeAllow"> & { readonly exposeAllow: Agents.Listed["exposeAllow"] | undefined }
 
 /** Every agent of every workspace (the hub admin sees all). */
 export const listAgents = Effect.fn("Admin.listAgents")(function*() {

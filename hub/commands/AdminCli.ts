@@ -5,11 +5,12 @@
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import { Console, Effect, Layer, Option } from "effect"
+import { Config, Console, Effect, Layer, Option } from "effect"
 import type { DomainError } from "../../core/DomainError.ts"
 import { EventLogError } from "../../core/EventLog.ts"
 import * as Table from "../../core/Table.ts"
 import * as Admin from "./Admin.ts"
+import * as AdminRemote from "./AdminRemote.ts"
 import * as Database from "../db/Database.ts"
 import * as HubConfig from "../HubConfig.ts"
 import * as Main from "../Main.ts"
@@ -36,6 +37,52 @@ const dataDir = Options.text("data-dir").pipe(
 )
 const json = Options.boolean("json").pipe(Options.withDescription("Print JSON instead of a table."))
 
+const hub = Options.text("hub").pipe(
+  Options.optional,
+  Options.withDescription(
+    "Manage through this hub's API (https://host[:port]) from any machine, with --api-key; CONNECT_HUB_URL is used " +
+      "when neither --hub nor --data-dir is given."
+  )
+)
+const apiKey = Options.text("api-key").pipe(
+  Options.withFallbackConfig(Config.string("CONNECT_API_KEY")),
+  Options.optional,
+  Options.withDescription(
+    "API key for --hub (pc_…): an operator key manages every workspace, a workspace key its own. Prefer the " +
+      "CONNECT_API_KEY environment variable: a key given here shows in the process list (ps)."
+  )
+)
+/** Where an admin command runs: the hub's database (`--data-dir`, the default) or a hub's API (`--hub`). */
+const where = { dataDir, hub, apiKey }
+
+type Where = {
+  readonly dataDir: Option.Option<string>
+  readonly hub: Option.Option<string>
+  readonly apiKey: Option.Option<string>
+}
+
+/** The hub's API to go through: `--hub`, else `CONNECT_HUB_URL` unless `--data-dir` names a local hub; else none. */
+const remoteOf = (flags: Where): Effect.Effect<Option.Option<AdminRemote.Remote>, AdminRemote.AdminRemoteError> => {
+  const env = process.env.CONNECT_HUB_URL
+  const url = Option.isSome(flags.hub)
+    ? flags.hub
+    : Option.isNone(flags.dataDir) && env !== undefined && env !== ""
+    ? Option.some(env)
+    : Option.none()
+  return Option.match(url, {
+    onNone: () => Effect.succeedNone,
+    onSome: (u) => Effect.map(AdminRemote.remote(u, Option.getOrUndefined(flags.apiKey)), Option.some)
+  })
+}
+
+/** `remote` through the hub's API when `flags` name one, else `local` on the hub's database. */
+const either = <A1, E1, A2, E2, R>(
+  flags: Where,
+  remote: (r: AdminRemote.Remote) => Effect.Effect<A1, E1>,
+  local: () => Effect.Effect<A2, E2, R>
+): Effect.Effect<A1 | A2, E1 | E2 | AdminRemote.AdminRemoteError, R> =>
+  Effect.flatMap(remoteOf(flags), (r): Effect.Effect<A1 | A2, E1 | E2, R> => Option.isSome(r) ? remote(r.value) : local())
+
 /** Runs an admin effect on the hub's database; a refused command reads as `connect: <why>` with exit code 1. */
 const run = <A, E extends { readonly message: string }, R extends Layer.Layer.Success<ReturnType<typeof adminLayer>>>(
   flags: { readonly dataDir: Option.Option<string> },
@@ -48,9 +95,13 @@ const run = <A, E extends { readonly message: string }, R extends Layer.Layer.Su
 
 const workspaceCreate = Command.make(
   "create",
-  { name: Args.text({ name: "NAME" }).pipe(Args.withDescription("Name of the workspace.")), dataDir },
+  { name: Args.text({ name: "NAME" }).pipe(Args.withDescription("Name of the workspace.")), ...where },
   (flags) =>
-    run(flags, Admin.createWorkspace(flags.name)).pipe(
+    either(
+      flags,
+      (r) => Effect.map(AdminRemote.createWorkspace(r, flags.name), (w) => ({ workspaceId: w.workspaceId, apiKey: w.apiKey })),
+      () => run(flags, Admin.createWorkspace(flags.name))
+    ).pipe(
       Effect.flatMap((w) =>
         Console.log(
           `created workspace "${flags.name.trim()}" ${w.workspaceId}\n` +
@@ -80,18 +131,26 @@ const apikeyCreate = Command.make(
           "operator: the key reads every workspace's log, hub-level events included."
       )
     ),
-    dataDir
+    ...where
   },
   (flags) =>
-    run(flags, Admin.createApiKey(flags.workspace, flags.name, flags.scope)).pipe(
+    either(
+      flags,
+      (r) => AdminRemote.createApiKey(r, flags.workspace, flags.name, flags.scope),
+      () => run(flags, Admin.createApiKey(flags.workspace, flags.name, flags.scope))
+    ).pipe(
       Effect.flatMap((k) =>
         Console.log(`created ${k.scope} API key ${k.apiKeyId} (${k.prefix}…) — shown once, store it now:\n\n    ${k.key}\n`)
       )
     )
 ).pipe(Command.withDescription("Issue an API key for a workspace; prints the key once (the hub keeps only its SHA-256)."))
 
-const apikeyList = Command.make("list", { workspace: workspaceId, json, dataDir }, (flags) =>
-  run(flags, Admin.listApiKeys(flags.workspace)).pipe(
+const apikeyList = Command.make("list", { workspace: workspaceId, json, ...where }, (flags) =>
+  either(
+    flags,
+    (r) => AdminRemote.listApiKeys(r, flags.workspace),
+    () => run(flags, Admin.listApiKeys(flags.workspace))
+  ).pipe(
     Effect.flatMap((keys) =>
       flags.json
         ? Console.log(JSON.stringify(keys))
@@ -108,9 +167,9 @@ const apikeyList = Command.make("list", { workspace: workspaceId, json, dataDir 
 
 const apikeyRevoke = Command.make(
   "revoke",
-  { id: Args.text({ name: "ID" }).pipe(Args.withDescription("API key id.")), dataDir },
+  { id: Args.text({ name: "ID" }).pipe(Args.withDescription("API key id.")), ...where },
   (flags) =>
-    run(flags, Admin.revokeApiKey(flags.id)).pipe(
+    either(flags, (r) => AdminRemote.revokeApiKey(r, flags.id), () => run(flags, Admin.revokeApiKey(flags.id))).pipe(
       Effect.flatMap((r) => Console.log(r.revoked ? `revoked API key ${flags.id}` : `API key ${flags.id} was already revoked`))
     )
 ).pipe(Command.withDescription("Revoke an API key; it is refused from then on."))
@@ -126,10 +185,14 @@ const agentRevoke = Command.make(
   {
     id: Args.text({ name: "ID" }).pipe(Args.withDescription("Agent id.")),
     reason: Options.text("reason").pipe(Options.optional, Options.withDescription("Why, for the audit log.")),
-    dataDir
+    ...where
   },
   (flags) =>
-    run(flags, Admin.revokeAgent(flags.id, Option.getOrUndefined(flags.reason))).pipe(
+    either(
+      flags,
+      (r) => AdminRemote.revokeAgent(r, flags.id, Option.getOrUndefined(flags.reason)),
+      () => run(flags, Admin.revokeAgent(flags.id, Option.getOrUndefined(flags.reason)))
+    ).pipe(
       Effect.flatMap((r) =>
         Console.log(
           (r.revoked ? `revoked agent ${flags.id}: its tokens are refused from now on` : `agent ${flags.id} was already revoked`) +
@@ -174,8 +237,46 @@ const agentAllow = Command.make(
   )
 )
 
-const agentList = Command.make("list", { json, dataDir }, (flags) =>
-  run(flags, Admin.listAgents()).pipe(
+const agentList = Command.make("list", {
+  json,
+  workspace: Options.text("workspace").pipe(
+    Options.optional,
+    Options.withDescription("Only this workspace's agents (needed with --hub: a key lists one workspace at a time).")
+  ),
+  ...where
+}, (flags) =>
+  either(
+    flags,
+    (r) =>
+      Option.match(flags.workspace, {
+        onNone: () =>
+          Effect.fail(
+            new AdminRemote.AdminRemoteError({ reason: "Invalid", message: "with --hub, name the workspace: --workspace ID" })
+          ),
+        onSome: (workspaceId) =>
+          Effect.map(AdminRemote.listAgents(r, workspaceId), (agents) =>
+            agents.map((a): Admin.AgentListing => ({
+              agentId: a.agentId,
+              workspaceId,
+              label: a.label,
+              online: a.online,
+              lastIp: a.lastIp,
+              tokenExpiresAt: a.tokenExpiresAt,
+              revokedAt: a.revoked ? "revoked" : null,
+              // The API does not say; shown as "-".
+              exposeAllow: undefined
+            })))
+      }),
+    () =>
+      run(flags, Admin.listAgents()).pipe(
+        Effect.map((agents) =>
+          Option.match(flags.workspace, {
+            onNone: () => agents as ReadonlyArray<Admin.AgentListing>,
+            onSome: (w) => agents.filter((a) => a.workspaceId === w.toLowerCase())
+          })
+        )
+      )
+  ).pipe(
     Effect.flatMap((agents) =>
       flags.json
         ? Console.log(JSON.stringify(agents))
@@ -191,7 +292,7 @@ const agentList = Command.make("list", { json, dataDir }, (flags) =>
                 a.revokedAt ? "revoked" : a.online ? "online" : "offline",
                 a.lastIp ?? "-",
                 a.tokenExpiresAt,
-                a.exposeAllow?.join(",") ?? "any"
+                a.exposeAllow === undefined ? "-" : a.exposeAllow?.join(",") ?? "any"
               ])
             ])
         )

@@ -21,6 +21,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { EventLog } from "../../core/EventLog.ts"
 import * as HubApi from "../../core/HubApi.ts"
+import * as AdminApi from "./AdminApi.ts"
 import * as AgentApi from "./AgentApi.ts"
 import * as LinkApi from "./LinkApi.ts"
 import * as ShareApi from "./ShareApi.ts"
@@ -74,7 +75,7 @@ export const layerWith = (audit: AuditRoutes): Layer.Layer<
 > =>
   Layer.mergeAll(
     HttpApiBuilder.api(HubApi.HubApi).pipe(
-      Layer.provide([AgentApi.Agents, AgentApi.Services, LinkApi.Handlers, ShareApi.Handlers, audit]),
+      Layer.provide([AgentApi.Agents, AgentApi.Services, LinkApi.Handlers, ShareApi.Handlers, AdminApi.AdminRoutes, audit]),
       Layer.provide(AgentApi.Authentication)
     ),
     HealthRoutes
