@@ -34,6 +34,7 @@ import * as HttpApi from "./http/HttpApi.ts"
 import * as HttpEdge from "./http/HttpEdge.ts"
 import { HubConfig, type HubConfigShape } from "./HubConfig.ts"
 import * as HubServer from "./http/HubServer.ts"
+import * as LinkNotices from "./http/LinkNotices.ts"
 
 /** Stage 1 — Postgres: `DATABASE_URL`, else embedded in the data directory. */
 export const DatabaseLive = (config: HubConfigShape): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, Database.DatabaseError> =>
@@ -130,5 +131,7 @@ export const HubLive = (
     Layer.provideMerge(
       options.tokenSettings ? Layer.succeed(AgentAuth.TokenSettings, options.tokenSettings) : AgentAuth.layerConfig
     ),
+    // One per hub: a link revoked through the API is dropped by the link proxy at once (hub/http/LinkNotices.ts).
+    Layer.provideMerge(LinkNotices.layer),
     Layer.provideMerge(Layer.succeed(HubConfig, config))
   )

@@ -20,6 +20,7 @@ import { isRecordable } from "../../core/Text.ts"
 import * as AgentAuth from "../commands/AgentAuth.ts"
 import * as Command from "../commands/Command.ts"
 import * as HttpEdge from "./HttpEdge.ts"
+import { LinkNotices } from "./LinkNotices.ts"
 import { DEFAULT_LIMITS, HubConfig, publicUrlOf } from "../HubConfig.ts"
 import * as Links from "../readmodels/Links.ts"
 
@@ -64,6 +65,7 @@ export const Handlers = HttpApiBuilder.group(HubApi.HubApi, "links", (handlers) 
     const settings = yield* AgentAuth.TokenSettings
     const config = yield* HubConfig
     const maxBody = (config.limits ?? DEFAULT_LIMITS).maxBodyBytes
+    const notices = yield* Effect.serviceOption(LinkNotices)
     const meta = (key: HubApi.ApiKeyCaller["Type"]) =>
       new EventMeta({
         actor: { kind: "apikey", id: key.apiKeyId },
@@ -142,6 +144,7 @@ export const Handlers = HttpApiBuilder.group(HubApi.HubApi, "links", (handlers) 
             { _tag: "RevokeLink", linkId, workspaceId: key.workspaceId },
             { workspaceId: key.workspaceId, meta: meta(key) }
           )
+          if (notices._tag === "Some") notices.value.revoked(path.linkId)
           const after = yield* Links.inWorkspace(key.workspaceId, path.linkId)
           return { linkId: path.linkId, revokedAt: new Date(after?.revoked_at ?? settings.now()).toISOString() }
         }).pipe(

@@ -48,6 +48,9 @@ const failureOf = (error: NodeJS.ErrnoException): {
   }
 }
 
+/** Methods a request may be sent again for when its reused connection turned out closed (and it had no body). */
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS"])
+
 const pathOf = (checked: Checked) => checked.query === undefined ? checked.path : `${checked.path}?${checked.query}`
 
 /** Forwards a plain request and streams the answer back. */
@@ -84,43 +87,54 @@ export const request = (
     if (failure) deps.recorder.denied(access, failure.reason)
     else deps.recorder.allowed(access)
   }
-  const upstream = Http.request({
-    agent: pool.agent,
-    method: incoming.method,
-    path: pathOf(checked),
-    headers: LinkTarget.flatten(LinkTarget.forwardHeaders(incoming, { ip: checked.ip, proto: deps.proto }, false)),
-    setHost: false
-  })
-  upstream.setTimeout(IDLE_TIMEOUT_MS, () => upstream.destroy(Object.assign(new Error("idle"), { code: "ETIMEDOUT" })))
-  upstream.on("error", (error: NodeJS.ErrnoException) => {
-    incoming.unpipe(upstream)
-    if (!response.headersSent) {
-      const failure = failureOf(error)
-      status = failure.status
-      finish(failure)
-      response.writeHead(failure.status, { "content-type": "application/json", connection: "close" })
-      response.end(JSON.stringify({ error: { code: failure.code, message: failure.message } }))
-    } else {
-      // The answer had begun: the client sees its connection cut, as it would from the service itself.
-      finish()
-      response.destroy()
-    }
-  })
-  upstream.on("response", (answer) => {
-    status = answer.statusCode ?? 502
-    const headers = LinkTarget.endToEnd(answer.rawHeaders, { keepTrailer: true })
-    response.writeHead(status, answer.statusMessage, LinkTarget.flatten(headers))
-    answer.on("data", (chunk: Buffer) => {
-      bytesDown += chunk.length
-      if (!response.write(chunk)) answer.pause()
+  let upstream: Http.ClientRequest
+  const send = (retried: boolean) => {
+    upstream = Http.request({
+      agent: pool.agent,
+      method: incoming.method,
+      path: pathOf(checked),
+      headers: LinkTarget.flatten(LinkTarget.forwardHeaders(incoming, { ip: checked.ip, proto: deps.proto }, false)),
+      setHost: false
     })
-    response.on("drain", () => answer.resume())
-    answer.on("end", () => {
-      if (answer.rawTrailers.length > 0) response.addTrailers(LinkTarget.endToEnd(answer.rawTrailers).map(([n, v]) => [n, v] as [string, string]))
-      response.end()
+    const sent = upstream
+    sent.setTimeout(IDLE_TIMEOUT_MS, () => sent.destroy(Object.assign(new Error("idle"), { code: "ETIMEDOUT" })))
+    sent.on("error", (error: NodeJS.ErrnoException) => {
+      incoming.unpipe(sent)
+      // A kept-alive connection the service closed as it was reused: a request without a body that changes nothing
+      // (GET, HEAD, OPTIONS) is sent once more on a fresh connection; anything else (a POST) never is.
+      if (!retried && sent.reusedSocket && bytesUp === 0 && IDEMPOTENT.has(incoming.method ?? "") && !response.headersSent) {
+        return send(true)
+      }
+      if (!response.headersSent) {
+        const failure = failureOf(error)
+        status = failure.status
+        finish(failure)
+        response.writeHead(failure.status, { "content-type": "application/json", connection: "close" })
+        response.end(JSON.stringify({ error: { code: failure.code, message: failure.message } }))
+      } else {
+        // The answer had begun: the client sees its connection cut, as it would from the service itself.
+        finish()
+        response.destroy()
+      }
     })
-    answer.on("error", () => response.destroy())
-  })
+    sent.on("response", (answer) => {
+      status = answer.statusCode ?? 502
+      const headers = LinkTarget.endToEnd(answer.rawHeaders, { keepTrailer: true })
+      response.writeHead(status, answer.statusMessage, LinkTarget.flatten(headers))
+      answer.on("data", (chunk: Buffer) => {
+        bytesDown += chunk.length
+        if (!response.write(chunk)) answer.pause()
+      })
+      response.on("drain", () => answer.resume())
+      answer.on("end", () => {
+        if (answer.rawTrailers.length > 0) response.addTrailers(LinkTarget.endToEnd(answer.rawTrailers))
+        response.end()
+      })
+      answer.on("error", () => response.destroy())
+    })
+    if (incoming.readableEnded) sent.end()
+    else incoming.pipe(sent)
+  }
   response.on("close", () => {
     finish()
     // The client went away before the answer was whole: the exchange is dropped, and its connection with it.
@@ -129,7 +143,7 @@ export const request = (
   incoming.on("data", (chunk: Buffer) => {
     bytesUp += chunk.length
   })
-  incoming.pipe(upstream)
+  send(false)
 }
 
 /** Forwards an upgrade request on a connection of its own; once the service answers 101 the sockets are joined. */

@@ -19,11 +19,13 @@ import * as AgentAuth from "../commands/AgentAuth.ts"
 import type { Spool } from "../eventlog/Spool.ts"
 import * as FactRecorder from "../eventlog/FactRecorder.ts"
 import { HubConfig } from "../HubConfig.ts"
-import * as Links from "../readmodels/Links.ts"
+import type * as Links from "../readmodels/Links.ts"
 import type { RelayService } from "../relay/Relay.ts"
 import * as ClientAddress from "./ClientAddress.ts"
 import * as HttpEdge from "./HttpEdge.ts"
 import { HubRawRoutes } from "./HubServer.ts"
+import * as LinkCache from "./LinkCache.ts"
+import { LinkNotices } from "./LinkNotices.ts"
 import * as LinkForward from "./LinkForward.ts"
 import * as LinkPool from "./LinkPool.ts"
 import * as LinkRecorder from "./LinkRecorder.ts"
@@ -60,6 +62,7 @@ const check = (
     readonly now: () => Date
     readonly spool: Spool
     readonly limiter: RateLimiter.RateLimiter
+    readonly cache: LinkCache.LinkCache
   }
 ) =>
   Effect.gen(function*() {
@@ -69,7 +72,7 @@ const check = (
     const target = LinkTarget.parse(request, deps.linkDomain)
     const notFound: Refusal = { status: 404, code: "NotFound", message: "no such link" }
     if (!LinkRules.looksLikeLinkToken(target.token)) return yield* refuse(notFound)
-    const link = yield* Links.byTokenHash(sha256Hex(target.token)).pipe(
+    const link = yield* deps.cache.get(sha256Hex(target.token)).pipe(
       Effect.catchAll(() => refuse({ status: 503, code: "Unavailable", message: "the hub cannot reach its event log; try again" }))
     )
     if (!link) return yield* refuse(notFound)
@@ -132,10 +135,18 @@ export const serve = (relay: RelayService, spool: Spool) =>
     const recorder = yield* LinkRecorder.make(facts)
     const pools = LinkPool.make(relay)
     yield* Effect.addFinalizer(() => Effect.sync(pools.closeAll))
+    const cache = LinkCache.make()
+    const notices = yield* Effect.serviceOption(LinkNotices)
+    if (notices._tag === "Some") {
+      yield* notices.value.listen((linkId) => {
+        cache.forget(linkId)
+        pools.drop(linkId)
+      })
+    }
     const fibers = yield* FiberSet.make()
     const runFork = yield* FiberSet.runtime(fibers)<SqlClient.SqlClient>()
     const trusted = ClientAddress.make(config.trustProxy)
-    const deps = { linkDomain: config.linkDomain, now: settings.now, spool, limiter }
+    const deps = { linkDomain: config.linkDomain, now: settings.now, spool, limiter, cache }
     const proto = config.tls || config.publicUrl?.startsWith("https:") ? "https" as const : "http" as const
 
     const run = (

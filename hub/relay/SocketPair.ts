@@ -23,8 +23,8 @@ export class PairSocket extends Duplex {
   private idleMs = 0
   private idleTimer: NodeJS.Timeout | undefined
 
-  constructor(remoteAddress: string) {
-    super({ allowHalfOpen: true })
+  constructor(remoteAddress: string, allowHalfOpen: boolean) {
+    super({ allowHalfOpen })
     this.remoteAddress = remoteAddress
   }
 
@@ -109,10 +109,14 @@ export class PairSocket extends Duplex {
 const resetError = (code: string): NodeJS.ErrnoException =>
   Object.assign(new Error(code === "EPIPE" ? "the stream is closed" : `the stream was reset (${code})`), { code })
 
-/** Two connected ends; `remoteAddress` is what the first one (the HTTP client's) reports as its peer. */
+/**
+ * Two connected ends; `remoteAddress` is what the first one (the HTTP client's) reports as its peer. The first ends
+ * its own side when the peer's EOF arrives, as a `net.Socket` does by default, so that a kept-alive connection the
+ * service closed leaves the pool instead of taking the next request; the second is half-open like the agents' sockets.
+ */
 export const make = (remoteAddress: string): readonly [PairSocket, PairSocket] => {
-  const a = new PairSocket(remoteAddress)
-  const b = new PairSocket("hub")
+  const a = new PairSocket(remoteAddress, false)
+  const b = new PairSocket("hub", true)
   a.peer = b
   b.peer = a
   return [a, b]
