@@ -138,7 +138,7 @@ const fmt = (s: Spread, digits = 0) => `${s.median.toFixed(digits)} (${s.min.toF
 /** Runs the clients benchmark. */
 export const main = async (args: ReadonlyArray<string>) => {
   const quick = args.includes("--quick")
-  const seconds = Number(arg(args, "seconds") ?? (quick ? 2 : 5))
+  const seconds = Number(arg(args, "seconds") ?? (quick ? 4 : 8))
   const rounds = Number(arg(args, "rounds") ?? 3)
   const clients = Number(arg(args, "clients") ?? 8)
   const server = new URL(process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres")
@@ -185,6 +185,21 @@ export const main = async (args: ReadonlyArray<string>) => {
       paths.push({ name: `connect ${transport}`, port, relay: true })
     }
     console.log(`processes: ${JSON.stringify(relay.pids)}`)
+
+    // One query through each relay first, timed: a tunnel that does not carry it within a minute fails the bench with
+    // psql's own message, instead of pgbench reporting no transactions.
+    const firstQueryMs: Record<string, number> = {}
+    for (const path of paths.filter((p) => p.relay)) {
+      const start = Date.now()
+      const psql = ChildProcess.spawnSync(
+        "psql",
+        ["-h", "127.0.0.1", "-p", String(path.port), "-U", server.username || "postgres", "-tAc", "select 1", database],
+        { encoding: "utf8", timeout: 60_000 }
+      )
+      if (psql.status !== 0) throw new Error(`psql through ${path.name} (port ${path.port}) failed: ${psql.stderr}`)
+      firstQueryMs[path.name] = Date.now() - start
+    }
+    console.log(`first query (connect, authenticate, select 1) through each relay, ms: ${JSON.stringify(firstQueryMs)}`)
 
     // Warm-up: JIT and heaps of the relay's processes, and the server's caches, on every path (on a loaded machine the
     // first connections through a fresh relay can take longer than the warm-up itself: no figures are kept from it).
@@ -234,7 +249,7 @@ export const main = async (args: ReadonlyArray<string>) => {
         "-S -C ÷ ssh -L": ratio(r.reconnectTps, anchor?.reconnectTps)
       }))
     )
-    writeJson(args, "clients", { clients, seconds, rounds, load: { start: loadAtStart, end: loadAtEnd }, results })
+    writeJson(args, "clients", { clients, seconds, rounds, load: { start: loadAtStart, end: loadAtEnd }, firstQueryMs, results })
   } finally {
     await cleanup()
   }
