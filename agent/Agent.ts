@@ -27,10 +27,10 @@ export type { Reached } from "./Reaches.ts"
 export interface AgentOptions {
   /** CONNECT_HOME of this agent. */
   readonly home: string
-  /** Where user-facing lines go (default stdout). */
-  readonly out?: (line: string) => void
+  /** Where user-facing lines go (default stdout), with what happened (`event.action` of a JSON log line) when known. */
+  readonly out?: (line: string, action?: string) => void
   /** Where warnings and connection trouble go (default stderr). */
-  readonly err?: (line: string) => void
+  readonly err?: (line: string, action?: string) => void
   /** Reconnect backoff (default: first retry ≤ 500 ms, cap 30 s). */
   readonly backoff?: Backoff.BackoffOptions
   /** Agent software version sent in `Hello`. */
@@ -104,13 +104,18 @@ export interface Agent {
 }
 
 /** The lines a new connection is announced with: who we are, and a warning when the token expires soon. */
-const greet = (hubUrl: string, welcome: HubClient.HubClientService["welcome"], out: (line: string) => void, err: (line: string) => void) => {
-  out(`connected to ${hubUrl} as ${welcome.agentId} (workspace ${welcome.workspaceId})`)
+const greet = (
+  hubUrl: string,
+  welcome: HubClient.HubClientService["welcome"],
+  out: (line: string, action?: string) => void,
+  err: (line: string, action?: string) => void
+) => {
+  out(`connected to ${hubUrl} as ${welcome.agentId} (workspace ${welcome.workspaceId})`, "agent-connected")
   const expires = welcome.tokenExpiresAt
   // The hub sends the expiry only when it is near, by this same rule.
   if (expires !== undefined && AgentDecider.expiresSoon(new Date(expires), new Date())) {
     const days = Math.max(0, Math.floor((Date.parse(expires) - Date.now()) / 86_400_000))
-    err(`warning: the agent token expires at ${expires} (in ${days} day${days === 1 ? "" : "s"}); run \`connect up --rotate-token\``)
+    err(`warning: the agent token expires at ${expires} (in ${days} day${days === 1 ? "" : "s"}); run \`connect up --rotate-token\``, "agent-token-expiring")
   }
 }
 

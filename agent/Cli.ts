@@ -13,6 +13,9 @@ import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
 import { Clock, Effect, Fiber, Option, Redacted, Schema } from "effect"
 import { ServiceName } from "../core/Events.ts"
+import * as OpsLog from "../core/OpsLog.ts"
+import * as OpsLogCli from "../core/OpsLogCli.ts"
+import * as Scrub from "../core/Scrub.ts"
 import * as Table from "../core/Table.ts"
 import * as Agent from "./Agent.ts"
 import { AgentError, denied, notProvisioned, requireState } from "./AgentError.ts"
@@ -81,19 +84,25 @@ const ask = (home: string, request: Control.Request) =>
  * Runs the agent in this process until Ctrl-C / SIGTERM, or until the hub refuses its token. `initial` runs once
  * after the first connection (or after 15 s without one) — the `expose`/`reach` that started this agent.
  */
-const runForeground = <E = never>(home: string, initial?: (agent: Agent.Agent) => Effect.Effect<void, E>) =>
+const runForeground = <E = never>(
+  home: string,
+  initial?: (agent: Agent.Agent) => Effect.Effect<void, E>,
+  log: OpsLog.Options = { format: "text", level: "info", service: "connect-agent" }
+) =>
   Effect.scoped(
     Effect.gen(function*() {
       const state = yield* requireState(home)
       yield* HubApi.checkHubUrl(state.hubUrl)
-      const agent = yield* Agent.make({ home, agentVersion: version })
+      // Its own token is a secret this process knows: no line it writes may hold it, whatever its shape.
+      Scrub.remember(state.token)
+      const agent = yield* Agent.make({ home, agentVersion: version, ...OpsLog.lines(log) })
       if (initial) {
         yield* agent.connected.pipe(Effect.timeout("15 seconds"), Effect.ignore)
         yield* initial(agent)
       }
       return yield* Fiber.join(agent.loop)
     })
-  )
+  ).pipe(Effect.provide(OpsLog.layer(log)))
 
 const reachLine = (name: string, port: number) => `${name} → 127.0.0.1:${port}`
 
@@ -103,12 +112,12 @@ const exposeLine = (e: Agent.Exposed) =>
     : `exposed ${e.name} → ${e.host}:${e.port}`
 
 /** Starts `connect up` in the background (output to agent.log) and waits for its first connection. */
-const detach = (home: string) =>
+const detach = (home: string, logArgs: ReadonlyArray<string> = []) =>
   Effect.gen(function*() {
     const files = State.paths(home)
     const log = Fs.openSync(files.log, "a", 0o600)
     // Through the launcher, with this node: the background agent relays, so it gets the launcher's tuning.
-    const child = ChildProcess.spawn(launcher, ["up"], {
+    const child = ChildProcess.spawn(launcher, ["up", ...logArgs], {
       detached: true,
       stdio: ["ignore", log, log],
       env: { ...process.env, CONNECT_HOME: home, CONNECT_NODE: process.execPath }
@@ -162,7 +171,8 @@ const up = Command.make(
     ),
     detach: Options.boolean("detach").pipe(
       Options.withDescription("Run in the background (log in CONNECT_HOME/agent.log) once connected.")
-    )
+    ),
+    ...OpsLogCli.options
   },
   (flags) =>
     Effect.gen(function*() {
@@ -195,7 +205,9 @@ const up = Command.make(
             message: `an agent is running for ${home} (pid ${running.value.pid}); stop it before registering with another hub`
           })
         }
-        const provisioned = yield* HubApi.provision(hubUrl, Redacted.value(flags.apiKey.value as Redacted.Redacted<string>), label ?? state?.label)
+        const apiKey = Redacted.value(flags.apiKey.value as Redacted.Redacted<string>)
+        Scrub.remember(apiKey)
+        const provisioned = yield* HubApi.provision(hubUrl, apiKey, label ?? state?.label)
         state = {
           hubUrl,
           agentId: provisioned.agentId,
@@ -243,8 +255,8 @@ const up = Command.make(
           message: `an agent is already running for ${home} (pid ${running.value.pid}); \`connect status\` shows it`
         })
       }
-      if (flags.detach) return yield* detach(home)
-      return yield* runForeground(home)
+      if (flags.detach) return yield* detach(home, OpsLogCli.args(flags))
+      return yield* runForeground(home, undefined, { format: flags.logFormat, level: flags.logLevel, service: "connect-agent" })
     })
 ).pipe(
   Command.withDescription(

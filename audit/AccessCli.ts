@@ -9,7 +9,7 @@ import { SqlClient } from "@effect/sql"
 import { Console, Effect, Either, Layer, Option } from "effect"
 import * as Table from "../core/Table.ts"
 import { type Access, parseQuery } from "./Access.ts"
-import { maskIp } from "./Mask.ts"
+import { maskIp } from "../core/Mask.ts"
 import * as PgAccess from "./PgAccess.ts"
 
 const time = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, "Z")

@@ -11,7 +11,7 @@ import type { Projection } from "../core/Projection.ts"
 import { ProjectionSql } from "../core/ProjectionSql.ts"
 import { sanitize } from "../core/Text.ts"
 import { outcomeOf } from "./Groups.ts"
-import { maskIp } from "./Mask.ts"
+import { maskIp } from "../core/Mask.ts"
 
 /** The projection's name (its checkpoint row). */
 export const NAME = "audit_rollups"

@@ -11,6 +11,9 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as HubConfig from "./HubConfig.ts"
+import * as OpsLog from "../core/OpsLog.ts"
+import * as OpsLogCli from "../core/OpsLogCli.ts"
+import * as MetricsOptions from "./metrics/MetricsOptions.ts"
 import * as AdminCli from "./commands/AdminCli.ts"
 import * as Checkpointer from "./checkpoints/Checkpointer.ts"
 import * as KeyFile from "./checkpoints/KeyFile.ts"
@@ -176,7 +179,8 @@ const hub = (
   auditRoutes: HttpApi.AuditRoutes | undefined
 ) => Command.make("hub", {
   port, host, dataDir, tlsCert, tlsKey, trustProxy, maxStreams, checkpointEvery, checkpointInterval, checkpointCommand, checkpointOrigin,
-  publicUrl, linkDomain
+  publicUrl, linkDomain,
+  ...OpsLogCli.options, ...MetricsOptions.options
 }, (flags) =>
   Effect.gen(function*() {
     const tls = yield* HubConfig.readTls(Option.getOrUndefined(flags.tlsCert), Option.getOrUndefined(flags.tlsKey))
@@ -201,9 +205,14 @@ const hub = (
           command: Option.getOrUndefined(flags.checkpointCommand),
           origin: Option.getOrElse(flags.checkpointOrigin, Checkpointer.defaultOrigin)
         }
-      }, { asyncProjections, ...(auditRoutes ? { auditRoutes } : {}) })
+      }, {
+        asyncProjections,
+        ...(auditRoutes ? { auditRoutes } : {}),
+        observe: true,
+        ...(MetricsOptions.serveOptions(flags) ? { metrics: MetricsOptions.serveOptions(flags)! } : {})
+      })
     )
-  })).pipe(
+  }).pipe(Effect.provide(OpsLog.layer({ format: flags.logFormat, level: flags.logLevel, service: "connect-hub" })))).pipe(
     Command.withDescription(
       "Start the hub: the HTTP API and the agent gateway (/v1/agent) on --host:--port, HTTPS/WSS with --tls-cert and " +
         "--tls-key, backed by Postgres — DATABASE_URL if set, else an embedded Postgres in --data-dir that starts and " +

@@ -33,6 +33,8 @@ import * as HubId from "./eventlog/HubId.ts"
 import * as HttpApi from "./http/HttpApi.ts"
 import * as HttpEdge from "./http/HttpEdge.ts"
 import { HubConfig, type HubConfigShape } from "./HubConfig.ts"
+import * as Metrics from "./metrics/Metrics.ts"
+import * as ObservedLog from "./ObservedLog.ts"
 import * as HubServer from "./http/HubServer.ts"
 import * as LinkNotices from "./http/LinkNotices.ts"
 
@@ -45,12 +47,17 @@ export const DatabaseLive = (config: HubConfigShape): Layer.Layer<PgClient.PgCli
  * `Layer.provideMerge(Migrations.layer)`, then EventLog, Bootstrap; they may use `HubConfig`, `PgClient`, `SqlClient`.
  */
 export const ServicesLive = (
-  _config: HubConfigShape
+  _config: HubConfigShape,
+  observe = false
 ): Layer.Layer<EventLog, SqlError | MigrationError | EventLogError | SigningKeyError, HubConfig | PgClient.PgClient | SqlClient.SqlClient> =>
   // The checkpointer after the bootstrap; its last checkpoint is signed at shutdown, after the server stopped.
   Checkpointer.layerConfig.pipe(
     Layer.provideMerge(Bootstrap.layer),
-    Layer.provideMerge(StampedLog.pipe(Layer.provide(PgEventLog.layer({ inline: INLINE_PROJECTIONS })))),
+    Layer.provideMerge(
+      (observe ? ObservedLog.layer : Layer.service(EventLog)).pipe(
+        Layer.provide(StampedLog.pipe(Layer.provide(PgEventLog.layer({ inline: INLINE_PROJECTIONS }))))
+      )
+    ),
     Layer.provideMerge(Migrations.layer)
   )
 
@@ -114,6 +121,10 @@ export interface HubOptions {
   readonly asyncProjections?: ReadonlyArray<Projection<ProjectionSql>>
   /** The handlers of the API's `audit` group (audit/AuditApi.ts, passed in by bin/connect.ts); default: 404s. */
   readonly auditRoutes?: HttpApi.AuditRoutes
+  /** Every append told in the operational log and counted in the metrics (`connect hub`; ObservedLog.ts). */
+  readonly observe?: boolean
+  /** Serve Prometheus metrics there (`--metrics-port`, `--metrics-host`); default: no metrics. */
+  readonly metrics?: Metrics.ServeOptions
 }
 
 /** The whole hub for `config`; `Layer.launch(HubLive(config))` runs it until interrupted. */
@@ -126,8 +137,9 @@ export const HubLive = (
     // Stage 3 — the hub's port listening on host:port (the node server, upgrades by path).
     Layer.provideMerge(HubServer.layer(config)),
     Layer.merge(ProjectionRunner.layerFollow(options.asyncProjections ?? [])),
-    Layer.provideMerge(ServicesLive(config)),
+    Layer.provideMerge(ServicesLive(config, options.observe)),
     Layer.provideMerge(DatabaseLive(config)),
+    Layer.provideMerge(options.metrics ? Metrics.layer(options.metrics) : Layer.empty),
     Layer.provideMerge(
       options.tokenSettings ? Layer.succeed(AgentAuth.TokenSettings, options.tokenSettings) : AgentAuth.layerConfig
     ),

@@ -8,6 +8,7 @@ import * as Options from "@effect/cli/Options"
 import { Config, Console, Effect, Layer, Option } from "effect"
 import type { DomainError } from "../../core/DomainError.ts"
 import { EventLogError } from "../../core/EventLog.ts"
+import { showIp } from "../../core/Mask.ts"
 import * as Table from "../../core/Table.ts"
 import * as Admin from "./Admin.ts"
 import * as AdminRemote from "./AdminRemote.ts"
@@ -36,6 +37,9 @@ const dataDir = Options.text("data-dir").pipe(
   Options.withDescription("The hub's data directory (default $CONNECT_HOME/hub); ignored when DATABASE_URL is set.")
 )
 const json = Options.boolean("json").pipe(Options.withDescription("Print JSON instead of a table."))
+const revealIps = Options.boolean("reveal-ips").pipe(
+  Options.withDescription("Show client addresses in full (default: masked to their /24 or /48; the event log keeps them whole).")
+)
 
 const hub = Options.text("hub").pipe(
   Options.optional,
@@ -239,6 +243,7 @@ const agentAllow = Command.make(
 
 const agentList = Command.make("list", {
   json,
+  revealIps,
   workspace: Options.text("workspace").pipe(
     Options.optional,
     Options.withDescription("Only this workspace's agents (needed with --hub: a key lists one workspace at a time).")
@@ -277,6 +282,7 @@ const agentList = Command.make("list", {
         )
       )
   ).pipe(
+    Effect.map((agents) => agents.map((a) => ({ ...a, lastIp: showIp(a.lastIp, flags.revealIps) }))),
     Effect.flatMap((agents) =>
       flags.json
         ? Console.log(JSON.stringify(agents))
@@ -297,7 +303,7 @@ const agentList = Command.make("list", {
             ])
         )
     )
-  )).pipe(Command.withDescription("List every agent of every workspace."))
+  )).pipe(Command.withDescription("List every agent of every workspace (last addresses masked unless --reveal-ips)."))
 
 /** `connect hub agent revoke|allow|list`. */
 export const agent = Command.make("agent").pipe(

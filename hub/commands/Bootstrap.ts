@@ -7,6 +7,7 @@ import { EventLog, VersionConflict } from "../../core/EventLog.ts"
 import { ApiKeyCreated, EventMeta, WorkspaceCreated } from "../../core/Events.ts"
 import { ApiKeyId, Streams, uuidv7, WorkspaceId } from "../../core/Ids.ts"
 import { apiKeyPrefix, generateApiKey, sha256Hex } from "../../core/Secrets.ts"
+import * as Scrub from "../../core/Scrub.ts"
 import { Sha256Hex } from "../../core/Events.ts"
 
 /**
@@ -62,6 +63,9 @@ export const layer = Layer.effectDiscard(
       ? Console.log(
           `first start: created workspace "default" (${result.workspaceId}) and its admin API key (scope operator: it ` +
             `reads every workspace's log) — shown once, store it now:\n\n    ${result.apiKey}\n`
+        ).pipe(
+          // Shown this once; no later line of this process may hold it.
+          Effect.tap(() => Effect.sync(() => result.apiKey !== undefined && Scrub.remember(result.apiKey)))
         )
       : Effect.void
   )

@@ -19,6 +19,7 @@ import { HubConfig } from "../HubConfig.ts"
 import * as HubId from "../eventlog/HubId.ts"
 import { HubRawRoutes, HubUpgrades } from "../http/HubServer.ts"
 import * as LinkProxy from "../http/LinkProxy.ts"
+import { HubMetrics } from "../metrics/Metrics.ts"
 import * as PgLeftOpen from "./PgLeftOpen.ts"
 import * as PgRelayPolicy from "./PgRelayPolicy.ts"
 import * as Relay from "./Relay.ts"
@@ -61,6 +62,9 @@ const serve = (hubId: string, options: GatewayOptions) =>
       ...(config.maxStreams === undefined ? {} : { maxStreams: config.maxStreams }),
       ...options.relay
     })
+    // With --metrics-port, the relay's load and the spool's depth are read at each scrape.
+    const metrics = yield* Effect.serviceOption(HubMetrics)
+    if (metrics._tag === "Some") Object.assign(metrics.value.sources, { relay: relay.stats, spoolPending: spool.pending })
     const trusted = ClientAddress.make(config.trustProxy)
     const accepted = yield* WebSocket.upgrades({
       codecs: [wsCodec, msgpackCodec],

@@ -46,7 +46,7 @@ export const create = Effect.gen(function*() {
       select hour, workspace_id, type, outcome, reason, agent_id, service_id,
              count(*)::bigint as events, sum(n)::bigint as count, sum(bytes)::bigint as bytes
         from ${SCHEMA}.facts group by hour, workspace_id, type, outcome, reason, agent_id, service_id`)
-  // Masked as audit/Mask.ts does for the addresses the generated logs hold (IPv4, IPv6 with a non-zero third group).
+  // Masked as core/Mask.ts does for the addresses the generated logs hold (IPv4, IPv6 with a non-zero third group).
   yield* sql.unsafe(`
     create view ${SCHEMA}.audit_rollup_ips as
       select hour, workspace_id, ip,

@@ -2,7 +2,7 @@
  * Addresses are masked to their /24 or /48 in the audit CLI's output, in the table and in --json/--jsonl alike.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { maskData, maskIp, maskMeta, NOT_AN_ADDRESS } from "../../audit/Mask.ts"
+import { maskData, maskIp, maskMeta, maskPeer, NOT_AN_ADDRESS, showIp } from "../../core/Mask.ts"
 
 describe("maskIp", () => {
   it("keeps the /24 of an IPv4 address", () => {
@@ -39,5 +39,24 @@ describe("maskIp", () => {
       sourceIp: "203.0.113.x"
     })
     expect(maskMeta({ actor: { kind: "admin" } })).toEqual({ actor: { kind: "admin" } })
+  })
+})
+
+describe("maskPeer", () => {
+  it("masks a socket's peer and drops its port", () => {
+    expect(maskPeer("203.0.113.77:51234")).toBe("203.0.113.x")
+    expect(maskPeer("[2001:db8:85a3::1]:443")).toBe("2001:db8:85a3::/48")
+    expect(maskPeer("2001:db8:85a3::1")).toBe("2001:db8:85a3::/48")
+    expect(maskPeer("::ffff:198.51.100.23")).toBe("::ffff:198.51.100.x")
+    expect(maskPeer("memory")).toBe("memory")
+    expect(maskPeer("evil 10.0.0.1:1")).toBe(NOT_AN_ADDRESS)
+  })
+})
+
+describe("showIp", () => {
+  it("masks unless revealed", () => {
+    expect(showIp("203.0.113.77", false)).toBe("203.0.113.x")
+    expect(showIp("203.0.113.77", true)).toBe("203.0.113.77")
+    expect(showIp(null, false)).toBe(null)
   })
 })

@@ -1,6 +1,7 @@
 /**
- * Masking of source addresses in `connect audit` output: an IPv4 address keeps its /24 (`203.0.113.x`), an IPv6
- * address its /48 (`2001:db8:85a3::/48`); the log keeps full addresses, the CLI shows them only with --reveal-ips.
+ * Masking of client addresses in everything a person reads (the audit CLI, the hub's listings and its operational
+ * log, the agent's lines): an IPv4 address keeps its /24 (`203.0.113.x`), an IPv6 address its /48
+ * (`2001:db8:85a3::/48`). The event log keeps full addresses; the CLIs show them only with --reveal-ips.
  */
 import * as Net from "node:net"
 
@@ -51,3 +52,20 @@ export const maskMeta = (meta: unknown): unknown => {
   const fields = meta as Record<string, unknown>
   return typeof fields.sourceIp === "string" ? { ...fields, sourceIp: maskIp(fields.sourceIp) } : meta
 }
+
+/**
+ * A peer as a socket names it (`203.0.113.7:51234`, `[2001:db8::1]:443`, a bare address, or `memory`/`unknown`) with
+ * its address masked and its port dropped (a client's source port says nothing an operator needs, and pins it).
+ */
+export const maskPeer = (peer: string): string => {
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(peer)
+  if (bracketed) return maskIp(bracketed[1]!)
+  if (Net.isIP(peer) !== 0) return maskIp(peer)
+  const v4 = /^(\d+\.\d+\.\d+\.\d+):\d+$/.exec(peer)
+  if (v4) return maskIp(v4[1]!)
+  return /^[a-z]+$/.test(peer) ? peer : NOT_AN_ADDRESS
+}
+
+/** `address` masked, or as it is with `reveal` (--reveal-ips); `undefined`/`null` stay as they are. */
+export const showIp = <A extends string | null | undefined>(address: A, reveal: boolean): A | string =>
+  typeof address === "string" && !reveal ? maskIp(address) : address
