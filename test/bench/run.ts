@@ -3,7 +3,7 @@
  * (`eventlog`, `relay`, `audit`, `clients`), which prints a table and, with --json, writes its figures.
  */
 const [name, ...args] = process.argv.slice(2)
-const known = ["eventlog", "relay", "audit", "clients"]
+const known = ["eventlog", "relay", "audit", "link", "clients"]
 if (!name || !known.includes(name)) {
   console.error(`usage: npm run bench -- <${known.join("|")}> [--json [FILE]] [options]`)
   process.exit(2)
