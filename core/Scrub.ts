@@ -9,13 +9,15 @@ import { apiKeyPrefix } from "./Secrets.ts"
 export const REDACTED = "[redacted]"
 
 /**
- * Secrets recognised by their shape. An API key keeps its prefix (`pc_` and 6 characters, what listings show); an
- * agent token is 64 lowercase hex characters, so a SHA-256 in hex is scrubbed too (a log line never needs one in
- * full); credentials in headers, URLs (`user:password@`) and query parameters named like secrets lose their value.
+ * Secrets recognised by their shape. An API key and a share code keep their prefix (`pc_`/`sh_` and 6 characters,
+ * what listings show); an agent token is 64 lowercase hex characters and a link token 40, so a SHA-256 or SHA-1 in
+ * hex is scrubbed too (a log line never needs one in full); credentials in headers, URLs (`user:password@`) and query parameters named like secrets lose their value.
  */
 const SHAPES: ReadonlyArray<readonly [RegExp, (match: string, ...groups: Array<string>) => string]> = [
   [/pc_[0-9A-Za-z]{32,}/g, (key) => `${apiKeyPrefix(key)}…${REDACTED}`],
-  [/(?<![0-9A-Fa-f])[0-9a-f]{64}(?![0-9A-Fa-f])/g, () => REDACTED],
+  [/sh_[0-9A-Za-z]{32}/g, (code) => `${code.slice(0, 9)}…${REDACTED}`],
+  // Agent tokens (64 hex) and link tokens (40 hex, also the first label of a link's host name).
+  [/(?<![0-9A-Fa-f])(?:[0-9a-f]{64}|[0-9a-f]{40})(?![0-9A-Fa-f])/g, () => REDACTED],
   [/\b(Bearer|Basic)\s+[^\s"',;]+/gi, (_, scheme) => `${scheme} ${REDACTED}`],
   [/(\b[a-z][a-z0-9+.-]*:\/\/[^\s/:@"']+):[^\s/@"']+@/gi, (_, user) => `${user}:${REDACTED}@`],
   [/([?&](?:token|code|key|api_key|apikey|secret|password|access_token)=)[^\s&#"']+/gi, (_, name) => `${name}${REDACTED}`]

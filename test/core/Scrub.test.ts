@@ -14,6 +14,15 @@ describe("scrub", () => {
     expect(out).toBe(`refused ${key.slice(0, 9)}…${REDACTED} and ${REDACTED}.`)
   })
 
+  it("removes share codes (prefix kept) and link tokens, in paths and host names", () => {
+    const code = `sh_${"Ab1".repeat(10)}xy`
+    const token = "0123456789abcdef0123456789abcdef01234567"
+    expect(scrub(`join ${code}`)).toBe(`join sh_Ab1Ab1…${REDACTED}`)
+    expect(scrub(`GET /l/${token}/x https://${token}.links.example.com/`)).toBe(
+      `GET /l/${REDACTED}/x https://${REDACTED}.links.example.com/`
+    )
+  })
+
   it("removes bearer values, URL passwords and secret query parameters", () => {
     expect(scrub("authorization: Bearer abc.def")).toBe(`authorization: Bearer ${REDACTED}`)
     expect(scrub("postgres://app:s3cret@db:5432/x")).toBe(`postgres://app:${REDACTED}@db:5432/x`)
