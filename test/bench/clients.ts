@@ -1,11 +1,14 @@
 /**
- * `npm run bench -- clients [--json [FILE]] [--quick] [--seconds N] [--rounds N] [--clients N]`: a real database
+ * `npm run bench -- clients [--json [FILE]] [--quick] [--seconds N] [--rounds N] [--clients N] [--compare DIR]`: a real database
  * client through real tunnels. pgbench (select-only, `-S`, and a new connection per transaction, `-S -C`; 8 clients)
  * against the machine's Postgres, in one run, over every path a user could pick: direct, one socat forwarder, three
  * socat forwarders in a row (the relay's four TCP hops without framing), `ssh -L` through a throwaway sshd, and a real
  * `connect hub` with two real agents (`connect up`, `connect expose`, `connect reach`, through bin/connect and its
  * tuning) per transport. Paths are interleaved round by round so that the load of a shared machine weighs on all of
  * them alike; figures are medians over the rounds with their min–max, and ratios are taken to `ssh -L` in the same run.
+ * `--compare DIR` also runs the relay of another checkout (its bin/connect, e.g. the commit before a change) in the same
+ * rounds, so that a change is measured against its baseline under the same load. A run that carried no transaction
+ * (on a loaded machine 8 tunnels can take longer to open than a run lasts) counts as 0 tps, and is reported as such.
  *
  * The database server is `BENCH_PG_URL` (default postgres://postgres@127.0.0.1:5432/postgres, trust auth); pgbench's
  * tables live in a database of their own (connect_bench_pgbench, `pgbench -i -s 2`), and the hub's event log in
@@ -21,7 +24,7 @@ import { ensureTools, have, socatForward, started, startSshForward, stopAll } fr
 import { median, printTable, writeJson } from "./Report.ts"
 
 const here = Path.dirname(new URL(import.meta.url).pathname)
-const launcher = Path.join(here, "../../bin/connect")
+const ownLauncher = Path.join(here, "../../bin/connect")
 
 /** The hub's line saying where it listens: its URL. */
 const LISTENING = /connect hub listening on (http:\/\/127\.0\.0\.1:\d+)/
@@ -55,6 +58,9 @@ const pgbench = (
     database
   ]
   const result = ChildProcess.spawnSync("pgbench", args, { encoding: "utf8", timeout: (options.seconds + 60) * 1000 })
+  if (result.status === 0 && /^number of transactions actually processed: 0$/m.test(result.stdout ?? "")) {
+    return { tps: 0, latencyMs: Number.NaN }
+  }
   const tps = /^tps = ([\d.]+)/m.exec(result.stdout ?? "")
   const latency = /^latency average = ([\d.]+) ms/m.exec(result.stdout ?? "")
   if (result.status !== 0 || !tps || !latency) {
@@ -81,18 +87,23 @@ const withDatabase = (server: URL, database: string) => {
 }
 
 /** Runs `connect ARGS` through bin/connect with `CONNECT_HOME=home`, tracked for the end of the bench. */
-const connect = (home: string, args: ReadonlyArray<string>, extra: NodeJS.ProcessEnv = {}): Spawned => {
+const connect = (
+  launcher: string,
+  home: string,
+  args: ReadonlyArray<string>,
+  extra: NodeJS.ProcessEnv = {}
+): Spawned => {
   const env: NodeJS.ProcessEnv = { ...process.env, CONNECT_HOME: home, ...extra }
   delete env.CONNECT_ALLOW_INSECURE
   if (extra.DATABASE_URL === undefined) delete env.DATABASE_URL
-  const spawned = spawn(launcher, args, { env })
+  const spawned = spawn(launcher, args, { env, cwd: Path.dirname(Path.dirname(launcher)) })
   started.push(spawned.child)
   return spawned
 }
 
 /** Runs a short `connect` command to its end; throws when it fails. */
-const command = async (home: string, args: ReadonlyArray<string>): Promise<string> => {
-  const cli = connect(home, args)
+const command = async (launcher: string, home: string, args: ReadonlyArray<string>): Promise<string> => {
+  const cli = connect(launcher, home, args)
   // Generous: on a loaded 2-core machine one `connect` command took over a minute to start.
   const exit = await cli.exited(300_000)
   if (exit.code !== 0) throw new Error(`connect ${args.join(" ")} failed:\n${cli.stdout()}\n${cli.stderr()}`)
@@ -100,13 +111,19 @@ const command = async (home: string, args: ReadonlyArray<string>): Promise<strin
 }
 
 /** A real hub on its own database, and for each transport an exposing and a reaching agent; the reach ports. */
-const startConnect = async (root: string, hubDatabaseUrl: string, target: number, transports: ReadonlyArray<string>) => {
+const startConnect = async (
+  launcher: string,
+  root: string,
+  hubDatabaseUrl: string,
+  target: number,
+  transports: ReadonlyArray<string>
+) => {
   const home = (name: string) => {
     const dir = Path.join(root, name)
     Fs.mkdirSync(dir, { recursive: true })
     return dir
   }
-  const hub = connect(home("hub"), ["hub", "--port", "0"], { DATABASE_URL: hubDatabaseUrl })
+  const hub = connect(launcher, home("hub"), ["hub", "--port", "0"], { DATABASE_URL: hubDatabaseUrl })
   const url = (await hub.waitFor(LISTENING, 300_000))[1]!
   const apiKey = (await hub.waitFor(API_KEY, 30_000))[1]!
   const ports: Record<string, number> = {}
@@ -114,16 +131,16 @@ const startConnect = async (root: string, hubDatabaseUrl: string, target: number
   for (const transport of transports) {
     const up = async (label: string) => {
       const dir = home(label)
-      const agent = connect(dir, ["up", "--hub", url, "--api-key", apiKey, "--label", label, "--transport", transport])
+      const agent = connect(launcher, dir, ["up", "--hub", url, "--api-key", apiKey, "--label", label, "--transport", transport])
       await agent.waitFor(CONNECTED, 300_000)
       pids[label] = agent.pid
       return dir
     }
     const service = `pg-${transport}`
     const exposer = await up(`expose-${transport}`)
-    await command(exposer, ["expose", `127.0.0.1:${target}`, "--name", service])
+    await command(launcher, exposer, ["expose", `127.0.0.1:${target}`, "--name", service])
     const reacher = await up(`reach-${transport}`)
-    const reached = await command(reacher, ["reach", service, "--port", "0"])
+    const reached = await command(launcher, reacher, ["reach", service, "--port", "0"])
     const port = new RegExp(`^${service} → 127\\.0\\.0\\.1:(\\d+)$`, "m").exec(reached)
     if (!port) throw new Error(`connect reach ${service} printed no port: ${reached}`)
     ports[transport] = Number(port[1])
@@ -148,10 +165,11 @@ export const main = async (args: ReadonlyArray<string>) => {
   const root = Fs.mkdtempSync(Path.join(Os.tmpdir(), "connect-bench-clients-"))
   const load = () => Os.loadavg().map((l) => l.toFixed(2)).join(" ")
   const loadAtStart = load()
-  let hubCreated = false
+  const compare = arg(args, "compare")
+  const hubDatabases: Array<string> = []
   const cleanup = async () => {
     await stopAll()
-    if (hubCreated) await admin(server, [`drop database if exists ${hubDatabase}`]).catch(() => {})
+    for (const name of hubDatabases) await admin(server, [`drop database if exists ${name}`]).catch(() => {})
     Fs.rmSync(root, { recursive: true, force: true })
   }
   process.once("SIGINT", () => void cleanup().then(() => process.exit(130)))
@@ -165,8 +183,8 @@ export const main = async (args: ReadonlyArray<string>) => {
       { encoding: "utf8" }
     )
     if (init.status !== 0) throw new Error(`pgbench -i failed:\n${init.stderr}`)
-    await admin(server, [`create database ${hubDatabase}`])
-    hubCreated = true
+    const relays = [{ label: "", launcher: ownLauncher }]
+    if (compare) relays.push({ label: ` @${Path.basename(Path.resolve(compare))}`, launcher: Path.resolve(compare, "bin/connect") })
 
     const paths: Array<{ readonly name: string; readonly port: number; readonly relay?: boolean }> = [
       { name: "direct", port: serverPort }
@@ -180,11 +198,17 @@ export const main = async (args: ReadonlyArray<string>) => {
       return undefined
     })
     if (ssh !== undefined) paths.push({ name: "ssh -L", port: ssh })
-    const relay = await startConnect(root, withDatabase(server, hubDatabase), serverPort, ["msgpack", "ws"])
-    for (const [transport, port] of Object.entries(relay.ports)) {
-      paths.push({ name: `connect ${transport}`, port, relay: true })
+    for (const [i, { label, launcher }] of relays.entries()) {
+      const database = `${hubDatabase}_${i}`
+      await admin(server, [`create database ${database}`])
+      hubDatabases.push(database)
+      const home = Path.join(root, `relay-${i}`)
+      const relay = await startConnect(launcher, home, withDatabase(server, database), serverPort, ["msgpack", "ws"])
+      for (const [transport, port] of Object.entries(relay.ports)) {
+        paths.push({ name: `connect ${transport}${label}`, port, relay: true })
+      }
+      console.log(`processes${label}: ${JSON.stringify(relay.pids)}`)
     }
-    console.log(`processes: ${JSON.stringify(relay.pids)}`)
 
     // One query through each relay first, timed: a tunnel that does not carry it within a minute fails the bench with
     // psql's own message, instead of pgbench reporting no transactions.
@@ -228,9 +252,9 @@ export const main = async (args: ReadonlyArray<string>) => {
       return {
         path: path.name,
         selectTps: spread(r.select.map((x) => x.tps)),
-        selectLatencyMs: spread(r.select.map((x) => x.latencyMs)),
+        selectLatencyMs: spread(r.select.map((x) => x.latencyMs).filter(Number.isFinite)),
         reconnectTps: spread(r.reconnect.map((x) => x.tps)),
-        reconnectLatencyMs: spread(r.reconnect.map((x) => x.latencyMs))
+        reconnectLatencyMs: spread(r.reconnect.map((x) => x.latencyMs).filter(Number.isFinite))
       }
     })
     const anchor = results.find((r) => r.path === "ssh -L")
