@@ -4,6 +4,8 @@
  */
 import { Either, ParseResult, Schema } from "effect"
 import { CONNECTION_WINDOW, End, MAX_FRAME, Message, Open, Opened, Ping, Pong, Reset, Window } from "../core/Protocol.ts"
+import { maskPeer } from "../core/Mask.ts"
+import { scrub } from "../core/Scrub.ts"
 import { TransportError } from "../core/Transport.ts"
 
 const decodeMessage = Schema.decodeUnknownEither(Message)
@@ -94,9 +96,13 @@ export const deliverGuarded = (
   }
 }
 
-/** Reports an exception a connection's handler threw (on stderr: the operator's log, never the peer). */
+/**
+ * Reports an exception a connection's handler threw (on stderr: the operator's log, never the peer): the address
+ * masked and the whole line scrubbed, as every log line (core/Scrub.ts).
+ */
 export const reportInternal = (transport: string, remoteAddress: string, error: unknown): void => {
-  console.error(`connect: closed a ${transport} connection from ${remoteAddress} after an internal error:`, error)
+  const detail = error instanceof Error ? error.stack ?? error.message : String(error)
+  console.error(scrub(`connect: closed a ${transport} connection from ${maskPeer(remoteAddress)} after an internal error: ${detail}`))
 }
 
 /** True for a valid stream id (u32, non-zero). */

@@ -8,6 +8,7 @@ import { Cause, Effect, Exit, FiberId } from "effect"
 import type { Fiber } from "effect"
 import * as Protocol from "../../core/Protocol.ts"
 import type { Message } from "../../core/Protocol.ts"
+import { maskPeer } from "../../core/Mask.ts"
 import type { RelayDenied, RelayPolicyService, RelayRefusal, Session, TunnelInfo } from "../../core/RelayPolicy.ts"
 import * as TokenBucket from "../../core/TokenBucket.ts"
 import { CLOSE_CODES } from "../../core/Transport.ts"
@@ -164,7 +165,7 @@ export const makeDecisions = (policy: RelayPolicyService, runFork: RunFork, opti
     try {
       body()
     } catch (error) {
-      runFork(Effect.logError(`relay: internal error on a connection from ${link.connection.remoteAddress}`, error))
+      runFork(Effect.logError(`relay: internal error on a connection from ${maskPeer(link.connection.remoteAddress)}`, error))
       link.connection.close(CLOSE_CODES.Internal, "internal error")
     }
   }
