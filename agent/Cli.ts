@@ -155,7 +155,9 @@ const up = Command.make(
   {
     hub: Options.text("hub").pipe(
       Options.optional,
-      Options.withDescription("Hub URL (https://host[:port]); needed the first time, stored afterwards.")
+      Options.withDescription(
+        "Hub URL (https://host[:port]; CONNECT_HUB_URL if not given); needed the first time, stored afterwards."
+      )
     ),
     apiKey: Options.redacted("api-key").pipe(
       Options.optional,
@@ -164,7 +166,10 @@ const up = Command.make(
     label: Options.text("label").pipe(Options.optional, Options.withDescription("Name of this agent in the audit log.")),
     transport: Options.choice("transport", ["ws", "msgpack"]).pipe(
       Options.optional,
-      Options.withDescription("Transport plugin: ws (JSON text frames) or msgpack (binary frames); stored.")
+      Options.withDescription(
+        "Transport plugin: msgpack (the default: binary frames, payload bytes as they are) or ws (JSON text frames, " +
+          "payload base64: readable in a debugger, 2–3× slower); stored."
+      )
     ),
     rotateToken: Options.boolean("rotate-token").pipe(
       Options.withDescription("Get a new agent token; the old one stays valid for the hub's grace period (24 h).")
@@ -179,7 +184,9 @@ const up = Command.make(
       const home = State.home()
       const files = State.paths(home)
       let state = Option.getOrUndefined(yield* State.load(home))
-      const hubFlag = Option.getOrUndefined(flags.hub)
+      // CONNECT_HUB_URL stands for --hub on a first start only: afterwards the stored hub is this agent's.
+      const hubFlag = Option.getOrUndefined(flags.hub) ??
+        (state === undefined && process.env.CONNECT_HUB_URL ? process.env.CONNECT_HUB_URL : undefined)
       const hubUrl = yield* HubApi.checkHubUrl(hubFlag ?? state?.hubUrl ?? "")
         .pipe(
           Effect.catchAll((e): Effect.Effect<never, HubApi.HubUrlError | AgentError> =>
@@ -214,7 +221,7 @@ const up = Command.make(
           workspaceId: provisioned.workspaceId,
           token: provisioned.token,
           ...(provisioned.expiresAt === undefined ? {} : { tokenExpiresAt: provisioned.expiresAt }),
-          transport: transport ?? state?.transport ?? "ws",
+          transport: transport ?? state?.transport ?? "msgpack",
           ...((label ?? state?.label) === undefined ? {} : { label: label ?? state?.label }),
           exposures: state?.exposures ?? [],
           reaches: state?.reaches ?? {}
@@ -460,26 +467,41 @@ const services = Command.make("services", { json }, (flags) =>
 
 const install = Command.make(
   "install",
-  { print: Options.boolean("print").pipe(Options.withDescription("Only print the unit, write nothing.")) },
+  { print: Options.boolean("print").pipe(Options.withDescription("Only print the unit (or plist), write nothing.")) },
   (flags) =>
     Effect.gen(function*() {
       const home = State.home()
-      const text = Daemon.unit({ node: process.execPath, script: launcher, home })
-      if (flags.print) return yield* Effect.sync(() => process.stdout.write(text))
-      const path = yield* Daemon.install(Daemon.unitPath(), text)
+      const plan = Daemon.plan(process.platform, { node: process.execPath, script: launcher, home })
+      if (flags.print) return yield* Effect.sync(() => process.stdout.write(plan.text))
+      const path = yield* Daemon.install(plan.path, plan.text)
       const provisioned = Option.isSome(yield* State.load(home))
-      return yield* out(
-        [
+      const commands = plan.enable.map((argv) => `  ${argv.join(" ")}`)
+      if (!provisioned) {
+        // Started now, it would only fail and restart: it has no token yet.
+        return yield* out([
           `wrote ${path}`,
-          ...(provisioned ? [] : [`note: provision the agent first: CONNECT_HOME=${home} connect up --hub URL --api-key KEY`]),
-          "enable and start it with:",
-          "  systemctl --user daemon-reload",
-          `  systemctl --user enable --now ${Daemon.UNIT_NAME}`,
-          "keep it running while you are logged out with: loginctl enable-linger $USER"
-        ].join("\n")
+          `not started: provision the agent first (CONNECT_HOME=${home} connect up --hub URL --api-key KEY), then:`,
+          ...commands
+        ].join("\n"))
+      }
+      if (plan.kind === "launchd") {
+        return yield* out([`wrote ${path}`, "load and start it with:", ...commands].join("\n"))
+      }
+      const enabled = yield* Daemon.enable(plan.enable, Daemon.systemRunner)
+      const linger = "keep it running while you are logged out with: loginctl enable-linger $USER"
+      return yield* out(
+        (enabled.started
+          ? [`wrote ${path}`, `enabled and started ${Daemon.UNIT_NAME} (systemctl --user status ${Daemon.UNIT_NAME})`, linger]
+          : [`wrote ${path}`, `not started here: ${enabled.why}`, "enable and start it with:", ...enabled.left.map((c) => `  ${c}`), linger])
+          .join("\n")
       )
     })
-).pipe(Command.withDescription(`Write a systemd user unit (${Daemon.UNIT_NAME}) that runs \`connect up\` for this CONNECT_HOME.`))
+).pipe(
+  Command.withDescription(
+    `Install the agent as a user service: a systemd user unit (${Daemon.UNIT_NAME}), enabled and started (or the exact ` +
+      `systemctl --user lines when systemd cannot be reached), or a launchd agent on macOS (${Daemon.LAUNCHD_LABEL}).`
+  )
+)
 
 const daemon: Command.Command<"daemon", never, ValidationError.ValidationError, {}> = Command.make("daemon", {}, () =>
   // Bare `connect daemon` shows its usage (exit 2), like bare `connect audit`.
