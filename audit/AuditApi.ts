@@ -9,6 +9,7 @@
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { Effect, Either } from "effect"
 import * as HubApi from "../core/HubApi.ts"
+import * as AccessApi from "./AccessApi.ts"
 import * as ApiRead from "./ApiRead.ts"
 import * as PgQuery from "./PgQuery.ts"
 import { parseFilters, type RawFilters } from "./Query.ts"
@@ -48,7 +49,7 @@ const given = (query: Query): Record<string, string> => {
 }
 
 /** `GET /v1/audit/events`. */
-const events = (query: Query) =>
+export const events = (query: Query) =>
   Effect.gen(function*() {
     const caller = yield* HubApi.ApiKeyCaller
     const { before, limit } = yield* paging(query)
@@ -77,5 +78,6 @@ export const layer = HttpApiBuilder.group(HubApi.HubApi, "audit", (handlers) =>
     handlers
       .handle("events", ({ urlParams }) => events(urlParams))
       .handle("stats", ({ urlParams }) => StatsApi.stats(urlParams))
+      .handle("access", ({ urlParams }) => AccessApi.access(urlParams))
   ))
 

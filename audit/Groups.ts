@@ -41,6 +41,9 @@ export const GROUP_OF: { readonly [T in EventType]: Group } = {
   CheckpointSigned: "audit",
   SigningKeyRotated: "audit",
   AuditRead: "audit",
+  ConsoleSignedIn: "audit",
+  ConsoleSignedOut: "audit",
+  ConsoleSignInFailed: "auth",
   LinkCreated: "link",
   LinkRevoked: "link",
   LinkAccessed: "link"
@@ -58,7 +61,12 @@ export const typesOf = (group: Group): ReadonlyArray<EventType> =>
 export type Outcome = "allowed" | "denied"
 
 /** The event types that always record a refusal: refused credentials and refused reach requests. */
-export const ALWAYS_DENIED: ReadonlyArray<EventType> = ["AgentAuthFailed", "ApiKeyAuthFailed", "ReachDenied"]
+export const ALWAYS_DENIED: ReadonlyArray<EventType> = [
+  "AgentAuthFailed",
+  "ApiKeyAuthFailed",
+  "ReachDenied",
+  "ConsoleSignInFailed"
+]
 
 /**
  * The outcome of an event: `denied` for refused credentials (AgentAuthFailed, ApiKeyAuthFailed), refused reach

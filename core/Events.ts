@@ -19,6 +19,7 @@ import {
   AgentTokenRotated
 } from "./events/AgentEvents.ts"
 import { AuditRead, CheckpointSigned, SigningKeyRotated } from "./events/AuditEvents.ts"
+import { ConsoleSignedIn, ConsoleSignedOut, ConsoleSignInFailed } from "./events/ConsoleEvents.ts"
 import { LinkAccessed, LinkCreated, LinkRevoked } from "./events/LinkEvents.ts"
 import { ServiceExposed, ServiceReleased, ServiceUnexposed } from "./events/ServiceEvents.ts"
 import { ShareAccessed, ShareCreated, ShareJoined, ShareRevoked } from "./events/ShareEvents.ts"
@@ -27,6 +28,7 @@ import { ApiKeyAuthFailed, ApiKeyCreated, ApiKeyRevoked, WorkspaceCreated } from
 
 export * from "./events/AgentEvents.ts"
 export * from "./events/AuditEvents.ts"
+export * from "./events/ConsoleEvents.ts"
 export * from "./events/EventMeta.ts"
 export {
   AccessOutcome,
@@ -75,7 +77,10 @@ const classes = [
   CheckpointSigned,
   SigningKeyRotated,
   AuditRead,
-  ShareJoined
+  ShareJoined,
+  ConsoleSignedIn,
+  ConsoleSignedOut,
+  ConsoleSignInFailed
 ] as const
 
 /** Any event of the catalog. */

@@ -11,6 +11,8 @@
  *                                                  → 200 {"events":[{"position","id","type","data","meta",...}],"next"}
  *   GET  /v1/audit/stats    (API key)  ?since&until&workspace&by&limit&reveal
  *                                                  → 200 {"asOf","events","byType","denials","services","agents",...}
+ *   GET  /v1/audit/access   (API key)  ?service&at&workspace&reveal
+ *                                                  → 200 {"text","access"} (who could reach the service then)
  *   POST /v1/links          (API key)  {"service","expires"?,"methods"?,"paths"?,"rateLimit"?}
  *                                                  → 201 {"linkId","url","domainUrl","token",...}
  *   GET  /v1/links          (API key)              → 200 {"links":[{"linkId","service","status","expiresAt",...}]}
@@ -153,9 +155,18 @@ export class WorkspaceCaller extends Context.Tag("connect/HubApi/WorkspaceCaller
 /** How a credential is refused: missing or bad (401), of the wrong kind (403), too many from the address (429). */
 const AuthFailure = Schema.Union(Errors.Unauthorized, Errors.Forbidden, Errors.TooManyRequests, Errors.Unavailable)
 
-/** An API key (`pc_…`); an agent token is refused (403) without a look-up. Every refused key is recorded. */
+/**
+ * The web console's session cookie (hub/console/): an API key exchanged at `/ui` for a session of the same scope.
+ * Tried before the bearer header, and only for GET (the console reads): without one, the bearer decides the answer.
+ */
+export const ConsoleSession = HttpApiSecurity.apiKey({ key: "connect_console", in: "cookie" })
+
+/**
+ * An API key (`pc_…`), or a console session made with one; an agent token is refused (403) without a look-up. Every
+ * refused key is recorded.
+ */
 export class ApiKeyAuth extends HttpApiMiddleware.Tag<ApiKeyAuth>()("connect/HubApi/ApiKeyAuth", {
-  security: { bearer: HttpApiSecurity.bearer },
+  security: { session: ConsoleSession, bearer: HttpApiSecurity.bearer },
   provides: ApiKeyCaller,
   failure: AuthFailure
 }) {}
@@ -167,9 +178,9 @@ export class AgentTokenAuth extends HttpApiMiddleware.Tag<AgentTokenAuth>()("con
   failure: AuthFailure
 }) {}
 
-/** An API key or an agent token, told apart by the `pc_` prefix. */
+/** An API key or an agent token, told apart by the `pc_` prefix, or a console session. */
 export class WorkspaceAuth extends HttpApiMiddleware.Tag<WorkspaceAuth>()("connect/HubApi/WorkspaceAuth", {
-  security: { bearer: HttpApiSecurity.bearer },
+  security: { session: ConsoleSession, bearer: HttpApiSecurity.bearer },
   provides: WorkspaceCaller,
   failure: AuthFailure
 }) {}
@@ -340,6 +351,21 @@ export const AuditStats = Schema.Struct({
 export type AuditStats = typeof AuditStats.Type
 
 /**
+ * `GET /v1/audit/access`: the question of `connect audit access` — `service` (name or id), `at` (as `--at` takes it),
+ * `workspace` (of the service, when its name is used in several; a workspace key reads its own) and `reveal` (`true`:
+ * the agents' addresses in full rather than masked).
+ */
+export const AuditAccessQuery = Schema.Struct({
+  service: Schema.String,
+  at: Schema.String,
+  workspace: Schema.optional(Schema.String),
+  reveal: Schema.optional(Schema.Literal("true", "false"))
+}).annotations({ parseOptions: { onExcessProperty: "error" } })
+
+/** Who could reach the service then: the report `connect audit access` prints, and the answer as JSON (`--json`). */
+export const AuditAccess = Schema.Struct({ text: Schema.String, access: Schema.Unknown })
+
+/**
  * `POST /v1/links`: a public link onto `service` of the key's workspace, with the options of `connect link create` as
  * typed there (checked by the hub, core/LinkRules.ts: a bad one is a 400 naming it): `expires` (`30d`), `methods`
  * (`["GET","HEAD"]`), `paths` (`["/api/v1"]`), `rateLimit` (`100/min`, per client address).
@@ -422,6 +448,12 @@ export class Audit extends HttpApiGroup.make("audit")
     HttpApiEndpoint.get("stats", "/v1/audit/stats")
       .setUrlParams(AuditStatsQuery)
       .addSuccess(AuditStats)
+      .middleware(ApiKeyAuth)
+  )
+  .add(
+    HttpApiEndpoint.get("access", "/v1/audit/access")
+      .setUrlParams(AuditAccessQuery)
+      .addSuccess(AuditAccess)
       .middleware(ApiKeyAuth)
   )
   // A workspace key naming another workspace (403); a hub without audit's routes (404).

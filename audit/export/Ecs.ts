@@ -52,6 +52,9 @@ const categorization: {
   CheckpointSigned: () => [["configuration"], ["info"]],
   SigningKeyRotated: () => [["configuration"], ["change"]],
   AuditRead: () => [["api"], ["access"]],
+  ConsoleSignedIn: () => [["authentication", "session"], ["start"]],
+  ConsoleSignedOut: () => [["authentication", "session"], ["end"]],
+  ConsoleSignInFailed: () => [["authentication"], ["start"]],
   LinkCreated: () => [["configuration"], ["creation"]],
   LinkRevoked: () => [["configuration"], ["change"]],
   LinkAccessed: (e) =>

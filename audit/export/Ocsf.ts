@@ -39,6 +39,9 @@
  * | CheckpointSigned  | Entity Management (3004)           | Update (3)                      | the checkpoint is an entity of the log     |
  * | SigningKeyRotated | Entity Management (3004)           | Create (1)                      | a new key; the old one still verifies      |
  * | AuditRead         | API Activity (6003)                | Read (2)                        | one per API query or export run            |
+ * | ConsoleSignedIn   | Authentication (3002)              | Logon (1)                       | an API key exchanged for a console session |
+ * | ConsoleSignedOut  | Authentication (3002)              | Logoff (2)                      | that session ended (signed out or expired) |
+ * | ConsoleSignInFailed | Authentication (3002)            | Logon (1), status Failure       | a console sign-in was refused              |
  */
 import type { StoredEvent } from "../../core/EventLog.ts"
 import type { Actor, Event, EventType } from "../../core/Events.ts"
@@ -150,6 +153,9 @@ const map: Map = {
   AgentDisconnected: (_, s, hub) => authentication(s, 2, "Logoff", { name: "connect relay", uid: hub }),
   AgentAuthFailed: (_, s, hub) => authentication(s, 1, "Logon", { name: "connect relay", uid: hub }),
   ApiKeyAuthFailed: (_, s, hub) => authentication(s, 1, "Logon", { name: "connect API", uid: hub }),
+  ConsoleSignedIn: (_, s, hub) => authentication(s, 1, "Logon", { name: "connect console", uid: hub }),
+  ConsoleSignedOut: (_, s, hub) => authentication(s, 2, "Logoff", { name: "connect console", uid: hub }),
+  ConsoleSignInFailed: (_, s, hub) => authentication(s, 1, "Logon", { name: "connect console", uid: hub }),
   AgentIpChanged: (_, s, hub) => authentication(s, 99, "IP Change", { name: "connect relay", uid: hub }),
   ShareAccessed: (e, s) => authentication(s, 1, "Logon", { name: "connect share", uid: e.shareId }),
   ShareJoined: (e, s) => authentication(s, 1, "Logon", { name: "connect share", uid: e.shareId }),

@@ -265,6 +265,30 @@ const describe: Describe = {
       ? `checkpoint signing key ${e.keyId} created`
       : `checkpoint signing key rotated from ${e.previousKeyId} to ${e.keyId}`
   }),
+  ConsoleSignedIn: (e) => ({
+    group: "apikey",
+    message: `console session ${e.session} opened with API key ${e.apiKeyId} (${e.scope}), until ${when(e.expiresAt)}`,
+    subject: apiKey(e.apiKeyId)
+  }),
+  ConsoleSignedOut: (e) => ({
+    group: "apikey",
+    message: `console session ${e.session} ended (${e.reason}) after ${e.durationMs} ms`,
+    subject: apiKey(e.apiKeyId),
+    reason: e.reason,
+    durationMs: e.durationMs
+  }),
+  ConsoleSignInFailed: (e) => ({
+    group: "apikey",
+    outcome: "failure",
+    severity: refusal(e.count, e.reason),
+    message: `console sign-in refused from ${e.ip}: ${e.reason}${times(e.count)}`,
+    subject: apiKey(e.apiKeyId, undefined, e.keyPrefix),
+    reason: e.reason,
+    ip: e.ip,
+    count: e.count,
+    firstAt: e.firstAt,
+    lastAt: e.lastAt
+  }),
   AuditRead: (e) => ({
     group: "audit",
     message: `audit ${e.kind} read ${e.count} event${e.count === 1 ? "" : "s"}` +

@@ -23,6 +23,7 @@ import accessIndex from "./migrations/0013_access_index.ts"
 import sourceIpParallelRestricted from "./migrations/0014_source_ip_parallel_restricted.ts"
 import shares from "./migrations/0015_shares.ts"
 import links from "./migrations/0016_links.ts"
+import consoleDenied from "./migrations/0020_console_denied.ts"
 
 // The keys are the ids and names every migrated database has recorded in connect_migrations, and the SQL a database
 // ran is what a new one must run: a released migration is never renamed or edited, a change is a new one.
@@ -42,7 +43,8 @@ const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClien
   "0013_access_index": accessIndex,
   "0014_source_ip_parallel_restricted": sourceIpParallelRestricted,
   "0015_shares": shares,
-  "0016_links": links
+  "0016_links": links,
+  "0020_console_denied": consoleDenied
 }
 
 /** The number of the newest migration: a database whose `connect_migrations` holds it needs nothing from this build. */

@@ -8,7 +8,7 @@ import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import type { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Context, Effect, Layer, Option } from "effect"
+import { Context, Effect, Layer, Option, Redacted } from "effect"
 import * as AgentDecider from "../../core/AgentDecider.ts"
 import type { DomainError } from "../../core/DomainError.ts"
 import type { EventLog, EventLogError, VersionConflict } from "../../core/EventLog.ts"
@@ -18,6 +18,7 @@ import { AgentId, Streams, uuidv7 } from "../../core/Ids.ts"
 import { generateAgentToken, sha256Hex } from "../../core/Secrets.ts"
 import { CAPS, sanitize } from "../../core/Text.ts"
 import * as AgentAuth from "../commands/AgentAuth.ts"
+import * as ConsoleSessions from "../console/Sessions.ts"
 import * as AuthFailures from "./AuthFailures.ts"
 import * as ClientAddress from "./ClientAddress.ts"
 import * as Command from "../commands/Command.ts"
@@ -90,11 +91,12 @@ const refusal = (error: DomainError) => {
 export const Authentication: Layer.Layer<
   HubApi.ApiKeyAuth | HubApi.AgentTokenAuth | HubApi.WorkspaceAuth,
   never,
-  EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings | HubConfig
+  EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings | HubConfig | ConsoleSessions.ConsoleSessions
 > = Layer.scopedContext(
   Effect.gen(function*() {
     const context = yield* Effect.context<SqlClient.SqlClient | AgentAuth.TokenSettings>()
     const config = yield* HubConfig
+    const sessions = yield* ConsoleSessions.ConsoleSessions
     const failures = yield* AuthFailures.make()
     const from = presenter(ClientAddress.make(config.trustProxy))
     /** The presented secret and who presented it. */
@@ -116,8 +118,7 @@ export const Authentication: Layer.Layer<
         }),
         Effect.provide(context)
       )
-    const apiKey = (secret: string, presenter: AgentAuth.Presenter) =>
-      Effect.map(AgentAuth.authenticateApiKey(secret, presenter, failures), (k) => ({
+    const callerOf = (k: AgentAuth.ApiKeyPrincipal, presenter: AgentAuth.Presenter, keyPrefix: string | undefined) => ({
         apiKeyId: k.apiKeyId,
         workspaceId: k.workspaceId,
         scope: k.scope,
@@ -130,11 +131,29 @@ export const Authentication: Layer.Layer<
             userAgent: presenter.userAgent,
             apiKeyId: k.apiKeyId,
             workspaceId: k.workspaceId,
-            keyPrefix: secret.slice(0, 8)
+            keyPrefix
           }).pipe(
             Effect.catchTags({ EventLogError: unavailable, VersionConflict: unavailable }),
             Effect.zipRight(new HubApi.Forbidden({ message }))
           )
+      })
+    const apiKey = (secret: string, presenter: AgentAuth.Presenter) =>
+      Effect.map(AgentAuth.authenticateApiKey(secret, presenter, failures), (k) => callerOf(k, presenter, secret.slice(0, 8)))
+    /**
+     * The caller of a console session cookie: its key's, for GET only (the console reads). No cookie, or one that is
+     * not a live session, fails without a record: the bearer scheme, tried next, then answers (and records).
+     */
+    const session = (cookie: Redacted.Redacted<string>) =>
+      answered(Effect.gen(function*() {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const id = Redacted.value(cookie)
+        if (id === "" || request.method !== "GET") {
+          return yield* new HubApi.Unauthorized({ message: "no console session" })
+        }
+        const presenter = yield* from
+        const live = yield* sessions.current(id, presenter)
+        if (Option.isNone(live)) return yield* new HubApi.Unauthorized({ message: "the console session has ended" })
+        return callerOf(live.value, presenter, undefined)
       }))
     const agent = (secret: string, presenter: AgentAuth.Presenter) =>
       Effect.map(AgentAuth.authenticateAgent(secret, presenter, failures), (a) => ({
@@ -142,6 +161,7 @@ export const Authentication: Layer.Layer<
         workspaceId: a.workspaceId
       }))
     return Context.make(HubApi.ApiKeyAuth, {
+      session,
       bearer: () =>
         answered(Effect.gen(function*() {
           const { secret, from } = yield* presented
@@ -162,6 +182,7 @@ export const Authentication: Layer.Layer<
           }))
       }),
       Context.add(HubApi.WorkspaceAuth, {
+        session,
         bearer: () =>
           answered(Effect.gen(function*() {
             const { secret, from } = yield* presented

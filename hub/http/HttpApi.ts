@@ -26,6 +26,8 @@ import * as AgentApi from "./AgentApi.ts"
 import * as LinkApi from "./LinkApi.ts"
 import * as ShareApi from "./ShareApi.ts"
 import type * as AgentAuth from "../commands/AgentAuth.ts"
+import * as ConsoleRoutes from "../console/ConsoleRoutes.ts"
+import * as ConsoleSessions from "../console/Sessions.ts"
 import type { HubConfig } from "../HubConfig.ts"
 
 /**
@@ -61,7 +63,7 @@ export type AuditRoutes = Layer.Layer<
 /** The `audit` group of a hub started without audit's routes: every endpoint answers 404. */
 export const AuditNotServed: AuditRoutes = HttpApiBuilder.group(HubApi.HubApi, "audit", (handlers) => {
   const notServed = () => new HubApi.NotFound({ message: "this hub does not serve the audit API" })
-  return Effect.succeed(handlers.handle("events", notServed).handle("stats", notServed))
+  return Effect.succeed(handlers.handle("events", notServed).handle("stats", notServed).handle("access", notServed))
 })
 
 /**
@@ -78,8 +80,10 @@ export const layerWith = (audit: AuditRoutes): Layer.Layer<
       Layer.provide([AgentApi.Agents, AgentApi.Services, LinkApi.Handlers, ShareApi.Handlers, AdminApi.AdminRoutes, audit]),
       Layer.provide(AgentApi.Authentication)
     ),
-    HealthRoutes
-  )
+    HealthRoutes,
+    // The web console at /ui; its session cookie is also a credential of the API (AgentApi.Authentication).
+    ConsoleRoutes.layer
+  ).pipe(Layer.provide(ConsoleSessions.layerConfig))
 
 /** Everything the hub answers over HTTP, without audit's routes. */
 export const layer = layerWith(AuditNotServed)

@@ -19,7 +19,8 @@ describe("Groups", () => {
   })
 
   it("puts refused credentials under auth and reach refusals under tunnel", () => {
-    expect(typesOf("auth")).toEqual(["AgentAuthFailed", "ApiKeyAuthFailed"])
+    expect(typesOf("auth")).toEqual(["AgentAuthFailed", "ApiKeyAuthFailed", "ConsoleSignInFailed"])
+    expect(groupOf("ConsoleSignedIn")).toBe("audit")
     expect(groupOf("ReachDenied")).toBe("tunnel")
   })
 })

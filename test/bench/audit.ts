@@ -18,6 +18,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Effect, Either, Layer, Redacted } from "effect"
 import * as PgQuery from "../../audit/PgQuery.ts"
 import * as AuditAccess from "./AuditAccess.ts"
+import * as AuditConsole from "./AuditConsole.ts"
 import { parseFilters, type RawFilters } from "../../audit/Query.ts"
 import { EventLog } from "../../core/EventLog.ts"
 import * as E from "../../core/Events.ts"
@@ -159,14 +160,15 @@ export const main = async (args: ReadonlyArray<string>) => {
       printTable(`connect audit query over ${head} events, --limit 50, ${runs} runs each (target: 100 ms)`, Object.keys(rows[0]!), rows)
       const access = yield* AuditAccess.run({ runs, service: s.name, workspace: s.agent.workspace, at: [["a tenth in", tenth], ["half way", half], ["now", new Date().toISOString()]] })
       const stats = yield* AuditStats.run({ runs: Math.min(runs, 20), baselineRuns: flag(args, "--baseline-runs", 3), workspace: a.workspace })
+      const consoleRows = yield* AuditConsole.run({ runs: Math.min(runs, 20), workspace: a.workspace })
       const verify = yield* AuditVerify.run({ runs: flag(args, "--verify-runs", 3), checks: 50 })
       const exports = yield* AuditExport.run({ runs: flag(args, "--export-runs", 3), batchSize: 1000 })
-      return { events: head, runs, filters: rows, access, stats, verify, exports }
+      return { events: head, runs, filters: rows, access, stats, console: consoleRows, verify, exports }
     }).pipe(Effect.provide(PgEventLog.layer().pipe(Layer.provideMerge(PgClient.layer(benchConfig)))))
   })
 
   const result = await Effect.runPromise(
     Effect.scoped(program).pipe(Effect.provide(Database.layerOwner({ dataDir, databaseUrl: databaseUrl || undefined })))
   ).finally(() => Fs.rmSync(dataDir, { recursive: true, force: true }))
-  writeJson(args, "audit", { ...result, targets: { p99Ms: 100, statsMs: 1000, statsSpeedup: 20 } })
+  writeJson(args, "audit", { ...result, targets: { p99Ms: 100, statsMs: 1000, statsSpeedup: 20, consoleFirstPageMs: 500, consoleStatsMs: 1000 } })
 }

@@ -123,7 +123,10 @@ const samples: ReadonlyArray<Events.Event> = [
     count: 12,
     fromPosition: 3,
     toPosition: 40
-  })
+  }),
+  new Events.ConsoleSignedIn({ apiKeyId, session: "3f2a9c41d07be658", scope: "operator", expiresAt: new Date(at.getTime() + 3_600_000) }),
+  new Events.ConsoleSignedOut({ apiKeyId, session: "3f2a9c41d07be658", reason: "expired", durationMs: 3_600_000 }),
+  new Events.ConsoleSignInFailed({ keyPrefix: "pc_AbC12", reason: "rate_limited", ip: "203.0.113.9", count: 40, firstAt: at, lastAt: new Date(at.getTime() + 9_000) })
 ]
 
 const throughJson = (event: Events.Event) => {

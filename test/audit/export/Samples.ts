@@ -256,6 +256,24 @@ export const samples: { readonly [T in EventType]: Sample } = {
       toPosition: 26
     },
     meta: { actor: { kind: "apikey", id: Ids.apiKey }, sourceIp: "198.51.100.10", userAgent: "connect-cli/0.1.0", hubId: Ids.hub }
+  },
+  ConsoleSignedIn: {
+    stream: `console-${Ids.apiKey}`,
+    workspace: Ids.workspace,
+    data: { apiKeyId: Ids.apiKey, session: "3f2a9c41d07be658", scope: "workspace", expiresAt: t(70) },
+    meta: { actor: { kind: "apikey", id: Ids.apiKey }, sourceIp: "198.51.100.10", userAgent: "Mozilla/5.0 <b>x</b>", hubId: Ids.hub }
+  },
+  ConsoleSignedOut: {
+    stream: `console-${Ids.apiKey}`,
+    workspace: Ids.workspace,
+    data: { apiKeyId: Ids.apiKey, session: "3f2a9c41d07be658", reason: "signed_out", durationMs: 754000 },
+    meta: { actor: { kind: "apikey", id: Ids.apiKey }, sourceIp: "198.51.100.10", userAgent: "Mozilla/5.0 <b>x</b>", hubId: Ids.hub }
+  },
+  ConsoleSignInFailed: {
+    stream: "console-signin",
+    workspace: null,
+    data: { keyPrefix: "pc_AbC12", reason: "unknown_api_key", ip: "203.0.113.9", count: 17, firstAt: t(3), lastAt: t(4) },
+    meta: { actor: { kind: "public" }, sourceIp: "203.0.113.9", hubId: Ids.hub }
   }
 }
 
