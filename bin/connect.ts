@@ -29,6 +29,7 @@ import * as AuditQueryCli from "../audit/QueryCli.ts"
 import * as StatsProjection from "../audit/StatsProjection.ts"
 import * as HubCli from "../hub/Cli.ts"
 import { messageOf } from "../core/ErrorMessage.ts"
+import { scrub } from "../core/Scrub.ts"
 import * as Help from "./Help.ts"
 
 // `connect audit [filters]` lists the log, `connect audit verify` checks its chain, `connect audit export` ships it;
@@ -129,7 +130,8 @@ const usageOf = (args: ReadonlyArray<string>): string => {
   return `Usage: connect ${usage}\nRun 'connect ${name} --help' for details.`
 }
 
-const explain = (message: string, code: number) => Console.error(message).pipe(Effect.zipRight(Effect.fail(new ExitCode({ code }))))
+// Scrubbed like every log line (core/Scrub.ts): an error may carry a URL, a header or what a peer sent.
+const explain = (message: string, code: number) => Console.error(scrub(message)).pipe(Effect.zipRight(Effect.fail(new ExitCode({ code }))))
 
 const commandNames = new Set((subcommands as ReadonlyArray<Command.Command<string, never, any, any>>).flatMap((c) => [...Command.getNames(c)]))
 
