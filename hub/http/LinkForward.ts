@@ -40,6 +40,7 @@ const failureOf = (error: NodeJS.ErrnoException): {
     case "Unavailable":
       return { status: 503, code: "Unavailable", message: "the hub cannot record this request right now; try again", reason: "log_unavailable" }
     case "AgentOffline":
+    case "AgentDisconnected":
     case "ServiceNotFound":
     case "HubDisconnected":
       return { status: 502, code: "AgentOffline", message: "the service behind this link is offline", reason: "agent_offline" }

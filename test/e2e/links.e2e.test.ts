@@ -35,6 +35,7 @@ let servicePort = 0
 let hubPort = 0
 let hub: ReturnType<typeof connect>
 let apiKey = ""
+let agentPid = 0
 const tokens: Record<string, string> = {}
 const ids: Record<string, string> = {}
 
@@ -145,6 +146,7 @@ beforeAll(async () => {
   const pid = Number(Fs.readFileSync(Path.join(home, "agent.pid"), "utf8"))
   detachedPids.push(pid)
   track(pid)
+  agentPid = pid
   expect((await command(home, ["expose", `127.0.0.1:${servicePort}`, "--name", "web"])).code).toBe(0)
   await Promise.all([
     createLink("main", ["--methods", "GET,HEAD,POST", "--paths", "/api/v1,/health", "--rate-limit", "100000/min"]),
@@ -319,4 +321,23 @@ describe("connect link (real hub, real agent, real HTTP service)", () => {
     expect(log.filter((e) => e.type === "LinkCreated")).toHaveLength(5)
     expect(log.filter((e) => e.type === "LinkRevoked").map((e) => e.data.linkId)).toEqual([ids.revoked])
   }, 60_000)
+
+  it("answers 502 with a short JSON body once the exposing agent is gone, and records it", async () => {
+    process.kill(agentPid, "SIGTERM")
+    let res = await request(`/l/${tokens.main}/api/v1/after`)
+    for (let i = 0; i < 60 && res.status === 200; i++) {
+      await new Promise((r) => setTimeout(r, 500))
+      res = await request(`/l/${tokens.main}/api/v1/after`)
+    }
+    expect(res.status).toBe(502)
+    expect(json(res.body)).toEqual({ error: { code: "AgentOffline", message: "the service behind this link is offline" } })
+    let offline: Array<unknown> = []
+    for (let i = 0; i < 30 && offline.length === 0; i++) {
+      offline = (await events()).filter((e) =>
+        e.type === "LinkAccessed" && e.data.linkId === ids.main && e.data.reason === "agent_offline" && e.data.status === 502
+      )
+      if (offline.length === 0) await new Promise((r) => setTimeout(r, 500))
+    }
+    expect(offline.length).toBeGreaterThanOrEqual(1)
+  }, 120_000)
 })
