@@ -98,4 +98,22 @@ describe("agent CLI", () => {
     expect(r.stdout).toContain("Restart=always")
     expect(Fs.existsSync(Path.join(home, "config"))).toBe(false)
   })
+
+  it("bare `connect HOST:PORT` is `connect expose HOST:PORT`, and CONNECT_HUB_URL stands for a first `up --hub`", async () => {
+    // Each a whole CLI start: generous on a loaded 2-core machine.
+    const run = async (args: ReadonlyArray<string>, extra: NodeJS.ProcessEnv = {}) => {
+      const cli = spawn(process.execPath, ["bin/connect.js", ...args], { env: { ...env, ...extra } })
+      const exit = await cli.exited(150_000)
+      return { code: exit.code, stderr: cli.stderr() }
+    }
+    const [bare, fromEnv] = await Promise.all([
+      run(["localhost:5432"]),
+      run(["up", "--api-key", `pc_${"x".repeat(40)}`], { CONNECT_HUB_URL: "http://hub.example.invalid:3001" })
+    ])
+    // What `connect expose localhost:5432` says without credentials.
+    expect(bare).toEqual({ code: 1, stderr: expect.stringContaining("run `connect up --hub URL --api-key KEY` first") })
+    // The hub came from the environment: its URL is checked (and refused over plain http).
+    expect(fromEnv.code).toBe(2)
+    expect(fromEnv.stderr).toContain("refusing plain http:// to hub.example.invalid:3001")
+  }, 200_000)
 })
