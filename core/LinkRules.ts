@@ -113,7 +113,8 @@ const bad = (message: string): Either.Either<never, BadPath> => Either.left({ _t
 /**
  * The request target's path (without the query) normalised: dot segments resolved, everything else byte for byte.
  * Refused: not absolute, longer than 8 KiB, a backslash, a control character, an empty segment (`//`), a malformed or
- * encoded `%2e`, `%2f`, `%5c` or `%00`, a dot segment that climbs above the root.
+ * encoded `%2e`, `%2f`, `%5c` or `%00`, a `;` (raw or `%3b`), an encoded `%`, percent-encoding that is not UTF-8, a dot
+ * segment that climbs above the root.
  */
 export const normalisePath = (raw: string): Either.Either<string, BadPath> => {
   if (!raw.startsWith("/")) return bad("the path must start with /")
@@ -122,6 +123,16 @@ export const normalisePath = (raw: string): Either.Either<string, BadPath> => {
   if (/[\u0000-\u001f\u007f]/.test(raw)) return bad("the path contains a control character")
   if (/%(?![0-9a-fA-F]{2})/.test(raw)) return bad("the path has a malformed percent-encoding")
   if (/%(2e|2f|5c|00)/i.test(raw)) return bad("the path encodes a dot, a slash, a backslash or NUL")
+  // What servers behind a link read differently from this check: a `;` parameter (Tomcat takes `/api/..;/admin` for
+  // `/admin`), an encoded percent sign (decoded twice, `%252e` is a dot), an encoded `;`, and percent-encoded bytes
+  // that are not UTF-8 (an overlong `%c0%ae` is a dot to some decoders).
+  if (raw.includes(";") || /%3b/i.test(raw)) return bad("the path contains a ; parameter")
+  if (/%25/.test(raw)) return bad("the path encodes a percent sign")
+  try {
+    decodeURIComponent(raw)
+  } catch {
+    return bad("the path's percent-encoding is not UTF-8")
+  }
   if (raw === "/") return Either.right(raw)
   const trailing = raw.length > 1 && raw.endsWith("/")
   const segments = raw.split("/").slice(1)

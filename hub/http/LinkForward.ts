@@ -121,14 +121,31 @@ export const request = (
     sent.on("response", (answer) => {
       status = answer.statusCode ?? 502
       const headers = LinkTarget.endToEnd(answer.rawHeaders, { keepTrailer: true })
-      response.writeHead(status, answer.statusMessage, LinkTarget.flatten(headers))
+      // The service's reason phrase is not passed on: node's parser lets through characters that `writeHead` refuses
+      // (a control character threw out of this callback and ended the hub). Each status gets its standard phrase, and
+      // a header node will not write back is a 502, never an exception.
+      try {
+        response.writeHead(status, LinkTarget.flatten(headers))
+      } catch {
+        status = 502
+        answer.destroy()
+        sent.destroy()
+        finish({ status: 502, code: "BadGateway", message: "the service behind this link answered with a malformed header", reason: "upstream_error" })
+        response.writeHead(502, { "content-type": "application/json", connection: "close" })
+        response.end(JSON.stringify({ error: { code: "BadGateway", message: "the service behind this link answered with a malformed header" } }))
+        return
+      }
       answer.on("data", (chunk: Buffer) => {
         bytesDown += chunk.length
         if (!response.write(chunk)) answer.pause()
       })
       response.on("drain", () => answer.resume())
       answer.on("end", () => {
-        if (answer.rawTrailers.length > 0) response.addTrailers(LinkTarget.endToEnd(answer.rawTrailers))
+        try {
+          if (answer.rawTrailers.length > 0) response.addTrailers(LinkTarget.endToEnd(answer.rawTrailers))
+        } catch {
+          // A trailer node will not write: dropped, the answer itself is whole.
+        }
         response.end()
       })
       answer.on("error", () => response.destroy())
@@ -198,24 +215,26 @@ export const upgrade = (
         JSON.stringify({ error: { code: failure.code, message: failure.message } })
     )
   })
+  // No byte either way for IDLE_TIMEOUT_MS ends the exchange, as for plain requests.
+  upstream.setTimeout(IDLE_TIMEOUT_MS, () => upstream.destroy(Object.assign(new Error("idle"), { code: "ETIMEDOUT" })))
   upstream.on("response", (answer) => {
-    // Not upgraded: the answer goes back as it is, and the connection ends with it.
+    // Not upgraded: the answer goes back as it is, and the connection ends with it. It is piped, so that a client
+    // that asks for an upgrade of a large resource and never reads holds the service back, not the hub's memory.
     status = answer.statusCode ?? 502
-    const lines = [`HTTP/1.1 ${status} ${answer.statusMessage ?? ""}`]
+    const lines = [`HTTP/1.1 ${status} ${Http.STATUS_CODES[status] ?? "Unknown"}`]
     for (const [n, v] of LinkTarget.endToEnd(answer.rawHeaders)) lines.push(`${n}: ${v}`)
     socket.write(lines.join("\r\n") + "\r\nConnection: close\r\n\r\n")
-    answer.on("data", (chunk: Buffer) => {
-      bytesDown += chunk.length
-      socket.write(chunk)
-    })
-    answer.on("end", () => {
-      socket.end()
+    answer.on("data", (chunk: Buffer) => void (bytesDown += chunk.length))
+    answer.pipe(socket)
+    answer.on("end", () => record())
+    socket.on("close", () => {
       record()
+      upstream.destroy()
     })
   })
   upstream.on("upgrade", (answer, service: Net.Socket, serviceHead: Buffer) => {
     status = answer.statusCode ?? 101
-    const lines = [`HTTP/1.1 ${status} ${answer.statusMessage ?? "Switching Protocols"}`]
+    const lines = [`HTTP/1.1 ${status} Switching Protocols`]
     for (let i = 0; i < answer.rawHeaders.length; i += 2) lines.push(`${answer.rawHeaders[i]}: ${answer.rawHeaders[i + 1]}`)
     socket.write(lines.join("\r\n") + "\r\n\r\n")
     if (serviceHead.length > 0) {

@@ -108,6 +108,12 @@ const check = (
         path: normal.right
       })
     }
+    // Only a WebSocket upgrade passes: after a 101 the hub relays bytes it no longer parses, so an upgrade to another
+    // protocol (`h2c`) would carry requests no path, method or rate check and no record ever sees.
+    const upgrade = request.headers.upgrade
+    if (upgrade !== undefined && upgrade.trim().toLowerCase() !== "websocket") {
+      return yield* denied(400, "BadRequest", "bad_path", "only WebSocket upgrades pass through a link")
+    }
     if (!link.methods.includes(request.method ?? "")) {
       return yield* refuse({
         status: 405,

@@ -59,6 +59,19 @@ const HOP_BY_HOP = new Set([
   "x-forwarded-host"
 ])
 
+/**
+ * Headers that frame the message or name its target: `Connection` may not nominate them for removal. A client that
+ * sent `Connection: Content-Length` with a body would otherwise have the body forwarded unframed on a pooled
+ * connection, where the service reads it as a second request (request smuggling).
+ */
+const NEVER_NOMINATED = new Set(["content-length", "host"])
+
+/**
+ * Forwarding headers a client may send but only the hub sets: the service must never take the client's word for its
+ * address (`Forwarded`, `X-Real-IP`) any more than for `X-Forwarded-For`.
+ */
+const CLIENT_FORWARDING = new Set(["forwarded", "x-real-ip", "x-client-ip", "true-client-ip"])
+
 /** `headers` without the hop-by-hop ones (and those its `Connection` names), as a list of raw pairs. */
 export const endToEnd = (
   rawHeaders: ReadonlyArray<string>,
@@ -67,7 +80,10 @@ export const endToEnd = (
   const named = new Set<string>()
   for (let i = 0; i < rawHeaders.length; i += 2) {
     if (rawHeaders[i]!.toLowerCase() === "connection") {
-      for (const token of rawHeaders[i + 1]!.split(",")) named.add(token.trim().toLowerCase())
+      for (const token of rawHeaders[i + 1]!.split(",")) {
+        const name = token.trim().toLowerCase()
+        if (!NEVER_NOMINATED.has(name)) named.add(name)
+      }
     }
   }
   const out: Array<[string, string]> = []
@@ -81,13 +97,20 @@ export const endToEnd = (
   return out
 }
 
-/** The headers forwarded to the service: the end-to-end ones, and the client's address, scheme and host. */
+/**
+ * The headers forwarded to the service: the end-to-end ones, and the client's address, scheme and host. A request
+ * whose body came chunked goes on chunked (`Transfer-Encoding` is hop-by-hop, but without it node's client sends the
+ * body of a GET, HEAD, DELETE or OPTIONS unframed on the pooled connection, where the service would read it as a
+ * second request).
+ */
 export const forwardHeaders = (
   request: Http.IncomingMessage,
   client: { readonly ip: string; readonly proto: "http" | "https" },
   upgrade: boolean
 ): Array<[string, string]> => {
   const headers = endToEnd(request.rawHeaders, { keepUpgrade: upgrade })
+    .filter(([name]) => !CLIENT_FORWARDING.has(name.toLowerCase()))
+  if (request.headers["transfer-encoding"] !== undefined) headers.push(["Transfer-Encoding", "chunked"])
   headers.push(["X-Forwarded-For", client.ip], ["X-Forwarded-Proto", client.proto])
   if (request.headers.host) headers.push(["X-Forwarded-Host", request.headers.host])
   return headers
