@@ -135,18 +135,21 @@ export const Handlers = HttpApiBuilder.group(HubApi.HubApi, "links", (handlers) 
           const key = yield* HubApi.ApiKeyCaller
           const notFound = new HubApi.NotFound({ message: `no link ${path.linkId.slice(0, 40)} in this workspace; see connect link list` })
           if (!isUuid(path.linkId)) return yield* notFound
-          const row = yield* Links.inWorkspace(key.workspaceId, path.linkId)
+          // Ids are stored lower-case: an id typed in upper case names the same link (its stream name, which is
+          // case-sensitive, once found it and then found the link live: the revoke did nothing).
+          const id = path.linkId.toLowerCase()
+          const row = yield* Links.inWorkspace(key.workspaceId, id)
           if (!row) return yield* notFound
-          const linkId = LinkId.make(path.linkId)
+          const linkId = LinkId.make(id)
           yield* Command.handle(
             LinkDecider.decider,
             Streams.link(linkId),
             { _tag: "RevokeLink", linkId, workspaceId: key.workspaceId },
             { workspaceId: key.workspaceId, meta: meta(key) }
           )
-          if (notices._tag === "Some") notices.value.revoked(path.linkId)
-          const after = yield* Links.inWorkspace(key.workspaceId, path.linkId)
-          return { linkId: path.linkId, revokedAt: new Date(after?.revoked_at ?? settings.now()).toISOString() }
+          if (notices._tag === "Some") notices.value.revoked(id)
+          const after = yield* Links.inWorkspace(key.workspaceId, id)
+          return { linkId: id, revokedAt: new Date(after?.revoked_at ?? settings.now()).toISOString() }
         }).pipe(
           Effect.catchTags({
             DomainError: refusal,
