@@ -109,6 +109,11 @@ export const AdminRoutes = HttpApiBuilder.group(HubApi.HubApi, "admin", (handler
           const row = yield* ApiKeys.byId(apiKeyId)
           if (!row) return yield* new HubApi.NotFound({ message: `API key ${apiKeyId} not found` })
           yield* mayManage(key, row.workspace_id, `API key ${apiKeyId} of another workspace`)
+          // The bootstrap operator key lives in a workspace like any other: a workspace key of that workspace may not
+          // take it away (it could, and locked the operator out).
+          if (row.scope === "operator" && key.scope !== "operator") {
+            yield* key.outOfScope("revoking an operator key needs an operator key")
+          }
           const { revoked } = yield* Admin.revokeApiKey(apiKeyId, metaOf(key))
           return { apiKeyId, revoked }
         })))

@@ -80,8 +80,8 @@ export const listInWorkspace = Effect.fn("ApiKeys.listInWorkspace")(function*(wo
 /** The workspace of API key `apiKeyId` and when it was revoked, if it exists (read as the hub). */
 export const byId = Effect.fn("ApiKeys.byId")(function*(apiKeyId: string) {
   const sql = yield* SqlClient.SqlClient
-  const [row] = yield* sql.unsafe<{ workspace_id: string; revoked_at: Date | null }>(
-    `select workspace_id, revoked_at from api_keys where id = $1`,
+  const [row] = yield* sql.unsafe<{ workspace_id: string; scope: ApiKeyScope; revoked_at: Date | null }>(
+    `select workspace_id, scope, revoked_at from api_keys where id = $1`,
     [apiKeyId]
   )
   return row
