@@ -6,7 +6,8 @@
  * is kept: it may be a mistyped real one.
  *
  * Where each refusal goes: a known share's into the owner's workspace on the peer stream (`ShareDecider.peerStream`),
- * which the joiner reads too (`byWorkspaceId`); an unknown code's, and a join from the owner's own workspace, into the
+ * which the joiner reads too (`byWorkspaceId`) — except a `not_shared` one, which names a service the owner did not
+ * share and stays the owner's alone; an unknown code's, and a join from the owner's own workspace, into the
  * presenting agent's own workspace on its stream, which nobody else reads.
  */
 import { Duration, Effect } from "effect"
@@ -68,7 +69,9 @@ export const eventOf = (r: ShareRefusal, window?: { count: number; firstAt: numb
     ...(r.share ? { shareId: ShareId.make(r.share.id) } : {}),
     action: r.action,
     agentId: AgentId.make(r.agentId),
-    ...(peer ? { byWorkspaceId: WorkspaceId.make(r.workspaceId) } : {}),
+    // A `not_shared` refusal names a service the owner has and did not share: the joiner must not read it, or trying
+    // names would tell it which exist (a name the owner does not have leaves no record). The owner's alone.
+    ...(peer && r.reason !== "not_shared" ? { byWorkspaceId: WorkspaceId.make(r.workspaceId) } : {}),
     ...(r.serviceName === undefined ? {} : { serviceName: sanitize(r.serviceName, CAPS.name) }),
     ...(r.ip ? { ip: r.ip } : {}),
     outcome: "denied",
