@@ -67,10 +67,11 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
   const recycle = codec.recycle
   // Frames sent in one turn of the event loop (an Open with its first Data, the Credits and Data of one TCP read,
   // the replies to a burst of frames) leave in one writev: each syscall on loopback also runs the receiver's TCP
-  // stack, and was the hub's largest cost when opening streams. The uncork waits for setImmediate, after every I/O
-  // callback of the turn, not for nextTick, which runs after each one: when several clients' requests (or several
-  // agents' frames) are readable together, each socket's callback sends its frame, and nextTick made one writev per
-  // callback. No timer is involved: the check phase follows the poll phase of the same turn.
+  // stack, and was the hub's largest cost when opening streams. The uncork runs on nextTick, at the end of the I/O
+  // callback that sent the frames. Deferring it to setImmediate (after every callback of the turn) coalesced several
+  // sockets' frames into one writev, but held each frame back while the process handled the rest of its turn, and on a
+  // loaded 2-core machine a preemption in between: pgbench -S through the relay fell from 302 to 61 tps (median of 3
+  // interleaved rounds, same run, load average ~28), so frames leave as soon as their callback ends.
   const socket = (ws as unknown as { _socket: Net.Socket })._socket
   let corked = false
   // Once the peer reads batch frames, the small frames of a turn wait here and leave as one WebSocket message.
@@ -101,7 +102,7 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
     if (!corked) {
       corked = true
       socket.cork()
-      setImmediate(uncork)
+      process.nextTick(uncork)
     }
     if (batching && typeof frame !== "string" && frame.byteLength <= MAX_BATCHED_FRAME) {
       queue.push(frame)

@@ -1,17 +1,13 @@
 /**
  * The WebSocket carrier's upgrade handler on its own, as a server that dispatches upgrades by path uses it: only the
  * upgrades handed to it are taken, a client asking for no known subprotocol is refused, and closing its scope closes
- * what it accepted. And the carrier's write coalescing: frames sent from several I/O callbacks of one event-loop turn
- * leave in one write.
+ * what it accepted.
  */
 import * as Http from "node:http"
-import * as Net from "node:net"
 import type { AddressInfo } from "node:net"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
 import { WebSocket } from "ws"
-import { Ping } from "../../core/Protocol.ts"
-import type { Message } from "../../core/Protocol.ts"
 import { CLOSE_CODES } from "../../core/Transport.ts"
 import type { Connection } from "../../core/Transport.ts"
 import * as Msgpack from "../../transports/Msgpack.ts"
@@ -78,71 +74,3 @@ describe("WebSocket.upgrades", () => {
     }).pipe(Effect.scoped), 20_000)
 })
 
-/** Resolves once `ms` passed; meanwhile the process is busy and reads nothing (so sockets fill up for one turn). */
-const busyWait = (ms: number) => {
-  const until = Date.now() + ms
-  while (Date.now() < until) {
-    // spin
-  }
-}
-
-describe("WebSocket.wrap", () => {
-  it.live("sends the frames of one event-loop turn in one write, even from several sockets' callbacks", () =>
-    Effect.gen(function*() {
-      const received: Array<Message> = []
-      const served = yield* WebSocketCarrier.serve({ codecs: [Msgpack.codec] }, (c) =>
-        c.setHandler({ message: (m) => received.push(m), close: () => {} }))
-      const ws = yield* Effect.acquireRelease(
-        Effect.async<WebSocket>((resume) => {
-          const ws = new WebSocket(served.url, [Msgpack.codec.subprotocol], { perMessageDeflate: false })
-          ws.once("open", () => resume(Effect.succeed(ws)))
-        }),
-        (ws) => Effect.sync(() => ws.terminate())
-      )
-      const connection = WebSocketCarrier.wrap(ws, Msgpack.codec, "test")
-      // Every write the carrier's socket makes to the kernel: one `_write` or one `_writev` per flush.
-      const socket = (ws as unknown as { _socket: Net.Socket & Record<"_write" | "_writev", (...a: Array<unknown>) => void> })
-        ._socket
-      let flushes = 0
-      for (const name of ["_write", "_writev"] as const) {
-        const original = socket[name].bind(socket)
-        socket[name] = (...args: Array<unknown>) => {
-          flushes++
-          original(...args)
-        }
-      }
-      // Two local sockets that both become readable in the same turn: each one's data callback sends a frame, as the
-      // reaching agent does for two clients whose requests arrived together.
-      const pair = () =>
-        Effect.async<{ readonly client: Net.Socket; readonly server: Net.Socket; readonly close: () => void }>(
-          (resume) => {
-            const listener = Net.createServer((server) => {
-              const client = pending
-              resume(Effect.succeed({ client, server, close: () => (client.destroy(), server.destroy(), listener.close()) }))
-            })
-            let pending: Net.Socket
-            listener.listen(0, "127.0.0.1", () => {
-              pending = Net.connect((listener.address() as AddressInfo).port, "127.0.0.1")
-            })
-          }
-        )
-      const one = yield* Effect.acquireRelease(pair(), (p) => Effect.sync(p.close))
-      const two = yield* Effect.acquireRelease(pair(), (p) => Effect.sync(p.close))
-      one.server.on("data", () => connection.send(new Ping({ nonce: 1 })))
-      two.server.on("data", () => connection.send(new Ping({ nonce: 2 })))
-      yield* Effect.sleep("50 millis")
-      flushes = 0
-      one.client.write("a")
-      two.client.write("b")
-      busyWait(50)
-      yield* Effect.async<void>((resume) => {
-        const poll = setInterval(() => {
-          if (received.length < 2) return
-          clearInterval(poll)
-          resume(Effect.void)
-        }, 5)
-      })
-      expect(received.map((m) => m._tag === "Ping" && m.nonce).sort()).toEqual([1, 2])
-      expect(flushes).toBe(1)
-    }).pipe(Effect.scoped), 20_000)
-})
