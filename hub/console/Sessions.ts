@@ -9,7 +9,7 @@
 import { randomBytes } from "node:crypto"
 import type { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Config, Context, Data, Effect, Layer, Option } from "effect"
+import { Config, Context, Data, Effect, Layer, Option, Schedule } from "effect"
 import { EventLog, type EventLogError, type VersionConflict } from "../../core/EventLog.ts"
 import { ConsoleSignedIn, ConsoleSignedOut, type ConsoleSignOutReason, EventMeta } from "../../core/Events.ts"
 import { ApiKeyId } from "../../core/Ids.ts"
@@ -32,6 +32,8 @@ export interface Session {
   readonly ref: string
   readonly createdAt: number
   readonly expiresAt: number
+  /** Who signed in: the meta of the session's end when the hub ends it itself (expired). */
+  readonly from: Presenter
 }
 
 /** Who presented a key or a cookie: address and user agent (sanitised and capped). */
@@ -88,8 +90,9 @@ export const make = (
     const workspaceOf = (s: Session) => (s.scope === "operator" ? null : s.workspaceId)
 
     const end = (hash: string, s: Session, reason: typeof ConsoleSignOutReason.Type, from: Presenter) =>
-      Effect.suspend(() => {
-        sessions.delete(hash)
+      Effect.suspend((): Effect.Effect<unknown, EventLogError | VersionConflict> => {
+        // Ended once: a request and the sweep may both find it expired.
+        if (!sessions.delete(hash)) return Effect.void
         return log.append(streamOf(s.apiKeyId), [
           new ConsoleSignedOut({
             apiKeyId: ApiKeyId.make(s.apiKeyId),
@@ -132,7 +135,8 @@ export const make = (
           scope: row.scope,
           ref: hash.slice(0, 16),
           createdAt: now,
-          expiresAt: now + ttlMs
+          expiresAt: now + ttlMs,
+          from
         }
         // Recorded before the session exists: a sign-in the log cannot take does not happen.
         yield* log.append(streamOf(row.id), [
@@ -171,6 +175,18 @@ export const make = (
         const s = sessions.get(hash)
         return s === undefined ? Effect.succeed(false) : Effect.as(end(hash, s, "signed_out", from), true)
       })
+
+    // A browser drops the cookie when its Max-Age ends and never presents it again: the hub ends expired sessions
+    // itself, checking every second, so that each expiry is on the log when it happens.
+    const sweep = Effect.suspend(() => {
+      const now = Date.now()
+      const due = [...sessions].filter(([, s]) => s.expiresAt <= now)
+      return Effect.forEach(due, ([hash, s]) =>
+        end(hash, s, "expired", s.from).pipe(
+          Effect.catchAll((e) => Effect.logWarning("console: an expired session's end was not recorded", e))
+        ), { discard: true })
+    })
+    yield* Effect.repeat(sweep, Schedule.spaced("1 second")).pipe(Effect.forkScoped)
 
     return ConsoleSessions.of({ ttlMs, signIn, current, signOut })
   })
