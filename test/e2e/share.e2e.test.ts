@@ -218,14 +218,17 @@ describe("connect share / connect join (real hub, real agents)", () => {
       read(owner.key),
       read(guest.key),
       command(hubHome, ["audit", "--jsonl", "--limit", "5000"], db),
-      command(hubHome, ["audit", "access", "--service", "limited", "--workspace", owner.id], db)
+      command(hubHome, ["audit", "access", "--service", "limited", "--workspace", owner.id, "--at", "0s"], db)
     ])
     const audit = async (key: string, type: string) => (key === owner.key ? ownerLog : guestLog).filter((r) => r.type === type)
     const ownerAccess = await audit(owner.key, "ShareAccessed")
     const reasons = (records: ReadonlyArray<{ data: { outcome: string; reason?: string } }>) =>
       new Set(records.map((r) => r.data.reason ?? r.data.outcome))
     expect(reasons(ownerAccess)).toEqual(new Set(["allowed", "not_shared", "revoked", "rate_limited", "expired"]))
-    expect(ownerAccess.every((r) => r.workspace === owner.id && r.data.byWorkspaceId === guest.id)).toBe(true)
+    // A not_shared refusal may be kept from the joiner (it would tell which names the owner has): the owner's alone.
+    expect(ownerAccess.filter((r) =>
+      !(r.workspace === owner.id && (r.data.byWorkspaceId === guest.id || r.data.reason === "not_shared"))
+    )).toEqual([])
     const ownerTunnels = await audit(owner.key, "TunnelClosed")
     expect(ownerTunnels.filter((r) => r.data.viaShareId === shareId).map((r) => r.data.reason)).toContain("share_revoked")
     const opened = await audit(owner.key, "TunnelOpened")
@@ -234,7 +237,9 @@ describe("connect share / connect join (real hub, real agents)", () => {
 
     // The joiner's side: the same events of its uses, and its wrong codes in its own workspace, coalesced.
     const guestAccess = await audit(guest.key, "ShareAccessed")
-    expect(reasons(guestAccess)).toEqual(new Set(["allowed", "not_shared", "revoked", "rate_limited", "expired", "unknown_code"]))
+    const guestReasons = reasons(guestAccess)
+    guestReasons.delete("not_shared")
+    expect(guestReasons).toEqual(new Set(["allowed", "revoked", "rate_limited", "expired", "unknown_code"]))
     const unknown = guestAccess.filter((r) => r.data.reason === "unknown_code")
     expect(unknown.every((r) => r.workspace === guest.id)).toBe(true)
     // One event per 10 s window (two when a window has more than its first): 205 refusals are a handful of events
