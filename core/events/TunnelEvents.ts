@@ -6,7 +6,7 @@ import { Count, optional, ServiceName, Timestamp } from "./Fields.ts"
 /**
  * Why a tunnel ended: `end` after both sides shut down cleanly, `reset` when either side aborted, `hub_crashed` when
  * its hub died with it open and closed it in the log at its next start (its byte counts are then unknown, recorded 0),
- * `share_revoked` when the share it was opened through was revoked.
+ * `share_revoked` when the share it was opened through was revoked, `share_expired` when that share expired.
  */
 export const TunnelCloseReason = Schema.Literal(
   "end",
@@ -18,7 +18,8 @@ export const TunnelCloseReason = Schema.Literal(
   "hub_shutdown",
   "hub_crashed",
   "error",
-  "share_revoked"
+  "share_revoked",
+  "share_expired"
 )
 
 /** Why a reach request was refused. */

@@ -74,6 +74,7 @@ const serve = (hubId: string, options: GatewayOptions) =>
     }, relay.accept)
     yield* kickRevoked((agentId) => void relay.disconnect(agentId, CLOSE_CODES.Unauthorized, "token revoked"))
     yield* followShareRevocations((shareId) => void relay.closeShare(shareId, PgRelayPolicy.SHARE_REVOKED))
+    yield* closeExpiredShares((shareId) => void relay.closeShare(shareId, PgRelayPolicy.SHARE_EXPIRED))
     yield* upgrades.register(PATH, accepted.handle)
     // Public links reach services through this relay, recording through the same spool.
     yield* LinkProxy.serve(relay, spool)
@@ -117,6 +118,29 @@ const followShareRevocations = (close: (shareId: string) => void) =>
       )
     ).pipe(Effect.retry(Schedule.spaced("1 second")), Effect.ignore, Effect.forkScoped)
   }).pipe(Effect.catchAll((e) => Effect.logWarning("gateway: cannot follow share revocations", e)))
+
+/**
+ * Every 2 s, ends the tunnels opened through a share that expired since the last look (from this hub's start), recorded
+ * `share_expired`: the policy refuses opens after the expiry, but a tunnel opened a moment before it lived on (a
+ * reviewer's share expired at 14:14:19 and its tunnel still carried traffic a minute later). The clock is the one the
+ * policy checks expiry with.
+ */
+const closeExpiredShares = (close: (shareId: string) => void) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const settings = yield* AgentAuth.TokenSettings
+    let since = settings.now()
+    const sweep = Effect.gen(function*() {
+      const until = settings.now()
+      const rows = yield* sql.unsafe<{ id: string }>(
+        `select id from shares where expires_at > $1 and expires_at <= $2 and revoked_at is null`,
+        [since, until]
+      )
+      since = until
+      for (const r of rows) close(r.id)
+    }).pipe(Effect.catchAll((e) => Effect.logWarning("gateway: cannot look for expired shares", e)))
+    yield* sweep.pipe(Effect.repeat(Schedule.spaced("2 seconds")), Effect.forkScoped)
+  })
 
 const agentAddress = (trusted: ClientAddress.TrustedProxies, req: Http.IncomingMessage): string =>
   ClientAddress.withPort(

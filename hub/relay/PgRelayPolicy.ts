@@ -56,6 +56,9 @@ export const disconnectReason = ({ code, reason }: CloseInfo): typeof Disconnect
 /** The reason the relay ends a tunnel with when the share it was opened through is revoked (sent in its `Reset`). */
 export const SHARE_REVOKED = "ShareRevoked"
 
+/** The reason the relay ends a tunnel with when the share it was opened through expires. */
+export const SHARE_EXPIRED = "ShareExpired"
+
 /** Maps the relay's tunnel end reason (a `Reset` reason or an error code) to the catalog's close reason. */
 export const tunnelCloseReason = (reason: string): typeof TunnelCloseReason.Type => {
   if (reason === "closed") return "end"
@@ -63,6 +66,7 @@ export const tunnelCloseReason = (reason: string): typeof TunnelCloseReason.Type
   if (/^(ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|NoTarget)$/.test(reason)) return "connect_failed"
   if (reason === "Protocol" || reason === "Unavailable" || reason === "Internal") return "error"
   if (reason === SHARE_REVOKED) return "share_revoked"
+  if (reason === SHARE_EXPIRED) return "share_expired"
   return "reset"
 }
 

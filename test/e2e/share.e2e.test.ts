@@ -94,7 +94,7 @@ describe("connect share / connect join (real hub, real agents)", () => {
     step("exposed")
 
     // The owner shares db with the CLI: the code once on stdout, never in the listing. Two more through the API:
-    // brief (expires in 25 s) and limited (3 uses a minute).
+    // brief (expires in 30 s) and limited (3 uses a minute).
     const [created, limited] = await Promise.all([
       command(homeA, ["share", "create", "--service", "db", "--name", "acme-contractor"], asOwner),
       api(owner.key, "POST", "/v1/shares", { services: ["limited"], rateLimit: "3/min" })
@@ -117,11 +117,21 @@ describe("connect share / connect join (real hub, real agents)", () => {
 
     const token = (JSON.parse(Fs.readFileSync(Path.join(homeB, "agent.json"), "utf8")) as { token: string }).token
     // Created and joined at once: it expires in 15 s.
-    const brief = await api(owner.key, "POST", "/v1/shares", { services: ["brief"], expires: "15s" })
-    const briefUntil = Date.now() + 15_000
+    const brief = await api(owner.key, "POST", "/v1/shares", { services: ["brief"], expires: "30s" })
+    const briefUntil = Date.now() + 30_000
     expect(brief.status).toBe(201)
     const briefCode: string = brief.body.code
     expect((await api(token, "POST", "/v1/shares/join", { code: briefCode })).status).toBe(200)
+    // A tunnel opened through it before it expires is ended when it expires (it carried traffic on a minute later).
+    const briefReach = (await control(homeB, { op: "reach", name: "brief", port: 0 })) as { port: number }
+    const briefHeld = Net.connect({ port: briefReach.port, host: "127.0.0.1" })
+    world.sockets.push(briefHeld)
+    let briefEchoed = ""
+    briefHeld.on("data", (c: Buffer) => (briefEchoed += c.toString()))
+    briefHeld.on("error", () => {})
+    const briefEnded = new Promise<void>((resolve) => briefHeld.once("close", () => resolve()))
+    briefHeld.write("brief ping")
+    await expect.poll(() => briefEchoed, { timeout: 15_000 }).toBe("brief ping")
     const [joined, ...others] = await Promise.all([
       command(homeB, ["join", code]),
       api(token, "POST", "/v1/shares/join", { code: limitedCode })
@@ -182,6 +192,7 @@ describe("connect share / connect join (real hub, real agents)", () => {
     expect(results[3]).toBeNull()
     expect([["n0", "n1", null, null], ["n0", "n1", "n2", null]]).toContainEqual(results)
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, briefUntil + 500 - Date.now())))
+    await Promise.race([briefEnded, new Promise((_, reject) => setTimeout(() => reject(new Error("tunnel not closed at expiry")), 15_000))])
     await expect(control(homeB, { op: "reach", name: "brief", port: 0 })).rejects.toThrow(/expired/)
 
     // Wrong and hostile codes: clear answers, at most two events per window.
@@ -231,6 +242,8 @@ describe("connect share / connect join (real hub, real agents)", () => {
     )).toEqual([])
     const ownerTunnels = await audit(owner.key, "TunnelClosed")
     expect(ownerTunnels.filter((r) => r.data.viaShareId === shareId).map((r) => r.data.reason)).toContain("share_revoked")
+    expect(ownerTunnels.filter((r) => r.data.viaShareId === brief.body.share.shareId).map((r) => r.data.reason))
+      .toContain("share_expired")
     const opened = await audit(owner.key, "TunnelOpened")
     expect(opened.filter((r) => r.data.viaShareId === shareId).length).toBeGreaterThanOrEqual(2)
     expect((await audit(owner.key, "ShareJoined")).map((r) => r.data.agentId).length).toBe(3)
