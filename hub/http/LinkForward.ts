@@ -94,7 +94,7 @@ export const request = (
       agent: pool.agent,
       method: incoming.method,
       path: pathOf(checked),
-      headers: LinkTarget.flatten(LinkTarget.forwardHeaders(incoming, { ip: checked.ip, proto: deps.proto }, false)),
+      headers: LinkTarget.flatten(LinkTarget.forwardHeaders(incoming, { ip: checked.ip, proto: deps.proto }, false, checked.hubOrigin)),
       setHost: false
     })
     const sent = upstream
@@ -120,7 +120,7 @@ export const request = (
     })
     sent.on("response", (answer) => {
       status = answer.statusCode ?? 502
-      const headers = LinkTarget.endToEnd(answer.rawHeaders, { keepTrailer: true })
+      const headers = LinkTarget.answerHeaders(answer.rawHeaders, checked.hubOrigin)
       // The service's reason phrase is not passed on: node's parser lets through characters that `writeHead` refuses
       // (a control character threw out of this callback and ended the hub). Each status gets its standard phrase, and
       // a header node will not write back is a 502, never an exception.
@@ -203,7 +203,7 @@ export const upgrade = (
     createConnection: pool.open,
     method: incoming.method,
     path: pathOf(checked),
-    headers: LinkTarget.flatten(LinkTarget.forwardHeaders(incoming, { ip: checked.ip, proto: deps.proto }, true)),
+    headers: LinkTarget.flatten(LinkTarget.forwardHeaders(incoming, { ip: checked.ip, proto: deps.proto }, true, checked.hubOrigin)),
     setHost: false
   } as Http.RequestOptions)
   upstream.on("error", (error: NodeJS.ErrnoException) => {
@@ -222,7 +222,7 @@ export const upgrade = (
     // that asks for an upgrade of a large resource and never reads holds the service back, not the hub's memory.
     status = answer.statusCode ?? 502
     const lines = [`HTTP/1.1 ${status} ${Http.STATUS_CODES[status] ?? "Unknown"}`]
-    for (const [n, v] of LinkTarget.endToEnd(answer.rawHeaders)) lines.push(`${n}: ${v}`)
+    for (const [n, v] of LinkTarget.answerHeaders(answer.rawHeaders, checked.hubOrigin)) lines.push(`${n}: ${v}`)
     socket.write(lines.join("\r\n") + "\r\nConnection: close\r\n\r\n")
     answer.on("data", (chunk: Buffer) => void (bytesDown += chunk.length))
     answer.pipe(socket)

@@ -38,6 +38,8 @@ export interface Checked {
   readonly ip: string
   readonly path: string
   readonly query: string | undefined
+  /** Came on the hub's own host (`/l/TOKEN/`): no cookies either way, a sandboxed answer (LinkTarget.onHubOrigin). */
+  readonly hubOrigin: boolean
 }
 
 /** A refusal: its status, the reason recorded (none for a request no link can be named for), headers, message. */
@@ -126,7 +128,8 @@ const check = (
       })
     }
     const ref = { linkId: link.id, workspaceId: link.workspace_id, serviceId: link.service_id }
-    return { link, ref, ip, path: normal.right, query: target.query } satisfies Checked
+    const hubOrigin = LinkTarget.onHubOrigin(request, deps.linkDomain)
+    return { link, ref, ip, path: normal.right, query: target.query, hubOrigin } satisfies Checked
   })
 
 /** Serves public links on the hub's port through `relay` until the scope closes. */

@@ -98,6 +98,28 @@ export const endToEnd = (
 }
 
 /**
+ * Whether a link request came on the hub's own host (`/l/TOKEN/…`) rather than its own subdomain of `--link-domain`.
+ * There every link of every workspace shares one origin with the hub's API and its console: the client's cookies
+ * (the console's session among them) are not forwarded, the service's `Set-Cookie` is dropped, and its pages are
+ * sandboxed into an opaque origin, so that no tenant's page can read or plant anything in the hub's origin. A link
+ * served under `--link-domain` has an origin of its own and passes cookies both ways.
+ */
+export const onHubOrigin = (request: Http.IncomingMessage, linkDomain: string | undefined): boolean =>
+  !(linkDomain !== undefined && hostOf(request).endsWith(`.${linkDomain}`))
+
+/** The sandbox a page served through a link on the hub's own origin runs in: scripts, forms, no origin of its own. */
+export const SANDBOX = "sandbox allow-scripts allow-forms allow-popups allow-downloads allow-modals"
+
+/** The headers of the service's answer sent back to the client (see `onHubOrigin`). */
+export const answerHeaders = (rawHeaders: ReadonlyArray<string>, hubOrigin: boolean): Array<[string, string]> => {
+  const headers = endToEnd(rawHeaders, { keepTrailer: true })
+  if (!hubOrigin) return headers
+  const kept = headers.filter(([name]) => name.toLowerCase() !== "set-cookie")
+  kept.push(["Content-Security-Policy", SANDBOX])
+  return kept
+}
+
+/**
  * The headers forwarded to the service: the end-to-end ones, and the client's address, scheme and host. A request
  * whose body came chunked goes on chunked (`Transfer-Encoding` is hop-by-hop, but without it node's client sends the
  * body of a GET, HEAD, DELETE or OPTIONS unframed on the pooled connection, where the service would read it as a
@@ -106,10 +128,11 @@ export const endToEnd = (
 export const forwardHeaders = (
   request: Http.IncomingMessage,
   client: { readonly ip: string; readonly proto: "http" | "https" },
-  upgrade: boolean
+  upgrade: boolean,
+  hubOrigin = false
 ): Array<[string, string]> => {
   const headers = endToEnd(request.rawHeaders, { keepUpgrade: upgrade })
-    .filter(([name]) => !CLIENT_FORWARDING.has(name.toLowerCase()))
+    .filter(([name]) => !CLIENT_FORWARDING.has(name.toLowerCase()) && !(hubOrigin && name.toLowerCase() === "cookie"))
   if (request.headers["transfer-encoding"] !== undefined) headers.push(["Transfer-Encoding", "chunked"])
   headers.push(["X-Forwarded-For", client.ip], ["X-Forwarded-Proto", client.proto])
   if (request.headers.host) headers.push(["X-Forwarded-Host", request.headers.host])

@@ -49,3 +49,28 @@ describe("LinkTarget.forwardHeaders", () => {
     expect(headers.filter(([n]) => n.toLowerCase() === "x-forwarded-for")).toEqual([["X-Forwarded-For", "203.0.113.9"]])
   })
 })
+
+describe("links on the hub's own origin (/l/TOKEN/)", () => {
+  it("the client's cookies (the console's session among them) are not forwarded there, and are under a link domain", () => {
+    const request = requestOf(["Host", "hub", "Cookie", "connect_console=s3cret"])
+    expect(names(LinkTarget.forwardHeaders(request, client, false, true))).not.toContain("cookie")
+    expect(names(LinkTarget.forwardHeaders(request, client, false, false))).toContain("cookie")
+  })
+
+  it("the service's Set-Cookie is dropped and its page sandboxed into an opaque origin; under a link domain, untouched", () => {
+    const raw = ["Content-Type", "text/html", "Set-Cookie", "connect_console=attacker; Path=/"]
+    const onHub = LinkTarget.answerHeaders(raw, true)
+    expect(names(onHub)).not.toContain("set-cookie")
+    expect(onHub).toContainEqual(["Content-Security-Policy", LinkTarget.SANDBOX])
+    const own = LinkTarget.answerHeaders(raw, false)
+    expect(names(own)).toContain("set-cookie")
+    expect(names(own)).not.toContain("content-security-policy")
+  })
+
+  it("a request to TOKEN.<link domain> has an origin of its own; /l/TOKEN/ on the hub's host does not", () => {
+    const byHost = (host: string) => ({ headers: { host }, url: "/x" }) as unknown as Http.IncomingMessage
+    expect(LinkTarget.onHubOrigin(byHost("abc.links.test:8080"), "links.test")).toBe(false)
+    expect(LinkTarget.onHubOrigin(byHost("hub.example:8080"), "links.test")).toBe(true)
+    expect(LinkTarget.onHubOrigin(byHost("abc.links.test"), undefined)).toBe(true)
+  })
+})
