@@ -128,7 +128,7 @@ const list = Command.make("list", { hub, apiKey, json }, (flags) =>
       ["ID", "SERVICE", "STATUS", "EXPIRES", "METHODS", "PATHS", "RATE"],
       ...links.map((l) => [l.linkId, l.service, l.status, l.expiresAt, l.methods.join(","), l.paths.join(","), `${l.rateLimitPerMinute}/min`])
     ]))
-  })).pipe(Command.withDescription("List the workspace's public links (never their URLs: those were shown once)."))
+  })).pipe(Command.withDescription("List the workspace's public links, never their URLs (those were shown once)."))
 
 const revoke = Command.make(
   "revoke",

@@ -133,7 +133,7 @@ const list = Command.make("list", { hub, apiKey, json }, (flags) =>
         String(s.joined)
       ])
     ]))
-  })).pipe(Command.withDescription("List the workspace's shares (never their codes: those were shown once)."))
+  })).pipe(Command.withDescription("List the workspace's shares, never their codes (those were shown once)."))
 
 const revoke = Command.make(
   "revoke",
