@@ -87,9 +87,10 @@ const story = Effect.gen(function*() {
   yield* append(A, Streams.share(share), new E.ShareCreated({
     shareId: share, codeHash: HASH, services: [{ serviceId: prodA, name: "prod-db" }], expiresAt: later(), permissions: ["reach"]
   }))
-  for (const linkId of [link1, link2]) {
+  for (const [i, linkId] of [link1, link2].entries()) {
+    // Token hashes are unique (the links read model finds a link by its token's hash).
     yield* append(A, Streams.link(linkId), new E.LinkCreated({
-      linkId, tokenHash: HASH, serviceId: prodA, expiresAt: later(), methods: ["GET"], pathPrefixes: ["/"], rateLimitPerMinute: 60
+      linkId, tokenHash: `${i}`.repeat(64) as E.Sha256Hex, serviceId: prodA, expiresAt: later(), methods: ["GET"], pathPrefixes: ["/"], rateLimitPerMinute: 60
     }))
   }
   step(yield* append(A, Streams.link(link2), new E.LinkRevoked({ linkId: link2 })), ["db-box", "expiring", "laptop", "old"])

@@ -37,7 +37,7 @@ describe("parseFilters", () => {
   })
 
   it("expands groups and lists of types, and names the groups for an unknown one", () => {
-    expect(ok({ type: "auth" }).types).toEqual(["AgentAuthFailed", "ApiKeyAuthFailed"])
+    expect(ok({ type: "auth" }).types).toEqual(["AgentAuthFailed", "ApiKeyAuthFailed", "ConsoleSignInFailed"])
     expect(ok({ type: "ReachDenied,link" }).types).toEqual(["ReachDenied", "LinkCreated", "LinkRevoked", "LinkAccessed"])
     expect(error({ type: "Nope" })).toMatch(/^--type: unknown type or group "Nope"; groups: agent, service, tunnel/)
   })

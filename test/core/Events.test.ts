@@ -87,6 +87,7 @@ const samples: ReadonlyArray<Events.Event> = [
     permissions: ["reach"]
   }),
   new Events.ShareRevoked({ shareId }),
+  new Events.ShareJoined({ shareId, agentId, peerWorkspaceId: workspaceId }),
   new Events.ShareAccessed({ shareId, byWorkspaceId: workspaceId, outcome: "denied", reason: "expired" }),
   new Events.LinkCreated({
     linkId,

@@ -97,18 +97,34 @@ describe("agent API", () => {
       expect(declared.map((e) => `${e.method} ${e.path}`).sort()).toEqual(
         [
           "GET /v1/agents",
+          "GET /v1/audit/access",
           "GET /v1/audit/events",
           "GET /v1/audit/stats",
+          "GET /v1/links",
           "GET /v1/services",
+          "GET /v1/shares",
+          "GET /v1/workspaces/:workspaceId/agents",
+          "GET /v1/workspaces/:workspaceId/apikeys",
           "POST /v1/agents",
-          "POST /v1/agents/rotate"
+          "POST /v1/agents/:agentId/revoke",
+          "POST /v1/agents/rotate",
+          "POST /v1/apikeys/:apiKeyId/revoke",
+          "POST /v1/links",
+          "POST /v1/links/:linkId/revoke",
+          "POST /v1/shares",
+          "POST /v1/shares/:shareId/revoke",
+          "POST /v1/shares/join",
+          "POST /v1/workspaces",
+          "POST /v1/workspaces/:workspaceId/apikeys"
         ]
       )
       for (const { method, path } of declared) {
+        // A path parameter filled with a well-formed id, so that the route is the one reached.
+        const concrete = path.replace(/:\w+/g, "00000000-0000-7000-8000-000000000001")
         // Reached its handler's authentication: not shadowed by another route, not answered 404.
-        expect(yield* hub.http(method, path)).toEqual(unauthorized("missing Authorization: Bearer <API key or agent token>"))
+        expect(yield* hub.http(method, concrete)).toEqual(unauthorized("missing Authorization: Bearer <API key or agent token>"))
         const methods = declared.filter((e) => e.path === path).map((e) => e.method).sort()
-        const other = yield* Effect.promise(() => fetch(`${hub.httpUrl}${path}`, { method: "PATCH" }))
+        const other = yield* Effect.promise(() => fetch(`${hub.httpUrl}${concrete}`, { method: "PATCH" }))
         expect(other.status).toBe(405)
         expect(other.headers.get("allow")).toBe(methods.join(", "))
         expect(yield* Effect.promise(() => other.json())).toMatchObject({ error: { code: "MethodNotAllowed" } })

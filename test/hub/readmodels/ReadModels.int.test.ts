@@ -103,7 +103,8 @@ describe("read models", () => {
           const table = projection.name
           const snapshot = () => sql.unsafe(`select * from ${table} order by id`)
           const live = yield* snapshot()
-          expect(live.length).toBeGreaterThan(0)
+          // The seed covers the tables above; the rest (shares, links) must rebuild to what they are, empty or not.
+          if ((tables as ReadonlyArray<string>).includes(table)) expect(live.length).toBeGreaterThan(0)
           yield* ProjectionRunner.rebuild(projection, { pageSize: 3 })
           expect(yield* snapshot()).toEqual(live)
         }
