@@ -31,6 +31,8 @@ export interface PgWriterOptions {
   readonly statementTimeout?: Duration.DurationInput
   /** Most append requests waiting for the writer (default 10,000); past it an append fails at once as Unavailable. */
   readonly maxQueued?: number
+  /** Told of each batch the writer takes: its append requests and the requests left waiting (metrics; must not throw). */
+  readonly onBatch?: (requests: number, queued: number) => void
 }
 
 /** A running writer. */
@@ -152,6 +154,7 @@ export const make = (options: PgWriterOptions, config: PgClient.PgClientConfig):
 
     yield* Effect.gen(function* () {
       const batch = yield* nextBatch
+      options.onBatch?.(batch.length, queued.length)
       // A batch is never cut short: once its commit is sent its outcome is only known from the reply, and a caller told
       // "failed" for an event that committed would append it again. Shutdown waits for it; queued requests fail as closed.
       yield* Effect.uninterruptible(writeBatch(ctx, committed, batch))
