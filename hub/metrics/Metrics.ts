@@ -1,6 +1,6 @@
 /**
  * The hub's Prometheus metrics (`connect hub --metrics-port P`): what an operator alerts on — events appended (their
- * rate is appends/s), append latency and appends in flight, the spool's depth, connected agents and open tunnels,
+ * rate is appends/s), append latency and appends in flight, the writer's batch sizes and queue, the spool's depth, connected agents and open tunnels,
  * bytes relayed, denials and authentication failures by reason. Counters of what happened are taken from the
  * events the hub appends (one place, exactly what the log says); gauges are read from the relay and the spool at
  * each scrape. Off unless asked; served on loopback unless `--metrics-host` says otherwise.
@@ -29,6 +29,8 @@ export interface HubMetricsShape {
   readonly inFlight: (delta: 1 | -1) => void
   /** An append failed (conflict or unavailable). */
   readonly failed: (reason: string) => void
+  /** The writer took a batch of `requests` append calls, leaving `queued` waiting (PgWriter's `onBatch`). */
+  readonly batch: (requests: number, queued: number) => void
   /** Where the gauges read the relay and the spool. */
   readonly sources: Sources
 }
@@ -77,6 +79,18 @@ export const make = (): HubMetricsShape => {
   const inFlight = new Client.Gauge({
     name: "connect_eventlog_appends_in_flight",
     help: "Append calls waiting in the writer's queue or in its current batch.",
+    registers: [registry]
+  })
+  // The group commit at work: one append call per batch when idle, hundreds under load (PgWriter's maxBatch is 512).
+  const batches = new Client.Histogram({
+    name: "connect_eventlog_batch_requests",
+    help: "Append calls committed per writer transaction (group commit); _count is the rate of commits.",
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+    registers: [registry]
+  })
+  const writerQueued = new Client.Gauge({
+    name: "connect_eventlog_writer_queued",
+    help: "Append calls left waiting in the writer's queue when it took its last batch (full at 10,000: appends refused).",
     registers: [registry]
   })
   const failures = new Client.Counter({
@@ -138,7 +152,11 @@ export const make = (): HubMetricsShape => {
       }
     },
     inFlight: (delta) => inFlight.inc(delta),
-    failed: (reason) => failures.inc({ reason })
+    failed: (reason) => failures.inc({ reason }),
+    batch: (requests, queued) => {
+      batches.observe(requests)
+      writerQueued.set(queued)
+    }
   }
 }
 
