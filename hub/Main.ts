@@ -12,6 +12,7 @@ import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import type { MigrationError } from "@effect/sql/Migrator"
 import type { SqlError } from "@effect/sql/SqlError"
 import { EventLog } from "../core/EventLog.ts"
@@ -55,11 +56,20 @@ export const ServicesLive = (
     Layer.provideMerge(Bootstrap.layer),
     Layer.provideMerge(
       (observe ? ObservedLog.layer : Layer.service(EventLog)).pipe(
-        Layer.provide(StampedLog.pipe(Layer.provide(PgEventLog.layer({ inline: INLINE_PROJECTIONS }))))
+        Layer.provide(StampedLog.pipe(Layer.provide(PgLog)))
       )
     ),
     Layer.provideMerge(Migrations.layer)
   )
+
+/** The Postgres event log with the inline read models; its writer's batches counted when the hub has metrics. */
+const PgLog = Layer.unwrapEffect(
+  Effect.map(Effect.serviceOption(Metrics.HubMetrics), (metrics) =>
+    PgEventLog.layer({
+      inline: INLINE_PROJECTIONS,
+      ...(Option.isSome(metrics) ? { onBatch: metrics.value.batch } : {})
+    }))
+)
 
 /** The event log with every append's meta naming this hub (its id lives in the data directory; see HubId.ts). */
 const StampedLog: Layer.Layer<EventLog, never, EventLog | HubConfig> = Layer.effect(

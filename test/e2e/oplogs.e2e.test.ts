@@ -184,6 +184,9 @@ describe("operational logs and metrics over a whole scenario", () => {
     expect(delta("connect_relayed_bytes_total", { direction: "down" })).toBe(2 * size)
     expect(delta("connect_auth_failures_total", { type: "ApiKeyAuthFailed" })).toBe(2)
     expect(sample(after, "connect_spool_pending")).toBe(0)
+    // The writer's batches, through PgWriter's onBatch as `connect hub` wires it: every append call in one.
+    expect(delta("connect_eventlog_batch_requests_count")).toBeGreaterThan(0)
+    expect(delta("connect_eventlog_batch_requests_sum")).toBeGreaterThanOrEqual(delta("connect_eventlog_batch_requests_count"))
     expect(delta("connect_events_appended_total")).toBeGreaterThan(10)
 
     // The hub stops; everything it and the agents wrote is in.
