@@ -98,7 +98,12 @@ export interface Transport {
   /** Name the agent picks with `--transport`. */
   readonly name: string
   /** Opens a connection to the hub at `url`. */
-  readonly dial: (url: string) => Effect.Effect<Connection, TransportError, Scope.Scope>
+  readonly dial: (url: string, options?: DialOptions) => Effect.Effect<Connection, TransportError, Scope.Scope>
+}
+
+/** How to dial: the certificates of the CAs to verify a `wss://` hub with (default: the system's). */
+export interface DialOptions {
+  readonly ca?: Array<string>
 }
 
 /**

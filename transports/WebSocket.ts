@@ -13,7 +13,7 @@ import { WebSocket, WebSocketServer } from "ws"
 import { MAX_FRAME } from "../core/Protocol.ts"
 import type { Message } from "../core/Protocol.ts"
 import { CLOSE_CODES, TransportError } from "../core/Transport.ts"
-import type { CloseInfo, Codec, Connection, ConnectionHandler } from "../core/Transport.ts"
+import type { CloseInfo, Codec, Connection, ConnectionHandler, DialOptions } from "../core/Transport.ts"
 import { deliverGuarded, reportInternal } from "./Framing.ts"
 
 /**
@@ -217,7 +217,7 @@ const zeroMask = (mask: Uint8Array) => {
 }
 
 /** Dials `url` with the codec's subprotocol; the connection is closed when the scope closes. */
-export const dial = (codec: Codec) => (url: string): Effect.Effect<Connection, TransportError, Scope.Scope> =>
+export const dial = (codec: Codec) => (url: string, options: DialOptions = {}): Effect.Effect<Connection, TransportError, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.async<Connection, TransportError>((resume) => {
       const ws = new WebSocket(url, [codec.subprotocol], {
@@ -227,7 +227,9 @@ export const dial = (codec: Codec) => (url: string): Effect.Effect<Connection, T
         handshakeTimeout: 10_000,
         // Client frames must carry a mask key, but masking only shields browser-facing proxies from scripted
         // payloads; an all-zero key makes ws skip the XOR pass (and its in-place write over our payload) entirely.
-        generateMask: zeroMask
+        generateMask: zeroMask,
+        // Verified always (ws's default); a private CA is added, never a check removed.
+        ...(options.ca === undefined ? {} : { ca: options.ca })
       })
       const fail = (message: string, cause?: unknown) => {
         ws.removeAllListeners()
