@@ -1,0 +1,119 @@
+/**
+ * How a client of the hub (the agent's gateway connection and API calls, the remote admin and audit commands) trusts
+ * the hub's TLS certificate: the system's CAs, plus a private CA's certificate given with `--ca-cert FILE` or
+ * `CONNECT_CA_CERT`. Every connection verifies; nothing here turns verification off. A certificate the client does
+ * not trust is explained in one line that says what to pass.
+ */
+import * as Crypto from "node:crypto"
+import * as Fs from "node:fs"
+import * as Tls from "node:tls"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import type * as HttpClient from "@effect/platform/HttpClient"
+import { Context, Effect, Layer, Schema } from "effect"
+
+/** The environment variable that stands for `--ca-cert`. */
+export const CA_CERT_ENV = "CONNECT_CA_CERT"
+
+/** A CA file that cannot be used: unreadable, too large, or holding no valid certificate. */
+export class CaCertError extends Schema.TaggedError<CaCertError>()("CaCertError", {
+  message: Schema.String
+}) {}
+
+/** The CA certificates a client adds to the system's to verify the hub: PEM text, and the file it came from. */
+export interface TrustShape {
+  readonly ca?: { readonly pem: string; readonly file: string }
+}
+
+/** What the current command trusts; by default the system's CAs only. */
+export class Trust extends Context.Reference<Trust>()("connect/transports/HubTls/Trust", {
+  defaultValue: (): TrustShape => ({})
+}) {}
+
+/** A CA bundle is a few KiB; a file past this is not one (and is not read into memory whole). */
+const MAX_CA_FILE_BYTES = 1024 * 1024
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----\r?\n[\s\S]*?-----END CERTIFICATE-----/g
+
+/**
+ * Reads `file` (`what` names it in messages: `--ca-cert ca.pem`): one or more PEM certificates, each parsed, or one
+ * line saying what is wrong. A private key in the file is refused: only the CA's certificate belongs on a client.
+ */
+export const readCaCert = (file: string, what = `--ca-cert ${file}`): Effect.Effect<TrustShape, CaCertError> =>
+  Effect.suspend(() => {
+    const fail = (why: string) => Effect.fail(new CaCertError({ message: `${what}: ${why}` }))
+    let text: string
+    try {
+      const size = Fs.statSync(file).size
+      if (size > MAX_CA_FILE_BYTES) return fail(`${size} bytes is not a CA certificate (at most ${MAX_CA_FILE_BYTES})`)
+      text = Fs.readFileSync(file, "latin1")
+    } catch (error) {
+      const e = error as NodeJS.ErrnoException
+      return fail(`cannot read it (${e.code ?? e.message})`)
+    }
+    if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
+      return fail("holds a private key; give only the certificate of the CA that signed the hub's certificate")
+    }
+    const blocks = text.match(PEM_CERTIFICATE) ?? []
+    if (blocks.length === 0) {
+      return fail("holds no PEM certificate (expected -----BEGIN CERTIFICATE-----, the CA's certificate in PEM)")
+    }
+    for (const [i, block] of blocks.entries()) {
+      try {
+        new Crypto.X509Certificate(block)
+      } catch {
+        return fail(`certificate ${i + 1} of ${blocks.length} is not a valid X.509 certificate`)
+      }
+    }
+    return Effect.succeed({ ca: { pem: blocks.join("\n"), file } })
+  })
+
+/** The `ca` option of a TLS client: the system's CAs and the given one (Node replaces the defaults with `ca`). */
+export const caOption = (trust: TrustShape): { ca?: Array<string> } =>
+  trust.ca === undefined ? {} : { ca: [...Tls.rootCertificates, trust.ca.pem] }
+
+/** An HTTP client (Node's https) that verifies the hub with the system's CAs and the trusted one. */
+export const httpClientLayer = (trust: TrustShape): Layer.Layer<HttpClient.HttpClient> =>
+  NodeHttpClient.layerWithoutAgent.pipe(
+    Layer.provide(NodeHttpClient.makeAgentLayer(caOption(trust)))
+  )
+
+/** OpenSSL's codes for a certificate chain the client does not trust. */
+const UNTRUSTED = new Set([
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "CERT_UNTRUSTED",
+  "CERT_SIGNATURE_FAILURE"
+])
+
+/** The innermost error with a code: fetch's "fetch failed" holds the socket's error as its cause. */
+const codeOf = (error: unknown): { readonly code?: string; readonly message?: string } | undefined => {
+  let e = error as { code?: unknown; message?: unknown; cause?: unknown } | undefined
+  for (let depth = 0; e !== undefined && e !== null && depth < 4; depth++) {
+    if (typeof e.code === "string") return { code: e.code, ...(typeof e.message === "string" ? { message: e.message } : {}) }
+    e = e.cause as typeof e
+  }
+  const top = error as { message?: unknown } | undefined
+  return typeof top?.message === "string" ? { message: top.message } : undefined
+}
+
+/**
+ * Why a connection to the hub failed, for a message after "cannot reach the hub at URL: ": the socket's error code
+ * and, for a certificate the client does not trust, what to pass.
+ */
+export const describe = (error: unknown, trust: TrustShape): string => {
+  const found = codeOf(error)
+  const code = found?.code
+  const detail = found?.message ?? code ?? String(error)
+  if (code !== undefined && UNTRUSTED.has(code)) {
+    return trust.ca === undefined
+      ? `the hub's TLS certificate is not signed by a CA this machine trusts (${code}); if it comes from a private ` +
+        `CA, pass --ca-cert FILE (or set ${CA_CERT_ENV}) with that CA's certificate`
+      : `the hub's TLS certificate is not signed by the CA of ${trust.ca.file} (${code}); pass the CA that signed it`
+  }
+  if (code === "ERR_TLS_CERT_ALTNAME_INVALID") return `the hub's TLS certificate does not name this host (${detail})`
+  if (code === "CERT_HAS_EXPIRED" || code === "CERT_NOT_YET_VALID") return `the hub's TLS certificate is not valid now (${code})`
+  return code !== undefined && !detail.includes(code) ? `${code} (${detail})` : detail
+}
