@@ -28,6 +28,7 @@ import * as HubApi from "./HubApi.ts"
 import * as ShareCli from "./ShareCli.ts"
 import * as LinkCli from "./LinkCli.ts"
 import * as State from "./State.ts"
+import * as Trust from "./Trust.ts"
 
 /** The `connect` launcher (bin/connect), which runs this CLI under node with its malloc and V8 tuning. */
 const launcher = fileURLToPath(new URL("../bin/connect", import.meta.url))
@@ -102,7 +103,7 @@ const runForeground = <E = never>(
       }
       return yield* Fiber.join(agent.loop)
     })
-  ).pipe(Effect.provide(OpsLog.layer(log)))
+  ).pipe(Trust.provide(), Effect.provide(OpsLog.layer(log)))
 
 const reachLine = (name: string, port: number) => `${name} → 127.0.0.1:${port}`
 
@@ -177,6 +178,7 @@ const up = Command.make(
     detach: Options.boolean("detach").pipe(
       Options.withDescription("Run in the background (log in CONNECT_HOME/agent.log) once connected.")
     ),
+    caCert: Trust.caCertOption,
     ...OpsLogCli.options
   },
   (flags) =>
@@ -196,6 +198,8 @@ const up = Command.make(
       const running = yield* runningAgent(home)
       const label = Option.getOrUndefined(flags.label)
       const transport = Option.getOrUndefined(flags.transport)
+      // The CA given now (--ca-cert or CONNECT_CA_CERT; Trust.trusted has read and checked it), stored for later starts.
+      const ca = Trust.chosen(flags.caCert, undefined)
 
       if (state === undefined || state.hubUrl !== hubUrl) {
         if (Option.isNone(flags.apiKey)) {
@@ -222,6 +226,7 @@ const up = Command.make(
           token: provisioned.token,
           ...(provisioned.expiresAt === undefined ? {} : { tokenExpiresAt: provisioned.expiresAt }),
           transport: transport ?? state?.transport ?? "msgpack",
+          ...((ca?.file ?? state?.caCert) === undefined ? {} : { caCert: ca?.file ?? state?.caCert }),
           ...((label ?? state?.label) === undefined ? {} : { label: label ?? state?.label }),
           exposures: state?.exposures ?? [],
           reaches: state?.reaches ?? {}
@@ -231,11 +236,15 @@ const up = Command.make(
           `provisioned agent ${provisioned.agentId} in workspace ${provisioned.workspaceId}; its token is stored in ` +
             `${files.state} (mode 0600) and is not shown again`
         )
-      } else if ((label !== undefined && label !== state.label) || (transport !== undefined && transport !== state.transport)) {
+      } else if (
+        (label !== undefined && label !== state.label) || (transport !== undefined && transport !== state.transport) ||
+        (ca !== undefined && ca.file !== state.caCert)
+      ) {
         state = yield* State.update(home, (s) => ({
           ...s,
           ...(label === undefined ? {} : { label }),
-          ...(transport === undefined ? {} : { transport })
+          ...(transport === undefined ? {} : { transport }),
+          ...(ca === undefined ? {} : { caCert: ca.file })
         }))
       }
 
@@ -266,6 +275,7 @@ const up = Command.make(
       return yield* runForeground(home, undefined, { format: flags.logFormat, level: flags.logLevel, service: "connect-agent" })
     })
 ).pipe(
+  Trust.trusted,
   Command.withDescription(
     "Start the agent: the first time with --hub and --api-key (provisions it and stores its token in " +
       "CONNECT_HOME/agent.json, mode 0600), afterwards with no flags. Stays connected, reconnecting with backoff, " +
@@ -332,6 +342,7 @@ const checkDirect = (home: string, name: string) =>
       return yield* client.check(name)
     })
   ).pipe(
+    Trust.provide(),
     Effect.catchTags({
       RelayDenied: (e) => Effect.fail(denied(`check ${name}`, e)),
       TransportError: (e) => Effect.fail(new AgentError({ reason: "Offline", message: `cannot check ${name}: ${e.message}` }))
@@ -441,7 +452,7 @@ const services = Command.make("services", { json }, (flags) =>
     const home = State.home()
     const state = yield* requireState(home)
     const hubUrl = yield* HubApi.checkHubUrl(state.hubUrl)
-    const list = yield* HubApi.services(hubUrl, state.token)
+    const list = yield* HubApi.services(hubUrl, state.token).pipe(Trust.provide())
     if (flags.json) return yield* out(JSON.stringify({ services: list }))
     if (list.length === 0) return yield* out("no services in this workspace, and none shared with it")
     return yield* out(

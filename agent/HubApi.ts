@@ -4,7 +4,6 @@
  */
 import * as Dns from "node:dns"
 import * as Net from "node:net"
-import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientError from "@effect/platform/HttpClientError"
@@ -12,6 +11,7 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { Effect, ParseResult, Schema } from "effect"
 import * as HubApi from "../core/HubApi.ts"
+import * as HubTls from "../transports/HubTls.ts"
 
 /** Why a hub API call failed. */
 export class HubApiError extends Schema.TaggedError<HubApiError>()("HubApiError", {
@@ -141,14 +141,13 @@ const undeclaredAnswer = (what: string, response: HttpClientResponse.HttpClientR
   })
 
 /** Why a call failed, as the agent reports it. */
-const failure = (hubUrl: string, what: string) =>
+const failure = (hubUrl: string, what: string, trust: HubTls.TrustShape) =>
 (
   error: Answer | HttpClientError.HttpClientError | ParseResult.ParseError
 ): Effect.Effect<never, HubApiError> => {
   if (error instanceof HttpClientError.RequestError) {
-    // fetch fails with "fetch failed" and the reason (ECONNREFUSED, ENOTFOUND, ...) as its cause.
-    const failed = error.cause as { message?: string; cause?: { code?: string; message?: string } } | undefined
-    const detail = failed?.cause?.code ?? failed?.cause?.message ?? failed?.message ?? error.message
+    // The socket's error (ECONNREFUSED, ENOTFOUND, a certificate this machine does not trust) is the cause.
+    const detail = HubTls.describe(error.cause ?? error, trust)
     return new HubApiError({ reason: "Unreachable", message: `cannot reach the hub at ${hubUrl}: ${detail}` })
   }
   if (error instanceof HttpClientError.ResponseError) return undeclaredAnswer(what, error.response)
@@ -164,22 +163,26 @@ const failure = (hubUrl: string, what: string) =>
   })
 }
 
-/** Calls `endpoint` of the hub at `hubUrl` with `secret`; every failure is a `HubApiError`, no answer in 15 s too. */
+/**
+ * Calls `endpoint` of the hub at `hubUrl` with `secret`, verifying its certificate with the command's `HubTls.Trust`;
+ * every failure is a `HubApiError`, no answer in 15 s too.
+ */
 const call = <A>(
   hubUrl: string,
   secret: string,
   endpoint: { readonly method: string; readonly path: string },
   request: (client: Client) => Effect.Effect<A, Answer | HttpClientError.HttpClientError | ParseResult.ParseError>
 ): Effect.Effect<A, HubApiError> =>
-  Effect.flatMap(clientOf(hubUrl, secret), request).pipe(
-    Effect.catchAll(failure(hubUrl, route(endpoint))),
-    Effect.timeoutFail({
-      duration: "15 seconds",
-      onTimeout: () =>
-        new HubApiError({ reason: "Unreachable", message: `cannot reach the hub at ${hubUrl}: no answer in 15 s` })
-    }),
-    Effect.provide(FetchHttpClient.layer)
-  )
+  Effect.flatMap(HubTls.Trust, (trust) =>
+    Effect.flatMap(clientOf(hubUrl, secret), request).pipe(
+      Effect.catchAll(failure(hubUrl, route(endpoint), trust)),
+      Effect.timeoutFail({
+        duration: "15 seconds",
+        onTimeout: () =>
+          new HubApiError({ reason: "Unreachable", message: `cannot reach the hub at ${hubUrl}: no answer in 15 s` })
+      }),
+      Effect.provide(HubTls.httpClientLayer(trust))
+    ))
 
 /** The endpoints this client calls (their method and path name them in messages). */
 const endpoints = {

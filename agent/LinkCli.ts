@@ -15,6 +15,7 @@ import * as Table from "../core/Table.ts"
 import { AgentError } from "./AgentError.ts"
 import * as HubApi from "./HubApi.ts"
 import * as State from "./State.ts"
+import * as Trust from "./Trust.ts"
 
 const out = (line: string) => Effect.sync(() => console.log(line))
 
@@ -95,6 +96,7 @@ const create = Command.make(
     ),
     hub,
     apiKey,
+    caCert: Trust.caCertOption,
     json
   },
   (flags) =>
@@ -116,9 +118,9 @@ const create = Command.make(
         "the URL is shown this once: the hub keeps only a hash of its token"
       ].join("\n"))
     })
-).pipe(Command.withDescription("Create a public HTTP link onto a service; prints its URL once."))
+).pipe(Trust.trusted, Command.withDescription("Create a public HTTP link onto a service; prints its URL once."))
 
-const list = Command.make("list", { hub, apiKey, json }, (flags) =>
+const list = Command.make("list", { hub, apiKey, caCert: Trust.caCertOption, json }, (flags) =>
   Effect.gen(function*() {
     const { apiKey, hubUrl } = yield* target(flags)
     const links = yield* HubApi.listLinks(hubUrl, apiKey)
@@ -128,11 +130,11 @@ const list = Command.make("list", { hub, apiKey, json }, (flags) =>
       ["ID", "SERVICE", "STATUS", "EXPIRES", "METHODS", "PATHS", "RATE"],
       ...links.map((l) => [l.linkId, l.service, l.status, l.expiresAt, l.methods.join(","), l.paths.join(","), `${l.rateLimitPerMinute}/min`])
     ]))
-  })).pipe(Command.withDescription("List the workspace's public links, never their URLs (those were shown once)."))
+  })).pipe(Trust.trusted, Command.withDescription("List the workspace's public links, never their URLs (those were shown once)."))
 
 const revoke = Command.make(
   "revoke",
-  { id: Args.text({ name: "ID" }).pipe(Args.withDescription("The link's id (see connect link list).")), hub, apiKey, json },
+  { id: Args.text({ name: "ID" }).pipe(Args.withDescription("The link's id (see connect link list).")), hub, apiKey, caCert: Trust.caCertOption, json },
   (flags) =>
     Effect.gen(function*() {
       const { apiKey, hubUrl } = yield* target(flags)
@@ -140,7 +142,7 @@ const revoke = Command.make(
       if (flags.json) return yield* out(JSON.stringify(revoked))
       return yield* out(`link ${revoked.linkId} revoked at ${revoked.revokedAt}; its URL answers 410 from now on`)
     })
-).pipe(Command.withDescription("Revoke a public link at once: its URL answers 410 from then on."))
+).pipe(Trust.trusted, Command.withDescription("Revoke a public link at once: its URL answers 410 from then on."))
 
 const link: Command.Command<"link", never, ValidationError.ValidationError, {}> = Command.make("link", {}, () =>
   Effect.fail(ValidationError.helpRequested(command.descriptor))).pipe(

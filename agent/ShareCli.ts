@@ -16,6 +16,7 @@ import * as Table from "../core/Table.ts"
 import { AgentError, requireState } from "./AgentError.ts"
 import * as HubApi from "./HubApi.ts"
 import * as State from "./State.ts"
+import * as Trust from "./Trust.ts"
 
 const out = (line: string) => Effect.sync(() => console.log(line))
 
@@ -91,6 +92,7 @@ const create = Command.make(
     ),
     hub,
     apiKey,
+    caCert: Trust.caCertOption,
     json
   },
   (flags) =>
@@ -112,9 +114,9 @@ const create = Command.make(
         `  connect join ${created.code.slice(0, 9)}…`
       ].join("\n"))
     })
-).pipe(Command.withDescription("Share services with other workspaces; prints the share code once."))
+).pipe(Trust.trusted, Command.withDescription("Share services with other workspaces; prints the share code once."))
 
-const list = Command.make("list", { hub, apiKey, json }, (flags) =>
+const list = Command.make("list", { hub, apiKey, caCert: Trust.caCertOption, json }, (flags) =>
   Effect.gen(function*() {
     const { apiKey, hubUrl } = yield* target(flags)
     const shares = yield* HubApi.listShares(hubUrl, apiKey)
@@ -133,11 +135,11 @@ const list = Command.make("list", { hub, apiKey, json }, (flags) =>
         String(s.joined)
       ])
     ]))
-  })).pipe(Command.withDescription("List the workspace's shares, never their codes (those were shown once)."))
+  })).pipe(Trust.trusted, Command.withDescription("List the workspace's shares, never their codes (those were shown once)."))
 
 const revoke = Command.make(
   "revoke",
-  { id: Args.text({ name: "ID" }).pipe(Args.withDescription("The share's id (see connect share list).")), hub, apiKey, json },
+  { id: Args.text({ name: "ID" }).pipe(Args.withDescription("The share's id (see connect share list).")), hub, apiKey, caCert: Trust.caCertOption, json },
   (flags) =>
     Effect.gen(function*() {
       const { apiKey, hubUrl } = yield* target(flags)
@@ -149,7 +151,7 @@ const revoke = Command.make(
           : `share ${revoked.shareId} was already revoked`
       )
     })
-).pipe(Command.withDescription("Revoke a share at once: tunnels opened through it are closed, every later use refused."))
+).pipe(Trust.trusted, Command.withDescription("Revoke a share at once: tunnels opened through it are closed, every later use refused."))
 
 const share: Command.Command<"share", never, ValidationError.ValidationError, {}> = Command.make("share", {}, () =>
   Effect.fail(ValidationError.helpRequested(command.descriptor))).pipe(
@@ -171,7 +173,7 @@ export const join = Command.make(
       const home = State.home()
       const state = yield* requireState(home)
       const hubUrl = yield* HubApi.checkHubUrl(state.hubUrl)
-      const joined = yield* HubApi.joinShare(hubUrl, state.token, flags.code)
+      const joined = yield* HubApi.joinShare(hubUrl, state.token, flags.code).pipe(Trust.provide())
       if (flags.json) return yield* out(JSON.stringify(joined))
       return yield* out([
         `${joined.joined ? "joined" : "already joined"} share ${joined.share.shareId} of workspace ${joined.owner}: ` +

@@ -31,6 +31,8 @@ export const AgentState = Schema.Struct({
   tokenExpiresAt: Schema.optional(Schema.String),
   /** Transport plugin name (`ws` or `msgpack`). */
   transport: Schema.String,
+  /** Absolute path of the CA certificate the hub's is verified with (`connect up --ca-cert`), besides the system's. */
+  caCert: Schema.optional(Schema.String),
   label: Schema.optional(Schema.String),
   exposures: Schema.Array(Exposure),
   /** Local port per reached service name, kept so a name keeps its port across restarts. */

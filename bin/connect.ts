@@ -177,6 +177,7 @@ const main = (argv: ReadonlyArray<string>) =>
       // A bad --hub URL or no key is bad usage (nothing was sent); a refusal or no answer is the hub's or the network's.
       AdminRemoteError: (error) => explain(`connect: ${error.message}`, error.reason === "Invalid" ? 2 : 1),
       HubUrlError: (error) => explain(`connect: ${error.message}`, 2),
+      CaCertError: (error) => explain(`connect: ${error.message}`, 2),
       StateError: (error) => explain(`connect: ${error.message}`, 1)
     }),
     Effect.catchAllCause((cause) =>

@@ -10,6 +10,7 @@ import type { DomainError } from "../../core/DomainError.ts"
 import { EventLogError } from "../../core/EventLog.ts"
 import { showIp } from "../../core/Mask.ts"
 import * as Table from "../../core/Table.ts"
+import * as HubTls from "../../transports/HubTls.ts"
 import * as Admin from "./Admin.ts"
 import * as AdminRemote from "./AdminRemote.ts"
 import * as Database from "../db/Database.ts"
@@ -56,17 +57,27 @@ const apiKey = Options.text("api-key").pipe(
       "CONNECT_API_KEY environment variable: a key given here shows in the process list (ps)."
   )
 )
+const caCert = Options.text("ca-cert").pipe(
+  Options.optional,
+  Options.withDescription(
+    `With --hub: a PEM file of the private CA that signed the hub's certificate (${HubTls.CA_CERT_ENV} if not given); ` +
+      "the system's CAs stay trusted."
+  )
+)
 /** Where an admin command runs: the hub's database (`--data-dir`, the default) or a hub's API (`--hub`). */
-const where = { dataDir, hub, apiKey }
+const where = { dataDir, hub, apiKey, caCert }
 
 type Where = {
   readonly dataDir: Option.Option<string>
   readonly hub: Option.Option<string>
   readonly apiKey: Option.Option<string>
+  readonly caCert: Option.Option<string>
 }
 
 /** The hub's API to go through: `--hub`, else `CONNECT_HUB_URL` unless `--data-dir` names a local hub; else none. */
-const remoteOf = (flags: Where): Effect.Effect<Option.Option<AdminRemote.Remote>, AdminRemote.AdminRemoteError> => {
+const remoteOf = (
+  flags: Where
+): Effect.Effect<Option.Option<AdminRemote.Remote>, AdminRemote.AdminRemoteError | HubTls.CaCertError> => {
   const env = process.env.CONNECT_HUB_URL
   const url = Option.isSome(flags.hub)
     ? flags.hub
@@ -75,7 +86,11 @@ const remoteOf = (flags: Where): Effect.Effect<Option.Option<AdminRemote.Remote>
     : Option.none()
   return Option.match(url, {
     onNone: () => Effect.succeedNone,
-    onSome: (u) => Effect.map(AdminRemote.remote(u, Option.getOrUndefined(flags.apiKey)), Option.some)
+    onSome: (u) =>
+      Effect.map(
+        AdminRemote.remote(u, Option.getOrUndefined(flags.apiKey), process.env, Option.getOrUndefined(flags.caCert)),
+        Option.some
+      )
   })
 }
 
@@ -84,7 +99,7 @@ const either = <A1, E1, A2, E2, R>(
   flags: Where,
   remote: (r: AdminRemote.Remote) => Effect.Effect<A1, E1>,
   local: () => Effect.Effect<A2, E2, R>
-): Effect.Effect<A1 | A2, E1 | E2 | AdminRemote.AdminRemoteError, R> =>
+): Effect.Effect<A1 | A2, E1 | E2 | AdminRemote.AdminRemoteError | HubTls.CaCertError, R> =>
   Effect.flatMap(remoteOf(flags), (r): Effect.Effect<A1 | A2, E1 | E2, R> => Option.isSome(r) ? remote(r.value) : local())
 
 /** Runs an admin effect on the hub's database; a refused command reads as `connect: <why>` with exit code 1. */

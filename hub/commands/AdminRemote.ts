@@ -4,13 +4,13 @@
  * what to do next.
  */
 import * as Net from "node:net"
-import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { Effect, ParseResult, Schema } from "effect"
 import * as HubApi from "../../core/HubApi.ts"
+import * as HubTls from "../../transports/HubTls.ts"
 
 /** Why an admin command through the hub failed. */
 export class AdminRemoteError extends Schema.TaggedError<AdminRemoteError>()("AdminRemoteError", {
@@ -31,10 +31,11 @@ const isLoopback = (host: string): boolean => {
   return h === "localhost" || (Net.isIPv4(h) && h.startsWith("127.")) || h === "::1"
 }
 
-/** Where and with what: the hub's URL (checked) and the API key. */
+/** Where and with what: the hub's URL (checked), the API key, and the CA its certificate is verified with. */
 export interface Remote {
   readonly hubUrl: string
   readonly apiKey: string
+  readonly trust: HubTls.TrustShape
 }
 
 /**
@@ -44,8 +45,9 @@ export interface Remote {
 export const remote = (
   raw: string,
   apiKey: string | undefined,
-  env: NodeJS.ProcessEnv = process.env
-): Effect.Effect<Remote, AdminRemoteError> => {
+  env: NodeJS.ProcessEnv = process.env,
+  caCert?: string
+): Effect.Effect<Remote, AdminRemoteError | HubTls.CaCertError> => {
   const invalid = (message: string) => Effect.fail(new AdminRemoteError({ reason: "Invalid", message }))
   let url: URL
   try {
@@ -63,7 +65,14 @@ export const remote = (
   if (apiKey === undefined || apiKey.trim() === "") {
     return invalid("--hub needs an API key: set CONNECT_API_KEY (or pass --api-key pc_…)")
   }
-  return Effect.succeed({ hubUrl: url.toString().replace(/\/+$/, ""), apiKey: apiKey.trim() })
+  const key = apiKey.trim()
+  const hubUrl = url.toString().replace(/\/+$/, "")
+  // --ca-cert, else CONNECT_CA_CERT: the CA of a hub whose certificate comes from a private CA.
+  const fromEnv = env[HubTls.CA_CERT_ENV]
+  const ca = caCert ?? (fromEnv === undefined || fromEnv === "" ? undefined : fromEnv)
+  if (ca === undefined) return Effect.succeed({ hubUrl, apiKey: key, trust: {} })
+  const what = caCert === undefined ? `${HubTls.CA_CERT_ENV}=${ca}` : `--ca-cert ${ca}`
+  return Effect.map(HubTls.readCaCert(ca, what), (trust) => ({ hubUrl, apiKey: key, trust }))
 }
 
 /** What a refusal means for the user, by status. */
@@ -88,14 +97,13 @@ const refused = (status: number, message: string) =>
   new AdminRemoteError({ reason: "Refused", status, message: refusal(status, message) })
 
 /** A failure of one call as an `AdminRemoteError`. */
-const failure = (hubUrl: string) =>
+const failure = (hubUrl: string, trust: HubTls.TrustShape) =>
 (
   error: { readonly _tag: string; readonly message: string } | HttpClientError.HttpClientError | ParseResult.ParseError
 ): Effect.Effect<never, AdminRemoteError> => {
   if (error instanceof HttpClientError.RequestError) {
-    // fetch fails with "fetch failed" and the reason (ECONNREFUSED, ENOTFOUND, a certificate error) as its cause.
-    const failed = error.cause as { message?: string; cause?: { code?: string; message?: string } } | undefined
-    const detail = failed?.cause?.code ?? failed?.cause?.message ?? failed?.message ?? error.message
+    // The socket's error (ECONNREFUSED, ENOTFOUND, a certificate this machine does not trust) is the cause.
+    const detail = HubTls.describe(error.cause ?? error, trust)
     return new AdminRemoteError({
       reason: "Unreachable",
       message: `cannot reach the hub at ${hubUrl}: ${detail}; check --hub and that the hub runs`
@@ -139,8 +147,8 @@ const call = <A, E extends Parameters<ReturnType<typeof failure>>[0]>(
       onTimeout: () =>
         new AdminRemoteError({ reason: "Unreachable", message: `cannot reach the hub at ${r.hubUrl}: no answer in 30 s` })
     }),
-    Effect.catchAll((e) => (e instanceof AdminRemoteError ? Effect.fail(e) : failure(r.hubUrl)(e))),
-    Effect.provide(FetchHttpClient.layer)
+    Effect.catchAll((e) => (e instanceof AdminRemoteError ? Effect.fail(e) : failure(r.hubUrl, r.trust)(e))),
+    Effect.provide(HubTls.httpClientLayer(r.trust))
   )
 
 /** `POST /v1/workspaces` (an operator key): the workspace and its first API key. */

@@ -1,0 +1,125 @@
+/**
+ * A hub whose certificate comes from a private CA (made by `openssl` here), as an operator meets it with the real
+ * binary: `connect up` without `--ca-cert` is refused with a line saying to pass it, with another CA's certificate
+ * refused too, with a garbage file exit 2; with the CA it provisions, stays connected (stored: later commands and the
+ * detached agent use it), and relays bytes to a second agent that trusts the CA through CONNECT_CA_CERT; the remote
+ * admin commands (`connect hub … --hub`) and `connect share list --hub` verify the hub the same way.
+ */
+import * as Crypto from "node:crypto"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Path from "node:path"
+import { describe, expect, it } from "vitest"
+import * as AgentWorld from "../support/AgentWorld.ts"
+import * as PrivateCa from "../support/PrivateCa.ts"
+import { track } from "../support/processes.ts"
+
+const world = AgentWorld.make("ca-cert")
+
+/** A CLI run to its end, bounded generously: a loaded 2-core machine takes 20–60 s to start one. */
+const command = async (home: string, args: ReadonlyArray<string>, extra: NodeJS.ProcessEnv = {}) => {
+  const cli = world.connect(home, args, extra)
+  const exit = await cli.exited(180_000)
+  return { code: exit.code, stdout: cli.stdout(), stderr: cli.stderr() }
+}
+
+const roundTrip = (port: number, data: Buffer) =>
+  new Promise<Buffer>((resolve, reject) => {
+    const socket = Net.connect({ host: "127.0.0.1", port })
+    world.sockets.push(socket)
+    const chunks: Array<Buffer> = []
+    let received = 0
+    socket.on("data", (chunk: Buffer) => {
+      chunks.push(chunk)
+      received += chunk.length
+      if (received >= data.length) {
+        socket.end()
+        resolve(Buffer.concat(chunks))
+      }
+    })
+    socket.on("error", reject)
+    socket.setTimeout(60_000, () => socket.destroy(new Error("no echo within 60 s")))
+    socket.write(data)
+  })
+
+const detached = (home: string) => {
+  const pid = Number(Fs.readFileSync(Path.join(home, "agent.pid"), "utf8"))
+  world.detachedPids.push(pid)
+  track(pid)
+  return pid
+}
+
+describe("connect up --ca-cert for a hub with a private CA's certificate", () => {
+  it("refuses the hub without the CA, trusts it with the CA, and relays", async () => {
+    const hubHome = world.dir("hub")
+    const ca = PrivateCa.make(world.dir("pki"))
+    const hub = world.connect(hubHome, ["hub", "--port", "0", "--tls-cert", ca.serverCert, "--tls-key", ca.serverKey], {
+      DATABASE_URL: world.databaseUrl()
+    })
+    const url = (await hub.waitFor(/connect hub listening on (https:\/\/127\.0\.0\.1:\d+)/, 120_000))[1]!
+    const key = (await hub.waitFor(AgentWorld.API_KEY, 10_000))[1]!
+    const a = world.dir("agent-a")
+
+    // Without the CA: refused, and told what to pass; nothing stored.
+    const bare = await command(a, ["up", "--hub", url, "--api-key", key])
+    expect(bare.code).toBe(1)
+    expect(bare.stderr.trim()).toBe(
+      `connect: cannot reach the hub at ${url}: the hub's TLS certificate is not signed by a CA this machine trusts ` +
+        "(UNABLE_TO_VERIFY_LEAF_SIGNATURE); if it comes from a private CA, pass --ca-cert FILE (or set CONNECT_CA_CERT) " +
+        "with that CA's certificate"
+    )
+    expect(Fs.existsSync(Path.join(a, "agent.json"))).toBe(false)
+    // Another CA's certificate does not make the hub trusted.
+    const other = await command(a, ["up", "--hub", url, "--api-key", key, "--ca-cert", ca.otherCaCert])
+    expect(other.code).toBe(1)
+    expect(other.stderr).toContain(`not signed by the CA of ${ca.otherCaCert} (UNABLE_TO_VERIFY_LEAF_SIGNATURE)`)
+    // A file that is not a certificate: bad usage, one line, before anything is sent.
+    const garbage = Path.join(hubHome, "garbage.pem")
+    Fs.writeFileSync(garbage, "not a certificate\n")
+    const bad = await command(a, ["up", "--hub", url, "--api-key", key, "--ca-cert", garbage])
+    expect(bad.code).toBe(2)
+    expect(bad.stderr.trim()).toBe(
+      `connect: --ca-cert ${garbage}: holds no PEM certificate (expected -----BEGIN CERTIFICATE-----, the CA's certificate in PEM)`
+    )
+
+    // With the CA: provisioned, connected in the background; the CA is stored for later starts.
+    const up = await command(a, ["up", "--hub", url, "--api-key", key, "--label", "a", "--ca-cert", ca.caCert, "--detach"])
+    expect(up.stderr).toBe("")
+    expect(up.code).toBe(0)
+    expect(up.stdout).toContain(`connected to ${url}`)
+    detached(a)
+    expect((JSON.parse(Fs.readFileSync(Path.join(a, "agent.json"), "utf8")) as { caCert?: string }).caCert).toBe(ca.caCert)
+    expect((await command(a, ["expose", `127.0.0.1:${world.echoPort()}`, "--name", "echo"])).code).toBe(0)
+    // A later command that asks the hub uses the stored CA.
+    const services = await command(a, ["services"])
+    expect(services.stderr).toBe("")
+    expect(services.stdout).toMatch(/echo\s+online/)
+
+    // B trusts the CA through the environment (a relative path, as a user types it), and reaches A's service.
+    const b = world.dir("agent-b")
+    const relative = Path.relative(process.cwd(), ca.caCert)
+    const upB = await command(b, ["up", "--hub", url, "--api-key", key, "--label", "b", "--detach"], { CONNECT_CA_CERT: relative })
+    expect(upB.stderr).toBe("")
+    expect(upB.code).toBe(0)
+    detached(b)
+    const reached = await command(b, ["reach", "echo", "--port", "0"])
+    const port = Number(/echo → 127\.0\.0\.1:(\d+)/.exec(reached.stdout)![1])
+    const data = Crypto.randomBytes(256 * 1024)
+    expect((await roundTrip(port, data)).equals(data)).toBe(true)
+
+    // Remote administration verifies the hub too.
+    const laptop = world.dir("laptop")
+    const refused = await command(laptop, ["hub", "workspace", "create", "acme", "--hub", url, "--api-key", key])
+    expect(refused.code).toBe(1)
+    expect(refused.stderr).toContain("pass --ca-cert FILE (or set CONNECT_CA_CERT)")
+    const created = await command(laptop, ["hub", "workspace", "create", "acme", "--hub", url, "--api-key", key, "--ca-cert", ca.caCert])
+    expect(created.stderr).toBe("")
+    expect(created.stdout).toContain('created workspace "acme"')
+    const shares = await command(laptop, ["share", "list", "--hub", url, "--api-key", key, "--ca-cert", ca.caCert])
+    expect(shares.stderr).toBe("")
+    expect(shares.code).toBe(0)
+
+    hub.child.kill("SIGTERM")
+    await hub.exited(30_000)
+  }, 1_200_000)
+})
