@@ -44,6 +44,11 @@ const tcp = (host: string, port: number, timeoutMs: number): Promise<string | un
     socket.once("error", (error: NodeJS.ErrnoException) => done(error.code ?? error.message))
   })
 
+/**
+ * The TLS handshake with the target: its protocol and whether its certificate verifies against the system's CAs for
+ * the name checked. Not verifying is reported, not refused: the probe sends nothing secret (a `HEAD /` at most), and a
+ * service behind a private CA or a self-signed certificate is still a working TLS service to the exposer.
+ */
 const tls = (address: string, port: number, servername: string | undefined, timeoutMs: number): Promise<string | undefined> =>
   new Promise((resolve) => {
     const socket = Tls.connect({
@@ -52,6 +57,12 @@ const tls = (address: string, port: number, servername: string | undefined, time
       rejectUnauthorized: false,
       ...(servername === undefined ? {} : { servername })
     })
+    const verified = () => {
+      if (socket.authorized) return "certificate verified"
+      const why = socket.authorizationError as unknown as { code?: string } | string | null
+      const code = typeof why === "string" ? why : why?.code
+      return `certificate not verified${code ? `: ${code}` : ""}`
+    }
     const done = (protocol: string | undefined) => {
       clearTimeout(timer)
       socket.removeAllListeners("secureConnect")
@@ -60,7 +71,7 @@ const tls = (address: string, port: number, servername: string | undefined, time
       resolve(protocol)
     }
     const timer = setTimeout(() => done(undefined), timeoutMs)
-    socket.once("secureConnect", () => done(socket.getProtocol() ?? "TLS"))
+    socket.once("secureConnect", () => done(`${socket.getProtocol() ?? "TLS"}, ${verified()}`))
     socket.once("error", () => done(undefined))
     socket.once("close", () => done(undefined))
   })
