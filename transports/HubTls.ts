@@ -115,5 +115,5 @@ export const describe = (error: unknown, trust: TrustShape): string => {
   }
   if (code === "ERR_TLS_CERT_ALTNAME_INVALID") return `the hub's TLS certificate does not name this host (${detail})`
   if (code === "CERT_HAS_EXPIRED" || code === "CERT_NOT_YET_VALID") return `the hub's TLS certificate is not valid now (${code})`
-  return code !== undefined && !detail.includes(code) ? `${code} (${detail})` : detail
+  return code ?? detail
 }
