@@ -22,12 +22,16 @@ export const DisconnectReason = Schema.Literal(
   "hub_crashed"
 )
 
-/** An agent was provisioned with a new token, stored as its SHA-256, valid until `expiresAt`. */
+/**
+ * An agent was provisioned with a new token, stored as its SHA-256, valid until `expiresAt`. `ttlSeconds`: the token
+ * lifetime asked for (`connect up --ttl`), which its rotated tokens keep; absent, they take the hub's default.
+ */
 export class AgentProvisioned extends Schema.TaggedClass<AgentProvisioned>()("AgentProvisioned", {
   agentId: AgentId,
   label: Schema.NonEmptyTrimmedString,
   tokenHash: Sha256Hex,
-  expiresAt: Timestamp
+  expiresAt: Timestamp,
+  ttlSeconds: optional(Schema.Int.pipe(Schema.positive()))
 }) {}
 
 /** An agent rotated its token (`connect up --rotate-token`); the old one stays valid until `oldValidUntil`. */

@@ -62,4 +62,74 @@ describe("AgentDecider", () => {
     expect(AgentDecider.expiresSoon(at(35), at(27))).toBe(false)
     expect(AgentDecider.expiresSoon(at(35), at(28))).toBe(true)
   })
+
+  it("records a provisioned lifetime (--ttl), and rotations keep it whatever the hub's default", () => {
+    const minute = 60_000
+    const short = new E.AgentProvisioned({ agentId, label: "ci", tokenHash: h1, expiresAt: new Date(t0.getTime() + 15 * minute), ttlSeconds: 900 })
+    given([]).when({ _tag: "ProvisionAgent", agentId, label: "ci", tokenHash: h1, expiresAt: new Date(t0.getTime() + 15 * minute), ttlMs: 15 * minute })
+      .then([short])
+    // Rotated 10 minutes in: 15 minutes again (not the 30 days the hub would give by default), the old token kept
+    // for a quarter of that (225 s), within its own expiry.
+    const now = new Date(t0.getTime() + 10 * minute)
+    given([short]).when({ _tag: "RotateAgentToken", agentId, newTokenHash: h2, newExpiresAt: at(30), now }).then([
+      new E.AgentTokenRotated({
+        agentId,
+        newTokenHash: h2,
+        newExpiresAt: new Date(now.getTime() + 15 * minute),
+        oldValidUntil: new Date(now.getTime() + 225_000)
+      })
+    ])
+    // Rotated 14 minutes in: the grace would reach past the old token's expiry, so it ends there.
+    const late = new Date(t0.getTime() + 14 * minute)
+    given([short]).when({ _tag: "RotateAgentToken", agentId, newTokenHash: h2, newExpiresAt: at(30), now: late }).then([
+      new E.AgentTokenRotated({
+        agentId,
+        newTokenHash: h2,
+        newExpiresAt: new Date(late.getTime() + 15 * minute),
+        oldValidUntil: new Date(t0.getTime() + 15 * minute)
+      })
+    ])
+    // Without --ttl the hub's default stands: 30 days, a 24 h grace (a quarter would be 7.5 days).
+    given([provisioned]).when({ _tag: "RotateAgentToken", agentId, newTokenHash: h2, newExpiresAt: at(35), now: at(5) }).then([
+      new E.AgentTokenRotated({ agentId, newTokenHash: h2, newExpiresAt: at(35), oldValidUntil: at(6) })
+    ])
+  })
+
+  it("never lets the grace or the warning exceed a quarter of the lifetime", () => {
+    const minute = 60_000
+    expect(AgentDecider.graceFor(5 * minute)).toBe(75_000)
+    expect(AgentDecider.warningFor(5 * minute)).toBe(75_000)
+    expect(AgentDecider.graceFor(30 * day)).toBe(AgentDecider.ROTATION_GRACE_MS)
+    expect(AgentDecider.warningFor(30 * day)).toBe(AgentDecider.EXPIRY_WARNING_MS)
+    expect(AgentDecider.graceFor(2 * day)).toBe(12 * 60 * minute)
+    // A 15-minute token is quiet when issued and warned in its last quarter only.
+    const expires = new Date(t0.getTime() + 15 * minute)
+    expect(AgentDecider.expiresSoon(expires, t0, 15 * minute)).toBe(false)
+    expect(AgentDecider.expiresSoon(expires, new Date(t0.getTime() + 11 * minute), 15 * minute)).toBe(false)
+    expect(AgentDecider.expiresSoon(expires, new Date(t0.getTime() + 11.25 * minute), 15 * minute)).toBe(true)
+    // Without a lifetime the 7 days stand.
+    expect(AgentDecider.expiresSoon(expires, t0)).toBe(true)
+  })
+
+  it("reads --ttl from 5m to 30d and names the range otherwise", () => {
+    const minute = 60_000
+    expect(AgentDecider.parseTtl("15m")).toEqual(Either.right(15 * minute))
+    expect(AgentDecider.parseTtl("5m")).toEqual(Either.right(5 * minute))
+    expect(AgentDecider.parseTtl("7d")).toEqual(Either.right(7 * day))
+    expect(AgentDecider.parseTtl("720h")).toEqual(Either.right(30 * day))
+    expect(AgentDecider.parseTtl(" 30d ")).toEqual(Either.right(30 * day))
+    const range = "give one from 5m to 30d (minutes m, hours h, days d, e.g. 15m, 12h, 7d)"
+    expect(AgentDecider.parseTtl("4m")).toEqual(Either.left(`--ttl 4m is out of range: ${range}`))
+    expect(AgentDecider.parseTtl("31d")).toEqual(Either.left(`--ttl 31d is out of range: ${range}`))
+    expect(AgentDecider.parseTtl("721h")).toEqual(Either.left(`--ttl 721h is out of range: ${range}`))
+    expect(AgentDecider.parseTtl("0m")).toEqual(Either.left(`--ttl 0m is out of range: ${range}`))
+    for (const bad of ["", "15", "15s", "1w", "-5m", "1.5d", "15 m", "15m\u0000", "\ud800", "9".repeat(1_000_000) + "d"]) {
+      const result = AgentDecider.parseTtl(bad)
+      expect(Either.isLeft(result)).toBe(true)
+      if (Either.isLeft(result)) {
+        expect(result.left).toContain(range)
+        expect(result.left.length).toBeLessThan(200)
+      }
+    }
+  })
 })
