@@ -3,7 +3,7 @@
  * (agent/HubApi.ts). Requests carry `Authorization: Bearer <secret>` (an API key `pc_…` or an agent token); every
  * error answer is `{"error":{"code","message"}}` with the status its code has here.
  *
- *   POST /v1/agents         (API key)  {"label"?}  → 201 {"agentId","workspaceId","token","expiresAt"}
+ *   POST /v1/agents         (API key)  {"label"?,"ttl"?} → 201 {"agentId","workspaceId","token","expiresAt"}
  *   POST /v1/agents/rotate  (agent token)          → 200 {"token","expiresAt","oldValidUntil"}
  *   GET  /v1/agents         (API key)              → 200 {"agents":[{"agentId","label","online","lastIp",...}]}
  *   GET  /v1/services       (API key or agent)     → 200 {"services":[{"name","agentId","agentLabel","online"}]}
@@ -200,7 +200,11 @@ export const Label = Schema.String.annotations({ message: () => labelRule }).pip
 )
 
 /** `POST /v1/agents`: the new agent's label (the hub's default: "agent"). */
-export const ProvisionRequest = Schema.Struct({ label: Schema.optionalWith(Label, { exact: true }) })
+export const ProvisionRequest = Schema.Struct({
+  label: Schema.optionalWith(Label, { exact: true }),
+  /** The token's lifetime as `connect up --ttl` takes it (`15m`, `7d`; 5m–30d, checked by the hub: a 400 names the range). */
+  ttl: Schema.optionalWith(Schema.String.pipe(Schema.maxLength(40)), { exact: true })
+})
 
 /** A provisioned agent; its token is shown this once. */
 export const Provisioned = Schema.Struct({

@@ -38,9 +38,11 @@ export const layerConfig: Layer.Layer<TokenSettings> = Layer.effect(
   )
 ).pipe(Layer.orDie)
 
+const DAY_MS = 24 * 60 * 60 * 1000
+
 /** When a token issued at `now` expires. */
 export const expiryFrom = (settings: TokenSettingsShape, now: Date): Date =>
-  new Date(now.getTime() + settings.ttlDays * 24 * 60 * 60 * 1000)
+  new Date(now.getTime() + settings.ttlDays * DAY_MS)
 
 /** A credential that was refused; `reason` is what the audit log records for agent tokens. */
 export class AuthFailed extends Schema.TaggedError<AuthFailed>()("AuthFailed", {
@@ -55,6 +57,8 @@ export interface AgentPrincipal {
   readonly label: string
   /** Until when the presented token is valid. */
   readonly expiresAt: Date
+  /** The lifetime of the agent's tokens (`--ttl`, else the hub's default), which caps the expiry warning. */
+  readonly ttlMs: number
   /** Whether the presented token is the previous one, still in its rotation grace. */
   readonly previous: boolean
 }
@@ -139,6 +143,7 @@ export const authenticateAgent = Effect.fn("AgentAuth.authenticateAgent")(functi
       workspaceId: row!.workspace_id,
       label: row!.label,
       expiresAt: checked.right.expiresAt,
+      ttlMs: row!.token_ttl_seconds === null ? settings.ttlDays * DAY_MS : row!.token_ttl_seconds * 1000,
       previous: checked.right.previous
     }
   }

@@ -8,7 +8,7 @@ import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import type { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Context, Effect, Layer, Option, Redacted } from "effect"
+import { Context, Effect, Either, Layer, Option, Redacted } from "effect"
 import * as AgentDecider from "../../core/AgentDecider.ts"
 import type { DomainError } from "../../core/DomainError.ts"
 import type { EventLog, EventLogError, VersionConflict } from "../../core/EventLog.ts"
@@ -206,10 +206,16 @@ export const Agents = HttpApiBuilder.group(HubApi.HubApi, "agents", (handlers) =
         Effect.gen(function*() {
           const key = yield* HubApi.ApiKeyCaller
           const body = yield* HttpEdge.jsonBody(HubApi.ProvisionRequest, maxBody)
+          // `--ttl` (5m–30d): this agent's token lifetime, kept by its rotations; else the hub's default.
+          const ttlMs = body.ttl === undefined ? undefined : yield* Either.match(AgentDecider.parseTtl(body.ttl), {
+            onLeft: (message) => Effect.fail(new HubApi.BadRequest({ message })),
+            onRight: Effect.succeed
+          })
           const presented = yield* from
           const agentId = AgentId.make(uuidv7())
           const token = generateAgentToken()
-          const expiresAt = AgentAuth.expiryFrom(settings, settings.now())
+          const now = settings.now()
+          const expiresAt = ttlMs === undefined ? AgentAuth.expiryFrom(settings, now) : new Date(now.getTime() + ttlMs)
           yield* Command.handle(
             AgentDecider.decider,
             Streams.agent(agentId),
@@ -218,7 +224,8 @@ export const Agents = HttpApiBuilder.group(HubApi.HubApi, "agents", (handlers) =
               agentId,
               label: body.label ?? "agent",
               tokenHash: Sha256Hex.make(sha256Hex(token)),
-              expiresAt
+              expiresAt,
+              ...(ttlMs === undefined ? {} : { ttlMs })
             },
             { workspaceId: key.workspaceId, meta: metaOf({ kind: "apikey", id: key.apiKeyId }, presented) }
           )
@@ -245,9 +252,11 @@ export const Agents = HttpApiBuilder.group(HubApi.HubApi, "agents", (handlers) =
             },
             { workspaceId: agent.workspaceId, meta: metaOf({ kind: "agent", id: agent.agentId }, presented) }
           )
+          // The decider's: an agent provisioned with --ttl keeps its lifetime, and the grace is capped by it.
           const rotated = events[0]
           const oldValidUntil = rotated?._tag === "AgentTokenRotated" ? rotated.oldValidUntil : now
-          return { token, expiresAt: expiresAt.toISOString(), oldValidUntil: oldValidUntil.toISOString() }
+          const newExpiresAt = rotated?._tag === "AgentTokenRotated" ? rotated.newExpiresAt : expiresAt
+          return { token, expiresAt: newExpiresAt.toISOString(), oldValidUntil: oldValidUntil.toISOString() }
         }).pipe(
           Effect.catchTags({ DomainError: refusal, EventLogError: unavailable, VersionConflict: unavailable })
         ))

@@ -13,9 +13,9 @@ export const projection = StatementProjection.make("agents", "agents", (e) => {
   switch (ev._tag) {
     case "AgentProvisioned":
       return [[
-        `insert into agents (id, workspace_id, label, token_hash, token_expires_at, created_at)
-         values ($1, $2, $3, $4, $5, $6)`,
-        [ev.agentId, e.workspaceId, ev.label, ev.tokenHash, ev.expiresAt, e.recordedAt]
+        `insert into agents (id, workspace_id, label, token_hash, token_expires_at, created_at, token_ttl_seconds)
+         values ($1, $2, $3, $4, $5, $6, $7)`,
+        [ev.agentId, e.workspaceId, ev.label, ev.tokenHash, ev.expiresAt, e.recordedAt, ev.ttlSeconds ?? null]
       ]]
     case "AgentTokenRotated":
       return [[
@@ -52,6 +52,8 @@ export interface Credential {
   readonly prev_token_hash: string | null
   readonly prev_token_valid_until: Date | null
   readonly revoked_at: Date | null
+  /** The lifetime the agent was provisioned with (`--ttl`); null: the hub's default. */
+  readonly token_ttl_seconds: number | null
 }
 
 /**

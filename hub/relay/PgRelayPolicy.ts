@@ -137,7 +137,7 @@ const connections = (
       )
     ).pipe(
       Effect.map((agent): Session => {
-        const warn = AgentDecider.expiresSoon(agent.expiresAt, settings.now())
+        const warn = AgentDecider.expiresSoon(agent.expiresAt, settings.now(), agent.ttlMs)
         return {
           agentId: agent.agentId,
           workspaceId: agent.workspaceId,
