@@ -11,7 +11,8 @@ import * as Command from "@effect/cli/Command"
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
-import { Clock, Effect, Fiber, Option, Redacted, Schema } from "effect"
+import { Clock, Effect, Either, Fiber, Option, Redacted, Schema } from "effect"
+import * as AgentDecider from "../core/AgentDecider.ts"
 import { ServiceName } from "../core/Events.ts"
 import * as OpsLog from "../core/OpsLog.ts"
 import * as OpsLogCli from "../core/OpsLogCli.ts"
@@ -151,6 +152,21 @@ const detach = (home: string, logArgs: ReadonlyArray<string> = []) =>
     })
   })
 
+/** `--ttl 15m|12h|7d`: the lifetime of a newly provisioned agent's tokens, checked here by the hub's rule. */
+const ttlOption = Options.text("ttl").pipe(
+  Options.mapEffect((value) =>
+    Either.match(AgentDecider.parseTtl(value), {
+      onLeft: (message) => Effect.fail(ValidationError.invalidValue(HelpDoc.p(message))),
+      onRight: () => Effect.succeed(value.trim())
+    })
+  ),
+  Options.optional,
+  Options.withDescription(
+    "With --api-key: the lifetime of this agent's tokens, from 5m to 30d (e.g. 15m, 12h, 7d); its rotations keep it. " +
+      "Default: the hub's (CONNECT_TOKEN_TTL_DAYS, 30 days)."
+  )
+)
+
 const up = Command.make(
   "up",
   {
@@ -179,6 +195,7 @@ const up = Command.make(
       Options.withDescription("Run in the background (log in CONNECT_HOME/agent.log) once connected.")
     ),
     caCert: Trust.caCertOption,
+    ttl: ttlOption,
     ...OpsLogCli.options
   },
   (flags) =>
@@ -201,6 +218,17 @@ const up = Command.make(
       // The CA given now (--ca-cert or CONNECT_CA_CERT; Trust.trusted has read and checked it), stored for later starts.
       const ca = Trust.chosen(flags.caCert, undefined)
 
+      // A lifetime is chosen when an agent is provisioned (its rotations keep it), never changed on a running identity.
+      const ttl = Option.getOrUndefined(flags.ttl)
+      if (ttl !== undefined && (Option.isNone(flags.apiKey) || (state !== undefined && state.hubUrl === hubUrl))) {
+        return yield* new AgentError({
+          reason: "NotProvisioned",
+          message: state !== undefined && state.hubUrl === hubUrl
+            ? `--ttl applies when an agent is provisioned, and this one is (${state.agentId}); provision another in a ` +
+              "new CONNECT_HOME with --hub, --api-key and --ttl"
+            : "--ttl sets the token lifetime when the agent is provisioned: give --api-key with it"
+        })
+      }
       if (state === undefined || state.hubUrl !== hubUrl) {
         if (Option.isNone(flags.apiKey)) {
           return yield* state === undefined
@@ -218,7 +246,7 @@ const up = Command.make(
         }
         const apiKey = Redacted.value(flags.apiKey.value as Redacted.Redacted<string>)
         Scrub.remember(apiKey)
-        const provisioned = yield* HubApi.provision(hubUrl, apiKey, label ?? state?.label)
+        const provisioned = yield* HubApi.provision(hubUrl, apiKey, label ?? state?.label, ttl)
         state = {
           hubUrl,
           agentId: provisioned.agentId,
@@ -233,8 +261,8 @@ const up = Command.make(
         }
         yield* State.save(home, state)
         yield* out(
-          `provisioned agent ${provisioned.agentId} in workspace ${provisioned.workspaceId}; its token is stored in ` +
-            `${files.state} (mode 0600) and is not shown again`
+          `provisioned agent ${provisioned.agentId} in workspace ${provisioned.workspaceId}; its token (valid until ` +
+            `${provisioned.expiresAt}) is stored in ${files.state} (mode 0600) and is not shown again`
         )
       } else if (
         (label !== undefined && label !== state.label) || (transport !== undefined && transport !== state.transport) ||

@@ -195,12 +195,13 @@ const endpoints = {
 }
 
 /**
- * `POST /v1/agents` with an API key: a new agent and its token (returned once). A label that breaks the API's rule is
- * refused here, without asking the hub.
+ * `POST /v1/agents` with an API key: a new agent and its token (returned once), living `ttl` (`15m`, `7d`) or the
+ * hub's default. A label that breaks the API's rule is refused here, without asking the hub.
  */
-export const provision = (hubUrl: string, apiKey: string, label?: string) =>
+export const provision = (hubUrl: string, apiKey: string, label?: string, ttl?: string) =>
   Effect.gen(function*() {
-    const payload = yield* Schema.validate(HubApi.ProvisionRequest)(label === undefined ? {} : { label }).pipe(
+    const request = { ...(label === undefined ? {} : { label }), ...(ttl === undefined ? {} : { ttl }) }
+    const payload = yield* Schema.validate(HubApi.ProvisionRequest)(request).pipe(
       Effect.mapError((error) =>
         new HubApiError({
           reason: "Invalid",

@@ -58,6 +58,18 @@ describe("agent CLI", () => {
     expect(name.stderr).toContain("is not a service name")
   }, 90_000)
 
+  it("--ttl out of 5m–30d or malformed exits 2 naming the range; without --api-key it is refused", async () => {
+    for (const ttl of ["4m", "31d", "soon"]) {
+      const r = await connect(["up", "--hub", "https://hub.example.invalid", "--api-key", `pc_${"x".repeat(40)}`, "--ttl", ttl])
+      expect(r.code, ttl).toBe(2)
+      expect(r.stderr, ttl).toContain("give one from 5m to 30d (minutes m, hours h, days d, e.g. 15m, 12h, 7d)")
+      expect(r.stderr).not.toContain("x".repeat(40))
+    }
+    const keyless = await connect(["up", "--hub", "https://hub.example.invalid", "--ttl", "15m"])
+    expect(keyless.code).toBe(1)
+    expect(keyless.stderr.trim()).toBe("connect: --ttl sets the token lifetime when the agent is provisioned: give --api-key with it")
+  }, 120_000)
+
   it("an unknown --transport exits 2", async () => {
     const r = await connect(["up", "--transport", "carrier-pigeon"])
     expect(r.code).toBe(2)

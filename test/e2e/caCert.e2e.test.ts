@@ -98,9 +98,14 @@ describe("connect up --ca-cert for a hub with a private CA's certificate", () =>
     // B trusts the CA through the environment (a relative path, as a user types it), and reaches A's service.
     const b = world.dir("agent-b")
     const relative = Path.relative(process.cwd(), ca.caCert)
-    const upB = await command(b, ["up", "--hub", url, "--api-key", key, "--label", "b", "--detach"], { CONNECT_CA_CERT: relative })
+    // B is provisioned with a 15-minute token lifetime (--ttl), which the hub gives it.
+    const beforeB = Date.now()
+    const upB = await command(b, ["up", "--hub", url, "--api-key", key, "--label", "b", "--ttl", "15m", "--detach"], { CONNECT_CA_CERT: relative })
     expect(upB.stderr).toBe("")
     expect(upB.code).toBe(0)
+    const validUntil = Date.parse(/valid until (\S+)\)/.exec(upB.stdout)![1]!)
+    expect(validUntil).toBeGreaterThanOrEqual(beforeB + 15 * 60_000 - 1000)
+    expect(validUntil).toBeLessThanOrEqual(Date.now() + 15 * 60_000)
     detached(b)
     const reached = await command(b, ["reach", "echo", "--port", "0"])
     const port = Number(/echo → 127\.0\.0\.1:(\d+)/.exec(reached.stdout)![1])
