@@ -110,7 +110,11 @@ const capConnections = (server: Http.Server, limit: number, trusted: ClientAddre
 const apiDeadline = (server: Http.Server, ms: number) => {
   server.on("request", (request: Http.IncomingMessage) => {
     if (!isApiPath(request.url) || request.complete) return
-    const timer = setTimeout(() => request.socket.destroy(), ms)
+    // Only a body still missing at the deadline is cut: a request that arrived whole (a GET has no body) is its
+    // handler's to answer, however long that takes (a live tail's long poll waits up to 25 s).
+    const timer = setTimeout(() => {
+      if (!request.complete) request.socket.destroy()
+    }, ms)
     const clear = () => clearTimeout(timer)
     request.once("end", clear)
     request.once("close", clear)
