@@ -17,6 +17,7 @@ import { GROUPS, groupOf, outcomeOf } from "./Groups.ts"
 import { maskData, maskIp, maskMeta } from "../core/Mask.ts"
 import * as PgQuery from "./PgQuery.ts"
 import * as RemoteQuery from "./RemoteQuery.ts"
+import * as HubTls from "../transports/HubTls.ts"
 import * as Stats from "./Stats.ts"
 import { AuditQueryError, DEFAULT_LIMIT, type Filters, matches, MAX_LIMIT, MAX_RESOLVED, parseFilters, type RawFilters, type Resolved, sourceIpOf } from "./Query.ts"
 
@@ -152,6 +153,11 @@ const options = {
       "key its own workspace, an operator key every one), each query recorded by the hub; --stats from the hub's " +
       "rollups, as of the position it has followed. Not with --follow."
   ),
+  caCert: text(
+    "ca-cert",
+    "With --hub: a PEM file of the private CA that signed the hub's certificate (CONNECT_CA_CERT if not given); the " +
+      "system's CAs stay trusted."
+  ),
   apiKey: Options.text("api-key").pipe(
     Options.withFallbackConfig(Config.string("CONNECT_API_KEY")),
     Options.optional,
@@ -243,8 +249,11 @@ const runRemote = (flags: Flags, hub: string) =>
       return yield* new AuditQueryError({ option: "--api-key", message: "--hub needs an API key: set CONNECT_API_KEY (or --api-key)" })
     }
     const hubUrl = yield* RemoteQuery.checkHubUrl(hub)
-    if (flags.stats) return yield* runRemoteStats(flags, hubUrl, flags.apiKey.value)
-    const events = yield* RemoteQuery.query(hubUrl, flags.apiKey.value, rawFilters(flags), flags.limit)
+    const trust = yield* HubTls.resolve(Option.getOrUndefined(flags.caCert))
+    if (flags.stats) return yield* runRemoteStats(flags, hubUrl, flags.apiKey.value).pipe(Effect.provideService(HubTls.Trust, trust))
+    const events = yield* RemoteQuery.query(hubUrl, flags.apiKey.value, rawFilters(flags), flags.limit).pipe(
+      Effect.provideService(HubTls.Trust, trust)
+    )
     const records = events.map((e) => recordOf(e, flags.revealIps))
     if (flags.json) return yield* Console.log(JSON.stringify(records, null, 2))
     if (flags.jsonl) return yield* Effect.forEach(records, (r) => Console.log(JSON.stringify(r)), { discard: true })
@@ -292,7 +301,7 @@ export const command = <E, R>(
 ) =>
   Command.make("audit", options, (flags): Effect.Effect<
     void,
-    AuditQueryError | RemoteQuery.AuditRemoteError | EventLogError | SqlError | E,
+    AuditQueryError | RemoteQuery.AuditRemoteError | HubTls.CaCertError | EventLogError | SqlError | E,
     R
   > =>
     Option.isSome(flags.hub)

@@ -6,13 +6,13 @@
  * answer or serves no audit API.
  */
 import * as Net from "node:net"
-import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { Effect, ParseResult, Schema } from "effect"
 import * as HubApi from "../core/HubApi.ts"
+import * as HubTls from "../transports/HubTls.ts"
 import type { RawFilters } from "./Query.ts"
 import type { RawStatsOptions } from "./Stats.ts"
 
@@ -77,14 +77,13 @@ const refused = (status: number, message: string) =>
   new AuditRemoteError({ reason: "Refused", status, message: refusal(status, message) })
 
 /** A failure of one call as an `AuditRemoteError`. */
-const failure = (hubUrl: string) =>
+const failure = (hubUrl: string, trust: HubTls.TrustShape) =>
 (
   error: { readonly _tag: string; readonly message: string } | HttpClientError.HttpClientError | ParseResult.ParseError
 ): Effect.Effect<never, AuditRemoteError> => {
   if (error instanceof HttpClientError.RequestError) {
-    // fetch fails with "fetch failed" and the reason (ECONNREFUSED, ENOTFOUND, ...) as its cause.
-    const failed = error.cause as { message?: string; cause?: { code?: string; message?: string } } | undefined
-    const detail = failed?.cause?.code ?? failed?.cause?.message ?? failed?.message ?? error.message
+    // The socket's error (ECONNREFUSED, ENOTFOUND, a certificate this machine does not trust) is the cause.
+    const detail = HubTls.describe(error.cause ?? error, trust)
     return new AuditRemoteError({ reason: "Unreachable", message: `cannot reach the hub at ${hubUrl}: ${detail}` })
   }
   if (error instanceof HttpClientError.ResponseError) {
@@ -129,10 +128,12 @@ const call = <A, E extends Parameters<ReturnType<typeof failure>>[0] | AuditRemo
   apiKey: string,
   use: (client: Effect.Effect.Success<ReturnType<typeof makeClient>>) => Effect.Effect<A, E, HttpClient.HttpClient>
 ): Effect.Effect<A, AuditRemoteError> =>
-  Effect.flatMap(makeClient(hubUrl, apiKey), use).pipe(
-    Effect.catchAll((e) => (e instanceof AuditRemoteError ? Effect.fail(e) : failure(hubUrl)(e))),
-    Effect.provide(FetchHttpClient.layer)
-  )
+  // The hub verified with the CAs of the command's HubTls.Trust (`--ca-cert`, CONNECT_CA_CERT) besides the system's.
+  Effect.flatMap(HubTls.Trust, (trust) =>
+    Effect.flatMap(makeClient(hubUrl, apiKey), use).pipe(
+      Effect.catchAll((e) => (e instanceof AuditRemoteError ? Effect.fail(e) : failure(hubUrl, trust)(e))),
+      Effect.provide(HubTls.httpClientLayer(trust))
+    ))
 
 /** One request, given up after `TIMEOUT` as a hub that does not answer. */
 const timed = (hubUrl: string) => <A, E, R>(request: Effect.Effect<A, E, R>) =>

@@ -67,6 +67,16 @@ export const readCaCert = (file: string, what = `--ca-cert ${file}`): Effect.Eff
     return Effect.succeed({ ca: { pem: blocks.join("\n"), file } })
   })
 
+/**
+ * The trust of a command from its `--ca-cert` (`flag`), else `CONNECT_CA_CERT`, else the system's CAs only; the file is
+ * read and checked now, so a bad one fails before anything is sent.
+ */
+export const resolve = (flag: string | undefined, env: NodeJS.ProcessEnv = process.env): Effect.Effect<TrustShape, CaCertError> => {
+  if (flag !== undefined) return readCaCert(flag, `--ca-cert ${flag}`)
+  const fromEnv = env[CA_CERT_ENV]
+  return fromEnv === undefined || fromEnv === "" ? Effect.succeed({}) : readCaCert(fromEnv, `${CA_CERT_ENV}=${fromEnv}`)
+}
+
 /** The `ca` option of a TLS client: the system's CAs and the given one (Node replaces the defaults with `ca`). */
 export const caOption = (trust: TrustShape): { ca?: Array<string> } =>
   trust.ca === undefined ? {} : { ca: [...Tls.rootCertificates, trust.ca.pem] }

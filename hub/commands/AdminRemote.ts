@@ -68,11 +68,7 @@ export const remote = (
   const key = apiKey.trim()
   const hubUrl = url.toString().replace(/\/+$/, "")
   // --ca-cert, else CONNECT_CA_CERT: the CA of a hub whose certificate comes from a private CA.
-  const fromEnv = env[HubTls.CA_CERT_ENV]
-  const ca = caCert ?? (fromEnv === undefined || fromEnv === "" ? undefined : fromEnv)
-  if (ca === undefined) return Effect.succeed({ hubUrl, apiKey: key, trust: {} })
-  const what = caCert === undefined ? `${HubTls.CA_CERT_ENV}=${ca}` : `--ca-cert ${ca}`
-  return Effect.map(HubTls.readCaCert(ca, what), (trust) => ({ hubUrl, apiKey: key, trust }))
+  return Effect.map(HubTls.resolve(caCert, env), (trust) => ({ hubUrl, apiKey: key, trust }))
 }
 
 /** What a refusal means for the user, by status. */

@@ -3,7 +3,7 @@
  * binary: `connect up` without `--ca-cert` is refused with a line saying to pass it, with another CA's certificate
  * refused too, with a garbage file exit 2; with the CA it provisions, stays connected (stored: later commands and the
  * detached agent use it), and relays bytes to a second agent that trusts the CA through CONNECT_CA_CERT; the remote
- * admin commands (`connect hub … --hub`) and `connect share list --hub` verify the hub the same way.
+ * admin commands (`connect hub … --hub`), `connect share list --hub` and `connect audit --hub` verify the hub the same way.
  */
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
@@ -123,6 +123,14 @@ describe("connect up --ca-cert for a hub with a private CA's certificate", () =>
     const shares = await command(laptop, ["share", "list", "--hub", url, "--api-key", key, "--ca-cert", ca.caCert])
     expect(shares.stderr).toBe("")
     expect(shares.code).toBe(0)
+    // And reading the log through the hub.
+    const unread = await command(laptop, ["audit", "--hub", url, "--api-key", key, "--limit", "1"])
+    expect(unread.code).toBe(1)
+    expect(unread.stderr).toContain("pass --ca-cert FILE (or set CONNECT_CA_CERT)")
+    const read = await command(laptop, ["audit", "--hub", url, "--api-key", key, "--limit", "1", "--json"], { CONNECT_CA_CERT: ca.caCert })
+    expect(read.stderr).toBe("")
+    expect(read.code).toBe(0)
+    expect(JSON.parse(read.stdout)).toHaveLength(1)
 
     hub.child.kill("SIGTERM")
     await hub.exited(30_000)
