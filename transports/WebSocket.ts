@@ -125,6 +125,9 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
       ws.terminate()
       return
     }
+    // Frames sent before the close (the Error saying why) leave before the close frame: once ws has sent that, it
+    // drops whatever it is handed.
+    flush()
     ws.close(sendable(code), reason.slice(0, 120))
     // A peer that does not answer the close frame is cut after CLOSE_TIMEOUT instead of ws's 30 s.
     setTimeout(() => ws.terminate(), Duration.toMillis(CLOSE_TIMEOUT)).unref()

@@ -8,6 +8,7 @@ import type { AddressInfo } from "node:net"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
 import { WebSocket } from "ws"
+import * as P from "../../core/Protocol.ts"
 import { CLOSE_CODES } from "../../core/Transport.ts"
 import type { Connection } from "../../core/Transport.ts"
 import * as Msgpack from "../../transports/Msgpack.ts"
@@ -72,5 +73,29 @@ describe("WebSocket.upgrades", () => {
         { code: CLOSE_CODES.GoingAway, reason: "hub shutting down" }
       ])
     }).pipe(Effect.scoped), 20_000)
-})
 
+  it.live("a message sent just before close reaches the peer before the close frame, batching on or off", () =>
+    Effect.gen(function*() {
+      for (const batching of [false, true]) {
+        const upgrades = yield* WebSocketCarrier.upgrades({ codecs: [Msgpack.codec] }, (c) => {
+          if (batching) c.enableBatching?.()
+          // What the relay does to a peer that broke the protocol: the reason, then the close.
+          c.send(new P.Error({ code: "Protocol", message: "bad frame" }))
+          c.close(CLOSE_CODES.Protocol, "bad frame")
+        })
+        const url = yield* dispatching(upgrades.handle)
+        const client = new WebSocket(`${url}/in`, [Msgpack.codec.subprotocol], { perMessageDeflate: false })
+        const received: Array<string> = []
+        client.on("message", (data: Buffer) => {
+          const parts = Msgpack.codec.unbatch!(data) ?? [data]
+          for (const part of parts) received.push(Msgpack.codec.decode(part)._tag)
+        })
+        const closed = yield* closeOf(client)
+        expect({ batching, closed, received }).toEqual({
+          batching,
+          closed: { code: CLOSE_CODES.Protocol, reason: "bad frame" },
+          received: ["Error"]
+        })
+      }
+    }).pipe(Effect.scoped), 20_000)
+})
