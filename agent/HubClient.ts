@@ -65,8 +65,14 @@ export interface HubClientService {
    * and audits it like a reach. `latencyMs` is the round trip through the hub without the probe's own time.
    */
   readonly check: (name: string) => Effect.Effect<Check.CheckOutput, RelayDenied | TransportError>
-  /** Live streams and bytes waiting in local sockets and the connection. */
-  readonly stats: () => { readonly streams: number; readonly bufferedBytes: number; readonly connectionBuffered: number }
+  /** Live streams, bytes waiting in local sockets and the connection, and messages received. */
+  readonly stats: () => {
+    readonly streams: number
+    readonly bufferedBytes: number
+    readonly connectionBuffered: number
+    /** Transport messages received from the hub (WebSocket messages: a batch counts once). */
+    readonly received: number
+  }
   /**
    * Completes when the connection closes, with how it closed: at once when the hub closes or its process dies, and
    * within the heartbeat timeout when it goes silent.
@@ -288,7 +294,12 @@ export const connect = Effect.fn("HubClient.connect")(function*(options: Connect
       return yield* Tunnel.listen((socket) => open(name, socket), reachOptions?.host ?? "127.0.0.1", reachOptions?.port ?? 0)
     }),
     check: (name: string) => requests.check(name).pipe(Effect.withSpan("HubClient.check")),
-    stats: () => ({ streams: mux.size(), bufferedBytes: mux.bufferedBytes(), connectionBuffered: connection.bufferedAmount }),
+    stats: () => ({
+      streams: mux.size(),
+      bufferedBytes: mux.bufferedBytes(),
+      connectionBuffered: connection.bufferedAmount,
+      received: connection.received
+    }),
     closed: Deferred.await(closed)
   })
 })

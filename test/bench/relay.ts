@@ -1,5 +1,6 @@
 /**
- * `npm run bench -- relay [--json [FILE]] [--quick]`: the relay against the tools a user would otherwise pick.
+ * `npm run bench -- relay [--json [FILE]] [--quick]`: the relay against the tools a user would otherwise pick
+ * (`--cost`: what a small round trip costs at each process instead, see relay-cost.ts).
  *
  * Topology per transport: client (this process) → agent B (reach listener) → hub → agent A → target, each a
  * separate Node process on 127.0.0.1, started with the tuning bin/connect gives (malloc and V8 settings), and warmed
@@ -8,82 +9,10 @@
  * the relay's four TCP hops cost on this machine without any framing) and a msgpack relay started without
  * bin/connect's tuning (what that tuning is worth). Figures are medians of 3 runs with their min–max spread.
  */
-import * as ChildProcess from "node:child_process"
-import * as Fs from "node:fs"
 import * as Net from "node:net"
-import * as Os from "node:os"
-import * as Path from "node:path"
-import * as Readline from "node:readline"
-import { ensureTools, freePort, have, socatForward, started, startSshForward, stop, stopAll, waitForPort } from "./Anchors.ts"
+import { ensureTools, have, socatForward, startSshForward, stop, stopAll } from "./Anchors.ts"
 import { median, percentile, printTable, writeJson } from "./Report.ts"
-
-const here = Path.dirname(new URL(import.meta.url).pathname)
-
-interface Proc {
-  readonly child: ChildProcess.ChildProcess
-  readonly first: Record<string, unknown>
-  readonly ask: (line: string) => Promise<Record<string, unknown>>
-}
-
-/** Spawns a process and resolves once it printed its first JSON line. */
-const spawn = (command: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv = process.env): Promise<Proc> =>
-  new Promise((resolve, reject) => {
-    const child = ChildProcess.spawn(command, args, { stdio: ["pipe", "pipe", "inherit"], env })
-    started.push(child)
-    const waiting: Array<(value: Record<string, unknown>) => void> = []
-    const lines = Readline.createInterface({ input: child.stdout! })
-    let first = true
-    lines.on("line", (line) => {
-      let value: Record<string, unknown>
-      try {
-        value = JSON.parse(line)
-      } catch {
-        return
-      }
-      if (first) {
-        first = false
-        resolve({
-          child,
-          first: value,
-          ask: (l) =>
-            new Promise((r) => {
-              waiting.push(r)
-              child.stdin!.write(`${l}\n`)
-            })
-        })
-      } else {
-        waiting.shift()?.(value)
-      }
-    })
-    child.once("exit", (code) => first && reject(new Error(`${command} ${args.join(" ")} exited with ${code}`)))
-  })
-
-/** How a bench process is started: its environment and node's flags. */
-interface Launch {
-  readonly env: NodeJS.ProcessEnv
-  readonly nodeFlags: ReadonlyArray<string>
-}
-
-/**
- * The tuning bin/connect starts node with (GLIBC_TUNABLES and V8 flags), read from that file so that the bench runs
- * the relay the way users get it: bench processes are TypeScript entry points, not `connect` commands, so they cannot
- * go through the launcher itself.
- */
-const launcherTuning = (): { readonly tunables: string; readonly nodeFlags: ReadonlyArray<string> } => {
-  const text = Fs.readFileSync(Path.join(here, "../../bin/connect"), "utf8")
-  const tunables = /^GLIBC_TUNABLES="([^"$]+)/m.exec(text)
-  const flags = /^node_flags="([^"]*)"/m.exec(text)
-  if (!tunables || !flags) throw new Error("bin/connect no longer sets its tuning the way this bench reads it")
-  return { tunables: tunables[1]!, nodeFlags: flags[1]!.split(" ").filter((f) => f !== "") }
-}
-
-const node = (
-  file: string,
-  args: ReadonlyArray<string>,
-  nodeArgs: ReadonlyArray<string> = [],
-  env: NodeJS.ProcessEnv = process.env
-) => spawn(process.execPath, [...nodeArgs, "--import", "tsx", Path.join(here, file), ...args], env)
-
+import { type Launch, launcherTuning, node, type Proc } from "./relay-processes.ts"
 
 const connect = (port: number) =>
   new Promise<Net.Socket>((resolve, reject) => {
@@ -328,6 +257,7 @@ const fmt = (s: { median: number; min: number; max: number }) =>
 
 /** Runs the relay benchmark. */
 export const main = async (args: ReadonlyArray<string>) => {
+  if (args.includes("--cost")) return (await import("./relay-cost.ts")).main(args)
   const quick = args.includes("--quick")
   const runs = 3
   const bigBytes = quick ? 128 << 20 : 512 << 20
