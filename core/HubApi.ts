@@ -9,6 +9,9 @@
  *   GET  /v1/services       (API key or agent)     → 200 {"services":[{"name","agentId","agentLabel","online"}]}
  *   GET  /v1/audit/events   (API key)  ?since&until&type&workspace&agent&service&outcome&ip&limit&before
  *                                                  → 200 {"events":[{"position","id","type","data","meta",...}],"next"}
+ *   GET  /v1/audit/tail     (API key)  ?after&type&workspace&agent&service&outcome&ip&limit&wait  or  ?after&tail&wait
+ *                                                  → 200 {"tail","events":[...oldest first],"position"} (long poll)
+ *   GET  /v1/audit/integrity (API key)             → 200 {"verify","checkpoint"} (the latest of each, or null)
  *   GET  /v1/audit/stats    (API key)  ?since&until&workspace&by&limit&reveal
  *                                                  → 200 {"asOf","events","byType","denials","services","agents",...}
  *   GET  /v1/audit/access   (API key)  ?service&at&workspace&reveal
@@ -28,6 +31,7 @@
  *   GET  /v1/workspaces/:id/apikeys          (API key)              → 200 {"apiKeys":[{"apiKeyId","prefix","scope",...}]}
  *   POST /v1/apikeys/:apiKeyId/revoke        (API key)              → 200 {"apiKeyId","revoked"}
  *   GET  /v1/workspaces/:id/agents           (API key)              → 200 {"agents":[{"agentId","label","online",...}]}
+ *   GET  /v1/workspaces/:id/services         (API key)              → 200 {"services":[{"name","agentId","agentLabel","online"}]}
  *   POST /v1/agents/:agentId/revoke          (API key) {"reason"?}  → 200 {"agentId","revoked","released"}
  *
  * To add endpoints, declare a group below and `.add` it to `HubApi`; the hub serves it with `HttpApiBuilder.group`.
@@ -287,11 +291,51 @@ export type AuditEvent = typeof AuditEvent.Type
 /** A page of events, newest first; `next` is the `before` of the page after it (null on the last page). */
 export const AuditEventsPage = Schema.Struct({ events: Schema.Array(AuditEvent), next: Schema.NullOr(Schema.Number) })
 
+/** Longest a `GET /v1/audit/tail` waits for a new event before it answers with none, in seconds. */
+export const AUDIT_TAIL_WAIT = 25
+
+/**
+ * `GET /v1/audit/tail`: the events after position `after` that pass the filters (those of `GET /v1/audit/events` but
+ * the time range and paging), waiting up to `wait` seconds (0–25, default 25) for one to commit. The first request opens
+ * a tail with its filters (recorded as one `AuditRead` of kind `tail`; without `after`, from the head now) and answers
+ * its id; later ones name it with `tail`, give the last answer's `position` as `after`, and no filter (a tail keeps its
+ * own). A tail ends a minute after its last request.
+ */
+export const AuditTailQuery = Schema.Struct({
+  after: Schema.optional(Schema.NumberFromString),
+  tail: Schema.optional(Schema.String),
+  type: Schema.optional(Schema.String),
+  workspace: Schema.optional(Schema.String),
+  agent: Schema.optional(Schema.String),
+  service: Schema.optional(Schema.String),
+  outcome: Schema.optional(Schema.String),
+  ip: Schema.optional(Schema.String),
+  limit: Schema.optional(Schema.NumberFromString),
+  wait: Schema.optional(Schema.NumberFromString)
+}).annotations({ parseOptions: { onExcessProperty: "error" } })
+
+/**
+ * What a tail answers: its id, the new events oldest first (at most `limit`), and the position the answer is complete
+ * up to — the `after` of the next request.
+ */
+export const AuditTailPage = Schema.Struct({
+  tail: Schema.String,
+  events: Schema.Array(AuditEvent),
+  position: Schema.Number
+})
+
+/**
+ * `GET /v1/audit/integrity`: the latest `connect audit verify` run on the log (an `AuditRead` of kind `verify`: its range,
+ * count and `verified` intact or broken) and the latest `CheckpointSigned`, each null when there is none the key may
+ * read (both are hub-level: an operator key's).
+ */
+export const AuditIntegrity = Schema.Struct({ verify: Schema.NullOr(AuditEvent), checkpoint: Schema.NullOr(AuditEvent) })
+
 /**
  * `GET /v1/audit/stats`: the options of `connect audit --stats`, as typed there (checked by the hub: a bad one is a 400
  * naming it): `since`, `until`, `workspace` (an operator key's; a workspace key reads its own), `by` (type, agent,
- * service, ip or day), `limit` (rows of the `by` breakdown, 1–10000, default 50) and `reveal` (`true`: source
- * addresses in full rather than masked).
+ * service, ip, day or hour), `limit` (rows of the `by` breakdown, 1–10000, default 50) and `reveal` (`true`: source
+ * addresses in full rather than masked; an operator key's alone — a workspace key is answered masked).
  */
 export const AuditStatsQuery = Schema.Struct({
   since: Schema.optional(Schema.String),
@@ -348,7 +392,9 @@ export const AuditStats = Schema.Struct({
   masked: Schema.Boolean,
   rotations: Count,
   ipChanges: Count,
-  days: Schema.Array(Schema.Struct({ day: Schema.String, events: Count }))
+  days: Schema.Array(Schema.Struct({ day: Schema.String, events: Count })),
+  /** With `by=hour`: every hour of the window (`2026-05-01T13`, UTC), empty ones included. */
+  hours: Schema.optional(Schema.Array(Schema.Struct({ hour: Schema.String, events: Count })))
 })
 
 /** The answer of `GET /v1/audit/stats`. */
@@ -357,7 +403,7 @@ export type AuditStats = typeof AuditStats.Type
 /**
  * `GET /v1/audit/access`: the question of `connect audit access` — `service` (name or id), `at` (as `--at` takes it),
  * `workspace` (of the service, when its name is used in several; a workspace key reads its own) and `reveal` (`true`:
- * the agents' addresses in full rather than masked).
+ * the agents' addresses in full rather than masked; an operator key's alone — a workspace key is answered masked).
  */
 export const AuditAccessQuery = Schema.Struct({
   service: Schema.String,
@@ -439,7 +485,8 @@ export class Services extends HttpApiGroup.make("services").add(
 /**
  * Audit: reading the log with an API key — its events, or its statistics from the hourly rollups — a workspace key its
  * own workspace's (row-level security), an operator key every one. Each answered query is itself recorded
- * (`AuditRead`). A hub started without audit's routes answers 404.
+ * (`AuditRead`; a tail once, when it opens). Addresses reach an operator key in full and a workspace key masked
+ * (core/Mask.ts). A hub started without audit's routes answers 404.
  */
 export class Audit extends HttpApiGroup.make("audit")
   .add(
@@ -448,6 +495,14 @@ export class Audit extends HttpApiGroup.make("audit")
       .addSuccess(AuditEventsPage)
       .middleware(ApiKeyAuth)
   )
+  .add(
+    HttpApiEndpoint.get("tail", "/v1/audit/tail")
+      .setUrlParams(AuditTailQuery)
+      .addSuccess(AuditTailPage)
+      .addError(Errors.TooManyRequests)
+      .middleware(ApiKeyAuth)
+  )
+  .add(HttpApiEndpoint.get("integrity", "/v1/audit/integrity").addSuccess(AuditIntegrity).middleware(ApiKeyAuth))
   .add(
     HttpApiEndpoint.get("stats", "/v1/audit/stats")
       .setUrlParams(AuditStatsQuery)
@@ -626,6 +681,12 @@ export class Admin extends HttpApiGroup.make("admin")
     HttpApiEndpoint.get("listAgents", "/v1/workspaces/:workspaceId/agents")
       .setPath(WorkspacePath)
       .addSuccess(Schema.Struct({ agents: Schema.Array(AgentInfo) }))
+      .middleware(ApiKeyAuth)
+  )
+  .add(
+    HttpApiEndpoint.get("listServices", "/v1/workspaces/:workspaceId/services")
+      .setPath(WorkspacePath)
+      .addSuccess(Schema.Struct({ services: Schema.Array(ServiceInfo) }))
       .middleware(ApiKeyAuth)
   )
   .add(

@@ -24,8 +24,15 @@ const groupsOf = (address: string): Array<number> => {
   return [...left, ...Array(8 - left.length - right.length).fill(0), ...right]
 }
 
-/** `address` masked: IPv4 to its /24, IPv4-mapped IPv6 likewise, IPv6 to its /48; anything else to {@link NOT_AN_ADDRESS}. */
+/** An address masked already (`203.0.113.x`, `::ffff:203.0.113.x`, `2001:db8:85a3::/48`), or the mark of a non-address. */
+const MASKED = /^(?:(?:::ffff:)?\d{1,3}\.\d{1,3}\.\d{1,3}\.x|[0-9a-f]{1,4}:[0-9a-f]{1,4}:[0-9a-f]{1,4}::\/48|\(not an address\))$/
+
+/**
+ * `address` masked: IPv4 to its /24, IPv4-mapped IPv6 likewise, IPv6 to its /48; anything else to {@link NOT_AN_ADDRESS}.
+ * A masked address stays as it is: the hub masks what a workspace key reads, and the CLI masks what it prints again.
+ */
 export const maskIp = (address: string): string => {
+  if (MASKED.test(address)) return address
   if (Net.isIPv4(address)) return address.replace(/\.\d+$/, ".x")
   if (!Net.isIPv6(address)) return NOT_AN_ADDRESS
   const mapped = /^::ffff:(\d+\.\d+\.\d+)\.\d+$/i.exec(address)

@@ -33,18 +33,23 @@ export class SigningKeyRotated extends Schema.TaggedClass<SigningKeyRotated>()("
 }) {}
 
 /** What kind of reading of the log an `AuditRead` stands for. */
-export const AuditReadKind = Schema.Literal("query", "stats", "access", "export")
+export const AuditReadKind = Schema.Literal("query", "stats", "access", "export", "tail", "verify")
 
 /**
- * Somebody read the log: one API query, stats or access answer, or one export run. `filters` are the query's own
- * parameters as given (never a secret); `count` the events it returned or exported.
+ * Somebody read the log: one API query, stats or access answer, one live tail opened (its filters; not each event it
+ * then shows), one export run, or one `connect audit verify` run. `filters` are the query's own parameters as given
+ * (never a secret); `count` the events it returned, exported or verified.
  */
 export class AuditRead extends Schema.TaggedClass<AuditRead>()("AuditRead", {
   kind: AuditReadKind,
   apiKeyId: optional(ApiKeyId),
   filters: Schema.Record({ key: Schema.String, value: Schema.String }),
   count: Count,
-  /** Export runs: the first and last position sent. */
+  /** Export and verify runs: the first and last position sent or checked. */
   fromPosition: optional(Count),
-  toPosition: optional(Count)
+  toPosition: optional(Count),
+  /** Verify runs: whether the chain held over the range, and where it first broke and how many breaks it found. */
+  verified: optional(Schema.Literal("intact", "broken")),
+  firstBreak: optional(Count),
+  breaks: optional(Count)
 }) {}
