@@ -14,6 +14,8 @@ import * as HttpEdge from "./HttpEdge.ts"
 import { DEFAULT_LIMITS, HubConfig } from "../HubConfig.ts"
 import * as AgentsTable from "../readmodels/Agents.ts"
 import * as ApiKeys from "../readmodels/ApiKeys.ts"
+import * as ServicesTable from "../readmodels/Services.ts"
+import { showIp } from "../../core/Mask.ts"
 
 type Caller = typeof HubApi.ApiKeyCaller.Service
 
@@ -128,12 +130,21 @@ export const AdminRoutes = HttpApiBuilder.group(HubApi.HubApi, "admin", (handler
               agentId: r.id,
               label: r.label,
               online: r.connected && r.revoked_at === null,
-              lastIp: r.last_ip,
+              // A workspace key is answered with the address masked, as the audit API does (audit/Reveal.ts).
+              lastIp: key.scope === "operator" ? r.last_ip : showIp(r.last_ip, false),
               tokenExpiresAt: new Date(r.token_expires_at).toISOString(),
               revoked: r.revoked_at !== null,
               createdAt: new Date(r.created_at).toISOString()
             }))
           }
+        })))
+      .handle("listServices", ({ path }) =>
+        answered(Effect.gen(function*() {
+          const key = yield* HubApi.ApiKeyCaller
+          const workspaceId = yield* idOf("the workspace id", path.workspaceId)
+          yield* mayManage(key, workspaceId, `workspace ${workspaceId}`)
+          const rows = yield* ServicesTable.listInWorkspace(workspaceId)
+          return { services: rows.map((r) => ({ name: r.name, agentId: r.agent_id, agentLabel: r.label, online: r.online })) }
         })))
       .handleRaw("revokeAgent", ({ path }) =>
         answered(Effect.gen(function*() {

@@ -27,6 +27,7 @@ import { DEFAULT_LIMITS, HubConfig } from "../HubConfig.ts"
 import * as AgentsTable from "../readmodels/Agents.ts"
 import * as ServicesTable from "../readmodels/Services.ts"
 import * as SharesTable from "../readmodels/Shares.ts"
+import { showIp } from "../../core/Mask.ts"
 
 /** The caller's address (through trusted proxies) and its user agent, sanitised for the record. */
 const presenter = (trusted: ClientAddress.TrustedProxies) =>
@@ -269,7 +270,8 @@ export const Agents = HttpApiBuilder.group(HubApi.HubApi, "agents", (handlers) =
               agentId: r.id,
               label: r.label,
               online: r.connected && r.revoked_at === null,
-              lastIp: r.last_ip,
+              // A workspace key is answered with the address masked, as the audit API does (audit/Reveal.ts).
+              lastIp: key.scope === "operator" ? r.last_ip : showIp(r.last_ip, false),
               tokenExpiresAt: new Date(r.token_expires_at).toISOString(),
               revoked: r.revoked_at !== null,
               createdAt: new Date(r.created_at).toISOString()

@@ -63,7 +63,10 @@ export type AuditRoutes = Layer.Layer<
 /** The `audit` group of a hub started without audit's routes: every endpoint answers 404. */
 export const AuditNotServed: AuditRoutes = HttpApiBuilder.group(HubApi.HubApi, "audit", (handlers) => {
   const notServed = () => new HubApi.NotFound({ message: "this hub does not serve the audit API" })
-  return Effect.succeed(handlers.handle("events", notServed).handle("stats", notServed).handle("access", notServed))
+  return Effect.succeed(
+    handlers.handle("events", notServed).handle("tail", notServed).handle("integrity", notServed).handle("stats", notServed)
+      .handle("access", notServed)
+  )
 })
 
 /**
