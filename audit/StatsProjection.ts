@@ -23,7 +23,7 @@ export const TABLES = ["audit_rollup_hourly", "audit_rollup_ips", "audit_rollup_
 export const HOUR_MS = 3_600_000
 
 /** Event types whose `count` is the number of refusals the event stands for (coalesced windows; absent: 1). */
-export const COALESCED: ReadonlyArray<string> = ["AgentAuthFailed", "ApiKeyAuthFailed", "ReachDenied"]
+export const COALESCED: ReadonlyArray<string> = ["AgentAuthFailed", "ApiKeyAuthFailed", "ReachDenied", "ConsoleSignInFailed"]
 
 // Caps on text that becomes part of a key: a btree entry must stay well under Postgres's ~2.7 kB limit, whatever a
 // stored event holds, or one hostile event would stop the projection for good.
