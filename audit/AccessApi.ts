@@ -3,8 +3,8 @@
  * of `connect audit access`, checked by the same rules (a bad value a 400 naming it), answered by the same fold of the
  * log (audit/PgAccess.ts) under the caller's scope — a workspace key through the log's row-level security, so a
  * service of another workspace is not found; naming another workspace is refused (403) and recorded as a refused key
- * is; an operator key every workspace. The agents' addresses are masked unless `reveal=true`. Each answer is recorded
- * as one `AuditRead` of kind `access` before it is sent.
+ * is; an operator key every workspace. The agents' addresses are masked unless an operator key asks `reveal=true`
+ * (audit/Reveal.ts). Each answer is recorded as one `AuditRead` of kind `access` before it is sent.
  */
 import { Effect, Either } from "effect"
 import * as HubApi from "../core/HubApi.ts"
@@ -13,6 +13,7 @@ import { parseQuery } from "./Access.ts"
 import * as ApiRead from "./ApiRead.ts"
 import * as PgAccess from "./PgAccess.ts"
 import * as PgQuery from "./PgQuery.ts"
+import * as Reveal from "./Reveal.ts"
 
 type Query = typeof HubApi.AuditAccessQuery.Type
 
@@ -30,7 +31,8 @@ export const access = (query: Query) =>
     }
     const read = PgAccess.read(question)
     const answer = caller.scope === "operator" ? yield* read : yield* PgQuery.inWorkspace(caller.workspaceId, read)
-    const shown = masked(answer, query.reveal === "true")
+    // A workspace key is answered masked whatever it asks (audit/Reveal.ts).
+    const shown = masked(answer, query.reveal === "true" && Reveal.mayReveal(caller))
     const given: Record<string, string> = { service: query.service, at: query.at }
     if (query.workspace !== undefined) given.workspace = query.workspace
     if (query.reveal !== undefined) given.reveal = query.reveal

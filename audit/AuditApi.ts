@@ -4,17 +4,23 @@
  * 400 naming it), reads under the caller's scope — a workspace key through the log's row-level security, so no filter
  * can show it another workspace's events or a hub-level one (naming another workspace is refused, 403, and recorded as
  * a refused key); an operator key everything — and records the reading as one `AuditRead` before answering
- * (audit/ApiRead.ts; a read that cannot be recorded is not answered: 503). `GET /v1/audit/stats` is audit/StatsApi.ts.
+ * (audit/ApiRead.ts; a read that cannot be recorded is not answered: 503). Addresses reach a workspace key masked
+ * (audit/Reveal.ts). `GET /v1/audit/stats` is audit/StatsApi.ts, `…/access` AccessApi.ts, `…/tail` TailApi.ts.
  */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { Effect, Either } from "effect"
 import * as HubApi from "../core/HubApi.ts"
 import * as AccessApi from "./AccessApi.ts"
 import * as ApiRead from "./ApiRead.ts"
+import type { RawEvent } from "../core/EventLog.ts"
+import * as PgIntegrity from "./PgIntegrity.ts"
 import * as PgQuery from "./PgQuery.ts"
 import { parseFilters, type RawFilters } from "./Query.ts"
 import { eventOf } from "./QueryCli.ts"
+import * as Reveal from "./Reveal.ts"
 import * as StatsApi from "./StatsApi.ts"
+import * as TailApi from "./TailApi.ts"
+import * as Tails from "./Tails.ts"
 
 /** `limit` when the request gives none. */
 export const DEFAULT_PAGE = 50
@@ -63,7 +69,10 @@ export const events = (query: Query) =>
     const read = Effect.flatMap(PgQuery.resolve(filters), (resolved) => PgQuery.query(filters, resolved, before))
     const rows = caller.scope === "operator" ? yield* read : yield* PgQuery.inWorkspace(caller.workspaceId, read)
     yield* ApiRead.record(caller, "query", given(query), rows.length)
-    return { events: rows.map(eventOf), next: rows.length === limit ? rows[rows.length - 1]!.position : null }
+    return {
+      events: rows.map((row) => Reveal.shown(caller, eventOf(row))),
+      next: rows.length === limit ? rows[rows.length - 1]!.position : null
+    }
   }).pipe(
     Effect.catchTags({
       SqlError: ApiRead.unavailable,
@@ -72,12 +81,28 @@ export const events = (query: Query) =>
     })
   )
 
-/** The `audit` group's handlers, on the hub's database and log. */
+/** `GET /v1/audit/integrity`: the latest verify run and signed checkpoint the key may read (hub-level: an operator's). */
+export const integrity = Effect.gen(function*() {
+  const caller = yield* HubApi.ApiKeyCaller
+  const read = caller.scope === "operator" ? yield* PgIntegrity.latest : yield* PgQuery.inWorkspace(caller.workspaceId, PgIntegrity.latest)
+  const shown = (e: RawEvent | undefined) => (e === undefined ? null : Reveal.shown(caller, eventOf(e)))
+  yield* ApiRead.record(caller, "query", { read: "integrity" }, [read.verify, read.checkpoint].filter((e) => e !== undefined).length)
+  return { verify: shown(read.verify), checkpoint: shown(read.checkpoint) }
+}).pipe(
+  Effect.catchTags({
+    SqlError: ApiRead.unavailable,
+    EventLogError: ApiRead.unavailable,
+    VersionConflict: ApiRead.unavailable
+  })
+)
+
+/** The `audit` group's handlers, on the hub's database and log; the live tails live as long as the hub's routes. */
 export const layer = HttpApiBuilder.group(HubApi.HubApi, "audit", (handlers) =>
-  Effect.succeed(
+  Effect.map(Tails.make(), (tails) =>
     handlers
       .handle("events", ({ urlParams }) => events(urlParams))
+      .handle("tail", ({ urlParams }) => TailApi.tail(tails)(urlParams))
+      .handle("integrity", () => integrity)
       .handle("stats", ({ urlParams }) => StatsApi.stats(urlParams))
-      .handle("access", ({ urlParams }) => AccessApi.access(urlParams))
-  ))
+      .handle("access", ({ urlParams }) => AccessApi.access(urlParams))))
 

@@ -15,6 +15,7 @@ import * as Checkpoints from "./Checkpoints.ts"
 import * as Progress from "./Progress.ts"
 import { AuditQueryError } from "./Query.ts"
 import { verify, type VerifyResult } from "./Verify.ts"
+import * as VerifyRecord from "./VerifyRecord.ts"
 
 /** Exit code of a verification that found the chain broken (distinct from 1, "could not run"). */
 export const EXIT_BROKEN = 3
@@ -161,6 +162,8 @@ export const verifyCommand = <E, R, E2, R2>(
         } else {
           yield* Console.log([summary(result, seconds), ...checked.map(checkpointLine)].join("\n"))
         }
+        // On the log for the console's Overview; a log that cannot take it changes nothing here (VerifyRecord.ts).
+        yield* VerifyRecord.record({ from, to, independent }, result, checked)
         if (!result.ok) return yield* new ChainBroken({ position: result.position, message: `chain broken at ${result.position}` })
         const bad = checked.find((c) => !c.ok)
         if (bad) return yield* new ChainBroken({ position: bad.position ?? 0, message: `checkpoint ${bad.file} does not hold` })
@@ -171,7 +174,8 @@ export const verifyCommand = <E, R, E2, R2>(
   ).pipe(
     Command.withDescription(
       "Recompute the event log's SHA-256 hash chain from position 1 (or --from/--to) and print OK with the count, or " +
-        "every position that was altered, unlinked or is missing (--json lists them under breaks). Postgres recomputes " +
+        "every position that was altered, unlinked or is missing (--json lists them under breaks), and record the result " +
+        "on the log (an AuditRead of kind verify, which the web console shows). Postgres recomputes " +
         "the hashes (two ranges at a time) unless --independent (or --checkpoint) is given. With --checkpoint NOTE, also prove the log " +
         "still holds the prefix a signed checkpoint covers. A progress bar on a terminal. Exit code 0 when intact, " +
         "3 when broken, 1 when it could not run."

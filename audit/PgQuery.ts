@@ -61,9 +61,16 @@ export const resolve = (filters: Filters): Effect.Effect<Resolved, SqlError, Sql
 
 /**
  * The statement for `filters`: every value a parameter (never spliced into the text), newest first, `limit` last.
- * `beforePosition` pages further back. Each condition is written as its index is (see migration 0010).
+ * `beforePosition` pages further back; `afterPosition` reads forward instead (a live tail: oldest first, after it).
+ * Each condition is written as its index is (see migration 0010).
  */
-export const statement = (filters: Filters, resolved: Resolved, beforePosition?: number, window?: number): Statement => {
+export const statement = (
+  filters: Filters,
+  resolved: Resolved,
+  beforePosition?: number,
+  window?: number,
+  afterPosition?: number
+): Statement => {
   const params: Array<unknown> = []
   const p = (value: unknown, cast: string) => {
     params.push(value)
@@ -72,6 +79,7 @@ export const statement = (filters: Filters, resolved: Resolved, beforePosition?:
   const json = (value: unknown) => p(JSON.stringify(value), "jsonb")
   const where: Array<string> = []
   if (beforePosition !== undefined) where.push(`position < ${p(beforePosition, "bigint")}`)
+  if (afterPosition !== undefined) where.push(`position > ${p(afterPosition, "bigint")}`)
   if (window !== undefined) {
     const end = beforePosition === undefined ? "(select max(e.position) + 1 from events e)" : p(beforePosition, "bigint")
     where.push(`position >= ${end} - ${p(window, "bigint")}`)
@@ -123,11 +131,12 @@ export const statement = (filters: Filters, resolved: Resolved, beforePosition?:
       (extract(epoch from recorded_at) * 1000)::bigint::text as recorded_ms, encode(prev_hash, 'hex') as prev_hash,
       encode(hash, 'hex') as hash
     from events ${where.length > 0 ? `where ${where.join("\n      and ")}` : ""}
-    order by events.position desc limit ${p(filters.limit, "int")}`
+    order by events.position ${afterPosition === undefined ? "desc" : "asc"} limit ${p(filters.limit, "int")}`
   return { text, params }
 }
 
-interface Row {
+/** A row of `COLUMNS`. */
+export interface Row {
   readonly position: string
   readonly id: string
   readonly stream: string
@@ -148,15 +157,23 @@ const RECENT_WINDOW = 5_000
 const isRange = (filters: Filters): boolean =>
   filters.ip !== undefined && filters.ip.bits < (filters.ip.family === "ipv6" ? 128 : 32)
 
-/** The events before `beforePosition` (default: all) that pass `filters`, newest first, at most `filters.limit`. */
+/**
+ * The events before `beforePosition` (default: all) that pass `filters`, newest first, at most `filters.limit`; with
+ * `afterPosition`, those after it instead, oldest first (a live tail).
+ */
 export const query = (
   filters: Filters,
   resolved: Resolved,
-  beforePosition?: number
+  beforePosition?: number,
+  afterPosition?: number
 ): Effect.Effect<ReadonlyArray<RawEvent>, SqlError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const run = ({ params, text }: Statement) => sql.unsafe<Row>(text, params)
+    if (afterPosition !== undefined) {
+      // Forward from a recent position: the primary key bounds the scan to the positions since, whatever the filters.
+      return (yield* run(statement(filters, resolved, beforePosition, undefined, afterPosition))).map(rawOf)
+    }
     // connect_audit_source_ip is parallel restricted (migration 0014): a parallel plan evaluates it in the leader.
     // An address range is read in two steps. Its index yields matches by address, so newest first means reading and
     // sorting all of them (62,500 rows and 509 ms for a busy /24 over 1,000,000 events); the newest 5,000 positions
@@ -166,17 +183,25 @@ export const query = (
     const rows = probe !== undefined && probe.length >= filters.limit
       ? probe
       : yield* run(statement(filters, resolved, beforePosition))
-    return rows.map((r): RawEvent => ({
-      position: Number(r.position),
-      id: r.id,
-      stream: r.stream,
-      version: Number(r.version),
-      workspaceId: r.workspace_id,
-      type: r.type,
-      dataJson: r.data,
-      metaJson: r.meta,
-      recordedAt: new Date(Number(r.recorded_ms)),
-      prevHash: Buffer.from(r.prev_hash, "hex"),
-      hash: Buffer.from(r.hash, "hex")
-    }))
+    return rows.map(rawOf)
   }).pipe(Effect.withSpan("Audit.query"))
+
+/** The columns `rawOf` reads, as a select list over `events`. */
+export const COLUMNS = `position::text, id::text, stream, version, workspace_id::text, type, data::text, meta::text,
+      (extract(epoch from recorded_at) * 1000)::bigint::text as recorded_ms, encode(prev_hash, 'hex') as prev_hash,
+      encode(hash, 'hex') as hash`
+
+/** A row as the log's raw event. */
+export const rawOf = (r: Row): RawEvent => ({
+  position: Number(r.position),
+  id: r.id,
+  stream: r.stream,
+  version: Number(r.version),
+  workspaceId: r.workspace_id,
+  type: r.type,
+  dataJson: r.data,
+  metaJson: r.meta,
+  recordedAt: new Date(Number(r.recorded_ms)),
+  prevHash: Buffer.from(r.prev_hash, "hex"),
+  hash: Buffer.from(r.hash, "hex")
+})

@@ -7,7 +7,7 @@
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect } from "effect"
-import type { AddressRow, AgentRow, DayRow, DenialRow, EventRef, ServiceRow, Stats, StatsOptions, TypeRow } from "./Stats.ts"
+import type { AddressRow, AgentRow, DayRow, DenialRow, EventRef, HourRow, ServiceRow, Stats, StatsOptions, TypeRow } from "./Stats.ts"
 import { isUuid } from "./Query.ts"
 import { HOUR_MS, hourOf, NAME } from "./StatsProjection.ts"
 
@@ -30,6 +30,22 @@ export const fillDays = (counts: ReadonlyArray<DayRow>, first: string | undefine
   for (let t = Date.parse(first); t <= Date.parse(last); t += DAY_MS) {
     const day = new Date(t).toISOString().slice(0, 10)
     out.push({ day, events: byDay.get(day) ?? 0 })
+  }
+  return out
+}
+
+/** Most hours `--by hour` lists: a year's (the latest of a longer window). */
+export const MAX_HOURS = 366 * 24
+
+/** Every UTC hour from `first` to `last` (`YYYY-MM-DDTHH`), with the events of those that have any; the latest `MAX_HOURS`. */
+export const fillHours = (counts: ReadonlyArray<HourRow>, first: string | undefined, last: string | undefined): Array<HourRow> => {
+  if (first === undefined || last === undefined) return [...counts].slice(-MAX_HOURS)
+  const byHour = new Map(counts.map((c) => [c.hour, c.events]))
+  const out: Array<HourRow> = []
+  const end = Date.parse(`${last}:00:00Z`)
+  for (let t = Math.max(Date.parse(`${first}:00:00Z`), end - (MAX_HOURS - 1) * HOUR_MS); t <= end; t += HOUR_MS) {
+    const hour = new Date(t).toISOString().slice(0, 13)
+    out.push({ hour, events: byHour.get(hour) ?? 0 })
   }
   return out
 }
@@ -154,6 +170,10 @@ const readAt = (options: StatsOptions, asOf: number): Effect.Effect<Stats, SqlEr
               sum(events)::bigint as events
          from audit_rollup_span where ${where} group by 1 order by 1`
     )
+    const hours = options.by !== "hour" ? undefined : yield* rows<{ hour: string; events: number }>(
+      `select to_char(hour at time zone 'UTC', 'YYYY-MM-DD"T"HH24') as hour, sum(events)::bigint as events
+         from audit_rollup_span where ${where} group by 1 order by 1`
+    )
     const total = (type: string) => byType.filter((r) => r.type === type).reduce((n, r) => n + Number(r.events), 0)
     const first = refOf(span?.first)
     const last = refOf(span?.last)
@@ -185,6 +205,15 @@ const readAt = (options: StatsOptions, asOf: number): Effect.Effect<Stats, SqlEr
         // Never past today: an --until in the future adds no empty days.
         [toDay ?? last?.at.slice(0, 10) ?? days[days.length - 1]?.day, new Date().toISOString().slice(0, 10)]
           .filter((d): d is string => d !== undefined).sort()[0]
-      )
+      ),
+      ...(hours === undefined ? {} : {
+        hours: fillHours(
+          hours.map((h) => ({ hour: h.hour, events: Number(h.events) })),
+          from?.slice(0, 13) ?? hours[0]?.hour,
+          // Never past this hour, as for days.
+          [toDay === undefined ? last?.at.slice(0, 13) ?? hours[hours.length - 1]?.hour : new Date(Date.parse(to!) - 1).toISOString().slice(0, 13), new Date().toISOString().slice(0, 13)]
+            .filter((h): h is string => h !== undefined).sort()[0]
+        )
+      })
     } satisfies Stats
   })

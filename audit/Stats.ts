@@ -15,7 +15,7 @@ import * as StatsProjection from "./StatsProjection.ts"
 import * as StatsRender from "./StatsRender.ts"
 
 /** The breakdowns `--by` selects. */
-export const BY = ["type", "agent", "service", "ip", "day"] as const
+export const BY = ["type", "agent", "service", "ip", "day", "hour"] as const
 /** A breakdown `--by` selects. */
 export type By = (typeof BY)[number]
 
@@ -91,6 +91,12 @@ export interface DayRow {
   readonly events: number
 }
 
+/** The events of one UTC hour (`2026-05-01T13`). */
+export interface HourRow {
+  readonly hour: string
+  readonly events: number
+}
+
 /** The answer of `--stats`. */
 export interface Stats {
   /** The rollups reflect every event up to this position. */
@@ -113,6 +119,8 @@ export interface Stats {
   readonly ipChanges: number
   /** Every day of the window, empty ones included. */
   readonly days: ReadonlyArray<DayRow>
+  /** With `--by hour`: every hour of the window (at most a year's, the latest), empty ones included. */
+  readonly hours?: ReadonlyArray<HourRow> | undefined
 }
 
 /** The stats options as typed. */

@@ -9,6 +9,7 @@ import { Effect } from "effect"
 import * as HubApi from "../core/HubApi.ts"
 import * as ApiRead from "./ApiRead.ts"
 import * as PgStats from "./PgStats.ts"
+import * as Reveal from "./Reveal.ts"
 import { DEFAULT_LIMIT } from "./Query.ts"
 import * as Stats from "./Stats.ts"
 
@@ -37,7 +38,8 @@ export const stats = (query: Query) =>
         workspace: query.workspace,
         by: query.by,
         limit: query.limit ?? DEFAULT_LIMIT,
-        reveal: query.reveal === "true"
+        // A workspace key is answered masked whatever it asks (audit/Reveal.ts).
+        reveal: query.reveal === "true" && Reveal.mayReveal(caller)
       }, new Date()),
       (e) => new HubApi.BadRequest({ message: asParameters(e.message) })
     )

@@ -120,7 +120,8 @@ const sections = (s: Stats): Record<By, () => Array<string>> => ({
     ...activity(s.days),
     "",
     ...table("Events per day", ["DAY", "EVENTS"], s.days.map((d) => [d.day, count(d.events)]))
-  ]
+  ],
+  hour: () => table("Events per hour (UTC)", ["HOUR", "EVENTS"], (s.hours ?? []).map((h) => [`${h.hour}:00`, count(h.events)]))
 })
 
 /** The human answer: the header, then the `by` breakdown alone, or every section (the activity bar first). */

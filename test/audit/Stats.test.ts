@@ -32,7 +32,7 @@ describe("--stats options", () => {
     expect(error({ since: "1d", until: "2d" })).toBe("--since: is after --until")
     expect(error({ workspace: "prod" })).toBe("--workspace: is not a workspace id (a UUID)")
     expect(error({ workspace: "x".repeat(100_000) })).toBe("--workspace: is not a workspace id (a UUID)")
-    expect(error({ by: "month" })).toBe("--by: must be one of type, agent, service, ip, day")
+    expect(error({ by: "month" })).toBe("--by: must be one of type, agent, service, ip, day, hour")
     expect(error({ limit: 0 })).toBe("--limit: must be a whole number from 1 to 10000")
   })
 })

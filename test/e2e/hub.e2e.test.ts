@@ -136,7 +136,8 @@ describe("connect hub (real processes, embedded Postgres)", () => {
     expect(notUuid.stderr()).toContain(`the workspace id must be a UUID, got "ws-1"`)
     const again = spawn(process.execPath, ["bin/connect.js", "audit", "verify"], { env })
     expect(await again.exited(60_000)).toEqual({ code: 0, signal: null })
-    expect(again.stdout()).toMatch(/^OK: 5 events, hash chain intact/m)
+    // The first verify's own record (an AuditRead of kind verify) and the key: two more.
+    expect(again.stdout()).toMatch(/^OK: 6 events, hash chain intact/m)
     const second = spawn(process.execPath, ["bin/connect.js", "hub", "--port", "0"], { env })
     expect((await second.exited(60_000)).code).toBe(1)
     expect(second.stderr()).toContain(`another connect hub (pid ${running.hub.pid}) is running with the data directory`)
