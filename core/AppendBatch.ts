@@ -6,7 +6,7 @@
 import { Either, Schema } from "effect"
 import { type AppendOptions, type AppendResult, EventLogError, type ExpectedVersion, type StoredEvent, VersionConflict } from "./EventLog.ts"
 import { encodeEvent, type Event, EventMeta } from "./Events.ts"
-import { hashEnvelope, jsonbText, NotCanonical } from "./HashChain.ts"
+import { GENESIS_HASH, hashEnvelope, jsonbText, NotCanonical } from "./HashChain.ts"
 
 /**
  * Where the chain stands while a batch is prepared: the last position and its hash, each stream's version (a stream
@@ -48,10 +48,31 @@ export interface Encoded {
 
 const encodeMeta = Schema.encodeSync(EventMeta)
 
-const isUuid = Schema.is(Schema.UUID)
+/**
+ * Postgres's uuid columns store the lowercase hyphenated form: an id spelt otherwise would not hash as stored. (What
+ * `Schema.UUID` accepts, lower case only, as one regular expression: through `Schema.is` it cost more than the rest of
+ * the check.)
+ */
+const isStoredUuid = (id: string) => STORED_UUID.test(id)
 
-/** Postgres's uuid columns store the lowercase hyphenated form: an id spelt otherwise would not hash as stored. */
-const isStoredUuid = (id: string) => isUuid(id) && id === id.toLowerCase()
+const STORED_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+/**
+ * The jsonb text of each metadata value already encoded, by identity: a caller often appends with the same `EventMeta`
+ * (a session's, a connection's) many times, and each time it went through the schema encoder and `jsonbText` again.
+ * `EventMeta` is an immutable schema class, so the text of one instance never changes; anything else is encoded each time.
+ */
+const metaTexts = new WeakMap<EventMeta, string>()
+
+const metaText = (meta: EventMeta): string => {
+  if (!(meta instanceof EventMeta)) return jsonbText(encodeMeta(meta))
+  let text = metaTexts.get(meta)
+  if (text === undefined) {
+    text = jsonbText(encodeMeta(meta))
+    metaTexts.set(meta, text)
+  }
+  return text
+}
 
 /**
  * Checks and encodes a request before it joins a batch, so that one refused here fails alone: no events, a stream name
@@ -80,7 +101,7 @@ export const encode = (
       types.push(encoded.type)
       dataJson.push(jsonbText(encoded.data))
     }
-    return Either.right({ types, dataJson, metaJson: jsonbText(encodeMeta(options.meta)) })
+    return Either.right({ types, dataJson, metaJson: metaText(options.meta) })
   } catch (error) {
     if (error instanceof NotCanonical) return refuse(`append to ${stream} refused: ${error.message}`)
     throw error
@@ -105,7 +126,8 @@ export const prepare = (cursor: Cursor, request: Request): Either.Either<Readonl
   if (!ok) return Either.left(new VersionConflict({ stream, expected, actual: current }))
   const stored: Array<StoredEvent> = []
   for (let i = 0; i < request.types.length; i++) {
-    const envelope = {
+    // One object per event, hashed as it is built (no envelope copied into a second object).
+    const event: { -readonly [K in keyof StoredEvent]: StoredEvent[K] } = {
       position: cursor.position + 1,
       id: request.ids[i]!,
       stream,
@@ -115,12 +137,15 @@ export const prepare = (cursor: Cursor, request: Request): Either.Either<Readonl
       dataJson: request.dataJson[i]!,
       metaJson: request.metaJson,
       recordedAt: cursor.recordedAt,
-      prevHash: cursor.prevHash
+      prevHash: cursor.prevHash,
+      event: request.events[i]!,
+      meta: request.meta,
+      hash: GENESIS_HASH
     }
-    const hash = hashEnvelope(envelope)
-    stored.push({ ...envelope, event: request.events[i]!, meta: request.meta, hash })
-    cursor.position = envelope.position
-    cursor.prevHash = hash
+    event.hash = hashEnvelope(event)
+    stored.push(event)
+    cursor.position = event.position
+    cursor.prevHash = event.hash
   }
   cursor.versions.set(stream, current + request.types.length)
   return Either.right(stored)

@@ -145,6 +145,31 @@ export const write = (
 ) =>
   Effect.gen(function* () {
     const stored = requests.flatMap((r) => r.stored)
+    // The columns of the insert as arrays, in one pass over the events.
+    const n = stored.length
+    const positions = new Array<number>(n)
+    const ids = new Array<string>(n)
+    const streams = new Array<string>(n)
+    const versions = new Array<number>(n)
+    const workspaces = new Array<string | null>(n)
+    const types = new Array<string>(n)
+    const prevHashes = new Array<Uint8Array>(n)
+    const hashes = new Array<Uint8Array>(n)
+    let data = ""
+    let meta = ""
+    for (let i = 0; i < n; i++) {
+      const e = stored[i]!
+      positions[i] = e.position
+      ids[i] = e.id
+      streams[i] = e.stream
+      versions[i] = e.version
+      workspaces[i] = e.workspaceId
+      types[i] = e.type
+      prevHashes[i] = Buffer.isBuffer(e.prevHash) ? e.prevHash : Buffer.from(e.prevHash)
+      hashes[i] = e.hash
+      data += i === 0 ? e.dataJson : "\n" + e.dataJson
+      meta += i === 0 ? e.metaJson : "\n" + e.metaJson
+    }
     yield* addStatement(
       conn,
       `select connect_append($1, $2, $3, $4::text[], $5::int[], $6::uuid[], $7::bigint[], $8::uuid[], $9::text[],
@@ -157,17 +182,17 @@ export const write = (
         [...check.guesses.keys()],
         [...check.guesses.values()],
         check.unchecked,
-        stored.map((e) => e.position),
-        stored.map((e) => e.id),
-        stored.map((e) => e.stream),
-        stored.map((e) => e.version),
-        stored.map((e) => e.workspaceId),
-        stored.map((e) => e.type),
-        stored.map((e) => e.dataJson).join("\n"),
-        stored.map((e) => e.metaJson).join("\n"),
+        positions,
+        ids,
+        streams,
+        versions,
+        workspaces,
+        types,
+        data,
+        meta,
         stored[0]?.recordedAt ?? new Date(),
-        stored.map((e) => Buffer.from(e.prevHash)),
-        stored.map((e) => e.hash),
+        prevHashes,
+        hashes,
         check.maxSkew
       ]
     )
