@@ -80,7 +80,7 @@ const binaryFrames = (ws: WebSocket, socket: Net.Socket) => {
     }
     return size
   }
-  return (frame: Uint8Array | string, sent: (error?: Error) => void) => {
+  return (frame: Uint8Array | string, sent: (error?: Error | null) => void) => {
     if (ws.readyState !== WebSocket.OPEN) {
       process.nextTick(sent, new Error(`WebSocket is not open: readyState ${ws.readyState}`))
       return
@@ -129,14 +129,14 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
   // loaded 2-core machine a preemption in between: pgbench -S through the relay fell from 302 to 61 tps (median of 3
   // interleaved rounds, same run, load average ~28), so frames leave as soon as their callback ends.
   const socket = (ws as unknown as { _socket: Net.Socket })._socket
-  const sendFrame = codec.binary ? binaryFrames(ws, socket) : (frame: Uint8Array | string, sent: (error?: Error) => void) =>
+  const sendFrame = codec.binary ? binaryFrames(ws, socket) : (frame: Uint8Array | string, sent: (error?: Error | null) => void) =>
     ws.send(frame, options, sent)
   let corked = false
   // Once the peer reads batch frames, the small frames of a turn wait here and leave as one WebSocket message.
   const pack = codec.batch
   let batching = false
   let queue: Array<Uint8Array> = []
-  let queueSent: Array<(error?: Error) => void> = []
+  let queueSent: Array<(error?: Error | null) => void> = []
   let queuedBytes = 0
   const flush = () => {
     if (queue.length === 0) return
@@ -155,7 +155,7 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
     corked = false
     socket.uncork()
   }
-  const write = (frame: Uint8Array | string, sent: (error?: Error) => void = onSent) => {
+  const write = (frame: Uint8Array | string, sent: (error?: Error | null) => void = onSent) => {
     if (closing) return
     if (!corked) {
       corked = true
