@@ -7,6 +7,7 @@ import { TransportError } from "../core/Transport.ts"
 import type { Transport } from "../core/Transport.ts"
 import * as HubTls from "../transports/HubTls.ts"
 import * as Msgpack from "../transports/Msgpack.ts"
+import * as Tcp from "../transports/Tcp.ts"
 import * as Ws from "../transports/Ws.ts"
 import * as HubApi from "./HubApi.ts"
 import * as HubClient from "./HubClient.ts"
@@ -15,7 +16,8 @@ import type * as State from "./State.ts"
 /** Transport plugins the agent can dial with, by `--transport` name. */
 export const transports: ReadonlyMap<string, Transport> = new Map([
   [Ws.transport.name, Ws.transport],
-  [Msgpack.transport.name, Msgpack.transport]
+  [Msgpack.transport.name, Msgpack.transport],
+  [Tcp.transport.name, Tcp.transport]
 ])
 
 /** `transport` dialling with the trusted CAs; a connection it cannot open says why in words the user acts on. */

@@ -2,6 +2,7 @@
  * The WebSocket carrier shared by the `ws` and `msgpack` plugins: wraps a `ws` socket as a `Connection` with a
  * codec, dials a hub, and accepts several codecs on one HTTP server, dispatching on the WebSocket subprotocol — from
  * every upgrade of a server (`serve`) or from the upgrades a caller hands over (`upgrades`, e.g. one path of the hub).
+ * An upgrade to the `tcp` plugin (TcpCarrier.ts) on the same path is handed to that carrier when msgpack is served.
  */
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
@@ -15,6 +16,10 @@ import type { Message } from "../core/Protocol.ts"
 import { CLOSE_CODES, TransportError } from "../core/Transport.ts"
 import type { CloseInfo, Codec, Connection, ConnectionHandler, DialOptions } from "../core/Transport.ts"
 import { deliverGuarded, reportInternal } from "./Framing.ts"
+import * as TcpCarrier from "./TcpCarrier.ts"
+
+/** The subprotocol of the msgpack codec, whose frames the `tcp` plugin carries (Msgpack.ts imports this module). */
+const MSGPACK_SUBPROTOCOL = "connect.msgpack.v1"
 
 /**
  * Connection-level flow control: above 2 MiB queued in user space the owner pauses its sources, and resumes under
@@ -348,7 +353,20 @@ export const upgrades = (
       clientTracking: false,
       handleProtocols: (protocols) => [...protocols].find((p) => bySubprotocol.has(p)) ?? false
     })
+    const rawLive = new Set<{ readonly connection: Connection; readonly socket: Duplex }>()
+    const addressOf = (req: Http.IncomingMessage) =>
+      options.remoteAddress?.(req) ?? `${req.socket.remoteAddress ?? "unknown"}:${req.socket.remotePort ?? 0}`
     const handle: UpgradeHandler = (req, socket, head) => {
+      // The `tcp` plugin starts as an upgrade of its own on the same path, speaking the msgpack codec's frames.
+      const msgpack = bySubprotocol.get(MSGPACK_SUBPROTOCOL)
+      if (TcpCarrier.isUpgrade(req) && msgpack) {
+        return TcpCarrier.acceptUpgrade(socket, head, msgpack, addressOf(req), (connection) => {
+          const entry = { connection, socket }
+          rawLive.add(entry)
+          socket.once("close", () => rawLive.delete(entry))
+          accept(connection)
+        })
+      }
       const asked = (req.headers["sec-websocket-protocol"] ?? "").split(",").map((p) => p.trim())
       const codec = asked.map((p) => bySubprotocol.get(p)).find((c) => c !== undefined)
       socket.on("error", () => {})
@@ -359,20 +377,20 @@ export const upgrades = (
       wss.handleUpgrade(req, socket, head, (ws) => {
         live.add(ws)
         ws.once("close", () => live.delete(ws))
-        const address = options.remoteAddress?.(req) ??
-          `${req.socket.remoteAddress ?? "unknown"}:${req.socket.remotePort ?? 0}`
-        accept(wrap(ws, codec, address))
+        accept(wrap(ws, codec, addressOf(req)))
       })
     }
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
         for (const ws of live) ws.close(CLOSE_CODES.GoingAway, "hub shutting down")
+        for (const { connection } of rawLive) connection.close(CLOSE_CODES.GoingAway, "hub shutting down")
       })
     )
     return {
       handle,
       terminate: () => {
         for (const ws of live) ws.terminate()
+        for (const { socket } of rawLive) socket.destroy()
       }
     }
   })

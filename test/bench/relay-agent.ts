@@ -1,11 +1,12 @@
 /**
- * Bench agent process: `--url U --transport ws|msgpack --token T` plus `--expose NAME=HOST:PORT` or
+ * Bench agent process: `--url U --transport ws|msgpack|tcp --token T` plus `--expose NAME=HOST:PORT` or
  * `--reach NAME`; prints {"ready":true} or {"port"} of the reach listener once up.
  */
 import * as Readline from "node:readline"
 import { Effect } from "effect"
 import * as HubClient from "../../agent/HubClient.ts"
 import * as Msgpack from "../../transports/Msgpack.ts"
+import * as Tcp from "../../transports/Tcp.ts"
 import * as Ws from "../../transports/Ws.ts"
 
 const arg = (name: string) => {
@@ -14,7 +15,7 @@ const arg = (name: string) => {
 }
 
 const program = Effect.gen(function*() {
-  const transport = arg("transport") === "ws" ? Ws.transport : Msgpack.transport
+  const transport = arg("transport") === "ws" ? Ws.transport : arg("transport") === "tcp" ? Tcp.transport : Msgpack.transport
   const client = yield* HubClient.connect({ url: arg("url")!, transport, token: arg("token")! })
   const expose = arg("expose")
   const reach = arg("reach")

@@ -297,6 +297,7 @@ export const main = async (args: ReadonlyArray<string>) => {
     }
     await relay("connect msgpack", "msgpack", tuned)
     await relay("connect ws", "ws", tuned)
+    await relay("connect tcp", "tcp", tuned)
     await relay("connect msgpack, untuned", "msgpack", untuned, true)
     if (have("socat")) {
       const chain = await socatForward(await socatForward(await socatForward(targetPort)))

@@ -1,8 +1,11 @@
 /**
- * The transport contract, run against every plugin (ws, msgpack) and the in-memory pair: message round trips,
+ * The transport contract, run against every plugin (ws, msgpack, tcp) and the in-memory pair: message round trips,
  * payload sizes, the frame cap, garbled frames, close codes and heartbeat timeouts.
  */
 import * as Crypto from "node:crypto"
+import * as Http from "node:http"
+import type { AddressInfo } from "node:net"
+import * as Net from "node:net"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, TestClock } from "effect"
 import type { Scope } from "effect"
@@ -13,6 +16,8 @@ import type { CloseInfo, Codec, Connection } from "../../core/Transport.ts"
 import * as Heartbeat from "../../transports/Heartbeat.ts"
 import * as Memory from "../../transports/Memory.ts"
 import * as Msgpack from "../../transports/Msgpack.ts"
+import * as Tcp from "../../transports/Tcp.ts"
+import * as TcpCarrier from "../../transports/TcpCarrier.ts"
 import * as WebSocketCarrier from "../../transports/WebSocket.ts"
 import * as Ws from "../../transports/Ws.ts"
 import { everyMessage } from "../core/Protocol.test.ts"
@@ -125,6 +130,99 @@ const memoryHarness: Effect.Effect<Harness, never, Scope.Scope> = Effect.sync(()
   return { client: transport.dial("memory://hub"), raw, serverCloses, codec: Msgpack.codec }
 })
 
+/** The `tcp` plugin against an HTTP server that upgrades every request to it. */
+const tcpHarness: Effect.Effect<Harness, TransportError, Scope.Scope> = Effect.gen(function*() {
+  const serverCloses: Array<CloseInfo> = []
+  const server = Http.createServer((_req, res) => res.writeHead(426).end())
+  server.on("upgrade", (req, socket, head) =>
+    TcpCarrier.isUpgrade(req)
+      ? TcpCarrier.acceptUpgrade(socket, head, Msgpack.codec, "127.0.0.1:0", echo(serverCloses))
+      : socket.destroy())
+  yield* Effect.acquireRelease(
+    Effect.promise(() => new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()))),
+    () => Effect.sync(() => (server.closeAllConnections(), server.close()))
+  )
+  const port = (server.address() as AddressInfo).port
+  const url = `ws://127.0.0.1:${port}/v1/agent`
+  /** A raw client: upgrades by hand, writes one length-prefixed frame per send, reads back a frame or a close frame. */
+  const raw = Effect.acquireRelease(
+    Effect.sync(() => ({ socket: undefined as Net.Socket | undefined })),
+    (state) => Effect.sync(() => state.socket?.destroy())
+  ).pipe(
+    Effect.map((state): RawClient => {
+      let inbox = Buffer.alloc(0)
+      let listener: (() => void) | undefined
+      let ended = false
+      let current: Net.Socket | undefined
+      const open = () =>
+        new Promise<Net.Socket>((resolve, reject) => {
+          const socket = Net.connect({ port, host: "127.0.0.1" })
+          current = socket
+          inbox = Buffer.alloc(0)
+          ended = false
+          let upgraded = false
+          socket.on("error", () => {})
+          socket.once("error", reject)
+          socket.write(`GET /v1/agent HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: ${TcpCarrier.UPGRADE}\r\n\r\n`)
+          // Events of a connection given up on (closed by the server) no longer count.
+          socket.on("data", (chunk: Buffer) => {
+            if (socket !== current) return
+            inbox = Buffer.concat([inbox, chunk])
+            if (!upgraded) {
+              const end = inbox.indexOf("\r\n\r\n")
+              if (end < 0) return
+              inbox = inbox.subarray(end + 4)
+              upgraded = true
+              resolve(socket)
+            }
+            listener?.()
+          })
+          socket.on("close", () => {
+            if (socket !== current) return
+            ended = true
+            listener?.()
+          })
+        })
+      return {
+        send: async (frame) => {
+          if (!state.socket || ended || state.socket.destroyed) {
+            state.socket?.destroy()
+            state.socket = await open()
+          }
+          const body = typeof frame === "string" ? Buffer.from(frame) : Buffer.from(frame)
+          const prefix = Buffer.alloc(4)
+          prefix.writeUInt32BE(body.byteLength)
+          state.socket.write(Buffer.concat([prefix, body]))
+          return new Promise((resolve) => {
+            const timer = setTimeout(() => done(-1), 5_000)
+            const done = (v: "echo" | number) => {
+              clearTimeout(timer)
+              listener = undefined
+              resolve(v)
+            }
+            listener = () => {
+              if (inbox.byteLength >= 6) {
+                const prefix = inbox.readUInt32BE(0)
+                const length = prefix & 0x7fff_ffff
+                if (inbox.byteLength < 4 + length) return
+                // A close frame has the top bit of its length set, and its code first.
+                const code = prefix >= 0x8000_0000 ? inbox.readUInt16BE(4) : undefined
+                inbox = inbox.subarray(4 + length)
+                // After a close frame the next send needs a fresh connection, as a WebSocket's CLOSING state says.
+                if (code !== undefined) ended = true
+                return done(code ?? "echo")
+              }
+              if (ended) done(1006)
+            }
+            listener()
+          })
+        }
+      }
+    })
+  )
+  return { client: Tcp.transport.dial(url), raw, serverCloses, codec: Msgpack.codec }
+})
+
 /** Receives messages from a connection into a queue the test can await. */
 const inbox = (connection: Connection) => {
   const queue: Array<P.Message> = []
@@ -177,6 +275,7 @@ const garble = (frames: ReadonlyArray<Uint8Array | string>, i: number, binary: b
 const harnesses: ReadonlyArray<readonly [string, Effect.Effect<Harness, TransportError, Scope.Scope>]> = [
   ["ws", wsHarness(Ws.codec)],
   ["msgpack", wsHarness(Msgpack.codec)],
+  ["tcp", tcpHarness],
   ["memory", memoryHarness]
 ]
 

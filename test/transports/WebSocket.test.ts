@@ -12,6 +12,7 @@ import * as P from "../../core/Protocol.ts"
 import { CLOSE_CODES } from "../../core/Transport.ts"
 import type { Connection } from "../../core/Transport.ts"
 import * as Msgpack from "../../transports/Msgpack.ts"
+import * as Tcp from "../../transports/Tcp.ts"
 import * as WebSocketCarrier from "../../transports/WebSocket.ts"
 import * as Ws from "../../transports/Ws.ts"
 
@@ -97,5 +98,27 @@ describe("WebSocket.upgrades", () => {
           received: ["Error"]
         })
       }
+    }).pipe(Effect.scoped), 20_000)
+
+  it.live("takes a tcp upgrade when msgpack is served (refused otherwise), and closes it with its scope", () =>
+    Effect.gen(function*() {
+      const accepted: Array<Connection> = []
+      const scope = yield* Scope.make()
+      const upgrades = yield* WebSocketCarrier.upgrades({ codecs: [Msgpack.codec] }, (c) => accepted.push(c)).pipe(
+        Scope.extend(scope)
+      )
+      const url = yield* dispatching(upgrades.handle)
+      const client = yield* Tcp.transport.dial(`${url}/in`)
+      const closed = Effect.async<{ readonly code: number; readonly reason: string }>((resume) =>
+        client.setHandler({ message: () => {}, close: (info) => resume(Effect.succeed(info)) })
+      )
+      expect(accepted.map((c) => c.transport)).toEqual(["tcp"])
+      yield* Scope.close(scope, Exit.void)
+      expect(yield* closed).toEqual({ code: CLOSE_CODES.GoingAway, reason: "hub shutting down" })
+
+      const jsonOnly = yield* WebSocketCarrier.upgrades({ codecs: [Ws.codec] }, (c) => accepted.push(c))
+      const other = yield* dispatching(jsonOnly.handle)
+      const refused = yield* Effect.flip(Tcp.transport.dial(`${other}/in`))
+      expect(refused.message).toContain("HTTP 400")
     }).pipe(Effect.scoped), 20_000)
 })

@@ -1,6 +1,6 @@
 /**
  * The relay end to end in one process over real TCP on 127.0.0.1: hub, exposing agent A, reaching agent B, a
- * target server and plain `net` clients, for every WebSocket transport.
+ * target server and plain `net` clients, for every transport the agent can dial (ws, msgpack, tcp).
  */
 import * as Crypto from "node:crypto"
 import * as Net from "node:net"
@@ -15,6 +15,7 @@ import type { Transport } from "../../../core/Transport.ts"
 import * as HubClient from "../../../agent/HubClient.ts"
 import * as Relay from "../../../hub/relay/Relay.ts"
 import * as Msgpack from "../../../transports/Msgpack.ts"
+import * as Tcp from "../../../transports/Tcp.ts"
 import * as Ws from "../../../transports/Ws.ts"
 
 const agents = [
@@ -119,7 +120,11 @@ const eventually = async (check: () => boolean, ms = 3_000) => {
   }
 }
 
-const transports: ReadonlyArray<readonly [string, Transport]> = [["ws", Ws.transport], ["msgpack", Msgpack.transport]]
+const transports: ReadonlyArray<readonly [string, Transport]> = [
+  ["ws", Ws.transport],
+  ["msgpack", Msgpack.transport],
+  ["tcp", Tcp.transport]
+]
 
 describe.each(transports)("Relay over %s", (_name, transport) => {
   it.each([1, 65_537, 1024 * 1024 + 3, 64 * 1024 * 1024])(
