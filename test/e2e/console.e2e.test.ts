@@ -2,9 +2,11 @@
  * The web console in a real browser: Debian's chromium (installed by test/support/install-chromium.sh when missing),
  * driven by playwright-core, against a real hub (its first start on a fresh database) with a real agent and tunnel.
  * Signs in with a workspace key and an operator key, filters the log, sees a tunnel opened during the test arrive in
- * the live tail, renders a hostile agent label and a hostile requested service name as text (no dialog, no script
- * error, no CSP violation), keeps a workspace key to its workspace (in the UI and by editing a request), signs out and
- * sees a session expire. Every step is on the log. Screenshots of each page go to docs/console/.
+ * the live tail (a long poll: one read on the log for the tail), renders a hostile agent label and a hostile requested
+ * service name as text (no dialog, no script error, no CSP violation), keeps a workspace key to its workspace and its
+ * addresses masked (in the UI and by editing a request), shows events per hour, the last verify run, agents with last
+ * seen and transport — every workspace's for the operator — signs out and sees a session expire. Every step is on the
+ * log. Every wait is for a condition, none a fixed sleep. Screenshots of each page go to docs/console/.
  */
 import { execFileSync } from "node:child_process"
 import * as Fs from "node:fs"
@@ -151,9 +153,11 @@ describe("web console (headless chromium)", () => {
     const cookie = (await context.cookies()).find((c) => c.name === "connect_console")!
     expect(cookie).toMatchObject({ httpOnly: true, sameSite: "Strict" })
 
-    // Overview.
+    // Overview: events per hour over 7 days; verify and checkpoints are hub-level, the operator's.
     await page.waitForSelector("#agents-online", { timeout: 20_000 })
     expect(await page.textContent("#agents-online")).toBe("0 / 1")
+    expect(await page.locator("#chart-week rect").count()).toBeGreaterThanOrEqual(7 * 24)
+    expect(await page.textContent("#last-verify")).toContain("hub-level")
     await shot(page, "overview")
 
     // Agents: the hostile label is text; no image element was made of it.
@@ -161,6 +165,7 @@ describe("web console (headless chromium)", () => {
     await page.waitForSelector("td.label", { timeout: 20_000 })
     expect(await page.textContent("td.label")).toBe(LABEL)
     expect(await page.locator("img").count()).toBe(0)
+    expect(await page.textContent("#agents thead")).toMatch(/status.*last seen.*last address.*transport.*token expires/)
     await shot(page, "agents")
 
     // Audit log, filtered to the refused reach: the hostile name is text in the expanded raw event.
@@ -194,6 +199,11 @@ describe("web console (headless chromium)", () => {
     expect(await roundTrip(reachPort)).toBe("hello through the tunnel")
     await page.waitForSelector("tr.event.fresh >> text=TunnelOpened", { timeout: 30_000 })
     await shot(page, "live-tail")
+    // The tail is one read on the log, however many answers it took (it polled every 2 s and read each time before).
+    const tails = (await eventsOf(url, operator, { type: "AuditRead", since: "1h", limit: "1000" }))
+      .filter((e) => e.data.kind === "tail" && e.workspaceId === a.id)
+    expect(tails.map((e) => e.data.filters)).toEqual([{ type: "tunnel", workspace: a.id }])
+    await page.uncheck("#live")
 
     // Stats and access at a time.
     await page.click("#nav-stats")
@@ -215,6 +225,17 @@ describe("web console (headless chromium)", () => {
     expect(mine.events.filter((e: { workspaceId: string }) => e.workspaceId !== a.id)).toEqual([])
     const edited = await page.evaluate(async (id) => (await fetch(`/v1/audit/events?workspace=${id}`)).status, b.id)
     expect(edited).toBe(403)
+    // Addresses are masked by the hub for this key: asking for them in full by editing a request changes nothing.
+    const asked = await page.evaluate(async () =>
+      Promise.all(["/v1/audit/events?limit=1000&since=1d", "/v1/audit/stats?by=ip&reveal=true", "/v1/agents"].map(async (p) => (await fetch(p)).text()))
+    )
+    // Client addresses only: a service's target (127.0.0.1:PORT of ServiceExposed) is not one.
+    const addresses = (JSON.parse(asked[0]!) as { events: Array<{ data: any; meta: any }> }).events
+      .flatMap((e) => [e.meta?.sourceIp, e.data?.ip, e.data?.previousIp, e.data?.newIp]).filter((ip) => ip !== undefined)
+    expect(addresses.length).toBeGreaterThan(3)
+    expect(addresses.filter((ip) => ip !== "127.0.0.x")).toEqual([])
+    expect(JSON.parse(asked[1]!).addresses.map((r: { address: string }) => r.address).filter((ip: string) => ip !== "127.0.0.x")).toEqual([])
+    expect(JSON.parse(asked[2]!).agents.map((r: { lastIp: string | null }) => r.lastIp).filter((ip: string | null) => ip !== null && ip !== "127.0.0.x")).toEqual([])
     const editedStats = await page.evaluate(async (id) => (await fetch(`/v1/audit/stats?workspace=${id}`)).status, b.id)
     expect(editedStats).toBe(403)
     expect(await page.textContent("body")).not.toContain("b-private-agent")
@@ -222,15 +243,25 @@ describe("web console (headless chromium)", () => {
     const post = await page.evaluate(async () => (await fetch("/v1/agents", { method: "POST", headers: { "content-type": "application/json" }, body: "{}" })).status)
     expect(post).toBe(401)
 
-    // The operator: a workspace picker, every workspace.
+    // The operator: the last verify run on the Overview, a workspace picker, every workspace's agents.
+    expect((await world.command(home, ["audit", "verify"], db)).code).toBe(0)
     const opContext = await browser.newContext({ viewport: { width: 1280, height: 900 } })
     const opPage = await opContext.newPage()
     const opBad = watch(opPage)
     await signIn(opPage, url, operator)
-    await opPage.waitForSelector("#workspace", { timeout: 20_000 })
+    await opPage.waitForSelector("#last-verify", { timeout: 20_000 })
+    expect(await opPage.textContent("#last-verify")).toMatch(/last verify: intact: \d+ events/)
+    await shot(opPage, "operator-overview")
+    await expect.poll(() => opPage.locator("#workspace option").count(), { timeout: 20_000 }).toBeGreaterThanOrEqual(4)
+    await opPage.click("#nav-agents")
+    await expect.poll(async () => (await opPage.locator("td.label").allTextContents()).sort(), { timeout: 20_000 })
+      .toEqual([LABEL, "b-private-agent", "tunnel-agent"].sort())
+    const tunnelAgent = opPage.locator("tr.agent", { hasText: "tunnel-agent" })
+    expect(await tunnelAgent.locator("td.last-seen").textContent()).toBe("now")
+    expect(await tunnelAgent.locator("td.transport").textContent()).toMatch(/^(msgpack|ws)$/)
+    await shot(opPage, "operator-agents")
     await opPage.click("#nav-log")
     await opPage.waitForSelector("tr.event", { timeout: 20_000 })
-    expect(await opPage.locator("#workspace option").count()).toBeGreaterThanOrEqual(3)
     await shot(opPage, "operator-log")
     await opContext.close()
 
@@ -263,8 +294,11 @@ describe("web console (headless chromium)", () => {
     const page = await context.newPage()
     const bad = watch(page)
     await signIn(page, url, operator)
-    await new Promise((r) => setTimeout(r, 3_000))
-    // Whichever request comes first after the two seconds (this one, or one of the page's own) finds it expired.
+    // The hub ends the session itself when it expires (its sweep): wait for that on the log, not for a fixed time.
+    await expect.poll(async () => (await eventsOf(url, operator, { type: "ConsoleSignedOut", since: "1h" })).map((e) => e.data.reason), {
+      timeout: 30_000,
+      interval: 250
+    }).toContain("expired")
     await page.evaluate(() => {
       ;(globalThis as unknown as { location: { hash: string } }).location.hash = "#/log"
     })

@@ -16,9 +16,10 @@ export const whenSignedOut = (f) => {
   onSignedOut = f
 }
 
-const request = async (method, path, body) => {
+const request = async (method, path, body, signal) => {
   const response = await fetch(path, {
     method,
+    signal,
     credentials: "same-origin",
     headers: body === undefined ? {} : { "content-type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body)
@@ -49,7 +50,12 @@ export const session = () => request("GET", "/ui/session")
 export const signIn = (apiKey) => request("POST", "/ui/session", { apiKey })
 export const signOut = () => request("DELETE", "/ui/session")
 export const events = (params) => request("GET", `/v1/audit/events${query(params)}`)
+/** One long poll of a live tail (the hub answers when an event commits, or after 25 s); `signal` abandons it. */
+export const tail = (params, signal) => request("GET", `/v1/audit/tail${query(params)}`, undefined, signal)
+export const integrity = () => request("GET", "/v1/audit/integrity")
 export const stats = (params) => request("GET", `/v1/audit/stats${query(params)}`)
 export const access = (params) => request("GET", `/v1/audit/access${query(params)}`)
 export const agents = () => request("GET", "/v1/agents")
 export const services = () => request("GET", "/v1/services")
+export const workspaceAgents = (id) => request("GET", `/v1/workspaces/${encodeURIComponent(id)}/agents`)
+export const workspaceServices = (id) => request("GET", `/v1/workspaces/${encodeURIComponent(id)}/services`)

@@ -65,11 +65,16 @@ const App = () => {
     addEventListener("hashchange", onHash)
     return () => removeEventListener("hashchange", onHash)
   }, [])
-  // An operator picks among the workspaces its recent events name (the API has no list of workspaces).
+  // An operator picks among every workspace the log has seen created (one read: their WorkspaceCreated events).
   useEffect(() => {
     if (me?.scope !== "operator") return
-    Api.events({ limit: 1000, since: "30d" }).then((p) => {
-      setKnown([...new Set(p.events.map((e) => e.workspaceId).filter((w) => w !== null))].sort())
+    Api.events({ type: "WorkspaceCreated", limit: 1000 }).then((p) => {
+      const byId = new Map()
+      for (const e of p.events) {
+        const id = e.data?.workspaceId ?? e.workspaceId
+        if (typeof id === "string" && !byId.has(id)) byId.set(id, String(e.data?.name ?? ""))
+      }
+      setKnown([...byId].map(([id, name]) => ({ id, name })).sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id)))
     }, () => {})
   }, [me])
 
@@ -94,14 +99,14 @@ const App = () => {
         ${me.scope === "operator"
           ? html`<label>Workspace <select id="workspace" value=${workspace} onChange=${(e) => setWorkspace(e.currentTarget.value)}>
               <option value="">all workspaces</option>
-              ${known.map((w) => html`<option value=${w}>${w}</option>`)}
+              ${known.map((w) => html`<option value=${w.id}>${w.name} (${w.id.slice(0, 8)})</option>`)}
             </select></label>`
           : html`<span class="muted">workspace ${me.workspaceId}</span>`}
         <span class="muted">${me.scope} key · until ${new Date(me.expiresAt).toLocaleTimeString()}</span>
         <button id="sign-out" onClick=${signOut}>Sign out</button>
       </span>
     </header>
-    <main><${Page} key=${`${name}:${scope}`} me=${me} workspace=${scope} /></main>
+    <main><${Page} key=${`${name}:${scope}:${known.length}`} me=${me} workspace=${scope} workspaces=${known} /></main>
   </div>`
 }
 

@@ -8,9 +8,15 @@ import * as Api from "/ui/api.js"
 
 const isIPv4 = (a) => /^\d{1,3}(\.\d{1,3}){3}$/.test(a)
 
-/** An address masked as the CLI masks it (core/Mask.ts): IPv4 to its /24, IPv6 to its /48. */
+/** An address masked already: the hub masks every address a workspace key reads (audit/Reveal.ts). */
+const MASKED = /^(?:(?:::ffff:)?\d{1,3}\.\d{1,3}\.\d{1,3}\.x|[0-9a-f]{1,4}:[0-9a-f]{1,4}:[0-9a-f]{1,4}::\/48|\(not an address\))$/
+
+/**
+ * An address masked as the CLI masks it (core/Mask.ts): IPv4 to its /24, IPv6 to its /48. Only for display of what an
+ * operator key receives in full: a workspace key never receives an address unmasked.
+ */
 export const maskIp = (a) => {
-  if (typeof a !== "string") return a
+  if (typeof a !== "string" || MASKED.test(a)) return a
   if (isIPv4(a)) return a.replace(/\.\d+$/, ".x")
   const mapped = /^::ffff:(\d+\.\d+\.\d+)\.\d+$/i.exec(a)
   if (mapped) return `::ffff:${mapped[1]}.x`
@@ -91,6 +97,19 @@ export const BarChart = ({ rows, format = String, id }) => {
   </svg>`
 }
 
+/** A column chart as SVG: one column per value, left to right, the first and last labels under it. */
+export const ColumnChart = ({ rows, id }) => {
+  const max = Math.max(1, ...rows.map((r) => r.value))
+  const w = Math.max(2, Math.floor(900 / Math.max(1, rows.length)))
+  const h = 120
+  return html`<svg class="chart" id=${id} viewBox=${`0 0 ${Math.max(1, rows.length) * w} ${h + 16}`} role="img">
+    ${rows.map((r, i) => html`<rect x=${i * w} y=${h - Math.max(r.value > 0 ? 1 : 0, (r.value / max) * h)} width=${Math.max(1, w - 1)}
+      height=${Math.max(r.value > 0 ? 1 : 0, (r.value / max) * h)} class="bar"><title>${r.label}: ${r.value}</title></rect>`)}
+    ${rows.length > 0 && html`<text x="0" y=${h + 13} class="chart-label">${rows[0].label}</text>
+      <text x=${rows.length * w} y=${h + 13} class="chart-label end">${rows[rows.length - 1].label}</text>`}
+  </svg>`
+}
+
 const Table = ({ head, rows, id }) => html`<table id=${id}>
   <thead><tr>${head.map((h) => html`<th>${h}</th>`)}</tr></thead>
   <tbody>${rows.length === 0
@@ -101,35 +120,49 @@ const Table = ({ head, rows, id }) => html`<table id=${id}>
 // ---------------------------------------------------------------------------------------------------------------------
 // Overview
 
-export const OverviewPage = ({ me, workspace }) => {
+/** The last verify run, as its `AuditRead` records it. */
+const verifyLine = (e) => {
+  const d = e.data ?? {}
+  const range = `positions ${d.fromPosition ?? "?"}–${d.toPosition ?? "?"}`
+  return d.verified === "broken"
+    ? `BROKEN at position ${d.firstBreak} (${d.breaks} break${d.breaks === 1 ? "" : "s"}; ${range})`
+    : `intact: ${d.count} events (${range})`
+}
+
+export const OverviewPage = ({ me, workspace, workspaces }) => {
   const ws = workspace || undefined
   const state = useLoad(async () => {
-    const [agents, services, week, day, all, checkpoint] = await Promise.all([
-      Api.agents(),
-      Api.services(),
-      Api.stats({ since: "7d", by: "day", workspace: ws }),
+    const [{ agents, services }, week, day, all, integrity] = await Promise.all([
+      inventory(me, ws, workspaces),
+      Api.stats({ since: "7d", by: "hour", workspace: ws }),
       Api.stats({ since: "24h", workspace: ws }),
       Api.stats({ workspace: ws }),
-      me.scope === "operator" ? Api.events({ type: "CheckpointSigned", limit: 1 }) : Promise.resolve({ events: [] })
+      Api.integrity()
     ])
-    return { agents: agents.agents, services: services.services, week, day, all, checkpoint: checkpoint.events[0] }
+    return { agents, services, week, day, all, integrity }
   }, [workspace])
   return html`<h1>Overview</h1><${Loading} state=${state}>${() => {
-    const { agents, services, week, day, all, checkpoint } = state.value
+    const { agents, services, week, day, all, integrity } = state.value
     const count = (type) => all.byType.filter((r) => r.type === type).reduce((n, r) => n + r.count, 0)
     const open = Math.max(0, count("TunnelOpened") - count("TunnelClosed"))
+    const hours = week.hours ?? []
+    const { verify, checkpoint } = integrity
+    const hubLevel = me.scope === "operator" ? " (none on the log yet)" : " (hub-level: operator keys)"
+    const whose = me.scope === "operator" && !ws ? "every workspace" : "workspace"
     return html`
       <div class="cards">
-        <div class="card"><span class="big" id="agents-online">${agents.filter((a) => a.online).length} / ${agents.length}</span>agents online (key's workspace)</div>
+        <div class="card"><span class="big" id="agents-online">${agents.filter((a) => a.online).length} / ${agents.length}</span>agents online (${whose})</div>
         <div class="card"><span class="big" id="services-count">${services.length}</span>services</div>
         <div class="card"><span class="big" id="open-tunnels">${open}</span>open tunnels (opened − closed)</div>
         <div class="card"><span class="big">${day.denials.reduce((n, d) => n + d.count, 0)}</span>denials in 24 h</div>
-        <div class="card"><span class="big">${checkpoint ? ago(checkpoint.recordedAt) : "—"}</span>last signed checkpoint${checkpoint ? html` (position ${checkpoint.data.position})` : me.scope === "operator" ? " (none yet)" : " (hub-level: operator keys)"}</div>
-        <div class="card"><span class="big">—</span>last verify: not recorded on the log (run connect audit verify)</div>
+        <div class="card" id="last-checkpoint"><span class="big">${checkpoint ? ago(checkpoint.recordedAt) : "—"}</span>last signed checkpoint${checkpoint ? html` (position ${checkpoint.data.position})` : hubLevel}</div>
+        <div class=${`card ${verify?.data?.verified === "broken" ? "broken" : ""}`} id="last-verify"><span class="big">${verify ? ago(verify.recordedAt) : "—"}</span>last verify${verify ? html`: ${verifyLine(verify)}` : hubLevel}</div>
       </div>
-      <h2>Events per day, last 7 days</h2>
-      <${BarChart} id="chart-week" rows=${week.days.map((d) => ({ label: d.day, value: d.events }))} />
-      <${Table} head=${["day", "events"]} rows=${week.days.map((d) => [d.day, d.events])} />
+      <h2>Events per hour, last 7 days (UTC)</h2>
+      <${ColumnChart} id="chart-week" rows=${hours.map((h) => ({ label: `${h.hour}:00`, value: h.events }))} />
+      <details><summary>table</summary>
+        <${Table} id="table-week" head=${["hour (UTC)", "events"]} rows=${hours.filter((h) => h.events > 0).map((h) => [`${h.hour}:00`, h.events])} />
+      </details>
       <h2>Denials in the last 24 h, by reason</h2>
       <${BarChart} rows=${day.denials.map((d) => ({ label: `${d.type} ${d.reason ?? ""}`, value: d.count }))} />
       <${Table} head=${["type", "reason", "refusals", "events"]} rows=${day.denials.map((d) => [d.type, d.reason ?? "—", d.count, d.events])} />
@@ -185,32 +218,53 @@ export const LogPage = ({ me, workspace }) => {
     Api.events(params({ before })).then((p) => { setPage(p); setError("") }, (e) => setError(e.message))
   }, [applied, before, workspace])
 
-  // Live tail: newer events that pass the filters, put on top as they commit (polled; first page only).
+  // Live tail: newer events that pass the filters, put on top as they commit (first page only). One long poll at a
+  // time (GET /v1/audit/tail): the hub answers as soon as an event commits, or after 25 s with none; the tail is one
+  // read on the log when it opens, not one per answer.
   const top = useRef(0)
   useEffect(() => {
     top.current = page?.events[0]?.position ?? top.current
   }, [page])
   useEffect(() => {
-    if (!live || before !== undefined) return
-    const timer = setInterval(async () => {
-      try {
-        const p = await Api.events(params({ limit: 100 }))
-        // The console's own reads are on the log too; the tail leaves them out so it does not feed itself.
-        const newer = p.events.filter((e) => e.position > top.current && !(e.type === "AuditRead" && e.data?.apiKeyId === me.apiKeyId))
-        if (newer.length > 0) {
-          top.current = p.events[0].position
-          setFresh(new Set(newer.map((e) => e.position)))
-          setPage((old) => ({ ...old, events: [...newer, ...(old?.events ?? [])].slice(0, 500) }))
+    if (!live || before !== undefined || page === undefined) return
+    const stop = new AbortController()
+    const pause = (ms) => new Promise((r) => setTimeout(r, ms))
+    const filters = { type: applied.type, agent: applied.agent, service: applied.service, outcome: applied.outcome, ip: applied.ip, workspace: workspace || undefined }
+    const run = async () => {
+      let tail
+      // From the newest event shown; an empty page starts at the hub's head.
+      let after = top.current > 0 ? top.current : undefined
+      while (!stop.signal.aborted) {
+        try {
+          const r = await Api.tail(tail === undefined ? { ...filters, after } : { tail, after }, stop.signal)
+          tail = r.tail
+          after = r.position
+          if (r.events.length > 0) {
+            const newer = [...r.events].reverse()
+            top.current = newer[0].position
+            // Everything that arrived live stays marked (a tunnel's close may come in the answer after its open).
+            setFresh((old) => new Set([...old, ...newer.map((e) => e.position)].slice(-500)))
+            setPage((old) => ({ ...old, events: [...newer, ...(old?.events ?? [])].slice(0, 500) }))
+          }
+          setError("")
+        } catch (e) {
+          if (stop.signal.aborted) return
+          // The tail ended on the hub (a restart, a minute unasked): open another from where this one was.
+          if (e.status === 404) tail = undefined
+          else {
+            setError(`live tail: ${e.message}; retrying`)
+            await pause(5000)
+          }
         }
-      } catch (e) {
-        setError(e.message)
       }
-    }, 2000)
-    return () => clearInterval(timer)
-  }, [live, applied, before, workspace])
+    }
+    run()
+    return () => stop.abort()
+  }, [live, applied, before, workspace, page === undefined])
 
   const submit = (e) => {
     e.preventDefault()
+    setFresh(new Set())
     setPages([undefined])
     setApplied({ ...form })
   }
@@ -326,40 +380,101 @@ export const AccessPage = ({ workspace }) => {
 
 const WEEK = 7 * 24 * 3600 * 1000
 
-const AgentRow = ({ a }) => {
+/** Workspaces an operator's "all workspaces" reads the agents and services of (a request each), at most. */
+const MAX_WORKSPACES = 50
+
+/**
+ * The agents and services a page shows, each with its workspace: a workspace key's own; an operator's picked workspace,
+ * or with none picked every workspace the log has seen created (four at a time).
+ */
+export const inventory = async (me, workspace, workspaces) => {
+  if (me.scope !== "operator") {
+    const [a, s] = await Promise.all([Api.agents(), Api.services()])
+    const own = (x) => ({ ...x, workspaceId: me.workspaceId })
+    return { agents: a.agents.map(own), services: s.services.map(own), truncated: false }
+  }
+  const ids = workspace ? [workspace] : workspaces.map((w) => w.id)
+  const out = { agents: [], services: [], truncated: ids.length > MAX_WORKSPACES }
+  const shown = ids.slice(0, MAX_WORKSPACES)
+  for (let i = 0; i < shown.length; i += 4) {
+    const chunk = shown.slice(i, i + 4)
+    const got = await Promise.all(chunk.map((id) => Promise.all([Api.workspaceAgents(id), Api.workspaceServices(id)])))
+    got.forEach(([a, s], j) => {
+      out.agents.push(...a.agents.map((x) => ({ ...x, workspaceId: chunk[j] })))
+      out.services.push(...s.services.map((x) => ({ ...x, workspaceId: chunk[j] })))
+    })
+  }
+  return out
+}
+
+/** Each agent's latest connection and disconnection among `events` (newest first): last seen and transport. */
+const sessionsOf = (events) => {
+  const out = new Map()
+  for (const e of events) {
+    const id = e.data?.agentId
+    if (typeof id !== "string") continue
+    const seen = out.get(id) ?? {}
+    if (e.type === "AgentConnected" && seen.connected === undefined) seen.connected = e
+    if (seen.last === undefined) seen.last = e
+    out.set(id, seen)
+  }
+  return out
+}
+
+const AgentRow = ({ a, seen, names, showWorkspace }) => {
   const [open, setOpen] = useState(false)
   const [history, setHistory] = useState(undefined)
   useEffect(() => {
     if (!open || history) return
-    Api.events({ agent: a.agentId, type: "agent", limit: 50, since: "365d" }).then((p) => setHistory(p.events), (e) => setHistory(e.message))
+    Api.events({ agent: a.agentId, type: "AgentConnected,AgentIpChanged,AgentDisconnected", limit: 50 })
+      .then((p) => setHistory(p.events), (e) => setHistory(e.message))
   }, [open])
   const expires = new Date(a.tokenExpiresAt).getTime()
   const warn = !a.revoked && expires - Date.now() < WEEK
   const status = a.revoked ? "revoked" : a.online ? "online" : "offline"
-  const connected = Array.isArray(history) ? history.find((e) => e.type === "AgentConnected") : undefined
-  const seen = Array.isArray(history) ? history.find((e) => e.type === "AgentConnected" || e.type === "AgentDisconnected") : undefined
+  const lastSeen = a.online ? "now" : seen?.last ? time(seen.last.recordedAt) : "—"
+  const cols = showWorkspace ? 9 : 8
   return html`<tr class="agent" onClick=${() => setOpen(!open)}>
-      <td class="label">${a.label}</td><td class=${status}>${status}</td><td>${a.lastIp ? maskIp(a.lastIp) : "—"}</td>
+      <td class="label">${a.label}</td>
+      ${showWorkspace && html`<td>${names.get(a.workspaceId) ?? a.workspaceId.slice(0, 8)}</td>`}
+      <td class=${status}>${status}</td><td class="last-seen">${lastSeen}</td>
+      <td>${a.lastIp ? maskIp(a.lastIp) : "—"}</td><td class="transport">${seen?.connected?.data?.transport ?? "—"}</td>
       <td class=${warn ? "warn" : ""}>${time(a.tokenExpiresAt)}${warn ? (expires < Date.now() ? " (expired)" : " (expires within 7 days)") : ""}</td>
-      <td>${time(a.createdAt)}</td>
+      <td>${time(a.createdAt)}</td><td class="muted">${open ? "▾" : "▸"}</td>
     </tr>
-    ${open && html`<tr class="raw"><td colspan="5">${history === undefined ? "Loading…" : typeof history === "string" ? history : html`
-      <p>Last seen: ${a.online ? "now" : seen ? time(seen.recordedAt) : "never connected"} · transport: ${connected?.data?.transport ?? "—"}</p>
-      <${Table} head=${["when", "event", "address"]} rows=${history
-        .filter((e) => ["AgentConnected", "AgentIpChanged", "AgentDisconnected"].includes(e.type))
-        .map((e) => [time(e.recordedAt), e.type, maskIp(e.data?.ip ?? e.data?.newIp ?? e.meta?.sourceIp ?? "") ?? "—"])} />`}</td></tr>`}`
+    ${open && html`<tr class="raw"><td colspan=${cols}>${history === undefined ? "Loading…" : typeof history === "string" ? history : html`
+      <h3>Address history</h3>
+      <${Table} id="address-history" head=${["when", "event", "address", "transport"]} rows=${history.map((e) => [
+        time(e.recordedAt), e.type, maskIp(e.data?.newIp ?? e.data?.ip ?? e.meta?.sourceIp ?? "—"), e.data?.transport ?? ""
+      ])} />`}</td></tr>`}`
 }
 
-export const AgentsPage = () => {
-  const state = useLoad(() => Promise.all([Api.agents(), Api.services()]), [])
+export const AgentsPage = ({ me, workspace, workspaces }) => {
+  const state = useLoad(async () => {
+    const [inv, recent] = await Promise.all([
+      inventory(me, workspace, workspaces),
+      // One read for every agent's last seen and transport: their recent connections and disconnections.
+      Api.events({ type: "AgentConnected,AgentDisconnected", since: "30d", limit: 1000, workspace: workspace || undefined })
+    ])
+    return { ...inv, seen: sessionsOf(recent.events) }
+  }, [workspace])
+  const names = new Map(workspaces.map((w) => [w.id, w.name]))
+  const showWorkspace = me.scope === "operator" && !workspace
   return html`<h1>Agents and services</h1>
-    <p class="muted">The key's own workspace. Click an agent for its address history, last seen and transport.</p>
+    <p class="muted">${me.scope === "operator" ? (workspace ? "The workspace picked. " : "Every workspace. ") : "The key's own workspace. "}
+      Click an agent for its address history. Last seen and transport from the last 30 days of the log.</p>
     <${Loading} state=${state}>${() => {
-      const [{ agents }, { services }] = state.value
+      const { agents, services, seen, truncated } = state.value
       return html`
-        <table id="agents"><thead><tr><th>agent</th><th>status</th><th>last address</th><th>token expires</th><th>provisioned</th></tr></thead>
-          <tbody>${agents.map((a) => html`<${AgentRow} key=${a.agentId} a=${a} />`)}</tbody></table>
+        ${truncated && html`<p class="warn">The first ${MAX_WORKSPACES} workspaces; pick one for the others.</p>`}
+        <table id="agents"><thead><tr><th>agent</th>${showWorkspace && html`<th>workspace</th>`}<th>status</th><th>last seen</th>
+          <th>last address</th><th>transport</th><th>token expires</th><th>provisioned</th><th></th></tr></thead>
+          <tbody>${agents.length === 0
+            ? html`<tr><td colspan="9" class="muted">no agents</td></tr>`
+            : agents.map((a) => html`<${AgentRow} key=${a.agentId} a=${a} seen=${seen.get(a.agentId)} names=${names} showWorkspace=${showWorkspace} />`)}</tbody></table>
         <h2>Services</h2>
-        <${Table} id="services" head=${["service", "agent", "status"]} rows=${services.map((s) => [s.name, s.agentLabel, s.online ? "online" : "offline"])} />`
+        <${Table} id="services" head=${[...(showWorkspace ? ["workspace"] : []), "service", "agent", "status"]}
+          rows=${services.map((s) => [...(showWorkspace ? [names.get(s.workspaceId) ?? s.workspaceId.slice(0, 8)] : []),
+            s.shared ? `${s.name} (shared by ${s.shared.workspaceName})` : s.name, s.agentLabel || "—", s.online ? "online" : "offline"])} />`
     }}<//>`
 }
