@@ -13,6 +13,7 @@ import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
 import { Clock, Effect, Either, Fiber, Option, Redacted, Schema } from "effect"
 import * as AgentDecider from "../core/AgentDecider.ts"
+import { apiKeyOption } from "../core/ApiKeyOption.ts"
 import { ServiceName } from "../core/Events.ts"
 import * as OpsLog from "../core/OpsLog.ts"
 import * as OpsLogCli from "../core/OpsLogCli.ts"
@@ -176,10 +177,7 @@ const up = Command.make(
         "Hub URL (https://host[:port]; CONNECT_HUB_URL if not given); needed the first time, stored afterwards."
       )
     ),
-    apiKey: Options.redacted("api-key").pipe(
-      Options.optional,
-      Options.withDescription("API key (pc_…) to provision this agent with; needed the first time only.")
-    ),
+    apiKey: apiKeyOption("API key (pc_…) to provision this agent with; needed the first time only."),
     label: Options.text("label").pipe(Options.optional, Options.withDescription("Name of this agent in the audit log.")),
     transport: Options.choice("transport", ["ws", "msgpack"]).pipe(
       Options.optional,

@@ -8,55 +8,21 @@ import * as Command from "@effect/cli/Command"
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
-import { Config, Effect, Either, Option, Redacted, Schema } from "effect"
+import { Effect, Either, Option, Schema } from "effect"
 import { ServiceName } from "../core/Events.ts"
 import * as LinkRules from "../core/LinkRules.ts"
 import * as Table from "../core/Table.ts"
-import { AgentError } from "./AgentError.ts"
+import { hubOption, target, workspaceKeyOption } from "./ApiTarget.ts"
 import * as HubApi from "./HubApi.ts"
-import * as State from "./State.ts"
 import * as Trust from "./Trust.ts"
 
 const out = (line: string) => Effect.sync(() => console.log(line))
 
 const json = Options.boolean("json").pipe(Options.withDescription("Print the result as JSON."))
 
-const hub = Options.text("hub").pipe(
-  Options.optional,
-  Options.withDescription("Hub URL (https://host[:port]); default: the hub this agent is registered with.")
-)
-
-const apiKey = Options.redacted("api-key").pipe(
-  Options.withFallbackConfig(Config.redacted("CONNECT_API_KEY")),
-  Options.optional,
-  Options.withDescription(
-    "API key of the workspace (pc_…). Prefer the CONNECT_API_KEY environment variable: a key given here is visible " +
-      "to other users of this machine in the process list."
-  )
-)
-
 /** A rule's `Either` as an option check: its message, exit 2. */
 const checked = <A>(result: Either.Either<A, string>): Effect.Effect<A, ValidationError.ValidationError> =>
   Either.isRight(result) ? Effect.succeed(result.right) : Effect.fail(ValidationError.invalidValue(HelpDoc.p(result.left)))
-
-/** The hub URL and API key of a link command; a missing one is one line saying what to do. */
-const target = (flags: { readonly hub: Option.Option<string>; readonly apiKey: Option.Option<Redacted.Redacted<string>> }) =>
-  Effect.gen(function*() {
-    const given = Option.getOrUndefined(flags.hub)
-    const state = given === undefined ? Option.getOrUndefined(yield* State.load(State.home())) : undefined
-    const raw = given ?? state?.hubUrl
-    if (raw === undefined) {
-      return yield* new AgentError({ reason: "NotProvisioned", message: "which hub? pass --hub https://host[:port]" })
-    }
-    const hubUrl = yield* HubApi.checkHubUrl(raw)
-    if (Option.isNone(flags.apiKey)) {
-      return yield* new AgentError({
-        reason: "NotProvisioned",
-        message: "link commands need an API key of the workspace: set CONNECT_API_KEY (or --api-key pc_…)"
-      })
-    }
-    return { hubUrl, apiKey: Redacted.value(flags.apiKey.value) }
-  })
 
 const isName = Schema.is(ServiceName)
 
@@ -94,14 +60,14 @@ const create = Command.make(
       Options.optional,
       Options.withDescription(`Requests per client address: 100/min, 10/s, 1000/hour (default ${LinkRules.DEFAULT_RATE_PER_MINUTE}/min); beyond, 429.`)
     ),
-    hub,
-    apiKey,
+    hub: hubOption,
+    apiKey: workspaceKeyOption,
     caCert: Trust.caCertOption,
     json
   },
   (flags) =>
     Effect.gen(function*() {
-      const { apiKey, hubUrl } = yield* target(flags)
+      const { apiKey, hubUrl } = yield* target(flags, "link commands")
       const link = yield* HubApi.createLink(hubUrl, apiKey, {
         service: flags.name,
         ...Option.match(flags.expires, { onNone: () => ({}), onSome: (expires) => ({ expires }) }),
@@ -120,9 +86,9 @@ const create = Command.make(
     })
 ).pipe(Trust.trusted, Command.withDescription("Create a public HTTP link onto a service; prints its URL once."))
 
-const list = Command.make("list", { hub, apiKey, caCert: Trust.caCertOption, json }, (flags) =>
+const list = Command.make("list", { hub: hubOption, apiKey: workspaceKeyOption, caCert: Trust.caCertOption, json }, (flags) =>
   Effect.gen(function*() {
-    const { apiKey, hubUrl } = yield* target(flags)
+    const { apiKey, hubUrl } = yield* target(flags, "link commands")
     const links = yield* HubApi.listLinks(hubUrl, apiKey)
     if (flags.json) return yield* out(JSON.stringify({ links }))
     if (links.length === 0) return yield* out("no links in this workspace")
@@ -134,10 +100,10 @@ const list = Command.make("list", { hub, apiKey, caCert: Trust.caCertOption, jso
 
 const revoke = Command.make(
   "revoke",
-  { id: Args.text({ name: "ID" }).pipe(Args.withDescription("The link's id (see connect link list).")), hub, apiKey, caCert: Trust.caCertOption, json },
+  { id: Args.text({ name: "ID" }).pipe(Args.withDescription("The link's id (see connect link list).")), hub: hubOption, apiKey: workspaceKeyOption, caCert: Trust.caCertOption, json },
   (flags) =>
     Effect.gen(function*() {
-      const { apiKey, hubUrl } = yield* target(flags)
+      const { apiKey, hubUrl } = yield* target(flags, "link commands")
       const revoked = yield* HubApi.revokeLink(hubUrl, apiKey, flags.id)
       if (flags.json) return yield* out(JSON.stringify(revoked))
       return yield* out(`link ${revoked.linkId} revoked at ${revoked.revokedAt}; its URL answers 410 from now on`)

@@ -9,11 +9,12 @@ import * as Command from "@effect/cli/Command"
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
-import { Config, Effect, Option, Redacted, Schema } from "effect"
+import { Effect, Option, Schema } from "effect"
 import { ServiceName } from "../core/Events.ts"
 import { parseDuration, parseRateLimit } from "../core/ShareDecider.ts"
 import * as Table from "../core/Table.ts"
-import { AgentError, requireState } from "./AgentError.ts"
+import { requireState } from "./AgentError.ts"
+import { hubOption, target, workspaceKeyOption } from "./ApiTarget.ts"
 import * as HubApi from "./HubApi.ts"
 import * as State from "./State.ts"
 import * as Trust from "./Trust.ts"
@@ -22,40 +23,7 @@ const out = (line: string) => Effect.sync(() => console.log(line))
 
 const json = Options.boolean("json").pipe(Options.withDescription("Print the result as JSON."))
 
-const hub = Options.text("hub").pipe(
-  Options.optional,
-  Options.withDescription("Hub URL (https://host[:port]); default: the hub this agent is registered with.")
-)
-
-const apiKey = Options.redacted("api-key").pipe(
-  Options.withFallbackConfig(Config.redacted("CONNECT_API_KEY")),
-  Options.optional,
-  Options.withDescription(
-    "API key of the owner workspace (pc_…). Prefer the CONNECT_API_KEY environment variable: a key given here is " +
-      "visible to other users of this machine in the process list."
-  )
-)
-
 const invalid = (message: string) => Effect.fail(ValidationError.invalidValue(HelpDoc.p(message)))
-
-/** The hub URL and API key of a share command; a missing one is one line saying what to do. */
-const target = (flags: { readonly hub: Option.Option<string>; readonly apiKey: Option.Option<Redacted.Redacted<string>> }) =>
-  Effect.gen(function*() {
-    const given = Option.getOrUndefined(flags.hub)
-    const state = given === undefined ? Option.getOrUndefined(yield* State.load(State.home())) : undefined
-    const raw = given ?? state?.hubUrl
-    if (raw === undefined) {
-      return yield* new AgentError({ reason: "NotProvisioned", message: "which hub? pass --hub https://host[:port]" })
-    }
-    const hubUrl = yield* HubApi.checkHubUrl(raw)
-    if (Option.isNone(flags.apiKey)) {
-      return yield* new AgentError({
-        reason: "NotProvisioned",
-        message: "share commands need an API key of the owner workspace: set CONNECT_API_KEY (or --api-key pc_…)"
-      })
-    }
-    return { hubUrl, apiKey: Redacted.value(flags.apiKey.value) }
-  })
 
 const isName = Schema.is(ServiceName)
 
@@ -90,14 +58,14 @@ const create = Command.make(
       Options.optional,
       Options.withDescription("Tunnels opened through the share, over every agent that joined it: 60/min, 5/s, 1000/h (default: none).")
     ),
-    hub,
-    apiKey,
+    hub: hubOption,
+    apiKey: workspaceKeyOption,
     caCert: Trust.caCertOption,
     json
   },
   (flags) =>
     Effect.gen(function*() {
-      const { apiKey, hubUrl } = yield* target(flags)
+      const { apiKey, hubUrl } = yield* target(flags, "share commands")
       const created = yield* HubApi.createShare(hubUrl, apiKey, {
         services: flags.service,
         ...Option.match(flags.expires, { onNone: () => ({}), onSome: (expires) => ({ expires }) }),
@@ -116,9 +84,9 @@ const create = Command.make(
     })
 ).pipe(Trust.trusted, Command.withDescription("Share services with other workspaces; prints the share code once."))
 
-const list = Command.make("list", { hub, apiKey, caCert: Trust.caCertOption, json }, (flags) =>
+const list = Command.make("list", { hub: hubOption, apiKey: workspaceKeyOption, caCert: Trust.caCertOption, json }, (flags) =>
   Effect.gen(function*() {
-    const { apiKey, hubUrl } = yield* target(flags)
+    const { apiKey, hubUrl } = yield* target(flags, "share commands")
     const shares = yield* HubApi.listShares(hubUrl, apiKey)
     if (flags.json) return yield* out(JSON.stringify({ shares }))
     if (shares.length === 0) return yield* out("no shares in this workspace")
@@ -139,10 +107,10 @@ const list = Command.make("list", { hub, apiKey, caCert: Trust.caCertOption, jso
 
 const revoke = Command.make(
   "revoke",
-  { id: Args.text({ name: "ID" }).pipe(Args.withDescription("The share's id (see connect share list).")), hub, apiKey, caCert: Trust.caCertOption, json },
+  { id: Args.text({ name: "ID" }).pipe(Args.withDescription("The share's id (see connect share list).")), hub: hubOption, apiKey: workspaceKeyOption, caCert: Trust.caCertOption, json },
   (flags) =>
     Effect.gen(function*() {
-      const { apiKey, hubUrl } = yield* target(flags)
+      const { apiKey, hubUrl } = yield* target(flags, "share commands")
       const revoked = yield* HubApi.revokeShare(hubUrl, apiKey, flags.id)
       if (flags.json) return yield* out(JSON.stringify(revoked))
       return yield* out(

@@ -6,7 +6,8 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { SqlClient } from "@effect/sql"
-import { Config, Console, Effect, Either, Layer, Option, Stream } from "effect"
+import { Console, Effect, Either, Layer, Option, Redacted, Stream } from "effect"
+import { apiKeyOption } from "../core/ApiKeyOption.ts"
 import { EventLog, type EventLogError, type RawEvent } from "../core/EventLog.ts"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { AuditEvent } from "../core/HubApi.ts"
@@ -158,14 +159,7 @@ const options = {
     "With --hub: a PEM file of the private CA that signed the hub's certificate (CONNECT_CA_CERT if not given); the " +
       "system's CAs stay trusted."
   ),
-  apiKey: Options.text("api-key").pipe(
-    Options.withFallbackConfig(Config.string("CONNECT_API_KEY")),
-    Options.optional,
-    Options.withDescription(
-      "The API key for --hub (pc_…). Prefer the CONNECT_API_KEY environment variable: a key given here is visible to " +
-        "every user of this machine in the process list (ps)."
-    )
-  )
+  apiKey: apiKeyOption("The API key for --hub (pc_…).").pipe(Options.map(Option.map(Redacted.value)))
 }
 
 type Flags = Command.Command.ParseConfig<typeof options>

@@ -5,7 +5,8 @@
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import { Config, Console, Effect, Layer, Option } from "effect"
+import { Console, Effect, Layer, Option, Redacted } from "effect"
+import { apiKeyOption } from "../../core/ApiKeyOption.ts"
 import type { DomainError } from "../../core/DomainError.ts"
 import { EventLogError } from "../../core/EventLog.ts"
 import { showIp } from "../../core/Mask.ts"
@@ -49,14 +50,9 @@ const hub = Options.text("hub").pipe(
       "when neither --hub nor --data-dir is given."
   )
 )
-const apiKey = Options.text("api-key").pipe(
-  Options.withFallbackConfig(Config.string("CONNECT_API_KEY")),
-  Options.optional,
-  Options.withDescription(
-    "API key for --hub (pc_…): an operator key manages every workspace, a workspace key its own. Prefer the " +
-      "CONNECT_API_KEY environment variable: a key given here shows in the process list (ps)."
-  )
-)
+const apiKey = apiKeyOption(
+  "API key for --hub (pc_…): an operator key manages every workspace, a workspace key its own."
+).pipe(Options.map(Option.map(Redacted.value)))
 const caCert = Options.text("ca-cert").pipe(
   Options.optional,
   Options.withDescription(
