@@ -86,9 +86,14 @@ export class PairSocket extends Duplex {
     return this
   }
 
-  /** Emits `timeout` after `ms` without a byte either way (0 turns it off), as `net.Socket#setTimeout` does. */
+  /**
+   * Emits `timeout` after `ms` without a byte either way, as `net.Socket#setTimeout` does: 0 turns it off and removes
+   * `callback` (node's HTTP client calls `setTimeout(0, its callback)` as each request on a kept-alive connection ends;
+   * adding it again instead kept every request of the connection's life reachable from its listeners).
+   */
   setTimeout(ms: number, callback?: () => void) {
-    if (callback) this.once("timeout", callback)
+    if (callback && ms === 0) this.removeListener("timeout", callback)
+    else if (callback) this.once("timeout", callback)
     this.idleMs = ms
     this.touch()
     return this
