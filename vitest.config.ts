@@ -37,7 +37,7 @@ export default defineConfig({
       },
       ...(embedded
         ? [{
-          extends: true,
+          extends: true as const,
           test: {
             // globalSetup.ts starts an embedded Postgres for this project whatever TEST_DATABASE_URL says.
             name: "int-embedded",
