@@ -2,8 +2,9 @@
  * The web console's rows of `npm run bench -- audit`: the server time of what the console asks first, through the
  * API's own handlers (audit/AuditApi.ts, audit/StatsApi.ts) as the hub runs them for a session — the read under the
  * key's scope (a workspace key through row-level security) and the `AuditRead` each answer appends. The audit log's
- * first page (`since=24h`, 50 rows, newest first: the console's default) and the stats its Overview and Stats pages
- * ask (`since=7d`, by day; by address), for an operator key and a workspace key. Targets: ≤ 500 ms and ≤ 1 s.
+ * first page (`since=24h`, 50 rows, newest first: the console's default), the stats its Overview and Stats pages ask
+ * (`since=7d`, by hour; by address) and the Overview's last verify run and checkpoint, for an operator key and a
+ * workspace key. Targets: ≤ 500 ms for the log's page and the integrity read, ≤ 1 s for stats.
  * Runs after the stats rows, which caught the rollups up.
  */
 import { Effect } from "effect"
@@ -27,7 +28,8 @@ export const run = (options: { readonly runs: number; readonly workspace: string
   Effect.gen(function*() {
     const cases = [
       ["audit log, first page (since=24h, limit 50)", 500, AuditApi.events({ since: "24h", limit: 50 })],
-      ["stats: overview (since=7d, by=day)", 1000, StatsApi.stats({ since: "7d", by: "day" })],
+      ["stats: overview (since=7d, by=hour)", 1000, StatsApi.stats({ since: "7d", by: "hour" })],
+      ["overview: last verify and checkpoint", 500, AuditApi.integrity],
       ["stats: stats page (since=7d, by=ip)", 1000, StatsApi.stats({ since: "7d", by: "ip" })]
     ] as const
     const rows: Array<Record<string, unknown>> = []
