@@ -36,8 +36,23 @@ export const connectTarget = (
     )
     return
   }
-  // Half-open: the client's shutdown(WR) must reach the target as EOF while the answer still flows back.
-  const socket = Net.connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true })
+  // Half-open: the client's shutdown(WR) must reach the target as EOF while the answer still flows back. The socket
+  // reads into the mux's shared buffer: the stream engine copies what it keeps.
+  let input: (chunk: Buffer) => void = () => {}
+  const socket = Net.connect({
+    host: target.host,
+    port: target.port,
+    allowHalfOpen: true,
+    noDelay: true,
+    onread: {
+      buffer: Mux.READ_BUFFER,
+      callback: (n) => {
+        input(Mux.READ_BUFFER.subarray(0, n))
+        // Never false: the stream engine pauses the socket itself when credit runs out.
+        return true
+      }
+    }
+  })
   const timer = setTimeout(() => {
     const error: NodeJS.ErrnoException = new globalThis.Error(`connect to ${target.host}:${target.port} timed out`)
     error.code = "ETIMEDOUT"
@@ -48,7 +63,7 @@ export const connectTarget = (
     Mux.opened(connection, stream)
   })
   socket.once("close", () => clearTimeout(timer))
-  mux.attach(stream, socket)
+  input = mux.attach(stream, socket)
 }
 
 /** A bound reach listener. */

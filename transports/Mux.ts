@@ -59,8 +59,11 @@ interface Stream {
 export interface Mux {
   /** Opens a stream to `service` for an accepted socket (reach side); bytes flow at once, before `Opened`. */
   readonly open: (service: string, socket: Net.Socket) => number
-  /** Attaches a socket to a stream the peer opened (expose side). */
-  readonly attach: (stream: number, socket: Net.Socket) => void
+  /**
+   * Attaches a socket to a stream the peer opened (expose side). A socket created with `onread` (see `READ_BUFFER`)
+   * has no "data" events: its callback hands each chunk to the function returned, which copies what it keeps.
+   */
+  readonly attach: (stream: number, socket: Net.Socket) => (chunk: Buffer) => void
   /** Routes a stream message (Data, Credit, Window, End, Reset, Opened, Error with a stream); false if not one. */
   readonly handle: (message: Message) => boolean
   /** Resumes sockets paused by connection congestion; wire it to the connection's `drain`. */
@@ -140,11 +143,12 @@ const sending = (table: Table, { maybeDone }: Lifecycle) => {
     maybeDone(s)
   }
 
-  const push = (s: Stream, chunk: Buffer) => {
+  /** Sends what `chunk` holds as credit allows and holds the rest; a `borrowed` chunk is reused once this returns. */
+  const push = (s: Stream, chunk: Buffer, borrowed = false) => {
     while (chunk.byteLength > 0) {
       const n = Math.min(chunk.byteLength, s.sendCredit, MAX_CHUNK, table.connectionCredit)
       if (n === 0) {
-        s.held = chunk
+        s.held = borrowed ? Buffer.from(chunk) : chunk
         if (s.sendCredit > 0) table.starved.add(s)
         break
       }
@@ -252,6 +256,7 @@ const attacher = (table: Table, { finish }: Lifecycle, { push, sendEnd, updateFl
   table.streams.set(id, s)
   socket.setNoDelay(true)
   socket.on("data", (chunk: Buffer) => push(s, chunk))
+  const borrowed = (chunk: Buffer) => push(s, chunk, true)
   socket.on("end", () => {
     s.eof = true
     if (s.held === undefined) sendEnd(s)
@@ -267,7 +272,16 @@ const attacher = (table: Table, { finish }: Lifecycle, { push, sendEnd, updateFl
     finish(s, reason)
   })
   updateFlow(s)
+  return borrowed
 }
+
+/**
+ * The buffer sockets this process connects read into (`onread`), shared by all of them: reads run one at a time and
+ * `push` copies what it keeps (a codec's `sendData` copies what it sends), so none is allocated per read. Node
+ * otherwise allocates 64 KiB for every read, and passes the bytes through the socket's readable stream: per small
+ * request that was among an exposing agent's largest costs besides the system calls.
+ */
+export const READ_BUFFER = Buffer.allocUnsafe(MAX_CHUNK)
 
 /** Builds the stream engine for `connection`; stream ids it opens are odd. */
 export const make = (connection: Connection, options: MuxOptions = {}): Mux => {
