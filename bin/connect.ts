@@ -120,14 +120,23 @@ const shortHelp = (args: ReadonlyArray<string>): string | undefined => {
   ].join("\n")
 }
 
+/**
+ * The usage of the deepest command the leading words of `args` name (`hub agent revoke`, not `hub` with every option
+ * of the server), for a command line the parser refused.
+ */
 const usageOf = (args: ReadonlyArray<string>): string => {
-  const name = args.find((a) => !a.startsWith("-"))
-  // Commands are invariant in their types; only their names and usage are read here.
-  const all = subcommands as ReadonlyArray<Command.Command<string, never, any, any>>
-  const sub = all.find((c) => name !== undefined && HashSet.has(Command.getNames(c), name))
-  if (sub === undefined) return rootHelp()
-  const usage = HelpDoc.toAnsiText(Usage.getHelp(Command.getUsage(sub))).trim()
-  return `Usage: connect ${usage}\nRun 'connect ${name} --help' for details.`
+  const path: Array<string> = []
+  for (const arg of args) {
+    if (arg.startsWith("-")) break
+    path.push(arg)
+  }
+  for (; path.length > 0; path.pop()) {
+    const node = Help.find(command.descriptor, path)
+    if (node === undefined) continue
+    const usage = HelpDoc.toAnsiText(Usage.getHelp(Descriptor.getUsage(Help.parentOf(node)))).trim()
+    return `Usage: connect ${[...path.slice(0, -1), usage].join(" ")}\nRun 'connect ${path.join(" ")} --help' for details.`
+  }
+  return rootHelp()
 }
 
 // Scrubbed like every log line (core/Scrub.ts): an error may carry a URL, a header or what a peer sent.

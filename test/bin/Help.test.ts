@@ -9,23 +9,25 @@ import { killTracked, spawn } from "../support/processes.ts"
 interface Run {
   readonly code: number | null
   readonly stdout: string
+  readonly stderr: string
 }
 
 const connect = async (args: ReadonlyArray<string>): Promise<Run> => {
   const cli = spawn(process.execPath, ["bin/connect.js", ...args])
   // Generous: a loaded 2-core machine takes ~25 s to start the CLI.
   const { code } = await cli.exited(150_000)
-  return { code, stdout: cli.stdout() }
+  return { code, stdout: cli.stdout(), stderr: cli.stderr() }
 }
 
 // The four invocations at once: each is a whole CLI start.
-let root: Run, bare: Run, hub: Run, leaf: Run
+let root: Run, bare: Run, hub: Run, leaf: Run, refused: Run
 beforeAll(async () => {
-  ;[root, bare, hub, leaf] = await Promise.all([
+  ;[root, bare, hub, leaf, refused] = await Promise.all([
     connect(["--help"]),
     connect([]),
     connect(["hub", "--help"]),
-    connect(["hub", "apikey", "create", "--help"])
+    connect(["hub", "apikey", "create", "--help"]),
+    connect(["hub", "agent", "revoke", "--reason", "lost"])
   ])
 }, 180_000)
 
@@ -74,5 +76,13 @@ describe("connect --help", () => {
     expect(help.code).toBe(0)
     expect(help.stdout).toMatch(/^Usage: connect hub apikey create --workspace text/)
     expect(help.stdout).not.toContain("--port")
+  })
+
+  it("a command line the parser refuses shows that command's usage, not the hub server's options", () => {
+    expect(refused.code).toBe(2)
+    expect(refused.stderr).toContain("Missing argument <ID>")
+    expect(refused.stderr).toMatch(/Usage: connect hub agent revoke .*<ID>/)
+    expect(refused.stderr).toContain("Run 'connect hub agent revoke --help'")
+    expect(refused.stderr).not.toContain("--port")
   })
 })
