@@ -154,7 +154,12 @@ export const make = (options: PgWriterOptions, config: PgClient.PgClientConfig):
 
     yield* Effect.gen(function* () {
       const batch = yield* nextBatch
-      options.onBatch?.(batch.length, queued.length)
+      // An observer (the hub's metrics) that throws must not kill the one writer fiber with a batch taken off the queue.
+      try {
+        options.onBatch?.(batch.length, queued.length)
+      } catch {
+        // Metrics are best effort; the batch is written regardless.
+      }
       // A batch is never cut short: once its commit is sent its outcome is only known from the reply, and a caller told
       // "failed" for an event that committed would append it again. Shutdown waits for it; queued requests fail as closed.
       yield* Effect.uninterruptible(writeBatch(ctx, committed, batch))
