@@ -61,12 +61,17 @@ export const DEFAULT_MAX_STREAMS = 1_024
 export interface HttpLimits {
   /** Time a client has to send a request's headers before its connection is cut. */
   readonly headersTimeout: Duration.DurationInput
-  /** Time an API request has, from its headers, to arrive whole. */
+  /** Time a request has, from its headers, to arrive whole (not a public link's: see `linkIdleTimeout`). */
   readonly requestTimeout: Duration.DurationInput
   /** Connections one client address may hold open at once; further ones are closed on accept. */
   readonly maxConnectionsPerAddress: number
   /** Largest API request body (bytes); larger is 413. */
   readonly maxBodyBytes: number
+  /**
+   * A public-link exchange with no byte either way for this long is cut (default 60 s). Links have no whole-request
+   * deadline: an upload of any size lasts as long as its bytes keep coming.
+   */
+  readonly linkIdleTimeout?: Duration.DurationInput | undefined
 }
 
 /**

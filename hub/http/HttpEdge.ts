@@ -1,7 +1,8 @@
 /**
  * The edge of the hub's HTTP port, before any route runs: server timeouts, the TLS suites, a per-address connection
- * cap, JSON answers to requests node's parser refuses (431, 408, 400), the deadline of `/v1` requests, and a body
- * reader that stops at a size limit without cutting the connection (so the client still gets its 413).
+ * cap, JSON answers to requests node's parser refuses (431, 408, 400), the deadline of every request but public
+ * links, and a body reader that stops at a size limit without cutting the connection (so the client still gets its
+ * 413).
  */
 import * as Http from "node:http"
 import type * as Https from "node:https"
@@ -18,11 +19,17 @@ import { BadRequest, BodyTooLarge, describeIssues } from "../../core/HubApi.ts"
 import * as ClientAddress from "./ClientAddress.ts"
 import type { HttpLimits, TlsFiles } from "../HubConfig.ts"
 
-/** Node server options for `limits`: headers must arrive within the timeout, checked often enough to honour it. */
+/**
+ * Node server options for `limits`: headers must arrive within the timeout, checked often enough to honour it. Node's
+ * own `requestTimeout` (300 s by default, for the whole port) is off: it cut a public link's upload of a large file
+ * after five minutes however fast its bytes still came. The deadline of a whole request is `requestDeadline`'s, for
+ * every request but the ones a route exempts (links, whose idle timeout is their own: LinkForward.ts).
+ */
 export const serverOptions = (limits: HttpLimits): Http.ServerOptions => {
   const headersTimeout = Duration.toMillis(limits.headersTimeout)
   return {
     headersTimeout,
+    requestTimeout: 0,
     // Node checks the timeouts on this interval (default 30 s, which would let a slowloris client live 40 s).
     connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(headersTimeout / 4)))
   }
@@ -54,12 +61,6 @@ export const tlsOptions = (tls: TlsFiles, limits: HttpLimits): Https.ServerOptio
   honorCipherOrder: false,
   handshakeTimeout: Duration.toMillis(limits.headersTimeout)
 })
-
-/** `true` for a request to the `/v1` API or `/health`, the routes these limits are for. */
-export const isApiPath = (url: string | undefined): boolean => {
-  const path = (url ?? "/").split("?")[0]!
-  return path === "/health" || path === "/v1" || path.startsWith("/v1/")
-}
 
 const STATUS_CODES: Record<string, readonly [number, string, string]> = {
   HPE_HEADER_OVERFLOW: [431, "HeadersTooLarge", "the request's headers are too large"],
@@ -106,10 +107,10 @@ const capConnections = (server: Http.Server, limit: number, trusted: ClientAddre
   })
 }
 
-/** Cuts an API request whose body has not arrived `ms` after its headers (a slow-body client). */
-const apiDeadline = (server: Http.Server, ms: number) => {
+/** Cuts a request whose body has not arrived `ms` after its headers (a slow-body client), unless `exempt`. */
+const requestDeadline = (server: Http.Server, ms: number, exempt: (request: Http.IncomingMessage) => boolean) => {
   server.on("request", (request: Http.IncomingMessage) => {
-    if (!isApiPath(request.url) || request.complete) return
+    if (request.complete || exempt(request)) return
     // Only a body still missing at the deadline is cut: a request that arrived whole (a GET has no body) is its
     // handler's to answer, however long that takes (a live tail's long poll waits up to 25 s).
     const timer = setTimeout(() => {
@@ -140,18 +141,22 @@ const firstRequestDeadline = (server: Http.Server, ms: number, tls: boolean) => 
   })
 }
 
-/** Puts the connection cap, the JSON answers to parser errors and the request deadlines on `server`. */
+/**
+ * Puts the connection cap, the JSON answers to parser errors and the request deadlines on `server`; requests `exempt`
+ * names (public links) have no whole-request deadline.
+ */
 export const guard = (
   server: Http.Server,
   limits: HttpLimits,
   trusted: ClientAddress.TrustedProxies,
-  tls: boolean
+  tls: boolean,
+  exempt: (request: Http.IncomingMessage) => boolean = () => false
 ): void => {
   track(server)
   capConnections(server, limits.maxConnectionsPerAddress, trusted)
   firstRequestDeadline(server, Duration.toMillis(limits.headersTimeout), tls)
   server.on("clientError", answerClientError)
-  apiDeadline(server, Duration.toMillis(limits.requestTimeout))
+  requestDeadline(server, Duration.toMillis(limits.requestTimeout), exempt)
 }
 
 /** Every socket of a guarded server, from before it listens, and whether it is shutting down. */

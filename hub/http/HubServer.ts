@@ -20,6 +20,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as ClientAddress from "./ClientAddress.ts"
 import * as HttpEdge from "./HttpEdge.ts"
+import * as LinkTarget from "./LinkTarget.ts"
 import { DEFAULT_LIMITS, type HubConfigShape } from "../HubConfig.ts"
 
 /**
@@ -100,7 +101,8 @@ const createServer = (config: HubConfigShape): Http.Server => {
   const server = config.tls
     ? (Https.createServer({ ...options, ...HttpEdge.tlsOptions(config.tls, limits) }) as unknown as Http.Server)
     : Http.createServer(options)
-  HttpEdge.guard(server, limits, ClientAddress.make(config.trustProxy), config.tls !== undefined)
+  HttpEdge.guard(server, limits, ClientAddress.make(config.trustProxy), config.tls !== undefined, (request) =>
+    LinkTarget.isLinkRequest(request, config.linkDomain))
   return server
 }
 
