@@ -213,7 +213,8 @@ const map: Map = {
     return mapping(WebResourceAccessActivity, id, name, {
       http_request: { http_method: e.method, url: { path: e.path }, user_agent: s.userAgent },
       http_response: { code: e.status },
-      web_resources: [other("Link", e.linkId)]
+      // A token that matched no link names no resource.
+      web_resources: e.linkId === undefined ? [] : [other("Link", e.linkId)]
     })
   }
 }

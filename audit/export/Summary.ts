@@ -299,7 +299,7 @@ const describe: Describe = {
     group: "link",
     outcome: e.outcome === "allowed" ? "success" : "failure",
     severity: e.outcome === "allowed" ? "informational" : refusal(undefined, e.reason),
-    message: `${e.method} ${e.path} through link ${e.linkId} answered ${e.status}` +
+    message: `${e.method} ${e.path} through ${e.linkId === undefined ? "an unknown link" : `link ${e.linkId}`} answered ${e.status}` +
       (e.reason === undefined ? "" : `: ${e.reason}`),
     reason: e.reason,
     ip: e.ip,

@@ -3,7 +3,7 @@ import { Schema } from "effect"
 import { LinkId, ServiceId } from "../Ids.ts"
 import { AccessOutcome, Count, HttpMethod, Ip, optional, ServiceName, Sha256Hex, Timestamp } from "./Fields.ts"
 
-/** Why a public-link request was refused or failed. */
+/** Why a public-link request was refused or failed (`unknown_token`: its token matches no link, or is not a token). */
 export const LinkDeniedReason = Schema.Literal(
   "expired",
   "revoked",
@@ -13,7 +13,8 @@ export const LinkDeniedReason = Schema.Literal(
   "rate_limited",
   "agent_offline",
   "upstream_error",
-  "log_unavailable"
+  "log_unavailable",
+  "unknown_token"
 )
 
 /** A public HTTP link onto a service was created, limited by expiry, methods, path prefixes and a rate limit. */
@@ -40,9 +41,11 @@ export class LinkRevoked extends Schema.TaggedClass<LinkRevoked>()("LinkRevoked"
  * stranger can repeat (rate limited, expired, revoked, a path or method refused) are coalesced per address, link and
  * reason and window: the first is recorded at once, the rest of the window as one event with `count`, the window's
  * first and last refusal (its `method` and `path` the last one's). Without `count` the event stands for one request.
+ * `linkId` is absent when the token matched no link (`unknown_token`, or `rate_limited` for an address past its
+ * lookups): those are coalesced per address alone, in no workspace.
  */
 export class LinkAccessed extends Schema.TaggedClass<LinkAccessed>()("LinkAccessed", {
-  linkId: LinkId,
+  linkId: optional(LinkId),
   ip: Ip,
   method: Schema.String,
   path: Schema.String,
