@@ -178,7 +178,10 @@ const decide = (command: AgentCommand, state: AgentState): Either.Either<Readonl
     case "RotateAgentToken": {
       if (state.status === "revoked") return revoked(command.agentId)
       const now = command.now.getTime()
-      const newExpiresAt = state.ttlMs === undefined ? command.newExpiresAt : new Date(now + state.ttlMs)
+      // An agent's own lifetime, within the hub's as it is now (`newExpiresAt`: an operator who shortened it is obeyed).
+      const newExpiresAt = state.ttlMs === undefined
+        ? command.newExpiresAt
+        : new Date(Math.min(now + state.ttlMs, command.newExpiresAt.getTime()))
       const grace = graceFor(newExpiresAt.getTime() - now)
       const oldExpiry = state.expiresAt?.getTime() ?? Infinity
       return Either.right([

@@ -40,9 +40,11 @@ export const layerConfig: Layer.Layer<TokenSettings> = Layer.effect(
 
 const DAY_MS = 24 * 60 * 60 * 1000
 
+/** The hub's token lifetime in milliseconds: the default, and the longest `--ttl` a key may ask for. */
+export const ttlMsOf = (settings: TokenSettingsShape): number => settings.ttlDays * DAY_MS
+
 /** When a token issued at `now` expires. */
-export const expiryFrom = (settings: TokenSettingsShape, now: Date): Date =>
-  new Date(now.getTime() + settings.ttlDays * DAY_MS)
+export const expiryFrom = (settings: TokenSettingsShape, now: Date): Date => new Date(now.getTime() + ttlMsOf(settings))
 
 /** A credential that was refused; `reason` is what the audit log records for agent tokens. */
 export class AuthFailed extends Schema.TaggedError<AuthFailed>()("AuthFailed", {

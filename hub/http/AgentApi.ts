@@ -212,6 +212,12 @@ export const Agents = HttpApiBuilder.group(HubApi.HubApi, "agents", (handlers) =
             onLeft: (message) => Effect.fail(new HubApi.BadRequest({ message })),
             onRight: Effect.succeed
           })
+          // The hub's lifetime (CONNECT_TOKEN_TTL_DAYS) is the operator's ceiling: no key asks for longer.
+          if (ttlMs !== undefined && ttlMs > AgentAuth.ttlMsOf(settings)) {
+            return yield* new HubApi.BadRequest({
+              message: `--ttl ${body.ttl} is longer than this hub allows: at most ${settings.ttlDays}d (CONNECT_TOKEN_TTL_DAYS)`
+            })
+          }
           const presented = yield* from
           const agentId = AgentId.make(uuidv7())
           const token = generateAgentToken()

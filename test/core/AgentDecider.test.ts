@@ -27,6 +27,11 @@ describe("AgentDecider", () => {
     given([provisioned]).when({ _tag: "RotateAgentToken", agentId, newTokenHash: h2, newExpiresAt: at(35), now: at(5) }).then([
       new E.AgentTokenRotated({ agentId, newTokenHash: h2, newExpiresAt: at(35), oldValidUntil: at(6) })
     ])
+    // A 7-day agent on a hub whose operator has since set 1 day: the hub's lifetime is the ceiling.
+    const week = new E.AgentProvisioned({ agentId, label: "ci", tokenHash: h1, expiresAt: at(7), ttlSeconds: 7 * 86_400 })
+    given([week]).when({ _tag: "RotateAgentToken", agentId, newTokenHash: h2, newExpiresAt: at(3), now: at(2) }).then([
+      new E.AgentTokenRotated({ agentId, newTokenHash: h2, newExpiresAt: at(3), oldValidUntil: new Date(at(2).getTime() + 6 * 3_600_000) })
+    ])
   })
 
   it("refuses rotation and connection after revocation; revoking twice records nothing", () => {
@@ -63,7 +68,7 @@ describe("AgentDecider", () => {
     expect(AgentDecider.expiresSoon(at(35), at(28))).toBe(true)
   })
 
-  it("records a provisioned lifetime (--ttl), and rotations keep it whatever the hub's default", () => {
+  it("records a provisioned lifetime (--ttl), and rotations keep it within the hub's lifetime", () => {
     const minute = 60_000
     const short = new E.AgentProvisioned({ agentId, label: "ci", tokenHash: h1, expiresAt: new Date(t0.getTime() + 15 * minute), ttlSeconds: 900 })
     given([]).when({ _tag: "ProvisionAgent", agentId, label: "ci", tokenHash: h1, expiresAt: new Date(t0.getTime() + 15 * minute), ttlMs: 15 * minute })

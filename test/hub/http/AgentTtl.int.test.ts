@@ -79,6 +79,21 @@ describe("agent token lifetime (--ttl)", () => {
       expect(plainRotated.body.oldValidUntil).toBe(new Date(issued + DAY).toISOString())
     }), { timeout: 120_000 })
 
+  it.scopedLive("the hub's lifetime (CONNECT_TOKEN_TTL_DAYS) is a ceiling: no key asks for longer", () =>
+    Effect.gen(function*() {
+      const start = new Date("2026-06-01T12:00:00.000Z")
+      const hub = yield* Hub.start({ start, ttlDays: 1 })
+      const { apiKey } = yield* hub.workspace("ceiling")
+      const before = (yield* hub.events).length
+      const refused = yield* hub.http("POST", "/v1/agents", apiKey, { label: "long", ttl: "30d" })
+      expect(refused.status).toBe(400)
+      expect(refused.body.error.message).toContain("at most 1d")
+      expect((yield* hub.events).length).toBe(before)
+      const allowed = yield* hub.http("POST", "/v1/agents", apiKey, { label: "half", ttl: "12h" })
+      expect(allowed.status).toBe(201)
+      expect(allowed.body.expiresAt).toBe(new Date(start.getTime() + 12 * 60 * MINUTE).toISOString())
+    }), { timeout: 120_000 })
+
   let now = Date.parse("2026-06-01T12:00:00.000Z")
   const settings = Layer.succeed(AgentAuth.TokenSettings, { ttlDays: 30, now: () => new Date(now) })
   it.layer(Layer.merge(HubLog.layer, settings), { timeout: 60_000 })((it) => {
