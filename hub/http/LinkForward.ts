@@ -21,11 +21,14 @@ export interface ForwardDeps {
   readonly pools: LinkPool.Pools
   readonly recorder: LinkRecorder.LinkRecorder
   readonly proto: "http" | "https"
+  /** No byte either way for this long ends an exchange (the limits' `linkIdleTimeout`, else `IDLE_TIMEOUT_MS`). */
+  readonly idleMs: number
 }
 
 /**
- * No byte either way for this long ends an upstream exchange (60 s): a service that stalls mid-answer does not hold
- * the pooled connection and the client forever, while a slow but moving download or upload is never cut.
+ * No byte either way for this long ends an upstream exchange (60 s): a service that stalls mid-answer, or a client
+ * that stops sending its body, does not hold the pooled connection and the other side forever, while a slow but
+ * moving download or upload is never cut, however long it lasts.
  */
 export const IDLE_TIMEOUT_MS = 60_000
 
@@ -98,7 +101,7 @@ export const request = (
       setHost: false
     })
     const sent = upstream
-    sent.setTimeout(IDLE_TIMEOUT_MS, () => sent.destroy(Object.assign(new Error("idle"), { code: "ETIMEDOUT" })))
+    sent.setTimeout(deps.idleMs, () => sent.destroy(Object.assign(new Error("idle"), { code: "ETIMEDOUT" })))
     sent.on("error", (error: NodeJS.ErrnoException) => {
       incoming.unpipe(sent)
       // A kept-alive connection the service closed as it was reused: a request without a body that changes nothing
@@ -215,8 +218,8 @@ export const upgrade = (
         JSON.stringify({ error: { code: failure.code, message: failure.message } })
     )
   })
-  // No byte either way for IDLE_TIMEOUT_MS ends the exchange, as for plain requests.
-  upstream.setTimeout(IDLE_TIMEOUT_MS, () => upstream.destroy(Object.assign(new Error("idle"), { code: "ETIMEDOUT" })))
+  // No byte either way for `idleMs` ends the exchange, as for plain requests.
+  upstream.setTimeout(deps.idleMs, () => upstream.destroy(Object.assign(new Error("idle"), { code: "ETIMEDOUT" })))
   upstream.on("response", (answer) => {
     // Not upgraded: the answer goes back as it is, and the connection ends with it. It is piped, so that a client
     // that asks for an upgrade of a large resource and never reads holds the service back, not the hub's memory.

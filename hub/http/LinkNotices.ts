@@ -1,8 +1,8 @@
 /**
- * Revocations of public links told to the proxy of the same hub at once: the proxy keeps links it looked up for a few
- * seconds (LinkProxy.ts), and a link revoked through this hub's API must answer 410 from the next request on, not
- * when that copy expires. One per hub (provided by hub/Main.ts); where none is provided, the API and the proxy each
- * make do without (the proxy's copies then live their few seconds).
+ * Revocations of public links told to the proxy at once: the proxy keeps links it looked up for a few seconds
+ * (LinkProxy.ts), and a revoked link must answer 410 from the next request on, not when that copy expires. A link
+ * revoked through this hub's API is told synchronously (`LinkNotices`, one per hub, provided by hub/Main.ts); one
+ * revoked through another hub sharing the database reaches the proxy from the log (hub/relay/PgRevocations.ts).
  */
 import { Context, Effect, Layer } from "effect"
 

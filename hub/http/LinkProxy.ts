@@ -5,7 +5,9 @@
  * prefixes (403) and its method is allowed (405) — and then forwarded to the exposing agent over a relay stream from
  * the link's keep-alive pool (LinkPool.ts), body and answer streamed both ways unchanged (LinkForward.ts). Every
  * request let through is a `LinkAccessed` once answered, every refusal one coalesced per address (LinkRecorder.ts),
- * and while the log is unavailable (facts waiting in the spool, or the link lookup failing) the answer is 503.
+ * a token that matches no link too, and while the log is unavailable (facts waiting in the spool, or the link lookup
+ * failing or not answering) the answer is 503. Tokens the cache does not know cost their address a lookup out of a
+ * budget per minute; past it the answer is 429 without a lookup.
  */
 import type * as Http from "node:http"
 import type { Duplex } from "node:stream"
@@ -25,11 +27,12 @@ import * as ClientAddress from "./ClientAddress.ts"
 import * as HttpEdge from "./HttpEdge.ts"
 import { HubRawRoutes } from "./HubServer.ts"
 import * as LinkCache from "./LinkCache.ts"
-import { LinkNotices } from "./LinkNotices.ts"
+import * as LinkNotices from "./LinkNotices.ts"
 import * as LinkForward from "./LinkForward.ts"
 import * as LinkPool from "./LinkPool.ts"
 import * as LinkRecorder from "./LinkRecorder.ts"
 import * as LinkTarget from "./LinkTarget.ts"
+import * as RateLimitStore from "./RateLimitStore.ts"
 
 /** A request's link, checked: where it goes and what is recorded of it. */
 export interface Checked {
@@ -42,7 +45,7 @@ export interface Checked {
   readonly hubOrigin: boolean
 }
 
-/** A refusal: its status, the reason recorded (none for a request no link can be named for), headers, message. */
+/** A refusal: its status, the reason recorded (none: not recorded), headers, message; `link` when there is one. */
 interface Refusal {
   readonly status: number
   readonly code: string
@@ -54,6 +57,21 @@ interface Refusal {
 }
 
 const refuse = (refusal: Refusal) => Effect.fail(refusal)
+
+/**
+ * Lookups of tokens the cache does not know one client address may cause per minute (a token bucket: 120 at once,
+ * then two a second). An honest client costs one per link per few seconds (LinkCache.ts); a stranger trying tokens
+ * costs the database no more than this, and past it is answered 429 without a lookup.
+ */
+const LOOKUPS_PER_MINUTE = 120
+
+/**
+ * A lookup that has not answered in this long is a 503 (a stalled database must not hold requests, and their
+ * sockets, for ever).
+ */
+const LOOKUP_TIMEOUT = "5 seconds"
+
+const unavailable: Refusal = { status: 503, code: "Unavailable", message: "the hub cannot reach its event log; try again" }
 
 /** The checks of one request, in order; the first that fails answers. */
 const check = (
@@ -68,14 +86,34 @@ const check = (
   }
 ) =>
   Effect.gen(function*() {
-    if (deps.spool.pending() > 0) {
-      return yield* refuse({ status: 503, code: "Unavailable", message: "the hub cannot reach its event log; try again" })
-    }
+    if (deps.spool.pending() > 0) return yield* refuse(unavailable)
     const target = LinkTarget.parse(request, deps.linkDomain)
-    const notFound: Refusal = { status: 404, code: "NotFound", message: "no such link" }
+    const notFound: Refusal = { status: 404, code: "NotFound", message: "no such link", reason: "unknown_token", path: target.path }
     if (!LinkRules.looksLikeLinkToken(target.token)) return yield* refuse(notFound)
-    const link = yield* deps.cache.get(sha256Hex(target.token)).pipe(
-      Effect.catchAll(() => refuse({ status: 503, code: "Unavailable", message: "the hub cannot reach its event log; try again" }))
+    const tokenHash = sha256Hex(target.token)
+    if (deps.cache.known(tokenHash) === undefined) {
+      yield* deps.limiter.consume({
+        key: `lookup\0${ClientAddress.limitKey(ip)}`,
+        limit: LOOKUPS_PER_MINUTE,
+        window: "1 minute",
+        algorithm: "token-bucket",
+        onExceeded: "fail"
+      }).pipe(
+        Effect.catchAll(() =>
+          refuse({
+            status: 429,
+            code: "TooManyRequests",
+            message: "too many requests for unknown links from your address; slow down",
+            reason: "rate_limited",
+            path: target.path,
+            headers: { "retry-after": "1" }
+          })
+        )
+      )
+    }
+    const link = yield* deps.cache.get(tokenHash).pipe(
+      Effect.timeoutFail({ duration: LOOKUP_TIMEOUT, onTimeout: () => "timeout" as const }),
+      Effect.catchAll(() => refuse(unavailable))
     )
     if (!link) return yield* refuse(notFound)
     const denied = (status: number, code: string, reason: typeof LinkDeniedReason.Type, message: string, headers?: Record<string, string>) =>
@@ -132,26 +170,28 @@ const check = (
     return { link, ref, ip, path: normal.right, query: target.query, hubOrigin } satisfies Checked
   })
 
-/** Serves public links on the hub's port through `relay` until the scope closes. */
+/**
+ * Serves public links on the hub's port through `relay` until the scope closes; `revoked` drops a link revoked
+ * elsewhere (another hub on the same database: the gateway reads revocations from the log, PgRevocations.ts).
+ */
 export const serve = (relay: RelayService, spool: Spool) =>
   Effect.gen(function*() {
     const config = yield* HubConfig
     const settings = yield* AgentAuth.TokenSettings
     const routes = yield* HubRawRoutes
     const context = yield* Effect.context<SqlClient.SqlClient>()
-    const limiter = yield* RateLimiter.make.pipe(Effect.provide(RateLimiter.layerStoreMemory))
+    const limiter = yield* RateLimiter.make.pipe(Effect.provide(RateLimitStore.layerMemory))
     const facts = yield* FactRecorder.make(spool)
     const recorder = yield* LinkRecorder.make(facts)
     const pools = LinkPool.make(relay)
     yield* Effect.addFinalizer(() => Effect.sync(pools.closeAll))
     const cache = LinkCache.make()
-    const notices = yield* Effect.serviceOption(LinkNotices)
-    if (notices._tag === "Some") {
-      yield* notices.value.listen((linkId) => {
-        cache.forget(linkId)
-        pools.drop(linkId)
-      })
+    const revoked = (linkId: string) => {
+      cache.forget(linkId)
+      pools.drop(linkId)
     }
+    const notices = yield* Effect.serviceOption(LinkNotices.LinkNotices)
+    if (notices._tag === "Some") yield* notices.value.listen(revoked)
     const fibers = yield* FiberSet.make()
     const runFork = yield* FiberSet.runtime(fibers)<SqlClient.SqlClient>()
     const trusted = ClientAddress.make(config.trustProxy)
@@ -170,9 +210,9 @@ export const serve = (relay: RelayService, spool: Spool) =>
         if (Exit.isSuccess(exit)) return forward(exit.value, started)
         const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
         const refusal = failure ?? { status: 500, code: "Internal", message: "internal error" }
-        if (refusal.reason && refusal.link) {
+        if (refusal.reason) {
           recorder.denied({
-            link: { linkId: refusal.link.id, workspaceId: refusal.link.workspace_id, serviceId: refusal.link.service_id },
+            link: refusal.link && { linkId: refusal.link.id, workspaceId: refusal.link.workspace_id, serviceId: refusal.link.service_id },
             ip,
             userAgent: request.headers["user-agent"],
             method: request.method ?? "",
@@ -187,7 +227,8 @@ export const serve = (relay: RelayService, spool: Spool) =>
       })
     }
 
-    const forwardDeps = { pools, recorder, proto }
+    const idleMs = Duration.toMillis(config.limits?.linkIdleTimeout ?? LinkForward.IDLE_TIMEOUT_MS)
+    const forwardDeps = { pools, recorder, proto, idleMs }
     yield* routes.register({
       matches: (request) => LinkTarget.isLinkRequest(request, config.linkDomain),
       request: (request, response) =>
@@ -202,4 +243,5 @@ export const serve = (relay: RelayService, spool: Spool) =>
         }, (checked, started) => LinkForward.upgrade(forwardDeps, checked, request, socket, head, started))
       }
     })
+    return { revoked }
   })

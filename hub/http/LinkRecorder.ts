@@ -2,7 +2,9 @@
  * How public-link requests go on the log: every request let through is one `LinkAccessed` once its response is done;
  * refusals a stranger can repeat (rate limited, expired, revoked, a bad path, a path or method refused, the target
  * offline) are coalesced per link, address and reason: the first of a window is recorded at once, the rest as one
- * event with the count at the window's end. Both go through the FactRecorder (retried, then spooled while the log is
+ * event with the count at the window's end. A token that matches no link is refused the same way, coalesced per address
+ * alone on a stream of its own (`UNKNOWN_LINK_STREAM`, in no workspace: only the operator reads it), as failed
+ * authentication is (AuthFailures.ts). Both go through the FactRecorder (retried, then spooled while the log is
  * unavailable), like `TunnelClosed`: they record what already happened. Text from the request is sanitised and capped
  * before an event is built, so no request can make its own record fail.
  */
@@ -22,9 +24,13 @@ export interface LinkRef {
   readonly serviceId: string
 }
 
+/** Stream of requests whose token matched no link (there is no link stream to put them on). */
+export const UNKNOWN_LINK_STREAM = "link-unknown"
+
 /** What is recorded of one request. */
 export interface Access {
-  readonly link: LinkRef
+  /** The link, absent when the token matched none. */
+  readonly link: LinkRef | undefined
   readonly ip: string
   readonly userAgent: string | undefined
   readonly method: string
@@ -59,7 +65,7 @@ interface Window {
 
 const eventOf = (a: Access, outcome: "allowed" | "denied", reason?: typeof LinkDeniedReason.Type) =>
   new LinkAccessed({
-    linkId: LinkId.make(a.link.linkId),
+    ...(a.link ? { linkId: LinkId.make(a.link.linkId), serviceId: ServiceId.make(a.link.serviceId) } : {}),
     ip: sanitize(a.ip, CAPS.name),
     method: sanitize(a.method, 16),
     path: sanitize(a.path, PATH_CAP),
@@ -69,8 +75,7 @@ const eventOf = (a: Access, outcome: "allowed" | "denied", reason?: typeof LinkD
     bytes: a.bytesUp + a.bytesDown,
     durationMs: Math.max(0, Math.round(a.durationMs)),
     bytesUp: a.bytesUp,
-    bytesDown: a.bytesDown,
-    serviceId: ServiceId.make(a.link.serviceId)
+    bytesDown: a.bytesDown
   })
 
 /** Makes the recorder over `facts`; its scope records every open window when it closes. */
@@ -81,9 +86,9 @@ export const make = (
   Effect.gen(function*() {
     const now = options.now ?? Date.now
     const record = (a: Access, event: LinkAccessed) =>
-      facts.record(Streams.link(LinkId.make(a.link.linkId)), event, {
+      facts.record(a.link ? Streams.link(LinkId.make(a.link.linkId)) : UNKNOWN_LINK_STREAM, event, {
         expectedVersion: "any",
-        workspaceId: a.link.workspaceId,
+        workspaceId: a.link?.workspaceId ?? null,
         meta: new EventMeta({
           actor: { kind: "public" },
           sourceIp: sanitize(a.ip, CAPS.name),
@@ -107,7 +112,7 @@ export const make = (
     return {
       allowed: (access) => windows.fork(record(access, eventOf(access, "allowed"))),
       denied: (access, reason) => {
-        const key = `${access.link.linkId}\0${addressKey(access.ip)}\0${reason}`
+        const key = `${access.link?.linkId ?? "-"}\0${addressKey(access.ip)}\0${reason}`
         const { window, fresh } = windows.at(key, (t) => ({
           startedAt: t,
           first: access,

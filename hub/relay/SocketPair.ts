@@ -94,6 +94,8 @@ export class PairSocket extends Duplex {
   setTimeout(ms: number, callback?: () => void) {
     if (callback && ms === 0) this.removeListener("timeout", callback)
     else if (callback) this.once("timeout", callback)
+    // A new length starts a new timer: `refresh()` would keep the old one's (a request's 2 s under the pool's 30 s).
+    this.clearIdle()
     this.idleMs = ms
     this.touch()
     return this
