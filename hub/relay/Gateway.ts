@@ -7,7 +7,7 @@
 import type * as Http from "node:http"
 import * as Path from "node:path"
 import { SqlClient } from "@effect/sql"
-import { Effect, Layer, Schedule, Stream } from "effect"
+import { Effect, Layer, Schedule } from "effect"
 import { EventLog } from "../../core/EventLog.ts"
 import { CLOSE_CODES } from "../../core/Transport.ts"
 import { codec as msgpackCodec } from "../../transports/Msgpack.ts"
@@ -22,6 +22,7 @@ import * as LinkProxy from "../http/LinkProxy.ts"
 import { HubMetrics } from "../metrics/Metrics.ts"
 import * as PgLeftOpen from "./PgLeftOpen.ts"
 import * as PgRelayPolicy from "./PgRelayPolicy.ts"
+import * as PgRevocations from "./PgRevocations.ts"
 import * as Relay from "./Relay.ts"
 import * as Spool from "../eventlog/Spool.ts"
 
@@ -72,12 +73,18 @@ const serve = (hubId: string, options: GatewayOptions) =>
       // connection's own (ip:port, as for a direct connection).
       ...(config.trustProxy?.length ? { remoteAddress: (req: Http.IncomingMessage) => agentAddress(trusted, req) } : {})
     }, relay.accept)
-    yield* kickRevoked((agentId) => void relay.disconnect(agentId, CLOSE_CODES.Unauthorized, "token revoked"))
-    yield* followShareRevocations((shareId) => void relay.closeShare(shareId, PgRelayPolicy.SHARE_REVOKED))
     yield* closeExpiredShares((shareId) => void relay.closeShare(shareId, PgRelayPolicy.SHARE_EXPIRED))
     yield* upgrades.register(PATH, accepted.handle)
     // Public links reach services through this relay, recording through the same spool.
-    yield* LinkProxy.serve(relay, spool)
+    const links = yield* LinkProxy.serve(relay, spool)
+    // Revocations made anywhere (another hub process, the CLI): a revoked agent's live connection ends, the tunnels of
+    // a revoked share close (TunnelClosed share_revoked; later opens are refused by the policy), a revoked link is
+    // dropped by the proxy.
+    yield* PgRevocations.follow({
+      agent: (agentId) => void relay.disconnect(agentId, CLOSE_CODES.Unauthorized, "token revoked"),
+      share: (shareId) => void relay.closeShare(shareId, PgRelayPolicy.SHARE_REVOKED),
+      link: links.revoked
+    })
   })
 
 /**
@@ -97,27 +104,6 @@ const recoverAtStart = (spool: Spool.Spool, hubId: string) =>
       )
     }
   }).pipe(Effect.catchAll((e) => Effect.logError("gateway: could not close what this hub left open", e)))
-
-/**
- * Follows the log from its head and calls `close` with every revoked share, wherever it was revoked (the API, another
- * hub process), so the tunnels opened through it end at once, recorded with reason `share_revoked`. Opens after the
- * revocation are refused by the policy, which reads the revocation from the read model.
- */
-const followShareRevocations = (close: (shareId: string) => void) =>
-  Effect.gen(function*() {
-    const log = yield* EventLog
-    let cursor = (yield* log.head).position
-    yield* Effect.suspend(() =>
-      log.subscribe(cursor).pipe(
-        Stream.runForEach((e) =>
-          Effect.sync(() => {
-            cursor = e.position
-            if (e.event._tag === "ShareRevoked") close(e.event.shareId)
-          })
-        )
-      )
-    ).pipe(Effect.retry(Schedule.spaced("1 second")), Effect.ignore, Effect.forkScoped)
-  }).pipe(Effect.catchAll((e) => Effect.logWarning("gateway: cannot follow share revocations", e)))
 
 /**
  * Every 2 s, ends the tunnels opened through a share that expired since the last look (from this hub's start), recorded
@@ -147,23 +133,3 @@ const agentAddress = (trusted: ClientAddress.TrustedProxies, req: Http.IncomingM
     ClientAddress.resolve(trusted, req.socket.remoteAddress, req.headers["x-forwarded-for"]),
     req.socket.remotePort
   )
-
-/**
- * Follows the log from its head and calls `kick` with the agent of every `AgentTokenRevoked`, wherever it was
- * appended (e.g. by `connect hub agent revoke` in another process), so a revoked agent's live connection ends.
- */
-const kickRevoked = (kick: (agentId: string) => void) =>
-  Effect.gen(function*() {
-    const log = yield* EventLog
-    let cursor = (yield* log.head).position
-    yield* Effect.suspend(() =>
-      log.subscribe(cursor).pipe(
-        Stream.runForEach((e) =>
-          Effect.sync(() => {
-            cursor = e.position
-            if (e.event._tag === "AgentTokenRevoked") kick(e.event.agentId)
-          })
-        )
-      )
-    ).pipe(Effect.retry(Schedule.spaced("1 second")), Effect.ignore, Effect.forkScoped)
-  }).pipe(Effect.catchAll((e) => Effect.logWarning("gateway: cannot follow revocations", e)))
