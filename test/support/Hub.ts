@@ -11,6 +11,7 @@ import { Context, Effect, Layer } from "effect"
 import type { Scope } from "effect"
 import { EventLog, type StoredEvent } from "../../core/EventLog.ts"
 import * as Admin from "../../hub/commands/Admin.ts"
+import type { HubConfigShape } from "../../hub/HubConfig.ts"
 import * as Main from "../../hub/Main.ts"
 import * as TestDatabase from "./TestDatabase.ts"
 
@@ -48,6 +49,8 @@ export const start = (options: {
   readonly auditRoutes?: Main.HubOptions["auditRoutes"]
   /** The hub's token lifetime in days (`CONNECT_TOKEN_TTL_DAYS`; default 30). */
   readonly ttlDays?: number
+  /** Settings of the hub's configuration besides its address, data directory and database (limits, link domain). */
+  readonly config?: Partial<HubConfigShape>
 } = {}): Effect.Effect<
   TestHub,
   never,
@@ -62,7 +65,7 @@ export const start = (options: {
     let now = (options.start ?? new Date()).getTime()
     const context = yield* Layer.build(
       Main.HubLive(
-        { host: "127.0.0.1", port: 0, dataDir, databaseUrl },
+        { host: "127.0.0.1", port: 0, dataDir, databaseUrl, ...options.config },
         {
           tokenSettings: { ttlDays: options.ttlDays ?? 30, now: () => new Date(now) },
           ...(options.auditRoutes ? { auditRoutes: options.auditRoutes } : {})
