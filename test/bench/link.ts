@@ -4,8 +4,10 @@
  * proxy (Debian's `nginx`, installed when missing; run as a child process with its own config on 127.0.0.1), and
  * through a public link (client → hub → relay stream → agent → service; real `connect` processes on a fresh database
  * of the machine's Postgres, `TEST_DATABASE_URL`). Targets take turns within each run; figures are medians of 3 runs
- * of 5 s (1 run of 3 s with --quick) with their min–max. Afterwards every request the link answered is looked for on
- * the log (`LinkAccessed`), and the count is printed.
+ * of 5 s (1 run of 3 s with --quick) with their min–max, and the CPU time per request of each process involved
+ * (/proc/PID/stat: the service, nginx's master and workers, the hub, the agent, the bench database's Postgres
+ * backends), which holds on a loaded machine where throughput does not. Afterwards every request the link answered is
+ * looked for on the log (`LinkAccessed`), and the connections the hub opened to the service (`TunnelOpened`) counted.
  */
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -81,6 +83,34 @@ const waitForPort = async (port: number, ms: number) => {
   throw new Error(`nothing listens on ${port}`)
 }
 
+/** CPU time (user + system, ms) a process has used so far; 0 once it is gone. */
+const cpuMs = (pid: number): number => {
+  try {
+    // Fields after the command (which may hold spaces) start at state; utime and stime are the 12th and 13th of them.
+    const fields = Fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ").pop()!.split(" ")
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS
+  } catch {
+    return 0
+  }
+}
+
+const TICKS = Number(ChildProcess.spawnSync("getconf", ["CLK_TCK"]).stdout?.toString().trim()) || 100
+
+/** The pids of `pid`'s children (nginx's workers). */
+const childrenOf = (pid: number): Array<number> =>
+  Fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number).filter((p) => {
+    try {
+      return Number(Fs.readFileSync(`/proc/${p}/stat`, "utf8").split(") ").pop()!.split(" ")[1]) === pid
+    } catch {
+      return false
+    }
+  })
+
+/** CPU ms of each named group of processes, summed over the group's pids (asked for again at each reading). */
+const readCpu = (groups: Record<string, () => Promise<ReadonlyArray<number>> | ReadonlyArray<number>>) =>
+  Promise.all(Object.entries(groups).map(async ([name, pids]) => [name, (await pids()).reduce((n, p) => n + cpuMs(p), 0)] as const))
+    .then((entries) => Object.fromEntries(entries) as Record<string, number>)
+
 /** nginx from Debian's package: `apt-get update` once, then `apt-get install -y nginx`, when it is not installed. */
 const ensureNginx = () => {
   if (Fs.existsSync("/usr/sbin/nginx")) return
@@ -116,9 +146,9 @@ http {
   }
 }
 `)
-  spawn("/usr/sbin/nginx", ["-c", config, "-p", dir, "-g", "daemon off;"], process.env)
+  const nginx = spawn("/usr/sbin/nginx", ["-c", config, "-p", dir, "-g", "daemon off;"], process.env)
   await waitForPort(port, 10_000)
-  return port
+  return { port, pids: () => [nginx.child.pid!, ...childrenOf(nginx.child.pid!)] }
 }
 
 interface Sample {
@@ -128,6 +158,8 @@ interface Sample {
   readonly p99: number
   readonly statuses: Record<string, number>
   readonly all: number
+  /** CPU ms per request answered, by process group (the load client's own is not counted). */
+  cpu?: Record<string, number>
 }
 
 const load = async (url: string, concurrency: number, seconds: number): Promise<Sample> => {
@@ -146,7 +178,9 @@ const setUpLink = async (dir: string, servicePort: number) => {
   const url = new URL(admin)
   url.pathname = `/${name}`
   const databaseUrl = url.toString()
-  const hub = connectCli(Path.join(dir, "hub"), ["hub", "--port", "0"], { DATABASE_URL: databaseUrl })
+  // At warn, as nginx runs with access_log off: at info the hub writes an operational log line per request
+  // (ObservedLog), which cost it ~30% of its CPU per request at 32 clients (12.4 against 8.7 ms, load average 12).
+  const hub = connectCli(Path.join(dir, "hub"), ["hub", "--port", "0", "--log-level", "warn"], { DATABASE_URL: databaseUrl })
   hub.matched.catch(() => {})
   const listening = await new Promise<string>((resolve, reject) => {
     const timer = setInterval(() => {
@@ -183,8 +217,12 @@ const setUpLink = async (dir: string, servicePort: number) => {
         where type = 'LinkAccessed' and data->>'linkId' = $1 and data->>'outcome' = 'allowed'`,
       [created.linkId]
     )
+    const tunnels = await client.query(
+      `select count(*)::int as n from events where type = 'TunnelOpened' and data->>'viaLinkId' = $1`,
+      [created.linkId]
+    )
     await client.end()
-    return rows[0].n as number
+    return { requests: rows[0].n as number, tunnels: tunnels.rows[0].n as number }
   }
   const stop = async () => {
     agent.child.kill("SIGTERM")
@@ -195,7 +233,15 @@ const setUpLink = async (dir: string, servicePort: number) => {
     await c.query(`drop database if exists "${name}" with (force)`)
     await c.end()
   }
-  return { url: created.url, onLog, stop }
+  /** The pids of the bench database's Postgres backends (the hub's pool, its writer, its listener). */
+  const backends = async () => {
+    const client = new pg.Client({ connectionString: admin })
+    await client.connect()
+    const { rows } = await client.query(`select pid from pg_stat_activity where datname = $1`, [name])
+    await client.end()
+    return rows.map((r) => Number(r.pid))
+  }
+  return { url: created.url, onLog, stop, hubPid: hub.child.pid!, agentPid: agent.child.pid!, backends }
 }
 
 const spread = (xs: ReadonlyArray<number>) =>
@@ -212,22 +258,32 @@ export const main = async (args: ReadonlyArray<string>) => {
     ensureNginx()
     const target = ts("link-target.ts", [], process.env, /\{"port":(\d+)\}/)
     const servicePort = Number((await target.matched)[1])
-    const nginxPort = await startNginx(Path.join(dir, "nginx"), servicePort)
+    const nginx = await startNginx(Path.join(dir, "nginx"), servicePort)
     link = await setUpLink(dir, servicePort)
     const targets: Record<string, string> = {
       direct: `http://127.0.0.1:${servicePort}/x`,
-      nginx: `http://127.0.0.1:${nginxPort}/x`,
+      nginx: `http://127.0.0.1:${nginx.port}/x`,
       link: `${link.url}x`
+    }
+    const servicePid = target.child.pid!
+    const { hubPid, agentPid, backends } = link
+    const groups: Record<string, Parameters<typeof readCpu>[0]> = {
+      direct: { service: () => [servicePid] },
+      nginx: { service: () => [servicePid], nginx: nginx.pids },
+      link: { service: () => [servicePid], hub: () => [hubPid], agent: () => [agentPid], postgres: backends }
     }
     const results: Record<string, Record<number, Array<Sample>>> = { direct: { 1: [], 32: [] }, nginx: { 1: [], 32: [] }, link: { 1: [], 32: [] } }
     let linkAnswered = 0
     for (let run = 0; run < runs; run++) {
       for (const concurrency of [1, 32]) {
         for (const name of ["direct", "nginx", "link"]) {
+          const before = await readCpu(groups[name]!)
           const sample = await load(targets[name]!, concurrency, seconds)
+          const after = await readCpu(groups[name]!)
+          sample.cpu = Object.fromEntries(Object.keys(after).map((k) => [k, (after[k]! - (before[k] ?? 0)) / Math.max(1, sample.all)]))
           results[name]![concurrency]!.push(sample)
           if (name === "link") linkAnswered += sample.all
-          process.stdout.write(`run ${run + 1}/${runs} ${name} c=${concurrency}: ${sample.rps.toFixed(0)} req/s, p50 ${sample.p50.toFixed(2)} ms, p99 ${sample.p99.toFixed(2)} ms${Object.keys(sample.statuses).length ? ` other ${JSON.stringify(sample.statuses)}` : ""}\n`)
+          process.stdout.write(`run ${run + 1}/${runs} ${name} c=${concurrency}: ${sample.rps.toFixed(0)} req/s, p50 ${sample.p50.toFixed(2)} ms, p99 ${sample.p99.toFixed(2)} ms, CPU ms/request ${Object.entries(sample.cpu).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ")}${Object.keys(sample.statuses).length ? ` other ${JSON.stringify(sample.statuses)}` : ""}\n`)
         }
       }
     }
@@ -240,7 +296,8 @@ export const main = async (args: ReadonlyArray<string>) => {
           clients: concurrency,
           "req/s": spread(samples.map((s) => s.rps)),
           "p50 ms": spread(samples.map((s) => s.p50)),
-          "p99 ms": spread(samples.map((s) => s.p99))
+          "p99 ms": spread(samples.map((s) => s.p99)),
+          "CPU ms/req": Object.keys(samples[0]!.cpu ?? {}).map((k) => `${k} ${median(samples.map((s) => s.cpu![k]!)).toFixed(3)}`).join(", ")
         })
       }
     }
@@ -249,7 +306,8 @@ export const main = async (args: ReadonlyArray<string>) => {
       "clients",
       "req/s",
       "p50 ms",
-      "p99 ms"
+      "p99 ms",
+      "CPU ms/req"
     ], rows)
     const at32 = (name: string, key: "rps" | "p99") => median(results[name]![32]!.map((s) => s[key]))
     const ratio = at32("link", "rps") / at32("nginx", "rps")
@@ -257,13 +315,15 @@ export const main = async (args: ReadonlyArray<string>) => {
     console.log(`\nat 32 clients: link/nginx requests/s ${ratio.toFixed(2)}× (target ≥ 0.5×), p99 ${p99ratio.toFixed(2)}× (target ≤ 3×)`)
     // Records are appended in the background once each answer is done: wait for them to land.
     let logged = 0
+    let tunnels = 0
     for (let i = 0; i < 120 && logged < linkAnswered; i++) {
-      logged = await link.onLog()
+      ;({ requests: logged, tunnels } = await link.onLog())
       if (logged < linkAnswered) await new Promise((r) => setTimeout(r, 500))
     }
-    console.log(`link requests answered 200: ${linkAnswered}; LinkAccessed (allowed) on the log: ${logged}`)
+    console.log(`link requests answered 200: ${linkAnswered}; LinkAccessed (allowed) on the log: ${logged}; ` +
+      `connections the hub opened to the service (TunnelOpened): ${tunnels}`)
     console.log(`load average: ${Os.loadavg().map((l) => l.toFixed(2)).join(" ")} (${Os.cpus().length} CPUs; others share this machine)`)
-    writeJson(args, "link", { runs, seconds, results, ratio, p99ratio, linkAnswered, logged, loadavg: Os.loadavg() })
+    writeJson(args, "link", { runs, seconds, results, ratio, p99ratio, linkAnswered, logged, tunnels, loadavg: Os.loadavg() })
   } finally {
     await link?.stop().catch((e) => console.error(String(e)))
     for (const child of children) if (child.exitCode === null) child.kill("SIGTERM")
