@@ -66,6 +66,8 @@ export const events = (query: Query) =>
     if (caller.scope === "workspace" && filters.workspace !== undefined && filters.workspace !== caller.workspaceId) {
       return yield* caller.outOfScope(`this API key reads its own workspace (${caller.workspaceId}) only`)
     }
+    const narrow = Reveal.ipFilterRefusal(caller, filters.ip)
+    if (narrow !== undefined) return yield* caller.outOfScope(narrow)
     const read = Effect.flatMap(PgQuery.resolve(filters), (resolved) => PgQuery.query(filters, resolved, before))
     const rows = caller.scope === "operator" ? yield* read : yield* PgQuery.inWorkspace(caller.workspaceId, read)
     yield* ApiRead.record(caller, "query", given(query), rows.length)

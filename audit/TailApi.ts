@@ -71,6 +71,8 @@ const tailOf = (tails: Tails, query: Query, limit: number) =>
     if (caller.scope === "workspace" && filters.workspace !== undefined && filters.workspace !== caller.workspaceId) {
       return yield* caller.outOfScope(`this API key reads its own workspace (${caller.workspaceId}) only`)
     }
+    const narrow = Reveal.ipFilterRefusal(caller, filters.ip)
+    if (narrow !== undefined) return yield* caller.outOfScope(narrow)
     const resolve = PgQuery.resolve(filters)
     const resolved = caller.scope === "operator" ? yield* resolve : yield* PgQuery.inWorkspace(caller.workspaceId, resolve)
     const opened = yield* tails.open(caller.apiKeyId, filters, resolved)
@@ -83,6 +85,8 @@ const tailOf = (tails: Tails, query: Query, limit: number) =>
     }
     const parameters: Record<string, string> = {}
     for (const k of given) parameters[k] = String(query[k])
+    // Where it starts reading is part of what the record says it read: `after=0` is the whole history.
+    if (query.after !== undefined) parameters.after = String(query.after)
     // Recorded before anything is answered: a tail the log cannot take is not opened.
     yield* ApiRead.record(caller, "tail", parameters, 0).pipe(Effect.tapError(() => tails.close(opened)))
     return opened
@@ -103,20 +107,31 @@ export const tail = (tails: Tails) => (query: Query) =>
     const { after: from, limit, wait } = yield* bounds(query)
     const open = yield* tailOf(tails, query, limit)
     const deadline = Date.now() + wait * 1000
-    // A tail opened without a position starts at the head: what commits from now on.
-    let after = from ?? (yield* tails.head)
+    // A tail opened without a position starts at the head: what commits from now on. It reads forward only.
+    if (query.tail !== undefined && from !== undefined && from < open.position) {
+      return yield* badRequest(
+        `after ${from} goes back: this tail has answered up to position ${open.position}; open a new tail to read from earlier`
+      )
+    }
+    let after = from ?? (query.tail !== undefined ? open.position : yield* tails.head)
+    if (query.tail === undefined) open.position = after
     while (true) {
       const head = yield* tails.head
       if (head > after) {
         const events = yield* read(open, after, head)
         if (events.length > 0) {
           // A full answer may have more behind it: the next request goes on from its last event.
-          return { tail: open.id, events, position: events.length === limit ? events[events.length - 1]!.position : head }
+          const position = events.length === limit ? events[events.length - 1]!.position : head
+          open.position = position
+          return { tail: open.id, events, position }
         }
         // Complete up to the head: nothing there this key may see through these filters.
         after = head
       }
-      if (!(yield* tails.waitPast(open, after, deadline))) return { tail: open.id, events: [], position: after }
+      if (!(yield* tails.waitPast(open, after, deadline))) {
+        open.position = after
+        return { tail: open.id, events: [], position: after }
+      }
       yield* Effect.sleep(GATHER)
     }
   }).pipe(

@@ -32,6 +32,11 @@ export interface Tail {
   readonly resolved: Resolved
   /** When a request last named it (ms). */
   lastAt: number
+  /**
+   * The position it has answered up to (or opened at): a later request may not ask from before it, so a tail reads
+   * forward only and its one AuditRead (with the `after` it was opened at) says what it could read.
+   */
+  position: number
   /** Completed when a newer request of the same tail takes over (the older one answers at once). */
   turn: Deferred.Deferred<void>
 }
@@ -125,7 +130,7 @@ export const make = (
         let mine = 0
         for (const t of tails.values()) if (t.apiKeyId === apiKeyId) mine++
         if (mine >= perKey) return "key_full" as const
-        const tail: Tail = { id: randomBytes(16).toString("hex"), apiKeyId, filters, resolved, lastAt: Date.now(), turn }
+        const tail: Tail = { id: randomBytes(16).toString("hex"), apiKeyId, filters, resolved, lastAt: Date.now(), position: 0, turn }
         tails.set(tail.id, tail)
         yield* refresh
         yield* watch

@@ -102,6 +102,16 @@ describe("the console's reads", () => {
       expect(agents.agents).toMatchObject([{ label: "alpha", lastIp: "127.0.0.x" }])
       expect(listed.agents).toMatchObject([{ label: "alpha", lastIp: "127.0.0.x" }])
       for (const answer of answers) expect(JSON.stringify(answer.body)).not.toContain("127.0.0.1")
+      // Nor can it filter by a narrower prefix than its mask: bisecting with ip=…/25 … /32 would recover the address.
+      // Refused (403) and recorded as an out-of-scope read, in events and tails alike; its own /24 is fine.
+      const refusedBefore = (yield* hub.events).filter((e) => e.type === "ApiKeyAuthFailed").length
+      for (const path of ["/v1/audit/events?ip=127.0.0.1", "/v1/audit/events?ip=127.0.0.0/25", "/v1/audit/tail?ip=127.0.0.1/32&wait=0", "/v1/audit/events?ip=::1/64"]) {
+        const narrow = yield* withCookie(hub, cookie, path)
+        expect(narrow.status, path).toBe(403)
+        expect(narrow.body.error.message, path).toContain("/24")
+      }
+      expect((yield* hub.events).filter((e) => e.type === "ApiKeyAuthFailed").length).toBeGreaterThan(refusedBefore)
+      expect((yield* withCookie(hub, cookie, "/v1/audit/events?ip=127.0.0.x&type=AgentConnected")).body.events.length).toBeGreaterThan(0)
 
       // The operator key reads them in full (the console masks them for display unless asked).
       const full = yield* hub.http("GET", "/v1/audit/events?type=AgentConnected", operator)
@@ -138,6 +148,10 @@ describe("the console's reads", () => {
         after = again.body.position
       }
       expect((yield* auditReads(hub, "tail")).map((e) => (e.event as any).filters)).toEqual([{ type: "AgentProvisioned" }])
+      // It reads forward only: asking it again from an earlier position (the whole history under one read) is refused.
+      const back = yield* withCookie(hub, cookie, `/v1/audit/tail?tail=${tail}&after=0&wait=0`)
+      expect(back.status).toBe(400)
+      expect(back.body.error.message).toContain("goes back")
 
       // With nothing to show it waits its whole time, past the hub's 10 s request deadline (a GET has no body to wait
       // for), and answers with nothing.
