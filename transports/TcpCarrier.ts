@@ -44,60 +44,63 @@ const CLOSE_TIMEOUT: Duration.DurationInput = "2 seconds"
 const closeCodeOf = (error: unknown): number =>
   error instanceof TransportError && error.reason === "FrameTooLarge" ? CLOSE_CODES.FrameTooLarge : CLOSE_CODES.Protocol
 
-/** Splits a byte stream into length-prefixed frames: views into the chunks read, copies only of frames split by a read. */
-const framer = (onFrame: (frame: Buffer, close: boolean) => void, onError: (error: TransportError) => void) => {
-  // A frame split across reads: its bytes so far (length prefix included), and how many there will be.
-  let partial: Buffer | undefined
-  let partialClose = false
-  let filled = 0
+/**
+ * Splits a byte stream into length-prefixed frames: views into the chunks read, copies only of frames split by a read.
+ * A split frame's chunks are kept as they came and joined once it is whole: memory follows the bytes received, not the
+ * length a peer declares (a stranger's 4-byte prefix claiming 1 MiB reserves nothing).
+ */
+export const framer = (onFrame: (frame: Buffer, close: boolean) => void, onError: (error: TransportError) => void) => {
+  // A frame split across reads: its chunks so far, their size, and the frame's whole size (prefix included) once known.
+  let pending: Array<Buffer> = []
+  let pendingBytes = 0
+  let needed = 0
   const tooLarge = (length: number) =>
     new TransportError({ reason: "FrameTooLarge", message: `frame of ${length} bytes exceeds ${MAX_FRAME}` })
-  return (chunk: Buffer) => {
-    let offset = 0
-    if (partial) {
-      if (filled < 4) {
-        // Not even the length yet: gather the prefix first.
-        const n = Math.min(4 - filled, chunk.byteLength)
-        chunk.copy(partial, filled, 0, n)
-        filled += n
-        offset = n
-        if (filled < 4) return
-        const prefix = partial.readUInt32BE(0)
-        partialClose = prefix >= CLOSE_FLAG
-        const length = prefix & ~CLOSE_FLAG
-        if (length === 0) return onError(protocolError("empty frame"))
-        if (length > MAX_FRAME) return onError(tooLarge(length))
-        const whole = Buffer.allocUnsafe(4 + length)
-        partial.copy(whole, 0, 0, 4)
-        partial = whole
+  /** The payload length a prefix declares, or the error it is. */
+  const lengthOf = (prefix: number): number | TransportError => {
+    const length = prefix & ~CLOSE_FLAG
+    if (length === 0) return protocolError("empty frame")
+    if (length > MAX_FRAME) return tooLarge(length)
+    return length
+  }
+  return (input: Buffer) => {
+    let chunk = input
+    if (pendingBytes > 0) {
+      pending.push(input)
+      pendingBytes += input.byteLength
+      if (needed === 0) {
+        if (pendingBytes < 4) return
+        // The prefix is whole now (it was split: at most four chunks to join).
+        const joined = Buffer.concat(pending, pendingBytes)
+        pending = [joined]
+        const length = lengthOf(joined.readUInt32BE(0))
+        if (typeof length !== "number") return onError(length)
+        needed = 4 + length
       }
-      const n = Math.min(partial.byteLength - filled, chunk.byteLength - offset)
-      chunk.copy(partial, filled, offset, offset + n)
-      filled += n
-      offset += n
-      if (filled < partial.byteLength) return
-      const frame = partial.subarray(4)
-      partial = undefined
-      onFrame(frame, partialClose)
+      if (pendingBytes < needed) return
+      chunk = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes)
+      pending = []
+      pendingBytes = 0
+      needed = 0
     }
+    let offset = 0
     while (offset < chunk.byteLength) {
-      if (chunk.byteLength - offset < 4) {
-        partial = Buffer.allocUnsafe(4)
-        filled = chunk.copy(partial, 0, offset)
+      const left = chunk.byteLength - offset
+      if (left < 4) {
+        pending = [chunk.subarray(offset)]
+        pendingBytes = left
         return
       }
       const prefix = chunk.readUInt32BE(offset)
-      const close = prefix >= CLOSE_FLAG
-      const length = prefix & ~CLOSE_FLAG
-      if (length === 0) return onError(protocolError("empty frame"))
-      if (length > MAX_FRAME) return onError(tooLarge(length))
-      if (chunk.byteLength - offset - 4 < length) {
-        partial = Buffer.allocUnsafe(4 + length)
-        partialClose = close
-        filled = chunk.copy(partial, 0, offset)
+      const length = lengthOf(prefix)
+      if (typeof length !== "number") return onError(length)
+      if (left - 4 < length) {
+        pending = [chunk.subarray(offset)]
+        pendingBytes = left
+        needed = 4 + length
         return
       }
-      onFrame(chunk.subarray(offset + 4, offset + 4 + length), close)
+      onFrame(chunk.subarray(offset + 4, offset + 4 + length), prefix >= CLOSE_FLAG)
       offset += 4 + length
     }
   }
@@ -193,15 +196,18 @@ export const wrap = (socket: Net.Socket | Duplex, codec: Codec, remoteAddress: s
   }
 
   const close = (code: number, reason: string) => {
-    if (closing) return
-    closing = true
-    ending = { code, reason }
     if (code === CLOSE_CODES.Timeout || code === CLOSE_CODES.SlowConsumer) {
-      // The peer is silent or does not read: nothing more is written to it, and its socket is not waited for.
+      // The peer is silent or does not read: nothing more is written to it, and its socket is not waited for — also
+      // when a close is already under way (a peer that sent its close frame and never its FIN is silent too).
+      if (!closing) ending = { code, reason }
+      closing = true
       dropQueued()
       socket.destroy()
       return
     }
+    if (closing) return
+    closing = true
+    ending = { code, reason }
     flushSmall()
     socket.end(closeFrame(code, reason))
     setTimeout(() => socket.destroy(), Duration.toMillis(CLOSE_TIMEOUT)).unref()
@@ -223,6 +229,8 @@ export const wrap = (socket: Net.Socket | Duplex, codec: Codec, remoteAddress: s
       ending = { code, reason: frame.subarray(2, 122).toString("utf8") }
       closing = true
       socket.end()
+      // Its FIN should follow; a peer that never sends it does not hold the socket (the hub's are half-open).
+      setTimeout(() => socket.destroy(), Duration.toMillis(CLOSE_TIMEOUT)).unref()
       return
     }
     let message: Message
