@@ -179,11 +179,12 @@ const up = Command.make(
     ),
     apiKey: apiKeyOption("API key (pc_…) to provision this agent with; needed the first time only."),
     label: Options.text("label").pipe(Options.optional, Options.withDescription("Name of this agent in the audit log.")),
-    transport: Options.choice("transport", ["ws", "msgpack"]).pipe(
+    transport: Options.choice("transport", ["ws", "msgpack", "tcp"]).pipe(
       Options.optional,
       Options.withDescription(
-        "Transport plugin: msgpack (the default: binary frames, payload bytes as they are) or ws (JSON text frames, " +
-          "payload base64: readable in a debugger, 2–3× slower); stored."
+        "Transport plugin: msgpack (the default: binary WebSocket frames, payload bytes as they are), tcp (the same " +
+          "frames straight on the TCP/TLS connection after an HTTP upgrade: less CPU per message; needs no WebSocket-only " +
+          "proxy in between) or ws (JSON text frames, payload base64: readable in a debugger, 2–3× slower); stored."
       )
     ),
     rotateToken: Options.boolean("rotate-token").pipe(

@@ -59,7 +59,7 @@ describe("connect agent (real hub, real agents, real TCP)", () => {
     // Agent A in the background, then an exposure through its control socket.
     const upA = await command(homeA, ["up", "--hub", hubUrl, "--api-key", apiKey, "--label", "agent-a", "--detach"])
     expect(upA.code).toBe(0)
-    expect(upA.stdout).toMatch(/provisioned agent \S+ in workspace \S+; its token is stored in .*agent\.json \(mode 0600\)/)
+    expect(upA.stdout).toMatch(/provisioned agent \S+ in workspace \S+; its token \(valid until \S+\) is stored in .*agent\.json \(mode 0600\)/)
     expect(upA.stdout).toMatch(/agent running in the background \(pid \d+\), connected to http:\/\/127\.0\.0\.1:\d+; log: /)
     const pidA = Number(Fs.readFileSync(Path.join(homeA, "agent.pid"), "utf8"))
     detachedPids.push(pidA)
@@ -68,8 +68,8 @@ describe("connect agent (real hub, real agents, real TCP)", () => {
     const exposed = await command(homeA, ["expose", `127.0.0.1:${world.echoPort()}`, "--name", "echo"])
     expect(exposed).toMatchObject({ code: 0, stdout: `exposed echo → 127.0.0.1:${world.echoPort()}\n` })
 
-    // Agent B in the foreground (msgpack), then a reach on a free port.
-    const agentB = connect(homeB, ["up", "--hub", hubUrl, "--api-key", apiKey, "--label", "agent-b", "--transport", "msgpack"])
+    // Agent B in the foreground over the tcp transport (A is on the default, msgpack), then a reach on a free port.
+    const agentB = connect(homeB, ["up", "--hub", hubUrl, "--api-key", apiKey, "--label", "agent-b", "--transport", "tcp"])
     const connectedB = await agentB.waitFor(CONNECTED, 60_000)
     expect(connectedB[1]).toBe(hubUrl)
     const reached = await command(homeB, ["reach", "echo", "--port", "0"])
@@ -86,7 +86,7 @@ describe("connect agent (real hub, real agents, real TCP)", () => {
       hub: hubUrl,
       agentId: connectedB[2],
       workspaceId: connectedB[3],
-      transport: "msgpack",
+      transport: "tcp",
       running: true,
       connected: true,
       reaches: [{ name: "echo", port: reachPort, bound: true }]
