@@ -21,6 +21,9 @@ import * as PgWriter from "./PgWriter.ts"
 
 export { APPEND_LOCK_KEY, NOTIFY_CHANNEL } from "./PgAppendStatements.ts"
 
+/** Events a subscriber reads at a time. */
+const SUBSCRIBE_PAGE = 1000
+
 /** Options of the Postgres event log: its writer's, and how often a subscriber polls. */
 export interface PgEventLogOptions extends PgWriter.PgWriterOptions {
   /** How often a subscriber polls when no notification arrives (default 1 s). */
@@ -203,14 +206,19 @@ export const make = Effect.fn("PgEventLog.make")(function* (options: PgEventLogO
           Effect.forkScoped
         )
         let cursor = after
+        // A read shorter than a page reached the head: the next waits for a commit (or the poll) instead of reading
+        // again at once, which found nothing after nearly every commit and doubled each subscriber's reads. A commit
+        // during the read left its wake-up in the queue, so it is read next.
+        let caughtUp = false
         const pull: Effect.Effect<Chunk.Chunk<StoredEvent>, EventLogError> = Effect.gen(function* () {
           while (true) {
-            const events = yield* readAll(cursor, 1000)
+            if (caughtUp) yield* Queue.take(wake).pipe(Effect.timeoutOption(pollInterval))
+            const events = yield* readAll(cursor, SUBSCRIBE_PAGE)
+            caughtUp = events.length < SUBSCRIBE_PAGE
             if (events.length > 0) {
               cursor = events[events.length - 1]!.position
               return Chunk.unsafeFromArray(events)
             }
-            yield* Queue.take(wake).pipe(Effect.timeoutOption(pollInterval))
           }
         })
         return Stream.repeatEffectChunk(pull)
