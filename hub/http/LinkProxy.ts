@@ -233,8 +233,12 @@ export const serve = (relay: RelayService, spool: Spool) =>
       matches: (request) => LinkTarget.isLinkRequest(request, config.linkDomain),
       request: (request, response) =>
         run(request, (refusal) => {
-          response.writeHead(refusal.status, { "content-type": "application/json", ...refusal.headers })
-          response.end(JSON.stringify({ error: { code: refusal.code, message: refusal.message } }))
+          // A refused request's body is nobody's: the connection closes with the answer instead of reading (dumping)
+          // what a stranger may dribble for ever (link paths have no request deadline; only forwarded bodies are timed).
+          response.writeHead(refusal.status, { "content-type": "application/json", connection: "close", ...refusal.headers })
+          response.end(JSON.stringify({ error: { code: refusal.code, message: refusal.message } }), () => {
+            if (!request.complete) request.socket.destroy()
+          })
         }, (checked, started) => LinkForward.request(forwardDeps, checked, request, response, started)),
       upgrade: (request, socket: Duplex, head: Buffer) => {
         socket.on("error", () => {})

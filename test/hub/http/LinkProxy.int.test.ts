@@ -8,7 +8,7 @@
  */
 import * as Crypto from "node:crypto"
 import * as Http from "node:http"
-import type * as Net from "node:net"
+import * as Net from "node:net"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import type { Scope } from "effect"
@@ -130,10 +130,13 @@ const send = (
     })
   }).pipe(Effect.timeout("60 seconds"), Effect.orDie)
 
-/** Polls the hub's events until `check` finds something (10 s at most). */
+/**
+ * Polls the hub's events until `check` finds something (20 s at most: refusals after a window's first are recorded at
+ * the end of their 10 s window).
+ */
 const waitForEvents = <A>(hub: Hub.TestHub, check: (events: ReadonlyArray<any>) => A | undefined) =>
   Effect.gen(function*() {
-    const deadline = Date.now() + 10_000
+    const deadline = Date.now() + 20_000
     while (true) {
       const events = (yield* hub.events).map((e) => ({ ...e.event, _stream: e.stream, _workspaceId: e.workspaceId }))
       const found = check(events)
@@ -275,6 +278,45 @@ describe("public links against strangers", () => {
       }
       expect(JSON.stringify(yield* hub.events)).not.toContain(token)
     }), 120_000)
+})
+
+describe("public links: strangers' bodies", () => {
+  it.scopedLive("a refused request (unknown token) is answered and its connection closed: a dribbled body holds nothing", () =>
+    Effect.gen(function*() {
+      const { hub } = yield* world()
+      const outcome = yield* Effect.async<{ answer: string; closedAfterMs: number | undefined }>((resume) => {
+        const socket = Net.connect({ port: hub.port, host: "127.0.0.1" })
+        let answer = ""
+        const started = Date.now()
+        let timer: ReturnType<typeof setInterval> | undefined
+        socket.on("connect", () => {
+          socket.write(`POST /l/${Crypto.randomBytes(20).toString("hex")}/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\nx`)
+          // One byte every 300 ms: before, the hub answered 404 and went on reading the body for as long as it came.
+          timer = setInterval(() => socket.write("x"), 300)
+        })
+        socket.on("data", (chunk: Buffer) => (answer += chunk.toString()))
+        socket.on("error", () => {})
+        socket.on("close", () => {
+          clearInterval(timer)
+          resume(Effect.succeed({ answer, closedAfterMs: Date.now() - started }))
+        })
+        const giveUp = setTimeout(() => {
+          clearInterval(timer)
+          socket.destroy()
+          resume(Effect.succeed({ answer, closedAfterMs: undefined }))
+        }, 10_000)
+        giveUp.unref()
+        return Effect.sync(() => {
+          clearInterval(timer)
+          clearTimeout(giveUp)
+          socket.destroy()
+        })
+      })
+      expect(outcome.answer).toMatch(/^HTTP\/1\.1 404 /)
+      expect(outcome.answer.toLowerCase()).toContain("connection: close")
+      expect(outcome.closedAfterMs).toBeDefined()
+      expect(outcome.closedAfterMs!).toBeLessThan(5_000)
+    }), 60_000)
 })
 
 describe("public links across hubs", () => {
