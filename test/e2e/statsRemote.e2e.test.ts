@@ -67,7 +67,7 @@ describe("connect audit --stats --hub", () => {
       world.command(home, ["audit", "--stats", "--type", "auth", "--hub", url], { CONNECT_API_KEY: b.key }),
       world.command(home, ["audit", "--stats", "--hub", url])
     ])
-    expect([badBy.code, badBy.stderr]).toEqual([2, "connect audit: --by: must be one of type, agent, service, ip, day\n"])
+    expect([badBy.code, badBy.stderr]).toEqual([2, "connect audit: --by: must be one of type, agent, service, ip, day, hour\n"])
     expect(badSince.code).toBe(2)
     expect(badSince.stderr).toContain(`connect audit: --since: "yesterday" is not a time`)
     expect([filter.code, filter.stderr]).toEqual([2, "connect audit: --type does not go with --stats\n"])
