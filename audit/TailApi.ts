@@ -8,7 +8,7 @@
  * commits or after `wait` seconds with none. Tails are bounded per key and in all (audit/Tails.ts): past the bound,
  * 429.
  */
-import { Effect, Option } from "effect"
+import { Effect } from "effect"
 import * as HubApi from "../core/HubApi.ts"
 import * as ApiRead from "./ApiRead.ts"
 import * as PgQuery from "./PgQuery.ts"
@@ -59,12 +59,14 @@ const tailOf = (tails: Tails, query: Query, limit: number) =>
         return yield* badRequest(`a tail keeps the filters it was opened with (${given.join(", ")} given); open a new tail without tail= to change them`)
       }
       const found = yield* tails.take(query.tail.slice(0, 64), caller.apiKeyId)
-      if (Option.isNone(found)) {
+      // Another key's tail is a refused read, on the record; an ended one (or a made-up id) is simply gone.
+      if (found === "foreign") return yield* caller.outOfScope("that tail was opened with another API key")
+      if (found === "unknown") {
         return yield* new HubApi.NotFound({
-          message: "no such tail: it ended (a minute without a request) or was opened with another key; open a new one without tail="
+          message: "no such tail: it ended (a minute without a request); open a new one without tail="
         })
       }
-      return found.value
+      return found
     }
     const raw: RawFilters = { ...Object.fromEntries(FILTERS.map((k) => [k, query[k]])), limit }
     const filters = yield* Effect.mapError(parseFilters(raw, new Date()), (e) => badRequest(e.message.replace(/^--/, "")))
@@ -77,11 +79,11 @@ const tailOf = (tails: Tails, query: Query, limit: number) =>
     const resolved = caller.scope === "operator" ? yield* resolve : yield* PgQuery.inWorkspace(caller.workspaceId, resolve)
     const opened = yield* tails.open(caller.apiKeyId, filters, resolved)
     if (opened === "key_full" || opened === "hub_full") {
-      return yield* new HubApi.TooManyRequests({
-        message: opened === "key_full"
+      return yield* caller.limited(
+        opened === "key_full"
           ? "this API key has too many live tails open; close one (a tail ends a minute after its last request)"
           : "the hub holds too many live tails; try again later"
-      })
+      )
     }
     const parameters: Record<string, string> = {}
     for (const k of given) parameters[k] = String(query[k])

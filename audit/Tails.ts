@@ -50,7 +50,7 @@ export interface Tails {
     resolved: Resolved
   ) => Effect.Effect<Tail | "key_full" | "hub_full">
   /** The open tail `id` of `apiKeyId` (another key's is not found), its turn taken by the caller. */
-  readonly take: (id: string, apiKeyId: string) => Effect.Effect<Option.Option<Tail>>
+  readonly take: (id: string, apiKeyId: string) => Effect.Effect<Tail | "unknown" | "foreign">
   /** Ends a tail (a tail whose opening could not be recorded). */
   readonly close: (tail: Tail) => Effect.Effect<void>
   /** The log's head as last committed. */
@@ -140,14 +140,15 @@ export const make = (
     const take: Tails["take"] = (id, apiKeyId) =>
       Effect.gen(function*() {
         const tail = tails.get(id)
-        if (tail === undefined || tail.apiKeyId !== apiKeyId) return Option.none()
+        if (tail === undefined) return "unknown" as const
+        if (tail.apiKeyId !== apiKeyId) return "foreign" as const
         // The request before on this tail (a tab that asked again before its answer arrived) answers now.
         yield* Deferred.succeed(tail.turn, undefined)
         tail.turn = yield* Deferred.make<void>()
         tail.lastAt = Date.now()
         yield* refresh
         yield* watch
-        return Option.some(tail)
+        return tail
       })
 
     const waitPast: Tails["waitPast"] = (tail, position, deadline) => {

@@ -141,6 +141,8 @@ export class ApiKeyCaller extends Context.Tag("connect/HubApi/ApiKeyCaller")<Api
   readonly from: { readonly ip: string; readonly userAgent?: string | undefined }
   /** Refuses the request as beyond the key's scope (403), recorded as every refused API key is (`wrong_scope`). */
   readonly outOfScope: (message: string) => Effect.Effect<never, Forbidden | Unavailable>
+  /** Records a refusal of this key for a bound it reached (coalesced per address, as failed keys are) and answers 429. */
+  readonly limited: (message: string) => Effect.Effect<never, TooManyRequests | Unavailable>
 }>() {}
 
 /** The caller of an endpoint that takes an agent token. */

@@ -119,25 +119,27 @@ export const Authentication: Layer.Layer<
         }),
         Effect.provide(context)
       )
-    const callerOf = (k: AgentAuth.ApiKeyPrincipal, presenter: AgentAuth.Presenter, keyPrefix: string | undefined) => ({
+    const callerOf = (k: AgentAuth.ApiKeyPrincipal, presenter: AgentAuth.Presenter, keyPrefix: string | undefined) => {
+      /** Records a refusal of this key (coalesced per address and window by `failures`). */
+      const refusal = (reason: "wrong_scope" | "rate_limited") =>
+        failures.record({
+          kind: "apikey",
+          reason,
+          ip: presenter.ip,
+          userAgent: presenter.userAgent,
+          apiKeyId: k.apiKeyId,
+          workspaceId: k.workspaceId,
+          keyPrefix
+        }).pipe(Effect.catchTags({ EventLogError: unavailable, VersionConflict: unavailable }))
+      return {
         apiKeyId: k.apiKeyId,
         workspaceId: k.workspaceId,
         scope: k.scope,
         from: presenter,
-        outOfScope: (message: string) =>
-          failures.record({
-            kind: "apikey",
-            reason: "wrong_scope",
-            ip: presenter.ip,
-            userAgent: presenter.userAgent,
-            apiKeyId: k.apiKeyId,
-            workspaceId: k.workspaceId,
-            keyPrefix
-          }).pipe(
-            Effect.catchTags({ EventLogError: unavailable, VersionConflict: unavailable }),
-            Effect.zipRight(new HubApi.Forbidden({ message }))
-          )
-      })
+        outOfScope: (message: string) => refusal("wrong_scope").pipe(Effect.zipRight(new HubApi.Forbidden({ message }))),
+        limited: (message: string) => refusal("rate_limited").pipe(Effect.zipRight(new HubApi.TooManyRequests({ message })))
+      }
+    }
     const apiKey = (secret: string, presenter: AgentAuth.Presenter) =>
       Effect.map(AgentAuth.authenticateApiKey(secret, presenter, failures), (k) => callerOf(k, presenter, secret.slice(0, 8)))
     /**

@@ -20,7 +20,8 @@ const callerOf = (scope: "operator" | "workspace", workspaceId: string) =>
     workspaceId,
     scope,
     from: { ip: "127.0.0.1", userAgent: "bench" },
-    outOfScope: (message) => Effect.fail(new HubApi.Forbidden({ message }))
+    outOfScope: (message) => Effect.fail(new HubApi.Forbidden({ message })),
+    limited: (message) => Effect.fail(new HubApi.TooManyRequests({ message }))
   })
 
 /** Times each console request `runs` times (after 3 warm-up runs) for both kinds of key on `workspace`. */
