@@ -202,7 +202,8 @@ describe("web console (headless chromium)", () => {
     // The tail is one read on the log, however many answers it took (it polled every 2 s and read each time before).
     const tails = (await eventsOf(url, operator, { type: "AuditRead", since: "1h", limit: "1000" }))
       .filter((e) => e.data.kind === "tail" && e.workspaceId === a.id)
-    expect(tails.map((e) => e.data.filters)).toEqual([{ type: "tunnel", workspace: a.id }])
+    // Its record names the filters and the position it opened at (after=: what it could read back to).
+    expect(tails.map((e) => e.data.filters)).toEqual([{ type: "tunnel", workspace: a.id, after: expect.stringMatching(/^\d+$/) }])
     await page.uncheck("#live")
 
     // Stats and access at a time.
