@@ -87,8 +87,10 @@ describe("connect audit --hub", () => {
     ])
     expect(badKey).toMatchObject({ code: 1, stdout: "" })
     expect(badKey.stderr).toBe("connect audit: the hub refused the API key (401: unknown API key); check --api-key or CONNECT_API_KEY\n")
-    expect(token.code).toBe(1)
-    expect(token.stderr).toBe("connect audit: the hub refused the request (403: this endpoint needs an API key (pc_…))\n")
+    // An agent token where a key belongs is told apart before anything is sent (core/ApiKeyOption.ts).
+    expect(token.code).toBe(2)
+    expect(token.stderr).toContain("that is not an API key")
+    expect(token.stderr).not.toContain(agentA.token)
     expect(down.code).toBe(1)
     expect(down.stderr).toBe(`connect audit: cannot reach the hub at ${nothing}: ECONNREFUSED\n`)
     expect(badFilter.code).toBe(2)
