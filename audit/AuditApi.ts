@@ -12,10 +12,11 @@ import { Effect, Either } from "effect"
 import * as HubApi from "../core/HubApi.ts"
 import * as AccessApi from "./AccessApi.ts"
 import * as ApiRead from "./ApiRead.ts"
+import * as CallerFilters from "./CallerFilters.ts"
 import type { RawEvent } from "../core/EventLog.ts"
 import * as PgIntegrity from "./PgIntegrity.ts"
 import * as PgQuery from "./PgQuery.ts"
-import { parseFilters, type RawFilters } from "./Query.ts"
+import type { RawFilters } from "./Query.ts"
 import { eventOf } from "./QueryCli.ts"
 import * as Reveal from "./Reveal.ts"
 import * as StatsApi from "./StatsApi.ts"
@@ -60,14 +61,7 @@ export const events = (query: Query) =>
     const caller = yield* HubApi.ApiKeyCaller
     const { before, limit } = yield* paging(query)
     const raw: RawFilters = { ...Object.fromEntries(FILTERS.map((k) => [k, query[k]])), limit }
-    // The CLI's rules and messages, the option named as the query parameter (`since: …`, not `--since: …`).
-    const filters = yield* Effect.mapError(parseFilters(raw, new Date()), (e) => badRequest(e.message.replace(/^--/, "")))
-    // Row-level security would answer nothing; the key is told, and the attempt recorded as a refused key is.
-    if (caller.scope === "workspace" && filters.workspace !== undefined && filters.workspace !== caller.workspaceId) {
-      return yield* caller.outOfScope(`this API key reads its own workspace (${caller.workspaceId}) only`)
-    }
-    const narrow = Reveal.ipFilterRefusal(caller, filters.ip)
-    if (narrow !== undefined) return yield* caller.outOfScope(narrow)
+    const filters = yield* CallerFilters.checked(caller, raw)
     const read = Effect.flatMap(PgQuery.resolve(filters), (resolved) => PgQuery.query(filters, resolved, before))
     const rows = caller.scope === "operator" ? yield* read : yield* PgQuery.inWorkspace(caller.workspaceId, read)
     yield* ApiRead.record(caller, "query", given(query), rows.length)

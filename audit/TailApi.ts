@@ -11,8 +11,9 @@
 import { Effect } from "effect"
 import * as HubApi from "../core/HubApi.ts"
 import * as ApiRead from "./ApiRead.ts"
+import * as CallerFilters from "./CallerFilters.ts"
 import * as PgQuery from "./PgQuery.ts"
-import { parseFilters, type RawFilters } from "./Query.ts"
+import type { RawFilters } from "./Query.ts"
 import { eventOf } from "./QueryCli.ts"
 import * as Reveal from "./Reveal.ts"
 import type { Tail, Tails } from "./Tails.ts"
@@ -69,12 +70,7 @@ const tailOf = (tails: Tails, query: Query, limit: number) =>
       return found
     }
     const raw: RawFilters = { ...Object.fromEntries(FILTERS.map((k) => [k, query[k]])), limit }
-    const filters = yield* Effect.mapError(parseFilters(raw, new Date()), (e) => badRequest(e.message.replace(/^--/, "")))
-    if (caller.scope === "workspace" && filters.workspace !== undefined && filters.workspace !== caller.workspaceId) {
-      return yield* caller.outOfScope(`this API key reads its own workspace (${caller.workspaceId}) only`)
-    }
-    const narrow = Reveal.ipFilterRefusal(caller, filters.ip)
-    if (narrow !== undefined) return yield* caller.outOfScope(narrow)
+    const filters = yield* CallerFilters.checked(caller, raw)
     const resolve = PgQuery.resolve(filters)
     const resolved = caller.scope === "operator" ? yield* resolve : yield* PgQuery.inWorkspace(caller.workspaceId, resolve)
     const opened = yield* tails.open(caller.apiKeyId, filters, resolved)
