@@ -6,7 +6,8 @@
  */
 import * as Migrator from "@effect/sql/Migrator"
 import { SqlClient } from "@effect/sql"
-import { Effect, Layer, Schedule } from "effect"
+import { Console, Effect, Layer, Schedule } from "effect"
+import { describeCause } from "../../core/ErrorMessage.ts"
 import events from "./migrations/0001_events.ts"
 import streamHeads from "./migrations/0002_stream_heads.ts"
 import appendHead from "./migrations/0003_append_head.ts"
@@ -56,34 +57,91 @@ const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClien
 /** The number of the newest migration: a database whose `connect_migrations` holds it needs nothing from this build. */
 export const latest = Math.max(...Object.keys(migrations).map((name) => Number(name.slice(0, 4))))
 
+const TABLE = "connect_migrations"
+
+const idOf = (name: string) => Number(name.slice(0, 4))
+
 /**
- * Runs every pending migration numbered up to `last` (what a build that ended there would run: the upgrade tests'
- * older database); safe to call from several hub processes at once.
+ * Applies the migrations of `record` that the database has not recorded although it recorded a higher one: a
+ * migration whose number was handed out before another's but that landed later. The Migrator runs only ids above the
+ * newest recorded one, so without this such a database would never get it. They run in id order in one transaction
+ * under the Migrator's lock, as the Migrator runs its own: one that fails against the newer schema leaves nothing
+ * behind, and the start fails naming it.
  */
-export const upTo = (last: number) =>
-  Migrator.make({})({
-    loader: Migrator.fromRecord(Object.fromEntries(Object.entries(migrations).filter(([name]) => Number(name.slice(0, 4)) <= last))),
-    table: "connect_migrations"
-  }).pipe(
+const applyMissed = (record: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    return yield* sql.withTransaction(Effect.gen(function*() {
+      yield* sql.unsafe(`lock table ${TABLE} in access exclusive mode`)
+      const applied = new Set(
+        (yield* sql.unsafe<{ id: number }>(`select migration_id as id from ${TABLE}`)).map((row) => Number(row.id))
+      )
+      const newest = Math.max(0, ...applied)
+      const missed = Object.keys(record).filter((name) => !applied.has(idOf(name)) && idOf(name) < newest).sort()
+      for (const name of missed) {
+        yield* sql.unsafe(`insert into ${TABLE} (migration_id, name) values ($1, $2)`, [idOf(name), name.slice(5)])
+        yield* record[name]!.pipe(
+          Effect.mapError((error) =>
+            new Migrator.MigrationError({
+              reason: "failed",
+              message: `migration ${name} was missing from this database, which has ${String(newest).padStart(4, "0")} ` +
+                `already, and failed when applied late (nothing of it was kept): ${describeCause(error)}`
+            })
+          )
+        )
+      }
+      if (missed.length > 0) {
+        yield* Console.error(
+          `connect hub: applied migration${missed.length > 1 ? "s" : ""} ${missed.join(", ")}, which this database ` +
+            `had missed (it had ${String(newest).padStart(4, "0")} already)`
+        )
+      }
+      return missed
+    }))
+  })
+
+const runRecord = (record: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>>) =>
+  Migrator.make({})({ loader: Migrator.fromRecord(record), table: TABLE }).pipe(
     // Two processes creating the migrations table at the same moment can collide on the catalog; the loser retries
     // and then waits on the table lock the winner holds.
     Effect.retry({ times: 3, schedule: Schedule.spaced("200 millis") }),
+    Effect.zipRight(applyMissed(record)),
     Effect.withSpan("Migrations.run")
   )
+
+/**
+ * Runs every pending migration numbered up to `last` (what a build that ended there would run: the upgrade tests'
+ * older database), including any below the newest applied one that the database missed; safe to call from several
+ * hub processes at once.
+ */
+export const upTo = (last: number) =>
+  runRecord(Object.fromEntries(Object.entries(migrations).filter(([name]) => idOf(name) <= last)))
 
 /** Runs every pending migration; safe to call from several hub processes at once. */
 export const run = upTo(Number.MAX_SAFE_INTEGER)
 
 /** The newest migration applied to the connected database (0 when none): readable by the hub's runtime role. */
 export const current: Effect.Effect<number, never, SqlClient.SqlClient> = Effect.flatMap(SqlClient.SqlClient, (sql) =>
-  sql.unsafe<{ id: number | null }>(`select max(migration_id) as id from connect_migrations`).pipe(
+  sql.unsafe<{ id: number | null }>(`select max(migration_id) as id from ${TABLE}`).pipe(
     Effect.map((rows) => rows[0]?.id ?? 0),
     Effect.orElseSucceed(() => 0)
   ))
 
+/** The ids of this build's migrations the connected database has not recorded (all of them when it has none). */
+export const missing: Effect.Effect<ReadonlyArray<number>, never, SqlClient.SqlClient> = Effect.flatMap(
+  SqlClient.SqlClient,
+  (sql) =>
+    sql.unsafe<{ id: number }>(`select migration_id as id from ${TABLE}`).pipe(
+      Effect.map((rows) => new Set(rows.map((row) => Number(row.id)))),
+      Effect.orElseSucceed(() => new Set<number>()),
+      Effect.map((applied) => Object.keys(migrations).map(idOf).filter((id) => !applied.has(id)))
+    )
+)
+
 /**
- * A layer that migrates the database when built, unless it is current already: the hub's runtime role can read
- * `connect_migrations` but may not lock it, so a database migrated by the owner role (see `Database`) is left alone.
+ * A layer that migrates the database when built, unless it has every migration already: the hub's runtime role can
+ * read `connect_migrations` but may not lock it, so a database migrated by the owner role (see `Database`) is left
+ * alone.
  */
 export const layer: Layer.Layer<never, Migrator.MigrationError | import("@effect/sql").SqlError.SqlError, SqlClient.SqlClient> =
-  Layer.effectDiscard(Effect.flatMap(current, (applied) => (applied >= latest ? Effect.void : run)))
+  Layer.effectDiscard(Effect.flatMap(missing, (ids) => (ids.length === 0 ? Effect.void : run)))
