@@ -5,8 +5,8 @@
  * `AuditRead` of kind `tail` — not one per request, which would feed the tail its own reads every second. Each request
  * answers the events after `after` that pass the tail's filters, oldest first, read under the caller's scope (a
  * workspace key through the log's row-level security, with its addresses masked: audit/Reveal.ts), as soon as one
- * commits or after `wait` seconds with none. Tails are bounded per key and in all (audit/Tails.ts): past the bound,
- * 429.
+ * commits or after `wait` seconds with none. Tails are bounded per key, per workspace and in all, with room kept for
+ * operator keys (audit/Tails.ts): past a bound, 429, recorded as a refused key is.
  */
 import { Effect } from "effect"
 import * as HubApi from "../core/HubApi.ts"
@@ -30,6 +30,14 @@ export const DEFAULT_LIMIT = 100
 const GATHER = "100 millis"
 
 const FILTERS = ["type", "workspace", "agent", "service", "outcome", "ip"] as const
+
+/** The 429's message for each bound a new tail would break. */
+const FULL = {
+  key_full: "this API key has too many live tails open; close one (a tail ends a minute after its last request)",
+  workspace_full:
+    "this workspace's API keys have too many live tails open together; close one (a tail ends a minute after its last request)",
+  hub_full: "the hub holds too many live tails; try again later"
+} as const
 
 const badRequest = (message: string) => new HubApi.BadRequest({ message })
 
@@ -73,14 +81,8 @@ const tailOf = (tails: Tails, query: Query, limit: number) =>
     const filters = yield* CallerFilters.checked(caller, raw)
     const resolve = PgQuery.resolve(filters)
     const resolved = caller.scope === "operator" ? yield* resolve : yield* PgQuery.inWorkspace(caller.workspaceId, resolve)
-    const opened = yield* tails.open(caller.apiKeyId, filters, resolved)
-    if (opened === "key_full" || opened === "hub_full") {
-      return yield* caller.limited(
-        opened === "key_full"
-          ? "this API key has too many live tails open; close one (a tail ends a minute after its last request)"
-          : "the hub holds too many live tails; try again later"
-      )
-    }
+    const opened = yield* tails.open(caller, filters, resolved)
+    if (typeof opened === "string") return yield* caller.limited(FULL[opened])
     const parameters: Record<string, string> = {}
     for (const k of given) parameters[k] = String(query[k])
     // Where it starts reading is part of what the record says it read: `after=0` is the whole history.

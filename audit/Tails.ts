@@ -2,8 +2,10 @@
  * The live tails of the audit API (`GET /v1/audit/tail`, audit/TailApi.ts): each open tail's filters and owner, held
  * in memory for its life only, and the log's head as it commits. One subscription to the log per hub, whatever the
  * number of browsers — started with the first tail, stopped a minute after the last one ended — wakes every waiting
- * request; each then reads only what its own key may see. Bounded: at most `perKey` tails per API key and `total` in
- * all; a tail that no request has named for `idleMs` (its browser closed, its network gone) is dropped.
+ * request; each then reads only what its own key may see. Bounded: at most `perKey` tails per API key, `perWorkspace`
+ * for the workspace keys of one workspace, and `total` in all, of which the last `operatorReserve` only operator keys
+ * may take — so that one workspace cannot lock the others out, nor all of them the operator; a tail that no request
+ * has named for `idleMs` (its browser closed, its network gone) is dropped.
  */
 import { randomBytes } from "node:crypto"
 import { Chunk, Deferred, Effect, Fiber, Option, Schedule, Stream, SubscriptionRef } from "effect"
@@ -14,8 +16,20 @@ import type { Filters, Resolved } from "./Query.ts"
 /** Tails one API key may hold open at once (several browser tabs; past it, 429 until one ends). */
 export const PER_KEY = 8
 
+/**
+ * Tails the workspace keys of one workspace may hold open at once together: a tenth of `TOTAL`, so that it takes ten
+ * workspaces' keys, not one's, to fill the hub for the others.
+ */
+export const PER_WORKSPACE = 100
+
 /** Tails the hub holds open at once, all keys together. */
 export const TOTAL = 1_000
+
+/**
+ * Of `TOTAL`, the tails only operator keys (the bootstrap key, `--scope operator`) may take: however many workspaces
+ * fill the hub, the operator can still watch it (8 keys' worth of `PER_KEY`, room to spare).
+ */
+export const OPERATOR_RESERVE = 64
 
 /**
  * A tail that no request named for this long is dropped. A browser asks again at once after each answer, and an
@@ -28,6 +42,8 @@ export interface Tail {
   /** Random: what the browser names it by. */
   readonly id: string
   readonly apiKeyId: string
+  /** The workspace its key belongs to, when a workspace key's (an operator key's tails count in no workspace). */
+  readonly workspaceId: string | undefined
   readonly filters: Filters
   readonly resolved: Resolved
   /** When a request last named it (ms). */
@@ -41,14 +57,21 @@ export interface Tail {
   turn: Deferred.Deferred<void>
 }
 
+/** The API key that opens a tail: as the audit API's caller has it (core/HubApi.ts `ApiKeyCaller`). */
+export interface Owner {
+  readonly apiKeyId: string
+  readonly workspaceId: string
+  readonly scope: "workspace" | "operator"
+}
+
 /** The registry of open tails and the head they wait on. */
 export interface Tails {
-  /** Opens a tail for `apiKeyId`, or says which bound it would break. */
+  /** Opens a tail for the API key `owner`, or says which bound it would break. */
   readonly open: (
-    apiKeyId: string,
+    owner: Owner,
     filters: Filters,
     resolved: Resolved
-  ) => Effect.Effect<Tail | "key_full" | "hub_full">
+  ) => Effect.Effect<Tail | "key_full" | "workspace_full" | "hub_full">
   /** The open tail `id` of `apiKeyId` (another key's is not found), its turn taken by the caller. */
   readonly take: (id: string, apiKeyId: string) => Effect.Effect<Tail | "unknown" | "foreign">
   /** Ends a tail (a tail whose opening could not be recorded). */
@@ -66,13 +89,21 @@ export interface Tails {
 
 /** Makes the registry; its sweep and its subscription end with the scope. */
 export const make = (
-  options: { readonly perKey?: number; readonly total?: number; readonly idleMs?: number } = {}
+  options: {
+    readonly perKey?: number
+    readonly perWorkspace?: number
+    readonly total?: number
+    readonly operatorReserve?: number
+    readonly idleMs?: number
+  } = {}
 ): Effect.Effect<Tails, never, EventLog | Scope.Scope> =>
   Effect.gen(function*() {
     const log = yield* EventLog
     const scope = yield* Effect.scope
     const perKey = options.perKey ?? PER_KEY
+    const perWorkspace = options.perWorkspace ?? PER_WORKSPACE
     const total = options.total ?? TOTAL
+    const operatorReserve = Math.min(options.operatorReserve ?? OPERATOR_RESERVE, total)
     const idleMs = options.idleMs ?? IDLE_MS
     const tails = new Map<string, Tail>()
     const head = yield* SubscriptionRef.make(0)
@@ -122,15 +153,31 @@ export const make = (
     })
     yield* Effect.repeat(sweep, Schedule.spaced(Math.min(5_000, idleMs))).pipe(Effect.forkScoped)
 
-    const open: Tails["open"] = (apiKeyId, filters, resolved) =>
+    const open: Tails["open"] = (owner, filters, resolved) =>
       Effect.gen(function*() {
         const turn = yield* Deferred.make<void>()
+        const apiKeyId = owner.apiKeyId
+        const workspaceId = owner.scope === "operator" ? undefined : owner.workspaceId
         // Checked and taken with no yield between: concurrent opens cannot both pass a bound.
-        if (tails.size >= total) return "hub_full" as const
+        if (tails.size >= (workspaceId === undefined ? total : total - operatorReserve)) return "hub_full" as const
         let mine = 0
-        for (const t of tails.values()) if (t.apiKeyId === apiKeyId) mine++
+        let workspace = 0
+        for (const t of tails.values()) {
+          if (t.apiKeyId === apiKeyId) mine++
+          if (workspaceId !== undefined && t.workspaceId === workspaceId) workspace++
+        }
         if (mine >= perKey) return "key_full" as const
-        const tail: Tail = { id: randomBytes(16).toString("hex"), apiKeyId, filters, resolved, lastAt: Date.now(), position: 0, turn }
+        if (workspace >= perWorkspace) return "workspace_full" as const
+        const tail: Tail = {
+          id: randomBytes(16).toString("hex"),
+          apiKeyId,
+          workspaceId,
+          filters,
+          resolved,
+          lastAt: Date.now(),
+          position: 0,
+          turn
+        }
         tails.set(tail.id, tail)
         yield* refresh
         yield* watch

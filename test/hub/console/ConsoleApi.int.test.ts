@@ -299,7 +299,7 @@ describe("live tails", () => {
   it.live("a tail no request names for its idle time is dropped, and the log's subscription with the last one", () =>
     Effect.gen(function*() {
       const tails = yield* Tails.make({ idleMs: 200 })
-      const tail = yield* tails.open("key", { limit: 10 }, { agentIds: [], serviceIds: [] })
+      const tail = yield* tails.open({ apiKeyId: "key", workspaceId: "ws", scope: "workspace" }, { limit: 10 }, { agentIds: [], serviceIds: [] })
       expect(typeof tail).toBe("object")
       expect(yield* tails.size).toBe(1)
       yield* Effect.sleep("700 millis")
@@ -311,7 +311,7 @@ describe("live tails", () => {
     Effect.gen(function*() {
       const log = yield* EventLog
       const tails = yield* Tails.make()
-      const tail = (yield* tails.open("key", { limit: 10 }, { agentIds: [], serviceIds: [] })) as Tails.Tail
+      const tail = (yield* tails.open({ apiKeyId: "key", workspaceId: "ws", scope: "workspace" }, { limit: 10 }, { agentIds: [], serviceIds: [] })) as Tails.Tail
       const head = yield* tails.head
       const first = yield* Effect.fork(tails.waitPast(tail, head, Date.now() + 20_000))
       yield* Effect.sleep("100 millis")
