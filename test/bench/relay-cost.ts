@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- relay --cost [--json [FILE]] [--n N] [--parallel P] [--transport T] [--no-strace] [--code DIR]
- * [--perf DIR]`:
+ * [--perf DIR [--perf-parallel]]`:
  * what one small request/reply costs at each of the five processes of a tunnel — the client (this process), the
  * reaching agent, the hub, the exposing agent and the server (the echo target). Unlike throughput, these figures hold
  * on a loaded machine: CPU time per round trip (utime + stime of /proc/PID/stat over N round trips, the client's from
@@ -160,8 +160,9 @@ const measureSyscalls = async (pids: Record<Role, number>, echoes: ReadonlyArray
 }
 
 /**
- * `perf record` of the three relay processes over `n` round trips (with node's --perf-basic-prof, JavaScript frames
- * are named), to DIR/ROLE.data: where each one spends its time, for `perf report -i`.
+ * `perf record` of the three relay processes over `n` round trips of `seq` (of `par` with `--perf-parallel`), with
+ * node's --perf-basic-prof so JavaScript frames are named, to DIR/ROLE.data: where each one spends its time, for
+ * `perf report -i`.
  */
 const profile = async (pids: Record<Role, number>, echoes: ReadonlyArray<Echo>, n: number, dir: string) => {
   Fs.mkdirSync(dir, { recursive: true })
@@ -217,7 +218,7 @@ export const main = async (args: ReadonlyArray<string>) => {
       const par = await measureCpu(relay, pids, many, n)
       const sys = strace ? await measureSyscalls(pids, one, Math.min(n, 5_000)) : undefined
       const sysPar = strace ? await measureSyscalls(pids, many, Math.min(n, 5_000)) : undefined
-      if (perfDir) await profile(pids, one, n, Path.join(perfDir, transport))
+      if (perfDir) await profile(pids, args.includes("--perf-parallel") ? many : one, n, Path.join(perfDir, transport))
       for (const e of [...one, ...many]) e.close()
       await stopAll()
       results[transport] = { seq, par, syscallsSeq: sys, syscallsPar: sysPar }

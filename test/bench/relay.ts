@@ -1,6 +1,9 @@
 /**
- * `npm run bench -- relay [--json [FILE]] [--quick]`: the relay against the tools a user would otherwise pick
- * (`--cost`: what a small round trip costs at each process instead, see relay-cost.ts).
+ * `npm run bench -- relay [--json [FILE]] [--quick] [--only PATH,PATH…] [--no-memory]`: the relay against the tools a
+ * user would otherwise pick (`--cost`: what a small round trip costs at each process instead, see relay-cost.ts).
+ * `--only` keeps the named paths (e.g. `ssh -L,connect ws`) and `--no-memory` skips B5/B6, for a quicker comparison;
+ * `--baseline DIR` adds each relay path started from another checkout's test/bench (named "… @baseline"), to measure a
+ * change against what it changes in one run.
  *
  * Topology per transport: client (this process) → agent B (reach listener) → hub → agent A → target, each a
  * separate Node process on 127.0.0.1, started with the tuning bin/connect gives (malloc and V8 settings), and warmed
@@ -10,6 +13,7 @@
  * bin/connect's tuning (what that tuning is worth). Figures are medians of 3 runs with their min–max spread.
  */
 import * as Net from "node:net"
+import * as Path from "node:path"
 import { ensureTools, have, socatForward, startSshForward, stop, stopAll } from "./Anchors.ts"
 import { median, percentile, printTable, writeJson } from "./Report.ts"
 import { type Launch, launcherTuning, node, type Proc } from "./relay-processes.ts"
@@ -259,6 +263,11 @@ const fmt = (s: { median: number; min: number; max: number }) =>
 export const main = async (args: ReadonlyArray<string>) => {
   if (args.includes("--cost")) return (await import("./relay-cost.ts")).main(args)
   const quick = args.includes("--quick")
+  const onlyAt = args.indexOf("--only")
+  const only = onlyAt < 0 ? undefined : new Set(args[onlyAt + 1]!.split(",").map((p) => p.trim()))
+  const wanted = (name: string) => only === undefined || only.has(name)
+  const baselineAt = args.indexOf("--baseline")
+  const baseline = baselineAt < 0 ? undefined : Path.resolve(args[baselineAt + 1]!, "test/bench")
   const runs = 3
   const bigBytes = quick ? 128 << 20 : 512 << 20
   const wsBytes = quick ? 32 << 20 : 128 << 20
@@ -275,38 +284,42 @@ export const main = async (args: ReadonlyArray<string>) => {
     // The target stands for the service reached; it runs tuned on every path, anchors included.
     const target = await node("relay-target.ts", [], tuned.nodeFlags, tuned.env)
     const targetPort = Number(target.first.port)
-    const paths: Array<Path_> = [{ name: "direct", port: targetPort }]
-    if (have("socat")) paths.push({ name: "socat", port: await socatForward(targetPort) })
-    const sshPort = await startSshForward(targetPort).catch((error) => {
+    const paths: Array<Path_> = wanted("direct") ? [{ name: "direct", port: targetPort }] : []
+    if (have("socat") && wanted("socat")) paths.push({ name: "socat", port: await socatForward(targetPort) })
+    const sshPort = !wanted("ssh -L") ? undefined : await startSshForward(targetPort).catch((error) => {
       console.error(`ssh -L anchor unavailable: ${error}`)
       return undefined
     })
     if (sshPort !== undefined) paths.push({ name: "ssh -L", port: sshPort })
-    const startRelay = async (transport: string, { env, nodeFlags }: Launch) => {
-      const hub = await node("relay-hub.ts", [], ["--expose-gc", ...nodeFlags], env)
+    const startRelay = async (transport: string, { env, nodeFlags }: Launch, dir?: string) => {
+      const hub = await node("relay-hub.ts", [], ["--expose-gc", ...nodeFlags], env, dir)
       const url = String(hub.first.url)
       const agent = (token: string, role: ReadonlyArray<string>) =>
-        node("relay-agent.ts", ["--url", url, "--transport", transport, "--token", token, ...role], nodeFlags, env)
+        node("relay-agent.ts", ["--url", url, "--transport", transport, "--token", token, ...role], nodeFlags, env, dir)
       const a = await agent("a".repeat(64), ["--expose", `bench=127.0.0.1:${targetPort}`])
       const b = await agent("b".repeat(64), ["--reach", "bench"])
       return { port: Number(b.first.port), hub, processes: [hub.child, a.child, b.child] }
     }
     const relay = async (name: string, transport: string, launch: Launch, throughputOnly = false) => {
+      if (!wanted(name)) return
       const { port } = await startRelay(transport, launch)
       paths.push({ name, port, relay: true, throughputOnly })
+      if (baseline === undefined) return
+      const base = await startRelay(transport, launch, baseline)
+      paths.push({ name: `${name} @baseline`, port: base.port, relay: true, throughputOnly })
     }
     await relay("connect msgpack", "msgpack", tuned)
     await relay("connect ws", "ws", tuned)
     await relay("connect tcp", "tcp", tuned)
     await relay("connect msgpack, untuned", "msgpack", untuned, true)
-    if (have("socat")) {
+    if (have("socat") && wanted("socat ×3 (4 hops)")) {
       const chain = await socatForward(await socatForward(await socatForward(targetPort)))
       paths.push({ name: "socat ×3 (4 hops)", port: chain, throughputOnly: true })
     }
 
     const rows: Array<Record<string, unknown>> = []
     for (const path of paths) {
-      const bytes = path.name === "connect ws" ? wsBytes : bigBytes
+      const bytes = path.name.startsWith("connect ws") ? wsBytes : bigBytes
       const up: Array<number> = []
       const down: Array<number> = []
       const p50s: Array<number> = []
@@ -391,7 +404,7 @@ export const main = async (args: ReadonlyArray<string>) => {
 
     const memory: Array<Record<string, unknown>> = []
     // Each memory figure on a relay of its own, started for it (see idleStreams).
-    for (const transport of ["msgpack", "ws"]) {
+    for (const transport of args.includes("--no-memory") ? [] : ["msgpack", "ws"]) {
       const forB6 = await startRelay(transport, tuned)
       const b6 = await slowReader(forB6.port, forB6.hub, quick ? 4 : 10)
       for (const child of forB6.processes) await stop(child)
