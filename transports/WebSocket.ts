@@ -51,20 +51,23 @@ const sendable = (code: number): number =>
     : 1000
 
 /**
- * Writes binary WebSocket messages straight to the socket of `ws`, each as one buffer when small: ws's sender would
- * build an options object and a header per message and hand the socket two writes (header, then payload), a
- * measurable share of the hub's CPU per small message (perf: ws send and the stream writes it makes). Order with ws's
- * own frames (pong, close) holds because ws writes those to the socket synchronously too: no compression is
- * negotiated, so its sender never queues. A client's frames carry the mask bit with an all-zero key (as `dial`'s
- * generateMask), so their payload goes unmasked. Once ws is no longer open, a message is dropped and its callback
- * told so, as ws does.
+ * Writes WebSocket messages straight to the socket of `ws`, each as one buffer when small: ws's sender would build an
+ * options object and a header per message and hand the socket two writes (header, then payload), a measurable share of
+ * the hub's CPU per small message (perf: ws send and the stream writes it makes). Binary codecs' frames go as binary
+ * messages, the `ws` codec's as text messages (its frames are ASCII or UTF-8: a string is encoded here, as ws would).
+ * Order with ws's own frames (pong, close) holds because ws writes those to the socket synchronously too: no
+ * compression is negotiated, so its sender never queues. A client's frames carry the mask bit with an all-zero key (as
+ * `dial`'s generateMask), so their payload goes unmasked. Once ws is no longer open, a message is dropped and its
+ * callback told so, as ws does.
  */
-const binaryFrames = (ws: WebSocket, socket: Net.Socket) => {
+const directFrames = (ws: WebSocket, socket: Net.Socket, binary: boolean) => {
+  // FIN and the opcode (binary 0x2, text 0x1).
+  const first = binary ? 0x82 : 0x81
   const masked = !(ws as unknown as { _isServer: boolean })._isServer
   const headerSize = (length: number) => (length <= 125 ? 2 : length <= 0xffff ? 4 : 10) + (masked ? 4 : 0)
   const putHeader = (out: Buffer, length: number) => {
-    // FIN and the binary opcode; then the length in 7, 7+16 or 7+64 bits.
-    out[0] = 0x82
+    // Then the length in 7, 7+16 or 7+64 bits.
+    out[0] = first
     let size = 2
     if (length <= 125) {
       out[1] = length
@@ -90,7 +93,7 @@ const binaryFrames = (ws: WebSocket, socket: Net.Socket) => {
       process.nextTick(sent, new Error(`WebSocket is not open: readyState ${ws.readyState}`))
       return
     }
-    const payload = frame as Uint8Array
+    const payload = typeof frame === "string" ? Buffer.from(frame) : frame
     const length = payload.byteLength
     if (length <= MAX_BATCHED_FRAME) {
       const out = Buffer.allocUnsafe(headerSize(length) + length)
@@ -116,8 +119,6 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
   let closing = false
   let congested = false
   let received = 0
-  // compress: false skips ws's per-message deflate bookkeeping even though the extension is never negotiated.
-  const options = { binary: codec.binary, compress: false }
 
   const onSent = () => {
     if (congested && ws.bufferedAmount <= LOW_WATER_MARK) {
@@ -134,8 +135,7 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
   // loaded 2-core machine a preemption in between: pgbench -S through the relay fell from 302 to 61 tps (median of 3
   // interleaved rounds, same run, load average ~28), so frames leave as soon as their callback ends.
   const socket = (ws as unknown as { _socket: Net.Socket })._socket
-  const sendFrame = codec.binary ? binaryFrames(ws, socket) : (frame: Uint8Array | string, sent: (error?: Error | null) => void) =>
-    ws.send(frame, options, sent)
+  const sendFrame = directFrames(ws, socket, codec.binary)
   let corked = false
   // Once the peer reads batch frames, the small frames of a turn wait here and leave as one WebSocket message.
   const pack = codec.batch
