@@ -4,7 +4,8 @@
  * revocation drops the copy at once (LinkNotices.ts, from this hub's API or from the log). Tokens that match no link
  * are kept apart, `unknownTtlMs` (default 5 s) and at most `max` of them, so that a stranger repeating a wrong token
  * costs one lookup per few seconds and a flood of distinct guesses never pushes the live links out. Each map holds
- * at most `max` entries: past it, the oldest go first.
+ * at most `max` entries: past it, the oldest go first. A lookup during which its link was forgotten (revoked) may
+ * have read the link as it was before: its answer is not kept, and the link is read once more.
  */
 import type { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -53,6 +54,22 @@ export const make = (
     // Maps iterate in insertion order: the first keys are the oldest.
     while (entries.size > max) entries.delete(entries.keys().next().value!)
   }
+  // Forgets counted, and the count at which each link was last forgotten while lookups were running: a lookup that
+  // began before a forget of its link must not put back the copy it read (a revoked link would answer for 5 s).
+  let forgets = 0
+  let running = 0
+  const forgottenAt = new Map<string, number>()
+  const lookupOnce = (tokenHash: string) =>
+    Effect.suspend(() => {
+      const began = forgets
+      running++
+      return lookup(tokenHash).pipe(
+        Effect.map((row) => ({ row, stale: row !== undefined && (forgottenAt.get(row.id) ?? -1) >= began })),
+        Effect.ensuring(Effect.sync(() => {
+          if (--running === 0) forgottenAt.clear()
+        }))
+      )
+    })
   const known = (tokenHash: string): Known => {
     const hit = links.get(tokenHash)
     if (hit && now() - hit.at < ttl) return hit
@@ -66,19 +83,24 @@ export const make = (
       Effect.suspend(() => {
         const hit = known(tokenHash)
         if (hit) return Effect.succeed(hit.row)
-        return Effect.tap(lookup(tokenHash), (row) =>
-          Effect.sync(() => {
-            if (row) {
-              unknown.delete(tokenHash)
-              put(links, tokenHash, row)
-            } else {
-              links.delete(tokenHash)
-              put(unknown, tokenHash, undefined)
-            }
-          }))
+        // A stale answer is read once more, and that read is kept only if it is not stale as well.
+        const fresh = Effect.flatMap(lookupOnce(tokenHash), (first) => first.stale ? lookupOnce(tokenHash) : Effect.succeed(first))
+        return Effect.map(fresh, ({ row, stale }) => {
+          if (stale) return row
+          if (row) {
+            unknown.delete(tokenHash)
+            put(links, tokenHash, row)
+          } else {
+            links.delete(tokenHash)
+            put(unknown, tokenHash, undefined)
+          }
+          return row
+        })
       }),
     forget: (linkId) => {
       for (const [hash, entry] of links) if (entry.row?.id === linkId) links.delete(hash)
+      if (running > 0) forgottenAt.set(linkId, forgets)
+      forgets++
     }
   }
 }

@@ -5,7 +5,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Deferred, Effect, Fiber } from "effect"
 import * as LinkCache from "../../../hub/http/LinkCache.ts"
 import type * as Links from "../../../hub/readmodels/Links.ts"
 
@@ -53,5 +53,26 @@ describe("LinkCache", () => {
       expect(cache.known("live")).toBeUndefined()
       yield* get("live")
       expect(lookups).toEqual(["live", "live"])
+    }))
+
+  it.effect("does not keep a copy read before a revocation that came during the lookup", () =>
+    Effect.gen(function*() {
+      // The lookup reads the link before its revocation commits, and answers after the revocation was told.
+      const revoked = { ...row, revoked_at: new Date(0) } as unknown as Links.Row
+      const answers = [yield* Deferred.make<Links.Row>(), yield* Deferred.make<Links.Row>()]
+      const lookups: Array<string> = []
+      const cache = LinkCache.make({ lookup: (hash) => Effect.suspend(() => Deferred.await(answers[lookups.push(hash) - 1]!)) })
+      const get = (hash: string) => Effect.provideService(cache.get(hash), SqlClient.SqlClient, undefined as never)
+      const first = yield* Effect.fork(get("live"))
+      yield* Effect.yieldNow()
+      expect(lookups).toEqual(["live"])
+      cache.forget("link-1")
+      yield* Deferred.succeed(answers[0]!, row)
+      // The stale copy is not kept: the link is read again, and that read (after the revocation) answers.
+      yield* Effect.yieldNow()
+      yield* Deferred.succeed(answers[1]!, revoked)
+      expect(yield* Fiber.join(first)).toBe(revoked)
+      expect(lookups).toEqual(["live", "live"])
+      expect(cache.known("live")?.row).toBe(revoked)
     }))
 })
