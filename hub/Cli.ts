@@ -116,6 +116,19 @@ const linkDomain = Options.text("link-domain").pipe(
   )
 )
 
+const denialWindow = Options.text("denial-window").pipe(
+  Options.mapEffect((text) => Either.match(HubConfig.parseDenialWindow(text), {
+    onLeft: (message) => Effect.fail(ValidationError.invalidValue(HelpDoc.p(message))),
+    onRight: Effect.succeed
+  })),
+  Options.withDefault(HubConfig.DEFAULT_DENIAL_WINDOW_MS),
+  Options.withDescription(
+    "Refusals a stranger can repeat (bad tokens and keys, reach, share and link denials, console sign-ins) are recorded " +
+      "once per source, reason and window, the rest of a window as one event with a count when it ends; also how long " +
+      "an address past its refusal limit stays locked out (default 10s; 1s to 1h, e.g. 30s, 2m)."
+  )
+)
+
 const checkpointEvery = Options.integer("checkpoint-every").pipe(
   Options.filterMap((n) => (n >= 1 && n <= 1_000_000_000 ? Option.some(n) : Option.none()), "--checkpoint-every must be from 1 to 1000000000"),
   Options.withDefault(Checkpointer.DEFAULT_EVERY),
@@ -179,7 +192,7 @@ const hub = (
   auditRoutes: HttpApi.AuditRoutes | undefined
 ) => Command.make("hub", {
   port, host, dataDir, tlsCert, tlsKey, trustProxy, maxStreams, checkpointEvery, checkpointInterval, checkpointCommand, checkpointOrigin,
-  publicUrl, linkDomain,
+  publicUrl, linkDomain, denialWindow,
   ...OpsLogCli.options, ...MetricsOptions.options
 }, (flags) =>
   Effect.gen(function*() {
@@ -199,6 +212,7 @@ const hub = (
         maxStreams: flags.maxStreams,
         publicUrl: Option.getOrUndefined(flags.publicUrl),
         linkDomain: Option.getOrUndefined(flags.linkDomain),
+        denialWindowMs: flags.denialWindow,
         checkpoints: {
           every: flags.checkpointEvery,
           intervalMs: flags.checkpointInterval,

@@ -11,6 +11,7 @@ import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { messageOf } from "../core/ErrorMessage.ts"
@@ -40,6 +41,26 @@ export interface HubConfigShape {
   readonly publicUrl?: string | undefined
   /** Domain whose subdomains are links (`--link-domain links.example.com`: `https://TOKEN.links.example.com/`). */
   readonly linkDomain?: string | undefined
+  /**
+   * Window, in ms, over which repeated refusals of one source and reason are recorded as one event with a count, and
+   * the lock-out of an address past its refusal limit (`--denial-window`; default `DEFAULT_DENIAL_WINDOW_MS`).
+   */
+  readonly denialWindowMs?: number | undefined
+}
+
+/**
+ * 10 s: a flood of refusals costs one event per source, reason and 10 s, while a single refusal is still recorded at
+ * once (only the rest of its window waits for the window's end).
+ */
+export const DEFAULT_DENIAL_WINDOW_MS = 10_000
+
+/** `--denial-window` (1s to 1h, e.g. 10s, 2m), in ms, or the message naming what it expects. */
+export const parseDenialWindow = (text: string): Either.Either<number, string> => {
+  const m = /^(\d{1,7})(ms|s|m|h)$/.exec(text.trim())
+  const ms = m ? Number(m[1]) * { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[m[2] as "ms" | "s" | "m" | "h"] : NaN
+  return ms >= 1_000 && ms <= 3_600_000
+    ? Either.right(ms)
+    : Either.left(`--denial-window must be a duration from 1s to 1h, such as 10s or 2m (got ${JSON.stringify(text.slice(0, 40))})`)
 }
 
 /** The URL public links are printed under: `--public-url`, else the listen URL (`port` the bound one). */

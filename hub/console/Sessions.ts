@@ -14,6 +14,7 @@ import { EventLog, type EventLogError, type VersionConflict } from "../../core/E
 import { ConsoleSignedIn, ConsoleSignedOut, type ConsoleSignOutReason, EventMeta } from "../../core/Events.ts"
 import { ApiKeyId } from "../../core/Ids.ts"
 import { looksLikeApiKey, sha256Hex } from "../../core/Secrets.ts"
+import { DEFAULT_DENIAL_WINDOW_MS, HubConfig } from "../HubConfig.ts"
 import * as ApiKeys from "../readmodels/ApiKeys.ts"
 import * as SignInFailures from "./SignInFailures.ts"
 
@@ -191,18 +192,19 @@ export const make = (
     return ConsoleSessions.of({ ttlMs, signIn, current, signOut })
   })
 
-/** `CONNECT_CONSOLE_SESSION_SECONDS` (default 28,800: 8 hours). */
-export const layerConfig: Layer.Layer<ConsoleSessions, never, EventLog | SqlClient.SqlClient> = Layer.scoped(
+/** `CONNECT_CONSOLE_SESSION_SECONDS` (default 28,800: 8 hours); sign-in refusals coalesced per the hub's `--denial-window`. */
+export const layerConfig: Layer.Layer<ConsoleSessions, never, EventLog | SqlClient.SqlClient | HubConfig> = Layer.scoped(
   ConsoleSessions,
-  Effect.flatMap(
-    Config.integer("CONNECT_CONSOLE_SESSION_SECONDS").pipe(
+  Effect.gen(function*() {
+    const seconds = yield* Config.integer("CONNECT_CONSOLE_SESSION_SECONDS").pipe(
       Config.withDefault(28_800),
       Config.validate({
         message: "CONNECT_CONSOLE_SESSION_SECONDS must be a whole number of seconds from 1 to 604800",
         validation: (n) => n >= 1 && n <= 604_800
       }),
       Effect.orDie
-    ),
-    (seconds) => make(seconds * 1000)
-  )
+    )
+    const config = yield* HubConfig
+    return yield* make(seconds * 1000, { windowMs: config.denialWindowMs ?? DEFAULT_DENIAL_WINDOW_MS })
+  })
 )

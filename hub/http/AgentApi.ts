@@ -23,7 +23,7 @@ import * as AuthFailures from "./AuthFailures.ts"
 import * as ClientAddress from "./ClientAddress.ts"
 import * as Command from "../commands/Command.ts"
 import * as HttpEdge from "./HttpEdge.ts"
-import { DEFAULT_LIMITS, HubConfig } from "../HubConfig.ts"
+import { DEFAULT_DENIAL_WINDOW_MS, DEFAULT_LIMITS, HubConfig } from "../HubConfig.ts"
 import * as AgentsTable from "../readmodels/Agents.ts"
 import * as ServicesTable from "../readmodels/Services.ts"
 import * as SharesTable from "../readmodels/Shares.ts"
@@ -98,7 +98,7 @@ export const Authentication: Layer.Layer<
     const context = yield* Effect.context<SqlClient.SqlClient | AgentAuth.TokenSettings>()
     const config = yield* HubConfig
     const sessions = yield* ConsoleSessions.ConsoleSessions
-    const failures = yield* AuthFailures.make()
+    const failures = yield* AuthFailures.make({ window: config.denialWindowMs ?? DEFAULT_DENIAL_WINDOW_MS })
     const from = presenter(ClientAddress.make(config.trustProxy))
     /** The presented secret and who presented it. */
     const presented = Effect.all({ secret: bearerSecret, from })

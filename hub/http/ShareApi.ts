@@ -17,7 +17,7 @@ import * as ShareDenials from "../commands/ShareDenials.ts"
 import * as Shares from "../commands/Shares.ts"
 import * as ClientAddress from "./ClientAddress.ts"
 import * as HttpEdge from "./HttpEdge.ts"
-import { DEFAULT_LIMITS, HubConfig } from "../HubConfig.ts"
+import { DEFAULT_DENIAL_WINDOW_MS, DEFAULT_LIMITS, HubConfig } from "../HubConfig.ts"
 import * as SharesTable from "../readmodels/Shares.ts"
 
 /** A new share's lifetime when `expires` is not given: 7 days. */
@@ -74,7 +74,7 @@ export const Handlers = HttpApiBuilder.group(HubApi.HubApi, "shares", (handlers)
     const config = yield* HubConfig
     const maxBody = (config.limits ?? DEFAULT_LIMITS).maxBodyBytes
     const trusted = ClientAddress.make(config.trustProxy)
-    const denials = yield* ShareDenials.make()
+    const denials = yield* ShareDenials.make({ window: config.denialWindowMs ?? DEFAULT_DENIAL_WINDOW_MS })
     const from = Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
       const userAgent = request.headers["user-agent"]
       const peer = Option.getOrElse(request.remoteAddress, () => "unknown")

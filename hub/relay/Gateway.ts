@@ -15,7 +15,7 @@ import * as WebSocket from "../../transports/WebSocket.ts"
 import { codec as wsCodec } from "../../transports/Ws.ts"
 import * as AgentAuth from "../commands/AgentAuth.ts"
 import * as ClientAddress from "../http/ClientAddress.ts"
-import { HubConfig } from "../HubConfig.ts"
+import { DEFAULT_DENIAL_WINDOW_MS, HubConfig } from "../HubConfig.ts"
 import * as HubId from "../eventlog/HubId.ts"
 import { HubRawRoutes, HubUpgrades } from "../http/HubServer.ts"
 import * as LinkProxy from "../http/LinkProxy.ts"
@@ -58,7 +58,7 @@ const serve = (hubId: string, options: GatewayOptions) =>
     const spool = yield* Spool.make(Path.join(config.dataDir, "spool"))
     yield* recoverAtStart(spool, hubId)
     yield* Spool.runReplayer(spool)
-    const policy = yield* PgRelayPolicy.make({ spool })
+    const policy = yield* PgRelayPolicy.make({ spool, window: config.denialWindowMs ?? DEFAULT_DENIAL_WINDOW_MS })
     const relay = yield* Relay.make(policy, {
       ...(config.maxStreams === undefined ? {} : { maxStreams: config.maxStreams }),
       ...options.relay

@@ -5,7 +5,7 @@
  * (retried, then spooled while Postgres is unreachable or when the append is interrupted: FactRecorder.ts).
  */
 import { SqlClient } from "@effect/sql"
-import { Effect, type Schedule } from "effect"
+import { type Duration, Effect, type Schedule } from "effect"
 import * as AgentDecider from "../../core/AgentDecider.ts"
 import { EventLog } from "../../core/EventLog.ts"
 import {
@@ -357,6 +357,8 @@ export interface PgRelayPolicyOptions {
   readonly denials?: ReachDenials.ReachDenialsOptions
   /** How failed Hellos are limited per address and coalesced (default: see AuthFailures.ts). */
   readonly authFailures?: AuthFailures.AuthFailuresOptions
+  /** The coalescing window of every kind of refusal, unless `denials` or `authFailures` name one (`--denial-window`). */
+  readonly window?: Duration.DurationInput
 }
 
 /** Makes the policy over the `EventLog`, `SqlClient` and `TokenSettings` of the context. */
@@ -372,9 +374,10 @@ export const make = Effect.fn("PgRelayPolicy.make")(function*(options: PgRelayPo
     addresses,
     metaOf: (session) => agentMeta(session, addresses.get(session.agentId))
   }
-  const denials = yield* ReachDenials.make({ ...options.denials, record: facts.record })
-  const authFailures = yield* AuthFailures.make({ ...options.authFailures, record: facts.record })
-  const shares = yield* ShareReach.make({ record: facts.record, now: settings.now })
+  const window = options.window === undefined ? {} : { window: options.window }
+  const denials = yield* ReachDenials.make({ ...window, ...options.denials, record: facts.record })
+  const authFailures = yield* AuthFailures.make({ ...window, ...options.authFailures, record: facts.record })
+  const shares = yield* ShareReach.make({ ...window, record: facts.record, now: settings.now })
   const policy: RelayPolicyService = {
     ...connections(shared, settings, authFailures),
     ...exposure(shared),
