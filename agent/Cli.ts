@@ -19,6 +19,7 @@ import * as OpsLog from "../core/OpsLog.ts"
 import * as OpsLogCli from "../core/OpsLogCli.ts"
 import * as Scrub from "../core/Scrub.ts"
 import * as Table from "../core/Table.ts"
+import * as HubTls from "../transports/HubTls.ts"
 import * as Agent from "./Agent.ts"
 import { AgentError, denied, notProvisioned, requireState } from "./AgentError.ts"
 import { autoName } from "./AutoName.ts"
@@ -214,8 +215,11 @@ const up = Command.make(
       const running = yield* runningAgent(home)
       const label = Option.getOrUndefined(flags.label)
       const transport = Option.getOrUndefined(flags.transport)
-      // The CA given now (--ca-cert or CONNECT_CA_CERT; Trust.trusted has read and checked it), stored for later starts.
+      // The CA given now (--ca-cert or CONNECT_CA_CERT; Trust.trusted has read and checked it), or one an older build
+      // stored as the path the user gave: copied into the agent's home for later starts, where it cannot move away.
       const ca = Trust.chosen(flags.caCert, undefined)
+      const trust = yield* HubTls.Trust
+      const caPem = ca !== undefined || (state?.caCert !== undefined && state.caCert !== files.ca) ? trust.ca?.pem : undefined
 
       // A lifetime is chosen when an agent is provisioned (its rotations keep it), never changed on a running identity.
       const ttl = Option.getOrUndefined(flags.ttl)
@@ -246,6 +250,7 @@ const up = Command.make(
         const apiKey = Redacted.value(flags.apiKey.value as Redacted.Redacted<string>)
         Scrub.remember(apiKey)
         const provisioned = yield* HubApi.provision(hubUrl, apiKey, label ?? state?.label, ttl)
+        const caCert = caPem === undefined ? state?.caCert : yield* State.saveCaCert(home, caPem)
         state = {
           hubUrl,
           agentId: provisioned.agentId,
@@ -253,7 +258,7 @@ const up = Command.make(
           token: provisioned.token,
           ...(provisioned.expiresAt === undefined ? {} : { tokenExpiresAt: provisioned.expiresAt }),
           transport: transport ?? state?.transport ?? "msgpack",
-          ...((ca?.file ?? state?.caCert) === undefined ? {} : { caCert: ca?.file ?? state?.caCert }),
+          ...(caCert === undefined ? {} : { caCert }),
           ...((label ?? state?.label) === undefined ? {} : { label: label ?? state?.label }),
           exposures: state?.exposures ?? [],
           reaches: state?.reaches ?? {}
@@ -265,13 +270,14 @@ const up = Command.make(
         )
       } else if (
         (label !== undefined && label !== state.label) || (transport !== undefined && transport !== state.transport) ||
-        (ca !== undefined && ca.file !== state.caCert)
+        caPem !== undefined
       ) {
+        const caCert = caPem === undefined ? undefined : yield* State.saveCaCert(home, caPem)
         state = yield* State.update(home, (s) => ({
           ...s,
           ...(label === undefined ? {} : { label }),
           ...(transport === undefined ? {} : { transport }),
-          ...(ca === undefined ? {} : { caCert: ca.file })
+          ...(caCert === undefined ? {} : { caCert })
         }))
       }
 
@@ -452,9 +458,20 @@ const unreach = Command.make(
     })
 ).pipe(Command.withDescription("Close a reach's local port and forget it (connections already open keep flowing)."))
 
-const statusText = (s: Agent.Status): string =>
+/** The stored CA as `connect status` shows it (Trust.stored): its file and certificates, or why it cannot be read. */
+type StoredCa = Effect.Effect.Success<ReturnType<typeof Trust.stored>>
+
+const caLines = (ca: StoredCa): Array<string> =>
+  ca === undefined
+    ? []
+    : "error" in ca
+    ? [`ca:         ${ca.error}`]
+    : [`ca:         ${ca.file}`, ...ca.certificates.map((c) => `  ${c.subject} (SHA-256 ${c.sha256})`)]
+
+const statusText = (s: Agent.Status, ca: StoredCa): string =>
   [
     `hub:        ${s.hub}`,
+    ...caLines(ca),
     `agent:      ${s.agentId}${s.label === undefined ? "" : ` (${s.label})`}, workspace ${s.workspaceId}`,
     `transport:  ${s.transport}`,
     ...(s.tokenExpiresAt === undefined ? [] : [`token:      expires ${s.tokenExpiresAt}`]),
@@ -471,8 +488,9 @@ const status = Command.make("status", { json }, (flags) =>
     const state = yield* requireState(home)
     const running = yield* runningAgent(home)
     const s: Agent.Status = Option.getOrElse(running, () => Agent.statusOf(state))
-    return yield* out(flags.json ? JSON.stringify(s) : statusText(s))
-  })).pipe(Command.withDescription("Show the agent: hub, identity, whether it runs and is connected, exposures, reaches."))
+    const ca = yield* Trust.stored(state)
+    return yield* out(flags.json ? JSON.stringify(ca === undefined ? s : { ...s, caCert: ca }) : statusText(s, ca))
+  })).pipe(Command.withDescription("Show the agent: hub, the CA it trusts for the hub (subject and SHA-256 fingerprint), identity, whether it runs and is connected, exposures, reaches."))
 
 const services = Command.make("services", { json }, (flags) =>
   Effect.gen(function*() {

@@ -31,7 +31,10 @@ export const AgentState = Schema.Struct({
   tokenExpiresAt: Schema.optional(Schema.String),
   /** Transport plugin name (`ws` or `msgpack`). */
   transport: Schema.String,
-  /** Absolute path of the CA certificate the hub's is verified with (`connect up --ca-cert`), besides the system's. */
+  /**
+   * Absolute path of the CA certificate the hub's is verified with, besides the system's: the agent's own copy
+   * (`paths(home).ca`, written by `connect up --ca-cert`); an older build stored the path the user gave.
+   */
   caCert: Schema.optional(Schema.String),
   label: Schema.optional(Schema.String),
   exposures: Schema.Array(Exposure),
@@ -57,7 +60,9 @@ export const paths = (dir: string) => ({
   state: Path.join(dir, "agent.json"),
   socket: Path.join(dir, "agent.sock"),
   log: Path.join(dir, "agent.log"),
-  pid: Path.join(dir, "agent.pid")
+  pid: Path.join(dir, "agent.pid"),
+  /** The copy of the CA certificate given to `connect up --ca-cert` (mode 0600): a file the user moves stays trusted. */
+  ca: Path.join(dir, "hub-ca.pem")
 })
 
 const decode = Schema.decodeUnknownEither(Schema.parseJson(AgentState))
@@ -85,16 +90,22 @@ export const load = (dir: string): Effect.Effect<Option.Option<AgentState>, Stat
  * old one, then the directory fsynced, so readers see the old or the new file and never a partial one.
  */
 export const save = (dir: string, state: AgentState): Effect.Effect<void, StateError> =>
+  writeAtomically(dir, paths(dir).state, JSON.stringify(state, null, 2) + "\n", "the agent state")
+
+/** Writes `pem` (a CA certificate, checked) to the agent's copy, as `save` writes the state; its path. */
+export const saveCaCert = (dir: string, pem: string): Effect.Effect<string, StateError> =>
+  Effect.as(writeAtomically(dir, paths(dir).ca, pem.endsWith("\n") ? pem : `${pem}\n`, "the CA certificate"), paths(dir).ca)
+
+const writeAtomically = (dir: string, file: string, text: string, what: string): Effect.Effect<void, StateError> =>
   Effect.try({
     try: () => {
       Fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
-      const file = paths(dir).state
       const tmp = `${file}.${process.pid}.${Date.now()}.tmp`
       const fd = Fs.openSync(tmp, "wx", 0o600)
       try {
         // The umask only removes bits, but a pre-existing ACL default could add some: set the mode explicitly.
         Fs.fchmodSync(fd, 0o600)
-        Fs.writeSync(fd, JSON.stringify(state, null, 2) + "\n")
+        Fs.writeSync(fd, text)
         Fs.fsyncSync(fd)
       } finally {
         Fs.closeSync(fd)
@@ -112,7 +123,7 @@ export const save = (dir: string, state: AgentState): Effect.Effect<void, StateE
         Fs.closeSync(dirFd)
       }
     },
-    catch: (error) => new StateError({ reason: "Write", message: `cannot write the agent state in ${dir}: ${messageOf(error)}` })
+    catch: (error) => new StateError({ reason: "Write", message: `cannot write ${what} in ${dir}: ${messageOf(error)}` })
   })
 
 /**

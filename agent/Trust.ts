@@ -1,7 +1,8 @@
 /**
  * Which CA the agent's commands trust for the hub, besides the system's: `--ca-cert FILE` where a command takes it,
- * else `CONNECT_CA_CERT`, else the file `connect up --ca-cert` stored in the agent's state. Read and checked by every
- * command that talks to the hub (a renewed CA file is picked up at the next start or reconnect).
+ * else `CONNECT_CA_CERT`, else the agent's copy of the one `connect up --ca-cert` was given (State.paths `ca`: the
+ * file the user gave may move or change; the copy is the agent's). Read and checked by every command that talks to the
+ * hub; a renewed CA is given to `connect up --ca-cert` again.
  */
 import * as Path from "node:path"
 import * as Command from "@effect/cli/Command"
@@ -15,7 +16,7 @@ export const caCertOption = Options.text("ca-cert").pipe(
   Options.optional,
   Options.withDescription(
     `The hub's certificate comes from a private CA: this PEM file holds that CA's certificate (${HubTls.CA_CERT_ENV} if ` +
-      "not given). Stored by connect up for later starts; the system's CAs stay trusted."
+      "not given). Copied by connect up into the agent's home for later starts; the system's CAs stay trusted."
   )
 )
 
@@ -40,6 +41,18 @@ export const resolve = (flag: Option.Option<string>, home: string = State.home()
     const ca = chosen(flag, Option.getOrUndefined(state)?.caCert)
     return ca === undefined ? {} : yield* HubTls.readCaCert(ca.file, ca.what)
   })
+
+/**
+ * What `connect status` shows of the stored CA: the file, and each certificate's subject and SHA-256 fingerprint (a
+ * certificate is no secret, but that is all anyone needs to compare it), or why it cannot be read.
+ */
+export const stored = (state: State.AgentState) =>
+  state.caCert === undefined
+    ? Effect.succeed(undefined)
+    : HubTls.readCaCert(state.caCert, state.caCert).pipe(
+      Effect.map((trust) => ({ file: state.caCert!, certificates: HubTls.summarize(trust.ca!.pem) })),
+      Effect.catchAll((error) => Effect.succeed({ file: state.caCert!, error: error.message }))
+    )
 
 /** Runs `effect` trusting the CA `resolve` finds: its API calls and gateway connection verify the hub with it. */
 export const provide = (flag: Option.Option<string> = Option.none(), home?: string) =>

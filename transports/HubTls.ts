@@ -34,37 +34,93 @@ const MAX_CA_FILE_BYTES = 1024 * 1024
 
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----\r?\n[\s\S]*?-----END CERTIFICATE-----/g
 
+/** What a file that is not a regular file is, for the one line that refuses it. */
+const kindOf = (stat: Fs.Stats): string =>
+  stat.isFIFO()
+    ? "a FIFO"
+    : stat.isCharacterDevice()
+    ? "a character device"
+    : stat.isBlockDevice()
+    ? "a block device"
+    : stat.isDirectory()
+    ? "a directory"
+    : stat.isSocket()
+    ? "a socket"
+    : "not a regular file"
+
 /**
- * Reads `file` (`what` names it in messages: `--ca-cert ca.pem`): one or more PEM certificates, each parsed, or one
- * line saying what is wrong. A private key in the file is refused: only the CA's certificate belongs on a client.
+ * The text of `file`, at most `MAX_CA_FILE_BYTES`, or why not. Opened without blocking and checked on the open
+ * descriptor: a FIFO's read would wait for a writer forever, a device like /dev/zero never ends (both stat as 0 bytes),
+ * and a file swapped between a check by name and the read would escape the check.
+ */
+const readBounded = (file: string): { readonly text: string } | { readonly why: string } => {
+  let fd: number | undefined
+  try {
+    fd = Fs.openSync(file, Fs.constants.O_RDONLY | (Fs.constants.O_NONBLOCK ?? 0))
+    const stat = Fs.fstatSync(fd)
+    if (!stat.isFile()) return { why: `is ${kindOf(stat)}, not a file; give the file that holds the CA's certificate` }
+    if (stat.size > MAX_CA_FILE_BYTES) return { why: `${stat.size} bytes is not a CA certificate (at most ${MAX_CA_FILE_BYTES})` }
+    // One byte more than the bound: a file that grows past it while read is refused too, never read on and on.
+    const buffer = Buffer.alloc(MAX_CA_FILE_BYTES + 1)
+    let length = 0
+    for (let n = -1; n !== 0 && length < buffer.length;) {
+      n = Fs.readSync(fd, buffer, length, buffer.length - length, null)
+      length += n
+    }
+    if (length > MAX_CA_FILE_BYTES) return { why: `it grew past ${MAX_CA_FILE_BYTES} bytes while read; not a CA certificate` }
+    return { text: buffer.subarray(0, length).toString("latin1") }
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException
+    return { why: `cannot read it (${e.code ?? e.message})` }
+  } finally {
+    if (fd !== undefined) Fs.closeSync(fd)
+  }
+}
+
+/**
+ * Checks `text` (`what` names where it came from in messages: `--ca-cert ca.pem`): one or more PEM certificates, each
+ * parsed, or one line saying what is wrong. A private key is refused: only the CA's certificate belongs on a client.
+ */
+const parseCaCert = (text: string, file: string, what = `--ca-cert ${file}`): Effect.Effect<TrustShape, CaCertError> => {
+  const fail = (why: string) => Effect.fail(new CaCertError({ message: `${what}: ${why}` }))
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
+    return fail("holds a private key; give only the certificate of the CA that signed the hub's certificate")
+  }
+  const blocks = text.match(PEM_CERTIFICATE) ?? []
+  if (blocks.length === 0) {
+    return fail("holds no PEM certificate (expected -----BEGIN CERTIFICATE-----, the CA's certificate in PEM)")
+  }
+  for (const [i, block] of blocks.entries()) {
+    try {
+      new Crypto.X509Certificate(block)
+    } catch {
+      return fail(`certificate ${i + 1} of ${blocks.length} is not a valid X.509 certificate`)
+    }
+  }
+  return Effect.succeed({ ca: { pem: blocks.join("\n"), file } })
+}
+
+/**
+ * Reads `file` (`what` names it in messages: `--ca-cert ca.pem`): a regular file of at most 1 MiB holding one or more
+ * PEM certificates, each parsed, or one line saying what is wrong.
  */
 export const readCaCert = (file: string, what = `--ca-cert ${file}`): Effect.Effect<TrustShape, CaCertError> =>
   Effect.suspend(() => {
-    const fail = (why: string) => Effect.fail(new CaCertError({ message: `${what}: ${why}` }))
-    let text: string
-    try {
-      const size = Fs.statSync(file).size
-      if (size > MAX_CA_FILE_BYTES) return fail(`${size} bytes is not a CA certificate (at most ${MAX_CA_FILE_BYTES})`)
-      text = Fs.readFileSync(file, "latin1")
-    } catch (error) {
-      const e = error as NodeJS.ErrnoException
-      return fail(`cannot read it (${e.code ?? e.message})`)
-    }
-    if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
-      return fail("holds a private key; give only the certificate of the CA that signed the hub's certificate")
-    }
-    const blocks = text.match(PEM_CERTIFICATE) ?? []
-    if (blocks.length === 0) {
-      return fail("holds no PEM certificate (expected -----BEGIN CERTIFICATE-----, the CA's certificate in PEM)")
-    }
-    for (const [i, block] of blocks.entries()) {
-      try {
-        new Crypto.X509Certificate(block)
-      } catch {
-        return fail(`certificate ${i + 1} of ${blocks.length} is not a valid X.509 certificate`)
-      }
-    }
-    return Effect.succeed({ ca: { pem: blocks.join("\n"), file } })
+    const read = readBounded(file)
+    return "why" in read ? Effect.fail(new CaCertError({ message: `${what}: ${read.why}` })) : parseCaCert(read.text, file, what)
+  })
+
+/** Who a trusted CA certificate names and its SHA-256 fingerprint: what `connect status` shows of it. */
+export interface CaSummary {
+  readonly subject: string
+  readonly sha256: string
+}
+
+/** The subject and SHA-256 fingerprint of each certificate of `pem` (checked already by `readCaCert`). */
+export const summarize = (pem: string): ReadonlyArray<CaSummary> =>
+  (pem.match(PEM_CERTIFICATE) ?? []).map((block) => {
+    const cert = new Crypto.X509Certificate(block)
+    return { subject: cert.subject.split("\n").join(", "), sha256: cert.fingerprint256 }
   })
 
 /**

@@ -2,9 +2,11 @@
  * A hub whose certificate comes from a private CA (made by `openssl` here), as an operator meets it with the real
  * binary: `connect up` without `--ca-cert` is refused with a line saying to pass it, with another CA's certificate
  * refused too, with a garbage file exit 2; with the CA it provisions, stays connected (stored: later commands and the
- * detached agent use it), and relays bytes to a second agent that trusts the CA through CONNECT_CA_CERT; the remote
+ * detached agent use its copy, kept when the file given moves; `connect status` names it by subject and fingerprint),
+ * refuses a FIFO as the CA file at once, and relays bytes to a second agent that trusts the CA through CONNECT_CA_CERT; the remote
  * admin commands (`connect hub … --hub`), `connect share list --hub` and `connect audit --hub` verify the hub the same way.
  */
+import * as ChildProcess from "node:child_process"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
@@ -82,18 +84,39 @@ describe("connect up --ca-cert for a hub with a private CA's certificate", () =>
       `connect: --ca-cert ${garbage}: holds no PEM certificate (expected -----BEGIN CERTIFICATE-----, the CA's certificate in PEM)`
     )
 
+    // A FIFO given as the CA file (a read of it would wait for a writer forever): refused, one line, exit 2.
+    const fifo = Path.join(hubHome, "ca.fifo")
+    ChildProcess.execFileSync("mkfifo", [fifo])
+    const piped = await command(a, ["up", "--hub", url, "--api-key", key, "--ca-cert", fifo])
+    expect(piped.code).toBe(2)
+    expect(piped.stderr.trim()).toBe(`connect: --ca-cert ${fifo}: is a FIFO, not a file; give the file that holds the CA's certificate`)
+
     // With the CA: provisioned, connected in the background; the CA is stored for later starts.
     const up = await command(a, ["up", "--hub", url, "--api-key", key, "--label", "a", "--ca-cert", ca.caCert, "--detach"])
     expect(up.stderr).toBe("")
     expect(up.code).toBe(0)
     expect(up.stdout).toContain(`connected to ${url}`)
     detached(a)
-    expect((JSON.parse(Fs.readFileSync(Path.join(a, "agent.json"), "utf8")) as { caCert?: string }).caCert).toBe(ca.caCert)
+    // Stored as the agent's own copy (0600), not as the path given: the file given may move.
+    const copy = Path.join(a, "hub-ca.pem")
+    expect((JSON.parse(Fs.readFileSync(Path.join(a, "agent.json"), "utf8")) as { caCert?: string }).caCert).toBe(copy)
+    expect(Fs.statSync(copy).mode & 0o777).toBe(0o600)
+    expect(Fs.readFileSync(copy, "utf8").trim()).toBe(Fs.readFileSync(ca.caCert, "utf8").trim())
     expect((await command(a, ["expose", `127.0.0.1:${world.echoPort()}`, "--name", "echo"])).code).toBe(0)
-    // A later command that asks the hub uses the stored CA.
+    // A later command that asks the hub uses the stored CA, with the file given moved away.
+    const moved = `${ca.caCert}.moved`
+    Fs.renameSync(ca.caCert, moved)
     const services = await command(a, ["services"])
+    Fs.renameSync(moved, ca.caCert)
     expect(services.stderr).toBe("")
     expect(services.stdout).toMatch(/echo\s+online/)
+    // Status names the CA by subject and SHA-256 fingerprint, never more of it.
+    const cert = new Crypto.X509Certificate(Fs.readFileSync(ca.caCert))
+    const status = await command(a, ["status"])
+    expect(status.stdout).toContain(`ca:         ${copy}\n  ${cert.subject.split("\n").join(", ")} (SHA-256 ${cert.fingerprint256})`)
+    expect(status.stdout).not.toContain("BEGIN CERTIFICATE")
+    const json = JSON.parse((await command(a, ["status", "--json"])).stdout)
+    expect(json.caCert).toEqual({ file: copy, certificates: [{ subject: cert.subject.split("\n").join(", "), sha256: cert.fingerprint256 }] })
 
     // B trusts the CA through the environment (a relative path, as a user types it), and reaches A's service.
     const b = world.dir("agent-b")

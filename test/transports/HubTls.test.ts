@@ -4,6 +4,8 @@
  * WebSocket dial verify the hub with the system's CAs plus the given one, another CA's certificate is refused, and a
  * refusal says what to pass.
  */
+import * as ChildProcess from "node:child_process"
+import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Https from "node:https"
 import type * as Net from "node:net"
@@ -83,7 +85,7 @@ describe("HubTls", () => {
     const ok = read(ca.caCert)
     expect(Either.isRight(ok) && ok.right.ca?.file).toBe(ca.caCert)
     expect(message(Path.join(dir, "missing.pem"))).toBe(`--ca-cert ${Path.join(dir, "missing.pem")}: cannot read it (ENOENT)`)
-    expect(message(dir)).toContain("cannot read it (EISDIR)")
+    expect(message(dir)).toContain("is a directory, not a file")
     expect(message(write("garbage.pem", "hello\u0000\ud800 world\n"))).toContain("holds no PEM certificate (expected -----BEGIN CERTIFICATE-----")
     expect(message(write("empty.pem", ""))).toContain("holds no PEM certificate")
     expect(message(ca.caKey)).toContain("holds a private key; give only the certificate of the CA")
@@ -95,6 +97,34 @@ describe("HubTls", () => {
     // A bundle: every certificate in it is trusted.
     const bundle = write("bundle.pem", Fs.readFileSync(ca.otherCaCert, "utf8") + Fs.readFileSync(ca.caCert, "utf8"))
     expect(message(bundle)).toBe("accepted")
+  })
+
+  it("a FIFO, a device or a socket given as the CA file is refused at once, never waited on or read without end", async () => {
+    const fifo = Path.join(dir, "ca.fifo")
+    ChildProcess.execFileSync("mkfifo", [fifo])
+    // A writer that comes 1.5 s later: a read that waits on the FIFO ends then instead of never.
+    const writer = ChildProcess.spawn("sh", ["-c", `sleep 1.5; echo x > '${fifo}'`], { stdio: "ignore" })
+    try {
+      const started = Date.now()
+      expect(message(fifo)).toBe(`--ca-cert ${fifo}: is a FIFO, not a file; give the file that holds the CA's certificate`)
+      expect(Date.now() - started).toBeLessThan(1000)
+    } finally {
+      writer.kill("SIGKILL")
+    }
+    const started = Date.now()
+    expect(message("/dev/zero")).toBe("--ca-cert /dev/zero: is a character device, not a file; give the file that holds the CA's certificate")
+    expect(Date.now() - started).toBeLessThan(1000)
+    // A link to a regular file is that file.
+    const link = Path.join(dir, "link.pem")
+    Fs.symlinkSync(ca.caCert, link)
+    expect(message(link)).toBe("accepted")
+  })
+
+  it("a trusted CA is summed up by its subject and SHA-256 fingerprint", () => {
+    const [summary] = HubTls.summarize(trusting(ca.caCert).ca!.pem)
+    const cert = new Crypto.X509Certificate(Fs.readFileSync(ca.caCert))
+    expect(summary).toEqual({ subject: cert.subject.split("\n").join(", "), sha256: cert.fingerprint256 })
+    expect(summary!.sha256).toMatch(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/)
   })
 
   it("HTTP calls verify the hub: refused without the CA (saying to pass --ca-cert), accepted with it, refused with another", async () => {
