@@ -44,6 +44,13 @@ export interface Pipeline {
   readonly addRaw: (text: string) => number
   /** Sends every waiting statement in one message; the rows of each, in order. */
   readonly send: Effect.Effect<ReadonlyArray<ReadonlyArray<Row>>, Error>
+  /** `send` without an Effect: the writer's fast path (see `PgWriterFast`) calls it from a plain callback. */
+  readonly sendWith: (callback: (error: Error | null, rows: ReadonlyArray<ReadonlyArray<Row>>) => void) => void
+  /**
+   * Drops the waiting statements without sending them, and forgets the statements they would have prepared (their
+   * `PREPARE` never reached the server). The connection is as it was after the last send.
+   */
+  readonly discard: () => void
   /**
    * Recovers from a failure: drops the waiting statements, sends `rollback` (`rollback` or `rollback to savepoint x`)
    * and forgets the prepared statements, in one message. They must be forgotten because a `PREPARE` after the failing
@@ -55,34 +62,48 @@ export interface Pipeline {
 /** A pipeline on one connection; its prepared statements live as long as the connection. */
 export const make = (client: Pg.Client): Pipeline => {
   const names = new Map<string, string>()
+  // Statement texts named since the last send: their PREPARE is only in `waiting`.
+  let unsent: Array<string> = []
   let waiting: Array<string> = []
+  const query = (message: string, callback: (error: Error | null, rows: ReadonlyArray<ReadonlyArray<Row>>) => void) =>
+    client.query<Row>(message, (error: Error | null, result: Pg.QueryResult<Row> | Array<Pg.QueryResult<Row>>) => {
+      if (error) return callback(error, [])
+      callback(null, Array.isArray(result) ? result.map((r) => r.rows ?? []) : [result.rows ?? []])
+    })
   const run = (message: string) =>
     Effect.async<ReadonlyArray<ReadonlyArray<Row>>, Error>((resume) => {
-      client.query<Row>(message, (error: Error | null, result: Pg.QueryResult<Row> | Array<Pg.QueryResult<Row>>) => {
-        if (error) return resume(Effect.fail(error))
-        resume(Effect.succeed(Array.isArray(result) ? result.map((r) => r.rows ?? []) : [result.rows ?? []]))
-      })
+      query(message, (error, rows) => resume(error ? Effect.fail(error) : Effect.succeed(rows)))
     })
+  const take = () => {
+    const message = waiting.join(";\n")
+    waiting = []
+    unsent = []
+    return message
+  }
   return {
     add: (text, params = []) => {
       let name = names.get(text)
       if (name === undefined) {
         name = `connect_p${names.size}`
         names.set(text, name)
+        unsent.push(text)
         waiting.push(`prepare ${name} as ${text}`)
       }
       waiting.push(params.length === 0 ? `execute ${name}` : `execute ${name}(${params.map(literal).join(", ")})`)
       return waiting.length - 1
     },
     addRaw: (text) => waiting.push(text) - 1,
-    send: Effect.suspend(() => {
-      const message = waiting.join(";\n")
+    send: Effect.suspend(() => run(take())),
+    sendWith: (callback) => query(take(), callback),
+    discard: () => {
+      for (const text of unsent) names.delete(text)
+      unsent = []
       waiting = []
-      return run(message)
-    }),
+    },
     recover: (rollback) =>
       Effect.suspend(() => {
         waiting = []
+        unsent = []
         const forget = names.size > 0
         names.clear()
         return Effect.asVoid(run(forget ? `${rollback};\ndeallocate all` : rollback))

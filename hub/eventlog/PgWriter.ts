@@ -1,11 +1,11 @@
 /**
- * The append writer: one fiber per process that takes the queued appends in batches and commits each batch in one
- * transaction (see `PgAppendTransaction`), answering every caller with what really happened — also when a COMMIT's
- * reply was lost (see `PgWriterRecovery`). Its queue is bounded, its connection has timeouts, so a stalled database
+ * The append writer: one per process, taking the queued appends in batches and committing each batch in one
+ * transaction (the common case without an Effect, `PgWriterFast`; every other case in `PgAppendTransaction`),
+ * answering every caller with what really happened — also when a COMMIT's reply was lost (see `PgWriterRecovery`). Its queue is bounded, its connection has timeouts, so a stalled database
  * fails appends as Unavailable instead of hanging them.
  */
 import type { PgClient } from "@effect/sql-pg"
-import { Duration, Effect, Either, PubSub, type Scope } from "effect"
+import { Duration, Effect, Either, PubSub, Runtime, type Scope } from "effect"
 import { type AppendOptions, type AppendResult, EventLogError, type VersionConflict } from "../../core/EventLog.ts"
 import * as AppendBatch from "../../core/AppendBatch.ts"
 import type { Event } from "../../core/Events.ts"
@@ -15,6 +15,7 @@ import * as Transaction from "./PgAppendTransaction.ts"
 import type { Outcome, Pending } from "./PgAppendTransaction.ts"
 import * as PgWriterConnection from "./PgWriterConnection.ts"
 import * as PgWriterHead from "./PgWriterHead.ts"
+import { type FastResult, tryFast } from "./PgWriterFast.ts"
 import * as Recovery from "./PgWriterRecovery.ts"
 import type { ProjectionSql } from "../../core/ProjectionSql.ts"
 
@@ -97,7 +98,7 @@ const writeBatch = (
     Effect.withSpan("EventLog.writeBatch", { attributes: { requests: batch.length }, captureStackTrace: false })
   )
 
-/** Starts the writer; its fiber and connection live as long as the scope. */
+/** Starts the writer; it and its connection live as long as the scope, which waits for a batch in flight. */
 export const make = (options: PgWriterOptions, config: PgClient.PgClientConfig): Effect.Effect<PgWriter, never, Scope.Scope> =>
   Effect.gen(function* () {
     const inline = options.inline ?? []
@@ -114,9 +115,6 @@ export const make = (options: PgWriterOptions, config: PgClient.PgClientConfig):
     // every microsecond here is spent while the database waits for the next batch.
     let queued: Array<Pending> = []
     let closed = false
-    let wakeWriter: (() => void) | undefined
-    // The writer wakes when the first request arrives but takes the queue only when it actually runs, after the fibers
-    // scheduled before it (typically the other callers of the last batch) have queued their requests too.
     const takeBatch = (): Array<Pending> => {
       if (queued.length <= maxBatch) {
         const batch = queued
@@ -125,45 +123,71 @@ export const make = (options: PgWriterOptions, config: PgClient.PgClientConfig):
       }
       return queued.splice(0, maxBatch)
     }
-    const nextBatch: Effect.Effect<Array<Pending>> = Effect.suspend(() =>
-      queued.length > 0
-        ? Effect.succeed(takeBatch())
-        : Effect.zipRight(
-          Effect.async<void>((resume) => {
-            wakeWriter = () => {
-              wakeWriter = undefined
-              resume(Effect.void)
-            }
-            return Effect.sync(() => {
-              wakeWriter = undefined
-            })
-          }),
-          Effect.sync(takeBatch)
-        )
-    )
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        closed = true
-        const waiting = queued
-        queued = []
-        for (const p of waiting) p.resume(Effect.fail(closedError))
-      })
-    )
     // Wakes subscribers in this process the moment the writer commits, without a round trip through Postgres.
     const committed = yield* Effect.acquireRelease(PubSub.sliding<number>(1), PubSub.shutdown)
+    const runtime = yield* Effect.runtime<never>()
 
-    yield* Effect.gen(function* () {
-      const batch = yield* nextBatch
-      // An observer (the hub's metrics) that throws must not kill the one writer fiber with a batch taken off the queue.
+    // One batch at a time. The common case runs without an Effect (`PgWriterFast`); anything else, and any failure of
+    // it, runs `writeBatch` in a fiber of its own. When a batch ends, the requests queued meanwhile are the next batch
+    // at once; a request that finds the writer idle wakes it in a microtask, after the fibers scheduled before it
+    // (typically the other callers of the last batch) have queued theirs too.
+    let busy = false
+    let scheduled = false
+    let idle: Array<() => void> = []
+    const finish = () => {
+      busy = false
+      if (!closed && queued.length > 0) return pump()
+      const waiting = idle
+      idle = []
+      for (const resume of waiting) resume()
+    }
+    const slow = (effect: Effect.Effect<void>) =>
+      // A batch is never cut short: once its commit is sent its outcome is only known from the reply, and a caller told
+      // "failed" for an event that committed would append it again. Shutdown waits for it; queued requests fail as closed.
+      Runtime.runFork(runtime)(Effect.uninterruptible(effect)).addObserver(finish)
+    const fastFailed = (batch: ReadonlyArray<Pending>, result: Extract<FastResult, { _tag: "Failed" }>) =>
+      Effect.gen(function* () {
+        yield* connector.abandon(result.conn, result.error)
+        // Its commit went in the same message: unless the server answered with an error, it may have committed.
+        if (!Recovery.isServerError(result.error)) for (const p of batch) p.unknown = true
+        else if (result.error.code === "CN004") ctx.head.pause()
+        ctx.head.forget()
+        yield* writeBatch(ctx, committed, batch)
+      })
+    const pump = (): void => {
+      scheduled = false
+      if (busy || closed || queued.length === 0) return
+      busy = true
+      const batch = takeBatch()
+      // An observer (the hub's metrics) that throws must not stop the writer with a batch taken off the queue.
       try {
         options.onBatch?.(batch.length, queued.length)
       } catch {
         // Metrics are best effort; the batch is written regardless.
       }
-      // A batch is never cut short: once its commit is sent its outcome is only known from the reply, and a caller told
-      // "failed" for an event that committed would append it again. Shutdown waits for it; queued requests fail as closed.
-      yield* Effect.uninterruptible(writeBatch(ctx, committed, batch))
-    }).pipe(Effect.forever, Effect.interruptible, Effect.forkScoped)
+      const fast = tryFast(ctx, runtime, batch, (result) => {
+        if (result._tag === "Failed") return slow(fastFailed(batch, result))
+        batch.forEach((p, i) => complete(p, result.outcomes[i]!))
+        committed.unsafeOffer(result.head)
+        finish()
+      })
+      if (!fast) slow(writeBatch(ctx, committed, batch))
+    }
+    const wake = () => {
+      if (busy || scheduled) return
+      scheduled = true
+      queueMicrotask(pump)
+    }
+    yield* Effect.addFinalizer(() =>
+      Effect.async<void>((resume) => {
+        closed = true
+        const waiting = queued
+        queued = []
+        for (const p of waiting) p.resume(Effect.fail(closedError))
+        if (busy) idle.push(() => resume(Effect.void))
+        else resume(Effect.void)
+      })
+    )
 
     // No span per append: an `Effect.fn` span costs ~20 µs per call (measured), as much as the rest of an append's
     // client-side work. Each batch is one span, "EventLog.writeBatch", with its request count.
@@ -201,7 +225,7 @@ export const make = (options: PgWriterOptions, config: PgClient.PgClientConfig):
             }
           }
           queued.push(request)
-          wakeWriter?.()
+          wake()
           // An interrupted caller leaves the queue if its request is not in a batch yet; once it is, it commits anyway.
           return Effect.sync(() => {
             done = true

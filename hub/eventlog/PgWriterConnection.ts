@@ -32,6 +32,13 @@ export interface Connector {
    * be running), or that cannot even roll back, is dropped and the next transaction opens a new one.
    */
   readonly transaction: <A, E>(body: (conn: WriterConnection) => Effect.Effect<A, E>) => Effect.Effect<A, E | EventLogError>
+  /** The open connection, if there is one: the writer's fast path (`PgWriterFast`) runs on it without an Effect. */
+  readonly current: () => WriterConnection | undefined
+  /**
+   * Ends a transaction that failed outside `transaction` with `error`: a server error is rolled back; a connection
+   * that failed, or one that cannot even roll back, is dropped.
+   */
+  readonly abandon: (conn: WriterConnection, error: unknown) => Effect.Effect<void>
 }
 
 /**
@@ -120,18 +127,20 @@ export const make = (
     const connect = Effect.suspend(() => (current ? Effect.succeed(current) : open))
     yield* Effect.addFinalizer(() => (current ? discard(current) : Effect.void))
 
+    const rollback = (conn: WriterConnection) =>
+      conn.pipeline.recover("rollback").pipe(
+        Effect.timeout("5 seconds"),
+        Effect.catchAllCause(() => discard(conn))
+      )
     const transaction = <A, E>(body: (conn: WriterConnection) => Effect.Effect<A, E>) =>
       Effect.flatMap(connect, (conn) =>
         body(conn).pipe(
           Effect.onError((cause) =>
-            Cause.isInterruptedOnly(cause) || connectionFailed(cause)
-              ? discard(conn)
-              : conn.pipeline.recover("rollback").pipe(
-                Effect.timeout("5 seconds"),
-                Effect.catchAllCause(() => discard(conn))
-              )
+            Cause.isInterruptedOnly(cause) || connectionFailed(cause) ? discard(conn) : rollback(conn)
           )
         )
       )
-    return { transaction }
+    const abandon = (conn: WriterConnection, error: unknown) =>
+      Recovery.isServerError(error) ? rollback(conn) : discard(conn)
+    return { transaction, current: () => current, abandon }
   })
