@@ -128,6 +128,8 @@ export const request = (
       // (a control character threw out of this callback and ended the hub). Each status gets its standard phrase, and
       // a header node will not write back is a 502, never an exception.
       try {
+        // A status no HTTP answer has (node's parser reads any three digits) is malformed too, and could not be recorded.
+        if (status < 100 || status > 599) throw new RangeError(`status ${status}`)
         response.writeHead(status, LinkTarget.flatten(headers))
       } catch {
         status = 502

@@ -63,6 +63,8 @@ interface Window {
   lastAt: number
 }
 
+// Built without the class's validation (4.4% of the hub's CPU at 32 clients): its fields are sanitised and capped
+// here, and the append encodes the event through its schema, which refuses one that does not hold.
 const eventOf = (a: Access, outcome: "allowed" | "denied", reason?: typeof LinkDeniedReason.Type) =>
   new LinkAccessed({
     ...(a.link ? { linkId: LinkId.make(a.link.linkId), serviceId: ServiceId.make(a.link.serviceId) } : {}),
@@ -76,7 +78,7 @@ const eventOf = (a: Access, outcome: "allowed" | "denied", reason?: typeof LinkD
     durationMs: Math.max(0, Math.round(a.durationMs)),
     bytesUp: a.bytesUp,
     bytesDown: a.bytesDown
-  })
+  }, true)
 
 /** Makes the recorder over `facts`; its scope records every open window when it closes. */
 export const make = (
