@@ -49,8 +49,8 @@ const spawn = (command: string, args: ReadonlyArray<string>, env: NodeJS.Process
 const ts = (file: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv = process.env, pattern?: RegExp) =>
   spawn(process.execPath, ["--import", "tsx", Path.join(here, file), ...args], env, pattern)
 
-const connectCli = (home: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv = {}) =>
-  spawn(process.execPath, [Path.join(root, "bin", "connect.js"), ...args], {
+const connectCli = (home: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv = {}, nodeArgs: ReadonlyArray<string> = []) =>
+  spawn(process.execPath, [...nodeArgs, Path.join(root, "bin", "connect.js"), ...args], {
     ...process.env,
     CONNECT_HOME: home,
     ...env
@@ -168,19 +168,22 @@ const load = async (url: string, concurrency: number, seconds: number): Promise<
 }
 
 /** Sets up the hub, agent, link and database; returns the link's URL and id and a count of its requests on the log. */
-const setUpLink = async (dir: string, servicePort: number) => {
+export const setUpLink = async (dir: string, servicePort: number, profileDir: string | undefined) => {
   const admin = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
   const name = `connect_link_bench_${process.pid}_${Date.now()}`
   const adminClient = new pg.Client({ connectionString: admin })
   await adminClient.connect()
   await adminClient.query(`create database "${name}"`)
+  // Profiling: every statement of the bench database goes to the server's log with its duration.
+  if (profileDir) await adminClient.query(`alter database "${name}" set log_min_duration_statement = 0`)
   await adminClient.end()
   const url = new URL(admin)
   url.pathname = `/${name}`
   const databaseUrl = url.toString()
   // At warn, as nginx runs with access_log off: at info the hub writes an operational log line per request
   // (ObservedLog), which cost it ~30% of its CPU per request at 32 clients (12.4 against 8.7 ms, load average 12).
-  const hub = connectCli(Path.join(dir, "hub"), ["hub", "--port", "0", "--log-level", "warn"], { DATABASE_URL: databaseUrl })
+  const hub = connectCli(Path.join(dir, "hub"), ["hub", "--port", "0", "--log-level", "warn"], { DATABASE_URL: databaseUrl },
+    profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [])
   hub.matched.catch(() => {})
   const listening = await new Promise<string>((resolve, reject) => {
     const timer = setInterval(() => {
@@ -251,6 +254,14 @@ export const main = async (args: ReadonlyArray<string>) => {
   const quick = args.includes("--quick")
   const runs = quick ? 1 : 3
   const seconds = quick ? 3 : 5
+  const option = (name: string) => {
+    const i = args.indexOf(name)
+    return i === -1 ? undefined : args[i + 1]
+  }
+  // --profile DIR: the hub runs with --cpu-prof into DIR; --only link,nginx and --clients 1,32 narrow the run.
+  const profileDir = option("--profile")
+  const names = option("--only")?.split(",") ?? ["direct", "nginx", "link"]
+  const clientCounts = option("--clients")?.split(",").map(Number) ?? [1, 32]
   const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "connect-bench-link-"))
   Fs.chmodSync(dir, 0o755)
   let link: Awaited<ReturnType<typeof setUpLink>> | undefined
@@ -259,7 +270,7 @@ export const main = async (args: ReadonlyArray<string>) => {
     const target = ts("link-target.ts", [], process.env, /\{"port":(\d+)\}/)
     const servicePort = Number((await target.matched)[1])
     const nginx = await startNginx(Path.join(dir, "nginx"), servicePort)
-    link = await setUpLink(dir, servicePort)
+    link = await setUpLink(dir, servicePort, profileDir && Path.resolve(profileDir))
     const targets: Record<string, string> = {
       direct: `http://127.0.0.1:${servicePort}/x`,
       nginx: `http://127.0.0.1:${nginx.port}/x`,
@@ -275,8 +286,8 @@ export const main = async (args: ReadonlyArray<string>) => {
     const results: Record<string, Record<number, Array<Sample>>> = { direct: { 1: [], 32: [] }, nginx: { 1: [], 32: [] }, link: { 1: [], 32: [] } }
     let linkAnswered = 0
     for (let run = 0; run < runs; run++) {
-      for (const concurrency of [1, 32]) {
-        for (const name of ["direct", "nginx", "link"]) {
+      for (const concurrency of clientCounts) {
+        for (const name of names) {
           const before = await readCpu(groups[name]!)
           const sample = await load(targets[name]!, concurrency, seconds)
           const after = await readCpu(groups[name]!)
@@ -288,8 +299,8 @@ export const main = async (args: ReadonlyArray<string>) => {
       }
     }
     const rows = []
-    for (const concurrency of [1, 32]) {
-      for (const name of ["direct", "nginx", "link"]) {
+    for (const concurrency of clientCounts) {
+      for (const name of names) {
         const samples = results[name]![concurrency]!
         rows.push({
           target: name,
@@ -309,10 +320,12 @@ export const main = async (args: ReadonlyArray<string>) => {
       "p99 ms",
       "CPU ms/req"
     ], rows)
-    const at32 = (name: string, key: "rps" | "p99") => median(results[name]![32]!.map((s) => s[key]))
+    const at32 = (name: string, key: "rps" | "p99") => median((results[name]?.[32] ?? []).map((s) => s[key]))
     const ratio = at32("link", "rps") / at32("nginx", "rps")
     const p99ratio = at32("link", "p99") / at32("nginx", "p99")
-    console.log(`\nat 32 clients: link/nginx requests/s ${ratio.toFixed(2)}× (target ≥ 0.5×), p99 ${p99ratio.toFixed(2)}× (target ≤ 3×)`)
+    if (Number.isFinite(ratio)) {
+      console.log(`\nat 32 clients: link/nginx requests/s ${ratio.toFixed(2)}× (target ≥ 0.5×), p99 ${p99ratio.toFixed(2)}× (target ≤ 3×)`)
+    }
     // Records are appended in the background once each answer is done: wait for them to land.
     let logged = 0
     let tunnels = 0
