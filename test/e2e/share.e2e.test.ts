@@ -14,6 +14,8 @@ import { describe, expect, it } from "vitest"
 import * as Control from "../../agent/Control.ts"
 import * as State from "../../agent/State.ts"
 import * as AgentWorld from "../support/AgentWorld.ts"
+import { waitUntil } from "../support/processes.ts"
+import { queryOnce } from "../support/TestDatabase.ts"
 
 const world = AgentWorld.make("share")
 
@@ -54,7 +56,8 @@ describe("connect share / connect join (real hub, real agents)", () => {
       return { code: exit.code, stdout: cli.stdout(), stderr: cli.stderr() }
     }
     const hubHome = dir("hub")
-    const { url } = await world.firstHub(hubHome)
+    // Refusals coalesced per 2 s instead of 10 s: the wrong codes' last window is written 8 s sooner.
+    const { url } = await world.firstHub(hubHome, ["--denial-window", "2s"])
     const db = { DATABASE_URL: world.databaseUrl() }
     const workspace = async (name: string) => {
       const created = await command(hubHome, ["hub", "workspace", "create", name], db)
@@ -116,9 +119,9 @@ describe("connect share / connect join (real hub, real agents)", () => {
     await expect(control(homeB, { op: "reach", name: "db", port: 0 })).rejects.toThrow(/not found/i)
 
     const token = (JSON.parse(Fs.readFileSync(Path.join(homeB, "agent.json"), "utf8")) as { token: string }).token
-    // Created and joined at once: it expires in 15 s.
-    const brief = await api(owner.key, "POST", "/v1/shares", { services: ["brief"], expires: "30s" })
-    const briefUntil = Date.now() + 30_000
+    // Created and joined at once: it expires in 20 s.
+    const brief = await api(owner.key, "POST", "/v1/shares", { services: ["brief"], expires: "20s" })
+    const briefUntil = Date.now() + 20_000
     expect(brief.status).toBe(201)
     const briefCode: string = brief.body.code
     expect((await api(token, "POST", "/v1/shares/join", { code: briefCode })).status).toBe(200)
@@ -213,8 +216,12 @@ describe("connect share / connect join (real hub, real agents)", () => {
     expect(many.map((r) => r.status).every((s) => s === 404)).toBe(true)
     const wrong = await api(token, "POST", "/v1/shares/join", { code: "sh_not-a-code" })
     expect(wrong.status).toBe(404)
-    // The window of refusals ends (10 s) and is written as one event with its count.
-    await new Promise((resolve) => setTimeout(resolve, 11_500))
+    // The window of refusals ends (--denial-window 2s) and is written as one event with its count: read straight from
+    // the database until all 205 are there (at most 20 s), so that the reads below record nothing while it waits.
+    const unknownCodes = async () =>
+      Number((await queryOnce<{ n: string }>(world.databaseUrl(), `select coalesce(sum(coalesce((data->>'count')::int, 1)), 0) as n
+        from events where type = 'ShareAccessed' and data->>'reason' = 'unknown_code'`))[0]!.n)
+    expect(await waitUntil(async () => (await unknownCodes()) >= 205, 20_000, 250)).toBe(true)
 
     step("hostile codes")
     // The owner's side: every use, allowed and denied, with the share named on the tunnels.

@@ -41,10 +41,13 @@ export interface AgentWorld {
     args: ReadonlyArray<string>,
     extra?: NodeJS.ProcessEnv
   ) => Promise<{ code: number | null; stdout: string; stderr: string }>
-  /** `connect hub --port PORT` on the world's database. */
-  readonly startHub: (home: string, port: number) => Spawned
-  /** The hub's first start on the world's database, on a free port, once it listens and printed its API key. */
-  readonly firstHub: (home: string) => Promise<FirstHub>
+  /** `connect hub --port PORT [ARGS]` on the world's database. */
+  readonly startHub: (home: string, port: number, args?: ReadonlyArray<string>) => Spawned
+  /**
+   * The hub's first start on the world's database, on a free port, once it listens and printed its API key; `args`
+   * are more flags of `connect hub` (e.g. a short `--denial-window`, so coalesced refusals are written sooner).
+   */
+  readonly firstHub: (home: string, args?: ReadonlyArray<string>) => Promise<FirstHub>
   /** Pids of detached agents, SIGKILLed at the end. */
   readonly detachedPids: Array<number>
   /** Sockets the test holds open, destroyed at the end. */
@@ -92,8 +95,8 @@ export const make = (name: string): AgentWorld => {
   }
   const connect = (home: string, args: ReadonlyArray<string>, extra: NodeJS.ProcessEnv = {}): Spawned =>
     spawn(process.execPath, ["bin/connect.js", ...args], { env: { ...baseEnv(), CONNECT_HOME: home, ...extra } })
-  const startHub = (home: string, port: number): Spawned =>
-    connect(home, ["hub", "--port", String(port)], { DATABASE_URL: databaseUrl })
+  const startHub = (home: string, port: number, args: ReadonlyArray<string> = []): Spawned =>
+    connect(home, ["hub", "--port", String(port), ...args], { DATABASE_URL: databaseUrl })
 
   return {
     databaseUrl: () => databaseUrl,
@@ -111,8 +114,8 @@ export const make = (name: string): AgentWorld => {
       return { code: exit.code, stdout: cli.stdout(), stderr: cli.stderr() }
     },
     startHub,
-    firstHub: async (home) => {
-      const hub = startHub(home, 0)
+    firstHub: async (home, args = []) => {
+      const hub = startHub(home, 0, args)
       const listening = await hub.waitFor(LISTENING, 90_000)
       const apiKey = (await hub.waitFor(API_KEY, 5_000))[1]!
       return { hub, url: listening[1]!, port: Number(listening[2]), apiKey }

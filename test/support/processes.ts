@@ -27,12 +27,16 @@ const tracked = new Set<number>()
 /** Whether a process with this pid exists (zombies count as dead). */
 export const isAlive = EmbeddedPostgres.isAlive
 
-/** Polls `condition` every 50 ms; resolves true when it holds, false after `timeoutMs`. */
-export const waitUntil = async (condition: () => boolean, timeoutMs: number): Promise<boolean> => {
+/** Polls `condition` (sync or async) every `intervalMs`; resolves true when it holds, false after `timeoutMs`. */
+export const waitUntil = async (
+  condition: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  intervalMs = 50
+): Promise<boolean> => {
   const deadline = Date.now() + timeoutMs
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() >= deadline) return false
-    await new Promise((resolve) => setTimeout(resolve, 50))
+    await new Promise((resolve) => setTimeout(resolve, intervalMs))
   }
   return true
 }
