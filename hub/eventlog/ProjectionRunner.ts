@@ -4,7 +4,7 @@
  * projection can be rebuilt from position 0 into shadow tables that are swapped in (see `PgShadowTables`).
  */
 import { SqlClient } from "@effect/sql"
-import { Context, Effect, Layer, Schedule, Schema, Stream } from "effect"
+import { Chunk, Context, Effect, Layer, Schedule, Schema, Stream } from "effect"
 import { messageOf } from "../../core/ErrorMessage.ts"
 import { EventLog, EventLogError, pagesAhead, type StoredEvent } from "../../core/EventLog.ts"
 import { type CatchUpOptions, type Projection, ProjectionCatchUp } from "../../core/Projection.ts"
@@ -78,8 +78,17 @@ const applyBatch = (projection: Projection<ProjectionSql>, expected: number, eve
 }
 
 /**
- * Follows the log from the projection's checkpoint forever, applying batches of up to `batchSize` events. When another
- * runner (a second hub, a rebuild) moved the checkpoint, it starts again from wherever that is.
+ * A follower that has caught up waits this long after applying before it reads again, so that what was committed
+ * meanwhile is read and applied together: one read and one checkpoint transaction per interval however many commits,
+ * instead of one of each per commit (with a public link's every request an event, following the stats rollup per
+ * commit cost the hub 2-4x its CPU per request at one client). A follower behind reads on without waiting.
+ */
+export const FOLLOW_INTERVAL = "250 millis"
+
+/**
+ * Follows the log from the projection's checkpoint forever, applying batches of up to `batchSize` events, read at most
+ * once per `FOLLOW_INTERVAL` once caught up. When another runner (a second hub, a rebuild) moved the checkpoint, it
+ * starts again from wherever that is.
  */
 export const follow = Effect.fn("ProjectionRunner.follow")(function* (
   projection: Projection<ProjectionSql>,
@@ -88,14 +97,20 @@ export const follow = Effect.fn("ProjectionRunner.follow")(function* (
   const log = yield* EventLog
   const fromCheckpoint: Effect.Effect<never, EventLogError, SqlClient.SqlClient> = Effect.gen(function* () {
     let cursor = yield* checkpoint(projection.name)
+    // The subscription reads when pulled: the wait after a short read is what spaces its reads (and this runner's
+    // transactions) out; commits meanwhile are read at the next pull, nothing is skipped.
     return yield* log.subscribe(cursor).pipe(
-      Stream.groupedWithin(batchSize, "20 millis"),
-      Stream.runForEach((chunk) => {
-        const events = [...chunk]
-        return Effect.map(applyBatch(projection, cursor, events), () => {
-          cursor = events[events.length - 1]!.position
+      Stream.runForEachChunk((chunk) =>
+        Effect.gen(function*() {
+          const all = Chunk.toReadonlyArray(chunk)
+          for (let i = 0; i < all.length; i += batchSize) {
+            const events = all.slice(i, i + batchSize)
+            yield* applyBatch(projection, cursor, events)
+            cursor = events[events.length - 1]!.position
+          }
+          if (all.length < batchSize) yield* Effect.sleep(FOLLOW_INTERVAL)
         })
-      }),
+      ),
       Effect.zipRight(Effect.die("event log subscription ended")),
       Effect.catchTag("CheckpointConflict", (conflict) =>
         Effect.zipRight(Effect.logDebug(conflict.message), Effect.suspend(() => fromCheckpoint))
