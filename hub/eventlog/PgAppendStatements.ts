@@ -23,11 +23,15 @@ export const APPEND_LOCK_KEY = 0x636f6e6e656374 // "connect"
 /** Channel on which the writer announces each commit (payload: the new head position). */
 export const NOTIFY_CHANNEL = "connect_events"
 
-/** What an attempt runs with: the writer's connection, the head it believes in, and the inline projections. */
+/**
+ * What an attempt runs with: the writer's connection, the head it believes in, the inline projections, and whether
+ * the batch being written announces its commit (see `PgNotifyPacer`; set by the writer before each batch).
+ */
 export interface AppendContext {
   readonly connector: Connector
   readonly head: WriterHead
   readonly inline: ReadonlyArray<Projection<ProjectionSql>>
+  readonly pacing: { notify: boolean }
 }
 
 /**
@@ -70,18 +74,20 @@ const addStatement = (conn: WriterConnection, text: string, params: ReadonlyArra
  * read the head would be read from a snapshot taken before the lock wait, and without a synchronous commit a subscriber
  * could see a position that a crash then reuses. They go in the same message: no round trip.
  */
-export const beginTransaction = (conn: WriterConnection) => {
+export const beginTransaction = (conn: WriterConnection, notify: boolean) => {
   conn.pipeline.addRaw("begin isolation level read committed")
   conn.pipeline.addRaw("set local synchronous_commit = on")
+  // Read by connect_append (migration 0028): this commit is not announced; the writer announces a later head.
+  if (!notify) conn.pipeline.addRaw("set local connect.notify = off")
 }
 
 /**
  * Opens the transaction, takes the append lock, reads the head and the batch's stream versions, and looks up the ids
  * of requests that may already be stored: one round trip.
  */
-export const lockAndReadHead = (conn: WriterConnection, batch: ReadonlyArray<Pending>) =>
+export const lockAndReadHead = (conn: WriterConnection, batch: ReadonlyArray<Pending>, notify: boolean) =>
   Effect.gen(function* () {
-    beginTransaction(conn)
+    beginTransaction(conn, notify)
     const i = conn.pipeline.add(`select * from connect_append_head($1, $2::text[])`, [
       APPEND_LOCK_KEY,
       [...new Set(batch.map((p) => p.stream))]

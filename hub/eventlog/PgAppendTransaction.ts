@@ -54,13 +54,13 @@ const commitBatch = (
 /** Opens the transaction from the writer's belief: nothing is sent until the commit. */
 const fromHead = (ctx: AppendContext, head: Head, batch: ReadonlyArray<Pending>) => (conn: WriterConnection) =>
   Effect.sync(() => {
-    beginTransaction(conn)
+    beginTransaction(conn, ctx.pacing.notify)
     return fromBelief(head, ctx.head, batch, conn.databaseNow())
   })
 
 /** Opens the transaction by taking the lock and reading the head: one round trip. */
 const fromLock = (ctx: AppendContext, batch: ReadonlyArray<Pending>) => (conn: WriterConnection) =>
-  Effect.tap(lockAndReadHead(conn, batch), (cursor) => ctx.head.read(headOf(cursor), cursor.versions))
+  Effect.tap(lockAndReadHead(conn, batch, ctx.pacing.notify), (cursor) => ctx.head.read(headOf(cursor), cursor.versions))
 
 /**
  * Commits a batch that failed as a whole again, in one transaction, each request under its own savepoint: a request

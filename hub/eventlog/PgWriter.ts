@@ -15,6 +15,8 @@ import * as Transaction from "./PgAppendTransaction.ts"
 import type { Outcome, Pending } from "./PgAppendTransaction.ts"
 import * as PgWriterConnection from "./PgWriterConnection.ts"
 import * as PgWriterHead from "./PgWriterHead.ts"
+import { NOTIFY_CHANNEL } from "./PgAppendStatements.ts"
+import * as PgNotifyPacer from "./PgNotifyPacer.ts"
 import { type FastResult, tryFast } from "./PgWriterFast.ts"
 import * as Recovery from "./PgWriterRecovery.ts"
 import type { ProjectionSql } from "../../core/ProjectionSql.ts"
@@ -34,6 +36,11 @@ export interface PgWriterOptions {
   readonly maxQueued?: number
   /** Told of each batch the writer takes: its append requests and the requests left waiting (metrics; must not throw). */
   readonly onBatch?: (requests: number, queued: number) => void
+  /**
+   * At most one NOTIFY of the writer's commits per this interval (default 50 ms; 0: one per commit): other processes'
+   * subscribers learn of a commit within about this long (see `PgNotifyPacer`).
+   */
+  readonly notifyPace?: Duration.DurationInput
 }
 
 /** A running writer. */
@@ -108,8 +115,10 @@ export const make = (options: PgWriterOptions, config: PgClient.PgClientConfig):
     const ctx: Transaction.AppendContext = {
       connector,
       head: PgWriterHead.make(),
-      inline
+      inline,
+      pacing: { notify: true }
     }
+    const pacer = PgNotifyPacer.make(Duration.toMillis(options.notifyPace ?? "50 millis"))
     // Requests wait in a plain array and each caller waits in its own `Effect.async`: a Queue offer and a Deferred per
     // append cost ~30 µs of scheduling (measured: 64 fibers appending into an instant writer), the array ~3 µs, and
     // every microsecond here is spent while the database waits for the next batch.
@@ -137,14 +146,36 @@ export const make = (options: PgWriterOptions, config: PgClient.PgClientConfig):
     const finish = () => {
       busy = false
       if (!closed && queued.length > 0) return pump()
+      if (!closed && pacer.owed()) pacer.arm(announce)
       const waiting = idle
       idle = []
       for (const resume of waiting) resume()
     }
-    const slow = (effect: Effect.Effect<void>) =>
+    const ended = (notify: boolean) => {
+      pacer.ended(notify)
+      finish()
+    }
+    const slow = (effect: Effect.Effect<void>, notify: boolean) =>
       // A batch is never cut short: once its commit is sent its outcome is only known from the reply, and a caller told
       // "failed" for an event that committed would append it again. Shutdown waits for it; queued requests fail as closed.
-      Runtime.runFork(runtime)(Effect.uninterruptible(effect)).addObserver(finish)
+      Runtime.runFork(runtime)(Effect.uninterruptible(effect)).addObserver(() => ended(notify))
+    // The head announced by the writer itself, idle after commits that were not announced: in a transaction of its own
+    // that writes nothing, so it waits for no fsync. A failure is left to the subscribers' poll.
+    const announce = () => {
+      if (busy || closed || !pacer.owed()) return
+      const conn = connector.current()
+      if (conn === undefined) return pacer.sent()
+      busy = true
+      conn.pipeline.addRaw("begin")
+      conn.pipeline.addRaw("set local synchronous_commit = off")
+      conn.pipeline.addRaw(`select pg_notify('${NOTIFY_CHANNEL}', '${ctx.head.head()?.position ?? 0}')`)
+      conn.pipeline.addRaw("commit")
+      conn.pipeline.sendWith((error) => {
+        pacer.sent()
+        if (error === null) return finish()
+        Runtime.runFork(runtime)(connector.abandon(conn, error)).addObserver(finish)
+      })
+    }
     const fastFailed = (batch: ReadonlyArray<Pending>, result: Extract<FastResult, { _tag: "Failed" }>) =>
       Effect.gen(function* () {
         yield* connector.abandon(result.conn, result.error)
@@ -159,6 +190,7 @@ export const make = (options: PgWriterOptions, config: PgClient.PgClientConfig):
       if (busy || closed || queued.length === 0) return
       busy = true
       const batch = takeBatch()
+      const notify = ctx.pacing.notify = pacer.start()
       // An observer (the hub's metrics) that throws must not stop the writer with a batch taken off the queue.
       try {
         options.onBatch?.(batch.length, queued.length)
@@ -166,12 +198,12 @@ export const make = (options: PgWriterOptions, config: PgClient.PgClientConfig):
         // Metrics are best effort; the batch is written regardless.
       }
       const fast = tryFast(ctx, runtime, batch, (result) => {
-        if (result._tag === "Failed") return slow(fastFailed(batch, result))
+        if (result._tag === "Failed") return slow(fastFailed(batch, result), notify)
         batch.forEach((p, i) => complete(p, result.outcomes[i]!))
         committed.unsafeOffer(result.head)
-        finish()
+        ended(notify)
       })
-      if (!fast) slow(writeBatch(ctx, committed, batch))
+      if (!fast) slow(writeBatch(ctx, committed, batch), notify)
     }
     const wake = () => {
       if (busy || scheduled) return
@@ -181,6 +213,7 @@ export const make = (options: PgWriterOptions, config: PgClient.PgClientConfig):
     yield* Effect.addFinalizer(() =>
       Effect.async<void>((resume) => {
         closed = true
+        pacer.close()
         const waiting = queued
         queued = []
         for (const p of waiting) p.resume(Effect.fail(closedError))

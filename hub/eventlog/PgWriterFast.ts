@@ -35,7 +35,7 @@ export const tryFast = (
   let settled: ReturnType<typeof settle>
   let cursor: ReturnType<typeof fromBelief>
   try {
-    beginTransaction(conn)
+    beginTransaction(conn, ctx.pacing.notify)
     cursor = fromBelief(head, ctx.head, batch, conn.databaseNow())
     // The head before the batch: `settle` advances the cursor.
     const check = checkOf(cursor)

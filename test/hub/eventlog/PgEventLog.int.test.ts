@@ -5,6 +5,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
+import Pg from "pg"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Either, Exit, Fiber, FiberRef, HashSet, Layer, Logger, Random, Redacted, Ref, Scope, Stream } from "effect"
 import { type AppendOptions, EventLog, type StoredEvent } from "../../../core/EventLog.ts"
@@ -232,6 +233,38 @@ describe("PgEventLog", () => {
       )
       const got = yield* Fiber.join(first).pipe(Effect.timeout("5 seconds"))
       expect([...got].map((e) => (e.event as WorkspaceCreated).name)).toEqual(["hello"])
+    })
+  )
+
+  it.scopedLive("a burst of commits is announced at most once per pace, and its last head soon after it ends", () =>
+    Effect.gen(function* () {
+      const url = yield* TestDatabase.makeTestDatabaseUrl
+      const writer = yield* Layer.build(logOn(url, { notifyPace: "50 millis" }))
+      // Another process's view: a plain LISTEN, counting what it is told.
+      const payloads: Array<number> = []
+      const listener = new Pg.Client({ connectionString: url })
+      yield* Effect.acquireRelease(
+        Effect.promise(async () => {
+          await listener.connect()
+          listener.on("notification", (n) => payloads.push(Number(n.payload)))
+          await listener.query(`listen ${PgEventLog.NOTIFY_CHANNEL}`)
+        }),
+        () => Effect.promise(() => listener.end())
+      )
+      const started = performance.now()
+      let head = 0
+      for (let i = 0; i < 200; i++) {
+        const result = yield* Effect.flatMap(EventLog, (log) => log.append("burst", [created(`b${i}`)], opts(i))).pipe(
+          Effect.provide(writer)
+        )
+        head = result.lastPosition
+      }
+      const elapsed = performance.now() - started
+      // The owed announcement comes once the writer has been idle for a pace.
+      for (let waited = 0; !payloads.includes(head) && waited < 3000; waited += 20) yield* Effect.sleep("20 millis")
+      expect(payloads).toContain(head)
+      expect(payloads.length).toBeGreaterThanOrEqual(2)
+      expect(payloads.length).toBeLessThanOrEqual(Math.ceil(elapsed / 50) + 2)
     })
   )
 
