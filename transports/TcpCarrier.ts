@@ -22,7 +22,6 @@ import { MAX_FRAME } from "../core/Protocol.ts"
 import type { Message } from "../core/Protocol.ts"
 import { CLOSE_CODES, TransportError } from "../core/Transport.ts"
 import type { CloseInfo, Codec, Connection, ConnectionHandler, DialOptions } from "../core/Transport.ts"
-import { flusher } from "./Flush.ts"
 import { deliverGuarded, protocolError, reportInternal } from "./Framing.ts"
 
 /** The name of the plugin. */
@@ -127,7 +126,7 @@ export const wrap = (socket: Net.Socket | Duplex, codec: Codec, remoteAddress: s
   let congested = false
   let received = 0
 
-  // The frames of this turn (Flush.ts): small ones wait to be copied into one buffer, with the callbacks of all of them.
+  // The frames of this turn: small ones wait to be copied into one buffer, with the callbacks of all of them.
   let corked = false
   let small: Array<Uint8Array> = []
   let smallBytes = 0
@@ -171,13 +170,12 @@ export const wrap = (socket: Net.Socket | Duplex, codec: Codec, remoteAddress: s
     corked = false
     ;(socket as Net.Socket).uncork()
   }
-  const scheduleUncork = flusher(uncork, () => corked)
   const write = (frame: Uint8Array, written?: () => void) => {
     if (closing) return written?.()
     if (!corked) {
       corked = true
       ;(socket as Net.Socket).cork()
-      scheduleUncork()
+      process.nextTick(uncork)
     }
     if (frame.byteLength <= MAX_COPIED_FRAME) {
       small.push(frame)

@@ -15,7 +15,6 @@ import { MAX_FRAME } from "../core/Protocol.ts"
 import type { Message } from "../core/Protocol.ts"
 import { CLOSE_CODES, TransportError } from "../core/Transport.ts"
 import type { CloseInfo, Codec, Connection, ConnectionHandler, DialOptions } from "../core/Transport.ts"
-import { flusher } from "./Flush.ts"
 import { deliverGuarded, reportInternal } from "./Framing.ts"
 import * as TcpCarrier from "./TcpCarrier.ts"
 
@@ -129,8 +128,12 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
   }
   const recycle = codec.recycle
   // Frames sent in one turn of the event loop (an Open with its first Data, the Credits and Data of one TCP read,
-  // the replies to a burst of frames) leave in one writev, and once the peer reads them in one batch message; when
-  // they leave is Flush.ts's.
+  // the replies to a burst of frames) leave in one writev: each syscall on loopback also runs the receiver's TCP
+  // stack, and was the hub's largest cost when opening streams. The uncork runs on nextTick, at the end of the I/O
+  // callback that sent the frames. Deferring it to setImmediate (after every callback of the turn) coalesced several
+  // sockets' frames into one writev, but held each frame back while the process handled the rest of its turn, and on a
+  // loaded 2-core machine a preemption in between: pgbench -S through the relay fell from 302 to 61 tps (median of 3
+  // interleaved rounds, same run, load average ~28), so frames leave as soon as their callback ends.
   const socket = (ws as unknown as { _socket: Net.Socket })._socket
   const sendFrame = directFrames(ws, socket, codec.binary)
   let corked = false
@@ -157,13 +160,12 @@ export const wrap = (ws: WebSocket, codec: Codec, remoteAddress: string): Connec
     corked = false
     socket.uncork()
   }
-  const scheduleUncork = flusher(uncork, () => corked)
   const write = (frame: Uint8Array | string, sent: (error?: Error | null) => void = onSent) => {
     if (closing) return
     if (!corked) {
       corked = true
       socket.cork()
-      scheduleUncork()
+      process.nextTick(uncork)
     }
     if (batching && typeof frame !== "string" && frame.byteLength <= MAX_BATCHED_FRAME) {
       queue.push(frame)

@@ -4,7 +4,6 @@
  * what it accepted.
  */
 import * as Http from "node:http"
-import * as Net from "node:net"
 import type { AddressInfo } from "node:net"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
@@ -99,56 +98,6 @@ describe("WebSocket.upgrades", () => {
           received: ["Error"]
         })
       }
-    }).pipe(Effect.scoped), 20_000)
-
-  it.live("frames sent from several callbacks of one turn leave in two messages: the first at once, the rest together", () =>
-    Effect.gen(function*() {
-      const accepted: Array<Connection> = []
-      const upgrades = yield* WebSocketCarrier.upgrades({ codecs: [Msgpack.codec] }, (c) => {
-        c.enableBatching?.()
-        accepted.push(c)
-      })
-      const url = yield* dispatching(upgrades.handle)
-      const { ws: client } = yield* open(`${url}/in`, [Msgpack.codec.subprotocol])
-      const messages: Array<number> = []
-      let frames = 0
-      let done: () => void = () => {}
-      client!.on("message", (data: Buffer) => {
-        const parts = Msgpack.codec.unbatch!(data) ?? [data]
-        messages.push(parts.length)
-        frames += parts.length
-        if (frames === 4) done()
-      })
-      // Four local sockets, each sending one frame on the connection from its own "data" callback (as a reaching
-      // agent does for its clients' requests).
-      const local = yield* Effect.acquireRelease(
-        Effect.async<Net.Server>((resume) => {
-          const server = Net.createServer((socket) => socket.on("data", (chunk) => {
-            accepted[0]!.send(new P.Ping({ nonce: chunk[0]! }))
-          }))
-          server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
-        }),
-        (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
-      )
-      const port = (local.address() as AddressInfo).port
-      const sockets = yield* Effect.forEach([1, 2, 3, 4], () =>
-        Effect.async<Net.Socket>((resume) => {
-          const socket = Net.connect(port, "127.0.0.1", () => resume(Effect.succeed(socket)))
-        }))
-      yield* Effect.sleep("100 millis")
-      const received = Effect.async<void>((resume) => {
-        done = () => resume(Effect.void)
-      })
-      yield* Effect.sync(() => {
-        sockets.forEach((socket, i) => socket.write(Buffer.from([i + 1])))
-        // Held here until every byte has reached its socket: the next poll finds the four readable together.
-        const until = Date.now() + 100
-        while (Date.now() < until) {}
-      })
-      const outcome = yield* Effect.either(received.pipe(Effect.timeout("5 seconds")))
-      for (const socket of sockets) socket.destroy()
-      client!.terminate()
-      expect({ arrived: outcome._tag, messages }).toEqual({ arrived: "Right", messages: [1, 3] })
     }).pipe(Effect.scoped), 20_000)
 
   it.live("takes a tcp upgrade when msgpack is served (refused otherwise), and closes it with its scope", () =>
