@@ -6,7 +6,7 @@
  */
 import * as Migrator from "@effect/sql/Migrator"
 import { SqlClient } from "@effect/sql"
-import { Console, Effect, Layer, Schedule } from "effect"
+import { Effect, Layer, Schedule } from "effect"
 import { describeCause } from "../../core/ErrorMessage.ts"
 import events from "./migrations/0001_events.ts"
 import streamHeads from "./migrations/0002_stream_heads.ts"
@@ -64,42 +64,29 @@ const TABLE = "connect_migrations"
 const idOf = (name: string) => Number(name.slice(0, 4))
 
 /**
- * Applies the migrations of `record` that the database has not recorded although it recorded a higher one: a
- * migration whose number was handed out before another's but that landed later. The Migrator runs only ids above the
- * newest recorded one, so without this such a database would never get it. They run in id order in one transaction
- * under the Migrator's lock, as the Migrator runs its own: one that fails against the newer schema leaves nothing
- * behind, and the start fails naming it.
+ * Refuses a database that has not recorded a migration of `record` although it recorded a higher one: a migration
+ * whose number was handed out before another's but that landed later. The Migrator runs only ids above the newest
+ * recorded one, so such a database would silently never get it; and it cannot simply be run now, since it was written
+ * for the schema before its successors: run over theirs it can undo them (an attacker's review showed 0014 applied
+ * late turning 0021's parallel-unsafe function back to parallel restricted, which broke `connect audit --ip`).
  */
-const applyMissed = (record: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>>) =>
+const refuseMissed = (record: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>>) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    return yield* sql.withTransaction(Effect.gen(function*() {
-      yield* sql.unsafe(`lock table ${TABLE} in access exclusive mode`)
-      const applied = new Set(
-        (yield* sql.unsafe<{ id: number }>(`select migration_id as id from ${TABLE}`)).map((row) => Number(row.id))
-      )
-      const newest = Math.max(0, ...applied)
-      const missed = Object.keys(record).filter((name) => !applied.has(idOf(name)) && idOf(name) < newest).sort()
-      for (const name of missed) {
-        yield* sql.unsafe(`insert into ${TABLE} (migration_id, name) values ($1, $2)`, [idOf(name), name.slice(5)])
-        yield* record[name]!.pipe(
-          Effect.mapError((error) =>
-            new Migrator.MigrationError({
-              reason: "failed",
-              message: `migration ${name} was missing from this database, which has ${String(newest).padStart(4, "0")} ` +
-                `already, and failed when applied late (nothing of it was kept): ${describeCause(error)}`
-            })
-          )
-        )
-      }
-      if (missed.length > 0) {
-        yield* Console.error(
-          `connect hub: applied migration${missed.length > 1 ? "s" : ""} ${missed.join(", ")}, which this database ` +
-            `had missed (it had ${String(newest).padStart(4, "0")} already)`
-        )
-      }
-      return missed
-    }))
+    const applied = new Set(
+      (yield* sql.unsafe<{ id: number }>(`select migration_id as id from ${TABLE}`)).map((row) => Number(row.id))
+    )
+    const newest = Math.max(0, ...applied)
+    const missed = Object.keys(record).filter((name) => !applied.has(idOf(name)) && idOf(name) < newest).sort()
+    if (missed.length === 0) return
+    return yield* new Migrator.MigrationError({
+      reason: "failed",
+      message: `this database has migration ${String(newest).padStart(4, "0")} but not ${missed.join(", ")}, ` +
+        `numbered below it: the hub does not apply a migration after newer ones, which it could undo. Check ` +
+        `${missed.length > 1 ? "them" : "it"} against the newer migrations, apply by hand as the owner role and ` +
+        `insert ${missed.length > 1 ? "their rows" : "its row"} into ${TABLE}, or restore a backup (README: ` +
+        `"Migrations out of order")`
+    })
   })
 
 const runRecord = (record: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>>) =>
@@ -107,14 +94,14 @@ const runRecord = (record: Record<string, Effect.Effect<void, unknown, SqlClient
     // Two processes creating the migrations table at the same moment can collide on the catalog; the loser retries
     // and then waits on the table lock the winner holds.
     Effect.retry({ times: 3, schedule: Schedule.spaced("200 millis") }),
-    Effect.zipRight(applyMissed(record)),
+    Effect.zipRight(refuseMissed(record)),
     Effect.withSpan("Migrations.run")
   )
 
 /**
  * Runs every pending migration numbered up to `last` (what a build that ended there would run: the upgrade tests'
- * older database), including any below the newest applied one that the database missed; safe to call from several
- * hub processes at once.
+ * older database), and refuses a database that missed one below its newest; safe to call from several hub processes
+ * at once.
  */
 export const upTo = (last: number) =>
   runRecord(Object.fromEntries(Object.entries(migrations).filter(([name]) => idOf(name) <= last)))
