@@ -32,7 +32,36 @@ export class Trust extends Context.Reference<Trust>()("connect/transports/HubTls
 /** A CA bundle is a few KiB; a file past this is not one (and is not read into memory whole). */
 const MAX_CA_FILE_BYTES = 1024 * 1024
 
-const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----\r?\n[\s\S]*?-----END CERTIFICATE-----/g
+const BEGIN = "-----BEGIN CERTIFICATE-----"
+const END = "-----END CERTIFICATE-----"
+
+/** More certificates than any CA bundle a hub is verified with holds. */
+const MAX_CERTIFICATES = 200
+
+/**
+ * The PEM certificate blocks of `text`, in order, found with `indexOf`: a lazy regular expression across them took
+ * time growing with the square of the file (an attacker's review: 1 MiB of BEGIN lines without an END, 80 s).
+ */
+const pemBlocks = (text: string): Array<string> => {
+  const blocks: Array<string> = []
+  let from = 0
+  while (blocks.length <= MAX_CERTIFICATES) {
+    const begin = text.indexOf(BEGIN, from)
+    if (begin < 0) break
+    const end = text.indexOf(END, begin + BEGIN.length)
+    if (end < 0) break
+    // A BEGIN line followed by a line break, as PEM has it; a BEGIN within the block means the first was not one.
+    const body = begin + BEGIN.length
+    const inner = text.lastIndexOf(BEGIN, end)
+    if (inner === begin && (text[body] === "\n" || (text[body] === "\r" && text[body + 1] === "\n"))) {
+      blocks.push(text.slice(begin, end + END.length))
+      from = end + END.length
+    } else {
+      from = inner > begin ? inner : body
+    }
+  }
+  return blocks
+}
 
 /** What a file that is not a regular file is, for the one line that refuses it. */
 const kindOf = (stat: Fs.Stats): string =>
@@ -86,7 +115,10 @@ const parseCaCert = (text: string, file: string, what = `--ca-cert ${file}`): Ef
   if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
     return fail("holds a private key; give only the certificate of the CA that signed the hub's certificate")
   }
-  const blocks = text.match(PEM_CERTIFICATE) ?? []
+  const blocks = pemBlocks(text)
+  if (blocks.length > MAX_CERTIFICATES) {
+    return fail(`holds more than ${MAX_CERTIFICATES} certificates; give the CA that signed the hub's certificate`)
+  }
   if (blocks.length === 0) {
     return fail("holds no PEM certificate (expected -----BEGIN CERTIFICATE-----, the CA's certificate in PEM)")
   }
@@ -118,7 +150,7 @@ export interface CaSummary {
 
 /** The subject and SHA-256 fingerprint of each certificate of `pem` (checked already by `readCaCert`). */
 export const summarize = (pem: string): ReadonlyArray<CaSummary> =>
-  (pem.match(PEM_CERTIFICATE) ?? []).map((block) => {
+  pemBlocks(pem).map((block) => {
     const cert = new Crypto.X509Certificate(block)
     return { subject: cert.subject.split("\n").join(", "), sha256: cert.fingerprint256 }
   })

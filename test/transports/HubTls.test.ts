@@ -120,6 +120,20 @@ describe("HubTls", () => {
     expect(message(link)).toBe("accepted")
   })
 
+  it("a file of BEGIN lines without an END, or of many certificates, is refused in well under a second", () => {
+    const begins = write("begins.pem", "-----BEGIN CERTIFICATE-----\n".repeat(Math.floor(1_000_000 / 28)))
+    let started = Date.now()
+    expect(message(begins)).toContain("holds no PEM certificate")
+    expect(Date.now() - started).toBeLessThan(1000)
+    const pem = Fs.readFileSync(ca.caCert, "utf8")
+    const many = write("many.pem", pem.repeat(Math.floor(1_000_000 / pem.length)))
+    started = Date.now()
+    expect(message(many)).toContain("holds more than 200 certificates")
+    expect(Date.now() - started).toBeLessThan(1000)
+    // A stray BEGIN before a real block does not hide it.
+    expect(message(write("stray.pem", "-----BEGIN CERTIFICATE-----\n" + pem))).toBe("accepted")
+  })
+
   it("a trusted CA is summed up by its subject and SHA-256 fingerprint", () => {
     const [summary] = HubTls.summarize(trusting(ca.caCert).ca!.pem)
     const cert = new Crypto.X509Certificate(Fs.readFileSync(ca.caCert))
