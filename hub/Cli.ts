@@ -125,7 +125,7 @@ const denialWindow = Options.text("denial-window").pipe(
   Options.withDescription(
     "Refusals a stranger can repeat (bad tokens and keys, reach, share and link denials, console sign-ins) are recorded " +
       "once per source, reason and window, the rest of a window as one event with a count when it ends; also how long " +
-      "an address past its refusal limit stays locked out (default 10s; 1s to 1h, e.g. 30s, 2m)."
+      "an address past its refusal limit stays locked out, never less than 10s (default 10s; 1s to 1m, e.g. 30s)."
   )
 )
 

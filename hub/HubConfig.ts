@@ -54,13 +54,17 @@ export interface HubConfigShape {
  */
 export const DEFAULT_DENIAL_WINDOW_MS = 10_000
 
-/** `--denial-window` (1s to 1h, e.g. 10s, 2m), in ms, or the message naming what it expects. */
+/**
+ * `--denial-window` (1s to 1m, e.g. 10s, 30s), in ms, or the message naming what it expects. At most a minute: a
+ * window's count lives in memory until the window ends, so a crash loses up to a window of counted refusals (the first
+ * of each is appended at once).
+ */
 export const parseDenialWindow = (text: string): Either.Either<number, string> => {
   const m = /^(\d{1,7})(ms|s|m|h)$/.exec(text.trim())
   const ms = m ? Number(m[1]) * { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[m[2] as "ms" | "s" | "m" | "h"] : NaN
-  return ms >= 1_000 && ms <= 3_600_000
+  return ms >= 1_000 && ms <= 60_000
     ? Either.right(ms)
-    : Either.left(`--denial-window must be a duration from 1s to 1h, such as 10s or 2m (got ${JSON.stringify(text.slice(0, 40))})`)
+    : Either.left(`--denial-window must be a duration from 1s to 1m, such as 10s or 30s (got ${JSON.stringify(text.slice(0, 40))})`)
 }
 
 /** The URL public links are printed under: `--public-url`, else the listen URL (`port` the bound one). */

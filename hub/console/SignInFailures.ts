@@ -48,8 +48,13 @@ export interface SignInFailuresOptions {
   readonly burst?: number
   /** Allowance regained per second (default 0.1). */
   readonly perSecond?: number
-  /** Coalescing window and lock-out, in ms (default 10,000). */
+  /** Coalescing window, in ms (default 10,000). */
   readonly windowMs?: number
+  /**
+   * How long an address over its limit stays locked out, in ms (default the window, but never less than 10,000: a
+   * short window must not let a guesser through every second).
+   */
+  readonly lockoutMs?: number
 }
 
 /** Makes the limiter; its scope writes every open window when it closes. */
@@ -57,6 +62,7 @@ export const make = (options: SignInFailuresOptions = {}): Effect.Effect<SignInF
   Effect.gen(function*() {
     const log = yield* EventLog
     const windowMs = options.windowMs ?? 10_000
+    const lockoutMs = options.lockoutMs ?? Math.max(windowMs, 10_000)
     const now = Date.now
     const buckets = TokenBucket.make({ burst: options.burst ?? 10, perSecond: options.perSecond ?? 0.1, now })
     const limitedSince = new Map<string, number>()
@@ -94,7 +100,7 @@ export const make = (options: SignInFailuresOptions = {}): Effect.Effect<SignInF
           Effect.catchAll((e) => Effect.logWarning("console: an aggregated sign-in refusal was not recorded", e))
         ),
       tick: (t) => {
-        for (const [key, since] of limitedSince) if (t - since >= windowMs) limitedSince.delete(key)
+        for (const [key, since] of limitedSince) if (t - since >= lockoutMs) limitedSince.delete(key)
       }
     })
 
@@ -115,7 +121,7 @@ export const make = (options: SignInFailuresOptions = {}): Effect.Effect<SignInF
     return {
       limited: (ip, userAgent) => {
         const since = limitedSince.get(addressKey(ip))
-        if (since === undefined || now() - since >= windowMs) return false
+        if (since === undefined || now() - since >= lockoutMs) return false
         count({ reason: "rate_limited", ip, ...(userAgent ? { userAgent } : {}) })
         return true
       },
