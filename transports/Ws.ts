@@ -11,13 +11,25 @@ import { dial } from "./WebSocket.ts"
 const toBuffer = (bytes: Uint8Array): Buffer =>
   Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 
-/** Decodes strict base64 or returns undefined; a length check replaces a regex scan of the whole payload. */
+const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+/**
+ * Decodes strict (canonical, standard-alphabet) base64 or returns undefined; a length check replaces a regex scan of
+ * the whole payload. Strict because the hub forwards a payload's text as it came (`encodeData`): Node's decoder also
+ * takes the URL-safe "-" and "_" and non-zero padding bits, which a strict peer (a browser's atob) refuses.
+ */
 const fromBase64 = (text: string): Buffer | undefined => {
   if (text.length % 4 !== 0) return undefined
   const bytes = Buffer.from(text, "base64")
   // Node skips characters outside the alphabet, so any of them (or a misplaced "=") shortens the result.
   const padding = text.endsWith("==") ? 2 : text.endsWith("=") ? 1 : 0
-  return bytes.byteLength === (text.length / 4) * 3 - padding ? bytes : undefined
+  if (bytes.byteLength !== (text.length / 4) * 3 - padding) return undefined
+  if (text.includes("-") || text.includes("_")) return undefined
+  // The bits below the last byte, in the last character before the padding, are zero in canonical base64.
+  if (padding > 0 && (ALPHABET.indexOf(text[text.length - 1 - padding]!) & (padding === 1 ? 0x3 : 0xf)) !== 0) {
+    return undefined
+  }
+  return bytes
 }
 
 const DATA_PREFIX = Buffer.from(`{"_tag":"Data","stream":`)

@@ -436,6 +436,16 @@ describe("ws codec Data frames", () => {
     for (const bad of ['"stream":0,"payload":""', '"stream":1,"payload":"QUJD$RA="', '"stream":1,"payload":"QUJDRA=A"']) {
       expect(() => Ws.codec.decode(Buffer.from(`{"_tag":"Data",${bad}}`))).toThrow(TransportError)
     }
+    // Base64 Node decodes but a strict peer does not: the URL-safe alphabet and padding bits that are not zero. The
+    // hub forwards a payload's text as it came, so it must be canonical (an attacker's review: -_-_QR== went on as is).
+    for (const bad of ["-_-_QQ==", "QUJD-A==", "QR==", "QUJ="]) {
+      for (const frame of [Buffer.from(`{"_tag":"Data","stream":1,"payload":"${bad}"}`), `{"_tag":"Data","stream":1,"payload":"${bad}"}`]) {
+        expect(() => Ws.codec.decode(frame), bad).toThrow(TransportError)
+      }
+    }
+    for (const good of ["QQ==", "QUI=", "QUE=", "QUJD"]) {
+      expect(Ws.codec.decode(Buffer.from(`{"_tag":"Data","stream":1,"payload":"${good}"}`))._tag).toBe("Data")
+    }
   })
 })
 
