@@ -133,4 +133,10 @@ export const missing: Effect.Effect<ReadonlyArray<number>, never, SqlClient.SqlC
  * alone.
  */
 export const layer: Layer.Layer<never, Migrator.MigrationError | import("@effect/sql").SqlError.SqlError, SqlClient.SqlClient> =
-  Layer.effectDiscard(Effect.flatMap(missing, (ids) => (ids.length === 0 ? Effect.void : run)))
+  Layer.effectDiscard(Effect.flatMap(missing, (ids) =>
+    ids.length === 0 ? Effect.void : Effect.zipRight(
+      // First, read-only: a database missing one below its newest is refused with what to do, also when this role could
+      // not run migrations at all (the hub's runtime role: it would fail on the lock with a permission error).
+      refuseMissed(migrations).pipe(Effect.catchTag("SqlError", () => Effect.void)),
+      run
+    )))
