@@ -1,8 +1,9 @@
 /**
  * The append writer: one per process, taking the queued appends in batches and committing each batch in one
  * transaction (the common case without an Effect, `PgWriterFast`; every other case in `PgAppendTransaction`),
- * answering every caller with what really happened — also when a COMMIT's reply was lost (see `PgWriterRecovery`). Its queue is bounded, its connection has timeouts, so a stalled database
- * fails appends as Unavailable instead of hanging them.
+ * answering every caller with what really happened — also when a COMMIT's reply was lost (see `PgWriterRecovery`).
+ * Its queue is bounded, its connection has timeouts, so a stalled database fails appends as Unavailable instead of
+ * hanging them.
  */
 import type { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Either, PubSub, Runtime, type Scope } from "effect"

@@ -7,7 +7,7 @@
  * (`writeBatch`, `attempt`, `transaction`), and 0.30 ms from the reply to the caller resumed; a one-caller append waits
  * for nothing else.
  */
-import { Exit, Runtime } from "effect"
+import { Cause, Exit, FiberId, Option, Runtime } from "effect"
 import { fromBelief, headOf, type Outcome, type Pending, settle } from "./PgAppendCursor.ts"
 import { type AppendContext, beginTransaction, checkOf, write } from "./PgAppendStatements.ts"
 import type { WriterConnection } from "./PgWriterConnection.ts"
@@ -42,6 +42,12 @@ export const tryFast = (
     settled = settle(batch, cursor)
     const built = Runtime.runSyncExit(runtime)(write(ctx, conn, check, settled.writes))
     if (Exit.isFailure(built)) {
+      // A projection that went asynchronous left its fiber running: stopped, so that it cannot add its statements to
+      // the slow path's message after these are discarded.
+      const defect = Cause.dieOption(built.cause)
+      if (Option.isSome(defect) && Runtime.isAsyncFiberException(defect.value)) {
+        defect.value.fiber.unsafeInterruptAsFork(FiberId.none)
+      }
       conn.pipeline.discard()
       return false
     }

@@ -7,6 +7,8 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
+import type { Projection } from "../../../core/Projection.ts"
+import { ProjectionSql } from "../../../core/ProjectionSql.ts"
 import { EventLog } from "../../../core/EventLog.ts"
 import { EventMeta, WorkspaceCreated } from "../../../core/Events.ts"
 import { uuidv7 } from "../../../core/Ids.ts"
@@ -58,6 +60,50 @@ describe("PgWriter fast path", () => {
         yield* flushed
         yield* flushed
         expect((yield* rollbacks) - before).toBe(0)
+      }))
+  })
+})
+
+/** An inline projection that goes asynchronous before writing: one row per event into `async_rows`. */
+const asyncRows: Projection<ProjectionSql> = {
+  name: "async_rows",
+  mode: "inline",
+  apply: (events) =>
+    Effect.zipRight(
+      Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5))),
+      Effect.flatMap(ProjectionSql, (q) =>
+        q.execute(`insert into async_rows select unnest($1::bigint[])`, [events.map((e) => e.position)]))
+    ),
+  reset: Effect.void
+}
+
+const asyncLayer = Layer.unwrapEffect(Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql.unsafe(`create table if not exists async_rows (position bigint not null)`)
+  return PgEventLog.layer({ inline: [...Main.INLINE_PROJECTIONS, asyncRows] })
+})).pipe(
+  Layer.provideMerge(Migrations.layer),
+  Layer.provideMerge(TestDatabase.layer),
+  Layer.orDie
+)
+
+describe("PgWriter fast path with a projection that goes asynchronous", () => {
+  it.layer(asyncLayer, { timeout: 60_000 })((it) => {
+    it.effect("falls back to the slow path, and the projection's statements go once, not also with the next message", () =>
+      Effect.gen(function*() {
+        const log = yield* EventLog
+        const sql = yield* SqlClient.SqlClient
+        const stream = `workspace-${uuidv7()}`
+        for (let i = 0; i < 20; i++) {
+          yield* log.append(stream, [new WorkspaceCreated({ workspaceId: uuidv7() as never, name: `a${i}` })], {
+            expectedVersion: i,
+            workspaceId: null,
+            meta
+          })
+        }
+        const rows = yield* sql<{ position: string }>`select position::text from async_rows order by 1`
+        const events = yield* sql<{ position: string }>`select position::text from events where stream = ${stream} order by 1`
+        expect(rows.map((r) => Number(r.position)).sort((a, b) => a - b)).toEqual(events.map((e) => Number(e.position)).sort((a, b) => a - b))
       }))
   })
 })
