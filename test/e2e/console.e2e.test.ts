@@ -13,7 +13,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { chromium, type Browser, type Page } from "playwright-core"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
 import WebSocket from "ws"
 import * as AgentWorld from "../support/AgentWorld.ts"
 import { repoRoot, track } from "../support/processes.ts"
@@ -173,8 +173,12 @@ describe("web console (headless chromium)", () => {
     await page.waitForSelector("#events", { timeout: 20_000 })
     await page.fill("#filter-type", "ReachDenied")
     await page.click("#apply")
-    await page.waitForSelector("tr.event", { timeout: 20_000 })
-    expect(await page.locator("tr.event").count()).toBe(1)
+    // The unfiltered rows are on the page until the filtered read replaces them (and none while it is under way):
+    // wait for the filtered table itself, not for any row.
+    await vi.waitFor(async () => {
+      expect(await page.locator("tr.event").count()).toBe(1)
+      expect(await page.textContent("tr.event")).toContain("ReachDenied")
+    }, { timeout: 20_000, interval: 100 })
     await page.click("tr.event")
     expect(await page.textContent("tr.raw pre")).toContain(JSON.stringify(NAME).slice(1, -1))
     expect(await page.locator("script").count()).toBe(1) // the console's own module script only
