@@ -4,7 +4,7 @@
  */
 import { Schema } from "effect"
 import { ApiKeyId } from "../Ids.ts"
-import { Count, optional, Sha256Hex } from "./Fields.ts"
+import { Count, optional, Sha256Hex, Timestamp } from "./Fields.ts"
 
 /** An Ed25519 key id as in C2SP signed notes: the first 4 bytes of SHA-256(name, 0x0A, 0x01, public key), as hex. */
 export const SigningKeyId = Schema.String.pipe(
@@ -38,7 +38,9 @@ export const AuditReadKind = Schema.Literal("query", "stats", "access", "export"
 /**
  * Somebody read the log: one API query, stats or access answer, one live tail opened (its filters; not each event it
  * then shows), one export run, or one `connect audit verify` run. `filters` are the query's own parameters as given
- * (never a secret); `count` the events it returned, exported or verified.
+ * (never a secret); `count` the events it returned, exported or verified. An offline run (verify, export) repeated
+ * with the same outcome within its window is coalesced (audit/PgReadWindows.ts): `runs` such reads, the first at
+ * `firstAt` and the last at `lastAt`, the other fields the last one's; without `runs` the event stands for one read.
  */
 export class AuditRead extends Schema.TaggedClass<AuditRead>()("AuditRead", {
   kind: AuditReadKind,
@@ -51,5 +53,9 @@ export class AuditRead extends Schema.TaggedClass<AuditRead>()("AuditRead", {
   /** Verify runs: whether the chain held over the range, and where it first broke and how many breaks it found. */
   verified: optional(Schema.Literal("intact", "broken")),
   firstBreak: optional(Count),
-  breaks: optional(Count)
+  breaks: optional(Count),
+  /** Coalesced reads: how many this event stands for (absent: one), and when the first and the last of them ran. */
+  runs: optional(Schema.Int.pipe(Schema.positive())),
+  firstAt: optional(Timestamp),
+  lastAt: optional(Timestamp)
 }) {}
