@@ -29,6 +29,7 @@ import sourceIpParallelUnsafe from "./migrations/0021_source_ip_parallel_unsafe.
 import agentTokenTtl from "./migrations/0022_agent_token_ttl.ts"
 import consoleSignInRollups from "./migrations/0024_console_signin_rollups.ts"
 import pacedNotify from "./migrations/0028_paced_notify.ts"
+import auditReadWindows from "./migrations/0030_audit_read_windows.ts"
 
 // The keys are the ids and names every migrated database has recorded in connect_migrations, and the SQL a database
 // ran is what a new one must run: a released migration is never renamed or edited, a change is a new one.
@@ -53,7 +54,8 @@ const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClien
   "0021_source_ip_parallel_unsafe": sourceIpParallelUnsafe,
   "0022_agent_token_ttl": agentTokenTtl,
   "0024_console_signin_rollups": consoleSignInRollups,
-  "0028_paced_notify": pacedNotify
+  "0028_paced_notify": pacedNotify,
+  "0030_audit_read_windows": auditReadWindows
 }
 
 /** The number of the newest migration: a database whose `connect_migrations` holds it needs nothing from this build. */
