@@ -16,6 +16,7 @@ import * as CallerFilters from "./CallerFilters.ts"
 import type { RawEvent } from "../core/EventLog.ts"
 import * as PgIntegrity from "./PgIntegrity.ts"
 import * as PgQuery from "./PgQuery.ts"
+import * as PgReadWindows from "./PgReadWindows.ts"
 import type { RawFilters } from "./Query.ts"
 import { eventOf } from "./QueryCli.ts"
 import * as Reveal from "./Reveal.ts"
@@ -94,7 +95,8 @@ export const integrity = Effect.gen(function*() {
 
 /** The `audit` group's handlers, on the hub's database and log; the live tails live as long as the hub's routes. */
 export const layer = HttpApiBuilder.group(HubApi.HubApi, "audit", (handlers) =>
-  Effect.map(Tails.make(), (tails) =>
+  // While the hub serves the audit API it also closes the ended windows of offline reads (audit/PgReadWindows.ts).
+  Effect.map(Effect.zipLeft(Tails.make(), PgReadWindows.closer()), (tails) =>
     handlers
       .handle("events", ({ urlParams }) => events(urlParams))
       .handle("tail", ({ urlParams }) => TailApi.tail(tails)(urlParams))

@@ -92,7 +92,7 @@ export interface Facts {
   readonly reason: string | null
   readonly agentId: string | null
   readonly serviceId: string | null
-  /** Occurrences: a coalesced refusal's `count`, else 1. */
+  /** Occurrences: a coalesced refusal's `count`, a coalesced read's `runs`, else 1. */
   readonly count: number
   readonly bytes: number
   readonly ip: string | null
@@ -130,11 +130,18 @@ export const factsOf = (stored: StoredEvent): Facts => {
     reason: outcome === "denied" ? str(e.reason, TYPE_CAP) : null,
     agentId: str(e.agentId, ID_CAP) ?? str(e.fromAgentId, ID_CAP) ?? (actor.kind === "agent" ? str(actor.id, ID_CAP) : null),
     serviceId: str(e.serviceId, ID_CAP),
-    count: isDetailOfRefusal(stored) ? 0 : COALESCED.includes(stored.type) && num(e.count) > 0 ? num(e.count) : 1,
+    count: isDetailOfRefusal(stored) ? 0 : occurrences(stored.type, e),
     bytes,
     ip: metaIp ?? str(e.ip, IP_CAP) ?? str(e.newIp, IP_CAP)
   }
 }
+
+/**
+ * How many occurrences an event stands for: a coalesced refusal's `count`, a coalesced `AuditRead`'s `runs`
+ * (audit/PgReadWindows.ts; its `count` is the events the read returned), else 1.
+ */
+const occurrences = (type: string, e: Record<string, unknown>): number =>
+  COALESCED.includes(type) && num(e.count) > 0 ? num(e.count) : type === "AuditRead" && num(e.runs) > 0 ? num(e.runs) : 1
 
 /**
  * Whether the event is the operator's detail of a refusal already counted elsewhere: a `cross_workspace` ReachDenied

@@ -6,14 +6,18 @@
  * rather than in a table of its own: the record of a verification is then chained and covered by the next signed
  * checkpoint like every other fact, and read through the audit API with no second way into the data.
  *
+ * Runs are coalesced per window (audit/PgReadWindows.ts): the first run of a window is recorded at once, as is any
+ * run whose outcome differs from the window's (intact, or broken at another position or with other checkpoints
+ * failing); repeats of the same outcome are counted and reach the log as one event with `runs`, so that a script that
+ * verifies every minute adds at most two events an hour.
+ *
  * Recording never changes a verification's answer: a log that cannot take the event (a read-only role or replica, a
  * chain broken at its head) gets a warning on stderr, and verify's output and exit code stay what they were.
  */
 import { Console, Effect } from "effect"
-import { EventLog } from "../core/EventLog.ts"
 import { AuditRead, EventMeta } from "../core/Events.ts"
-import { uuidv7 } from "../core/Ids.ts"
 import type { CheckpointOutcome } from "./Checkpoints.ts"
+import * as PgReadWindows from "./PgReadWindows.ts"
 import type { VerifyResult } from "./Verify.ts"
 
 /** How the run was asked for: its options as typed (positions, `independent`), for the record. */
@@ -43,16 +47,28 @@ export const eventOf = (run: VerifyRun, result: VerifyResult, checkpoints: Reado
   })
 }
 
-/** Appends the run's `AuditRead`; a failure is a warning on stderr, never the run's failure. */
-export const record = (run: VerifyRun, result: VerifyResult, checkpoints: ReadonlyArray<CheckpointOutcome>) =>
-  Effect.flatMap(EventLog, (log) =>
-    log.append(`auditread-${uuidv7()}`, [eventOf(run, result, checkpoints)], {
-      expectedVersion: "no_stream",
-      workspaceId: null,
-      meta: new EventMeta({ actor: { kind: "admin" } })
-    })).pipe(
-      Effect.asVoid,
-      Effect.catchAll((e) =>
-        Console.error(`connect: the result was not recorded on the log (${"message" in e ? e.message : String(e)})`)
-      )
+/** The outcome a run shares with the others of its window: whether the chain held, where it broke, which notes held. */
+export const signatureOf = (event: AuditRead): string =>
+  [event.verified, event.firstBreak ?? "", event.breaks ?? "", event.filters.checkpoints ?? ""].join("/")
+
+/**
+ * Records the run's `AuditRead` (at once, or counted in its window); a failure is a warning on stderr, never the
+ * run's failure. `windowMs` is the window's length (default {@link PgReadWindows.WINDOW_MS}).
+ */
+export const record = (
+  run: VerifyRun,
+  result: VerifyResult,
+  checkpoints: ReadonlyArray<CheckpointOutcome>,
+  windowMs?: number
+) => {
+  const event = eventOf(run, result, checkpoints)
+  return PgReadWindows.record(
+    { actor: "admin", event, workspaceId: null, meta: new EventMeta({ actor: { kind: "admin" } }), signature: signatureOf(event) },
+    windowMs === undefined ? {} : { windowMs }
+  ).pipe(
+    Effect.asVoid,
+    Effect.catchAll((e) =>
+      Console.error(`connect: the result was not recorded on the log (${"message" in e ? e.message : String(e)})`)
     )
+  )
+}

@@ -1,7 +1,8 @@
 /**
  * `connect audit verify` and `connect hub verify-log` as an investigator runs them, as real processes against a real
  * log: OK with the count, the first broken position after a superuser rewrote a row, and a clear error when Postgres
- * cannot be reached.
+ * cannot be reached; repeated runs, each a process of its own, coalesced into one record per window with every run
+ * counted.
  */
 import { PgClient } from "@effect/sql-pg"
 import { SqlClient } from "@effect/sql"
@@ -18,13 +19,13 @@ import * as TestDatabase from "../support/TestDatabase.ts"
 let scope: Scope.CloseableScope
 let url: string
 
-const run = <A, E>(effect: Effect.Effect<A, E, EventLog | SqlClient.SqlClient>) =>
+const run = <A, E>(effect: Effect.Effect<A, E, EventLog | SqlClient.SqlClient>, on = () => url) =>
   Effect.runPromise(
     effect.pipe(
       Effect.provide(
         PgEventLog.layer().pipe(
           Layer.provideMerge(Layer.effectDiscard(Migrations.run)),
-          Layer.provideMerge(PgClient.layer({ url: Redacted.make(url) }))
+          Layer.provideMerge(PgClient.layer({ url: Redacted.make(on()) }))
         )
       ),
       Effect.scoped
@@ -127,4 +128,30 @@ describe("connect audit verify", () => {
     expect(help.stdout()).toMatch(/Exit code 0 when intact, 3 when broken/)
     expect(help.stdout()).toMatch(/--independent/)
   })
+})
+
+describe("connect audit verify run again and again", () => {
+  it("adds one AuditRead per window, the runs in between counted and carried by the first run after it", async () => {
+    const own = await Effect.runPromise(Scope.extend(TestDatabase.makeTestDatabaseUrl, scope))
+    const sql = <A extends object>(statement: string) =>
+      run(Effect.flatMap(SqlClient.SqlClient, (client) => client.unsafe<A>(statement)), () => own)
+    await sql(`select 1`)
+    for (const args of [["audit", "verify"], ["audit", "verify"], ["hub", "verify-log"], ["audit", "verify", "--json"]]) {
+      const verify = connect(args, own)
+      expect(await verify.exited(60_000)).toEqual({ code: 0, signal: null })
+    }
+    const reads = () =>
+      sql<{ runs: number | null }>(
+        `select (data->>'runs')::int as runs from events where type = 'AuditRead' and data->>'kind' = 'verify' order by position`
+      )
+    expect(await reads()).toEqual([{ runs: null }])
+    expect(await sql(`select actor, kind, pending from audit_read_windows`)).toEqual([{ actor: "admin", kind: "verify", pending: 3 }])
+    // An hour later (the window moved back rather than waited for), the next run carries the three.
+    await sql(`update audit_read_windows set started_at = started_at - interval '61 minutes'`)
+    const later = connect(["audit", "verify"], own)
+    expect(await later.exited(60_000)).toEqual({ code: 0, signal: null })
+    expect(later.stdout()).toMatch(/^OK: 1 events, hash chain intact/m)
+    expect(await reads()).toEqual([{ runs: null }, { runs: 4 }])
+    expect(await sql(`select pending from audit_read_windows`)).toEqual([{ pending: 0 }])
+  }, 120_000)
 })
