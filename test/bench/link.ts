@@ -194,18 +194,25 @@ export const setUpLink = async (dir: string, servicePort: number, profileDir: st
         resolve(`${m[1]} ${key[1]}`)
       }
     }, 100)
-    hub.child.once("exit", () => reject(new Error(`the hub exited: ${hub.output()}`)))
+    hub.child.once("exit", () => (clearInterval(timer), reject(new Error(`the hub exited: ${hub.output()}`))))
   })
   const [hubUrl, apiKey] = listening.split(" ") as [string, string]
   const agentHome = Path.join(dir, "agent")
   // In the foreground, as a child of this bench: a loaded machine may take longer than `--detach` waits.
   const agent = connectCli(agentHome, ["up", "--hub", hubUrl, "--api-key", apiKey])
-  await Promise.race([
-    new Promise<void>((resolve) => {
-      const timer = setInterval(() => /connected to http/.test(agent.output()) && (clearInterval(timer), resolve()), 200)
-    }),
-    new Promise((_, reject) => setTimeout(() => reject(new Error(`the agent did not connect in 300 s: ${agent.output()}`)), 300_000))
-  ])
+  // Both timers are cleared either way: a pending one kept the bench's event loop alive for 5 min after its report.
+  await new Promise<void>((resolve, reject) => {
+    const poll = setInterval(() => {
+      if (!/connected to http/.test(agent.output())) return
+      clearInterval(poll)
+      clearTimeout(limit)
+      resolve()
+    }, 200)
+    const limit = setTimeout(() => {
+      clearInterval(poll)
+      reject(new Error(`the agent did not connect in 300 s: ${agent.output()}`))
+    }, 300_000)
+  })
   await exited(connectCli(agentHome, ["expose", `127.0.0.1:${servicePort}`, "--name", "bench"]))
   const created = JSON.parse(
     await exited(connectCli(Path.join(dir, "cli"), ["link", "create", "bench", "--hub", hubUrl, "--rate-limit", "1000000/min", "--json"], {
