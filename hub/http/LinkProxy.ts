@@ -19,7 +19,6 @@ import * as LinkRules from "../../core/LinkRules.ts"
 import { sha256Hex } from "../../core/Secrets.ts"
 import * as AgentAuth from "../commands/AgentAuth.ts"
 import type { Spool } from "../eventlog/Spool.ts"
-import * as FactRecorder from "../eventlog/FactRecorder.ts"
 import { DEFAULT_DENIAL_WINDOW_MS, HubConfig } from "../HubConfig.ts"
 import type * as Links from "../readmodels/Links.ts"
 import type { RelayService } from "../relay/Relay.ts"
@@ -181,8 +180,7 @@ export const serve = (relay: RelayService, spool: Spool) =>
     const routes = yield* HubRawRoutes
     const context = yield* Effect.context<SqlClient.SqlClient>()
     const limiter = yield* RateLimiter.make.pipe(Effect.provide(RateLimitStore.layerMemory))
-    const facts = yield* FactRecorder.make(spool)
-    const recorder = yield* LinkRecorder.make(facts, { window: config.denialWindowMs ?? DEFAULT_DENIAL_WINDOW_MS })
+    const recorder = yield* LinkRecorder.make(spool, { window: config.denialWindowMs ?? DEFAULT_DENIAL_WINDOW_MS })
     const pools = LinkPool.make(relay)
     yield* Effect.addFinalizer(() => Effect.sync(pools.closeAll))
     const cache = LinkCache.make()

@@ -4,18 +4,23 @@
  * offline) are coalesced per link, address and reason: the first of a window is recorded at once, the rest as one
  * event with the count at the window's end. A token that matches no link is refused the same way, coalesced per address
  * alone on a stream of its own (`UNKNOWN_LINK_STREAM`, in no workspace: only the operator reads it), as failed
- * authentication is (AuthFailures.ts). Both go through the FactRecorder (retried, then spooled while the log is
- * unavailable), like `TunnelClosed`: they record what already happened. Text from the request is sanitised and capped
- * before an event is built, so no request can make its own record fail.
+ * authentication is (AuthFailures.ts). Both are retried, then spooled while the log is unavailable, like
+ * `TunnelClosed`: they record what already happened. Requests let through that end while an earlier group of their
+ * records is being appended are appended together, one event each, in one append per link, address and user agent
+ * (LinkGroups.ts). Text from the request is sanitised and capped before an event is built, so no request can make its
+ * own record fail.
  */
 import { Duration, Effect } from "effect"
-import type { Scope } from "effect"
+import type { Schedule, Scope } from "effect"
+import type { EventLog } from "../../core/EventLog.ts"
 import { EventMeta, LinkAccessed, type LinkDeniedReason } from "../../core/Events.ts"
 import { LinkId, ServiceId, Streams } from "../../core/Ids.ts"
 import { CAPS, sanitize } from "../../core/Text.ts"
 import * as Windows from "../../core/Windows.ts"
-import type { FactRecorder } from "../eventlog/FactRecorder.ts"
+import * as FactRecorder from "../eventlog/FactRecorder.ts"
+import type { Spool } from "../eventlog/Spool.ts"
 import { addressKey } from "./AuthFailures.ts"
+import * as LinkGroups from "./LinkGroups.ts"
 
 /** The link a request went through. */
 export interface LinkRef {
@@ -80,22 +85,44 @@ const eventOf = (a: Access, outcome: "allowed" | "denied", reason?: typeof LinkD
     bytesDown: a.bytesDown
   }, true)
 
-/** Makes the recorder over `facts`; its scope records every open window when it closes. */
+/**
+ * The metadata of a request's records, one instance per address and user agent while it is in use: the log encodes an
+ * `EventMeta` once per instance (AppendBatch.metaText), and requests from one client share it.
+ */
+const metaCache = () => {
+  const cache = new Map<string, EventMeta>()
+  return (a: Access): EventMeta => {
+    const key = `${a.ip}\0${a.userAgent ?? ""}`
+    let meta = cache.get(key)
+    if (meta === undefined) {
+      meta = new EventMeta({
+        actor: { kind: "public" },
+        sourceIp: sanitize(a.ip, CAPS.name),
+        ...(a.userAgent ? { userAgent: sanitize(a.userAgent, CAPS.label) } : {})
+      })
+      // Bounded: a stranger cycling user agents costs a cleared map, not memory.
+      if (cache.size >= 4096) cache.clear()
+      cache.set(key, meta)
+    }
+    return meta
+  }
+}
+
+/** Makes the recorder over the log, spooling to `spool`; its scope records every open window and group when it closes. */
 export const make = (
-  facts: FactRecorder,
-  options: { readonly window?: Duration.DurationInput; readonly now?: () => number } = {}
-): Effect.Effect<LinkRecorder, never, Scope.Scope> =>
+  spool: Spool,
+  options: { readonly window?: Duration.DurationInput; readonly now?: () => number; readonly retry?: Schedule.Schedule<unknown> } = {}
+): Effect.Effect<LinkRecorder, never, Scope.Scope | EventLog> =>
   Effect.gen(function*() {
     const now = options.now ?? Date.now
+    const facts = yield* FactRecorder.make(spool, options.retry)
+    const metaOf = metaCache()
+    const streamOf = (a: Access) => a.link ? Streams.link(LinkId.make(a.link.linkId)) : UNKNOWN_LINK_STREAM
     const record = (a: Access, event: LinkAccessed) =>
-      facts.record(a.link ? Streams.link(LinkId.make(a.link.linkId)) : UNKNOWN_LINK_STREAM, event, {
+      facts.record(streamOf(a), event, {
         expectedVersion: "any",
         workspaceId: a.link?.workspaceId ?? null,
-        meta: new EventMeta({
-          actor: { kind: "public" },
-          sourceIp: sanitize(a.ip, CAPS.name),
-          ...(a.userAgent ? { userAgent: sanitize(a.userAgent, CAPS.label) } : {})
-        })
+        meta: metaOf(a)
       }).pipe(Effect.catchAll((e) => Effect.logError("links: LinkAccessed was not recorded", e)))
 
     const windows = yield* Windows.make<Window>({
@@ -110,9 +137,17 @@ export const make = (
         )
       }
     })
+    const groups = yield* LinkGroups.make(spool, facts, windows.fork, options.retry)
 
     return {
-      allowed: (access) => windows.fork(record(access, eventOf(access, "allowed"))),
+      allowed: (access) => {
+        const meta = metaOf(access)
+        groups.add(`${access.link?.linkId ?? "-"}\0${access.ip}\0${access.userAgent ?? ""}`, {
+          stream: streamOf(access),
+          workspaceId: access.link?.workspaceId ?? null,
+          meta
+        }, eventOf(access, "allowed"))
+      },
       denied: (access, reason) => {
         const key = `${access.link?.linkId ?? "-"}\0${addressKey(access.ip)}\0${reason}`
         const { window, fresh } = windows.at(key, (t) => ({
