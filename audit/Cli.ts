@@ -7,6 +7,7 @@ import * as Command from "@effect/cli/Command"
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
+import type { SqlClient } from "@effect/sql"
 import type { EventLog } from "../core/EventLog.ts"
 import * as SignedNote from "../core/SignedNote.ts"
 import type { SigningKeyStore } from "../core/SigningKeys.ts"
@@ -105,12 +106,13 @@ const checkpointLine = (c: Checkpoints.CheckpointOutcome) =>
   `checkpoint ${c.file}: ${c.ok ? "OK" : "FAILED"}${c.signedBy ? `, signed by ${c.signedBy.join(", ")}` : ""}: ${c.message}`
 
 /**
- * The verify command under `name`, reading the log through `logLayer` and the hub's signing keys through `keysLayer`
+ * The verify command under `name`, reading the log through `logLayer` (which also gives the database its run is
+ * recorded through, audit/PgReadWindows.ts) and the hub's signing keys through `keysLayer`
  * (bin/connect.ts passes the hub's; audit/ does not know how they are built, and hub/ does not import this command).
  */
 export const verifyCommand = <E, R, E2, R2>(
   name: string,
-  logLayer: (flags: { dataDir: string | undefined }) => Layer.Layer<EventLog, E, R>,
+  logLayer: (flags: { dataDir: string | undefined }) => Layer.Layer<EventLog | SqlClient.SqlClient, E, R>,
   keysLayer: (flags: { dataDir: string | undefined }) => Layer.Layer<SigningKeyStore, E2, R2>
 ) =>
   Command.make(
