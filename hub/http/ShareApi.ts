@@ -6,7 +6,7 @@
  */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
-import { Effect, Option, Schema } from "effect"
+import { Duration, Effect, Option, Schema } from "effect"
 import type { DomainError } from "../../core/DomainError.ts"
 import { EventMeta } from "../../core/Events.ts"
 import * as HubApi from "../../core/HubApi.ts"
@@ -22,6 +22,24 @@ import * as SharesTable from "../readmodels/Shares.ts"
 
 /** A new share's lifetime when `expires` is not given: 7 days. */
 export const DEFAULT_EXPIRY_MS = 7 * 86_400_000
+
+/**
+ * How long a share change may wait for the event log before the hub answers 503: under the 15 s an agent's CLI waits
+ * (agent/HubApi.ts), so that a stalled log gets an answer from the hub rather than "cannot reach the hub". The writer
+ * commits an append it has taken into a batch even when its caller gave up, so the answer says the change may still
+ * be recorded, and how to know.
+ */
+export const ANSWER_WITHIN = Duration.seconds(10)
+
+/** Answers 503 when `effect` has not ended within {@link ANSWER_WITHIN}; `after` says what may still be recorded. */
+const answerWithin = (after: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.timeoutFail(effect, {
+    duration: ANSWER_WITHIN,
+    onTimeout: () =>
+      new HubApi.Unavailable({
+        message: `the hub's event log did not answer within ${Duration.format(ANSWER_WITHIN)}; ${after}`
+      })
+  })
 
 const unavailable = (error: unknown) =>
   Effect.zipRight(
@@ -94,7 +112,9 @@ export const Handlers = HttpApiBuilder.group(HubApi.HubApi, "shares", (handlers)
           const request = yield* checked(body)
           const presented = yield* from
           const meta = metaOf({ kind: "apikey", id: key.apiKeyId }, presented)
-          return yield* Shares.create(key.workspaceId, request, meta, settings.now())
+          return yield* Shares.create(key.workspaceId, request, meta, settings.now()).pipe(
+            answerWithin("the share may still be created, its code unseen: `connect share list` shows it, revoke it there")
+          )
         }).pipe(
           Effect.catchTags({
             DomainError: refusal,
@@ -118,7 +138,9 @@ export const Handlers = HttpApiBuilder.group(HubApi.HubApi, "shares", (handlers)
           }
           const presented = yield* from
           const shareId = path.shareId.toLowerCase()
-          const { revoked } = yield* Shares.revoke(key.workspaceId, shareId, metaOf({ kind: "apikey", id: key.apiKeyId }, presented))
+          const { revoked } = yield* Shares.revoke(key.workspaceId, shareId, metaOf({ kind: "apikey", id: key.apiKeyId }, presented)).pipe(
+            answerWithin("the revocation may still be recorded: `connect share list` shows whether it was")
+          )
           return { shareId, revoked }
         }).pipe(
           Effect.catchTags({
@@ -139,7 +161,7 @@ export const Handlers = HttpApiBuilder.group(HubApi.HubApi, "shares", (handlers)
             denials,
             metaOf({ kind: "agent", id: agent.agentId }, presented),
             settings.now()
-          )
+          ).pipe(answerWithin("the join may still be recorded: run `connect join` again to know (it answers \"already joined\" if it was)"))
         }).pipe(
           Effect.catchTags({
             DomainError: refusal,
