@@ -137,7 +137,7 @@ export const make = (
         )
       }
     })
-    const groups = yield* LinkGroups.make(spool, facts, windows.fork, options.retry)
+    const groups = yield* LinkGroups.make(facts, windows.fork)
 
     return {
       allowed: (access) => {

@@ -50,13 +50,11 @@ const setUp = (wrap: (log: EventLog["Type"]) => EventLog["Type"], retry: Schedul
     const fibers = yield* FiberSet.make<void>()
     const run = yield* FiberSet.runtime(fibers)<never>()
     const facts = yield* FactRecorder.make(spool, retry).pipe(Effect.provideService(EventLog, log))
-    const groups = yield* LinkGroups.make(spool, facts, (effect) => void run(effect), retry).pipe(
-      Effect.provideService(EventLog, log)
-    )
+    const groups = yield* LinkGroups.make(facts, (effect) => void run(effect))
     const stored = Effect.map(memory.log.readStream(stream), (events) => events.map((e) => e.event as LinkAccessed))
     const spooled = () =>
       Fs.readFileSync(Path.join(dir, "spool.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { id: string; data: { durationMs: number } })
-    return { memory, groups, spool, stored, spooled, settled: FiberSet.awaitEmpty(fibers) }
+    return { memory, groups, spool, stored, spooled, settled: FiberSet.awaitEmpty(fibers), stop: FiberSet.clear(fibers) }
   })
 
 const add = (groups: LinkGroups.LinkGroups, ip: string, event: LinkAccessed) =>
@@ -120,5 +118,19 @@ describe("LinkGroups", () => {
       add(groups, "203.0.113.9", access(2))
       yield* settled
       expect((yield* stored).map((e) => e.durationMs)).toEqual([0, 2])
+    }))
+
+  it.scoped("a group whose append is interrupted (the hub stopping) is spooled, each event with the id it was sent with", () =>
+    Effect.gen(function*() {
+      const sent = yield* Deferred.make<ReadonlyArray<string>>()
+      const { groups, spool, spooled, stop } = yield* setUp((log) => ({
+        ...log,
+        append: (_s, _events, options) => Effect.zipRight(Deferred.succeed(sent, options.ids ?? []), Effect.never)
+      }))
+      add(groups, "203.0.113.9", access(0))
+      const ids = yield* Deferred.await(sent)
+      yield* stop
+      expect(spool.pending()).toBe(1)
+      expect(spooled().map((l) => l.id)).toEqual(ids)
     }))
 })
