@@ -168,7 +168,7 @@ const load = async (url: string, concurrency: number, seconds: number): Promise<
 }
 
 /** Sets up the hub, agent, link and database; returns the link's URL and id and a count of its requests on the log. */
-export const setUpLink = async (dir: string, servicePort: number, profileDir: string | undefined) => {
+export const setUpLink = async (dir: string, servicePort: number, profileDir: string | undefined, hubNodeArgs: ReadonlyArray<string> = []) => {
   const admin = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
   const name = `connect_link_bench_${process.pid}_${Date.now()}`
   const adminClient = new pg.Client({ connectionString: admin })
@@ -183,7 +183,7 @@ export const setUpLink = async (dir: string, servicePort: number, profileDir: st
   // At warn, as nginx runs with access_log off: at info the hub writes an operational log line per request
   // (ObservedLog), which cost it ~30% of its CPU per request at 32 clients (12.4 against 8.7 ms, load average 12).
   const hub = connectCli(Path.join(dir, "hub"), ["hub", "--port", "0", "--log-level", "warn"], { DATABASE_URL: databaseUrl },
-    profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [])
+    [...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : []), ...hubNodeArgs])
   hub.matched.catch(() => {})
   const listening = await new Promise<string>((resolve, reject) => {
     const timer = setInterval(() => {
@@ -251,7 +251,7 @@ export const setUpLink = async (dir: string, servicePort: number, profileDir: st
     await client.end()
     return rows.map((r) => Number(r.pid))
   }
-  return { url: created.url, onLog, stop, hubPid: hub.child.pid!, agentPid: agent.child.pid!, backends }
+  return { url: created.url, onLog, stop, hubPid: hub.child.pid!, agentPid: agent.child.pid!, backends, hubOutput: hub.output }
 }
 
 const spread = (xs: ReadonlyArray<number>) =>
