@@ -13,7 +13,7 @@ import type * as Http from "node:http"
 import type { Duplex } from "node:stream"
 import * as RateLimiter from "@effect/experimental/RateLimiter"
 import { SqlClient } from "@effect/sql"
-import { Duration, Effect, Either, Exit, type Fiber, FiberSet, Runtime } from "effect"
+import { Cause, Duration, Effect, Either, Exit, FiberSet, Runtime } from "effect"
 import type { LinkDeniedReason } from "../../core/Events.ts"
 import * as LinkRules from "../../core/LinkRules.ts"
 import { sha256Hex } from "../../core/Secrets.ts"
@@ -55,8 +55,6 @@ interface Refusal {
   readonly path?: string
 }
 
-const refuse = (refusal: Refusal) => Effect.fail(refusal)
-
 /**
  * Lookups of tokens the cache does not know one client address may cause per minute (a token bucket: 120 at once,
  * then two a second). An honest client costs one per link per few seconds (LinkCache.ts); a stranger trying tokens
@@ -72,102 +70,127 @@ const LOOKUP_TIMEOUT = "5 seconds"
 
 const unavailable: Refusal = { status: 503, code: "Unavailable", message: "the hub cannot reach its event log; try again" }
 
-/** The checks of one request, in order; the first that fails answers. `tokenHash` is undefined for no token at all. */
-const check = (
+const internal: Refusal = { status: 500, code: "Internal", message: "internal error" }
+
+/** What the checks use. */
+interface CheckDeps {
+  readonly linkDomain: string | undefined
+  readonly now: () => Date
+  readonly spool: Spool
+  readonly limiter: RateLimiter.RateLimiter
+  readonly cache: LinkCache.LinkCache
+  /** Runs a rate limiter's consume (its store is in memory: synchronous) to its exit. */
+  readonly consume: (effect: Effect.Effect<unknown, RateLimiter.RateLimiterError>) => Exit.Exit<unknown, RateLimiter.RateLimiterError>
+}
+
+/**
+ * The checks before a link is known, in order: the log is available (503), there is a token (404), and a token the
+ * cache does not know is within its address's lookup budget (429). Undefined: go on (`decide`, after a lookup if the
+ * cache does not know the token). `tokenHash` is undefined for no token at all.
+ */
+const admit = (ip: string, target: LinkTarget.Target, tokenHash: string | undefined, deps: CheckDeps): Refusal | undefined => {
+  if (deps.spool.pending() > 0) return unavailable
+  if (tokenHash === undefined) return notFound(target)
+  if (deps.cache.known(tokenHash) !== undefined) return undefined
+  const budget = deps.consume(deps.limiter.consume({
+    key: `lookup\0${ClientAddress.limitKey(ip)}`,
+    limit: LOOKUPS_PER_MINUTE,
+    window: "1 minute",
+    algorithm: "token-bucket",
+    onExceeded: "fail"
+  }))
+  if (Exit.isSuccess(budget)) return undefined
+  return {
+    status: 429,
+    code: "TooManyRequests",
+    message: "too many requests for unknown links from your address; slow down",
+    reason: "rate_limited",
+    path: target.path,
+    headers: { "retry-after": "1" }
+  }
+}
+
+const notFound = (target: LinkTarget.Target): Refusal => ({
+  status: 404,
+  code: "NotFound",
+  message: "no such link",
+  reason: "unknown_token",
+  path: target.path
+})
+
+/**
+ * The checks of a request once its link is known (`undefined`: no such link), in order; the first that fails
+ * answers. Synchronous, in plain code: a request whose link the cache holds is checked without a fiber of its own or a
+ * timer (the Effect generator and the lookup's timeout run per request were a fifth of the hub's CPU at 32 clients).
+ */
+const decide = (
   request: Http.IncomingMessage,
   ip: string,
   target: LinkTarget.Target,
-  tokenHash: string | undefined,
-  deps: {
-    readonly linkDomain: string | undefined
-    readonly now: () => Date
-    readonly spool: Spool
-    readonly limiter: RateLimiter.RateLimiter
-    readonly cache: LinkCache.LinkCache
-  }
-) =>
-  Effect.gen(function*() {
-    if (deps.spool.pending() > 0) return yield* refuse(unavailable)
-    const notFound: Refusal = { status: 404, code: "NotFound", message: "no such link", reason: "unknown_token", path: target.path }
-    if (tokenHash === undefined) return yield* refuse(notFound)
-    if (deps.cache.known(tokenHash) === undefined) {
-      yield* deps.limiter.consume({
-        key: `lookup\0${ClientAddress.limitKey(ip)}`,
-        limit: LOOKUPS_PER_MINUTE,
-        window: "1 minute",
-        algorithm: "token-bucket",
-        onExceeded: "fail"
-      }).pipe(
-        Effect.catchAll(() =>
-          refuse({
-            status: 429,
-            code: "TooManyRequests",
-            message: "too many requests for unknown links from your address; slow down",
-            reason: "rate_limited",
-            path: target.path,
-            headers: { "retry-after": "1" }
-          })
-        )
-      )
-    }
-    const link = yield* deps.cache.get(tokenHash).pipe(
-      Effect.timeoutFail({ duration: LOOKUP_TIMEOUT, onTimeout: () => "timeout" as const }),
-      Effect.catchAll(() => refuse(unavailable))
-    )
-    if (!link) return yield* refuse(notFound)
-    const denied = (status: number, code: string, reason: typeof LinkDeniedReason.Type, message: string, headers?: Record<string, string>) =>
-      refuse({ status, code, reason, message, link, path: target.path, ...(headers ? { headers } : {}) })
-    if (link.revoked_at !== null) return yield* denied(410, "Gone", "revoked", "this link was revoked")
-    if (new Date(link.expires_at).getTime() <= deps.now().getTime()) {
-      return yield* denied(410, "Gone", "expired", "this link has expired")
-    }
-    yield* deps.limiter.consume({
-      key: `${link.id}\0${ClientAddress.limitKey(ip)}`,
-      limit: link.rate_limit_per_minute,
-      window: "1 minute",
-      algorithm: "fixed-window",
-      onExceeded: "fail"
-    }).pipe(
-      Effect.catchAll((e) => {
-        const seconds = e.reason === "Exceeded" ? Math.max(1, Math.ceil(Duration.toSeconds(e.retryAfter))) : 60
-        return denied(429, "TooManyRequests", "rate_limited", "too many requests from your address; slow down", {
-          "retry-after": String(seconds)
-        })
-      })
-    )
-    const normal = LinkRules.normalisePath(target.path)
-    if (Either.isLeft(normal)) return yield* denied(400, "BadRequest", "bad_path", normal.left.message)
-    if (!LinkRules.allowedPath(normal.right, link.path_prefixes)) {
-      return yield* refuse({
-        status: 403,
-        code: "Forbidden",
-        reason: "path_not_allowed",
-        message: "this path is not shared by the link",
-        link,
-        path: normal.right
-      })
-    }
-    // Only a WebSocket upgrade passes: after a 101 the hub relays bytes it no longer parses, so an upgrade to another
-    // protocol (`h2c`) would carry requests no path, method or rate check and no record ever sees.
-    const upgrade = request.headers.upgrade
-    if (upgrade !== undefined && upgrade.trim().toLowerCase() !== "websocket") {
-      return yield* denied(400, "BadRequest", "bad_path", "only WebSocket upgrades pass through a link")
-    }
-    if (!link.methods.includes(request.method ?? "")) {
-      return yield* refuse({
-        status: 405,
-        code: "MethodNotAllowed",
-        reason: "method_not_allowed",
-        message: `${(request.method ?? "").slice(0, 16)} is not allowed by this link`,
-        link,
-        path: normal.right,
-        headers: { allow: link.methods.join(", ") }
-      })
-    }
-    const ref = { linkId: link.id, workspaceId: link.workspace_id, serviceId: link.service_id }
-    const hubOrigin = LinkTarget.onHubOrigin(request, deps.linkDomain)
-    return { link, ref, ip, path: normal.right, query: target.query, hubOrigin } satisfies Checked
+  link: Links.Row | undefined,
+  deps: CheckDeps
+): Checked | Refusal => {
+  if (!link) return notFound(target)
+  const denied = (status: number, code: string, reason: typeof LinkDeniedReason.Type, message: string, headers?: Record<string, string>): Refusal => ({
+    status,
+    code,
+    reason,
+    message,
+    link,
+    path: target.path,
+    ...(headers ? { headers } : {})
   })
+  if (link.revoked_at !== null) return denied(410, "Gone", "revoked", "this link was revoked")
+  if (new Date(link.expires_at).getTime() <= deps.now().getTime()) return denied(410, "Gone", "expired", "this link has expired")
+  const limited = deps.consume(deps.limiter.consume({
+    key: `${link.id}\0${ClientAddress.limitKey(ip)}`,
+    limit: link.rate_limit_per_minute,
+    window: "1 minute",
+    algorithm: "fixed-window",
+    onExceeded: "fail"
+  }))
+  if (Exit.isFailure(limited)) {
+    const e = limited.cause._tag === "Fail" ? limited.cause.error : undefined
+    const seconds = e?.reason === "Exceeded" ? Math.max(1, Math.ceil(Duration.toSeconds(e.retryAfter))) : 60
+    return denied(429, "TooManyRequests", "rate_limited", "too many requests from your address; slow down", {
+      "retry-after": String(seconds)
+    })
+  }
+  const normal = LinkRules.normalisePath(target.path)
+  if (Either.isLeft(normal)) return denied(400, "BadRequest", "bad_path", normal.left.message)
+  if (!LinkRules.allowedPath(normal.right, link.path_prefixes)) {
+    return {
+      status: 403,
+      code: "Forbidden",
+      reason: "path_not_allowed",
+      message: "this path is not shared by the link",
+      link,
+      path: normal.right
+    }
+  }
+  // Only a WebSocket upgrade passes: after a 101 the hub relays bytes it no longer parses, so an upgrade to another
+  // protocol (`h2c`) would carry requests no path, method or rate check and no record ever sees.
+  const upgrade = request.headers.upgrade
+  if (upgrade !== undefined && upgrade.trim().toLowerCase() !== "websocket") {
+    return denied(400, "BadRequest", "bad_path", "only WebSocket upgrades pass through a link")
+  }
+  if (!link.methods.includes(request.method ?? "")) {
+    return {
+      status: 405,
+      code: "MethodNotAllowed",
+      reason: "method_not_allowed",
+      message: `${(request.method ?? "").slice(0, 16)} is not allowed by this link`,
+      link,
+      path: normal.right,
+      headers: { allow: link.methods.join(", ") }
+    }
+  }
+  const ref = { linkId: link.id, workspaceId: link.workspace_id, serviceId: link.service_id }
+  const hubOrigin = LinkTarget.onHubOrigin(request, deps.linkDomain)
+  return { link, ref, ip, path: normal.right, query: target.query, hubOrigin } satisfies Checked
+}
+
+const isChecked = (decision: Checked | Refusal): decision is Checked => "ref" in decision
 
 /**
  * Serves public links on the hub's port through `relay` until the scope closes; `revoked` drops a link revoked
@@ -194,7 +217,19 @@ export const serve = (relay: RelayService, spool: Spool) =>
     const runFork = yield* FiberSet.runtime(fibers)<SqlClient.SqlClient>()
     const runtime = yield* Effect.runtime<SqlClient.SqlClient>()
     const trusted = ClientAddress.make(config.trustProxy)
-    const deps = { linkDomain: config.linkDomain, now: settings.now, spool, limiter, cache }
+    const deps: CheckDeps = {
+      linkDomain: config.linkDomain,
+      now: settings.now,
+      spool,
+      limiter,
+      cache,
+      // The store answers synchronously; anything but its own refusal (a defect) is thrown, and the request is a 500.
+      consume: (effect) => {
+        const exit = Runtime.runSyncExit(runtime, effect)
+        if (Exit.isFailure(exit) && exit.cause._tag !== "Fail") throw Cause.squash(exit.cause)
+        return exit
+      }
+    }
     const proto = config.tls || config.publicUrl?.startsWith("https:") ? "https" as const : "http" as const
 
     const run = (
@@ -206,11 +241,9 @@ export const serve = (relay: RelayService, spool: Spool) =>
       const ip = ClientAddress.resolve(trusted, request.socket.remoteAddress, request.headers["x-forwarded-for"])
       const target = LinkTarget.parse(request, config.linkDomain)
       const tokenHash = LinkRules.looksLikeLinkToken(target.token) ? sha256Hex(target.token) : undefined
-      const checks = check(request, ip, target, tokenHash, deps)
-      const done = (exit: Exit.Exit<Checked, Refusal>) => {
-        if (Exit.isSuccess(exit)) return forward(exit.value, started)
-        const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
-        const refusal = failure ?? { status: 500, code: "Internal", message: "internal error" }
+      const done = (decision: Checked | Refusal) => {
+        if (isChecked(decision)) return forward(decision, started)
+        const refusal = decision
         if (refusal.reason) {
           recorder.denied({
             link: refusal.link && { linkId: refusal.link.id, workspaceId: refusal.link.workspace_id, serviceId: refusal.link.service_id },
@@ -226,17 +259,29 @@ export const serve = (relay: RelayService, spool: Spool) =>
         }
         answer(refusal)
       }
-      // A link the cache holds is checked without waiting for anything (its rate limit's store is in memory): run at
-      // once, without forking a fiber into the set per request (that fork was 6.5% of the hub's CPU at 32 clients).
-      // Anything that must wait (a lookup) runs in the set, interrupted when the proxy stops.
-      if (tokenHash === undefined || deps.cache.known(tokenHash) !== undefined) {
-        const exit = Runtime.runSyncExit(runtime, checks)
-        if (Exit.isFailure(exit) && exit.cause._tag === "Die" && Runtime.isAsyncFiberException(exit.cause.defect)) {
-          return (exit.cause.defect.fiber as Fiber.RuntimeFiber<Checked, Refusal>).addObserver(done)
+      const decideOrFail = (link: Links.Row | undefined): Checked | Refusal => {
+        try {
+          return decide(request, ip, target, link, deps)
+        } catch {
+          return internal
         }
-        return done(exit)
       }
-      runFork(Effect.provide(checks, context)).addObserver(done)
+      let refused: Refusal | undefined
+      try {
+        refused = admit(ip, target, tokenHash, deps)
+      } catch {
+        refused = internal
+      }
+      if (refused) return done(refused)
+      // A link the cache holds is checked at once, synchronously. A lookup (a token the cache does not know) runs in
+      // the set, interrupted when the proxy stops, and is a 503 when the database does not answer in time.
+      const known = deps.cache.known(tokenHash!)
+      if (known !== undefined) return done(decideOrFail(known.row))
+      const lookup = deps.cache.get(tokenHash!).pipe(
+        Effect.timeoutFail({ duration: LOOKUP_TIMEOUT, onTimeout: () => "timeout" as const }),
+        Effect.match({ onFailure: (): Checked | Refusal => unavailable, onSuccess: decideOrFail })
+      )
+      runFork(Effect.provide(lookup, context)).addObserver((exit) => done(Exit.isSuccess(exit) ? exit.value : internal))
     }
 
     const idleMs = Duration.toMillis(config.limits?.linkIdleTimeout ?? LinkForward.IDLE_TIMEOUT_MS)
