@@ -40,9 +40,10 @@ const HEAD = DATA_PREFIX.byteLength
 
 /**
  * The payload the last `decode` of a Data frame returned, and where its base64 text (through the closing `"}`) starts
- * in that frame: the hub forwards a payload from the same message callback, and copies that text behind a new stream
- * id instead of encoding the bytes it just decoded back to base64 (one slot, as in Msgpack.ts; a payload forwarded
- * later, held while a tunnel is authorized, is encoded again). Frames handed to `decode` are not written afterwards.
+ * in that frame: the hub forwards a payload from the same message callback, and writes the new stream id's head over
+ * the old one in front of that text (or copies the text behind a longer head) instead of encoding the bytes it just
+ * decoded back to base64 (one slot, as in Msgpack.ts; a payload forwarded later, held while a tunnel is authorized, is
+ * encoded again). A frame handed to `decode` belongs to the codec from then on: its bytes may be rewritten.
  */
 let lastPayload: Uint8Array | undefined
 let lastFrame: Buffer | undefined
@@ -56,9 +57,17 @@ const encodeData = (stream: number, payload: Uint8Array): Buffer => {
   const id = String(stream)
   const at = HEAD + id.length + PAYLOAD_KEY.byteLength
   if (payload === lastPayload) {
-    const text = lastFrame!.subarray(lastText)
+    const frame = lastFrame!
     lastPayload = undefined
     lastFrame = undefined
+    if (at <= lastText) {
+      // The new head fits in front of the text, over the old one: the frame is forwarded as a view of the one received
+      // (nothing reads it afterwards), without allocating and copying ~87 KB per 64 KiB chunk.
+      const out = frame.subarray(lastText - at)
+      writeHead(out, id)
+      return out
+    }
+    const text = frame.subarray(lastText)
     const out = Buffer.allocUnsafe(at + text.byteLength)
     writeHead(out, id)
     out.set(text, at)

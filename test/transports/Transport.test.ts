@@ -449,6 +449,23 @@ describe("ws codec Data frames", () => {
   })
 })
 
+describe("ws codec forwarding", () => {
+  it("forwards a decoded payload under a shorter, equal or longer stream id, in place when the head fits", () => {
+    for (const [from, to] of [[1_000_001, 2], [7, 8], [9, 10], [1, 0xffff_fffe]] as const) {
+      const payload = Crypto.randomBytes(65_536)
+      const received = Buffer.from(Ws.codec.encodeData(from, payload) as Uint8Array)
+      const decoded = Ws.codec.decode(received)
+      if (decoded._tag !== "Data") throw new Error("not Data")
+      const forwarded = Ws.codec.encodeData(to, decoded.payload) as Buffer
+      const again = Ws.codec.decode(Buffer.from(forwarded))
+      expect(again._tag === "Data" && again.stream === to && Buffer.from(again.payload).equals(payload)).toBe(true)
+      expect(JSON.parse(forwarded.toString()).stream).toBe(to)
+      // A head no longer than the one received is written over it: the frame goes on as a view of the received one.
+      expect(forwarded.buffer === received.buffer, `${from} -> ${to}`).toBe(String(to).length <= String(from).length)
+    }
+  })
+})
+
 describe("Credit frames", () => {
   it("every codec refuses a credit of 0 or beyond one stream window (a hostile peer's 4294967296)", () => {
     const creditFrame = (bytes: number) => {
@@ -461,8 +478,15 @@ describe("Credit frames", () => {
     expect(Msgpack.codec.decode(creditFrame(P.STREAM_WINDOW))).toEqual(new P.Credit({ stream: 1, bytes: P.STREAM_WINDOW }))
     expect(() => Msgpack.codec.decode(creditFrame(P.STREAM_WINDOW + 1))).toThrow(TransportError)
     expect(() => Msgpack.codec.decode(creditFrame(0xffff_ffff))).toThrow(TransportError)
-    for (const bytes of [0, P.STREAM_WINDOW + 1, 4_294_967_296, 4_294_967_295]) {
+    for (const bytes of [0, P.STREAM_WINDOW + 1, 4_294_967_296, 4_294_967_295, 1.5, -1, '"1"']) {
       expect(() => Ws.codec.decode(`{"_tag":"Credit","stream":1,"bytes":${bytes}}`)).toThrow(TransportError)
     }
+    for (const stream of [0, 4_294_967_296, 1.5, '"1"']) {
+      expect(() => Ws.codec.decode(`{"_tag":"Credit","stream":${stream},"bytes":1}`)).toThrow(TransportError)
+    }
+    // The ws codec's hand-checked Credit is the same message the Schema makes.
+    const credit = Ws.codec.decode(`{"_tag":"Credit","stream":3,"bytes":${P.STREAM_WINDOW}}`)
+    expect(credit).toEqual(new P.Credit({ stream: 3, bytes: P.STREAM_WINDOW }))
+    expect(credit).toBeInstanceOf(P.Credit)
   })
 })
