@@ -19,6 +19,7 @@ import { generateAgentToken, sha256Hex } from "../../core/Secrets.ts"
 import { CAPS, sanitize } from "../../core/Text.ts"
 import * as AgentAuth from "../commands/AgentAuth.ts"
 import * as ConsoleSessions from "../console/Sessions.ts"
+import { answerWithin } from "./AnswerWithin.ts"
 import * as AuthFailures from "./AuthFailures.ts"
 import * as ClientAddress from "./ClientAddress.ts"
 import * as Command from "../commands/Command.ts"
@@ -237,7 +238,7 @@ export const Agents = HttpApiBuilder.group(HubApi.HubApi, "agents", (handlers) =
               ...(ttlMs === undefined ? {} : { ttlMs })
             },
             { workspaceId: key.workspaceId, meta: metaOf({ kind: "apikey", id: key.apiKeyId }, presented) }
-          )
+          ).pipe(answerWithin("the agent may still be provisioned, its token unseen: `connect hub agent list` (or GET /v1/agents) shows it; revoke it"))
           return { agentId, workspaceId: key.workspaceId, token, expiresAt: expiresAt.toISOString() }
         }).pipe(
           Effect.catchTags({ DomainError: refusal, EventLogError: unavailable, VersionConflict: unavailable })
@@ -260,7 +261,10 @@ export const Agents = HttpApiBuilder.group(HubApi.HubApi, "agents", (handlers) =
               now
             },
             { workspaceId: agent.workspaceId, meta: metaOf({ kind: "agent", id: agent.agentId }, presented) }
-          )
+          ).pipe(answerWithin(
+            "the rotation may still be recorded, its new token unseen: the token you hold would then stay valid for the " +
+              "grace period only (24 h at most), so rotate again (`connect up --rotate-token`)"
+          ))
           // The decider's: an agent provisioned with --ttl keeps its lifetime, and the grace is capped by it.
           const rotated = events[0]
           const oldValidUntil = rotated?._tag === "AgentTokenRotated" ? rotated.oldValidUntil : now

@@ -6,7 +6,7 @@
  */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
-import { Duration, Effect, Option, Schema } from "effect"
+import { Effect, Option, Schema } from "effect"
 import type { DomainError } from "../../core/DomainError.ts"
 import { EventMeta } from "../../core/Events.ts"
 import * as HubApi from "../../core/HubApi.ts"
@@ -15,6 +15,7 @@ import { CAPS, sanitize } from "../../core/Text.ts"
 import * as AgentAuth from "../commands/AgentAuth.ts"
 import * as ShareDenials from "../commands/ShareDenials.ts"
 import * as Shares from "../commands/Shares.ts"
+import { answerWithin } from "./AnswerWithin.ts"
 import * as ClientAddress from "./ClientAddress.ts"
 import * as HttpEdge from "./HttpEdge.ts"
 import { DEFAULT_DENIAL_WINDOW_MS, DEFAULT_LIMITS, HubConfig } from "../HubConfig.ts"
@@ -22,24 +23,6 @@ import * as SharesTable from "../readmodels/Shares.ts"
 
 /** A new share's lifetime when `expires` is not given: 7 days. */
 export const DEFAULT_EXPIRY_MS = 7 * 86_400_000
-
-/**
- * How long a share change may wait for the event log before the hub answers 503: under the 15 s an agent's CLI waits
- * (agent/HubApi.ts), so that a stalled log gets an answer from the hub rather than "cannot reach the hub". The writer
- * commits an append it has taken into a batch even when its caller gave up, so the answer says the change may still
- * be recorded, and how to know.
- */
-export const ANSWER_WITHIN = Duration.seconds(10)
-
-/** Answers 503 when `effect` has not ended within {@link ANSWER_WITHIN}; `after` says what may still be recorded. */
-const answerWithin = (after: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.timeoutFail(effect, {
-    duration: ANSWER_WITHIN,
-    onTimeout: () =>
-      new HubApi.Unavailable({
-        message: `the hub's event log did not answer within ${Duration.format(ANSWER_WITHIN)}; ${after}`
-      })
-  })
 
 const unavailable = (error: unknown) =>
   Effect.zipRight(
