@@ -10,6 +10,7 @@ import type { DomainError } from "../../core/DomainError.ts"
 import { EventMeta } from "../../core/Events.ts"
 import * as HubApi from "../../core/HubApi.ts"
 import * as Admin from "../commands/Admin.ts"
+import { answerWithin } from "./AnswerWithin.ts"
 import * as HttpEdge from "./HttpEdge.ts"
 import { DEFAULT_LIMITS, HubConfig } from "../HubConfig.ts"
 import * as AgentsTable from "../readmodels/Agents.ts"
@@ -77,7 +78,9 @@ export const AdminRoutes = HttpApiBuilder.group(HubApi.HubApi, "admin", (handler
           if (key.scope !== "operator") yield* key.outOfScope("creating a workspace needs an operator key")
           const body = yield* HttpEdge.jsonBody(HubApi.WorkspaceCreateRequest, maxBody)
           const name = body.name.trim()
-          const created = yield* Admin.createWorkspace(name, metaOf(key))
+          const created = yield* Admin.createWorkspace(name, metaOf(key)).pipe(
+            answerWithin("the workspace may still be created (WorkspaceCreated on the log), its first key unseen: issue one with `connect hub apikey create`")
+          )
           return {
             workspaceId: created.workspaceId,
             name,
@@ -94,7 +97,9 @@ export const AdminRoutes = HttpApiBuilder.group(HubApi.HubApi, "admin", (handler
           if (scope === "operator" && key.scope !== "operator") {
             yield* key.outOfScope("issuing an operator key needs an operator key")
           }
-          const issued = yield* Admin.createApiKey(workspaceId, body.name?.trim() ?? "admin", scope, metaOf(key))
+          const issued = yield* Admin.createApiKey(workspaceId, body.name?.trim() ?? "admin", scope, metaOf(key)).pipe(
+            answerWithin("the key may still be created, unseen: `connect hub apikey list` shows it, revoke it there")
+          )
           return { ...issued, workspaceId }
         })))
       .handle("listApiKeys", ({ path }) =>
@@ -116,7 +121,9 @@ export const AdminRoutes = HttpApiBuilder.group(HubApi.HubApi, "admin", (handler
           if (row.scope === "operator" && key.scope !== "operator") {
             yield* key.outOfScope("revoking an operator key needs an operator key")
           }
-          const { revoked } = yield* Admin.revokeApiKey(apiKeyId, metaOf(key))
+          const { revoked } = yield* Admin.revokeApiKey(apiKeyId, metaOf(key)).pipe(
+            answerWithin("the revocation may still be recorded: revoke again to know (it answers whether this one was)")
+          )
           return { apiKeyId, revoked }
         })))
       .handle("listAgents", ({ path }) =>
@@ -154,7 +161,9 @@ export const AdminRoutes = HttpApiBuilder.group(HubApi.HubApi, "admin", (handler
           if (!workspaceId) return yield* new HubApi.NotFound({ message: `agent ${agentId} not found` })
           yield* mayManage(key, workspaceId, `agent ${agentId} of another workspace`)
           const body = yield* HttpEdge.jsonBody(HubApi.AgentRevokeRequest, maxBody)
-          const result = yield* Admin.revokeAgent(agentId, body.reason?.trim(), metaOf(key))
+          const result = yield* Admin.revokeAgent(agentId, body.reason?.trim(), metaOf(key)).pipe(
+            answerWithin("the revocation may still be recorded: revoke again to know (it answers whether this one was)")
+          )
           return { agentId, ...result }
         })))
   }))

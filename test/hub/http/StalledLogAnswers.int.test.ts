@@ -19,6 +19,9 @@ import * as TestDatabase from "../../support/TestDatabase.ts"
 /** What the agent's CLI waits for an answer (agent/HubApi.ts). */
 const AGENT_WAITS_MS = 15_000
 
+/** What `connect hub ... --hub URL` waits for an answer (hub/commands/AdminRemote.ts). */
+const ADMIN_WAITS_MS = 30_000
+
 /** A hub on a database of its own, and that database's URL (for a session that holds the append lock). */
 const hubOnOwnDatabase = Effect.gen(function*() {
   const url = yield* TestDatabase.makeTestDatabaseUrl
@@ -26,10 +29,10 @@ const hubOnOwnDatabase = Effect.gen(function*() {
 })
 
 /**
- * `POST path` with `bearer` while another session holds the append lock, given up after the agent's 15 s as the
- * agent does (status 0); the lock is released once it is answered. Returns the answer and how long it took.
+ * `POST path` with `bearer` while another session holds the append lock, given up after `waits` (the agent's 15 s) as
+ * the client does (status 0); the lock is released once it is answered. Returns the answer and how long it took.
  */
-const postWhileStalled = (url: string, hub: Hub.TestHub, path: string, bearer: string, body?: unknown) =>
+const postWhileStalled = (url: string, hub: Hub.TestHub, path: string, bearer: string, body?: unknown, waits = AGENT_WAITS_MS) =>
   Effect.gen(function*() {
     const holder = new Pg.Client({ connectionString: url })
     yield* Effect.acquireRelease(Effect.promise(() => holder.connect()), () => Effect.promise(() => holder.end()))
@@ -41,7 +44,7 @@ const postWhileStalled = (url: string, hub: Hub.TestHub, path: string, bearer: s
           method: "POST",
           headers: { authorization: `Bearer ${bearer}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
           ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-          signal: AbortSignal.timeout(AGENT_WAITS_MS)
+          signal: AbortSignal.timeout(waits)
         })
         return { status: response.status, body: await response.json() as any }
       } catch (e) {
@@ -107,4 +110,23 @@ describe("API changes while the log stalls", () => {
       expect(rotations.at(-1)!.newTokenHash).toBe(sha256Hex(again.body.token))
       expect((yield* hub.http("POST", "/v1/agents/rotate", again.body.token)).status).toBe(200)
     }), { timeout: 60_000 })
+
+  it.scopedLive("agent revocation by a key: 503 before the admin CLI gives up, saying to revoke again; revoking again tells", () =>
+    Effect.gen(function*() {
+      const { url, hub } = yield* hubOnOwnDatabase
+      const { apiKey } = yield* hub.workspace("revoking")
+      const agent = (yield* hub.http("POST", "/v1/agents", apiKey, { label: "lost" })).body as { agentId: string; token: string }
+
+      const answer = yield* postWhileStalled(url, hub, `/v1/agents/${agent.agentId}/revoke`, apiKey, { reason: "lost" }, ADMIN_WAITS_MS)
+      expect(answer.waited).toBeLessThan(AGENT_WAITS_MS)
+      expect(answer.status).toBe(503)
+      expect(answer.body.error.message).toMatch(/revocation may still be recorded.*revoke again/)
+
+      const before = (yield* hub.events).filter((e) => e.event._tag === "AgentTokenRevoked").length
+      const again = yield* hub.http("POST", `/v1/agents/${agent.agentId}/revoke`, apiKey, { reason: "lost" })
+      expect(again.status).toBe(200)
+      expect(again.body.revoked).toBe(before === 0)
+      expect((yield* hub.events).filter((e) => e.event._tag === "AgentTokenRevoked")).toHaveLength(1)
+      expect((yield* hub.http("POST", "/v1/agents/rotate", agent.token)).status).toBe(401)
+    }), { timeout: 90_000 })
 })
