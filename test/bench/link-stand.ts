@@ -30,6 +30,15 @@ const cpuMs = (pid: number) => {
     return 0
   }
 }
+/** Read and write system calls of a process so far (/proc/PID/io). */
+const syscalls = (pid: number) => {
+  try {
+    const io = Fs.readFileSync(`/proc/${pid}/io`, "utf8")
+    return { r: Number(/syscr: (\d+)/.exec(io)![1]), w: Number(/syscw: (\d+)/.exec(io)![1]) }
+  } catch {
+    return { r: 0, w: 0 }
+  }
+}
 const run = (file: string, a: ReadonlyArray<string>) =>
   new Promise<string>((resolve, reject) => {
     const c = ChildProcess.spawn(process.execPath, ["--import", "tsx", Path.join(here, file), ...a], { stdio: ["ignore", "pipe", "inherit"] })
@@ -50,11 +59,13 @@ try {
     if (profile && r === rounds - 1) stopProfile = await startProfile(link.hubOutput(), profile)
     const pids = { hub: [link.hubPid], agent: [link.agentPid], service: [target.pid!], postgres: await link.backends() }
     const before = Object.fromEntries(Object.entries(pids).map(([k, ps]) => [k, ps.reduce((n, p) => n + cpuMs(p), 0)]))
+    const io0 = syscalls(link.hubPid)
     const sample = JSON.parse((await run("link-load.ts", [url, String(clients), String(seconds)])).trim().split("\n").pop()!)
     const after = Object.fromEntries(Object.entries(pids).map(([k, ps]) => [k, ps.reduce((n, p) => n + cpuMs(p), 0)]))
+    const io1 = syscalls(link.hubPid)
     if (stopProfile) await stopProfile()
     const per = Object.keys(pids).map((k) => `${k} ${((after[k]! - before[k]!) / sample.all).toFixed(3)}`).join(", ")
-    console.log(`round ${r + 1} c=${clients}: ${sample.rps.toFixed(0)} req/s, p50 ${sample.p50.toFixed(2)} ms, p99 ${sample.p99.toFixed(2)} ms, CPU ms/req ${per}${Object.keys(sample.statuses).length ? ` other ${JSON.stringify(sample.statuses)}` : ""}; load ${Os.loadavg().map((l) => l.toFixed(1)).join(" ")}`)
+    console.log(`round ${r + 1} c=${clients}: ${sample.rps.toFixed(0)} req/s, p50 ${sample.p50.toFixed(2)} ms, p99 ${sample.p99.toFixed(2)} ms, CPU ms/req ${per}, hub syscalls/req read ${((io1.r - io0.r) / sample.all).toFixed(2)} write ${((io1.w - io0.w) / sample.all).toFixed(2)}${Object.keys(sample.statuses).length ? ` other ${JSON.stringify(sample.statuses)}` : ""}; load ${Os.loadavg().map((l) => l.toFixed(1)).join(" ")}`)
   }
   await new Promise((r) => setTimeout(r, 1500))
   console.log(`on the log: ${JSON.stringify(await link.onLog())}`)
