@@ -16,10 +16,11 @@ import * as HubTls from "../transports/HubTls.ts"
 /** Why a hub API call failed. */
 export class HubApiError extends Schema.TaggedError<HubApiError>()("HubApiError", {
   /**
-   * "Unreachable": no HTTP answer; "Refused": an error answer (see `code`); "BadResponse": not the expected JSON;
-   * "Invalid": not sent, the request breaks the API's rules.
+   * "Unreachable": no HTTP answer (the request did not get through); "Timeout": no answer in time, though the request
+   * may have reached the hub, so a change it asked for may still be recorded; "Refused": an error answer (see `code`);
+   * "BadResponse": not the expected JSON; "Invalid": not sent, the request breaks the API's rules.
    */
-  reason: Schema.Literal("Unreachable", "Refused", "BadResponse", "Invalid"),
+  reason: Schema.Literal("Unreachable", "Timeout", "Refused", "BadResponse", "Invalid"),
   message: Schema.String,
   status: Schema.optional(Schema.Number),
   /** The hub's error code (`Unauthorized`, `Revoked`, ...). */
@@ -165,7 +166,7 @@ const failure = (hubUrl: string, what: string, trust: HubTls.TrustShape) =>
 
 /**
  * Calls `endpoint` of the hub at `hubUrl` with `secret`, verifying its certificate with the command's `HubTls.Trust`;
- * every failure is a `HubApiError`, no answer in 15 s too.
+ * every failure is a `HubApiError`, no answer in 15 s too ("Timeout").
  */
 const call = <A>(
   hubUrl: string,
@@ -178,8 +179,12 @@ const call = <A>(
       Effect.catchAll(failure(hubUrl, route(endpoint), trust)),
       Effect.timeoutFail({
         duration: "15 seconds",
+        // Not "cannot reach": the request may have got there, and what it asked for may still be done.
         onTimeout: () =>
-          new HubApiError({ reason: "Unreachable", message: `cannot reach the hub at ${hubUrl}: no answer in 15 s` })
+          new HubApiError({
+            reason: "Timeout",
+            message: `no answer from the hub at ${hubUrl} in 15 s; the request may have reached it, so what it asked for may still be done`
+          })
       }),
       Effect.provide(HubTls.httpClientLayer(trust))
     ))

@@ -141,7 +141,17 @@ export const join = Command.make(
       const home = State.home()
       const state = yield* requireState(home)
       const hubUrl = yield* HubApi.checkHubUrl(state.hubUrl)
-      const joined = yield* HubApi.joinShare(hubUrl, state.token, flags.code).pipe(Trust.provide())
+      const joined = yield* HubApi.joinShare(hubUrl, state.token, flags.code).pipe(
+        // The join may have reached the hub and be recorded after all: joining again is harmless and tells.
+        Effect.catchIf((e) => e._tag === "HubApiError" && e.reason === "Timeout", (e) =>
+          Effect.fail(
+            new HubApi.HubApiError({
+              reason: e.reason,
+              message: `${e.message}: run \`connect join\` again to know (it answers "already joined" if this one went through)`
+            })
+          )),
+        Trust.provide()
+      )
       if (flags.json) return yield* out(JSON.stringify(joined))
       return yield* out([
         `${joined.joined ? "joined" : "already joined"} share ${joined.share.shareId} of workspace ${joined.owner}: ` +
