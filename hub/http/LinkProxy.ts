@@ -62,6 +62,9 @@ interface Refusal {
  */
 const LOOKUPS_PER_MINUTE = 120
 
+/** The limits' window, decoded once: the RateLimiter decodes the string form on every consume (0.9% of the hub's CPU). */
+const MINUTE = Duration.minutes(1)
+
 /**
  * A lookup that has not answered in this long is a 503 (a stalled database must not hold requests, and their
  * sockets, for ever).
@@ -95,7 +98,7 @@ const admit = (ip: string, target: LinkTarget.Target, tokenHash: string | undefi
   const budget = deps.consume(deps.limiter.consume({
     key: `lookup\0${ClientAddress.limitKey(ip)}`,
     limit: LOOKUPS_PER_MINUTE,
-    window: "1 minute",
+    window: MINUTE,
     algorithm: "token-bucket",
     onExceeded: "fail"
   }))
@@ -145,7 +148,7 @@ const decide = (
   const limited = deps.consume(deps.limiter.consume({
     key: `${link.id}\0${ClientAddress.limitKey(ip)}`,
     limit: link.rate_limit_per_minute,
-    window: "1 minute",
+    window: MINUTE,
     algorithm: "fixed-window",
     onExceeded: "fail"
   }))
