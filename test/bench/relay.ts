@@ -10,7 +10,8 @@
  * up with one transfer each way before measuring. Anchors use the same client and target: direct TCP, a one-hop
  * socat forwarder, `ssh -L` through a throwaway sshd, and — throughput only — three socat forwarders in a row (what
  * the relay's four TCP hops cost on this machine without any framing) and a msgpack relay started without
- * bin/connect's tuning (what that tuning is worth). Figures are medians of 3 runs with their min–max spread.
+ * bin/connect's tuning (what that tuning is worth). Figures are medians of 3 rounds with their min–max spread; each
+ * round measures every path in turn.
  */
 import * as Net from "node:net"
 import * as Path from "node:path"
@@ -317,48 +318,58 @@ export const main = async (args: ReadonlyArray<string>) => {
       paths.push({ name: "socat ×3 (4 hops)", port: chain, throughputOnly: true })
     }
 
-    const rows: Array<Record<string, unknown>> = []
-    for (const path of paths) {
-      const bytes = path.name.startsWith("connect ws") ? wsBytes : bigBytes
-      const up: Array<number> = []
-      const down: Array<number> = []
-      const p50s: Array<number> = []
-      const p99s: Array<number> = []
-      const p50k: Array<number> = []
-      const p99k: Array<number> = []
-      const rates: Array<number> = []
-      let stalls = 0
-      if (path.relay) {
-        // Warm-up: JIT, and the relay processes' heaps growing to their working size.
-        await upload(path.port, bytes)
-        await download(path.port, bytes)
-      }
-      for (let run = 0; run < runs; run++) {
-        up.push(await upload(path.port, bytes))
-        down.push(await download(path.port, bytes))
+    // Paths are measured round by round, each round visiting every path, so that a shared machine's load drifting
+    // during the run weighs on all of them alike (measured path by path, one checkout's relay started twice in the
+    // same run differed 2x in 64 B p50 and in throughput at load ~7).
+    const figures = new Map(paths.map((path) => [path, {
+      up: [] as Array<number>,
+      down: [] as Array<number>,
+      p50s: [] as Array<number>,
+      p99s: [] as Array<number>,
+      p50k: [] as Array<number>,
+      p99k: [] as Array<number>,
+      rates: [] as Array<number>,
+      stalls: 0
+    }]))
+    const bytesOf = (path: Path_) => (path.name.startsWith("connect ws") ? wsBytes : bigBytes)
+    for (const path of paths.filter((p) => p.relay)) {
+      // Warm-up: JIT, and the relay processes' heaps growing to their working size.
+      await upload(path.port, bytesOf(path))
+      await download(path.port, bytesOf(path))
+    }
+    for (let run = 0; run < runs; run++) {
+      for (const path of paths) {
+        const f = figures.get(path)!
+        f.up.push(await upload(path.port, bytesOf(path)))
+        f.down.push(await download(path.port, bytesOf(path)))
         if (path.throughputOnly) continue
         const small = await pingPong(path.port, 64, quick ? 1_000 : 3_000)
-        p50s.push(percentile(small, 50))
-        p99s.push(percentile(small, 99))
-        stalls += small.filter((t) => t >= 40_000).length
+        f.p50s.push(percentile(small, 50))
+        f.p99s.push(percentile(small, 99))
+        f.stalls += small.filter((t) => t >= 40_000).length
         const large = await pingPong(path.port, 16 * 1024, quick ? 500 : 1_500)
-        p50k.push(percentile(large, 50))
-        p99k.push(percentile(large, 99))
-        stalls += large.filter((t) => t >= 40_000).length
-        rates.push(await openRate(path.port, quick ? 500 : 2_000, 16))
+        f.p50k.push(percentile(large, 50))
+        f.p99k.push(percentile(large, 99))
+        f.stalls += large.filter((t) => t >= 40_000).length
+        f.rates.push(await openRate(path.port, quick ? 500 : 2_000, 16))
+        console.log(`round ${run + 1} ${path.name}: 64B p50 ${f.p50s.at(-1)!.toFixed(0)} µs, opens/s ${f.rates.at(-1)!.toFixed(0)}`)
       }
+    }
+    const rows: Array<Record<string, unknown>> = []
+    for (const path of paths) {
+      const f = figures.get(path)!
       const row = path.throughputOnly
-        ? { path: path.name, upMBps: spread(up), downMBps: spread(down) }
+        ? { path: path.name, upMBps: spread(f.up), downMBps: spread(f.down) }
         : {
         path: path.name,
-        upMBps: spread(up),
-        downMBps: spread(down),
-        p50_64B_us: spread(p50s),
-        p99_64B_us: spread(p99s),
-        p50_16K_us: spread(p50k),
-        p99_16K_us: spread(p99k),
-        stalls40ms: stalls,
-        streamsPerSec: spread(rates)
+        upMBps: spread(f.up),
+        downMBps: spread(f.down),
+        p50_64B_us: spread(f.p50s),
+        p99_64B_us: spread(f.p99s),
+        p50_16K_us: spread(f.p50k),
+        p99_16K_us: spread(f.p99k),
+        stalls40ms: f.stalls,
+        streamsPerSec: spread(f.rates)
       }
       results[path.name] = row
       rows.push(row)
