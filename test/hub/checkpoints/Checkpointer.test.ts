@@ -131,7 +131,7 @@ describe("Checkpointer", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       const copy = Path.join(dir, "copy")
-      const command = `if [ -e ${dir}/fail ]; then echo nope >&2; exit 7; fi; cat > ${copy}.$CONNECT_CHECKPOINT_POSITION; echo "$CONNECT_CHECKPOINT_FILE" > ${copy}.path; echo "[$DATABASE_URL]" > ${copy}.db`
+      const command = `if [ -e ${dir}/fail ]; then touch ${dir}/failed.$CONNECT_CHECKPOINT_POSITION; echo nope >&2; exit 7; fi; cat > ${copy}.$CONNECT_CHECKPOINT_POSITION; echo "$CONNECT_CHECKPOINT_FILE" > ${copy}.path; echo "[$DATABASE_URL]" > ${copy}.db`
       // The command copies a note: it is not given the database's credentials.
       yield* Effect.acquireRelease(
         Effect.sync(() => {
@@ -146,6 +146,8 @@ describe("Checkpointer", () => {
       yield* append(3)
       yield* TestClock.adjust("1 second")
       expect(yield* until(() => notes(dir).length === 1)).toBe(true)
+      // The note is written before its command runs: wait for that run to fail before letting the next one pass.
+      expect(yield* until(() => Fs.existsSync(Path.join(dir, "failed.4")))).toBe(true)
       Fs.rmSync(Path.join(dir, "fail"))
       yield* append(3)
       yield* TestClock.adjust("1 second")
