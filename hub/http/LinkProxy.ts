@@ -94,7 +94,8 @@ interface CheckDeps {
 const admit = (ip: string, target: LinkTarget.Target, tokenHash: string | undefined, deps: CheckDeps): Refusal | undefined => {
   if (deps.spool.pending() > 0) return unavailable
   if (tokenHash === undefined) return notFound(target)
-  if (deps.cache.known(tokenHash) !== undefined) return undefined
+  // A token already being looked up costs nothing more: the request waits for that lookup (LinkCache.ts).
+  if (deps.cache.known(tokenHash) !== undefined || deps.cache.looking(tokenHash)) return undefined
   const budget = deps.consume(deps.limiter.consume({
     key: `lookup\0${ClientAddress.limitKey(ip)}`,
     limit: LOOKUPS_PER_MINUTE,
@@ -296,7 +297,13 @@ export const serve = (relay: RelayService, spool: Spool) =>
       // A link the cache holds is checked at once, synchronously. A lookup (a token the cache does not know) runs in
       // the set, interrupted when the proxy stops, and is a 503 when the database does not answer in time.
       const known = deps.cache.known(tokenHash!)
-      if (known !== undefined) return done(decideOrFail(known.row))
+      if (known !== undefined) {
+        // A live link's copy is read again in the background before it expires, so that no request waits for it.
+        if (deps.cache.refreshDue(tokenHash!)) {
+          runFork(Effect.provide(Effect.ignore(Effect.timeout(deps.cache.refresh(tokenHash!), LOOKUP_TIMEOUT)), context))
+        }
+        return done(decideOrFail(known.row))
+      }
       const lookup = deps.cache.get(tokenHash!).pipe(
         Effect.timeoutFail({ duration: LOOKUP_TIMEOUT, onTimeout: () => "timeout" as const }),
         Effect.match({ onFailure: (): Checked | Refusal => unavailable, onSuccess: decideOrFail })

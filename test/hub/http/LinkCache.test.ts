@@ -5,7 +5,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber } from "effect"
+import { Deferred, Effect, Exit, Fiber } from "effect"
 import * as LinkCache from "../../../hub/http/LinkCache.ts"
 import type * as Links from "../../../hub/readmodels/Links.ts"
 
@@ -74,5 +74,65 @@ describe("LinkCache", () => {
       expect(yield* Fiber.join(first)).toBe(revoked)
       expect(lookups).toEqual(["live", "live"])
       expect(cache.known("live")?.row).toBe(revoked)
+    }))
+
+  it.effect("requests that miss one token while its lookup runs wait for that lookup instead of sending their own", () =>
+    Effect.gen(function*() {
+      const answer = yield* Deferred.make<Links.Row>()
+      const lookups: Array<string> = []
+      const cache = LinkCache.make({ lookup: (hash) => Effect.suspend(() => (lookups.push(hash), Deferred.await(answer))) })
+      const get = (hash: string) => Effect.provideService(cache.get(hash), SqlClient.SqlClient, undefined as never)
+      const waiting = yield* Effect.forEach(Array.from({ length: 10 }), () => Effect.fork(get("live")))
+      yield* Effect.yieldNow()
+      expect(cache.looking("live")).toBe(true)
+      yield* Deferred.succeed(answer, row)
+      for (const fiber of waiting) expect(yield* Fiber.join(fiber)).toBe(row)
+      expect(lookups).toEqual(["live"])
+      expect(cache.looking("live")).toBe(false)
+    }))
+
+  it.effect("an interrupted lookup leaves those waiting for it a failure, not an interruption", () =>
+    Effect.gen(function*() {
+      const answer = yield* Deferred.make<Links.Row>()
+      const cache = LinkCache.make({ lookup: () => Deferred.await(answer) })
+      const get = (hash: string) => Effect.provideService(cache.get(hash), SqlClient.SqlClient, undefined as never)
+      const first = yield* Effect.fork(get("live"))
+      yield* Effect.yieldNow()
+      const second = yield* Effect.fork(get("live"))
+      yield* Effect.yieldNow()
+      yield* Fiber.interrupt(first)
+      const exit = yield* Fiber.await(second)
+      expect(Exit.isFailure(exit) && !Exit.isInterrupted(exit)).toBe(true)
+      // The next request looks the link up anew.
+      expect(cache.looking("live")).toBe(false)
+    }))
+
+  it.effect("reads a live link again ahead of its expiry, once per copy and second, keeping the new copy", () =>
+    Effect.gen(function*() {
+      const { advance, cache, get, lookups } = counted()
+      const refresh = (hash: string) => Effect.provideService(cache.refresh(hash), SqlClient.SqlClient, undefined as never)
+      yield* get("live")
+      advance(2_999)
+      expect(cache.refreshDue("live")).toBe(false)
+      advance(1)
+      expect(cache.refreshDue("live")).toBe(true)
+      // Asked once: the requests after it are served from the copy.
+      expect(cache.refreshDue("live")).toBe(false)
+      advance(999)
+      expect(cache.refreshDue("live")).toBe(false)
+      advance(1)
+      expect(cache.refreshDue("live")).toBe(true)
+      expect(yield* refresh("live")).toBe(row)
+      expect(lookups).toEqual(["live", "live"])
+      // The new copy is fresh from now: 4 s on, the old one would have expired.
+      expect(cache.known("live")).toEqual({ row, at: 4_000 })
+      advance(2_000)
+      expect(cache.refreshDue("live")).toBe(false)
+      expect(yield* get("live")).toBe(row)
+      expect(lookups).toHaveLength(2)
+      // A token with no link is not read ahead: it is forgotten after its time.
+      yield* get("guess")
+      advance(4_000)
+      expect(cache.refreshDue("guess")).toBe(false)
     }))
 })
