@@ -55,6 +55,12 @@ const failureOf = (error: NodeJS.ErrnoException): {
 /** Methods a request may be sent again for when its reused connection turned out closed (and it had no body). */
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS"])
 
+/** Whether the request's framing says a body follows (RFC 9112 §6.3: Transfer-Encoding, or a Content-Length above 0). */
+const hasBody = (incoming: Http.IncomingMessage): boolean => {
+  const length = incoming.headers["content-length"]
+  return incoming.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0")
+}
+
 const pathOf = (checked: Checked) => checked.query === undefined ? checked.path : `${checked.path}?${checked.query}`
 
 /** Forwards a plain request and streams the answer back. */
@@ -140,11 +146,14 @@ export const request = (
         response.end(JSON.stringify({ error: { code: "BadGateway", message: "the service behind this link answered with a malformed header" } }))
         return
       }
+      const resume = () => answer.resume()
       answer.on("data", (chunk: Buffer) => {
         bytesDown += chunk.length
-        if (!response.write(chunk)) answer.pause()
+        if (!response.write(chunk)) {
+          answer.pause()
+          response.once("drain", resume)
+        }
       })
-      response.on("drain", () => answer.resume())
       answer.on("end", () => {
         try {
           if (answer.rawTrailers.length > 0) response.addTrailers(LinkTarget.endToEnd(answer.rawTrailers))
@@ -155,7 +164,9 @@ export const request = (
       })
       answer.on("error", () => response.destroy())
     })
-    if (incoming.readableEnded) sent.end()
+    // A request framed without a body (no Content-Length above 0, no Transfer-Encoding: most GETs) ends at once,
+    // without a pipe set up to carry nothing.
+    if (incoming.readableEnded || !hasBody(incoming)) sent.end()
     else incoming.pipe(sent)
   }
   response.on("close", () => {
