@@ -11,6 +11,7 @@ import * as Http from "node:http"
 import type * as Net from "node:net"
 import type { Duplex } from "node:stream"
 import type { LinkDeniedReason } from "../../core/Events.ts"
+import type * as LinkIdle from "./LinkIdle.ts"
 import type { Checked } from "./LinkProxy.ts"
 import type * as LinkPool from "./LinkPool.ts"
 import type * as LinkRecorder from "./LinkRecorder.ts"
@@ -23,6 +24,8 @@ export interface ForwardDeps {
   readonly proto: "http" | "https"
   /** No byte either way for this long ends an exchange (the limits' `linkIdleTimeout`, else `IDLE_TIMEOUT_MS`). */
   readonly idleMs: number
+  /** The watch that ends plain requests after `idleMs` without a byte (upgrades time their own connection). */
+  readonly idle: LinkIdle.IdleWatch
 }
 
 /**
@@ -80,9 +83,13 @@ export const request = (
   let bytesDown = 0
   let status = 0
   let done = false
+  let upstream: Http.ClientRequest
+  // No byte either way for `idleMs` ends the exchange: a service that stalls, a body that stops coming.
+  const watched = deps.idle.watch(() => upstream.destroy(Object.assign(new Error("idle"), { code: "ETIMEDOUT" })))
   const finish = (failure?: ReturnType<typeof failureOf>) => {
     if (done) return
     done = true
+    watched.stop()
     const access = {
       link: checked.ref,
       ip: checked.ip,
@@ -97,7 +104,6 @@ export const request = (
     if (failure) deps.recorder.denied(access, failure.reason)
     else deps.recorder.allowed(access)
   }
-  let upstream: Http.ClientRequest
   const send = (retried: boolean) => {
     upstream = Http.request({
       agent: pool.agent,
@@ -107,7 +113,6 @@ export const request = (
       setHost: false
     })
     const sent = upstream
-    sent.setTimeout(deps.idleMs, () => sent.destroy(Object.assign(new Error("idle"), { code: "ETIMEDOUT" })))
     sent.on("error", (error: NodeJS.ErrnoException) => {
       incoming.unpipe(sent)
       // A kept-alive connection the service closed as it was reused: a request without a body that changes nothing
@@ -149,6 +154,7 @@ export const request = (
       const resume = () => answer.resume()
       answer.on("data", (chunk: Buffer) => {
         bytesDown += chunk.length
+        watched.touch()
         if (!response.write(chunk)) {
           answer.pause()
           response.once("drain", resume)
@@ -176,6 +182,7 @@ export const request = (
   })
   incoming.on("data", (chunk: Buffer) => {
     bytesUp += chunk.length
+    watched.touch()
   })
   send(false)
 }

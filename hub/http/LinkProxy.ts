@@ -28,6 +28,7 @@ import { HubRawRoutes } from "./HubServer.ts"
 import * as LinkCache from "./LinkCache.ts"
 import * as LinkNotices from "./LinkNotices.ts"
 import * as LinkForward from "./LinkForward.ts"
+import * as LinkIdle from "./LinkIdle.ts"
 import * as LinkPool from "./LinkPool.ts"
 import * as LinkRecorder from "./LinkRecorder.ts"
 import * as LinkTarget from "./LinkTarget.ts"
@@ -312,7 +313,7 @@ export const serve = (relay: RelayService, spool: Spool) =>
     }
 
     const idleMs = Duration.toMillis(config.limits?.linkIdleTimeout ?? LinkForward.IDLE_TIMEOUT_MS)
-    const forwardDeps = { pools, recorder, proto, idleMs }
+    const forwardDeps = { pools, recorder, proto, idleMs, idle: LinkIdle.make(idleMs) }
     yield* routes.register({
       matches: (request) => LinkTarget.isLinkRequest(request, config.linkDomain),
       request: (request, response) =>
