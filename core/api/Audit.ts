@@ -12,6 +12,16 @@ import { Timestamp } from "./Common.ts"
 /** Most events one `GET /v1/audit/events` answers; a client pages further back with `before`. */
 export const AUDIT_PAGE_LIMIT = 1000
 
+/** The filters of `connect audit` a query of events and a tail both take (besides the time range, for events). */
+const filterFields = {
+  type: Schema.optional(Schema.String),
+  workspace: Schema.optional(Schema.String),
+  agent: Schema.optional(Schema.String),
+  service: Schema.optional(Schema.String),
+  outcome: Schema.optional(Schema.String),
+  ip: Schema.optional(Schema.String)
+}
+
 /**
  * `GET /v1/audit/events`: the filters of `connect audit`, as typed there (checked by the hub: a bad one is a 400 naming
  * it), `limit` (1–1000, default 50) and `before` (a position: only events before it, for the next page).
@@ -19,12 +29,7 @@ export const AUDIT_PAGE_LIMIT = 1000
 export const AuditEventsQuery = Schema.Struct({
   since: Schema.optional(Schema.String),
   until: Schema.optional(Schema.String),
-  type: Schema.optional(Schema.String),
-  workspace: Schema.optional(Schema.String),
-  agent: Schema.optional(Schema.String),
-  service: Schema.optional(Schema.String),
-  outcome: Schema.optional(Schema.String),
-  ip: Schema.optional(Schema.String),
+  ...filterFields,
   limit: Schema.optional(Schema.NumberFromString),
   before: Schema.optional(Schema.NumberFromString)
   // A misspelt filter (`outcom=denied`) must be refused, not ignored: it would widen the answer unnoticed.
@@ -65,12 +70,7 @@ export const AUDIT_TAIL_WAIT = 25
 export const AuditTailQuery = Schema.Struct({
   after: Schema.optional(Schema.NumberFromString),
   tail: Schema.optional(Schema.String),
-  type: Schema.optional(Schema.String),
-  workspace: Schema.optional(Schema.String),
-  agent: Schema.optional(Schema.String),
-  service: Schema.optional(Schema.String),
-  outcome: Schema.optional(Schema.String),
-  ip: Schema.optional(Schema.String),
+  ...filterFields,
   limit: Schema.optional(Schema.NumberFromString),
   wait: Schema.optional(Schema.NumberFromString)
 }).annotations({ parseOptions: { onExcessProperty: "error" } })
