@@ -151,7 +151,8 @@ describe("Checkpointer", () => {
       Fs.rmSync(Path.join(dir, "fail"))
       yield* append(3)
       yield* TestClock.adjust("1 second")
-      expect(yield* until(() => Fs.existsSync(`${copy}.path`))).toBe(true)
+      // copy.db is the command's last write: once it holds its line, the files before it are whole.
+      expect(yield* until(() => Fs.existsSync(`${copy}.db`) && Fs.readFileSync(`${copy}.db`, "utf8").endsWith("\n"))).toBe(true)
       const path = Path.join(Checkpointer.notesDir(dir), "8.note")
       expect(Fs.readFileSync(`${copy}.path`, "utf8").trim()).toBe(path)
       expect(Fs.readFileSync(`${copy}.8`, "utf8")).toBe(Fs.readFileSync(path, "utf8"))
@@ -163,7 +164,7 @@ describe("Checkpointer", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       const ran = Path.join(dir, "ran")
-      yield* start(dir, { ...settings, command: `echo $$ > ${ran}.$CONNECT_CHECKPOINT_POSITION; exec sleep 30` })
+      const scope = yield* start(dir, { ...settings, command: `echo $$ > ${ran}.$CONNECT_CHECKPOINT_POSITION; exec sleep 30` })
       yield* append(3)
       yield* TestClock.adjust("1 second")
       expect(yield* until(() => Fs.existsSync(`${ran}.4`) && Fs.readFileSync(`${ran}.4`, "utf8").endsWith("\n"))).toBe(true)
@@ -182,5 +183,10 @@ describe("Checkpointer", () => {
       yield* append(3)
       yield* TestClock.adjust("1 second")
       expect(yield* until(() => notes(dir).length === 2, 10_000)).toBe(true)
+      // The second command sleeps too: stop it once it has written its pid, then the checkpointer, before the
+      // directory is removed (it wrote ran.8 there while the directory went, and outlived the test by 30 s).
+      expect(yield* until(() => Fs.existsSync(`${ran}.8`) && Fs.readFileSync(`${ran}.8`, "utf8").endsWith("\n"))).toBe(true)
+      process.kill(Number(Fs.readFileSync(`${ran}.8`, "utf8")), "SIGKILL")
+      yield* Scope.close(scope, Exit.void)
     }).pipe(Effect.provide(MemoryEventLog.layer)))
 })
