@@ -1,7 +1,7 @@
 /**
  * The bound on how long an API change waits for the event log before the hub answers 503. An agent's CLI gives up
- * after 15 s (agent/HubApi.ts) and says it cannot reach the hub; under a stalled log (another session holding the
- * append lock, a Postgres that stopped answering) the hub must answer first. The writer commits an append it has taken
+ * after 15 s (agent/HubApi.ts), saying only that the request may have reached the hub; under a stalled log (another
+ * session holding the append lock, a Postgres that stopped answering) the hub answers first, and says why. The writer commits an append it has taken
  * into a batch even when its caller gave up, so the answer says the change may still be recorded, and how to know.
  */
 import { Duration, Effect } from "effect"
