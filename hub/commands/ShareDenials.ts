@@ -38,11 +38,17 @@ export interface ShareDenialsOptions {
   readonly now?: () => number
   /** How an event is recorded (default: appended; the relay passes its FactRecorder, which spools). */
   readonly record?: (stream: string, event: Event, options: AppendOptions) => Effect.Effect<void, unknown>
+  /**
+   * Record a window's first refusal in the background (awaited when the scope closes) rather than before `deny`
+   * resolves: the shares API answers a refused join at once, and a request given up meanwhile (its answer bounded,
+   * hub/http/AnswerWithin.ts) cannot take the record with it. Default false: the relay answers after the record.
+   */
+  readonly background?: boolean
 }
 
 /** The coalescer. */
 export interface ShareDenials {
-  /** Records a refusal; resolves once a window's first refusal is appended (later ones return at once). */
+  /** Records a refusal; resolves once a window's first refusal is appended (at once with `background`; later ones always). */
   readonly deny: (refusal: ShareRefusal) => Effect.Effect<void>
   /** Windows open now. */
   readonly open: () => number
@@ -111,7 +117,11 @@ export const make = (options: ShareDenialsOptions = {}): Effect.Effect<ShareDeni
         Effect.suspend(() => {
           const key = [r.share?.id ?? "-", r.agentId, r.action, r.reason].join("\0")
           const { window: w, fresh } = windows.at(key, (t) => ({ refusal: r, startedAt: t, count: 0, firstAt: t, lastAt: t }))
-          if (fresh) return append(r, eventOf(r))
+          if (fresh) {
+            if (!options.background) return append(r, eventOf(r))
+            windows.fork(append(r, eventOf(r)))
+            return Effect.void
+          }
           const t = now()
           w.count++
           if (w.count === 1) w.firstAt = t

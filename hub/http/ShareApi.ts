@@ -75,7 +75,8 @@ export const Handlers = HttpApiBuilder.group(HubApi.HubApi, "shares", (handlers)
     const config = yield* HubConfig
     const maxBody = (config.limits ?? DEFAULT_LIMITS).maxBodyBytes
     const trusted = ClientAddress.make(config.trustProxy)
-    const denials = yield* ShareDenials.make({ window: config.denialWindowMs ?? DEFAULT_DENIAL_WINDOW_MS })
+    // A refused join is answered at once: its record goes on in the background, whatever the log does meanwhile.
+    const denials = yield* ShareDenials.make({ window: config.denialWindowMs ?? DEFAULT_DENIAL_WINDOW_MS, background: true })
     const from = Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
       const userAgent = request.headers["user-agent"]
       const peer = Option.getOrElse(request.remoteAddress, () => "unknown")

@@ -129,4 +129,18 @@ describe("API changes while the log stalls", () => {
       expect((yield* hub.events).filter((e) => e.event._tag === "AgentTokenRevoked")).toHaveLength(1)
       expect((yield* hub.http("POST", "/v1/agents/rotate", agent.token)).status).toBe(401)
     }), { timeout: 90_000 })
+
+  it.scopedLive("a refused join (unknown code) is answered 404 at once, its refusal recorded once the log takes it", () =>
+    Effect.gen(function*() {
+      const { url, hub } = yield* hubOnOwnDatabase
+      const { apiKey } = yield* hub.workspace("stranger")
+      const joiner = (yield* hub.http("POST", "/v1/agents", apiKey, { label: "joiner" })).body
+
+      const answer = yield* postWhileStalled(url, hub, "/v1/shares/join", joiner.token, { code: `sh_${"0".repeat(32)}` })
+      // Refused: nothing may still be recorded but the refusal, which must not hold the answer.
+      expect(answer.status).toBe(404)
+      expect(answer.waited).toBeLessThan(5_000)
+      const denied = (yield* hub.events).filter((e) => e.event._tag === "ShareAccessed")
+      expect(denied.map((e) => [(e.event as any).outcome, (e.event as any).reason])).toEqual([["denied", "unknown_code"]])
+    }), { timeout: 60_000 })
 })
