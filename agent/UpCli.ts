@@ -128,7 +128,18 @@ export const up = Command.make(
       }
 
       if (flags.rotateToken) {
-        const rotated = yield* HubApi.rotate(state.hubUrl, state.token)
+        const rotated = yield* HubApi.rotate(state.hubUrl, state.token).pipe(
+          // The rotation may have reached the hub and be recorded with a new token this agent never got: the one it
+          // holds would then die at the end of the grace period, with nothing said.
+          Effect.catchIf((e) => e._tag === "HubApiError" && e.reason === "Timeout", (e) =>
+            Effect.fail(
+              new HubApi.HubApiError({
+                reason: e.reason,
+                message: `${e.message}: if the rotation went through, the token this agent holds stays valid for the ` +
+                  "grace period only (24 h at most), so run `connect up --rotate-token` again"
+              })
+            ))
+        )
         state = yield* State.update(home, (s) => ({
           ...s,
           token: rotated.token,
