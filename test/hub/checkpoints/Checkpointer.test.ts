@@ -164,7 +164,9 @@ describe("Checkpointer", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       const ran = Path.join(dir, "ran")
-      const scope = yield* start(dir, { ...settings, command: `echo $$ > ${ran}.$CONNECT_CHECKPOINT_POSITION; exec sleep 30` })
+      const stop = Path.join(dir, "stop")
+      const command = `echo $$ > ${ran}.$CONNECT_CHECKPOINT_POSITION; [ -e ${stop} ] || exec sleep 30`
+      const scope = yield* start(dir, { ...settings, command })
       yield* append(3)
       yield* TestClock.adjust("1 second")
       expect(yield* until(() => Fs.existsSync(`${ran}.4`) && Fs.readFileSync(`${ran}.4`, "utf8").endsWith("\n"))).toBe(true)
@@ -183,9 +185,11 @@ describe("Checkpointer", () => {
       yield* append(3)
       yield* TestClock.adjust("1 second")
       expect(yield* until(() => notes(dir).length === 2, 10_000)).toBe(true)
-      // The second command sleeps too: stop it once it has written its pid, then the checkpointer, before the
-      // directory is removed (it wrote ran.8 there while the directory went, and outlived the test by 30 s).
+      // The second command sleeps too: stop it once it has written its pid, then the checkpointer (whose note at
+      // shutdown runs the command once more, told by `stop` not to sleep), before the directory is removed (ran.8
+      // was written there while the directory went, and the command outlived the test by 30 s).
       expect(yield* until(() => Fs.existsSync(`${ran}.8`) && Fs.readFileSync(`${ran}.8`, "utf8").endsWith("\n"))).toBe(true)
+      Fs.writeFileSync(stop, "")
       process.kill(Number(Fs.readFileSync(`${ran}.8`, "utf8")), "SIGKILL")
       yield* Scope.close(scope, Exit.void)
     }).pipe(Effect.provide(MemoryEventLog.layer)))
