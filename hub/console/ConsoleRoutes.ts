@@ -52,6 +52,7 @@ const assets = (): Map<string, { readonly body: Uint8Array; readonly type: strin
     ["/ui", Path.join(ui, "index.html"), "text/html; charset=utf-8"],
     ["/ui/app.js", Path.join(ui, "app.js"), "text/javascript; charset=utf-8"],
     ["/ui/views.js", Path.join(ui, "views.js"), "text/javascript; charset=utf-8"],
+    ["/ui/parts.js", Path.join(ui, "parts.js"), "text/javascript; charset=utf-8"],
     ["/ui/api.js", Path.join(ui, "api.js"), "text/javascript; charset=utf-8"],
     ["/ui/console.css", Path.join(ui, "console.css"), "text/css; charset=utf-8"],
     ["/ui/favicon.svg", Path.join(ui, "favicon.svg"), "image/svg+xml"],
