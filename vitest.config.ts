@@ -14,7 +14,7 @@ export default defineConfig({
   test: {
     testTimeout: 60_000,
     hookTimeout: 120_000,
-    // 2-core machines: more workers only add contention with the Postgres and relay processes the tests start.
+    // 2-core machines: two threads for the unit project; the int files' forks are set in poolOptions below.
     maxWorkers: 2,
     minWorkers: 1,
     pool: "forks",
@@ -24,7 +24,11 @@ export default defineConfig({
     // of CPU each (loading vitest and Effect again): the unit project alone took 135 s (collect 82 s) that way, 105 s
     // (collect 12 s) in threads, one after the other at load 5-8. The threads pool runs beside the forks pool, so unit
     // files also fill the int files' waits.
-    poolOptions: { threads: { isolate: false } },
+    //
+    // The int files (forks) spend much of their time waiting (commits, CLI and hub starts, timeouts): three at once took
+    // the whole suite (.ci/run) to 441 and 559 s of vitest, against 540 and 602 s with two, at comparable loads (0.6-7,
+    // two runs each); four were not tried.
+    poolOptions: { threads: { isolate: false }, forks: { maxForks: 3 } },
     projects: [
       {
         extends: true,
