@@ -27,7 +27,19 @@ export interface LinkGroups {
   readonly add: (key: string, target: Target, event: LinkAccessed) => void
   /** Records gathered and not yet handed to the log. */
   readonly pending: () => number
+  /**
+   * Whether the log is not keeping up: an append has been on its way for more than STALL_MS, or MAX_GATHERED records
+   * wait. The link proxy then refuses new requests (503), as it does while facts wait in the spool: a request is only
+   * let through when its record can be kept.
+   */
+  readonly stalled: () => boolean
 }
+
+/** How long a round's appends may take before the log counts as stalled (see `stalled`). */
+export const STALL_MS = 2_000
+
+/** Most records gathered in memory; past it each goes to the FactRecorder alone (the writer's bounded queue, the spool). */
+export const MAX_GATHERED = 10_000
 
 /** Most events in one append (a larger group is split): bounds one append's statement and its writer request. */
 export const MAX_GROUP = 500
@@ -42,12 +54,14 @@ interface Group extends Target {
  */
 export const make = (
   facts: FactRecorder,
-  fork: (effect: Effect.Effect<void>) => void
+  fork: (effect: Effect.Effect<void>) => void,
+  now: () => number = Date.now
 ): Effect.Effect<LinkGroups> =>
   Effect.sync(() => {
     let gathered = new Map<string, Group>()
     let count = 0
     let running = false
+    let roundStartedAt = 0
 
     // The FactRecorder's recordAll: ids drawn once, retried, spooled, and one by one if the log refuses the group.
     const appendGroup = (group: Group): Effect.Effect<void> =>
@@ -55,6 +69,7 @@ export const make = (
 
     // One round at a time: what ended during a round is the next round, at once.
     const round: Effect.Effect<void> = Effect.suspend(() => {
+      roundStartedAt = now()
       const groups = [...gathered.values()]
       gathered = new Map()
       count = 0
@@ -70,6 +85,10 @@ export const make = (
 
     return {
       add: (key, target, event) => {
+        if (count >= MAX_GATHERED) {
+          fork(facts.recordAll(target.stream, [event], { expectedVersion: "any", workspaceId: target.workspaceId, meta: target.meta }))
+          return
+        }
         let group = gathered.get(key)
         if (group === undefined || group.events.length >= MAX_GROUP) {
           // A full group goes under a key of its own; the next record starts a new one.
@@ -81,6 +100,7 @@ export const make = (
         count++
         if (!running) start()
       },
-      pending: () => count
+      pending: () => count,
+      stalled: () => count >= MAX_GATHERED || (running && now() - roundStartedAt > STALL_MS)
     }
   })

@@ -83,17 +83,20 @@ interface CheckDeps {
   readonly spool: Spool
   readonly limiter: RateLimiter.RateLimiter
   readonly cache: LinkCache.LinkCache
+  /** Whether the records of requests let through are not kept up with (LinkRecorder.stalled): fail closed. */
+  readonly stalled: () => boolean
   /** Runs a rate limiter's consume (its store is in memory: synchronous) to its exit. */
   readonly consume: (effect: Effect.Effect<unknown, RateLimiter.RateLimiterError>) => Exit.Exit<unknown, RateLimiter.RateLimiterError>
 }
 
 /**
- * The checks before a link is known, in order: the log is available (503), there is a token (404), and a token the
- * cache does not know is within its address's lookup budget (429). Undefined: go on (`decide`, after a lookup if the
- * cache does not know the token). `tokenHash` is undefined for no token at all.
+ * The checks before a link is known, in order: the log is available and keeping up with the records of requests let
+ * through (503), there is a token (404), and a token the cache does not know is within its address's lookup budget
+ * (429). Undefined: go on (`decide`, after a lookup if the cache does not know the token). `tokenHash` is undefined
+ * for no token at all.
  */
 const admit = (ip: string, target: LinkTarget.Target, tokenHash: string | undefined, deps: CheckDeps): Refusal | undefined => {
-  if (deps.spool.pending() > 0) return unavailable
+  if (deps.spool.pending() > 0 || deps.stalled()) return unavailable
   if (tokenHash === undefined) return notFound(target)
   // A token already being looked up costs nothing more: the request waits for that lookup (LinkCache.ts).
   if (deps.cache.known(tokenHash) !== undefined || deps.cache.looking(tokenHash)) return undefined
@@ -243,6 +246,7 @@ export const serve = (relay: RelayService, spool: Spool) =>
       spool,
       limiter,
       cache,
+      stalled: recorder.stalled,
       // The store answers synchronously (on Effect's default clock, as before); anything but its own refusal (a defect)
       // is thrown, and the request is a 500. Run on the default runtime: a fiber there costs about half what one on the
       // hub's does (3.6 against 6.2 µs per consume, measured apart), the store needing nothing from the hub's context.

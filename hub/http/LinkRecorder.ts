@@ -52,6 +52,8 @@ export interface LinkRecorder {
   readonly allowed: (access: Access) => void
   /** Counts a refused request into its window; the window's first is recorded at once (in the background). */
   readonly denied: (access: Access, reason: typeof LinkDeniedReason.Type) => void
+  /** Whether the records of requests let through are not being kept up with (LinkGroups.stalled): refuse new ones. */
+  readonly stalled: () => boolean
 }
 
 /** Longest path recorded (code points). */
@@ -117,7 +119,10 @@ const linkIdsCache = () => {
 const metaCache = () => {
   const cache = new Map<string, EventMeta>()
   return (a: Access): EventMeta => {
-    const key = `${a.ip}\0${a.userAgent ?? ""}`
+    // A long value keys by what is recorded of it (sanitised and capped: a flat string of its own), not by itself nor
+    // a slice of it, which would keep the whole string alive: 4,096 strangers' 16 KB user agents were 64 MiB.
+    const short = (text: string, cap: number) => (text.length <= 2 * cap ? text : sanitize(text, cap))
+    const key = `${short(a.ip, CAPS.name)}\0${a.userAgent === undefined ? "" : short(a.userAgent, CAPS.label)}`
     let meta = cache.get(key)
     if (meta === undefined) {
       meta = new EventMeta({
@@ -163,7 +168,7 @@ export const make = (
         )
       }
     })
-    const groups = yield* LinkGroups.make(facts, windows.fork)
+    const groups = yield* LinkGroups.make(facts, windows.fork, now)
 
     return {
       allowed: (access) => {
@@ -192,6 +197,7 @@ export const make = (
         if (window.count === 1) window.firstAt = t
         window.last = access
         window.lastAt = t
-      }
+      },
+      stalled: groups.stalled
     }
   })
