@@ -23,6 +23,7 @@ import * as HttpEdge from "./HttpEdge.ts"
 import { LinkNotices } from "./LinkNotices.ts"
 import { DEFAULT_LIMITS, HubConfig, publicUrlOf } from "../HubConfig.ts"
 import * as Links from "../readmodels/Links.ts"
+import { answerWithin } from "./AnswerWithin.ts"
 
 const unavailable = (error: unknown) =>
   Effect.zipRight(
@@ -104,7 +105,9 @@ export const Handlers = HttpApiBuilder.group(HubApi.HubApi, "links", (handlers) 
             methods,
             pathPrefixes: paths,
             rateLimitPerMinute: rate
-          }, { workspaceId: key.workspaceId, meta: meta(key) })
+          }, { workspaceId: key.workspaceId, meta: meta(key) }).pipe(
+            answerWithin("the link may still be created, its token unseen: `connect link list` shows it, revoke it there")
+          )
           const row = yield* Links.inWorkspace(key.workspaceId, linkId)
           const request = NodeHttpServerRequest.toIncomingMessage(yield* HttpServerRequest.HttpServerRequest)
           const base = publicUrlOf(config, request.socket.localPort ?? config.port)
@@ -146,7 +149,7 @@ export const Handlers = HttpApiBuilder.group(HubApi.HubApi, "links", (handlers) 
             Streams.link(linkId),
             { _tag: "RevokeLink", linkId, workspaceId: key.workspaceId },
             { workspaceId: key.workspaceId, meta: meta(key) }
-          )
+          ).pipe(answerWithin("the revocation may still be recorded: `connect link list` shows whether it was"))
           if (notices._tag === "Some") notices.value.revoked(id)
           const after = yield* Links.inWorkspace(key.workspaceId, id)
           return { linkId: id, revokedAt: new Date(after?.revoked_at ?? settings.now()).toISOString() }

@@ -130,6 +130,34 @@ describe("API changes while the log stalls", () => {
       expect((yield* hub.http("POST", "/v1/agents/rotate", agent.token)).status).toBe(401)
     }), { timeout: 90_000 })
 
+  it.scopedLive("link revocation: 503 before the CLI gives up, saying it may still be recorded; revoking again tells", () =>
+    Effect.gen(function*() {
+      const { url, hub } = yield* hubOnOwnDatabase
+      const owner = yield* hub.workspace("owner")
+      const exposer = (yield* hub.http("POST", "/v1/agents", owner.apiKey, { label: "exposer" })).body
+      const serviceId = ServiceDecider.serviceIdFor(owner.workspaceId, "web")
+      yield* hub.run(Command.handle(ServiceDecider.decider, Streams.service(serviceId), {
+        _tag: "ExposeService",
+        serviceId,
+        workspaceId: owner.workspaceId,
+        agentId: AgentId.make(exposer.agentId),
+        name: "web",
+        host: "127.0.0.1",
+        port: 8080
+      }, { workspaceId: owner.workspaceId, meta: new EventMeta({ actor: { kind: "admin" } }) })).pipe(Effect.orDie)
+      const link = yield* hub.http("POST", "/v1/links", owner.apiKey, { service: "web" })
+      expect(link.status).toBe(201)
+
+      const answer = yield* postWhileStalled(url, hub, `/v1/links/${link.body.linkId}/revoke`, owner.apiKey)
+      expect(answer.waited).toBeLessThan(AGENT_WAITS_MS)
+      expect(answer.status).toBe(503)
+      expect(answer.body.error.message).toMatch(/revocation may still be recorded.*connect link list/)
+
+      const again = yield* hub.http("POST", `/v1/links/${link.body.linkId}/revoke`, owner.apiKey)
+      expect(again.status).toBe(200)
+      expect((yield* hub.events).filter((e) => e.event._tag === "LinkRevoked")).toHaveLength(1)
+    }), { timeout: 90_000 })
+
   it.scopedLive("a refused join (unknown code) is answered 404 at once, its refusal recorded once the log takes it", () =>
     Effect.gen(function*() {
       const { url, hub } = yield* hubOnOwnDatabase
