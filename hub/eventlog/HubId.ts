@@ -72,9 +72,25 @@ export const load = (dataDir: string): Effect.Effect<string, HubIdError> => {
 export const stampMeta = (meta: EventMeta, hubId: string): EventMeta =>
   meta.hubId === undefined ? new EventMeta({ ...meta, hubId }) : meta
 
-/** The event log with every append's meta stamped with `hubId`. */
-export const stamp = (log: EventLog["Type"], hubId: string): EventLog["Type"] =>
-  EventLog.of({
+/**
+ * The event log with every append's meta stamped with `hubId`. The stamped meta is kept per meta given (by identity:
+ * EventMeta is immutable), so a caller appending many times with one meta (a session's, a link client's) hands the log
+ * one stamped meta each time, whose encoded text the log keeps (AppendBatch's by-identity cache), instead of a new one
+ * to validate and encode per append.
+ */
+export const stamp = (log: EventLog["Type"], hubId: string): EventLog["Type"] => {
+  const stamped = new WeakMap<EventMeta, EventMeta>()
+  const stampOnce = (meta: EventMeta): EventMeta => {
+    if (meta.hubId !== undefined || !(meta instanceof EventMeta)) return stampMeta(meta, hubId)
+    let out = stamped.get(meta)
+    if (out === undefined) {
+      out = stampMeta(meta, hubId)
+      stamped.set(meta, out)
+    }
+    return out
+  }
+  return EventLog.of({
     ...log,
-    append: (stream, events, options) => log.append(stream, events, { ...options, meta: stampMeta(options.meta, hubId) })
+    append: (stream, events, options) => log.append(stream, events, { ...options, meta: stampOnce(options.meta) })
   })
+}

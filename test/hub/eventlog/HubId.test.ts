@@ -3,7 +3,10 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { EventMeta } from "../../../core/Events.ts"
+import { EventLog } from "../../../core/EventLog.ts"
+import { EventMeta, WorkspaceCreated } from "../../../core/Events.ts"
+import { uuidv7 } from "../../../core/Ids.ts"
+import * as MemoryEventLog from "../../../core/MemoryEventLog.ts"
 import * as HubId from "../../../hub/eventlog/HubId.ts"
 
 const tempDir = Effect.acquireRelease(
@@ -36,4 +39,28 @@ describe("HubId", () => {
     expect(HubId.stampMeta(bare, "h1")).toMatchObject({ actor: { kind: "system" }, hubId: "h1" })
     expect(HubId.stampMeta(new EventMeta({ actor: { kind: "system" }, hubId: "h0" }), "h1").hubId).toBe("h0")
   })
+
+  it.effect("a stamping log hands the log one stamped meta per meta given, so its encoded text is kept", () =>
+    Effect.gen(function*() {
+      const memory = yield* MemoryEventLog.make
+      const seen: Array<EventMeta> = []
+      const spy: EventLog["Type"] = {
+        ...memory.log,
+        append: (stream, events, options) => {
+          seen.push(options.meta)
+          return memory.log.append(stream, events, options)
+        }
+      }
+      const log = HubId.stamp(spy, "h1")
+      const session = new EventMeta({ actor: { kind: "system" } })
+      const other = new EventMeta({ actor: { kind: "system" } })
+      const created = () => [new WorkspaceCreated({ workspaceId: uuidv7() as never, name: "w" })]
+      const options = (meta: EventMeta) => ({ expectedVersion: "any" as const, workspaceId: null, meta })
+      yield* log.append("s", created(), options(session))
+      yield* log.append("s", created(), options(session))
+      yield* log.append("s", created(), options(other))
+      expect(seen.map((m) => m.hubId)).toEqual(["h1", "h1", "h1"])
+      expect(seen[1]).toBe(seen[0])
+      expect(seen[2]).not.toBe(seen[0])
+    }))
 })
