@@ -129,7 +129,9 @@ describe("export to a real rsyslog over TCP", () => {
       // Every line is a whole record as sent; a record seen twice is the same record.
       const sent = new Set(records)
       for (const line of received) assert.isTrue(sent.has(line), `a line that is not a record: ${line.slice(0, 120)}`)
-      // The sink sent again what it had not confirmed: rsyslog wrote some records twice.
-      assert.isAbove(received.length, COUNT)
+      // The sink sent again what it had not confirmed. Whether rsyslog then wrote some records twice depends on what it
+      // had written to its file before the kill: nothing, once (CI at 05:17: "resending 300 unconfirmed records", 300
+      // lines), so only "at least once" is asserted; the ids above show a repeat is the same record.
+      assert.isAtLeast(received.length, COUNT)
     }), 120_000)
 })
