@@ -58,8 +58,12 @@ export interface Rsyslog {
   readonly lines: () => Array<string>
   /** Waits (at most `timeoutMs`) until at least `count` lines are written; returns them. */
   readonly waitForLines: (count: number, timeoutMs?: number) => Promise<Array<string>>
-  /** Stops the daemon with SIGSTOP: it reads nothing more, while the kernel still accepts bytes for it. */
-  readonly freeze: () => void
+  /**
+   * Stops the daemon with SIGSTOP and waits until every thread of it is stopped: from then on it reads nothing more,
+   * while the kernel still accepts bytes for it. (Without the wait, a thread could still read what is written right
+   * after the signal, and a kill would then lose records the server had read: a clean close, nothing to resend.)
+   */
+  readonly freeze: () => Promise<void>
   /** Kills the daemon with SIGKILL (no chance to flush) and waits for it to exit. */
   readonly crash: () => Promise<void>
   /** Starts the daemon again on the same port and output file. */
@@ -146,8 +150,22 @@ export const startRsyslog = async (): Promise<Rsyslog> => {
         await sleep(50)
       }
     },
-    freeze: () => {
+    freeze: async () => {
+      const pid = child!.pid!
       child!.kill("SIGSTOP")
+      const stopped = () => {
+        try {
+          return Fs.readdirSync(`/proc/${pid}/task`).every((task) =>
+            /^[Tt]$/.test(Fs.readFileSync(`/proc/${pid}/task/${task}/stat`, "utf8").split(") ").pop()!.split(" ")[0]!))
+        } catch {
+          return false
+        }
+      }
+      const deadline = Date.now() + 5_000
+      while (!stopped()) {
+        if (Date.now() > deadline) throw new Error(`rsyslogd ${pid} did not stop within 5 s of SIGSTOP`)
+        await new Promise((resolve) => setTimeout(resolve, 5))
+      }
     },
     crash: async () => {
       const proc = child!

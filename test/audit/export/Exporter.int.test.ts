@@ -155,7 +155,7 @@ describe("Exporter", () => {
           const sink = yield* SinkSyslog.make(`tcp://127.0.0.1:${rsyslog.port}`, {
             reconnect: Schedule.spaced(Duration.millis(200)).pipe(Schedule.intersect(Schedule.recurs(50)))
           })
-          rsyslog.freeze()
+          yield* Effect.promise(() => rsyslog.freeze())
           // Whatever the outcome, rsyslogd reads again before the sink closes (a stopped daemon would hold it 30 s).
           yield* Effect.addFinalizer(() => Effect.sync(() => process.kill(rsyslog.pid(), "SIGCONT")))
           const progress = yield* Ref.make(Exporter.initial)

@@ -109,7 +109,7 @@ describe("export to a real rsyslog over TCP", () => {
       let outageFiber: Fiber.RuntimeFiber<void> | undefined
       yield* sendAll(rsyslog, records, (batch) =>
         batch === 4
-          ? Effect.sync(() => rsyslog.freeze()).pipe(
+          ? Effect.promise(() => rsyslog.freeze()).pipe(
             Effect.zipRight(Effect.fork(outage)),
             Effect.map((fiber) => void (outageFiber = fiber))
           )
