@@ -15,7 +15,6 @@ import type { Projection } from "../../core/Projection.ts"
 import * as Transaction from "./PgAppendTransaction.ts"
 import type { Outcome, Pending } from "./PgAppendTransaction.ts"
 import * as PgWriterConnection from "./PgWriterConnection.ts"
-import type { WriterConnection } from "./PgWriterConnection.ts"
 import * as PgWriterHead from "./PgWriterHead.ts"
 import { NOTIFY_CHANNEL } from "./PgAppendStatements.ts"
 import * as PgNotifyPacer from "./PgNotifyPacer.ts"
@@ -29,11 +28,6 @@ export interface PgWriterOptions {
   readonly inline?: ReadonlyArray<Projection<ProjectionSql>>
   /** Most append requests committed in one transaction (default 512). */
   readonly maxBatch?: number
-  /**
-   * Most batches sent and not yet answered on the writer's connection (default 2; 1: each batch waits for the reply
-   * to the one before). See `make`.
-   */
-  readonly maxInFlight?: number
   /**
    * Longest a statement of the writer may run, lock waits included (default 15 s); past it the append fails as
    * Unavailable instead of hanging. The writer's client gives up on a server that does not answer at all 2 s later.
@@ -61,9 +55,6 @@ export interface PgWriter {
   /** The head position after each commit of this writer, for subscribers in this process. */
   readonly committed: PubSub.PubSub<number>
 }
-
-/** Fewest requests in each half of a batch split in two (`takeBatch`): below it, a second commit costs more than it saves. */
-const MIN_SPLIT = 4
 
 const queueFull = new EventLogError({ reason: "Unavailable", message: "audit log unavailable: writer queue full" })
 
@@ -115,115 +106,12 @@ const writeBatch = (
     Effect.withSpan("EventLog.writeBatch", { attributes: { requests: batch.length }, captureStackTrace: false })
   )
 
-/**
- * Announces `position` with NOTIFY in a transaction of its own that writes nothing, so it waits for no fsync; `done`
- * with the error, if any.
- */
-const sendAnnouncement = (conn: WriterConnection, position: number, done: (error: Error | null) => void) => {
-  conn.pipeline.addRaw("begin")
-  conn.pipeline.addRaw("set local synchronous_commit = off")
-  conn.pipeline.addRaw(`select pg_notify('${NOTIFY_CHANNEL}', '${position}')`)
-  conn.pipeline.addRaw("commit")
-  conn.pipeline.sendWith(done)
-}
-
-/** A batch waiting for the slow path; `failure` when it was sent the fast way and failed. */
-interface Deferred {
-  readonly batch: ReadonlyArray<Pending>
-  readonly notify: boolean
-  readonly failure?: Extract<FastResult, { _tag: "Failed" }>
-}
-
-/**
- * Writes deferred batches the slow way, one after another, in the order they were taken. The first failure on a
- * connection ends its transaction (rolled back, or the connection dropped); a batch whose commit went in a message
- * that did not come back with a server error may have committed, and is looked up before anything is written again.
- */
-const writeDeferred = (
-  ctx: Transaction.AppendContext,
-  committed: PubSub.PubSub<number>,
-  entries: ReadonlyArray<Deferred>,
-  pacer: PgNotifyPacer.NotifyPacer
-): Effect.Effect<void> => {
-  const abandoned = new Set<unknown>()
-  return Effect.forEach(entries, ({ batch, failure, notify }) =>
-    Effect.gen(function* () {
-      ctx.pacing.notify = notify
-      if (failure !== undefined) {
-        if (!abandoned.has(failure.conn)) {
-          abandoned.add(failure.conn)
-          yield* ctx.connector.abandon(failure.conn, failure.error)
-        }
-        if (!Recovery.isServerError(failure.error)) for (const p of batch) p.unknown = true
-        else if (failure.error.code === "CN004") ctx.head.pause()
-        ctx.head.forget()
-      }
-      yield* writeBatch(ctx, committed, batch)
-      pacer.ended(notify)
-    }), { discard: true })
-}
-
-/** The writer's queue as an append sees it. */
-interface Queue {
-  /** Queues `request` (and wakes the writer), or says why not: the writer is closed, or its queue is full. */
-  readonly offer: (request: Pending) => EventLogError | undefined
-  /** Takes `request` out of the queue if it is still there (not in a batch yet). */
-  readonly withdraw: (request: Pending) => void
-}
-
-/**
- * An append through the writer's queue: checked and encoded once, its ids drawn once, its caller resumed once with what
- * happened. No span per append: an `Effect.fn` span costs ~20 µs per call (measured), as much as the rest of an
- * append's client-side work. Each batch is one span, "EventLog.writeBatch", with its request count.
- */
-const appendThrough = (
-  queue: Queue,
-  stream: string,
-  events: ReadonlyArray<Event>,
-  options: AppendOptions
-): Effect.Effect<AppendResult, VersionConflict | EventLogError> =>
-  Effect.suspend(() => {
-    const encoded = AppendBatch.encode(stream, events, options)
-    if (Either.isLeft(encoded)) return Effect.fail(encoded.left)
-    const { types, dataJson, metaJson } = encoded.right
-    return Effect.async<AppendResult, VersionConflict | EventLogError>((resume) => {
-      let done = false
-      const request: Pending = {
-        stream,
-        // Drawn once, before any attempt: a COMMIT whose reply is lost is resolved by looking these up.
-        ids: options.ids ?? events.map(() => uuidv7()),
-        callerIds: options.ids !== undefined,
-        unknown: false,
-        types,
-        dataJson,
-        events,
-        expected: options.expectedVersion,
-        workspaceId: options.workspaceId,
-        meta: options.meta,
-        metaJson,
-        resume: (outcome) => {
-          if (done) return
-          done = true
-          resume(outcome)
-        }
-      }
-      const refused = queue.offer(request)
-      if (refused !== undefined) return resume(Effect.fail(refused))
-      // An interrupted caller leaves the queue if its request is not in a batch yet; once it is, it commits anyway.
-      return Effect.sync(() => {
-        done = true
-        queue.withdraw(request)
-      })
-    })
-  })
-
 /** Starts the writer; it and its connection live as long as the scope, which waits for a batch in flight. */
 export const make = (options: PgWriterOptions, config: PgClient.PgClientConfig): Effect.Effect<PgWriter, never, Scope.Scope> =>
   Effect.gen(function* () {
     const inline = options.inline ?? []
     const maxBatch = options.maxBatch ?? 512
     const maxQueued = options.maxQueued ?? 10_000
-    const maxInFlight = Math.max(1, options.maxInFlight ?? 2)
     const connector = yield* PgWriterConnection.make(config, Duration.toMillis(options.statementTimeout ?? "15 seconds"))
     const ctx: Transaction.AppendContext = {
       connector,
@@ -238,13 +126,6 @@ export const make = (options: PgWriterOptions, config: PgClient.PgClientConfig):
     let queued: Array<Pending> = []
     let closed = false
     const takeBatch = (): Array<Pending> => {
-      // With nothing in flight, many requests waiting go as two batches sent back to back: the callers of the first are
-      // answered while the second commits, and append again while it does, so that from then on one batch is being
-      // built while the other commits (see `pump`). A lone batch would keep them in lock step: all answered at once,
-      // all appending again while the database waits.
-      if (inFlight === 0 && maxInFlight > 1 && queued.length >= 2 * MIN_SPLIT) {
-        return queued.splice(0, Math.min(maxBatch, Math.ceil(queued.length / 2)))
-      }
       if (queued.length <= maxBatch) {
         const batch = queued
         queued = []
@@ -256,97 +137,77 @@ export const make = (options: PgWriterOptions, config: PgClient.PgClientConfig):
     const committed = yield* Effect.acquireRelease(PubSub.sliding<number>(1), PubSub.shutdown)
     const runtime = yield* Effect.runtime<never>()
 
-    // Batches in flight on the writer's connection (node-postgres in pipeline mode: each batch's message is written at
-    // once, without waiting for the reply to the one before). The common case runs without an Effect (`PgWriterFast`),
-    // computed from the head the batch before it will leave, so up to `maxInFlight` batches are on their way while the
-    // callers answered last append again: the server runs the next batch as soon as it commits one, instead of waiting
-    // a round trip and the client's work in between. Anything else runs alone, after what is in flight, in a fiber of
-    // its own (`writeBatch`): a batch that cannot go the fast way, and every batch that failed, in the order taken (one
-    // that failed makes those sent behind it fail too: they were computed from its head). A request that finds the
-    // writer idle wakes it in a microtask, after the fibers scheduled before it (typically the other callers of the
-    // last batch) have queued theirs too.
-    let inFlight = 0
-    let slowRunning = false
-    let announcing = false
+    // One batch at a time. The common case runs without an Effect (`PgWriterFast`); anything else, and any failure of
+    // it, runs `writeBatch` in a fiber of its own. When a batch ends, the requests queued meanwhile are the next batch
+    // at once; a request that finds the writer idle wakes it in a microtask, after the fibers scheduled before it
+    // (typically the other callers of the last batch) have queued theirs too.
+    let busy = false
     let scheduled = false
     let idle: Array<() => void> = []
-    // Batches waiting for the slow path, in the order they were taken; `failure` when they were sent and failed.
-    let deferred: Array<Deferred> = []
-    const busy = () => inFlight > 0 || slowRunning || announcing
     const finish = () => {
-      if (!closed && queued.length > 0) pump()
-      if (busy()) return
+      busy = false
+      if (!closed && queued.length > 0) return pump()
       if (!closed && pacer.owed()) pacer.arm(announce)
       const waiting = idle
       idle = []
       for (const resume of waiting) resume()
     }
+    const ended = (notify: boolean) => {
+      pacer.ended(notify)
+      finish()
+    }
+    const slow = (effect: Effect.Effect<void>, notify: boolean) =>
+      // A batch is never cut short: once its commit is sent its outcome is only known from the reply, and a caller told
+      // "failed" for an event that committed would append it again. Shutdown waits for it; queued requests fail as closed.
+      Runtime.runFork(runtime)(Effect.uninterruptible(effect)).addObserver(() => ended(notify))
     // The head announced by the writer itself, idle after commits that were not announced: in a transaction of its own
     // that writes nothing, so it waits for no fsync. A failure is left to the subscribers' poll.
     const announce = () => {
-      if (busy() || closed || !pacer.owed()) return
+      if (busy || closed || !pacer.owed()) return
       const conn = connector.current()
       if (conn === undefined) return pacer.sent()
-      announcing = true
-      sendAnnouncement(conn, ctx.head.head()?.position ?? 0, (error) => {
+      busy = true
+      conn.pipeline.addRaw("begin")
+      conn.pipeline.addRaw("set local synchronous_commit = off")
+      conn.pipeline.addRaw(`select pg_notify('${NOTIFY_CHANNEL}', '${ctx.head.head()?.position ?? 0}')`)
+      conn.pipeline.addRaw("commit")
+      conn.pipeline.sendWith((error) => {
         pacer.sent()
-        const done = () => {
-          announcing = false
-          finish()
-        }
-        if (error === null) return done()
-        Runtime.runFork(runtime)(connector.abandon(conn, error)).addObserver(done)
+        if (error === null) return finish()
+        Runtime.runFork(runtime)(connector.abandon(conn, error)).addObserver(finish)
       })
     }
-    // What waits for the slow path, once nothing is in flight: one batch after another, in one fiber. A batch is never
-    // cut short: once its commit is sent its outcome is only known from the reply, and a caller told "failed" for an
-    // event that committed would append it again. Shutdown waits for it; queued requests fail as closed.
-    const runDeferred = () => {
-      const entries = deferred
-      deferred = []
-      slowRunning = true
-      const program = writeDeferred(ctx, committed, entries, pacer)
-      Runtime.runFork(runtime)(Effect.uninterruptible(program)).addObserver(() => {
-        slowRunning = false
-        finish()
+    const fastFailed = (batch: ReadonlyArray<Pending>, result: Extract<FastResult, { _tag: "Failed" }>) =>
+      Effect.gen(function* () {
+        yield* connector.abandon(result.conn, result.error)
+        // Its commit went in the same message: unless the server answered with an error, it may have committed.
+        if (!Recovery.isServerError(result.error)) for (const p of batch) p.unknown = true
+        else if (result.error.code === "CN004") ctx.head.pause()
+        ctx.head.forget()
+        yield* writeBatch(ctx, committed, batch)
       })
-    }
-    const answered = (batch: ReadonlyArray<Pending>, notify: boolean, result: FastResult) => {
-      inFlight--
-      if (result._tag === "Failed") deferred.push({ batch, notify, failure: result })
-      else {
-        batch.forEach((p, i) => complete(p, result.outcomes[i]!))
-        committed.unsafeOffer(result.head)
-        pacer.ended(notify)
-      }
-      if (inFlight > 0) {
-        if (deferred.length === 0) pump()
-        return
-      }
-      if (deferred.length > 0) return runDeferred()
-      finish()
-    }
     const pump = (): void => {
       scheduled = false
-      while (!closed && queued.length > 0 && inFlight < maxInFlight && !slowRunning && !announcing && deferred.length === 0) {
-        const batch = takeBatch()
-        const notify = ctx.pacing.notify = pacer.start()
-        // An observer (the hub's metrics) that throws must not stop the writer with a batch taken off the queue.
-        try {
-          options.onBatch?.(batch.length, queued.length)
-        } catch {
-          // Metrics are best effort; the batch is written regardless.
-        }
-        inFlight++
-        if (tryFast(ctx, runtime, batch, (result) => answered(batch, notify, result))) continue
-        inFlight--
-        deferred.push({ batch, notify })
-        if (inFlight === 0) runDeferred()
-        return
+      if (busy || closed || queued.length === 0) return
+      busy = true
+      const batch = takeBatch()
+      const notify = ctx.pacing.notify = pacer.start()
+      // An observer (the hub's metrics) that throws must not stop the writer with a batch taken off the queue.
+      try {
+        options.onBatch?.(batch.length, queued.length)
+      } catch {
+        // Metrics are best effort; the batch is written regardless.
       }
+      const fast = tryFast(ctx, runtime, batch, (result) => {
+        if (result._tag === "Failed") return slow(fastFailed(batch, result), notify)
+        batch.forEach((p, i) => complete(p, result.outcomes[i]!))
+        committed.unsafeOffer(result.head)
+        ended(notify)
+      })
+      if (!fast) slow(writeBatch(ctx, committed, batch), notify)
     }
     const wake = () => {
-      if (scheduled) return
+      if (busy || scheduled) return
       scheduled = true
       queueMicrotask(pump)
     }
@@ -357,26 +218,56 @@ export const make = (options: PgWriterOptions, config: PgClient.PgClientConfig):
         const waiting = queued
         queued = []
         for (const p of waiting) p.resume(Effect.fail(closedError))
-        if (busy()) idle.push(() => resume(Effect.void))
+        if (busy) idle.push(() => resume(Effect.void))
         else resume(Effect.void)
       })
     )
 
-    const queue: Queue = {
-      offer: (request) => {
-        if (closed) return closedError
-        // Bounded: a stalled database must not let appends pile up in memory; the callers refuse or spool instead.
-        if (queued.length >= maxQueued) return queueFull
-        queued.push(request)
-        wake()
-        return undefined
-      },
-      withdraw: (request) => {
-        const i = queued.indexOf(request)
-        if (i >= 0) queued.splice(i, 1)
-      }
-    }
-    const append: PgWriter["append"] = (stream, events, options) => appendThrough(queue, stream, events, options)
+    // No span per append: an `Effect.fn` span costs ~20 µs per call (measured), as much as the rest of an append's
+    // client-side work. Each batch is one span, "EventLog.writeBatch", with its request count.
+    const append = (
+      stream: string,
+      events: ReadonlyArray<Event>,
+      options: AppendOptions
+    ): Effect.Effect<AppendResult, VersionConflict | EventLogError> =>
+      Effect.suspend(() => {
+        const encoded = AppendBatch.encode(stream, events, options)
+        if (Either.isLeft(encoded)) return Effect.fail(encoded.left)
+        const { types, dataJson, metaJson } = encoded.right
+        return Effect.async<AppendResult, VersionConflict | EventLogError>((resume) => {
+          if (closed) return resume(Effect.fail(closedError))
+          // Bounded: a stalled database must not let appends pile up in memory; the callers refuse or spool instead.
+          if (queued.length >= maxQueued) return resume(Effect.fail(queueFull))
+          let done = false
+          const request: Pending = {
+            stream,
+            // Drawn once, before any attempt: a COMMIT whose reply is lost is resolved by looking these up.
+            ids: options.ids ?? events.map(() => uuidv7()),
+            callerIds: options.ids !== undefined,
+            unknown: false,
+            types,
+            dataJson,
+            events,
+            expected: options.expectedVersion,
+            workspaceId: options.workspaceId,
+            meta: options.meta,
+            metaJson,
+            resume: (outcome) => {
+              if (done) return
+              done = true
+              resume(outcome)
+            }
+          }
+          queued.push(request)
+          wake()
+          // An interrupted caller leaves the queue if its request is not in a batch yet; once it is, it commits anyway.
+          return Effect.sync(() => {
+            done = true
+            const i = queued.indexOf(request)
+            if (i >= 0) queued.splice(i, 1)
+          })
+        })
+      })
 
     return { append, committed }
   })

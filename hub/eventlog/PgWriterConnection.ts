@@ -60,11 +60,8 @@ const writerConfig = (config: PgClient.PgClientConfig, statementTimeout: number)
   statement_timeout: statementTimeout,
   query_timeout: statementTimeout + 2000,
   keepAlive: true,
-  keepAliveInitialDelayMillis: 10_000,
-  // Each message is written at once, without waiting for the reply to the one before (PgWriter keeps up to two batches
-  // in flight; everything else on this connection waits for its reply before sending more). Replies come in order.
-  pipeline: true
-} as Pg.ClientConfig)
+  keepAliveInitialDelayMillis: 10_000
+})
 
 /** Whether a failed transaction left its connection unusable: it failed, or the outcome of its COMMIT is unknown. */
 const connectionFailed = (cause: Cause.Cause<unknown>): boolean => {

@@ -56,12 +56,9 @@ export const tryFast = (
     return false
   }
   conn.pipeline.addRaw("commit")
-  // Believed at once, before the reply: the next batch is computed from this one's head and may be sent behind it
-  // (PgWriter). If this one fails, so does every batch computed from it (`connect_append` checks the head, and a
-  // transaction that failed refuses what follows it until rolled back), and the writer forgets this belief then.
-  ctx.head.committed(headOf(cursor), cursor.versions)
   conn.pipeline.sendWith((error) => {
     if (error !== null) return done({ _tag: "Failed", conn, error })
+    ctx.head.committed(headOf(cursor), cursor.versions)
     done({ _tag: "Committed", head: cursor.position, outcomes: settled.outcomes })
   })
   return true
