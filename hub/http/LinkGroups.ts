@@ -51,6 +51,7 @@ interface Group extends Target {
 /**
  * Makes the groups over `facts`; `fork` runs an effect in the background so that a scope's close waits for it, also for
  * a round forked while it closes (Windows.fork, whose close awaits its fibers): what is gathered then is still recorded.
+ * `now` is the wall clock a stall is measured on (tests pass their own).
  */
 export const make = (
   facts: FactRecorder,

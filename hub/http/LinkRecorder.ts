@@ -168,7 +168,7 @@ export const make = (
         )
       }
     })
-    const groups = yield* LinkGroups.make(facts, windows.fork, now)
+    const groups = yield* LinkGroups.make(facts, windows.fork)
 
     return {
       allowed: (access) => {

@@ -38,7 +38,11 @@ const access = (n: number, path = `/r/${n}`) =>
 const noRetry = Schedule.recurs(0)
 
 /** Groups over `log` (the memory log, or a wrapper of it), a spool in a fresh directory, and a fork that is awaited. */
-const setUp = (wrap: (log: EventLog["Type"]) => EventLog["Type"], retry: Schedule.Schedule<unknown> = noRetry) =>
+const setUp = (
+  wrap: (log: EventLog["Type"]) => EventLog["Type"],
+  retry: Schedule.Schedule<unknown> = noRetry,
+  now: () => number = Date.now
+) =>
   Effect.gen(function*() {
     const memory = yield* MemoryEventLog.make
     const log = wrap(memory.log)
@@ -50,7 +54,7 @@ const setUp = (wrap: (log: EventLog["Type"]) => EventLog["Type"], retry: Schedul
     const fibers = yield* FiberSet.make<void>()
     const run = yield* FiberSet.runtime(fibers)<never>()
     const facts = yield* FactRecorder.make(spool, retry).pipe(Effect.provideService(EventLog, log))
-    const groups = yield* LinkGroups.make(facts, (effect) => void run(effect))
+    const groups = yield* LinkGroups.make(facts, (effect) => void run(effect), now)
     const stored = Effect.map(memory.log.readStream(stream), (events) => events.map((e) => e.event as LinkAccessed))
     const spooled = () =>
       Fs.readFileSync(Path.join(dir, "spool.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { id: string; data: { durationMs: number } })
@@ -132,5 +136,38 @@ describe("LinkGroups", () => {
       yield* stop
       expect(spool.pending()).toBe(1)
       expect(spooled().map((l) => l.id)).toEqual(ids)
+    }))
+
+  it.scoped("an append on its way for more than STALL_MS is a stalled log, and so are MAX_GATHERED records waiting", () =>
+    Effect.gen(function*() {
+      let clock = 1_000_000
+      const gate = yield* Deferred.make<void>()
+      const appends: Array<number> = []
+      const { groups, settled, stored } = yield* setUp((log) => ({
+        ...log,
+        append: (s, events, options) => {
+          appends.push(events.length)
+          return Effect.zipRight(appends.length === 1 ? Deferred.await(gate) : Effect.void, log.append(s, events, options))
+        }
+      }), noRetry, () => clock)
+      add(groups, "203.0.113.9", access(0))
+      yield* Effect.yieldNow()
+      expect(groups.stalled()).toBe(false)
+      clock += LinkGroups.STALL_MS
+      expect(groups.stalled()).toBe(false)
+      clock += 1
+      expect(groups.stalled()).toBe(true)
+      // While the first append hangs, records gather; past MAX_GATHERED each goes to the log on its own.
+      for (let n = 1; n <= LinkGroups.MAX_GATHERED + 3; n++) add(groups, "198.51.100.7", access(n))
+      expect(groups.pending()).toBe(LinkGroups.MAX_GATHERED)
+      clock -= LinkGroups.STALL_MS + 1
+      expect(groups.stalled()).toBe(true)
+      yield* Deferred.succeed(gate, undefined)
+      yield* settled
+      expect(groups.stalled()).toBe(false)
+      expect((yield* stored)).toHaveLength(LinkGroups.MAX_GATHERED + 4)
+      // The lone first, 3 overflow records alone, the gathered ones in groups of at most MAX_GROUP.
+      expect(appends.filter((n) => n === 1)).toHaveLength(4)
+      expect(appends.reduce((a, b) => a + b, 0)).toBe(LinkGroups.MAX_GATHERED + 4)
     }))
 })
