@@ -30,6 +30,7 @@ import type { ProjectionSql } from "../core/ProjectionSql.ts"
 import * as ReadModels from "./readmodels/ReadModels.ts"
 import * as StreamHeads from "./readmodels/StreamHeads.ts"
 import * as Gateway from "./relay/Gateway.ts"
+import * as HubSpool from "./relay/HubSpool.ts"
 import * as HubId from "./eventlog/HubId.ts"
 import * as HttpApi from "./http/HttpApi.ts"
 import * as HttpEdge from "./http/HttpEdge.ts"
@@ -98,10 +99,11 @@ export type HubContext =
 
 /**
  * Stage 4 — everything that attaches to the server: the HTTP API and the routes beside it (HttpApi.ts) and the agent
- * gateway (`HubUpgrades.register("/v1/agent", handler)`). Append yours to the list.
+ * gateway (`HubUpgrades.register("/v1/agent", handler)`). Append yours to the list. Both record facts through the one
+ * spool of the hub (HubSpool.ts), which the gateway replays.
  */
 export const RoutesLive = (audit: HttpApi.AuditRoutes = HttpApi.AuditNotServed): Layer.Layer<Api, never, HubContext> =>
-  Layer.mergeAll(HttpApi.layerWith(audit), Gateway.layer())
+  Layer.mergeAll(HttpApi.layerWith(audit), Gateway.layer()).pipe(Layer.provide(HubSpool.layer))
 
 /** Serves the HTTP API, prints where the hub listens, and on shutdown closes idle keep-alive connections first. */
 const ServeLive = (

@@ -29,6 +29,7 @@ import type * as AgentAuth from "../commands/AgentAuth.ts"
 import * as ConsoleRoutes from "../console/ConsoleRoutes.ts"
 import * as ConsoleSessions from "../console/Sessions.ts"
 import type { HubConfig } from "../HubConfig.ts"
+import type { HubSpool } from "../relay/HubSpool.ts"
 
 /**
  * `GET /health`: 200 `{"status":"ok"}` when the hub can query its database within 2 s, else 503
@@ -76,7 +77,7 @@ export const AuditNotServed: AuditRoutes = HttpApiBuilder.group(HubApi.HubApi, "
 export const layerWith = (audit: AuditRoutes): Layer.Layer<
   Api,
   never,
-  EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings | HubConfig
+  EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings | HubConfig | HubSpool
 > =>
   Layer.mergeAll(
     HttpApiBuilder.api(HubApi.HubApi).pipe(
