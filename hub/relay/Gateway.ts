@@ -2,10 +2,9 @@
  * The agent gateway: the relay with the Postgres policy, served over every WebSocket transport at `/v1/agent` on the
  * hub's own port, plus the spool replayer that brings what was recorded during an outage into the log. Every event it
  * appends names the hub (HubId.ts), and before it accepts anyone it closes in the log what this hub left open when it
- * last died (PgLeftOpen.ts).
+ * last died (PgLeftOpen.ts) — once it holds its id's lock, so that no second hub with the same id does (PgHubLock.ts).
  */
 import type * as Http from "node:http"
-import * as Path from "node:path"
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer, Schedule } from "effect"
 import { EventLog } from "../../core/EventLog.ts"
@@ -20,11 +19,13 @@ import * as HubId from "../eventlog/HubId.ts"
 import { HubRawRoutes, HubUpgrades } from "../http/HubServer.ts"
 import * as LinkProxy from "../http/LinkProxy.ts"
 import { HubMetrics } from "../metrics/Metrics.ts"
+import * as PgHubLock from "./PgHubLock.ts"
 import * as PgLeftOpen from "./PgLeftOpen.ts"
 import * as PgRelayPolicy from "./PgRelayPolicy.ts"
 import * as PgRevocations from "./PgRevocations.ts"
 import * as Relay from "./Relay.ts"
 import * as Spool from "../eventlog/Spool.ts"
+import { HubSpool } from "./HubSpool.ts"
 
 /** Path of the agent WebSocket endpoint. */
 export const PATH = "/v1/agent"
@@ -39,7 +40,7 @@ export interface GatewayOptions {
 export const layer = (options: GatewayOptions = {}): Layer.Layer<
   never,
   never,
-  HubConfig | HubUpgrades | HubRawRoutes | EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings
+  HubConfig | HubUpgrades | HubRawRoutes | EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings | HubSpool
 > =>
   Layer.scopedDiscard(
     Effect.gen(function*() {
@@ -55,7 +56,10 @@ const serve = (hubId: string, options: GatewayOptions) =>
   Effect.gen(function*() {
     const config = yield* HubConfig
     const upgrades = yield* HubUpgrades
-    const spool = yield* Spool.make(Path.join(config.dataDir, "spool"))
+    // Before the spool is opened and anything is closed in the log under this hub's id: no other hub may hold it.
+    yield* Effect.orDie(PgHubLock.hold(hubId))
+    // The hub's one spool: the shares API records its refusals through it too (ShareApi.ts); replayed here.
+    const spool = yield* HubSpool
     yield* recoverAtStart(spool, hubId)
     yield* Spool.runReplayer(spool)
     const policy = yield* PgRelayPolicy.make({ spool, window: config.denialWindowMs ?? DEFAULT_DENIAL_WINDOW_MS })
