@@ -2,7 +2,8 @@
  * The hub's side of the `shares` group of core/HubApi.ts: shares created, listed and revoked with an API key of the
  * owner workspace, and joined with the token of an agent of another workspace. A share's code is drawn by
  * hub/commands/Shares.ts and shown once in the create answer; the log and the read model keep its SHA-256. The options
- * are checked here (400 naming the bad one); a refused join is recorded, coalesced per agent, share and reason.
+ * are checked here (400 naming the bad one); a refused join is recorded, coalesced per agent, share and reason, through
+ * the hub's spool while the log is unavailable, as the relay's refusals are.
  */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
@@ -15,6 +16,8 @@ import { CAPS, sanitize } from "../../core/Text.ts"
 import * as AgentAuth from "../commands/AgentAuth.ts"
 import * as ShareDenials from "../commands/ShareDenials.ts"
 import * as Shares from "../commands/Shares.ts"
+import * as FactRecorder from "../eventlog/FactRecorder.ts"
+import { HubSpool } from "../relay/HubSpool.ts"
 import { answerWithin } from "./AnswerWithin.ts"
 import * as ClientAddress from "./ClientAddress.ts"
 import * as HttpEdge from "./HttpEdge.ts"
@@ -75,8 +78,15 @@ export const Handlers = HttpApiBuilder.group(HubApi.HubApi, "shares", (handlers)
     const config = yield* HubConfig
     const maxBody = (config.limits ?? DEFAULT_LIMITS).maxBodyBytes
     const trusted = ClientAddress.make(config.trustProxy)
-    // A refused join is answered at once: its record goes on in the background, whatever the log does meanwhile.
-    const denials = yield* ShareDenials.make({ window: config.denialWindowMs ?? DEFAULT_DENIAL_WINDOW_MS, background: true })
+    // A refused join is answered at once: its record goes on in the background, whatever the log does meanwhile. A
+    // refusal already happened, so it is recorded as the relay's are (FactRecorder.ts): retried, then spooled while
+    // the log is unavailable (the gateway replays the spool), never only logged.
+    const facts = yield* FactRecorder.make(yield* HubSpool)
+    const denials = yield* ShareDenials.make({
+      window: config.denialWindowMs ?? DEFAULT_DENIAL_WINDOW_MS,
+      background: true,
+      record: facts.record
+    })
     const from = Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
       const userAgent = request.headers["user-agent"]
       const peer = Option.getOrElse(request.remoteAddress, () => "unknown")
