@@ -192,6 +192,9 @@ export const main = async (args: ReadonlyArray<string>) => {
         // Kept open: --rt moves their backends once.
         idleTimeoutMillis: 0
       })
+      // An idle client told to go (the bench database dropped, the embedded server stopping) emits an error on the
+      // pool; unhandled, it ended the run after the tables were printed and before the JSON was written.
+      pool.on("error", () => undefined)
       yield* Effect.addFinalizer(() => Effect.promise(() => pool.end()))
       const dataJson = JSON.stringify(sample.data)
       const metaJson = JSON.stringify(encodeMeta(meta))
