@@ -23,6 +23,8 @@ import { answerWithin } from "./AnswerWithin.ts"
 import * as AuthFailures from "./AuthFailures.ts"
 import * as ClientAddress from "./ClientAddress.ts"
 import * as Command from "../commands/Command.ts"
+import * as FactRecorder from "../eventlog/FactRecorder.ts"
+import { HubSpool } from "../relay/HubSpool.ts"
 import * as HttpEdge from "./HttpEdge.ts"
 import { DEFAULT_DENIAL_WINDOW_MS, DEFAULT_LIMITS, HubConfig } from "../HubConfig.ts"
 import * as AgentsTable from "../readmodels/Agents.ts"
@@ -93,13 +95,16 @@ const refusal = (error: DomainError) => {
 export const Authentication: Layer.Layer<
   HubApi.ApiKeyAuth | HubApi.AgentTokenAuth | HubApi.WorkspaceAuth,
   never,
-  EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings | HubConfig | ConsoleSessions.ConsoleSessions
+  EventLog | SqlClient.SqlClient | AgentAuth.TokenSettings | HubConfig | ConsoleSessions.ConsoleSessions | HubSpool
 > = Layer.scopedContext(
   Effect.gen(function*() {
     const context = yield* Effect.context<SqlClient.SqlClient | AgentAuth.TokenSettings>()
     const config = yield* HubConfig
     const sessions = yield* ConsoleSessions.ConsoleSessions
-    const failures = yield* AuthFailures.make({ window: config.denialWindowMs ?? DEFAULT_DENIAL_WINDOW_MS })
+    // A window's aggregated refusals are facts: appended, or spooled while the log is unavailable (as the relay's are),
+    // never only logged.
+    const facts = yield* FactRecorder.make(yield* HubSpool)
+    const failures = yield* AuthFailures.make({ window: config.denialWindowMs ?? DEFAULT_DENIAL_WINDOW_MS, record: facts.record })
     const from = presenter(ClientAddress.make(config.trustProxy))
     /** The presented secret and who presented it. */
     const presented = Effect.all({ secret: bearerSecret, from })
