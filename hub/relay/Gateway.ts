@@ -56,7 +56,7 @@ const serve = (hubId: string, options: GatewayOptions) =>
   Effect.gen(function*() {
     const config = yield* HubConfig
     const upgrades = yield* HubUpgrades
-    // Before the spool is opened and anything is closed in the log under this hub's id: no other hub may hold it.
+    // Before the spool is replayed and anything is closed in the log under this hub's id: no other hub may hold it.
     yield* Effect.orDie(PgHubLock.hold(hubId))
     // The hub's one spool: the shares API records its refusals through it too (ShareApi.ts); replayed here.
     const spool = yield* HubSpool
