@@ -15,6 +15,7 @@ import type { Projection } from "../../core/Projection.ts"
 import * as Transaction from "./PgAppendTransaction.ts"
 import type { Outcome, Pending } from "./PgAppendTransaction.ts"
 import * as PgWriterConnection from "./PgWriterConnection.ts"
+import type { WriterConnection } from "./PgWriterConnection.ts"
 import * as PgWriterHead from "./PgWriterHead.ts"
 import { NOTIFY_CHANNEL } from "./PgAppendStatements.ts"
 import * as PgNotifyPacer from "./PgNotifyPacer.ts"
@@ -106,6 +107,72 @@ const writeBatch = (
     Effect.withSpan("EventLog.writeBatch", { attributes: { requests: batch.length }, captureStackTrace: false })
   )
 
+/**
+ * Announces `position` with NOTIFY in a transaction of its own that writes nothing, so it waits for no fsync; `done`
+ * with the error, if any.
+ */
+const sendAnnouncement = (conn: WriterConnection, position: number, done: (error: Error | null) => void) => {
+  conn.pipeline.addRaw("begin")
+  conn.pipeline.addRaw("set local synchronous_commit = off")
+  conn.pipeline.addRaw(`select pg_notify('${NOTIFY_CHANNEL}', '${position}')`)
+  conn.pipeline.addRaw("commit")
+  conn.pipeline.sendWith(done)
+}
+
+/** The writer's queue as an append sees it. */
+interface Queue {
+  /** Queues `request` (and wakes the writer), or says why not: the writer is closed, or its queue is full. */
+  readonly offer: (request: Pending) => EventLogError | undefined
+  /** Takes `request` out of the queue if it is still there (not in a batch yet). */
+  readonly withdraw: (request: Pending) => void
+}
+
+/**
+ * An append through the writer's queue: checked and encoded once, its ids drawn once, its caller resumed once with what
+ * happened. No span per append: an `Effect.fn` span costs ~20 µs per call (measured), as much as the rest of an
+ * append's client-side work. Each batch is one span, "EventLog.writeBatch", with its request count.
+ */
+const appendThrough = (
+  queue: Queue,
+  stream: string,
+  events: ReadonlyArray<Event>,
+  options: AppendOptions
+): Effect.Effect<AppendResult, VersionConflict | EventLogError> =>
+  Effect.suspend(() => {
+    const encoded = AppendBatch.encode(stream, events, options)
+    if (Either.isLeft(encoded)) return Effect.fail(encoded.left)
+    const { types, dataJson, metaJson } = encoded.right
+    return Effect.async<AppendResult, VersionConflict | EventLogError>((resume) => {
+      let done = false
+      const request: Pending = {
+        stream,
+        // Drawn once, before any attempt: a COMMIT whose reply is lost is resolved by looking these up.
+        ids: options.ids ?? events.map(() => uuidv7()),
+        callerIds: options.ids !== undefined,
+        unknown: false,
+        types,
+        dataJson,
+        events,
+        expected: options.expectedVersion,
+        workspaceId: options.workspaceId,
+        meta: options.meta,
+        metaJson,
+        resume: (outcome) => {
+          if (done) return
+          done = true
+          resume(outcome)
+        }
+      }
+      const refused = queue.offer(request)
+      if (refused !== undefined) return resume(Effect.fail(refused))
+      // An interrupted caller leaves the queue if its request is not in a batch yet; once it is, it commits anyway.
+      return Effect.sync(() => {
+        done = true
+        queue.withdraw(request)
+      })
+    })
+  })
+
 /** Starts the writer; it and its connection live as long as the scope, which waits for a batch in flight. */
 export const make = (options: PgWriterOptions, config: PgClient.PgClientConfig): Effect.Effect<PgWriter, never, Scope.Scope> =>
   Effect.gen(function* () {
@@ -167,11 +234,7 @@ export const make = (options: PgWriterOptions, config: PgClient.PgClientConfig):
       const conn = connector.current()
       if (conn === undefined) return pacer.sent()
       busy = true
-      conn.pipeline.addRaw("begin")
-      conn.pipeline.addRaw("set local synchronous_commit = off")
-      conn.pipeline.addRaw(`select pg_notify('${NOTIFY_CHANNEL}', '${ctx.head.head()?.position ?? 0}')`)
-      conn.pipeline.addRaw("commit")
-      conn.pipeline.sendWith((error) => {
+      sendAnnouncement(conn, ctx.head.head()?.position ?? 0, (error) => {
         pacer.sent()
         if (error === null) return finish()
         Runtime.runFork(runtime)(connector.abandon(conn, error)).addObserver(finish)
@@ -223,51 +286,21 @@ export const make = (options: PgWriterOptions, config: PgClient.PgClientConfig):
       })
     )
 
-    // No span per append: an `Effect.fn` span costs ~20 µs per call (measured), as much as the rest of an append's
-    // client-side work. Each batch is one span, "EventLog.writeBatch", with its request count.
-    const append = (
-      stream: string,
-      events: ReadonlyArray<Event>,
-      options: AppendOptions
-    ): Effect.Effect<AppendResult, VersionConflict | EventLogError> =>
-      Effect.suspend(() => {
-        const encoded = AppendBatch.encode(stream, events, options)
-        if (Either.isLeft(encoded)) return Effect.fail(encoded.left)
-        const { types, dataJson, metaJson } = encoded.right
-        return Effect.async<AppendResult, VersionConflict | EventLogError>((resume) => {
-          if (closed) return resume(Effect.fail(closedError))
-          // Bounded: a stalled database must not let appends pile up in memory; the callers refuse or spool instead.
-          if (queued.length >= maxQueued) return resume(Effect.fail(queueFull))
-          let done = false
-          const request: Pending = {
-            stream,
-            // Drawn once, before any attempt: a COMMIT whose reply is lost is resolved by looking these up.
-            ids: options.ids ?? events.map(() => uuidv7()),
-            callerIds: options.ids !== undefined,
-            unknown: false,
-            types,
-            dataJson,
-            events,
-            expected: options.expectedVersion,
-            workspaceId: options.workspaceId,
-            meta: options.meta,
-            metaJson,
-            resume: (outcome) => {
-              if (done) return
-              done = true
-              resume(outcome)
-            }
-          }
-          queued.push(request)
-          wake()
-          // An interrupted caller leaves the queue if its request is not in a batch yet; once it is, it commits anyway.
-          return Effect.sync(() => {
-            done = true
-            const i = queued.indexOf(request)
-            if (i >= 0) queued.splice(i, 1)
-          })
-        })
-      })
+    const queue: Queue = {
+      offer: (request) => {
+        if (closed) return closedError
+        // Bounded: a stalled database must not let appends pile up in memory; the callers refuse or spool instead.
+        if (queued.length >= maxQueued) return queueFull
+        queued.push(request)
+        wake()
+        return undefined
+      },
+      withdraw: (request) => {
+        const i = queued.indexOf(request)
+        if (i >= 0) queued.splice(i, 1)
+      }
+    }
+    const append: PgWriter["append"] = (stream, events, options) => appendThrough(queue, stream, events, options)
 
     return { append, committed }
   })
