@@ -70,10 +70,21 @@ interface Window {
   lastAt: number
 }
 
-// Built without the class's validation (4.4% of the hub's CPU at 32 clients): its fields are sanitised and capped
-// here, and the append encodes the event through its schema, which refuses one that does not hold.
+const TAG = { _tag: "LinkAccessed" } as const
+
+/**
+ * A `LinkAccessed` with `fields`, made without its class's constructor: what the constructor leaves is an object of
+ * the class's prototype holding the fields and then `_tag`, and that is built here directly. The constructor costs
+ * 6-11 µs a request even without validation (it copies the fields, merges the defaults of all 17 declared ones field
+ * by field), 2-4% of the hub's CPU at 32 clients; this costs 0.4 µs. No validation either (4.4% before that was
+ * dropped): the fields are sanitised and capped by `eventOf`, and the append encodes the event through its schema,
+ * which refuses one that does not hold. LinkRecorder.test checks that it equals, and encodes as, the constructor's.
+ */
+export const accessed = (fields: Omit<LinkAccessed, "_tag">): LinkAccessed =>
+  Object.assign(Object.create(LinkAccessed.prototype) as LinkAccessed, fields, TAG)
+
 const eventOf = (a: Access, ids: LinkIds | undefined, outcome: "allowed" | "denied", reason?: typeof LinkDeniedReason.Type) =>
-  new LinkAccessed({
+  accessed({
     ...(ids ? { linkId: ids.linkId, serviceId: ids.serviceId } : {}),
     ip: sanitize(a.ip, CAPS.name),
     method: sanitize(a.method, 16),
@@ -85,7 +96,7 @@ const eventOf = (a: Access, ids: LinkIds | undefined, outcome: "allowed" | "deni
     durationMs: Math.max(0, Math.round(a.durationMs)),
     bytesUp: a.bytesUp,
     bytesDown: a.bytesDown
-  }, true)
+  })
 
 /** A link's branded ids and stream. */
 interface LinkIds {
