@@ -6,6 +6,8 @@
  * and indexes as `events` (`like events including defaults including indexes`: no trigger, no function, no hash), the
  * one the ratio is taken against; and into a bare table (position, id, stream, type, data, meta, time), for scale.
  * Each run alternates the three in 0.5 s slices, so that all see the same load on a noisy machine.
+ * Then, as the ceiling of the 1-caller row, Postgres alone (EventlogServerFloor.ts): pgbench running the whole append in
+ * one server-side function against pgbench running the baseline's INSERT.
  *
  * Options: --json [FILE]  --seconds S (per measurement and run, default 4)  --runs N (default 3)  --events N
  * (verify/rebuild log size, default 1,000,000)  --database-url URL (default: embedded Postgres in a temporary
@@ -32,6 +34,7 @@ import * as Migrations from "../../hub/db/Migrations.ts"
 import * as PgEventLog from "../../hub/eventlog/PgEventLog.ts"
 import * as ProjectionRunner from "../../hub/eventlog/ProjectionRunner.ts"
 import * as StreamHeads from "../../hub/readmodels/StreamHeads.ts"
+import * as ServerFloor from "./EventlogServerFloor.ts"
 import { median, percentile, printTable, writeJson } from "./Report.ts"
 
 const flag = (args: ReadonlyArray<string>, name: string, fallback: number) => {
@@ -280,6 +283,33 @@ export const main = async (args: ReadonlyArray<string>) => {
         rows
       )
 
+      // The most any writer could reach at one caller here: the whole append done by Postgres, driven by pgbench.
+      const pgbenchTarget: ServerFloor.PgbenchTarget = {
+        env: url
+          ? {
+            PGHOST: url.hostname,
+            PGPORT: url.port || "5432",
+            PGUSER: decodeURIComponent(url.username),
+            PGPASSWORD: decodeURIComponent(url.password),
+            PGDATABASE: name
+          }
+          : {
+            ...(cfg.host ? { PGHOST: cfg.host } : {}),
+            ...(cfg.port ? { PGPORT: String(cfg.port) } : {}),
+            ...(cfg.username ? { PGUSER: cfg.username } : {}),
+            ...(cfg.password ? { PGPASSWORD: Redacted.value(cfg.password) } : {}),
+            PGDATABASE: name
+          }
+      }
+      const floor = yield* ServerFloor.measure(bsql, pgbenchTarget, { type: sample.type, dataJson, metaJson }, runs, seconds)
+      if (floor) {
+        printTable(
+          `Postgres alone at 1 caller (pgbench, C client; ${runs} runs x ${seconds} s interleaved, medians): the whole append in one server-side function vs the baseline's INSERT`,
+          Object.keys(floor),
+          [floor]
+        )
+      }
+
       // Grow the log to `bigLog` events with large appends, then time verify and rebuild over all of it.
       let head = (yield* log.head).position
       const before = head
@@ -339,7 +369,7 @@ export const main = async (args: ReadonlyArray<string>) => {
         { operation: "rebuild stream_heads", events: filled, "seconds (median)": median(rebuildTimes), "events/s": filled / median(rebuildTimes) }
       ]
       printTable(`Over the whole log (${Math.min(runs, 2)} runs, medians)`, Object.keys(big[0]!), big)
-      return { server, eventBytes, appends: rows, fill: { events: filled, seconds: fillSeconds }, whole: big }
+      return { server, eventBytes, appends: rows, postgresAlone: floor ?? null, fill: { events: filled, seconds: fillSeconds }, whole: big }
     }).pipe(
       Effect.provide(
         PgEventLog.layer({ inline: [StreamHeads.projection] }).pipe(
