@@ -4,7 +4,9 @@
  * seconds of effort). An address's refusals take from a token bucket and are appended one by one while it has
  * tokens; past its limit they are counted, per address, kind and reason, and each window ends in one event with
  * the count and the window's first and last refusal. While an address is over its limit, its attempts are refused
- * at once without being looked up (`limited`): a flood costs the database nothing until the window ends.
+ * at once without being looked up (`limited`): a flood costs the database nothing until the window ends. An IPv6
+ * address is counted by its /64, and its /48 has an allowance of its own: past it, the /48's refusals are coalesced
+ * the same way (but not refused unlooked: its other hosts are not the guesser).
  */
 import * as Net from "node:net"
 import { Duration, Effect } from "effect"
@@ -64,6 +66,13 @@ export interface AuthFailuresOptions {
   readonly burst?: number
   /** How fast that allowance comes back, per second (default 0.1: one every 10 s). */
   readonly perSecond?: number
+  /**
+   * Refusals an IPv6 /48 may have recorded one by one (default 20): a holder of a /48 has 65,536 /64s, each with an
+   * allowance of its own.
+   */
+  readonly blockBurst?: number
+  /** How fast a /48's allowance comes back, per second (default 0.2). */
+  readonly blockPerSecond?: number
   /** Length of a coalescing window, and of a limited address's lock-out (default 10 s). */
   readonly window?: Duration.DurationInput
   /** The clock in ms (default `Date.now`). */
@@ -136,13 +145,22 @@ const toAppend = (failure: Failure, window?: { count: number; firstAt: number; l
  * The address a refusal is counted under: an IPv6 address by its /64, which one host holds whole (SLAAC, privacy
  * addresses) and can make a fresh address of for every request; an IPv4 address as it is.
  */
-export const addressKey = (ip: string): string => {
+export const addressKey = (ip: string): string => prefixKey(ip, 4)
+
+/**
+ * The block a refusal is also counted under: an IPv6 address's /48 (a site's allocation, or a tunnel broker's free
+ * one: 65,536 /64s, each a fresh `addressKey`); an IPv4 address as it is (its `addressKey`).
+ */
+export const blockKey = (ip: string): string => prefixKey(ip, 3)
+
+/** An IPv6 address's first `groups` groups as a prefix (`/16 × groups`); any other address as it is. */
+const prefixKey = (ip: string, groups: number): string => {
   if (!Net.isIPv6(ip) || ip.includes(".")) return ip
   const [head = "", tail] = ip.split("::")
   const left = head === "" ? [] : head.split(":")
   const right = tail === undefined || tail === "" ? [] : tail.split(":")
-  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill("0"), ...right]
-  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(":")}::/64`
+  const all = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill("0"), ...right]
+  return `${all.slice(0, groups).map((g) => parseInt(g, 16).toString(16)).join(":")}::/${groups * 16}`
 }
 
 /** Makes the limiter; its scope appends every open window when it closes. */
@@ -154,6 +172,7 @@ export const make = (
     const windowMs = Duration.toMillis(options.window ?? "10 seconds")
     const now = options.now ?? Date.now
     const buckets = TokenBucket.make({ burst: options.burst ?? 10, perSecond: options.perSecond ?? 0.1, now })
+    const blocks = TokenBucket.make({ burst: options.blockBurst ?? 20, perSecond: options.blockPerSecond ?? 0.2, now })
     /** When each limited address (by kind) was last found over its limit. */
     const limitedSince = new Map<string, number>()
 
@@ -188,10 +207,10 @@ export const make = (
       }
     })
 
-    /** Counts a refusal past its address's limit into the window of its address, kind and reason. */
-    const count = (failure: Failure) => {
+    /** Counts a refusal past a limit into the window of its kind, reason and `key` (its address, or its block). */
+    const count = (failure: Failure, key: string = addressKey(failure.ip)) => {
       const { window: open, fresh } = windows.at(
-        `${failure.kind}\0${addressKey(failure.ip)}\0${failure.reason}`,
+        `${failure.kind}\0${key}\0${failure.reason}`,
         (t) => ({ failure, startedAt: t, count: 1, lastAt: t })
       )
       if (fresh) return
@@ -212,10 +231,18 @@ export const make = (
       record: (failure) =>
         Effect.suspend(() => {
           const address = `${failure.kind}\0${addressKey(failure.ip)}`
-          if (buckets.take(address)) return append(failure)
-          limitedSince.set(address, now())
-          count(failure)
-          return Effect.void
+          if (!buckets.take(address)) {
+            limitedSince.set(address, now())
+            count(failure)
+            return Effect.void
+          }
+          // Within its address's allowance but past its block's: coalesced under the block, still looked up next time.
+          const block = blockKey(failure.ip)
+          if (block !== addressKey(failure.ip) && !blocks.take(`${failure.kind}\0${block}`)) {
+            count(failure, block)
+            return Effect.void
+          }
+          return append(failure)
         }),
       open: windows.size
     }
