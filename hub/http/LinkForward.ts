@@ -151,13 +151,12 @@ export const request = (
         response.end(JSON.stringify({ error: { code: "BadGateway", message: "the service behind this link answered with a malformed header" } }))
         return
       }
-      const resume = () => answer.resume()
       answer.on("data", (chunk: Buffer) => {
         bytesDown += chunk.length
         watched.touch()
         if (!response.write(chunk)) {
           answer.pause()
-          response.once("drain", resume)
+          response.once("drain", () => answer.resume())
         }
       })
       answer.on("end", () => {

@@ -22,10 +22,23 @@ export interface IdleWatch {
   readonly size: () => number
 }
 
-interface Entry {
-  /** The sweep count at the last byte. */
-  at: number
-  readonly cut: () => void
+/**
+ * One watched exchange. A class, so that `touch` and `stop` are not two functions made per request: the hub's bundle
+ * keeps function names (esbuild keepNames), which made each of them an Object.defineProperty too.
+ */
+class Entry implements Watched {
+  constructor(
+    readonly state: { count: number; readonly entries: Set<Entry> },
+    readonly cut: () => void,
+    /** The sweep count at the last byte. */
+    public at: number
+  ) {}
+  touch() {
+    this.at = this.state.count
+  }
+  stop() {
+    this.state.entries.delete(this)
+  }
 }
 
 /** Makes a watch with idle timeout `idleMs`. */
@@ -34,11 +47,11 @@ export const make = (idleMs: number): IdleWatch => {
   // Sweeps without a byte after which an exchange is idle: a byte just after a sweep is `sweeps` sweeps old at the
   // sweep that follows `idleMs` later, so it is never cut early.
   const sweeps = Math.max(1, Math.ceil(idleMs / interval))
-  const entries = new Set<Entry>()
-  let count = 0
+  const state = { count: 0, entries: new Set<Entry>() }
+  const entries = state.entries
   let timer: ReturnType<typeof setInterval> | undefined
   const sweep = () => {
-    count++
+    const count = ++state.count
     for (const entry of entries) {
       if (count - entry.at <= sweeps) continue
       entries.delete(entry)
@@ -55,13 +68,10 @@ export const make = (idleMs: number): IdleWatch => {
   }
   return {
     watch: (cut) => {
-      const entry: Entry = { at: count, cut }
+      const entry = new Entry(state, cut, state.count)
       entries.add(entry)
       if (timer === undefined) timer = setInterval(sweep, interval).unref()
-      return {
-        touch: () => void (entry.at = count),
-        stop: () => void entries.delete(entry)
-      }
+      return entry
     },
     size: () => entries.size
   }

@@ -127,12 +127,15 @@ const linkIdsCache = () => {
  * The metadata of a request's records, one instance per address and user agent while it is in use: the log encodes an
  * `EventMeta` once per instance (AppendBatch.metaText), and requests from one client share it.
  */
+/**
+ * A long value keys by what is recorded of it (sanitised and capped: a flat string of its own), not by itself nor a
+ * slice of it, which would keep the whole string alive: 4,096 strangers' 16 KB user agents were 64 MiB.
+ */
+const short = (text: string, cap: number) => (text.length <= 2 * cap ? text : sanitize(text, cap))
+
 const metaCache = () => {
   const cache = new Map<string, EventMeta>()
   return (a: Access): EventMeta => {
-    // A long value keys by what is recorded of it (sanitised and capped: a flat string of its own), not by itself nor
-    // a slice of it, which would keep the whole string alive: 4,096 strangers' 16 KB user agents were 64 MiB.
-    const short = (text: string, cap: number) => (text.length <= 2 * cap ? text : sanitize(text, cap))
     const key = `${short(a.ip, CAPS.name)}\0${a.userAgent === undefined ? "" : short(a.userAgent, CAPS.label)}`
     let meta = cache.get(key)
     if (meta === undefined) {
