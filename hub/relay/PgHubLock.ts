@@ -87,7 +87,8 @@ export const hold = (hubId: string): Effect.Effect<void, HubIdInUse | SqlError, 
           return yield* new HubIdInUse({
             hubId,
             message: `another hub with id ${hubId} is running on this database (${describe(h)}): two hubs must not ` +
-              `share a data directory or a copy of one; give this one its own data directory (a new hub-id)`
+              `share a data directory or a copy of one; give this one its own data directory (a new hub-id)` +
+              (h === undefined ? "" : `; if that hub is gone, end its session: select pg_terminate_backend(${h.pid})`)
           })
         }
         yield* Effect.sleep("1 second")
