@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- relay --cost [--json [FILE]] [--n N] [--parallel P] [--transport T] [--no-strace] [--code DIR]
- * [--perf DIR [--perf-parallel]]`:
+ * [--perf DIR [--perf-parallel]] [--bulk-mb MB] [--anchor]`:
  * what one small request/reply costs at each of the five processes of a tunnel — the client (this process), the
  * reaching agent, the hub, the exposing agent and the server (the echo target). Unlike throughput, these figures hold
  * on a loaded machine: CPU time per round trip (utime + stime of /proc/PID/stat over N round trips, the client's from
@@ -12,6 +12,13 @@
  * request/reply cache benchmark's shape, where frames of several streams can share a read and a write). `--code DIR`
  * runs the relay of another checkout (its test/bench entry points, which must count messages as this one's do), to
  * measure a change against its baseline on the same machine.
+ *
+ * Bulk (`--bulk-mb MB`, default 64; 0 skips it): CPU ms per MB at each process for one upload and one download of MB
+ * through the relay (after one of each to warm up), and for the three relay processes the share of it on threads other
+ * than the main one (V8's garbage collector and compiler helpers): on a 2-core machine bulk throughput is bounded by
+ * the sum over processes.
+ * Anchor (`--anchor`): three plain Node forwarders in a row (relay-forwarder.ts, bytes moved as read, no framing) in
+ * place of the relay, `seq` only: what the latency path costs per process with three Node processes and no relay.
  */
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -21,6 +28,7 @@ import * as Path from "node:path"
 import { stopAll } from "./Anchors.ts"
 import { printTable, writeJson } from "./Report.ts"
 import { launcherTuning, node, type Proc } from "./relay-processes.ts"
+import { download, upload } from "./relay.ts"
 
 const arg = (args: ReadonlyArray<string>, name: string): string | undefined => {
   const i = args.indexOf(`--${name}`)
@@ -35,6 +43,25 @@ const cpuOf = (pid: number): number => {
   // Fields after the command name, which may hold spaces, start at its closing parenthesis.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
   return (Number(fields[11]) + Number(fields[12])) * TICK_US
+}
+
+/** CPU µs of every thread of `pid` (as `cpuOf`, live threads only) and of the threads other than the main one. */
+const threadsCpu = (pid: number): { readonly all: number; readonly offMain: number } => {
+  let all = 0
+  let offMain = 0
+  for (const tid of Fs.readdirSync(`/proc/${pid}/task`)) {
+    let stat: string
+    try {
+      stat = Fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8")
+    } catch {
+      continue
+    }
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    const us = (Number(fields[11]) + Number(fields[12])) * TICK_US
+    all += us
+    if (Number(tid) !== pid) offMain += us
+  }
+  return { all, offMain }
 }
 
 const selfCpu = () => {
@@ -123,6 +150,69 @@ const measureCpu = async (relay: Relay, pids: Record<Role, number>, echoes: Read
   }
 }
 
+const RELAY_ROLES = ["reacher", "hub", "exposer"] as const
+const BULK_WARM_MB = 160
+
+/**
+ * CPU ms per MB at each process for an upload and a download of `mb` MB, MB/s of each, and the share of each relay
+ * process's CPU spent off its main thread.
+ */
+const measureBulk = async (port: number, pids: Record<Role, number>, mb: number) => {
+  const result: Record<string, { mbps: number; msPerMB: Record<Role, number>; offMain: Record<string, number> }> = {}
+  // Warm-up of the bulk paths (64 KiB frames, congestion, window grants), which the 64 B round trips leave cold. After
+  // 64 MB each way V8's optimizing compiler still took over half of the relay processes' CPU on its helper threads
+  // (perf: TurboFan's graph reducers); in one run after 120 MB, ~15%. So the warm-up is BULK_WARM_MB, whatever the
+  // size measured.
+  await upload(port, BULK_WARM_MB * 1e6)
+  await download(port, BULK_WARM_MB * 1e6)
+  for (const [direction, run] of [["up", upload], ["down", download]] as const) {
+    const cpu0 = Object.fromEntries(ROLES.map((r) => [r, r === "client" ? selfCpu() : cpuOf(pids[r])]))
+    const threads0 = Object.fromEntries(RELAY_ROLES.map((r) => [r, threadsCpu(pids[r])]))
+    const mbps = await run(port, mb * 1e6)
+    const msPerMB = Object.fromEntries(
+      ROLES.map((r) => [r, ((r === "client" ? selfCpu() : cpuOf(pids[r])) - cpu0[r]!) / 1e3 / mb])
+    ) as Record<Role, number>
+    const offMain = Object.fromEntries(RELAY_ROLES.map((r) => {
+      const t = threadsCpu(pids[r])
+      const all = t.all - threads0[r]!.all
+      return [r, all > 0 ? (t.offMain - threads0[r]!.offMain) / all : 0]
+    }))
+    result[direction] = { mbps, msPerMB, offMain }
+  }
+  return result
+}
+
+/** Three plain Node forwarders in a row to the echo target: CPU µs per `seq` round trip of each, and the wall time. */
+const measureAnchor = async (start: (file: string, a: ReadonlyArray<string>) => Promise<Proc>, n: number) => {
+  // This folder's entry points, also with --code (another checkout may have no forwarder).
+  const server = await start("relay-target.ts", [])
+  let port = Number(server.first.port)
+  const forwarders: Array<Proc> = []
+  for (let i = 0; i < 3; i++) {
+    const f = await start("relay-forwarder.ts", ["--to", String(port)])
+    forwarders.push(f)
+    port = Number(f.first.port)
+  }
+  const one = [await echoing(port)]
+  await roundTrips(one, 2_000)
+  const pids = forwarders.map((f) => f.child.pid!)
+  const cpu0 = pids.map(cpuOf)
+  const self0 = selfCpu()
+  const server0 = cpuOf(server.child.pid!)
+  const t0 = process.hrtime.bigint()
+  await roundTrips(one, n)
+  const wall = Number(process.hrtime.bigint() - t0) / 1e3 / n
+  const result = {
+    wallUsPerRoundTrip: wall,
+    client: (selfCpu() - self0) / n,
+    forwarders: pids.map((pid, i) => (cpuOf(pid) - cpu0[i]!) / n),
+    server: (cpuOf(server.child.pid!) - server0) / n
+  }
+  one[0]!.close()
+  await stopAll()
+  return result
+}
+
 /** `strace -c` summary of one process: calls per syscall. */
 const parseStrace = (text: string): Record<string, number> => {
   const calls: Record<string, number> = {}
@@ -185,6 +275,7 @@ export const main = async (args: ReadonlyArray<string>) => {
   const transports = arg(args, "transport") ? [arg(args, "transport")!] : ["msgpack", "ws"]
   const dir = arg(args, "code") ? Path.resolve(arg(args, "code")!, "test/bench") : undefined
   const strace = !args.includes("--no-strace")
+  const bulkMb = Number(arg(args, "bulk-mb") ?? 64)
   const perfDir = arg(args, "perf")
   const tuning = launcherTuning()
   const env = { ...process.env, GLIBC_TUNABLES: tuning.tunables }
@@ -192,6 +283,7 @@ export const main = async (args: ReadonlyArray<string>) => {
   const start = (file: string, a: ReadonlyArray<string>) => node(file, a, flags, env, dir)
   const results: Record<string, unknown> = { loadBefore: Os.loadavg() }
   const rows: Array<Record<string, unknown>> = []
+  const bulkRows: Array<Record<string, unknown>> = []
   try {
     for (const transport of transports) {
       const server = await start("relay-target.ts", [])
@@ -216,12 +308,35 @@ export const main = async (args: ReadonlyArray<string>) => {
       await roundTrips(many, 4_000)
       const seq = await measureCpu(relay, pids, one, n)
       const par = await measureCpu(relay, pids, many, n)
+      const bulk = bulkMb > 0 ? await measureBulk(relay.port, pids, bulkMb) : undefined
       const sys = strace ? await measureSyscalls(pids, one, Math.min(n, 5_000)) : undefined
       const sysPar = strace ? await measureSyscalls(pids, many, Math.min(n, 5_000)) : undefined
       if (perfDir) await profile(pids, args.includes("--perf-parallel") ? many : one, n, Path.join(perfDir, transport))
       for (const e of [...one, ...many]) e.close()
       await stopAll()
-      results[transport] = { seq, par, syscallsSeq: sys, syscallsPar: sysPar }
+      results[transport] = { seq, par, bulk, syscallsSeq: sys, syscallsPar: sysPar }
+      if (bulk) {
+        for (const role of ROLES) {
+          const off = (d: "up" | "down") =>
+            role in bulk[d]!.offMain ? `${(100 * bulk[d]!.offMain[role]!).toFixed(0)}%` : ""
+          bulkRows.push({
+            transport,
+            process: role,
+            "CPU ms/MB up": bulk.up!.msPerMB[role],
+            "off main thread up": off("up"),
+            "CPU ms/MB down": bulk.down!.msPerMB[role],
+            "off main thread down": off("down")
+          })
+        }
+        bulkRows.push({
+          transport,
+          process: "all",
+          "CPU ms/MB up": ROLES.reduce((s, r) => s + bulk.up!.msPerMB[r], 0),
+          "off main thread up": `${bulk.up!.mbps.toFixed(0)} MB/s`,
+          "CPU ms/MB down": ROLES.reduce((s, r) => s + bulk.down!.msPerMB[r], 0),
+          "off main thread down": `${bulk.down!.mbps.toFixed(0)} MB/s`
+        })
+      }
       for (const role of ROLES) {
         rows.push({
           transport,
@@ -246,12 +361,35 @@ export const main = async (args: ReadonlyArray<string>) => {
           `${par.messages.toExposer.toFixed(2)}, ${par.messages.toReacher.toFixed(2)}`
       })
     }
+    if (args.includes("--anchor")) {
+      const anchor = await measureAnchor((file, a) => node(file, a, flags, env), n)
+      results.anchor = anchor
+      const cells: Array<readonly [string, number]> = [
+        ["client", anchor.client],
+        ...anchor.forwarders.map((c, i) => [`node forwarder ${i + 1}`, c] as const),
+        ["server", anchor.server]
+      ]
+      for (const [process, cpu] of cells) rows.push({ transport: "node ×3", process, "CPU µs/rt seq": cpu })
+      rows.push({
+        transport: "node ×3",
+        process: "all",
+        "CPU µs/rt seq": cells.reduce((s, [, c]) => s + c, 0),
+        "syscalls seq (per rt)": `wall ${anchor.wallUsPerRoundTrip.toFixed(0)} µs/rt seq`
+      })
+    }
     results.loadAfter = Os.loadavg()
     printTable(
       `Cost of a 64 B round trip per process (n=${n}; load average ${Os.loadavg().map((l) => l.toFixed(1)).join(" ")})`,
       ["transport", "process", "CPU µs/rt seq", `CPU µs/rt ×${parallel}`, "syscalls/rt seq", `syscalls/rt ×${parallel}`, "syscalls seq (per rt)"],
       rows
     )
+    if (bulkRows.length > 0) {
+      printTable(
+        `Bulk: CPU per MB per process, ${bulkMb} MB each way (load average ${Os.loadavg().map((l) => l.toFixed(1)).join(" ")})`,
+        ["transport", "process", "CPU ms/MB up", "off main thread up", "CPU ms/MB down", "off main thread down"],
+        bulkRows
+      )
+    }
     writeJson(args, "relay-cost", { n, parallel, code: dir ?? "here", results })
   } finally {
     await stopAll()
