@@ -10,8 +10,9 @@
  * up with one transfer each way before measuring. Anchors use the same client and target: direct TCP, a one-hop
  * socat forwarder, `ssh -L` through a throwaway sshd, and — throughput only — three socat forwarders in a row (what
  * the relay's four TCP hops cost on this machine without any framing) and a msgpack relay started without
- * bin/connect's tuning (what that tuning is worth). Figures are medians of 3 rounds with their min–max spread; each
- * round measures every path in turn.
+ * bin/connect's tuning (what that tuning is worth); and three plain Node forwarders in a row (relay-forwarder.ts: the
+ * relay's three Node processes moving bytes with no framing, what its process layout costs before any relay work).
+ * Figures are medians of 3 rounds with their min–max spread; each round measures every path in turn.
  */
 import * as Net from "node:net"
 import * as Path from "node:path"
@@ -260,6 +261,9 @@ const spread = (xs: ReadonlyArray<number>) => ({ median: median(xs), min: Math.m
 const fmt = (s: { median: number; min: number; max: number }) =>
   `${s.median.toFixed(0)} (${s.min.toFixed(0)}–${s.max.toFixed(0)})`
 
+/** The anchor path of three plain Node forwarders in a row. */
+const NODE_CHAIN = "node ×3 (3 forwarders)"
+
 /** Runs the relay benchmark. */
 export const main = async (args: ReadonlyArray<string>) => {
   if (args.includes("--cost")) return (await import("./relay-cost.ts")).main(args)
@@ -317,6 +321,11 @@ export const main = async (args: ReadonlyArray<string>) => {
       const chain = await socatForward(await socatForward(await socatForward(targetPort)))
       paths.push({ name: "socat ×3 (4 hops)", port: chain, throughputOnly: true })
     }
+    if (wanted(NODE_CHAIN)) {
+      const hop = async (to: number) =>
+        Number((await node("relay-forwarder.ts", ["--to", String(to)], tuned.nodeFlags, tuned.env)).first.port)
+      paths.push({ name: NODE_CHAIN, port: await hop(await hop(await hop(targetPort))) })
+    }
 
     // Paths are measured round by round, each round visiting every path, so that a shared machine's load drifting
     // during the run weighs on all of them alike (measured path by path, one checkout's relay started twice in the
@@ -332,7 +341,7 @@ export const main = async (args: ReadonlyArray<string>) => {
       stalls: 0
     }]))
     const bytesOf = (path: Path_) => (path.name.startsWith("connect ws") ? wsBytes : bigBytes)
-    for (const path of paths.filter((p) => p.relay)) {
+    for (const path of paths.filter((p) => p.relay || p.name === NODE_CHAIN)) {
       // Warm-up: JIT, and the relay processes' heaps growing to their working size.
       await upload(path.port, bytesOf(path))
       await download(path.port, bytesOf(path))
@@ -412,6 +421,25 @@ export const main = async (args: ReadonlyArray<string>) => {
     }
     results.ratios = ratios
     printTable("B1 ratio of medians", ["path", "vs", "up", "down"], ratios)
+
+    // The small-message targets of #15 are ratios to ssh -L of the same run: 64 B p50 ≤ 1.2, p99 ≤ 2, opens/s ≥ 1.
+    type Small = { p50_64B_us?: { median: number }; p99_64B_us?: { median: number }; streamsPerSec?: { median: number } }
+    const ssh = results["ssh -L"] as Small | undefined
+    const smallRatios: Array<Record<string, unknown>> = []
+    for (const path of paths.filter((p) => (p.relay || p.name === NODE_CHAIN) && !p.throughputOnly)) {
+      const r = results[path.name] as Small
+      if (!ssh?.p50_64B_us || !ssh.p99_64B_us || !ssh.streamsPerSec) break
+      smallRatios.push({
+        path: path.name,
+        "64B p50": r.p50_64B_us!.median / ssh.p50_64B_us.median,
+        "64B p99": r.p99_64B_us!.median / ssh.p99_64B_us.median,
+        "opens/s": r.streamsPerSec!.median / ssh.streamsPerSec.median
+      })
+    }
+    results.smallRatios = smallRatios
+    if (smallRatios.length > 0) {
+      printTable("B3/B4 ratio of medians to ssh -L", ["path", "64B p50", "64B p99", "opens/s"], smallRatios)
+    }
 
     const memory: Array<Record<string, unknown>> = []
     // Each memory figure on a relay of its own, started for it (see idleStreams).
