@@ -15,6 +15,8 @@ import { ConsoleSignedIn, ConsoleSignedOut, type ConsoleSignOutReason, EventMeta
 import { ApiKeyId } from "../../core/Ids.ts"
 import { looksLikeApiKey, sha256Hex } from "../../core/Secrets.ts"
 import { DEFAULT_DENIAL_WINDOW_MS, HubConfig } from "../HubConfig.ts"
+import * as FactRecorder from "../eventlog/FactRecorder.ts"
+import { HubSpool } from "../relay/HubSpool.ts"
 import * as ApiKeys from "../readmodels/ApiKeys.ts"
 import * as SignInFailures from "./SignInFailures.ts"
 
@@ -193,7 +195,7 @@ export const make = (
   })
 
 /** `CONNECT_CONSOLE_SESSION_SECONDS` (default 28,800: 8 hours); sign-in refusals coalesced per the hub's `--denial-window`. */
-export const layerConfig: Layer.Layer<ConsoleSessions, never, EventLog | SqlClient.SqlClient | HubConfig> = Layer.scoped(
+export const layerConfig: Layer.Layer<ConsoleSessions, never, EventLog | SqlClient.SqlClient | HubConfig | HubSpool> = Layer.scoped(
   ConsoleSessions,
   Effect.gen(function*() {
     const seconds = yield* Config.integer("CONNECT_CONSOLE_SESSION_SECONDS").pipe(
@@ -205,6 +207,8 @@ export const layerConfig: Layer.Layer<ConsoleSessions, never, EventLog | SqlClie
       Effect.orDie
     )
     const config = yield* HubConfig
-    return yield* make(seconds * 1000, { windowMs: config.denialWindowMs ?? DEFAULT_DENIAL_WINDOW_MS })
+    // A window's aggregated refusals are facts: appended, or spooled while the log is unavailable, never only logged.
+    const facts = yield* FactRecorder.make(yield* HubSpool)
+    return yield* make(seconds * 1000, { windowMs: config.denialWindowMs ?? DEFAULT_DENIAL_WINDOW_MS, record: facts.record })
   })
 )

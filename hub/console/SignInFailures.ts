@@ -6,8 +6,8 @@
  */
 import { Effect } from "effect"
 import type { Scope } from "effect"
-import { EventLog, type EventLogError, type VersionConflict } from "../../core/EventLog.ts"
-import { ConsoleSignInFailed, type ConsoleSignInFailureReason, EventMeta } from "../../core/Events.ts"
+import { type AppendOptions, EventLog, type EventLogError, type VersionConflict } from "../../core/EventLog.ts"
+import { ConsoleSignInFailed, type ConsoleSignInFailureReason, type Event, EventMeta } from "../../core/Events.ts"
 import { ApiKeyId } from "../../core/Ids.ts"
 import { recordableEvent, recordableMeta } from "../../core/RecordableEvent.ts"
 import * as TokenBucket from "../../core/TokenBucket.ts"
@@ -55,6 +55,11 @@ export interface SignInFailuresOptions {
    * short window must not let a guesser through every second).
    */
   readonly lockoutMs?: number
+  /**
+   * How a window's aggregated event is recorded (default: appended to the log). The hub passes its FactRecorder's, so
+   * that a window ending while the log is unavailable is spooled and appended on recovery, never only logged.
+   */
+  readonly record?: (stream: string, event: Event, options: AppendOptions) => Effect.Effect<void, unknown>
 }
 
 /** Makes the limiter; its scope writes every open window when it closes. */
@@ -67,20 +72,18 @@ export const make = (options: SignInFailuresOptions = {}): Effect.Effect<SignInF
     const buckets = TokenBucket.make({ burst: options.burst ?? 10, perSecond: options.perSecond ?? 0.1, now })
     const limitedSince = new Map<string, number>()
 
-    const append = (failure: SignInFailure, window?: Window) =>
-      log.append(SIGN_IN_FAILURE_STREAM, [
-        recordableEvent(
-          new ConsoleSignInFailed({
-            ...(failure.apiKeyId ? { apiKeyId: ApiKeyId.make(failure.apiKeyId) } : {}),
-            ...(failure.keyPrefix ? { keyPrefix: failure.keyPrefix } : {}),
-            reason: failure.reason,
-            ip: failure.ip,
-            ...(window
-              ? { count: window.count, firstAt: new Date(window.startedAt), lastAt: new Date(window.lastAt) }
-              : {})
-          })
-        )
-      ], {
+    // The event of one refusal, or of a window's refusals with their count and first and last time.
+    const toAppend = (failure: SignInFailure, window?: Window): [Event, AppendOptions] => [
+      recordableEvent(
+        new ConsoleSignInFailed({
+          ...(failure.apiKeyId ? { apiKeyId: ApiKeyId.make(failure.apiKeyId) } : {}),
+          ...(failure.keyPrefix ? { keyPrefix: failure.keyPrefix } : {}),
+          reason: failure.reason,
+          ip: failure.ip,
+          ...(window ? { count: window.count, firstAt: new Date(window.startedAt), lastAt: new Date(window.lastAt) } : {})
+        })
+      ),
+      {
         expectedVersion: "any",
         workspaceId: failure.workspaceId ?? null,
         meta: recordableMeta(
@@ -90,13 +93,24 @@ export const make = (options: SignInFailuresOptions = {}): Effect.Effect<SignInF
             ...(failure.userAgent ? { userAgent: failure.userAgent } : {})
           })
         )
-      }).pipe(Effect.asVoid)
+      }
+    ]
+    const append = (failure: SignInFailure) => {
+      const [event, appendOptions] = toAppend(failure)
+      return log.append(SIGN_IN_FAILURE_STREAM, [event], appendOptions).pipe(Effect.asVoid)
+    }
+    const recordWindow = (w: Window) => {
+      const [event, appendOptions] = toAppend(w.failure, w)
+      return options.record
+        ? options.record(SIGN_IN_FAILURE_STREAM, event, appendOptions)
+        : log.append(SIGN_IN_FAILURE_STREAM, [event], appendOptions).pipe(Effect.asVoid)
+    }
 
     const windows = yield* Windows.make<Window>({
       windowMs,
       now,
       write: (w) =>
-        append(w.failure, w).pipe(
+        recordWindow(w).pipe(
           Effect.catchAll((e) => Effect.logWarning("console: an aggregated sign-in refusal was not recorded", e))
         ),
       tick: (t) => {
