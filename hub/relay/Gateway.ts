@@ -2,7 +2,8 @@
  * The agent gateway: the relay with the Postgres policy, served over every WebSocket transport at `/v1/agent` on the
  * hub's own port, plus the spool replayer that brings what was recorded during an outage into the log. Every event it
  * appends names the hub (HubId.ts), and before it accepts anyone it closes in the log what this hub left open when it
- * last died (PgLeftOpen.ts) — once it holds its id's lock, so that no second hub with the same id does (PgHubLock.ts).
+ * last died (PgLeftOpen.ts) — once the hub holds its id's lock (taken with the spool, HubSpool.ts), so that no second
+ * hub with the same id does (PgHubLock.ts).
  */
 import type * as Http from "node:http"
 import { SqlClient } from "@effect/sql"
@@ -19,7 +20,6 @@ import * as HubId from "../eventlog/HubId.ts"
 import { HubRawRoutes, HubUpgrades } from "../http/HubServer.ts"
 import * as LinkProxy from "../http/LinkProxy.ts"
 import { HubMetrics } from "../metrics/Metrics.ts"
-import * as PgHubLock from "./PgHubLock.ts"
 import * as PgLeftOpen from "./PgLeftOpen.ts"
 import * as PgRelayPolicy from "./PgRelayPolicy.ts"
 import * as PgRevocations from "./PgRevocations.ts"
@@ -56,9 +56,9 @@ const serve = (hubId: string, options: GatewayOptions) =>
   Effect.gen(function*() {
     const config = yield* HubConfig
     const upgrades = yield* HubUpgrades
-    // Before the spool is replayed and anything is closed in the log under this hub's id: no other hub may hold it.
-    yield* Effect.orDie(PgHubLock.hold(hubId))
-    // The hub's one spool: the shares API records its refusals through it too (ShareApi.ts); replayed here.
+    // The hub's one spool: the HTTP API records its refusals through it too; replayed here. It comes with the hub id's
+    // lock (HubSpool.ts, PgHubLock.ts): no other hub with this id runs, so what is replayed and closed in the log
+    // under this id is this hub's.
     const spool = yield* HubSpool
     yield* recoverAtStart(spool, hubId)
     yield* Spool.runReplayer(spool)
