@@ -216,6 +216,9 @@ const normalised = (path: string): ReturnType<typeof LinkRules.normalisePath> =>
   return normal
 }
 
+/** How long a stop waits for the exchanges it cut to record themselves (each does within a tick or two). */
+const STOP_RECORD_WAIT = Duration.seconds(5)
+
 const isChecked = (decision: Checked | Refusal): decision is Checked => "ref" in decision
 
 /**
@@ -231,7 +234,29 @@ export const serve = (relay: RelayService, spool: Spool) =>
     const limiter = yield* RateLimiter.make.pipe(Effect.provide(RateLimitStore.layerMemory))
     const recorder = yield* LinkRecorder.make(spool, { window: config.denialWindowMs ?? DEFAULT_DENIAL_WINDOW_MS })
     const pools = LinkPool.make(relay)
-    yield* Effect.addFinalizer(() => Effect.sync(pools.closeAll))
+    // Exchanges forwarded and not yet recorded. At a stop their connections are closed (closeAll), and each records
+    // itself on a later tick, when its sockets report the close; the recorder (made before this finalizer, so closed
+    // after it) must still take those records: the stop waits for them, at most STOP_RECORD_WAIT. Without the wait a
+    // request in flight at a graceful stop (SIGTERM, a restart) was neither appended nor spooled.
+    let unrecorded = 0
+    const counted: LinkRecorder.LinkRecorder = {
+      ...recorder,
+      allowed: (access) => {
+        unrecorded--
+        recorder.allowed(access)
+      },
+      denied: (access, reason) => {
+        unrecorded--
+        recorder.denied(access, reason)
+      }
+    }
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        pools.closeAll()
+        const deadline = Date.now() + Duration.toMillis(STOP_RECORD_WAIT)
+        while (unrecorded > 0 && Date.now() < deadline) yield* Effect.sleep("10 millis")
+      })
+    )
     const cache = LinkCache.make()
     const revoked = (linkId: string) => {
       cache.forget(linkId)
@@ -335,7 +360,7 @@ export const serve = (relay: RelayService, spool: Spool) =>
     }
 
     const idleMs = Duration.toMillis(config.limits?.linkIdleTimeout ?? LinkForward.IDLE_TIMEOUT_MS)
-    const forwardDeps = { pools, recorder, proto, idleMs, idle: LinkIdle.make(idleMs) }
+    const forwardDeps = { pools, recorder: counted, proto, idleMs, idle: LinkIdle.make(idleMs) }
     yield* routes.register({
       matches: (request) => LinkTarget.isLinkRequest(request, config.linkDomain),
       request: (request, response) =>
@@ -346,12 +371,18 @@ export const serve = (relay: RelayService, spool: Spool) =>
           response.end(JSON.stringify({ error: { code: refusal.code, message: refusal.message } }), () => {
             if (!request.complete) request.socket.destroy()
           })
-        }, (checked, started) => LinkForward.request(forwardDeps, checked, request, response, started)),
+        }, (checked, started) => {
+          unrecorded++
+          LinkForward.request(forwardDeps, checked, request, response, started)
+        }),
       upgrade: (request, socket: Duplex, head: Buffer) => {
         socket.on("error", () => {})
         run(request, (refusal) => {
           socket.end(HttpEdge.rawErrorResponse(refusal.status, refusal.code, refusal.message))
-        }, (checked, started) => LinkForward.upgrade(forwardDeps, checked, request, socket, head, started))
+        }, (checked, started) => {
+          unrecorded++
+          LinkForward.upgrade(forwardDeps, checked, request, socket, head, started)
+        })
       }
     })
     return { revoked }
