@@ -19,7 +19,8 @@ import { CAPS, sanitize } from "../../core/Text.ts"
 import * as Windows from "../../core/Windows.ts"
 import * as FactRecorder from "../eventlog/FactRecorder.ts"
 import type { Spool } from "../eventlog/Spool.ts"
-import { addressKey } from "./AuthFailures.ts"
+import * as TokenBucket from "../../core/TokenBucket.ts"
+import { addressKey, blockKey } from "./AuthFailures.ts"
 import * as LinkGroups from "./LinkGroups.ts"
 
 /** The link a request went through. */
@@ -152,6 +153,10 @@ const metaCache = () => {
   }
 }
 
+/** Refusals of one link an IPv6 /48 may have recorded per /64 window before they are counted per /48, and its refill per second. */
+const BLOCK_BURST = 20
+const BLOCK_PER_SECOND = 0.2
+
 /** Makes the recorder over the log, spooling to `spool`; its scope records every open window and group when it closes. */
 export const make = (
   spool: Spool,
@@ -183,6 +188,10 @@ export const make = (
       }
     })
     const groups = yield* LinkGroups.make(facts, windows.fork)
+    // Refusals are coalesced per IPv6 /64 (what one host holds), but a /48 (a tunnel broker hands one out for free) is
+    // 65,536 of them, each a fresh window whose first refusal is recorded at once. So the /48 has an allowance of its
+    // own per link; past it, its refusals are counted in one window per /48 and reason, as AuthFailures does.
+    const blocks = TokenBucket.make({ burst: BLOCK_BURST, perSecond: BLOCK_PER_SECOND, now })
 
     return {
       allowed: (access) => {
@@ -195,7 +204,11 @@ export const make = (
         }, eventOf(access, ids, "allowed"))
       },
       denied: (access, reason) => {
-        const key = `${access.link?.linkId ?? "-"}\0${addressKey(access.ip)}\0${reason}`
+        const link = access.link?.linkId ?? "-"
+        const address = addressKey(access.ip)
+        const block = blockKey(access.ip)
+        const under = block !== address && !blocks.take(`${link}\0${block}`) ? block : address
+        const key = `${link}\0${under}\0${reason}`
         const { window, fresh } = windows.at(key, (t) => ({
           startedAt: t,
           first: access,
