@@ -203,7 +203,7 @@ export const main = async (args: ReadonlyArray<string>) => {
       await admin(server, [`create database ${database}`])
       hubDatabases.push(database)
       const home = Path.join(root, `relay-${i}`)
-      const relay = await startConnect(launcher, home, withDatabase(server, database), serverPort, ["msgpack", "ws"])
+      const relay = await startConnect(launcher, home, withDatabase(server, database), serverPort, ["msgpack", "tcp", "ws"])
       for (const [transport, port] of Object.entries(relay.ports)) {
         paths.push({ name: `connect ${transport}${label}`, port, relay: true })
       }
