@@ -197,7 +197,9 @@ export const make = (
       allowed: (access) => {
         const meta = metaOf(access)
         const ids = idsOf(access.link)
-        groups.add(`${access.link?.linkId ?? "-"}\0${access.ip}\0${access.userAgent ?? ""}`, {
+        // Keyed by what is recorded of the user agent (sanitised, capped), not the raw header: up to 16 KB each, held
+        // for every request that ends while an append is on its way.
+        groups.add(`${access.link?.linkId ?? "-"}\0${meta.sourceIp ?? ""}\0${meta.userAgent ?? ""}`, {
           stream: ids?.stream ?? UNKNOWN_LINK_STREAM,
           workspaceId: access.link?.workspaceId ?? null,
           meta
