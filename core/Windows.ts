@@ -25,7 +25,7 @@ export interface Windows<W> {
    * first). `fresh` is true for a new window: the caller records its first occurrence itself, at once.
    */
   readonly at: (key: string, open: (now: number) => W) => { readonly window: W; readonly fresh: boolean }
-  /** Runs `effect` in the background; the scope's close waits for it. */
+  /** Runs `effect` in the background; the scope's close waits for it (after the close, it runs on a fiber of its own). */
   readonly fork: (effect: Effect.Effect<void>) => void
   /** Number of open windows. */
   readonly size: () => number
@@ -51,23 +51,32 @@ export const make = <W extends { readonly startedAt: number }>(
         return Effect.forEach(due, ([, w]) => options.write(w), { discard: true })
       })
 
+    // After the scope's close, work handed over still runs, on a fiber of its own: a record of something that happened
+    // (its effect appends or spools it) must not be dropped because it came a tick late, as a link exchange cut by the
+    // stop reports itself on a later tick. The fiber set would interrupt it unstarted.
+    let closed = false
+    const start = (effect: Effect.Effect<void>) => {
+      if (closed) Effect.runFork(effect)
+      else runFork(effect)
+    }
+
     yield* Effect.repeat(flushDue(false), Schedule.spaced("1 second")).pipe(Effect.forkScoped)
     // Runs before the event log closes (it was acquired first): open windows and writes in flight are finished.
-    yield* Effect.addFinalizer(() => Effect.zipRight(flushDue(true), FiberSet.awaitEmpty(fibers)))
+    yield* Effect.addFinalizer(() =>
+      Effect.zipRight(flushDue(true), FiberSet.awaitEmpty(fibers)).pipe(Effect.ensuring(Effect.sync(() => void (closed = true))))
+    )
 
     return {
       at: (key, open) => {
         const t = options.now()
         const current = windows.get(key)
         if (current && t - current.startedAt < options.windowMs) return { window: current, fresh: false }
-        if (current) runFork(options.write(current))
+        if (current) start(options.write(current))
         const window = open(t)
         windows.set(key, window)
         return { window, fresh: true }
       },
-      fork: (effect) => {
-        runFork(effect)
-      },
+      fork: start,
       size: () => windows.size
     }
   })
