@@ -12,6 +12,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import type { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
+import { APPEND_LOCK_KEY } from "../../hub/eventlog/PgAppendStatements.ts"
 import { median } from "./Report.ts"
 
 /** How pgbench reaches the bench database (libpq's environment variables). */
@@ -64,7 +65,7 @@ export const measure = (
         pos bigint; h bytea; i uuid := gen_random_uuid(); v integer; t timestamptz := clock_timestamp();
         d jsonb := ${quote(sample.dataJson)}; m jsonb := ${quote(sample.metaJson)};
       begin
-        perform pg_advisory_xact_lock(${0x636f6e6e656374});
+        perform pg_advisory_xact_lock(${APPEND_LOCK_KEY});
         select e.position, e.hash into pos, h from events e order by e.position desc limit 1;
         h := coalesce(h, decode(repeat('00', 32), 'hex'));
         pos := coalesce(pos, 0) + 1;
